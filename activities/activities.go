@@ -1,0 +1,17 @@
+// Package activities holds every Temporal activity of TIP: thin adapters from the
+// domain packages to I/O. Activities are idempotent: a retry never duplicates a row
+// (natural keys and upserts) or an object (content-addressed keys).
+package activities
+
+import (
+	"github.com/tip-project/tip/storage"
+)
+
+// Activities carries the clients every activity uses. One value is registered with
+// the worker; workflows refer to its methods through a nil *Activities.
+type Activities struct {
+	DB    *storage.DB
+	Blobs *storage.BlobStore
+	// Identity names the worker process in reports (the Temporal client identity).
+	Identity string
+}

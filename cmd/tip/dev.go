@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tip-project/tip/internal/devstack"
+	"github.com/tip-project/tip/starter"
+)
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func devCmd(a *app) *cobra.Command {
+	var stateDir, toolsDir string
+	stack := func() *devstack.Stack {
+		s := devstack.Local(stateDir, toolsDir)
+		s.Log = a.log
+		return s
+	}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the local stack: Temporal dev server with Web UI, PostgreSQL 15 and MinIO on loopback",
+	}
+	cmd.PersistentFlags().StringVar(&stateDir, "state", envOr("TIP_STATE_DIR", "state"), "folder for the services' data, logs and pid files ($TIP_STATE_DIR)")
+	cmd.PersistentFlags().StringVar(&toolsDir, "tools", envOr("TIP_TOOLS_DIR", ".tools/bin"), "folder with the temporal and minio binaries built by `make tools` ($TIP_TOOLS_DIR)")
+
+	var withWorker bool
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Start every service that is not running, then set TIP up in them (idempotent)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s := stack()
+			if err := s.Up(cmd.Context()); err != nil {
+				return err
+			}
+			if err := starter.Setup(cmd.Context(), a.cfg, a.log); err != nil {
+				return err
+			}
+			if withWorker {
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				if err := s.StartWorker(cmd.Context(), self, nil); err != nil {
+					return err
+				}
+			}
+			return printStatus(cmd, s)
+		},
+	}
+	up.Flags().BoolVar(&withWorker, "worker", false, "also run a `tip worker` in the background")
+	down := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the services the local stack started; their data stays",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return stack().Down(cmd.Context())
+		},
+	}
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show which local services run, where, and their process IDs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return printStatus(cmd, stack())
+		},
+	}
+	wipe := &cobra.Command{
+		Use:   "wipe",
+		Short: "Delete the local stack's data (every service must be stopped)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s := stack()
+			if err := s.Wipe(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", s.StateDir)
+			return nil
+		},
+	}
+	cmd.AddCommand(up, down, status, wipe)
+	return cmd
+}
+
+func printStatus(cmd *cobra.Command, s *devstack.Stack) error {
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tSTATE\tPID\tADDRESS\tDETAIL")
+	for _, st := range s.Status(cmd.Context()) {
+		state, pid := "stopped", "-"
+		if st.Running {
+			state, pid = "running", fmt.Sprint(st.PID)
+		}
+		addr := st.Address
+		if addr == "" {
+			addr = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", st.Service, state, pid, addr, st.Detail)
+	}
+	fmt.Fprintf(tw, "state folder: %s\n", s.StateDir)
+	return tw.Flush()
+}

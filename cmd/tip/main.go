@@ -1,0 +1,122 @@
+// Command tip is TIP's single binary: the worker, the local stack, set-up and
+// diagnostics, and (in later modules) the lab, the agent and the starter commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tip-project/tip/internal/config"
+)
+
+// version is set at build time: -ldflags "-X main.version=...".
+var version = "dev"
+
+// app is what every command shares: configuration and the logger.
+type app struct {
+	configPath string
+	cfg        config.Config
+	log        *slog.Logger
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		var exit exitError
+		if errors.As(err, &exit) { // the command already said what is wrong
+			os.Exit(int(exit))
+		}
+		fmt.Fprintln(os.Stderr, "tip:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError carries an exit status without printing a second message.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func newRoot() *cobra.Command {
+	a := &app{}
+	root := &cobra.Command{
+		Use:   "tip",
+		Short: "TIP, the Tracking Intelligence Project: collects and watches Internet threat trends",
+		Long: `TIP collects domain/IP blacklists and weighs their sources, harvests spam from
+spamtraps, and monitors fast-flux domains for months, on Temporal, PostgreSQL and
+S3-compatible storage.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(a.configPath)
+			if err != nil {
+				return err
+			}
+			a.cfg = cfg
+			a.log = newLogger(cfg.Log)
+			slog.SetDefault(a.log)
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&a.configPath, "config", "", "YAML configuration file (default $TIP_CONFIG, then ./tip.yaml if present)")
+	root.AddCommand(
+		versionCmd(),
+		configCmd(a),
+		devCmd(a),
+		setupCmd(a),
+		migrateCmd(a),
+		doctorCmd(a),
+		workerCmd(a),
+	)
+	return root
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of this tip binary",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := version
+			if info, ok := debug.ReadBuildInfo(); ok && v == "dev" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+				v = info.Main.Version
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "tip %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return nil
+		},
+	}
+}
+
+func configCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "config",
+		Short: "Print the effective configuration (file, environment and defaults), secrets masked",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			enc := yaml.NewEncoder(cmd.OutOrStdout())
+			defer enc.Close()
+			return enc.Encode(a.cfg.Redacted())
+		},
+	}
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the pinned third-party tools once into the tools folder and installs
+# PostgreSQL 15 from Debian when it is missing. Re-running it is cheap: a tool is
+# rebuilt only when its pinned version changes.
+set -euo pipefail
+
+TOOLS_DIR=${TIP_TOOLS_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/.tools/bin}
+mkdir -p "$TOOLS_DIR"
+
+# name, go package, pinned version. The Temporal CLI 1.5.1 is the newest that
+# `go install` accepts (later tags carry replace directives).
+TOOLS=(
+  "temporal github.com/temporalio/cli/cmd/temporal v1.5.1"
+  "minio github.com/minio/minio v0.0.0-20260212201848-7aac2a2c5b7c"
+  "workflowcheck go.temporal.io/sdk/contrib/tools/workflowcheck v0.6.0"
+)
+
+for row in "${TOOLS[@]}"; do
+  read -r name pkg version <<<"$row"
+  stamp="$TOOLS_DIR/.$name.version"
+  if [[ -x $TOOLS_DIR/$name && -f $stamp && $(cat "$stamp") == "$version" ]]; then
+    continue
+  fi
+  echo "tools: building $name $version into $TOOLS_DIR (a few minutes on a cold module cache)" >&2
+  (cd /tmp && GOBIN="$TOOLS_DIR" GOFLAGS=-buildvcs=false go install "$pkg@$version")
+  echo "$version" >"$stamp"
+done
+
+pg_bin=${TIP_PG_BIN:-/usr/lib/postgresql/15/bin}
+if [[ ! -x $pg_bin/initdb || ! -x $pg_bin/pg_ctl ]]; then
+  echo "tools: PostgreSQL 15 not found in $pg_bin; installing Debian's postgresql" >&2
+  sudo=""
+  if [[ $(id -u) != 0 ]]; then
+    command -v sudo >/dev/null || { echo "tools: need root (or sudo) to install postgresql: apt-get install postgresql" >&2; exit 1; }
+    sudo=sudo
+  fi
+  # TIP runs its own private cluster; do not let the package create and start a
+  # system-wide one on port 5432.
+  $sudo mkdir -p /etc/postgresql-common
+  if [[ ! -f /etc/postgresql-common/createcluster.conf ]]; then
+    echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
+  $sudo apt-get update -q
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold postgresql
+fi

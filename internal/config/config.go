@@ -1,0 +1,243 @@
+// Package config loads TIP's configuration: one YAML file plus TIP_* environment
+// overrides. The defaults match the local stack started by `make up`, so running
+// locally needs no configuration at all.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is everything a TIP process needs to reach its services.
+type Config struct {
+	Temporal Temporal `yaml:"temporal"`
+	Postgres Postgres `yaml:"postgres"`
+	S3       S3       `yaml:"s3"`
+	Worker   Worker   `yaml:"worker"`
+	Log      Log      `yaml:"log"`
+}
+
+// Temporal says where the Temporal frontend is and which namespace TIP uses.
+type Temporal struct {
+	Address   string        `yaml:"address" env:"TIP_TEMPORAL_ADDRESS"`
+	Namespace string        `yaml:"namespace" env:"TIP_TEMPORAL_NAMESPACE"`
+	TaskQueue string        `yaml:"task_queue" env:"TIP_TEMPORAL_TASK_QUEUE"`
+	Retention time.Duration `yaml:"retention" env:"TIP_TEMPORAL_RETENTION"`
+}
+
+// Postgres holds the connection string of TIP's database.
+type Postgres struct {
+	DSN string `yaml:"dsn" env:"TIP_POSTGRES_DSN"`
+}
+
+// S3 describes the S3-compatible store that keeps raw feeds and raw mail.
+type S3 struct {
+	Endpoint  string `yaml:"endpoint" env:"TIP_S3_ENDPOINT"`
+	AccessKey string `yaml:"access_key" env:"TIP_S3_ACCESS_KEY"`
+	SecretKey string `yaml:"secret_key" env:"TIP_S3_SECRET_KEY"`
+	Bucket    string `yaml:"bucket" env:"TIP_S3_BUCKET"`
+	Region    string `yaml:"region" env:"TIP_S3_REGION"`
+	Secure    bool   `yaml:"secure" env:"TIP_S3_SECURE"`
+}
+
+// Worker configures `tip worker`.
+type Worker struct {
+	// MetricsAddress serves Prometheus /metrics; empty disables it.
+	MetricsAddress string `yaml:"metrics_address" env:"TIP_WORKER_METRICS_ADDRESS"`
+	// ShutdownTimeout bounds how long running activities get to finish on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"TIP_WORKER_SHUTDOWN_TIMEOUT"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	Level  string `yaml:"level" env:"TIP_LOG_LEVEL"`   // debug, info, warn, error
+	Format string `yaml:"format" env:"TIP_LOG_FORMAT"` // text or json
+}
+
+// Default returns the configuration of the local stack (`make up`).
+func Default() Config {
+	return Config{
+		Temporal: Temporal{
+			Address:   "127.0.0.1:7233",
+			Namespace: "tip",
+			TaskQueue: "tip",
+			Retention: 30 * 24 * time.Hour,
+		},
+		Postgres: Postgres{DSN: "postgres://tip:tip@127.0.0.1:5433/tip?sslmode=disable"},
+		S3: S3{
+			Endpoint:  "127.0.0.1:9000",
+			AccessKey: "tipadmin",
+			SecretKey: "tipadmin-secret",
+			Bucket:    "tip",
+			Region:    "us-east-1",
+		},
+		Worker: Worker{MetricsAddress: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second},
+		Log:    Log{Level: "info", Format: "text"},
+	}
+}
+
+// EnvFile names the environment variable that points at the YAML file.
+const EnvFile = "TIP_CONFIG"
+
+// Load reads the YAML file at path (if path is empty: $TIP_CONFIG, then ./tip.yaml
+// when it exists), lays it over the defaults, then applies TIP_* environment
+// variables. Unknown keys are errors, so a typo never silently falls back to a default.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	if path == "" {
+		path = os.Getenv(EnvFile)
+	}
+	if path == "" {
+		if _, err := os.Stat("tip.yaml"); err == nil {
+			path = "tip.yaml"
+		}
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		if err := decodeYAML(data, &cfg); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&cfg, os.LookupEnv); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+func decodeYAML(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) { // empty file: defaults
+		return err
+	}
+	return nil
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Temporal.Address == "":
+		return errors.New("config: temporal.address is empty")
+	case c.Temporal.Namespace == "":
+		return errors.New("config: temporal.namespace is empty")
+	case c.Temporal.TaskQueue == "":
+		return errors.New("config: temporal.task_queue is empty")
+	case c.Temporal.Retention < 24*time.Hour:
+		return fmt.Errorf("config: temporal.retention %s is shorter than one day", c.Temporal.Retention)
+	case c.Postgres.DSN == "":
+		return errors.New("config: postgres.dsn is empty")
+	case c.S3.Endpoint == "":
+		return errors.New("config: s3.endpoint is empty")
+	case strings.Contains(c.S3.Endpoint, "://"):
+		return fmt.Errorf("config: s3.endpoint %q must be host:port without a scheme (set s3.secure for TLS)", c.S3.Endpoint)
+	case c.S3.Bucket == "":
+		return errors.New("config: s3.bucket is empty")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log.level %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("config: log.format %q is not text or json", c.Log.Format)
+	}
+	return nil
+}
+
+// applyEnv walks the struct and sets every field whose `env` variable is present.
+func applyEnv(cfg *Config, lookup func(string) (string, bool)) error {
+	return walkEnv(reflect.ValueOf(cfg).Elem(), lookup)
+}
+
+func walkEnv(v reflect.Value, lookup func(string) (string, bool)) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f, fv := t.Field(i), v.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			if err := walkEnv(fv, lookup); err != nil {
+				return err
+			}
+			continue
+		}
+		name := f.Tag.Get("env")
+		if name == "" {
+			continue
+		}
+		raw, ok := lookup(name)
+		if !ok {
+			continue
+		}
+		if err := setField(fv, raw); err != nil {
+			return fmt.Errorf("config: environment %s=%q: %w", name, raw, err)
+		}
+	}
+	return nil
+}
+
+func setField(v reflect.Value, raw string) error {
+	switch v.Interface().(type) {
+	case string:
+		v.SetString(raw)
+	case bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		v.SetBool(b)
+	case time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return errors.New("want a duration such as 720h or 30s")
+		}
+		v.SetInt(int64(d))
+	default:
+		return fmt.Errorf("unsupported field type %s", v.Type())
+	}
+	return nil
+}
+
+// Redacted returns a copy safe to print: secrets and DSN passwords are masked.
+func (c Config) Redacted() Config {
+	if c.S3.SecretKey != "" {
+		c.S3.SecretKey = "****"
+	}
+	c.Postgres.DSN = RedactDSN(c.Postgres.DSN)
+	return c
+}
+
+// RedactDSN masks the password of a postgres:// URL or a key=value DSN.
+func RedactDSN(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		rest := dsn[i+3:]
+		at := strings.Index(rest, "@")
+		if at < 0 {
+			return dsn
+		}
+		userinfo := rest[:at]
+		if colon := strings.Index(userinfo, ":"); colon >= 0 {
+			return dsn[:i+3] + userinfo[:colon] + ":****" + rest[at:]
+		}
+		return dsn
+	}
+	fields := strings.Fields(dsn)
+	for i, f := range fields {
+		if strings.HasPrefix(f, "password=") {
+			fields[i] = "password=****"
+		}
+	}
+	return strings.Join(fields, " ")
+}

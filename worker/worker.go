@@ -1,0 +1,132 @@
+// Package worker builds and runs TIP's Temporal worker: it prepares storage
+// (migrations, bucket), registers every workflow and activity, serves Prometheus
+// metrics and stops gracefully on SIGINT/SIGTERM.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/uber-go/tally/v4"
+	tallyprom "github.com/uber-go/tally/v4/prometheus"
+	"go.temporal.io/sdk/client"
+	sdktally "go.temporal.io/sdk/contrib/tally"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/starter"
+	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows"
+)
+
+// Register puts every TIP workflow and activity on a worker.
+func Register(w sdkworker.Registry, acts *activities.Activities) {
+	w.RegisterWorkflow(workflows.Probe)
+	w.RegisterActivity(acts)
+}
+
+// Run serves until ctx is cancelled (the caller wires SIGINT/SIGTERM to it), then
+// stops polling and gives running activities cfg.Worker.ShutdownTimeout to finish.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	db, blobs, err := storage.Prepare(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	registry := prom.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	scope, closeScope := newMetricsScope(registry, log)
+	defer closeScope.Close()
+
+	identity := fmt.Sprintf("%d@%s", os.Getpid(), hostname())
+	c, err := starter.Dial(ctx, cfg.Temporal, log, client.Options{
+		Identity:       identity,
+		MetricsHandler: sdktally.NewMetricsHandler(scope),
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := starter.CheckNamespace(ctx, c, cfg.Temporal); err != nil {
+		return err
+	}
+
+	var metricsSrv *http.Server
+	if cfg.Worker.MetricsAddress != "" {
+		metricsSrv, err = serveMetrics(cfg.Worker.MetricsAddress, registry, log)
+		if err != nil {
+			return err
+		}
+	}
+
+	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.Worker.ShutdownTimeout})
+	Register(w, &activities.Activities{DB: db, Blobs: blobs, Identity: identity})
+	if err := w.Start(); err != nil {
+		return starter.ExplainTemporal(cfg.Temporal.Address, err)
+	}
+	log.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
+		"temporal", cfg.Temporal.Address, "identity", identity, "metrics", cfg.Worker.MetricsAddress)
+
+	<-ctx.Done()
+	log.Info("worker stopping: finishing running tasks", "timeout", cfg.Worker.ShutdownTimeout)
+	w.Stop()
+	if metricsSrv != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = metricsSrv.Shutdown(shutdownCtx)
+	}
+	log.Info("worker stopped")
+	return nil
+}
+
+// newMetricsScope reports the SDK's metrics into a Prometheus registry, with the
+// names and sanitising Temporal's other SDKs use.
+func newMetricsScope(registry *prom.Registry, log *slog.Logger) (tally.Scope, interface{ Close() error }) {
+	reporter := tallyprom.NewReporter(tallyprom.Options{
+		Registerer:       registry,
+		DefaultTimerType: tallyprom.HistogramTimerType,
+		OnRegisterError:  func(err error) { log.Warn("metrics registration", "err", err) },
+	})
+	scope, closer := tally.NewRootScope(tally.ScopeOptions{
+		CachedReporter:  reporter,
+		Separator:       tallyprom.DefaultSeparator,
+		SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
+		Prefix:          "tip",
+	}, time.Second)
+	return sdktally.NewPrometheusNamingScope(scope), closer
+}
+
+func serveMetrics(addr string, registry *prom.Registry, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: cannot listen on %s (%v); set worker.metrics_address / TIP_WORKER_METRICS_ADDRESS to a free address, or empty to disable", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	return srv, nil
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}
