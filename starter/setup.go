@@ -52,18 +52,23 @@ func EnsureNamespace(ctx context.Context, c client.Client, cfg config.Temporal) 
 	return true, nil
 }
 
-// waitNamespace waits for a newly registered namespace to become usable.
+// waitNamespace waits until a newly registered namespace is usable everywhere: the
+// server's services learn of it from a cache that refreshes every few seconds.
 func waitNamespace(ctx context.Context, c client.Client, cfg config.Temporal) error {
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
-		_, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: cfg.Namespace})
+		_, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: cfg.Namespace})
 		if err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
 			return ExplainTemporal(cfg.Address, err)
 		}
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }
 

@@ -164,9 +164,12 @@ func (db *DB) CheckSchema(ctx context.Context) error {
 
 // SchemaVersion is the highest applied migration, 0 for an empty database.
 func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var exists bool
+	if err := db.Pool.QueryRow(ctx, "SELECT to_regclass('tip_schema_migrations') IS NOT NULL").Scan(&exists); err != nil || !exists {
+		return 0, err
+	}
 	var v int
-	err := db.Pool.QueryRow(ctx, `SELECT CASE WHEN to_regclass('tip_schema_migrations') IS NULL THEN 0
-		ELSE (SELECT coalesce(max(version), 0) FROM tip_schema_migrations) END`).Scan(&v)
+	err := db.Pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM tip_schema_migrations").Scan(&v)
 	return v, err
 }
 

@@ -28,6 +28,9 @@ func TestMigrateFromEmptyThenAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if v, err := db.SchemaVersion(ctx); err != nil || v != 0 {
+		t.Fatalf("empty database: SchemaVersion = %d, %v; want 0", v, err)
+	}
 	if err := db.CheckSchema(ctx); !errors.Is(err, storage.ErrSchemaBehind) {
 		t.Fatalf("empty database: CheckSchema = %v, want ErrSchemaBehind", err)
 	}
