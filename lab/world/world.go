@@ -14,6 +14,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/tip-project/tip/ipasn"
 )
 
 // DefaultStart is the lab epoch: lab time 0.
@@ -595,4 +597,16 @@ func (w *World) NSHostAddr(d *Domain, host string, t time.Time) (netip.Addr, boo
 		return d.NSPool[i%len(d.NSPool)], true
 	}
 	return netip.Addr{}, false
+}
+
+// ASNTable lists every announced prefix as an iptoasn row, sorted, so the lab can
+// publish the IP-to-ASN table in the real public format.
+func (w *World) ASNTable() []ipasn.Range {
+	out := make([]ipasn.Range, 0, len(w.ranges))
+	for _, r := range w.ranges {
+		a := w.ASNs[r.asn]
+		out = append(out, ipasn.Range{First: r.first, Last: r.last,
+			AS: ipasn.AS{Number: uint32(a.Number), Country: a.Country, Description: a.Name}})
+	}
+	return out
 }
