@@ -31,10 +31,10 @@ func TestLoadRealFormatQuirks(t *testing.T) {
 	}{
 		{"1.0.0.1", 13335, "US", "CLOUDFLARENET", true},
 		{"1.0.4.200", 38803, "AU", "WPL-AS-AP Wirefreebroadband Pty Ltd", true},
-		{"0.1.2.3", 0, "", "", false},   // Not routed
-		{"1.0.1.1", 0, "", "", false},   // gap
+		{"0.1.2.3", 0, "", "", false}, // Not routed
+		{"1.0.1.1", 0, "", "", false}, // gap
 		{"2001:200::1", 2500, "JP", "WIDE-BB WIDE Project", true},
-		{"::ffff:1.0.0.9", 13335, "US", "CLOUDFLARENET", true}, // v4-mapped
+		{"::ffff:1.0.0.9", 13335, "US", "CLOUDFLARENET", true},               // v4-mapped
 		{"1.0.128.7", 23969, "", "TOT-NET TOT Public Company Limited", true}, // country None
 	}
 	for _, c := range cases {
