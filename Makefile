@@ -35,9 +35,11 @@ status: build ## show the local stack's services
 wipe: down ## stop the local stack and delete its data
 	$(TIP) dev wipe
 
-demo: tools build ## bring up the stack and a worker, then prove the whole path with tip doctor
-	$(TIP) dev up --worker
+demo: tools build ## bring up the stack, the lab and a worker, then prove the whole path with tip doctor
+	$(TIP) dev up --lab --worker
 	$(TIP) doctor
+	@echo
+	$(TIP) lab summary
 	@echo
 	@echo "TIP is running. Web UI: http://127.0.0.1:8233/namespaces/tip/workflows"
 	@echo "  bin/tip doctor        check every service and run a probe workflow"

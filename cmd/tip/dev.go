@@ -32,7 +32,7 @@ func devCmd(a *app) *cobra.Command {
 	cmd.PersistentFlags().StringVar(&stateDir, "state", envOr("TIP_STATE_DIR", "state"), "folder for the services' data, logs and pid files ($TIP_STATE_DIR)")
 	cmd.PersistentFlags().StringVar(&toolsDir, "tools", envOr("TIP_TOOLS_DIR", ".tools/bin"), "folder with the temporal and minio binaries built by `make tools` ($TIP_TOOLS_DIR)")
 
-	var withWorker bool
+	var withWorker, withLab bool
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start every service that is not running, then set TIP up in them (idempotent)",
@@ -45,12 +45,17 @@ func devCmd(a *app) *cobra.Command {
 			if err := starter.Setup(cmd.Context(), a.cfg, a.log); err != nil {
 				return err
 			}
-			if withWorker {
-				self, err := os.Executable()
-				if err != nil {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			if withLab {
+				if err := s.StartTip(cmd.Context(), devstack.Lab, self, nil, "lab", "serve", "--state", s.Dir(devstack.Lab)); err != nil {
 					return err
 				}
-				if err := s.StartWorker(cmd.Context(), self, nil); err != nil {
+			}
+			if withWorker {
+				if err := s.StartTip(cmd.Context(), devstack.Worker, self, nil, "worker"); err != nil {
 					return err
 				}
 			}
@@ -58,6 +63,7 @@ func devCmd(a *app) *cobra.Command {
 		},
 	}
 	up.Flags().BoolVar(&withWorker, "worker", false, "also run a `tip worker` in the background")
+	up.Flags().BoolVar(&withLab, "lab", false, "also run the lab (`tip lab serve`), the simulated Internet")
 	down := &cobra.Command{
 		Use:   "down",
 		Short: "Stop the services the local stack started; their data stays",

@@ -78,6 +78,7 @@ S3-compatible storage.`,
 		migrateCmd(a),
 		doctorCmd(a),
 		workerCmd(a),
+		labCmd(a),
 	)
 	return root
 }

@@ -26,20 +26,27 @@ for row in "${TOOLS[@]}"; do
   echo "$version" >"$stamp"
 done
 
+# Debian packages: PostgreSQL 15 (the private cluster), 7-Zip (the lab builds real
+# .7z spam archives; TIP's reader is tested against them) and Dovecot (the lab's IMAP
+# spamtrap). Installed only when missing.
 pg_bin=${TIP_PG_BIN:-/usr/lib/postgresql/15/bin}
-if [[ ! -x $pg_bin/initdb || ! -x $pg_bin/pg_ctl ]]; then
-  echo "tools: PostgreSQL 15 not found in $pg_bin; installing Debian's postgresql" >&2
+missing=()
+[[ -x $pg_bin/initdb && -x $pg_bin/pg_ctl ]] || missing+=(postgresql)
+command -v 7z >/dev/null || missing+=(p7zip-full)
+[[ -x /usr/sbin/dovecot ]] || missing+=(dovecot-imapd)
+if ((${#missing[@]})); then
+  echo "tools: installing Debian packages: ${missing[*]}" >&2
   sudo=""
   if [[ $(id -u) != 0 ]]; then
-    command -v sudo >/dev/null || { echo "tools: need root (or sudo) to install postgresql: apt-get install postgresql" >&2; exit 1; }
+    command -v sudo >/dev/null || { echo "tools: need root (or sudo) to run: apt-get install ${missing[*]}" >&2; exit 1; }
     sudo=sudo
   fi
-  # TIP runs its own private cluster; do not let the package create and start a
-  # system-wide one on port 5432.
+  # TIP runs its own private PostgreSQL cluster; do not let the package create and
+  # start a system-wide one on port 5432.
   $sudo mkdir -p /etc/postgresql-common
   if [[ ! -f /etc/postgresql-common/createcluster.conf ]]; then
     echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
   fi
   $sudo apt-get update -q
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold postgresql
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}"
 fi

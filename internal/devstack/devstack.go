@@ -94,6 +94,7 @@ const (
 	MinIO    Service = "minio"
 	Temporal Service = "temporal"
 	Worker   Service = "worker" // a `tip worker` process, started on request after set-up
+	Lab      Service = "lab"    // `tip lab serve`, the simulated Internet
 )
 
 // All lists the services in start order.
@@ -159,7 +160,7 @@ func (s *Stack) Start(ctx context.Context, svc Service) error {
 // Down stops the services this stack started (found by their pid files and data
 // folder), newest first, and keeps their data.
 func (s *Stack) Down(ctx context.Context) error {
-	errs := []error{s.Stop(ctx, Worker)}
+	errs := []error{s.Stop(ctx, Worker), s.Stop(ctx, Lab)}
 	for i := len(All) - 1; i >= 0; i-- {
 		if err := s.Stop(ctx, All[i]); err != nil {
 			errs = append(errs, err)
@@ -176,30 +177,33 @@ func (s *Stack) Stop(ctx context.Context, svc Service) error {
 	return s.stopProcess(svc)
 }
 
-// StartWorker runs `tip worker` from the given binary as a managed service, with
-// env added to its environment, and returns once the process is alive.
-func (s *Stack) StartWorker(ctx context.Context, tipBinary string, env []string) error {
-	if pid, ok := s.processAlive(Worker); ok {
-		s.logf("already running", "service", Worker, "pid", pid)
+// StartTip runs a long-lived `tip` subcommand (the worker, the lab) as a managed
+// service: in its own folder, logging to its log file, stopped by Down.
+func (s *Stack) StartTip(ctx context.Context, svc Service, tipBinary string, env []string, args ...string) error {
+	if pid, ok := s.processAlive(svc); ok {
+		s.logf("already running", "service", svc, "pid", pid)
 		return nil
 	}
-	pid, err := s.spawn(Worker, env, tipBinary, "worker")
+	pid, err := s.spawn(svc, env, tipBinary, args...)
 	if err != nil {
 		return err
 	}
-	// The worker logs "worker started" once it polls; give it a moment to fail early.
+	// Give it a moment to fail early (a taken port, a missing service).
 	time.Sleep(2 * time.Second)
-	if _, ok := s.processAlive(Worker); !ok {
-		return fmt.Errorf("worker exited during start-up; see %s", s.logFile(Worker))
+	if _, ok := s.processAlive(svc); !ok {
+		return fmt.Errorf("%s exited during start-up; see %s", svc, s.logFile(svc))
 	}
-	s.logf("started", "service", Worker, "pid", pid, "log", s.logFile(Worker))
+	s.logf("started", "service", svc, "pid", pid, "log", s.logFile(svc))
 	return nil
 }
+
+// Dir is the folder a service keeps its state in.
+func (s *Stack) Dir(svc Service) string { return s.dir(svc) }
 
 // Status reports each service.
 func (s *Stack) Status(ctx context.Context) []Status {
 	out := make([]Status, 0, len(All)+1)
-	for _, svc := range append(All[:len(All):len(All)], Worker) {
+	for _, svc := range append(All[:len(All):len(All)], Lab, Worker) {
 		st := Status{Service: svc}
 		switch svc {
 		case Postgres:
@@ -211,7 +215,7 @@ func (s *Stack) Status(ctx context.Context) []Status {
 			if s.MinIOConsolePort != 0 {
 				st.Detail = "console http://" + net.JoinHostPort(s.Host, strconv.Itoa(s.MinIOConsolePort))
 			}
-		case Worker:
+		case Worker, Lab:
 			st.PID, st.Running = s.processAlive(svc)
 			st.Detail = "log " + s.logFile(svc)
 		case Temporal:

@@ -1,0 +1,337 @@
+// Package lab serves TIP's simulated Internet on loopback: blacklist feeds in their
+// real formats, the untroubled.org-style spam archive, an IMAP spamtrap (a real
+// Dovecot over a Maildir the lab keeps delivering into), authoritative DNS with
+// fast-flux, CDN and ordinary domains, and the iptoasn.com table — all generated
+// from one seed and driven by a lab clock, so the ground truth is known.
+package lab
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/tip-project/tip/ipasn"
+	"github.com/tip-project/tip/lab/dnsd"
+	"github.com/tip-project/tip/lab/feeds"
+	"github.com/tip-project/tip/lab/spam"
+	"github.com/tip-project/tip/lab/trap"
+	"github.com/tip-project/tip/lab/world"
+)
+
+// Config says where the lab listens and how it behaves.
+type Config struct {
+	Seed     uint64
+	Speed    float64 // lab seconds per wall second
+	StateDir string  // clock, archives cache, Maildir, Dovecot
+	Host     string
+	HTTPPort int // feeds, spam archive, iptoasn table, truth
+	DNSPort  int // UDP and TCP
+	IMAPPort int // Dovecot; 0: no IMAP spamtrap
+	// IMAPUser/IMAPPassword log in to the trap mailbox.
+	IMAPUser, IMAPPassword string
+	SpamPerDay             int
+	// DeliverEvery is how often (wall time) new spam is delivered into the Maildir.
+	DeliverEvery time.Duration
+	// SlowChunkDelay paces the slow feed.
+	SlowChunkDelay time.Duration
+}
+
+// DefaultConfig is the lab of `make demo`: a lab day passes in two wall minutes.
+func DefaultConfig(stateDir string) Config {
+	return Config{
+		Seed:           1,
+		Speed:          720,
+		StateDir:       stateDir,
+		Host:           "127.0.0.1",
+		HTTPPort:       8480,
+		DNSPort:        5354,
+		IMAPPort:       1143,
+		IMAPUser:       "trap",
+		IMAPPassword:   "trap-password",
+		SpamPerDay:     600,
+		DeliverEvery:   5 * time.Second,
+		SlowChunkDelay: 2 * time.Second,
+	}
+}
+
+// Lab is a running simulated Internet.
+type Lab struct {
+	cfg      Config
+	World    *world.World
+	Clock    *world.Clock
+	Feeds    *feeds.Server
+	Spam     *spam.Generator
+	Archive  *trap.Archive
+	DNS      *dnsd.Server
+	Dovecot  *trap.Dovecot
+	delivery *trap.Delivery
+	http     *http.Server
+	httpAddr string
+	log      *slog.Logger
+	cancel   context.CancelFunc
+	done     chan error
+	// IMAPError says why the IMAP spamtrap is not running, when it is not.
+	IMAPError error
+}
+
+// New builds the lab's parts without starting any server.
+func New(cfg Config, log *slog.Logger) (*Lab, error) {
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, err
+	}
+	w := world.NewWorld(cfg.Seed)
+	clock, err := loadClock(filepath.Join(cfg.StateDir, "clock.json"), w.Start, cfg.Speed)
+	if err != nil {
+		return nil, err
+	}
+	gen := spam.NewGenerator(w, spam.Options{PerDay: cfg.SpamPerDay})
+	archive, err := trap.NewArchive(mailSource{gen}, clock, w.Start, filepath.Join(cfg.StateDir, "archive-cache"))
+	if err != nil {
+		return nil, err
+	}
+	return &Lab{
+		cfg:     cfg,
+		World:   w,
+		Clock:   clock,
+		Feeds:   feeds.New(w, clock, feeds.Options{SlowChunkDelay: cfg.SlowChunkDelay}),
+		Spam:    gen,
+		Archive: archive,
+		DNS:     dnsd.New(w, clock, log),
+		log:     log,
+	}, nil
+}
+
+// mailSource adapts the spam generator to what the trap publishes.
+type mailSource struct{ g *spam.Generator }
+
+func (m mailSource) Between(from, to time.Time) []trap.Mail {
+	msgs := m.g.Between(from, to)
+	out := make([]trap.Mail, len(msgs))
+	for i, msg := range msgs {
+		out[i] = trap.Mail{Name: msg.Name, Time: msg.Time, Raw: msg.Raw}
+	}
+	return out
+}
+
+// Start brings every service up on its port and returns once they answer.
+func (l *Lab) Start(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	l.cancel = cancel
+	l.done = make(chan error, 2)
+
+	addr := net.JoinHostPort(l.cfg.Host, strconv.Itoa(l.cfg.HTTPPort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("lab http: %w", err)
+	}
+	l.httpAddr = ln.Addr().String()
+	l.http = &http.Server{Handler: l.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := l.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.done <- fmt.Errorf("lab http: %w", err)
+		}
+	}()
+
+	if err := l.DNS.ListenAndServe(net.JoinHostPort(l.cfg.Host, strconv.Itoa(l.cfg.DNSPort))); err != nil {
+		l.Close()
+		return fmt.Errorf("lab dns: %w", err)
+	}
+
+	maildir := filepath.Join(l.cfg.StateDir, "maildir")
+	l.delivery = trap.NewDelivery(mailSource{l.Spam}, l.Clock, maildir, filepath.Join(l.cfg.StateDir, "delivery.state"))
+	if _, err := l.delivery.DeliverDue(); err != nil {
+		l.Close()
+		return fmt.Errorf("lab maildir: %w", err)
+	}
+	go func() {
+		if err := l.delivery.Run(ctx, l.cfg.DeliverEvery); err != nil && !errors.Is(err, context.Canceled) {
+			l.done <- fmt.Errorf("lab maildir delivery: %w", err)
+		}
+	}()
+	if l.cfg.IMAPPort != 0 {
+		l.Dovecot, l.IMAPError = trap.StartDovecot(ctx, trap.DovecotConfig{
+			Dir: filepath.Join(l.cfg.StateDir, "dovecot"), Maildir: maildir,
+			User: l.cfg.IMAPUser, Password: l.cfg.IMAPPassword, Port: l.cfg.IMAPPort,
+		})
+		if l.IMAPError != nil {
+			l.log.Warn("IMAP spamtrap not running", "err", l.IMAPError)
+		}
+	}
+	return nil
+}
+
+// Wait blocks until the context ends or a service fails.
+func (l *Lab) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-l.done:
+		return err
+	}
+}
+
+// Close stops every service.
+func (l *Lab) Close() {
+	if l.cancel != nil {
+		l.cancel()
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if l.http != nil {
+		_ = l.http.Shutdown(shutdown)
+	}
+	if l.DNS != nil {
+		_ = l.DNS.Shutdown(shutdown)
+	}
+	if l.Dovecot != nil {
+		_ = l.Dovecot.Stop()
+	}
+}
+
+// HTTPAddr is the host:port of the lab's web server.
+func (l *Lab) HTTPAddr() string { return l.httpAddr }
+
+// DNSAddr is the host:port of the lab's DNS server.
+func (l *Lab) DNSAddr() string { return l.DNS.Addr() }
+
+// Handler serves the lab's web: feeds, the spam archive, the ASN table, truth.
+func (l *Lab) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/feeds/", l.Feeds.Handler())
+	mux.Handle("/spam-archive/", http.StripPrefix("/spam-archive", l.Archive.Handler()))
+	mux.HandleFunc("/iptoasn/ip2asn-combined.tsv", l.serveASN(false))
+	mux.HandleFunc("/iptoasn/ip2asn-combined.tsv.gz", l.serveASN(true))
+	mux.HandleFunc("/truth", l.serveTruth)
+	mux.HandleFunc("/clock", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, ClockState{Now: l.Clock.Now(), Speed: l.Clock.Speed(), Day: l.World.Day(l.Clock.Now()),
+			Seed: l.World.Seed, SpamPerDay: l.cfg.SpamPerDay})
+	})
+	mux.HandleFunc("/{$}", l.serveIndex)
+	return mux
+}
+
+// ClockState is what /clock answers: enough to rebuild the lab's truth elsewhere.
+type ClockState struct {
+	Now        time.Time `json:"now"`
+	Speed      float64   `json:"speed"`
+	Day        int       `json:"lab_day"`
+	Seed       uint64    `json:"seed"`
+	SpamPerDay int       `json:"spam_per_day"`
+}
+
+func (l *Lab) serveASN(gz bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		// The table never changes for a seed: a fixed validator lets clients cache it.
+		etag := fmt.Sprintf(`"ip2asn-%d-%t"`, l.World.Seed, gz)
+		w.Header().Set("ETag", etag)
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Type", "text/tab-separated-values")
+		var out io.Writer = w
+		if gz {
+			w.Header().Set("Content-Type", "application/gzip")
+			zw := gzip.NewWriter(w)
+			defer zw.Close()
+			out = zw
+		}
+		if err := ipasn.Write(out, l.World.ASNTable()); err != nil {
+			l.log.Warn("serve ip2asn", "err", err)
+		}
+	}
+}
+
+func (l *Lab) serveTruth(w http.ResponseWriter, r *http.Request) {
+	at := l.Clock.Now()
+	if s := r.URL.Query().Get("at"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			http.Error(w, "at: want an RFC 3339 time", http.StatusBadRequest)
+			return
+		}
+		at = t
+	}
+	writeJSON(w, BuildTruth(l.World, l.Feeds, l.Spam, at, at.Add(-24*time.Hour)))
+}
+
+// TruthAt computes the ground truth of a lab with this seed and spam rate at lab
+// time at, without running anything: the lab is a pure function of its seed.
+func TruthAt(seed uint64, spamPerDay int, at time.Time, spamWindow time.Duration) Truth {
+	w := world.NewWorld(seed)
+	fs := feeds.New(w, world.FixedClock(at), feeds.Options{})
+	return BuildTruth(w, fs, spam.NewGenerator(w, spam.Options{PerDay: spamPerDay}), at, at.Add(-spamWindow))
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>TIP lab</title></head><body>
+<h1>TIP lab — a simulated Internet</h1>
+<p>Lab time {{.Now.Format "2006-01-02 15:04:05 MST"}} (day {{.Day}}), running {{.Speed}}× faster than the wall clock. Seed {{.Seed}}.</p>
+<ul>
+<li><a href="/feeds/">feeds</a> ({{.Feeds}} blacklist feeds in their real formats)</li>
+<li><a href="/spam-archive/">spam archive</a> (monthly 7z archives, untroubled.org layout)</li>
+<li><a href="/iptoasn/ip2asn-combined.tsv.gz">ip2asn-combined.tsv.gz</a> (iptoasn.com format)</li>
+<li><a href="/truth">ground truth</a> (JSON), <a href="/clock">lab clock</a></li>
+<li>DNS: {{.DNS}} (UDP and TCP){{if .IMAP}}; IMAP spamtrap: {{.IMAP}}{{end}}</li>
+</ul></body></html>
+`))
+
+func (l *Lab) serveIndex(w http.ResponseWriter, r *http.Request) {
+	imap := ""
+	if l.Dovecot != nil {
+		imap = l.Dovecot.Addr()
+	}
+	_ = indexPage.Execute(w, map[string]any{
+		"Now": l.Clock.Now(), "Day": l.World.Day(l.Clock.Now()), "Speed": l.Clock.Speed(), "Seed": l.World.Seed,
+		"Feeds": len(l.Feeds.Catalog()), "DNS": l.DNS.Addr(), "IMAP": imap,
+	})
+}
+
+// clockFile keeps the lab clock across restarts, so lab time never runs backwards
+// for a TIP that already collected from it.
+type clockFile struct {
+	Wall  time.Time `json:"wall"`
+	Lab   time.Time `json:"lab"`
+	Speed float64   `json:"speed"`
+}
+
+func loadClock(path string, start time.Time, speed float64) (*world.Clock, error) {
+	var cf clockFile
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, &cf); err != nil {
+			return nil, fmt.Errorf("lab clock %s: %w (delete it to restart lab time)", path, err)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		cf = clockFile{Wall: time.Now(), Lab: start, Speed: speed}
+		data, _ := json.Marshal(cf)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, err
+	}
+	c := world.NewClock(cf.Lab, cf.Speed)
+	// Lab time continues from where the saved wall time left it.
+	c.Set(cf.Lab.Add(time.Duration(float64(time.Since(cf.Wall)) * cf.Speed)))
+	return c, nil
+}
