@@ -108,6 +108,11 @@ func (s *Server) answer(m *dns.Msg, q dns.Question, now time.Time) {
 				m.Answer = []dns.RR{addrRR(q.Name, d.NSTTL, ip)}
 			}
 		}
+	case s.world.HostExists(d, owner):
+		// www.<zone> and, for wildcard zones, any name below: answered like the apex.
+		if q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA || q.Qtype == dns.TypeANY {
+			m.Answer = s.apex(d, q, now)
+		}
 	default:
 		s.negative(m, d, now, dns.RcodeNameError)
 		return

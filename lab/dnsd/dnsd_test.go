@@ -318,8 +318,9 @@ func TestRcodes(t *testing.T) {
 		{"com", dns.TypeNS, dns.RcodeRefused, false, 0, ""},
 		{".", dns.TypeNS, dns.RcodeRefused, false, 0, ""},
 		{"nope." + static.Name, dns.TypeA, dns.RcodeNameError, true, 0, static.Name},
-		{"www." + flux.Name, dns.TypeA, dns.RcodeNameError, true, 0, flux.Name},
-		{"a.ns1." + flux.Name, dns.TypeA, dns.RcodeNameError, true, 0, flux.Name},
+		{"www." + static.Name, dns.TypeA, dns.RcodeSuccess, true, 1, ""},         // www exists everywhere
+		{"www." + flux.Name, dns.TypeA, dns.RcodeSuccess, true, flux.Answer, ""}, // flux zones are wildcards
+		{"x7f3.a.ns1." + flux.Name, dns.TypeA, dns.RcodeSuccess, true, flux.Answer, ""},
 		{flux.Name, dns.TypeMX, dns.RcodeSuccess, true, 0, flux.Name},
 		{"ns1." + flux.Name, dns.TypeAAAA, dns.RcodeSuccess, true, 0, flux.Name},
 		{"ns2." + static.Name, dns.TypeA, dns.RcodeSuccess, true, 1, ""},

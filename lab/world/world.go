@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/tip-project/tip/ipasn"
@@ -70,6 +71,10 @@ type Domain struct {
 	NSPool  []netip.Addr // candidate NS host addresses (rotated for double flux)
 	NSCount int          // NS records per answer
 	Popular bool         // a well-known benign name (a false positive when listed)
+	// Wildcard zones answer any name below them with the zone's addresses, as spam
+	// and flux zones commonly do (per-recipient hosts in URLs); other zones have only
+	// www below them besides their name servers.
+	Wildcard bool
 	// TakedownAt starts NXDOMAIN answers; ServfailAt replaces them by SERVFAIL (the
 	// zone is gone from its servers). Zero means never.
 	TakedownAt, ServfailAt time.Time
@@ -198,7 +203,8 @@ func (w *World) genASNs() {
 			num = 1000 + r.IntN(60000)
 		}
 		usedNum[num] = true
-		a := ASN{Number: num, Kind: kind, Country: countries[r.IntN(len(countries))], Name: name}
+		a := ASN{Number: num, Kind: kind, Country: countries[r.IntN(len(countries))]}
+		a.Name = strings.ReplaceAll(name, "{cc}", a.Country)
 		for k := 0; k < nblocks; k++ {
 			blk := blocks[next]
 			next++
@@ -214,7 +220,7 @@ func (w *World) genASNs() {
 	}
 	isps := []string{"Telecom", "Broadband", "Cable", "DSL", "Mobile", "Net"}
 	for i := 0; i < 60; i++ {
-		newASN(Residential, fmt.Sprintf("LAB-RES-%02d %s %s", i, countryName(i), isps[i%len(isps)]), 1+r.IntN(3))
+		newASN(Residential, fmt.Sprintf("LAB-RES-%02d {cc} %s", i, isps[i%len(isps)]), 1+r.IntN(3))
 	}
 	hosts := []string{"Hosting", "Servers", "Cloud", "Datacenter", "VPS"}
 	for i := 0; i < 20; i++ {
@@ -240,8 +246,6 @@ func (w *World) genASNs() {
 	}
 	w.hosting = uniqueAddrs(w.hosting)
 }
-
-func countryName(i int) string { return countries[i%len(countries)] }
 
 type asnRange struct {
 	first, last netip.Addr
@@ -445,6 +449,10 @@ func (w *World) genDomains() {
 	lame.NSPool = pick(r, hosting, 2)
 	w.add(lame)
 
+	for _, d := range w.Domains {
+		d.Wildcard = d.Class.IsFlux() || d.Class == Malicious || d.Class == CDNDomain
+	}
+
 	// Give every address pool some IPv6 for AAAA answers where it is realistic.
 	for _, d := range w.Domains {
 		if d.Class == CDNDomain || d.Class == RoundRobin || d.Class == SingleFlux && r.IntN(3) == 0 {
@@ -543,6 +551,16 @@ func (w *World) AAAA(d *Domain, t time.Time) ([]netip.Addr, uint32) {
 		return slices.Clone(d.PoolV6[:min(d.Answer, len(d.PoolV6))]), d.TTL
 	}
 	return w.choose(d, "aaaa", w.epoch(t, d.TTL), d.PoolV6, min(d.Answer, 4)), d.TTL
+}
+
+// HostExists reports whether name (lower case, no trailing dot), a name strictly
+// below zone d that is not one of its name servers, exists: www always does, any
+// other name only in wildcard zones.
+func (w *World) HostExists(d *Domain, name string) bool {
+	if !strings.HasSuffix(name, "."+d.Name) {
+		return false
+	}
+	return d.Wildcard || name == "www."+d.Name
 }
 
 // NSHost is a name server record with its address.
