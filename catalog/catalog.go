@@ -1,0 +1,296 @@
+// Package catalog reads the source catalog: the YAML list of blacklist feeds TIP
+// collects, with where each lives, how to parse it and how often to fetch it. The
+// same format points at the real Internet (config/sources.yaml) and at the lab
+// (config/lab.yaml). Every error names the file, the line and the field.
+package catalog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Source is one feed.
+type Source struct {
+	Name      string        `json:"name"`
+	URL       string        `json:"url"`
+	Format    string        `json:"format"`
+	Type      string        `json:"type"` // indicator type: ipv4, ipv6, cidr, asn, domain, url, sha1
+	Interval  time.Duration `json:"interval"`
+	Enabled   bool          `json:"enabled"`
+	Prior     float64       `json:"prior"`      // static prior weight in [0,1]
+	RateLimit time.Duration `json:"rate_limit"` // minimum time between two fetches
+	Timeout   time.Duration `json:"timeout"`
+	SizeLimit int64         `json:"size_limit"` // bytes
+	Parser    Parser        `json:"parser"`
+}
+
+// Parser holds the options of the generic parser (and overrides for the others).
+type Parser struct {
+	Comment   string  `json:"comment,omitempty"`
+	Separator string  `json:"separator,omitempty"`
+	Column    int     `json:"column,omitempty"` // 1-based
+	Header    bool    `json:"header,omitempty"`
+	MaxBad    float64 `json:"max_bad_share,omitempty"`
+}
+
+// Catalog is a loaded, validated catalog.
+type Catalog struct {
+	Path    string
+	Sources []Source
+}
+
+// Enabled lists the enabled sources in catalog order.
+func (c *Catalog) Enabled() []Source {
+	var out []Source
+	for _, s := range c.Sources {
+		if s.Enabled {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Source finds a source by name.
+func (c *Catalog) Source(name string) (Source, bool) {
+	for _, s := range c.Sources {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Source{}, false
+}
+
+// Types are the indicator types a source may declare.
+var Types = []string{"ipv4", "ipv6", "cidr", "asn", "domain", "url", "sha1", "sha256", "md5"}
+
+// Load reads and validates a catalog file. knownFormat says whether a parser exists
+// for a format name; nil accepts any.
+func Load(path string, knownFormat func(string) bool) (*Catalog, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	return Parse(path, data, knownFormat)
+}
+
+// Error is a catalog mistake at a place in the file.
+type Error struct {
+	File  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Field, e.Msg) }
+
+// Parse validates catalog YAML; path only labels errors.
+func Parse(path string, data []byte, knownFormat func(string) bool) (*Catalog, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil, &Error{path, 1, "catalog", "want a mapping with defaults and sources"}
+	}
+	p := &parser{file: path, known: knownFormat}
+	doc := root.Content[0]
+	defaults := Source{Enabled: true, Prior: 0.5, Interval: time.Hour, RateLimit: 0, Timeout: 60 * time.Second, SizeLimit: 1 << 30}
+	var sourcesNode *yaml.Node
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		k, v := doc.Content[i], doc.Content[i+1]
+		switch k.Value {
+		case "defaults":
+			if err := p.fields(v, "defaults", &defaults, true); err != nil {
+				return nil, err
+			}
+		case "sources":
+			sourcesNode = v
+		default:
+			return nil, &Error{path, k.Line, k.Value, "unknown key (want defaults or sources)"}
+		}
+	}
+	if sourcesNode == nil || sourcesNode.Kind != yaml.SequenceNode {
+		return nil, &Error{path, doc.Line, "sources", "missing: want a list of sources"}
+	}
+	c := &Catalog{Path: path}
+	seen := map[string]int{}
+	for i, n := range sourcesNode.Content {
+		s := defaults
+		s.Parser = defaults.Parser
+		field := fmt.Sprintf("sources[%d]", i)
+		if n.Kind != yaml.MappingNode {
+			return nil, &Error{path, n.Line, field, "want a mapping"}
+		}
+		if err := p.fields(n, field, &s, false); err != nil {
+			return nil, err
+		}
+		for _, req := range []struct{ v, name string }{{s.Name, "name"}, {s.URL, "url"}, {s.Format, "format"}, {s.Type, "type"}} {
+			if req.v == "" {
+				return nil, &Error{path, n.Line, field + "." + req.name, "missing"}
+			}
+		}
+		if line, dup := seen[s.Name]; dup {
+			return nil, &Error{path, n.Line, field + ".name", fmt.Sprintf("%q is already used at line %d", s.Name, line)}
+		}
+		seen[s.Name] = n.Line
+		if s.Format == "generic" && s.Parser.Column == 0 {
+			return nil, &Error{path, n.Line, field + ".parser.column", "the generic format needs a column"}
+		}
+		c.Sources = append(c.Sources, s)
+	}
+	if len(c.Sources) == 0 {
+		return nil, &Error{path, sourcesNode.Line, "sources", "empty"}
+	}
+	return c, nil
+}
+
+type parser struct {
+	file  string
+	known func(string) bool
+}
+
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+func (p *parser) fields(n *yaml.Node, prefix string, s *Source, defaults bool) error {
+	if n.Kind != yaml.MappingNode {
+		return &Error{p.file, n.Line, prefix, "want a mapping"}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		field := prefix + "." + k.Value
+		bad := func(msg string) error { return &Error{p.file, v.Line, field, msg} }
+		if defaults {
+			switch k.Value {
+			case "name", "url", "format", "type":
+				return bad("cannot have a default")
+			}
+		}
+		if k.Value != "parser" && v.Kind != yaml.ScalarNode {
+			return bad("want a single value")
+		}
+		var err error
+		switch k.Value {
+		case "name":
+			if !namePattern.MatchString(v.Value) {
+				return bad(fmt.Sprintf("%q: want lower-case letters, digits, '.', '_' or '-'", v.Value))
+			}
+			s.Name = v.Value
+		case "url":
+			u, perr := url.Parse(v.Value)
+			if perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return bad(fmt.Sprintf("%q: want an http or https URL", v.Value))
+			}
+			s.URL = v.Value
+		case "format":
+			if p.known != nil && !p.known(v.Value) {
+				return bad(fmt.Sprintf("%q: no parser of that name (see `tip feeds formats`)", v.Value))
+			}
+			s.Format = v.Value
+		case "type":
+			if !slices.Contains(Types, v.Value) {
+				return bad(fmt.Sprintf("%q: want one of %s", v.Value, strings.Join(Types, ", ")))
+			}
+			s.Type = v.Value
+		case "interval":
+			s.Interval, err = duration(v.Value, time.Minute)
+		case "rate_limit":
+			s.RateLimit, err = duration(v.Value, 0)
+		case "timeout":
+			s.Timeout, err = duration(v.Value, time.Second)
+		case "enabled":
+			s.Enabled, err = strconv.ParseBool(v.Value)
+			if err != nil {
+				err = errors.New("want true or false")
+			}
+		case "prior":
+			s.Prior, err = strconv.ParseFloat(v.Value, 64)
+			if err != nil || s.Prior < 0 || s.Prior > 1 {
+				err = fmt.Errorf("%q: want a number from 0 to 1", v.Value)
+			}
+		case "size_limit":
+			s.SizeLimit, err = size(v.Value)
+		case "parser":
+			if err := p.parserFields(v, field, &s.Parser); err != nil {
+				return err
+			}
+		default:
+			return &Error{p.file, k.Line, field, "unknown key"}
+		}
+		if err != nil {
+			return bad(err.Error())
+		}
+	}
+	return nil
+}
+
+func (p *parser) parserFields(n *yaml.Node, prefix string, o *Parser) error {
+	if n.Kind != yaml.MappingNode {
+		return &Error{p.file, n.Line, prefix, "want a mapping"}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		field := prefix + "." + k.Value
+		bad := func(msg string) error { return &Error{p.file, v.Line, field, msg} }
+		var err error
+		switch k.Value {
+		case "comment":
+			o.Comment = v.Value
+		case "separator":
+			o.Separator = strings.NewReplacer(`\t`, "\t").Replace(v.Value)
+		case "column":
+			o.Column, err = strconv.Atoi(v.Value)
+			if err != nil || o.Column < 1 {
+				return bad(fmt.Sprintf("%q: want a column number from 1", v.Value))
+			}
+		case "header":
+			if o.Header, err = strconv.ParseBool(v.Value); err != nil {
+				return bad("want true or false")
+			}
+		case "max_bad_share":
+			o.MaxBad, err = strconv.ParseFloat(v.Value, 64)
+			if err != nil || o.MaxBad < 0 || o.MaxBad > 1 {
+				return bad(fmt.Sprintf("%q: want a share from 0 to 1", v.Value))
+			}
+		default:
+			return &Error{p.file, k.Line, field, "unknown key (want comment, separator, column, header, max_bad_share)"}
+		}
+	}
+	return nil
+}
+
+func duration(s string, least time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want a duration such as 30s, 15m or 6h", s)
+	}
+	if d < least {
+		return 0, fmt.Errorf("%s is below the minimum of %s", d, least)
+	}
+	return d, nil
+}
+
+var sizePattern = regexp.MustCompile(`^(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?$`)
+
+func size(s string) (int64, error) {
+	m := sizePattern.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return 0, fmt.Errorf("%q: want a size such as 500MiB or 2GiB", s)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q: want a positive size", s)
+	}
+	mult := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 1e3, "MB": 1e6, "GB": 1e9}[m[2]]
+	return n * mult, nil
+}

@@ -1,0 +1,113 @@
+package catalog
+
+import (
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	labfeeds "github.com/tip-project/tip/lab/feeds"
+	"github.com/tip-project/tip/lab/world"
+)
+
+func TestShippedCatalogsLoad(t *testing.T) {
+	for _, name := range []string{"sources.yaml", "lab.yaml"} {
+		c, err := Load(filepath.Join("..", "config", name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Enabled()) == 0 {
+			t.Fatalf("%s enables no source", name)
+		}
+	}
+}
+
+// config/lab.yaml must list exactly the lab's feeds, at their paths, in their formats.
+func TestLabCatalogMatchesTheLab(t *testing.T) {
+	c, err := Load(filepath.Join("..", "config", "lab.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab := labfeeds.New(world.NewWorld(1), world.FixedClock(world.DefaultStart), labfeeds.Options{}).Catalog()
+	if len(lab) != len(c.Sources) {
+		t.Fatalf("lab serves %d feeds, lab.yaml lists %d", len(lab), len(c.Sources))
+	}
+	for _, f := range lab {
+		s, ok := c.Source(f.Name)
+		if !ok {
+			t.Errorf("lab feed %s missing from lab.yaml", f.Name)
+			continue
+		}
+		u, _ := url.Parse(s.URL)
+		if u.Path != f.Path || s.Format != f.Format || s.Type != string(f.Indicator) {
+			t.Errorf("%s: lab.yaml has %s %s %s, lab serves %s %s %s", f.Name, u.Path, s.Format, s.Type, f.Path, f.Format, f.Indicator)
+		}
+	}
+	real, err := Load(filepath.Join("..", "config", "sources.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range lab {
+		if f.RealURL == "" {
+			continue
+		}
+		if s, ok := real.Source(f.Name); !ok || s.URL != f.RealURL || s.Format != f.Format {
+			t.Errorf("%s: sources.yaml has %+v, the real feed is %s (%s)", f.Name, s, f.RealURL, f.Format)
+		}
+	}
+}
+
+func TestDefaultsApply(t *testing.T) {
+	c, err := Parse("x.yaml", []byte(`
+defaults: {interval: 15m, prior: 0.7, size_limit: 2MiB, timeout: 10s}
+sources:
+  - {name: a, url: "https://example.net/a.txt", format: ip-list, type: ipv4}
+  - name: b
+    url: https://example.net/b.csv
+    format: generic
+    type: domain
+    interval: 2h
+    enabled: false
+    parser: {comment: "#", separator: "\t", column: 3, header: true}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Sources[0], c.Sources[1]
+	if a.Interval != 15*time.Minute || a.Prior != 0.7 || a.SizeLimit != 2<<20 || a.Timeout != 10*time.Second || !a.Enabled {
+		t.Errorf("a = %+v", a)
+	}
+	if b.Interval != 2*time.Hour || b.Enabled || b.Parser.Separator != "\t" || b.Parser.Column != 3 || !b.Parser.Header {
+		t.Errorf("b = %+v", b)
+	}
+	if len(c.Enabled()) != 1 {
+		t.Errorf("enabled: %v", c.Enabled())
+	}
+}
+
+func TestErrorsNameFileLineAndField(t *testing.T) {
+	known := func(f string) bool { return f == "ip-list" || f == "generic" }
+	head := "sources:\n  - name: a\n    url: https://example.net/a\n    format: ip-list\n    type: ipv4\n"
+	cases := map[string]struct{ yaml, want string }{
+		"bad interval":   {head + "    interval: soon\n", "x.yaml:6: sources[0].interval: \"soon\": want a duration"},
+		"unknown key":    {head + "    intervall: 1h\n", "x.yaml:6: sources[0].intervall: unknown key"},
+		"unknown format": {strings.Replace(head, "ip-list", "csvish", 1), "x.yaml:4: sources[0].format: \"csvish\": no parser"},
+		"bad type":       {strings.Replace(head, "ipv4", "ip", 1), "x.yaml:5: sources[0].type"},
+		"prior range":    {head + "    prior: 1.5\n", "x.yaml:6: sources[0].prior"},
+		"bad url":        {strings.Replace(head, "https://example.net/a", "ftp://x", 1), "x.yaml:3: sources[0].url"},
+		"missing type":   {strings.Replace(head, "    type: ipv4\n", "", 1), "x.yaml:2: sources[0].type: missing"},
+		"duplicate":      {head + strings.Replace(head, "sources:\n", "", 1), "x.yaml:6: sources[1].name: \"a\" is already used at line 2"},
+		"bad size":       {head + "    size_limit: lots\n", "x.yaml:6: sources[0].size_limit"},
+		"generic column": {strings.Replace(head, "ip-list", "generic", 1), "sources[0].parser.column: the generic format needs a column"},
+		"parser key":     {head + "    parser: {colum: 2}\n", "x.yaml:6: sources[0].parser.colum: unknown key"},
+		"default name":   {"defaults: {name: x}\n" + head, "x.yaml:1: defaults.name: cannot have a default"},
+		"no sources":     {"defaults: {}\n", "sources: missing"},
+	}
+	for name, c := range cases {
+		_, err := Parse("x.yaml", []byte(c.yaml), known)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want it to contain %q", name, err, c.want)
+		}
+	}
+}
