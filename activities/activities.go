@@ -4,6 +4,8 @@
 package activities
 
 import (
+	"net/http"
+
 	"github.com/tip-project/tip/storage"
 )
 
@@ -12,6 +14,8 @@ import (
 type Activities struct {
 	DB    *storage.DB
 	Blobs *storage.BlobStore
+	// HTTP fetches feeds; nil means http.DefaultClient.
+	HTTP *http.Client
 	// Identity names the worker process in reports (the Temporal client identity).
 	Identity string
 }

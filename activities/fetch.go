@@ -1,0 +1,141 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/storage"
+)
+
+// Fetch outcomes.
+const (
+	FetchChanged   = "changed"   // new content stored in S3, to be loaded
+	FetchUnchanged = "unchanged" // 304, or the same bytes as the last load
+	FetchDead      = "dead"      // 404/410: the feed is gone; not an error of the run
+	FetchFailed    = "failed"    // a permanent failure (4xx, over the size limit)
+)
+
+// FetchResult says what a fetch found. Payloads stay small: the content is in S3.
+type FetchResult struct {
+	Source       string    `json:"source"`
+	Status       string    `json:"status"`
+	HTTPStatus   int       `json:"http_status"`
+	SHA256       string    `json:"sha256,omitempty"`
+	Bytes        int64     `json:"bytes"`
+	ETag         string    `json:"etag,omitempty"`
+	LastModified string    `json:"last_modified,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	StartedAt    time.Time `json:"started_at"`
+}
+
+// userAgent names TIP to feed operators.
+const userAgent = "TIP-blacklist-collector/1 (+https://github.com/tip-project/tip)"
+
+// FetchSource downloads a source with a conditional GET (the validators of the last
+// loaded content) and streams a changed body into the blob store under its SHA-256.
+// Network errors and 5xx answers are returned as errors so Temporal retries them;
+// answers that retrying cannot change (404, other 4xx, too large) are results.
+func (a *Activities) FetchSource(ctx context.Context, src catalog.Source) (FetchResult, error) {
+	res := FetchResult{Source: src.Name, StartedAt: time.Now().UTC()}
+	if err := a.DB.UpsertSource(ctx, storage.SourceRow{Name: src.Name, URL: src.URL, Format: src.Format, Type: src.Type, Prior: src.Prior, Enabled: src.Enabled}); err != nil {
+		return res, err
+	}
+	row, err := a.DB.Source(ctx, src.Name)
+	if err != nil {
+		return res, err
+	}
+	if src.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, src.Timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
+	if err != nil {
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.Name, err), "BadURL", err)
+	}
+	req.Header.Set("User-Agent", userAgent)
+	if row.ETag != "" {
+		req.Header.Set("If-None-Match", row.ETag)
+	}
+	if row.LastModified != "" {
+		req.Header.Set("If-Modified-Since", row.LastModified)
+	}
+	resp, err := a.httpClient().Do(req)
+	if err != nil {
+		return res, fmt.Errorf("fetch %s: %w", src.Name, err)
+	}
+	defer resp.Body.Close()
+	res.HTTPStatus = resp.StatusCode
+	switch {
+	case resp.StatusCode == http.StatusNotModified:
+		res.Status, res.ETag, res.LastModified, res.SHA256 = FetchUnchanged, row.ETag, row.LastModified, row.ContentSHA256
+		return res, nil
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		res.Status, res.Error = FetchDead, fmt.Sprintf("%s answers %s: the feed is gone", src.URL, resp.Status)
+		return res, nil
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		return res, fmt.Errorf("fetch %s: %s answers %s", src.Name, src.URL, resp.Status)
+	case resp.StatusCode != http.StatusOK:
+		res.Status, res.Error = FetchFailed, fmt.Sprintf("%s answers %s", src.URL, resp.Status)
+		return res, nil
+	}
+
+	body := &progressReader{r: resp.Body, ctx: ctx}
+	limit := src.SizeLimit
+	if limit <= 0 {
+		limit = 1 << 40
+	}
+	blob, err := a.Blobs.Put(ctx, io.LimitReader(body, limit+1), storage.PutOptions{ContentType: resp.Header.Get("Content-Type")})
+	if err != nil {
+		return res, fmt.Errorf("fetch %s: store: %w", src.Name, err)
+	}
+	res.Bytes = blob.Size
+	if blob.Size > limit {
+		res.Status, res.Error = FetchFailed, fmt.Sprintf("%s is larger than its size limit of %d bytes", src.URL, limit)
+		return res, nil
+	}
+	res.SHA256, res.ETag, res.LastModified = blob.SHA256, resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	res.Status = FetchChanged
+	if blob.SHA256 == row.ContentSHA256 {
+		res.Status = FetchUnchanged // no validators upstream, but the same bytes
+	}
+	return res, nil
+}
+
+func (a *Activities) httpClient() *http.Client {
+	if a.HTTP != nil {
+		return a.HTTP
+	}
+	return http.DefaultClient
+}
+
+// progressReader heartbeats the bytes read so far, at most once a second.
+type progressReader struct {
+	r    io.Reader
+	ctx  context.Context
+	n    int64
+	last time.Time
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if time.Since(p.last) > time.Second {
+		p.last = time.Now()
+		if activity.IsActivity(p.ctx) {
+			activity.RecordHeartbeat(p.ctx, p.n)
+		}
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return n, fmt.Errorf("body ended early after %d bytes: %w", p.n, err)
+	}
+	return n, err
+}

@@ -1,0 +1,131 @@
+package activities
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/internal/testenv"
+	labfeeds "github.com/tip-project/tip/lab/feeds"
+	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/storage"
+)
+
+// newActivities connects to a fresh database and bucket of the test stack.
+func newActivities(t *testing.T) *Activities {
+	t.Helper()
+	cfg := testenv.NewBucket(t, testenv.Config(t))
+	cfg.Postgres.DSN = testenv.NewDatabase(t)
+	db, blobs, err := storage.Prepare(context.Background(), cfg, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return &Activities{DB: db, Blobs: blobs}
+}
+
+func fetch(t *testing.T, a *Activities, src catalog.Source) (FetchResult, error) {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	v, err := env.ExecuteActivity(a.FetchSource, src)
+	if err != nil {
+		return FetchResult{}, err
+	}
+	var res FetchResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	return res, nil
+}
+
+func labSource(srv *httptest.Server, name, path string) catalog.Source {
+	return catalog.Source{Name: name, URL: srv.URL + path, Format: "spamhaus-drop", Type: "cidr", Enabled: true,
+		Prior: 0.9, Timeout: 10 * time.Second, SizeLimit: 64 << 20}
+}
+
+func TestFetchStoresThenAsksConditionally(t *testing.T) {
+	ctx := context.Background()
+	a := newActivities(t)
+	clock := world.FixedClock(world.DefaultStart.Add(30 * time.Hour))
+	srv := httptest.NewServer(labfeeds.New(world.NewWorld(1), clock, labfeeds.Options{}).Handler())
+	defer srv.Close()
+	src := labSource(srv, "feodo-ipblocklist", "/feeds/feodotracker/ipblocklist.txt")
+
+	first, err := fetch(t, a, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Status != FetchChanged || first.HTTPStatus != 200 || first.ETag == "" || first.Bytes == 0 {
+		t.Fatalf("first fetch = %+v", first)
+	}
+	resp, _ := http.Get(src.URL)
+	want, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	got, err := a.Blobs.ReadAll(ctx, first.SHA256)
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("stored blob differs from the feed (%d vs %d bytes): %v", len(got), len(want), err)
+	}
+
+	// Not yet loaded: no validators stored, so the same bytes come again — and are
+	// recognised as changed, since nothing was loaded.
+	again, _ := fetch(t, a, src)
+	if again.Status != FetchChanged || again.SHA256 != first.SHA256 {
+		t.Fatalf("refetch before load = %+v", again)
+	}
+	// Once loaded, the next fetch is conditional and answered 304.
+	if err := storage.SetValidators(ctx, a.DB.Pool, src.Name, first.ETag, first.LastModified, first.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	cond, _ := fetch(t, a, src)
+	if cond.Status != FetchUnchanged || cond.HTTPStatus != http.StatusNotModified || cond.SHA256 != first.SHA256 {
+		t.Fatalf("conditional fetch = %+v", cond)
+	}
+	// A lab day later the feed changed: a new blob.
+	clock.Advance(24 * time.Hour)
+	next, _ := fetch(t, a, src)
+	if next.Status != FetchChanged || next.SHA256 == first.SHA256 {
+		t.Fatalf("fetch after the feed changed = %+v", next)
+	}
+}
+
+func TestFetchOutcomesOfBrokenFeeds(t *testing.T) {
+	a := newActivities(t)
+	srv := httptest.NewServer(labfeeds.New(world.NewWorld(1), world.FixedClock(world.DefaultStart.Add(40*time.Hour)), labfeeds.Options{}).Handler())
+	defer srv.Close()
+
+	dead, err := fetch(t, a, labSource(srv, "et-compromised", "/feeds/emergingthreats/compromised-ips.txt"))
+	if err != nil || dead.Status != FetchDead || dead.HTTPStatus != 404 || !strings.Contains(dead.Error, "gone") {
+		t.Fatalf("dead feed = %+v, %v", dead, err)
+	}
+	big := labSource(srv, "lab-large", "/feeds/lab/large.txt")
+	big.SizeLimit = 1 << 20
+	tooBig, err := fetch(t, a, big)
+	if err != nil || tooBig.Status != FetchFailed || !strings.Contains(tooBig.Error, "size limit") {
+		t.Fatalf("oversized feed = %+v, %v", tooBig, err)
+	}
+
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "upstream down", http.StatusBadGateway)
+	}))
+	defer broken.Close()
+	if _, err := fetch(t, a, labSource(broken, "flaky", "/x")); err == nil || !strings.Contains(err.Error(), "502") {
+		t.Fatalf("a 502 must be a retryable error, got %v", err)
+	}
+	forbidden := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no key", http.StatusForbidden)
+	}))
+	defer forbidden.Close()
+	res, err := fetch(t, a, labSource(forbidden, "needs-key", "/x"))
+	if err != nil || res.Status != FetchFailed || !strings.Contains(res.Error, "403") {
+		t.Fatalf("a 403 = %+v, %v", res, err)
+	}
+}

@@ -1,0 +1,5 @@
+package activities
+
+import "log/slog"
+
+func testLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

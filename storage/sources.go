@@ -1,0 +1,74 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// SourceRow is what the database keeps about a catalog source between runs.
+type SourceRow struct {
+	Name, URL, Format, Type string
+	Prior                   float64
+	Enabled                 bool
+	// Validators of the content last loaded: a conditional GET sends them.
+	ETag, LastModified, ContentSHA256 string
+	LastSuccess                       time.Time
+	ConsecutiveFailures               int
+}
+
+// UpsertSource records a catalog source, keeping its validators and health.
+func (db *DB) UpsertSource(ctx context.Context, s SourceRow) error {
+	_, err := db.Pool.Exec(ctx, `
+		INSERT INTO sources (name, url, format, type, prior, enabled)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (name) DO UPDATE SET
+		    url = excluded.url, format = excluded.format, type = excluded.type,
+		    prior = excluded.prior, enabled = excluded.enabled, updated_at = now(),
+		    -- a source pointed elsewhere must not send the old validators
+		    etag = CASE WHEN sources.url = excluded.url THEN sources.etag ELSE '' END,
+		    last_modified = CASE WHEN sources.url = excluded.url THEN sources.last_modified ELSE '' END`,
+		s.Name, s.URL, s.Format, s.Type, s.Prior, s.Enabled)
+	if err != nil {
+		return fmt.Errorf("upsert source %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+// Source reads a source's row, or ErrNotFound.
+func (db *DB) Source(ctx context.Context, name string) (SourceRow, error) {
+	var s SourceRow
+	var last *time.Time
+	err := db.Pool.QueryRow(ctx, `
+		SELECT name, url, format, type, prior, enabled, etag, last_modified, content_sha256, last_success, consecutive_failures
+		  FROM sources WHERE name = $1`, name).
+		Scan(&s.Name, &s.URL, &s.Format, &s.Type, &s.Prior, &s.Enabled, &s.ETag, &s.LastModified, &s.ContentSHA256, &last, &s.ConsecutiveFailures)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, fmt.Errorf("%w: source %s", ErrNotFound, name)
+	}
+	if err != nil {
+		return s, fmt.Errorf("read source %s: %w", name, err)
+	}
+	if last != nil {
+		s.LastSuccess = *last
+	}
+	return s, nil
+}
+
+// SetValidators stores the validators of content that was loaded, so the next fetch
+// can ask for it conditionally. Call it in the transaction that loads the content
+// (tx may be the pool), so validators never run ahead of the data.
+func SetValidators(ctx context.Context, tx interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, name, etag, lastModified, sha string) error {
+	_, err := tx.Exec(ctx, `UPDATE sources SET etag = $2, last_modified = $3, content_sha256 = $4,
+		last_success = now(), consecutive_failures = 0 WHERE name = $1`, name, etag, lastModified, sha)
+	if err != nil {
+		return fmt.Errorf("set validators of %s: %w", name, err)
+	}
+	return nil
+}
