@@ -32,6 +32,7 @@ import (
 // Register puts every TIP workflow and activity on a worker.
 func Register(w sdkworker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflow(workflows.Probe)
+	w.RegisterWorkflow(workflows.Core)
 	w.RegisterActivity(acts)
 }
 

@@ -79,6 +79,7 @@ S3-compatible storage.`,
 		doctorCmd(a),
 		workerCmd(a),
 		labCmd(a),
+		coreCmd(a),
 	)
 	return root
 }

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/tip-project/tip/starter"
+	"github.com/tip-project/tip/workflows"
+)
+
+func coreCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "core",
+		Short: "Start, inspect and steer the Core scheduler workflow (" + workflows.CoreWorkflowID + ")",
+		Long: `Core is the one long-running workflow that runs every module (blacklist refresh,
+spam ingest, agent sync, flux triage) as a child workflow on its interval, a fixed
+delay after the previous run ended, and routes events between modules.`,
+	}
+	withClient := func(cmd *cobra.Command, fn func(ctx context.Context, c client.Client) error) error {
+		c, err := starter.Dial(cmd.Context(), a.cfg.Temporal, a.log, client.Options{})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return fn(cmd.Context(), c)
+	}
+	signal := func(name, short string) *cobra.Command {
+		return &cobra.Command{
+			Use:   name + " MODULE",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return withClient(cmd, func(ctx context.Context, c client.Client) error {
+					if err := starter.SignalCore(ctx, c, name, workflows.ModuleSignal{Module: args[0]}); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "sent %s for %s to %s\n", name, args[0], workflows.CoreWorkflowID)
+					return nil
+				})
+			},
+		}
+	}
+	var asJSON bool
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Print Core's timetable: each module's next run, interval, running child and last result",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withClient(cmd, func(ctx context.Context, c client.Client) error {
+				st, err := starter.CoreStatus(ctx, c)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					return enc.Encode(st)
+				}
+				printCoreStatus(cmd.OutOrStdout(), st)
+				return nil
+			})
+		},
+	}
+	status.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	cmd.AddCommand(
+		&cobra.Command{
+			Use:   "start",
+			Short: "Start Core on the task queue unless it already runs",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return withClient(cmd, func(ctx context.Context, c client.Client) error {
+					runID, started, err := starter.StartCore(ctx, c, a.cfg.Temporal.TaskQueue, workflows.CoreInput{Modules: workflows.DefaultModules()})
+					if err != nil {
+						return err
+					}
+					verb := "already running"
+					if started {
+						verb = "started"
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s (run %s) on task queue %q\n", workflows.CoreWorkflowID, verb, runID, a.cfg.Temporal.TaskQueue)
+					return nil
+				})
+			},
+		},
+		status,
+		signal(workflows.SignalRunNow, "Run a module now, once, even if it is paused"),
+		signal(workflows.SignalPause, "Start no new runs of a module until it is resumed"),
+		signal(workflows.SignalResume, "Schedule a paused module again"),
+		&cobra.Command{
+			Use:   workflows.SignalSetInterval + " MODULE DURATION",
+			Short: "Set the delay between the end of a module's run and the start of its next (e.g. 6h)",
+			Args:  cobra.ExactArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				d, err := time.ParseDuration(args[1])
+				if err != nil || d <= 0 {
+					return fmt.Errorf("interval %q: want a positive duration such as 30m or 6h", args[1])
+				}
+				return withClient(cmd, func(ctx context.Context, c client.Client) error {
+					if err := starter.SignalCore(ctx, c, workflows.SignalSetInterval, workflows.ModuleSignal{Module: args[0], Interval: d}); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "sent set-interval %s for %s to %s\n", d, args[0], workflows.CoreWorkflowID)
+					return nil
+				})
+			},
+		},
+	)
+	return cmd
+}
+
+func printCoreStatus(w io.Writer, st workflows.CoreStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MODULE\tSTATE\tINTERVAL\tNEXT RUN\tRUNNING\tLAST\tPENDING")
+	for _, m := range st.Modules {
+		state := "scheduled"
+		switch {
+		case m.Running != "":
+			state = "running"
+		case m.Paused:
+			state = "paused"
+		case !m.Enabled:
+			state = "disabled"
+		}
+		next := "-"
+		if m.Running == "" && !m.Next.IsZero() && m.Enabled && !m.Paused {
+			next = m.Next.UTC().Format(time.RFC3339) + " (in " + m.Next.Sub(st.Now).Round(time.Second).String() + ")"
+		}
+		running := "-"
+		if m.Running != "" {
+			running = m.Running
+		}
+		last := "-"
+		if l := m.Last; l != nil {
+			last = fmt.Sprintf("%s %s (%s)", l.Status, l.Finished.UTC().Format(time.RFC3339), l.Finished.Sub(l.Started).Round(time.Second))
+			if detail := firstNonEmpty(l.Error, l.Summary); detail != "" {
+				last += ": " + oneLine(detail, 60)
+			}
+		}
+		pending := fmt.Sprintf("%d", m.PendingEvents)
+		if m.DroppedEvents > 0 {
+			pending += fmt.Sprintf(" (%d dropped)", m.DroppedEvents)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, state, m.Interval, next, running, last, pending)
+	}
+	tw.Flush()
+	if len(st.Modules) == 0 {
+		fmt.Fprintln(w, "no modules scheduled")
+	}
+	if st.Draining {
+		fmt.Fprintln(w, "core is waiting for running modules to finish before it continues as new")
+	}
+	if st.UnroutedEvents > 0 {
+		fmt.Fprintf(w, "%d event(s) had a kind no module consumes\n", st.UnroutedEvents)
+	}
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		return s[:max-1] + "…"
+	}
+	return s
+}

@@ -1,0 +1,64 @@
+package starter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/tip-project/tip/workflows"
+)
+
+// StartCore starts the Core workflow (ID tip-core) unless it already runs: then it
+// returns the running one's run ID and started=false, so starting twice is harmless.
+func StartCore(ctx context.Context, c client.Client, taskQueue string, in workflows.CoreInput) (runID string, started bool, err error) {
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        workflows.CoreWorkflowID,
+		TaskQueue: taskQueue,
+		// A running Core is kept (the start fails with AlreadyStarted, handled
+		// below); a closed one may be started again.
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+	}, workflows.Core, in)
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case errors.As(err, &already):
+		return already.RunId, false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("start %s: %w", workflows.CoreWorkflowID, err)
+	}
+	return run.GetRunID(), true, nil
+}
+
+// CoreStatus asks the running Core for its timetable.
+func CoreStatus(ctx context.Context, c client.Client) (workflows.CoreStatus, error) {
+	var st workflows.CoreStatus
+	v, err := c.QueryWorkflow(ctx, workflows.CoreWorkflowID, "", workflows.QueryStatus)
+	if err != nil {
+		return st, fmt.Errorf("query %s: %w", workflows.CoreWorkflowID, explainCoreMissing(err))
+	}
+	if err := v.Get(&st); err != nil {
+		return st, fmt.Errorf("decode %s status: %w", workflows.CoreWorkflowID, err)
+	}
+	return st, nil
+}
+
+// SignalCore sends a signal (workflows.SignalRunNow, ...) to the running Core.
+func SignalCore(ctx context.Context, c client.Client, name string, payload any) error {
+	if err := c.SignalWorkflow(ctx, workflows.CoreWorkflowID, "", name, payload); err != nil {
+		return fmt.Errorf("signal %s to %s: %w", name, workflows.CoreWorkflowID, explainCoreMissing(err))
+	}
+	return nil
+}
+
+func explainCoreMissing(err error) error {
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return fmt.Errorf("%w (is Core running? start it with `tip core start`)", err)
+	}
+	return err
+}

@@ -1,0 +1,520 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// CoreWorkflowID is the ID of the one Core workflow of a deployment.
+const CoreWorkflowID = "tip-core"
+
+// Signals Core accepts and the query it answers.
+const (
+	SignalRunNow      = "run-now"      // ModuleSignal{Module}: run the module now (once, even if paused)
+	SignalPause       = "pause"        // ModuleSignal{Module}: start no new runs of the module
+	SignalResume      = "resume"       // ModuleSignal{Module}: schedule the module again
+	SignalSetInterval = "set-interval" // ModuleSignal{Module, Interval}: delay between a run's end and the next start
+	SignalEvent       = "event"        // Event: routed to the modules that consume its Kind
+	QueryStatus       = "status"       // returns CoreStatus
+)
+
+// Run outcomes recorded in RunResult.Status.
+const (
+	RunCompleted = "completed"
+	RunFailed    = "failed"
+)
+
+// Defaults for CoreInput's bounds.
+const (
+	DefaultMaxIterations   = 1000 // loop wake-ups per run before continuing as new
+	DefaultMaxPendingItems = 1000 // queued event items per module; older ones are dropped
+	childIDTimeLayout      = "20060102T150405Z"
+)
+
+// ModuleSpec says how Core runs one module: which child workflow, where, and how often.
+type ModuleSpec struct {
+	Name      string
+	Workflow  string        // child workflow type name
+	TaskQueue string        // empty: Core's own task queue
+	Interval  time.Duration // delay from the end of one run to the start of the next
+	Enabled   bool          // disabled modules run only on run-now
+	Consumes  []string      // event kinds handed to this module's runs
+	Timeout   time.Duration // optional limit on one run, so a stuck run cannot block its module forever
+}
+
+// Event is something a module found that another module consumes, e.g.
+// {Kind: "domains-discovered", Items: [...], From: "spam-ingest"}. Keep Items
+// small (names, S3 keys), never file contents.
+type Event struct {
+	Kind  string
+	Items []string
+	From  string
+}
+
+// ModuleSignal is the payload of run-now, pause, resume and set-interval.
+type ModuleSignal struct {
+	Module   string
+	Interval time.Duration // set-interval only
+}
+
+// ModuleInput is the single argument Core passes to every module run.
+type ModuleInput struct {
+	Module        string
+	Scheduled     time.Time // when Core started the run
+	Events        []Event   // events queued for the module since its last successful handoff
+	DroppedEvents int       // event items dropped because the queue was full
+}
+
+// ModuleResult is what a module run returns; its Events are routed like signalled ones.
+type ModuleResult struct {
+	Summary string
+	Events  []Event
+}
+
+// RunResult records how a module's last run went.
+type RunResult struct {
+	ChildID  string
+	Status   string // RunCompleted or RunFailed
+	Started  time.Time
+	Finished time.Time
+	Error    string
+	Summary  string
+}
+
+// ModuleState is Core's bookkeeping for one module; it is carried across continue-as-new.
+type ModuleState struct {
+	Name     string
+	Next     time.Time     // when the next run starts (if enabled and not paused)
+	Interval time.Duration // current interval (set-interval overrides the spec)
+	Paused   bool
+	RunNow   bool // a run-now waits to be served
+	Last     *RunResult
+	Pending  []Event // queued for the next run, oldest first
+	Dropped  int     // items dropped from Pending since the last handoff
+}
+
+// CoreState is everything Core carries across continue-as-new.
+type CoreState struct {
+	Modules  []ModuleState
+	Unrouted int // events whose kind no module consumes
+}
+
+// CoreInput starts Core. State is nil on the first start and set by continue-as-new.
+type CoreInput struct {
+	Modules         []ModuleSpec
+	State           *CoreState
+	MaxIterations   int // 0: DefaultMaxIterations
+	MaxPendingItems int // 0: DefaultMaxPendingItems
+}
+
+// ModuleStatus is one row of Core's timetable.
+type ModuleStatus struct {
+	Name          string
+	Workflow      string
+	Enabled       bool
+	Paused        bool
+	Interval      time.Duration
+	Next          time.Time // zero while running
+	Running       string    // child workflow ID of the run in progress
+	RunningSince  time.Time
+	Last          *RunResult
+	PendingEvents int // events queued for the next run
+	PendingItems  int // items in those events
+	DroppedEvents int // items dropped because the queue was full
+	Consumes      []string
+}
+
+// CoreStatus answers the status query.
+type CoreStatus struct {
+	Now            time.Time
+	Modules        []ModuleStatus
+	UnroutedEvents int
+	Iteration      int
+	Draining       bool // waiting for running children before continuing as new
+}
+
+// DefaultModules lists the modules `tip core start` schedules. Modules join this
+// list as their workflows are registered on the worker.
+func DefaultModules() []ModuleSpec { return []ModuleSpec{} }
+
+// ChildID names a module run, e.g. "blacklist-refresh/20260901T000000Z".
+func ChildID(module string, at time.Time) string {
+	return module + "/" + at.UTC().Format(childIDTimeLayout)
+}
+
+// Core is TIP's scheduler: it starts each module as a child workflow when due,
+// schedules the next run a fixed interval after the previous one finished (so runs
+// of one module never overlap), routes events between modules, and continues as new
+// once no child is running.
+//
+// Continue-as-new waits for running children instead of abandoning them: Core keeps
+// the only handle on a run's result (summary, events, errors), and a child rarely
+// runs longer than a few hours, while the history limit is far away when the
+// suggestion comes. While draining, Core starts no new runs; due ones start right
+// after continue-as-new.
+func Core(ctx workflow.Context, in CoreInput) error {
+	c, err := newCore(ctx, in)
+	if err != nil {
+		return err
+	}
+	return c.run(ctx)
+}
+
+type running struct {
+	id      string
+	started time.Time
+	input   ModuleInput
+	future  workflow.ChildWorkflowFuture
+}
+
+type core struct {
+	in       CoreInput
+	specs    map[string]ModuleSpec
+	names    []string // sorted module names: the only iteration order
+	state    map[string]*ModuleState
+	routes   map[string][]string // event kind -> consuming modules, sorted
+	running  map[string]*running
+	unrouted int
+	iter     int
+	draining bool
+	log      log.Logger
+}
+
+func newCore(ctx workflow.Context, in CoreInput) (*core, error) {
+	if in.MaxIterations <= 0 {
+		in.MaxIterations = DefaultMaxIterations
+	}
+	if in.MaxPendingItems <= 0 {
+		in.MaxPendingItems = DefaultMaxPendingItems
+	}
+	c := &core{
+		in:      in,
+		specs:   map[string]ModuleSpec{},
+		state:   map[string]*ModuleState{},
+		routes:  map[string][]string{},
+		running: map[string]*running{},
+		log:     log.With(workflow.GetLogger(ctx), "workflow", "core"),
+	}
+	for _, s := range in.Modules {
+		switch {
+		case s.Name == "" || s.Workflow == "":
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("module %q: name and workflow are required", s.Name), "InvalidInput", nil)
+		case s.Interval <= 0:
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("module %s: interval must be positive", s.Name), "InvalidInput", nil)
+		case c.specs[s.Name].Name != "":
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("module %s listed twice", s.Name), "InvalidInput", nil)
+		}
+		c.specs[s.Name] = s
+		c.names = append(c.names, s.Name)
+	}
+	sort.Strings(c.names)
+	for _, name := range c.names { // in name order, so each route lists its consumers sorted
+		for _, kind := range c.specs[name].Consumes {
+			if r := c.routes[kind]; len(r) == 0 || r[len(r)-1] != name {
+				c.routes[kind] = append(r, name)
+			}
+		}
+	}
+	now := workflow.Now(ctx)
+	if in.State != nil {
+		c.unrouted = in.State.Unrouted
+		for _, ms := range in.State.Modules {
+			if _, ok := c.specs[ms.Name]; ok { // modules no longer listed are forgotten
+				c.state[ms.Name] = &ms
+			}
+		}
+	}
+	for _, name := range c.names {
+		if c.state[name] == nil { // a new module runs first at start
+			c.state[name] = &ModuleState{Name: name, Next: now, Interval: c.specs[name].Interval}
+		}
+	}
+	return c, nil
+}
+
+func (c *core) run(ctx workflow.Context) error {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, Module.ValueSet("core")); err != nil {
+		return fmt.Errorf("upsert search attributes: %w", err)
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (CoreStatus, error) {
+		return c.status(workflow.Now(ctx)), nil
+	}); err != nil {
+		return fmt.Errorf("set query handler: %w", err)
+	}
+	signals := c.signalChannels(ctx)
+	for {
+		if !c.draining {
+			c.startDue(ctx)
+		}
+		if c.draining && len(c.running) == 0 {
+			return c.continueAsNew(ctx, signals)
+		}
+
+		sel := workflow.NewSelector(ctx)
+		for _, s := range signals {
+			sel.AddReceive(s.ch, func(ch workflow.ReceiveChannel, _ bool) { s.receive(ch) })
+		}
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+		for _, name := range c.names {
+			if r := c.running[name]; r != nil {
+				sel.AddFuture(r.future, func(f workflow.Future) { c.finish(ctx, name, f) })
+			}
+		}
+		timerCtx, cancelTimer := workflow.WithCancel(ctx)
+		if next, ok := c.nextDue(); ok && !c.draining {
+			sel.AddFuture(workflow.NewTimer(timerCtx, next.Sub(workflow.Now(ctx))), func(workflow.Future) {})
+		}
+		sel.Select(ctx)
+		cancelTimer()
+		if err := ctx.Err(); err != nil { // cancelled: children are cancelled with Core
+			return err
+		}
+
+		c.iter++
+		if !c.draining && (c.iter >= c.in.MaxIterations || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
+			c.draining = true
+			c.log.Info("continue-as-new due; waiting for running modules", "iteration", c.iter, "running", len(c.running))
+		}
+	}
+}
+
+// signal is a signal channel and its handler; receive handles one pending signal
+// and reports false when none was pending.
+type signal struct {
+	ch      workflow.ReceiveChannel
+	receive func(workflow.ReceiveChannel) bool
+}
+
+func (c *core) signalChannels(ctx workflow.Context) []signal {
+	module := func(name string, apply func(ctx workflow.Context, ms *ModuleState, sig ModuleSignal)) signal {
+		return signal{workflow.GetSignalChannel(ctx, name), func(ch workflow.ReceiveChannel) bool {
+			var sig ModuleSignal
+			if !ch.ReceiveAsync(&sig) {
+				return false
+			}
+			if ms := c.state[sig.Module]; ms != nil {
+				apply(ctx, ms, sig)
+			} else {
+				c.log.Warn("signal for an unknown module ignored", "signal", name, "module", sig.Module)
+			}
+			return true
+		}}
+	}
+	return []signal{
+		module(SignalRunNow, func(_ workflow.Context, ms *ModuleState, _ ModuleSignal) {
+			if c.running[ms.Name] != nil {
+				c.log.Info("run-now ignored: module is running", "module", ms.Name, "child", c.running[ms.Name].id)
+				return
+			}
+			ms.RunNow = true
+		}),
+		module(SignalPause, func(_ workflow.Context, ms *ModuleState, _ ModuleSignal) { ms.Paused = true }),
+		module(SignalResume, func(_ workflow.Context, ms *ModuleState, _ ModuleSignal) { ms.Paused = false }),
+		module(SignalSetInterval, func(ctx workflow.Context, ms *ModuleState, sig ModuleSignal) {
+			if sig.Interval <= 0 {
+				c.log.Warn("set-interval ignored: interval must be positive", "module", ms.Name, "interval", sig.Interval)
+				return
+			}
+			ms.Interval = sig.Interval
+			if c.running[ms.Name] == nil { // a running module picks it up when it finishes
+				base := workflow.Now(ctx)
+				if ms.Last != nil {
+					base = ms.Last.Finished
+				}
+				ms.Next = base.Add(sig.Interval)
+			}
+		}),
+		{workflow.GetSignalChannel(ctx, SignalEvent), func(ch workflow.ReceiveChannel) bool {
+			var ev Event
+			if !ch.ReceiveAsync(&ev) {
+				return false
+			}
+			c.route(ev)
+			return true
+		}},
+	}
+}
+
+// route queues an event for every module that consumes its kind.
+func (c *core) route(ev Event) {
+	consumers := c.routes[ev.Kind]
+	if len(consumers) == 0 {
+		c.unrouted++
+		c.log.Warn("event of a kind no module consumes", "kind", ev.Kind, "from", ev.From, "items", len(ev.Items))
+		return
+	}
+	for _, name := range consumers {
+		ms := c.state[name]
+		ms.Pending = append(ms.Pending, Event{Kind: ev.Kind, From: ev.From, Items: slices.Clone(ev.Items)})
+		ms.Dropped += trimEvents(&ms.Pending, c.in.MaxPendingItems)
+	}
+}
+
+// trimEvents keeps the newest max items of a queue (an event without items counts
+// as one) and returns how many it dropped.
+func trimEvents(q *[]Event, max int) (dropped int) {
+	total := 0
+	for _, ev := range *q {
+		total += max1(len(ev.Items))
+	}
+	for total > max && len(*q) > 0 {
+		ev := &(*q)[0]
+		over := total - max
+		if len(ev.Items) > over { // drop the oldest items of the oldest event
+			ev.Items = ev.Items[over:]
+			return dropped + over
+		}
+		n := max1(len(ev.Items))
+		dropped += n
+		total -= n
+		*q = (*q)[1:]
+	}
+	return dropped
+}
+
+func max1(n int) int { return max(n, 1) }
+
+// due says whether a module should start now.
+func (c *core) due(name string, now time.Time) bool {
+	ms, spec := c.state[name], c.specs[name]
+	if c.running[name] != nil {
+		return false
+	}
+	return ms.RunNow || (spec.Enabled && !ms.Paused && !now.Before(ms.Next))
+}
+
+// nextDue is the earliest time a scheduled module becomes due.
+func (c *core) nextDue() (time.Time, bool) {
+	var next time.Time
+	found := false
+	for _, name := range c.names {
+		ms := c.state[name]
+		if c.running[name] != nil || ms.Paused || !c.specs[name].Enabled {
+			continue
+		}
+		if !found || ms.Next.Before(next) {
+			next, found = ms.Next, true
+		}
+	}
+	return next, found
+}
+
+func (c *core) startDue(ctx workflow.Context) {
+	now := workflow.Now(ctx)
+	for _, name := range c.names {
+		if c.due(name, now) {
+			c.start(ctx, name, now)
+		}
+	}
+}
+
+func (c *core) start(ctx workflow.Context, name string, now time.Time) {
+	ms, spec := c.state[name], c.specs[name]
+	id := ChildID(name, now)
+	if ms.Last != nil && ms.Last.ChildID == id { // two runs within one second
+		id = ChildID(name, now) + "-2"
+	}
+	in := ModuleInput{Module: name, Scheduled: now, Events: ms.Pending, DroppedEvents: ms.Dropped}
+	ms.Pending, ms.Dropped, ms.RunNow = nil, 0, false
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:               id,
+		TaskQueue:                spec.TaskQueue,
+		WorkflowExecutionTimeout: spec.Timeout,
+		TypedSearchAttributes:    temporal.NewSearchAttributes(Module.ValueSet(name)),
+	})
+	c.log.Info("starting module run", "module", name, "child", id, "events", len(in.Events))
+	c.running[name] = &running{id: id, started: now, input: in, future: workflow.ExecuteChildWorkflow(cctx, spec.Workflow, in)}
+}
+
+// finish records a finished run, routes its events and schedules the next run.
+func (c *core) finish(ctx workflow.Context, name string, f workflow.Future) {
+	r, ms := c.running[name], c.state[name]
+	delete(c.running, name)
+	now := workflow.Now(ctx)
+	var res ModuleResult
+	err := f.Get(ctx, &res)
+	last := &RunResult{ChildID: r.id, Started: r.started, Finished: now, Summary: res.Summary, Status: RunCompleted}
+	if err != nil {
+		last.Status, last.Error = RunFailed, rootCause(err)
+		// The failed run may not have used its events: queue them again, before newer ones.
+		ms.Pending = append(slices.Clone(r.input.Events), ms.Pending...)
+		ms.Dropped += r.input.DroppedEvents + trimEvents(&ms.Pending, c.in.MaxPendingItems)
+		c.log.Warn("module run failed", "module", name, "child", r.id, "error", err)
+	} else {
+		c.log.Info("module run completed", "module", name, "child", r.id, "summary", res.Summary, "events", len(res.Events))
+	}
+	ms.Last = last
+	ms.Next = now.Add(ms.Interval)
+	for _, ev := range res.Events {
+		if ev.From == "" {
+			ev.From = name
+		}
+		c.route(ev)
+	}
+}
+
+// rootCause strips the wrapping Temporal adds around a child's error.
+func rootCause(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Message()
+	}
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}
+
+// continueAsNew drains signals that arrived but were not handled, so none is lost,
+// and continues with the state.
+func (c *core) continueAsNew(ctx workflow.Context, signals []signal) error {
+	for _, s := range signals {
+		for s.receive(s.ch) {
+		}
+	}
+	in := c.in
+	in.State = c.snapshot()
+	c.log.Info("continuing as new", "iteration", c.iter)
+	return workflow.NewContinueAsNewError(ctx, Core, in)
+}
+
+func (c *core) snapshot() *CoreState {
+	st := &CoreState{Unrouted: c.unrouted}
+	for _, name := range c.names {
+		st.Modules = append(st.Modules, *c.state[name])
+	}
+	return st
+}
+
+func (c *core) status(now time.Time) CoreStatus {
+	st := CoreStatus{Now: now, UnroutedEvents: c.unrouted, Iteration: c.iter, Draining: c.draining}
+	for _, name := range c.names {
+		ms, spec := c.state[name], c.specs[name]
+		row := ModuleStatus{
+			Name: name, Workflow: spec.Workflow, Enabled: spec.Enabled, Paused: ms.Paused,
+			Interval: ms.Interval, Next: ms.Next, Last: ms.Last, DroppedEvents: ms.Dropped,
+			PendingEvents: len(ms.Pending),
+			Consumes:      spec.Consumes,
+		}
+		for _, ev := range ms.Pending {
+			row.PendingItems += len(ev.Items)
+		}
+		if r := c.running[name]; r != nil {
+			row.Running, row.RunningSince, row.Next = r.id, r.started, time.Time{}
+		} else if ms.RunNow {
+			row.Next = now
+		}
+		st.Modules = append(st.Modules, row)
+	}
+	return st
+}
