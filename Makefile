@@ -38,6 +38,7 @@ wipe: down ## stop the local stack and delete its data
 demo: tools build ## bring up the stack, the lab and a worker, then prove the whole path with tip doctor
 	$(TIP) dev up --lab --worker
 	$(TIP) doctor
+	$(TIP) core start
 	@echo
 	$(TIP) lab summary
 	@echo

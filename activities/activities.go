@@ -16,6 +16,8 @@ type Activities struct {
 	Blobs *storage.BlobStore
 	// HTTP fetches feeds; nil means http.DefaultClient.
 	HTTP *http.Client
+	// CatalogPath is the source catalog (YAML) the blacklist module reads.
+	CatalogPath string
 	// Identity names the worker process in reports (the Temporal client identity).
 	Identity string
 }

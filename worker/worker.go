@@ -33,6 +33,8 @@ import (
 func Register(w sdkworker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflow(workflows.Probe)
 	w.RegisterWorkflow(workflows.Core)
+	w.RegisterWorkflow(workflows.BlacklistRefresh)
+	w.RegisterWorkflow(workflows.SourceRefresh)
 	w.RegisterActivity(acts)
 }
 
@@ -72,7 +74,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.Worker.ShutdownTimeout})
-	Register(w, &activities.Activities{DB: db, Blobs: blobs, Identity: identity})
+	Register(w, &activities.Activities{DB: db, Blobs: blobs, Identity: identity, CatalogPath: cfg.Blacklists.Catalog})
 	if err := w.Start(); err != nil {
 		return starter.ExplainTemporal(cfg.Temporal.Address, err)
 	}

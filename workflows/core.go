@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"github.com/tip-project/tip/internal/config"
 	"slices"
 	"sort"
 	"time"
@@ -142,7 +143,11 @@ type CoreStatus struct {
 
 // DefaultModules lists the modules `tip core start` schedules. Modules join this
 // list as their workflows are registered on the worker.
-func DefaultModules() []ModuleSpec { return []ModuleSpec{} }
+func DefaultModules(cfg config.Config) []ModuleSpec {
+	return []ModuleSpec{
+		{Name: BlacklistModule, Workflow: "BlacklistRefresh", Interval: cfg.Blacklists.Interval, Enabled: true, Timeout: 2 * time.Hour},
+	}
+}
 
 // ChildID names a module run, e.g. "blacklist-refresh/20260901T000000Z".
 func ChildID(module string, at time.Time) string {

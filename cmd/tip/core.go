@@ -77,7 +77,7 @@ delay after the previous run ended, and routes events between modules.`,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				return withClient(cmd, func(ctx context.Context, c client.Client) error {
-					runID, started, err := starter.StartCore(ctx, c, a.cfg.Temporal.TaskQueue, workflows.CoreInput{Modules: workflows.DefaultModules()})
+					runID, started, err := starter.StartCore(ctx, c, a.cfg.Temporal.TaskQueue, workflows.CoreInput{Modules: workflows.DefaultModules(a.cfg)})
 					if err != nil {
 						return err
 					}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -55,7 +56,13 @@ func devCmd(a *app) *cobra.Command {
 				}
 			}
 			if withWorker {
-				if err := s.StartTip(cmd.Context(), devstack.Worker, self, nil, "worker"); err != nil {
+				// The worker runs in its own folder: hand it the catalog by absolute path.
+				catalogPath, err := filepath.Abs(a.cfg.Blacklists.Catalog)
+				if err != nil {
+					return err
+				}
+				env := []string{"TIP_BLACKLISTS_CATALOG=" + catalogPath}
+				if err := s.StartTip(cmd.Context(), devstack.Worker, self, env, "worker"); err != nil {
 					return err
 				}
 			}

@@ -80,6 +80,7 @@ S3-compatible storage.`,
 		workerCmd(a),
 		labCmd(a),
 		coreCmd(a),
+		feedsCmd(),
 	)
 	return root
 }

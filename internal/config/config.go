@@ -19,11 +19,21 @@ import (
 
 // Config is everything a TIP process needs to reach its services.
 type Config struct {
-	Temporal Temporal `yaml:"temporal"`
-	Postgres Postgres `yaml:"postgres"`
-	S3       S3       `yaml:"s3"`
-	Worker   Worker   `yaml:"worker"`
-	Log      Log      `yaml:"log"`
+	Temporal   Temporal   `yaml:"temporal"`
+	Postgres   Postgres   `yaml:"postgres"`
+	S3         S3         `yaml:"s3"`
+	Worker     Worker     `yaml:"worker"`
+	Blacklists Blacklists `yaml:"blacklists"`
+	Log        Log        `yaml:"log"`
+}
+
+// Blacklists configures the blacklist module.
+type Blacklists struct {
+	// Catalog is the source catalog (YAML) the worker reads: config/sources.yaml
+	// lists the real feeds, config/lab.yaml the lab's.
+	Catalog string `yaml:"catalog" env:"TIP_BLACKLISTS_CATALOG"`
+	// Interval is the delay from the end of one refresh to the start of the next.
+	Interval time.Duration `yaml:"interval" env:"TIP_BLACKLISTS_INTERVAL"`
 }
 
 // Temporal says where the Temporal frontend is and which namespace TIP uses.
@@ -81,7 +91,9 @@ func Default() Config {
 			Region:    "us-east-1",
 		},
 		Worker: Worker{MetricsAddress: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second},
-		Log:    Log{Level: "info", Format: "text"},
+		// The local stack collects from the lab, whose day passes in two minutes.
+		Blacklists: Blacklists{Catalog: "config/lab.yaml", Interval: 2 * time.Minute},
+		Log:        Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -144,6 +156,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: s3.endpoint %q must be host:port without a scheme (set s3.secure for TLS)", c.S3.Endpoint)
 	case c.S3.Bucket == "":
 		return errors.New("config: s3.bucket is empty")
+	case c.Blacklists.Interval < time.Minute:
+		return fmt.Errorf("config: blacklists.interval %s is shorter than a minute", c.Blacklists.Interval)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

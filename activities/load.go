@@ -1,0 +1,261 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"go.temporal.io/sdk/activity"
+
+	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/feeds"
+	"github.com/tip-project/tip/storage"
+)
+
+// Run outcomes recorded in source_runs.
+const (
+	RunLoaded    = "loaded"
+	RunUnchanged = "unchanged"
+	RunDead      = "dead"
+	RunMalformed = "malformed"
+	RunFailed    = "failed"
+)
+
+// LoadInput names the fetched content to load and the refresh it belongs to.
+type LoadInput struct {
+	Source catalog.Source `json:"source"`
+	Fetch  FetchResult    `json:"fetch"`
+	// RunKey identifies this source run (the child workflow ID): a retried load
+	// with the same key records and merges nothing twice.
+	RunKey string `json:"run_key"`
+}
+
+// LoadResult is the recorded outcome of a source run.
+type LoadResult struct {
+	Source  string `json:"source"`
+	Status  string `json:"status"`
+	Entries int    `json:"entries"`
+	Added   int    `json:"added"`
+	Removed int    `json:"removed"`
+	Bad     int    `json:"bad_lines"`
+	Dropped int    `json:"dropped"`
+	Error   string `json:"error,omitempty"`
+}
+
+// ParserOptions turns a catalog source's parser settings into feeds.Options.
+func ParserOptions(s catalog.Source) feeds.Options {
+	o := feeds.Options{CommentPrefix: s.Parser.Comment, Separator: s.Parser.Separator, Header: s.Parser.Header,
+		Type: feeds.Type(s.Type), MaxBadShare: s.Parser.MaxBad}
+	if s.Parser.Column > 0 {
+		o.Column = s.Parser.Column - 1 // the catalog counts columns from 1
+	}
+	return o
+}
+
+// LoadSource parses the fetched content straight from S3 into a staging table with
+// COPY and merges it into the listings in one transaction, together with the new
+// validators and the run's record. Non-loading outcomes (unchanged, dead, failed)
+// are recorded too. A retry of a committed load returns the recorded result.
+func (a *Activities) LoadSource(ctx context.Context, in LoadInput) (LoadResult, error) {
+	if prev, ok, err := a.recordedRun(ctx, in); err != nil || ok {
+		return prev, err
+	}
+	res := LoadResult{Source: in.Source.Name}
+	switch in.Fetch.Status {
+	case FetchUnchanged:
+		res.Status = RunUnchanged
+		return res, a.recordOutcome(ctx, in, res, false)
+	case FetchDead:
+		res.Status, res.Error = RunDead, in.Fetch.Error
+		return res, a.recordOutcome(ctx, in, res, true)
+	case FetchFailed:
+		res.Status, res.Error = RunFailed, in.Fetch.Error
+		return res, a.recordOutcome(ctx, in, res, true)
+	case FetchChanged:
+	default:
+		return res, fmt.Errorf("load %s: unknown fetch status %q", in.Source.Name, in.Fetch.Status)
+	}
+
+	body, _, err := a.Blobs.Open(ctx, in.Fetch.SHA256)
+	if err != nil {
+		return res, fmt.Errorf("load %s: %w", in.Source.Name, err)
+	}
+	defer body.Close()
+
+	tx, err := a.DB.Pool.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("load %s: %w", in.Source.Name, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE staging (type text, value text, registrable text) ON COMMIT DROP`); err != nil {
+		return res, fmt.Errorf("load %s: staging: %w", in.Source.Name, err)
+	}
+
+	// The parser pushes indicators; COPY pulls rows. A goroutine bridges the two so
+	// memory stays constant whatever the feed's size.
+	rows := make(chan []any, 1024)
+	parseCtx, stopParse := context.WithCancel(ctx)
+	defer stopParse()
+	var stats feeds.Stats
+	var parseErr error
+	go func() {
+		defer close(rows)
+		stats, parseErr = feeds.Parse(in.Source.Format, body, ParserOptions(in.Source), func(ind feeds.Indicator) error {
+			select {
+			case rows <- []any{string(ind.Type), ind.Value, ind.Registrable}:
+				return nil
+			case <-parseCtx.Done():
+				return parseCtx.Err()
+			}
+		})
+	}()
+	src := &chanSource{rows: rows, ctx: ctx}
+	copied, copyErr := tx.CopyFrom(ctx, pgx.Identifier{"staging"}, []string{"type", "value", "registrable"}, src)
+	stopParse()
+	for range rows { // let the parser finish before reading its results
+	}
+	res.Entries, res.Bad = int(copied), stats.Bad
+	for _, n := range stats.Dropped {
+		res.Dropped += n
+	}
+	switch {
+	case parseErr != nil && (errors.Is(parseErr, feeds.ErrMalformed) || errors.Is(parseErr, feeds.ErrUnknownFormat)):
+		res.Status, res.Error = RunMalformed, parseErr.Error()
+		if len(stats.BadSample) > 0 {
+			res.Error += " (e.g. " + strings.Join(stats.BadSample, "; ") + ")"
+		}
+		tx.Rollback(ctx) //nolint:errcheck
+		return res, a.recordOutcome(ctx, in, res, true)
+	case copyErr != nil:
+		return res, fmt.Errorf("load %s: copy: %w", in.Source.Name, copyErr)
+	case parseErr != nil:
+		return res, fmt.Errorf("load %s: parse: %w", in.Source.Name, parseErr)
+	}
+	if activity.IsActivity(ctx) {
+		activity.RecordHeartbeat(ctx, res.Entries)
+	}
+
+	if err := merge(ctx, tx, in.Source.Name, &res); err != nil {
+		return res, fmt.Errorf("load %s: merge: %w", in.Source.Name, err)
+	}
+	res.Status = RunLoaded
+	if err := storage.SetValidators(ctx, tx, in.Source.Name, in.Fetch.ETag, in.Fetch.LastModified, in.Fetch.SHA256); err != nil {
+		return res, err
+	}
+	if err := insertRun(ctx, tx, in, res); err != nil {
+		return res, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, fmt.Errorf("load %s: commit: %w", in.Source.Name, err)
+	}
+	return res, nil
+}
+
+// merge folds the staging table into indicators and this source's listings.
+func merge(ctx context.Context, tx pgx.Tx, source string, res *LoadResult) error {
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO indicators (type, value, registrable, first_seen, last_seen)
+		SELECT DISTINCT ON (type, value) type, value, coalesce(registrable, ''), now(), now() FROM staging
+		ON CONFLICT (type, value) DO UPDATE SET last_seen = now()`); err != nil {
+		return err
+	}
+	err := tx.QueryRow(ctx, `
+		WITH current AS (
+		    SELECT DISTINCT i.id FROM staging s JOIN indicators i ON i.type = s.type AND i.value = s.value
+		), upserted AS (
+		    INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
+		    SELECT $1, id, now(), now(), true FROM current
+		    ON CONFLICT (source, indicator_id) DO UPDATE
+		       SET last_seen = now(), active = true, removed_at = NULL
+		    RETURNING 1
+		), removed AS (
+		    UPDATE listings SET active = false, removed_at = now()
+		     WHERE source = $1 AND active AND indicator_id NOT IN (SELECT id FROM current)
+		    RETURNING 1
+		)
+		SELECT (SELECT count(*) FROM current),
+		       -- the statement sees listings as they were before it: new or re-listed
+		       (SELECT count(*) FROM current c WHERE NOT EXISTS (
+		            SELECT 1 FROM listings l WHERE l.source = $1 AND l.indicator_id = c.id AND l.active)),
+		       (SELECT count(*) FROM removed)`, source).Scan(&res.Entries, &res.Added, &res.Removed)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// recordedRun returns the outcome already recorded for this run key, if any.
+func (a *Activities) recordedRun(ctx context.Context, in LoadInput) (LoadResult, bool, error) {
+	r := LoadResult{Source: in.Source.Name}
+	err := a.DB.Pool.QueryRow(ctx, `SELECT status, entries, added, removed, bad_lines, dropped, error
+		FROM source_runs WHERE source = $1 AND run_key = $2`, in.Source.Name, in.RunKey).
+		Scan(&r.Status, &r.Entries, &r.Added, &r.Removed, &r.Bad, &r.Dropped, &r.Error)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, false, nil
+	}
+	if err != nil {
+		return r, false, fmt.Errorf("load %s: read run: %w", in.Source.Name, err)
+	}
+	return r, true, nil
+}
+
+// recordOutcome records a run that loads nothing, counting failures for health.
+func (a *Activities) recordOutcome(ctx context.Context, in LoadInput, res LoadResult, failure bool) error {
+	return pgx.BeginFunc(ctx, a.DB.Pool, func(tx pgx.Tx) error {
+		if err := a.DB.UpsertSource(ctx, storage.SourceRow{Name: in.Source.Name, URL: in.Source.URL, Format: in.Source.Format,
+			Type: in.Source.Type, Prior: in.Source.Prior, Enabled: in.Source.Enabled}); err != nil {
+			return err
+		}
+		var q string
+		if failure {
+			q = `UPDATE sources SET consecutive_failures = consecutive_failures + 1 WHERE name = $1`
+		} else {
+			q = `UPDATE sources SET last_success = now(), consecutive_failures = 0 WHERE name = $1`
+		}
+		if _, err := tx.Exec(ctx, q, in.Source.Name); err != nil {
+			return err
+		}
+		if !failure { // unchanged: everything listed is still listed
+			if _, err := tx.Exec(ctx, `UPDATE listings SET last_seen = now() WHERE source = $1 AND active`, in.Source.Name); err != nil {
+				return err
+			}
+		}
+		return insertRun(ctx, tx, in, res)
+	})
+}
+
+func insertRun(ctx context.Context, tx pgx.Tx, in LoadInput, res LoadResult) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO source_runs (source, run_key, started_at, status, http_status, bytes, blob_sha256,
+		                         entries, added, removed, bad_lines, dropped, error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+		ON CONFLICT (source, run_key) DO NOTHING`,
+		in.Source.Name, in.RunKey, in.Fetch.StartedAt, res.Status, in.Fetch.HTTPStatus, in.Fetch.Bytes, in.Fetch.SHA256,
+		res.Entries, res.Added, res.Removed, res.Bad, res.Dropped, res.Error)
+	if err != nil {
+		return fmt.Errorf("record run of %s: %w", in.Source.Name, err)
+	}
+	return nil
+}
+
+// chanSource feeds COPY from a channel of rows.
+type chanSource struct {
+	rows <-chan []any
+	ctx  context.Context
+	row  []any
+	n    int
+}
+
+func (c *chanSource) Next() bool {
+	row, ok := <-c.rows
+	c.row = row
+	c.n++
+	if ok && c.n%100000 == 0 && activity.IsActivity(c.ctx) {
+		activity.RecordHeartbeat(c.ctx, c.n)
+	}
+	return ok
+}
+func (c *chanSource) Values() ([]any, error) { return c.row, nil }
+func (c *chanSource) Err() error             { return nil }

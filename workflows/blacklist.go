@@ -1,0 +1,123 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/catalog"
+)
+
+// BlacklistModule is the core's name for the blacklist refresh.
+const BlacklistModule = "blacklist-refresh"
+
+// MaxConcurrentSources bounds the children of one refresh: far below Temporal's
+// pending-children limit and gentle on the worker.
+const MaxConcurrentSources = 8
+
+// BlacklistRefresh fans out one SourceRefresh child per enabled source of the
+// catalog (at most MaxConcurrentSources at a time), tolerates the failure of any of
+// them, and fans in a summary for the core.
+func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
+	})
+	var sources []catalog.Source
+	if err := workflow.ExecuteActivity(actx, a.ReadCatalog).Get(ctx, &sources); err != nil {
+		return ModuleResult{}, err
+	}
+	start := workflow.Now(ctx)
+	results := make([]activities.LoadResult, len(sources))
+	pending := 0
+	next := 0
+	sel := workflow.NewSelector(ctx)
+	launch := func(i int) {
+		src := sources[i]
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID: SourceRunID(src.Name, start),
+			TypedSearchAttributes: temporal.NewSearchAttributes(
+				Module.ValueSet(BlacklistModule), Source.ValueSet(src.Name)),
+		})
+		pending++
+		sel.AddFuture(workflow.ExecuteChildWorkflow(cctx, SourceRefresh, src), func(f workflow.Future) {
+			pending--
+			var r activities.LoadResult
+			if err := f.Get(ctx, &r); err != nil {
+				r = activities.LoadResult{Source: src.Name, Status: activities.RunFailed, Error: err.Error()}
+			}
+			results[i] = r
+		})
+	}
+	for next < len(sources) || pending > 0 {
+		for next < len(sources) && pending < MaxConcurrentSources {
+			launch(next)
+			next++
+		}
+		sel.Select(ctx)
+	}
+	return ModuleResult{Summary: summarize(results)}, nil
+}
+
+// SourceRunID names one source's run in a refresh, e.g.
+// "blacklist/spamhaus-drop/20260901T000000Z"; it is also the run's key in
+// source_runs, so a retried load records nothing twice.
+func SourceRunID(source string, at time.Time) string {
+	return "blacklist/" + source + "/" + at.UTC().Format(childIDTimeLayout)
+}
+
+// summarize counts outcomes: "25 sources: 20 loaded, 2 unchanged, 1 dead, ...".
+func summarize(results []activities.LoadResult) string {
+	counts := map[string]int{}
+	added, removed := 0, 0
+	var failed []string
+	for _, r := range results {
+		counts[r.Status]++
+		added += r.Added
+		removed += r.Removed
+		if r.Status == activities.RunDead || r.Status == activities.RunMalformed || r.Status == activities.RunFailed {
+			failed = append(failed, r.Source+" "+r.Status)
+		}
+	}
+	var parts []string
+	for _, k := range []string{activities.RunLoaded, activities.RunUnchanged, activities.RunDead, activities.RunMalformed, activities.RunFailed} {
+		if counts[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+		}
+	}
+	s := fmt.Sprintf("%d sources: %s; +%d -%d listings", len(results), strings.Join(parts, ", "), added, removed)
+	if len(failed) > 0 {
+		s += "; problems: " + strings.Join(failed, ", ")
+	}
+	return s
+}
+
+// SourceRefresh fetches one source and loads what changed. A fetch that still
+// fails after its retries is recorded as a failed run, so one broken feed never
+// fails the refresh.
+func SourceRefresh(ctx workflow.Context, src catalog.Source) (activities.LoadResult, error) {
+	runKey := workflow.GetInfo(ctx).WorkflowExecution.ID
+	fetchTimeout := src.Timeout + 30*time.Second
+	fctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: fetchTimeout,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2,
+			MaximumInterval: time.Minute, MaximumAttempts: 4},
+	})
+	var fetch activities.FetchResult
+	if err := workflow.ExecuteActivity(fctx, a.FetchSource, src).Get(ctx, &fetch); err != nil {
+		fetch = activities.FetchResult{Source: src.Name, Status: activities.FetchFailed, Error: rootCause(err), StartedAt: workflow.Now(ctx)}
+	}
+	lctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:    2 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	})
+	var res activities.LoadResult
+	err := workflow.ExecuteActivity(lctx, a.LoadSource, activities.LoadInput{Source: src, Fetch: fetch, RunKey: runKey}).Get(ctx, &res)
+	return res, err
+}

@@ -1,0 +1,73 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/catalog"
+)
+
+func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(SourceRefresh)
+	env.RegisterActivity(&activities.Activities{})
+
+	var sources []catalog.Source
+	for i := 0; i < 12; i++ {
+		sources = append(sources, catalog.Source{Name: fmt.Sprintf("src-%02d", i), Format: "ip-list", Type: "ipv4"})
+	}
+	env.OnActivity(a.ReadCatalog, mock.Anything).Return(sources, nil)
+	env.OnActivity(a.FetchSource, mock.Anything, mock.Anything).Return(func(_ context.Context, src catalog.Source) (activities.FetchResult, error) {
+		switch src.Name {
+		case "src-03": // unreachable every time: retried, then recorded as failed
+			return activities.FetchResult{}, temporal.NewApplicationError("connection refused", "net")
+		case "src-05":
+			return activities.FetchResult{Source: src.Name, Status: activities.FetchDead, Error: "404"}, nil
+		}
+		return activities.FetchResult{Source: src.Name, Status: activities.FetchChanged, SHA256: "x"}, nil
+	})
+	var mu sync.Mutex
+	keys := map[string]string{}
+	env.OnActivity(a.LoadSource, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (activities.LoadResult, error) {
+		mu.Lock()
+		keys[in.Source.Name] = in.RunKey
+		mu.Unlock()
+		switch in.Fetch.Status {
+		case activities.FetchFailed:
+			if !strings.Contains(in.Fetch.Error, "connection refused") {
+				return activities.LoadResult{}, errors.New("fetch error lost: " + in.Fetch.Error)
+			}
+			return activities.LoadResult{Source: in.Source.Name, Status: activities.RunFailed, Error: in.Fetch.Error}, nil
+		case activities.FetchDead:
+			return activities.LoadResult{Source: in.Source.Name, Status: activities.RunDead}, nil
+		}
+		return activities.LoadResult{Source: in.Source.Name, Status: activities.RunLoaded, Added: 10}, nil
+	})
+
+	env.ExecuteWorkflow(BlacklistRefresh, ModuleInput{Module: BlacklistModule})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("refresh failed: %v", err)
+	}
+	var res ModuleResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"12 sources: 10 loaded, 1 dead, 1 failed", "+100 -0", "src-03 failed", "src-05 dead"} {
+		if !strings.Contains(res.Summary, want) {
+			t.Errorf("summary %q lacks %q", res.Summary, want)
+		}
+	}
+	if len(keys) != 12 || !strings.HasPrefix(keys["src-07"], "blacklist/src-07/") {
+		t.Errorf("run keys: %v", keys)
+	}
+}
