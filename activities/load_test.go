@@ -159,6 +159,18 @@ func TestLoadRecordsBrokenFeedsWithoutFailing(t *testing.T) {
 			t.Errorf("%s recorded as %s (%q), %d consecutive failures", c.src.Name, status, errText, failures)
 		}
 	}
+	// `tip sources` flags them.
+	hs, err := a.DB.SourcesHealth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := map[string]string{}
+	for _, h := range hs {
+		health[h.Name] = h.Health
+	}
+	if health["et-compromised"] != "dead" || health["blocklistde-strongips"] != "failing" || health["blocklistde-ssh"] != "ok" {
+		t.Errorf("health: %v", health)
+	}
 	// The truncated feed still loads what it has. (Its cut last line may itself
 	// parse, e.g. an IPv6 address cut short, so it is not always counted as bad.)
 	var entries int

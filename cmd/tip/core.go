@@ -131,7 +131,7 @@ func printCoreStatus(w io.Writer, st workflows.CoreStatus) {
 		}
 		next := "-"
 		if m.Running == "" && !m.Next.IsZero() && m.Enabled && !m.Paused {
-			next = m.Next.UTC().Format(time.RFC3339) + " (in " + m.Next.Sub(st.Now).Round(time.Second).String() + ")"
+			next = m.Next.UTC().Format(time.RFC3339) + " (in " + time.Until(m.Next).Round(time.Second).String() + ")"
 		}
 		running := "-"
 		if m.Running != "" {

@@ -81,6 +81,7 @@ S3-compatible storage.`,
 		labCmd(a),
 		coreCmd(a),
 		feedsCmd(),
+		sourcesCmd(a),
 	)
 	return root
 }

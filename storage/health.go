@@ -1,0 +1,65 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// DeadAfter is how many consecutive failed runs flag a source as dead.
+const DeadAfter = 3
+
+// SourceHealth is one line of `tip sources`: a source's last run and listings.
+type SourceHealth struct {
+	Name                string    `json:"name"`
+	Format              string    `json:"format"`
+	Enabled             bool      `json:"enabled"`
+	Prior               float64   `json:"prior"`
+	Active              int64     `json:"active_listings"`
+	LastStatus          string    `json:"last_status"`
+	LastRun             time.Time `json:"last_run"`
+	LastHTTPStatus      int       `json:"last_http_status"`
+	LastEntries         int       `json:"last_entries"`
+	LastAdded           int       `json:"last_added"`
+	LastRemoved         int       `json:"last_removed"`
+	LastBad             int       `json:"last_bad_lines"`
+	LastError           string    `json:"last_error,omitempty"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	Health              string    `json:"health"` // ok, failing, dead, never-run
+}
+
+// SourcesHealth lists every known source with its latest run.
+func (db *DB) SourcesHealth(ctx context.Context) ([]SourceHealth, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT s.name, s.format, s.enabled, s.prior, s.consecutive_failures,
+		       (SELECT count(*) FROM listings l WHERE l.source = s.name AND l.active),
+		       coalesce(r.status, ''), coalesce(r.finished_at, 'epoch'), coalesce(r.http_status, 0),
+		       coalesce(r.entries, 0), coalesce(r.added, 0), coalesce(r.removed, 0), coalesce(r.bad_lines, 0), coalesce(r.error, '')
+		  FROM sources s
+		  LEFT JOIN LATERAL (SELECT * FROM source_runs WHERE source = s.name ORDER BY finished_at DESC, id DESC LIMIT 1) r ON true
+		 ORDER BY s.name`)
+	if err != nil {
+		return nil, fmt.Errorf("sources: %w", err)
+	}
+	defer rows.Close()
+	var out []SourceHealth
+	for rows.Next() {
+		var h SourceHealth
+		if err := rows.Scan(&h.Name, &h.Format, &h.Enabled, &h.Prior, &h.ConsecutiveFailures, &h.Active, &h.LastStatus, &h.LastRun,
+			&h.LastHTTPStatus, &h.LastEntries, &h.LastAdded, &h.LastRemoved, &h.LastBad, &h.LastError); err != nil {
+			return nil, err
+		}
+		switch {
+		case h.LastStatus == "":
+			h.Health = "never-run"
+		case h.ConsecutiveFailures >= DeadAfter || h.LastStatus == "dead":
+			h.Health = "dead"
+		case h.ConsecutiveFailures > 0:
+			h.Health = "failing"
+		default:
+			h.Health = "ok"
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
