@@ -250,16 +250,7 @@ func greets(addr string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "* OK") {
-		return fmt.Errorf("unexpected greeting %q", strings.TrimSpace(line))
-	}
-	return nil
+	return readGreeting(c)
 }
 
 func tlsGreets(addr, certFile string) error {
@@ -272,6 +263,11 @@ func tlsGreets(addr, certFile string) error {
 	if err != nil {
 		return err
 	}
+	return readGreeting(c)
+}
+
+// readGreeting expects an IMAP "* OK" greeting on c, then closes it.
+func readGreeting(c net.Conn) error {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
