@@ -82,6 +82,7 @@ S3-compatible storage.`,
 		coreCmd(a),
 		feedsCmd(),
 		sourcesCmd(a),
+		lookupCmd(a),
 	)
 	return root
 }

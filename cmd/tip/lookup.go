@@ -1,0 +1,94 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tip-project/tip/feeds"
+	"github.com/tip-project/tip/storage"
+)
+
+// guessType says what a lookup argument is.
+func guessType(arg string) feeds.Type {
+	switch {
+	case strings.Contains(arg, "://"):
+		return feeds.URL
+	case strings.Contains(arg, "/"):
+		return feeds.CIDR
+	}
+	if ip, err := netip.ParseAddr(arg); err == nil {
+		if ip.Unmap().Is4() {
+			return feeds.IPv4
+		}
+		return feeds.IPv6
+	}
+	return feeds.Domain
+}
+
+func lookupCmd(a *app) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "lookup IP|CIDR|DOMAIN|URL",
+		Short: "Show which blacklist sources list an indicator (or a block or domain covering it), since when",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			typ := guessType(args[0])
+			ind, drop, err := feeds.Normalize(typ, args[0])
+			if err != nil {
+				return fmt.Errorf("%q is not a valid %s: %v", args[0], typ, err)
+			}
+			if drop != "" {
+				return fmt.Errorf("%s is %s space: TIP drops it from every feed", args[0], drop)
+			}
+			host := ind.Value
+			if ind.Type == feeds.URL {
+				if u, err := url.Parse(ind.Value); err == nil {
+					host = u.Hostname()
+				}
+			}
+			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			ls, err := db.Lookup(cmd.Context(), string(ind.Type), ind.Value, host, ind.Registrable)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return json.NewEncoder(out).Encode(map[string]any{"query": ind, "listings": ls})
+			}
+			if len(ls) == 0 {
+				fmt.Fprintf(out, "%s %s: not listed by any source\n", ind.Type, ind.Value)
+				return nil
+			}
+			active := 0
+			for _, l := range ls {
+				if l.Active {
+					active++
+				}
+			}
+			fmt.Fprintf(out, "%s %s: listed by %d source(s) now, %d listing(s) in all\n", ind.Type, ind.Value, active, len(ls))
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SOURCE\tLISTED\tMATCH\tFIRST SEEN\tLAST SEEN\tSTATE")
+			for _, l := range ls {
+				state := "active"
+				if !l.Active {
+					state = "removed " + l.RemovedAt.UTC().Format("2006-01-02 15:04")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", l.Source, l.Value, l.Match,
+					l.FirstSeen.UTC().Format("2006-01-02 15:04"), l.LastSeen.UTC().Format("2006-01-02 15:04"), state)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

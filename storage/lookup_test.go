@@ -1,0 +1,63 @@
+package storage_test
+
+import (
+	"context"
+	"testing"
+)
+
+func TestLookupFindsExactCoveringAndDomainListings(t *testing.T) {
+	ctx := context.Background()
+	db := openFresh(t)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := db.Pool.Exec(ctx, `
+		INSERT INTO sources (name, url, format, type, prior, enabled) VALUES
+		  ('drop', 'https://x/drop.txt', 'spamhaus-drop', 'cidr', 0.9, true),
+		  ('feodo', 'https://x/feodo.txt', 'feodo-txt', 'ipv4', 0.9, true),
+		  ('hosts', 'https://x/hosts', 'hosts', 'domain', 0.5, true);
+		INSERT INTO indicators (type, value, registrable, first_seen, last_seen) VALUES
+		  ('cidr', '7.119.176.0/24', '', now(), now()),
+		  ('ipv4', '7.119.176.9', '', now(), now()),
+		  ('cidr', '2a0f:10::/32', '', now(), now()),
+		  ('domain', 'evil.example.com', 'example.com', now(), now());
+		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active, removed_at)
+		  SELECT 'drop', id, now(), now(), true, NULL FROM indicators WHERE type = 'cidr';
+		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active, removed_at)
+		  SELECT 'feodo', id, now() - interval '2 days', now() - interval '1 day', false, now() - interval '1 day' FROM indicators WHERE value = '7.119.176.9';
+		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
+		  SELECT 'hosts', id, now(), now(), true FROM indicators WHERE type = 'domain';`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		typ, value, host, reg string
+		want                  []string // source/match, in order
+	}{
+		{"ipv4", "7.119.176.9", "7.119.176.9", "", []string{"drop/cidr", "feodo/exact"}},
+		{"ipv4", "7.119.177.1", "7.119.177.1", "", nil},
+		{"ipv6", "2a0f:10::1", "2a0f:10::1", "", []string{"drop/cidr"}},
+		{"url", "http://evil.example.com/x.exe", "evil.example.com", "example.com", []string{"hosts/domain"}},
+		{"domain", "evil.example.com", "evil.example.com", "example.com", []string{"hosts/exact"}},
+		{"domain", "good.example.org", "good.example.org", "example.org", nil},
+	}
+	for _, c := range cases {
+		ls, err := db.Lookup(ctx, c.typ, c.value, c.host, c.reg)
+		if err != nil {
+			t.Fatalf("%s: %v", c.value, err)
+		}
+		var got []string
+		for _, l := range ls {
+			got = append(got, l.Source+"/"+l.Match)
+		}
+		if len(got) != len(c.want) {
+			t.Errorf("%s: %v, want %v", c.value, got, c.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != c.want[i] {
+				t.Errorf("%s: %v, want %v", c.value, got, c.want)
+			}
+		}
+	}
+}
