@@ -26,6 +26,10 @@ type SourceHealth struct {
 	LastError           string    `json:"last_error,omitempty"`
 	ConsecutiveFailures int       `json:"consecutive_failures"`
 	Health              string    `json:"health"` // ok, failing, dead, never-run
+	// Metrics of the last refresh (zero before the first).
+	Weight         float64  `json:"weight"`
+	ExclusiveShare float64  `json:"exclusive_share"`
+	MeanLatency    *float64 `json:"mean_latency_s,omitempty"`
 }
 
 // SourcesHealth lists every known source with its latest run.
@@ -34,8 +38,10 @@ func (db *DB) SourcesHealth(ctx context.Context) ([]SourceHealth, error) {
 		SELECT s.name, s.format, s.enabled, s.prior, s.consecutive_failures,
 		       (SELECT count(*) FROM listings l WHERE l.source = s.name AND l.active),
 		       coalesce(r.status, ''), coalesce(r.finished_at, 'epoch'), coalesce(r.http_status, 0),
-		       coalesce(r.entries, 0), coalesce(r.added, 0), coalesce(r.removed, 0), coalesce(r.bad_lines, 0), coalesce(r.error, '')
+		       coalesce(r.entries, 0), coalesce(r.added, 0), coalesce(r.removed, 0), coalesce(r.bad_lines, 0), coalesce(r.error, ''),
+		       coalesce(m.weight, 0), coalesce(m.exclusive_share, 0), m.mean_latency_s
 		  FROM sources s
+		  LEFT JOIN source_metrics m ON m.source = s.name
 		  LEFT JOIN LATERAL (SELECT * FROM source_runs WHERE source = s.name ORDER BY finished_at DESC, id DESC LIMIT 1) r ON true
 		 ORDER BY s.name`)
 	if err != nil {
@@ -46,7 +52,8 @@ func (db *DB) SourcesHealth(ctx context.Context) ([]SourceHealth, error) {
 	for rows.Next() {
 		var h SourceHealth
 		if err := rows.Scan(&h.Name, &h.Format, &h.Enabled, &h.Prior, &h.ConsecutiveFailures, &h.Active, &h.LastStatus, &h.LastRun,
-			&h.LastHTTPStatus, &h.LastEntries, &h.LastAdded, &h.LastRemoved, &h.LastBad, &h.LastError); err != nil {
+			&h.LastHTTPStatus, &h.LastEntries, &h.LastAdded, &h.LastRemoved, &h.LastBad, &h.LastError,
+			&h.Weight, &h.ExclusiveShare, &h.MeanLatency); err != nil {
 			return nil, err
 		}
 		switch {

@@ -16,6 +16,7 @@ type Listing struct {
 	LastSeen  time.Time  `json:"last_seen"`
 	Active    bool       `json:"active"`
 	RemovedAt *time.Time `json:"removed_at,omitempty"`
+	Weight    float64    `json:"weight"` // the source's computed weight (its prior until metrics exist)
 }
 
 // Lookup finds the listings of a normalised indicator, and of what covers it: the
@@ -38,8 +39,11 @@ func (db *DB) Lookup(ctx context.Context, typ, value, host, registrable string) 
 		     WHERE $1 IN ('domain', 'url') AND i.type = 'domain' AND i.value <> $2
 		       AND i.value IN ($3, $4)
 		)
-		SELECT l.source, h.type, h.value, h.match, l.first_seen, l.last_seen, l.active, l.removed_at
+		SELECT l.source, h.type, h.value, h.match, l.first_seen, l.last_seen, l.active, l.removed_at,
+		       coalesce(m.weight, s.prior)
 		  FROM hits h JOIN listings l ON l.indicator_id = h.id
+		  JOIN sources s ON s.name = l.source
+		  LEFT JOIN source_metrics m ON m.source = l.source
 		 ORDER BY l.active DESC, l.first_seen, l.source`, typ, value, host, registrable, addr)
 	if err != nil {
 		return nil, fmt.Errorf("lookup %s: %w", value, err)
@@ -48,10 +52,32 @@ func (db *DB) Lookup(ctx context.Context, typ, value, host, registrable string) 
 	var out []Listing
 	for rows.Next() {
 		var l Listing
-		if err := rows.Scan(&l.Source, &l.Type, &l.Value, &l.Match, &l.FirstSeen, &l.LastSeen, &l.Active, &l.RemovedAt); err != nil {
+		if err := rows.Scan(&l.Source, &l.Type, &l.Value, &l.Match, &l.FirstSeen, &l.LastSeen, &l.Active, &l.RemovedAt, &l.Weight); err != nil {
 			return nil, err
 		}
 		out = append(out, l)
 	}
 	return out, rows.Err()
+}
+
+// ScoreListings scores an indicator from its listings at time now: active listings
+// count in full, removed ones decay from their removal.
+func ScoreListings(ls []Listing, now time.Time) float64 {
+	best := map[string]Listing{} // one vote per source: its most recent listing
+	for _, l := range ls {
+		if b, ok := best[l.Source]; !ok || (l.Active && !b.Active) || l.LastSeen.After(b.LastSeen) {
+			best[l.Source] = l
+		}
+	}
+	var ws []float64
+	var ages []time.Duration
+	for _, l := range best {
+		age := time.Duration(0)
+		if !l.Active && l.RemovedAt != nil {
+			age = now.Sub(*l.RemovedAt)
+		}
+		ws = append(ws, l.Weight)
+		ages = append(ages, age)
+	}
+	return Score(ws, ages)
 }

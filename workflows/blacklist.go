@@ -60,7 +60,16 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 		}
 		sel.Select(ctx)
 	}
-	return ModuleResult{Summary: summarize(results)}, nil
+	summary := summarize(results)
+	// Metrics and weights joined the fan-in after refreshes already ran without them.
+	if workflow.GetVersion(ctx, "source-metrics", workflow.DefaultVersion, 1) == 1 {
+		var weights string
+		if err := workflow.ExecuteActivity(actx, a.ComputeMetrics).Get(ctx, &weights); err != nil {
+			return ModuleResult{Summary: summary}, err
+		}
+		summary += "; " + weights
+	}
+	return ModuleResult{Summary: summary}, nil
 }
 
 // SourceRunID names one source's run in a refresh, e.g.

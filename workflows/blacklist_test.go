@@ -54,6 +54,7 @@ func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
 		return activities.LoadResult{Source: in.Source.Name, Status: activities.RunLoaded, Added: 10}, nil
 	})
 
+	env.OnActivity(a.ComputeMetrics, mock.Anything).Return("weights of 12 sources computed (highest: src-00 0.90)", nil).Once()
 	env.ExecuteWorkflow(BlacklistRefresh, ModuleInput{Module: BlacklistModule})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("refresh failed: %v", err)
@@ -62,7 +63,7 @@ func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"12 sources: 10 loaded, 1 dead, 1 failed", "+100 -0", "src-03 failed", "src-05 dead"} {
+	for _, want := range []string{"12 sources: 10 loaded, 1 dead, 1 failed", "+100 -0", "src-03 failed", "src-05 dead", "weights of 12 sources"} {
 		if !strings.Contains(res.Summary, want) {
 			t.Errorf("summary %q lacks %q", res.Summary, want)
 		}

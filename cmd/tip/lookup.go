@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -63,7 +64,7 @@ func lookupCmd(a *app) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				return json.NewEncoder(out).Encode(map[string]any{"query": ind, "listings": ls})
+				return json.NewEncoder(out).Encode(map[string]any{"query": ind, "score": storage.ScoreListings(ls, time.Now()), "listings": ls})
 			}
 			if len(ls) == 0 {
 				fmt.Fprintf(out, "%s %s: not listed by any source\n", ind.Type, ind.Value)
@@ -75,15 +76,16 @@ func lookupCmd(a *app) *cobra.Command {
 					active++
 				}
 			}
-			fmt.Fprintf(out, "%s %s: listed by %d source(s) now, %d listing(s) in all\n", ind.Type, ind.Value, active, len(ls))
+			fmt.Fprintf(out, "%s %s: score %.2f, listed by %d source(s) now, %d listing(s) in all\n",
+				ind.Type, ind.Value, storage.ScoreListings(ls, time.Now()), active, len(ls))
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SOURCE\tLISTED\tMATCH\tFIRST SEEN\tLAST SEEN\tSTATE")
+			fmt.Fprintln(tw, "SOURCE\tWEIGHT\tLISTED\tMATCH\tFIRST SEEN\tLAST SEEN\tSTATE")
 			for _, l := range ls {
 				state := "active"
 				if !l.Active {
 					state = "removed " + l.RemovedAt.UTC().Format("2006-01-02 15:04")
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", l.Source, l.Value, l.Match,
+				fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%s\t%s\t%s\n", l.Source, l.Weight, l.Value, l.Match,
 					l.FirstSeen.UTC().Format("2006-01-02 15:04"), l.LastSeen.UTC().Format("2006-01-02 15:04"), state)
 			}
 			return tw.Flush()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -37,7 +38,7 @@ func sourcesCmd(a *app) *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SOURCE\tHEALTH\tLAST RUN\tHTTP\tACTIVE\tENTRIES\t+ADDED\t-REMOVED\tBAD\tPRIOR\tERROR")
+			fmt.Fprintln(tw, "SOURCE\tHEALTH\tLAST RUN\tHTTP\tACTIVE\t+ADDED\t-REMOVED\tBAD\tEXCL\tLATENCY\tPRIOR\tWEIGHT\tERROR")
 			for _, h := range hs {
 				last := "-"
 				if h.LastStatus != "" {
@@ -47,8 +48,12 @@ func sourcesCmd(a *app) *cobra.Command {
 				if len(errText) > 70 {
 					errText = errText[:67] + "..."
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.2f\t%s\n", h.Name, h.Health, last, h.LastHTTPStatus,
-					h.Active, h.LastEntries, h.LastAdded, h.LastRemoved, h.LastBad, h.Prior, errText)
+				latency := "-"
+				if h.MeanLatency != nil {
+					latency = (time.Duration(*h.MeanLatency) * time.Second).Round(time.Second).String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.0f%%\t%s\t%.2f\t%.2f\t%s\n", h.Name, h.Health, last, h.LastHTTPStatus,
+					h.Active, h.LastAdded, h.LastRemoved, h.LastBad, 100*h.ExclusiveShare, latency, h.Prior, h.Weight, errText)
 			}
 			return tw.Flush()
 		},
