@@ -2,7 +2,10 @@ package storage_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
+
+	"github.com/tip-project/tip/export"
 )
 
 func TestLookupFindsExactCoveringAndDomainListings(t *testing.T) {
@@ -59,5 +62,40 @@ func TestLookupFindsExactCoveringAndDomainListings(t *testing.T) {
 				t.Errorf("%s: %v, want %v", c.value, got, c.want)
 			}
 		}
+	}
+}
+
+func TestExportListedScoresAndFilters(t *testing.T) {
+	ctx := context.Background()
+	db := openFresh(t)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := db.Pool.Exec(ctx, `
+		INSERT INTO sources (name, url, format, type, prior, enabled) VALUES
+		  ('a', 'https://x/a', 'ip-list', 'ipv4', 0.5, true), ('b', 'https://x/b', 'ip-list', 'ipv4', 0.5, true);
+		INSERT INTO indicators (type, value, first_seen, last_seen) VALUES
+		  ('ipv4', '9.0.0.1', now(), now()), ('ipv4', '9.0.0.2', now(), now()), ('domain', 'x.example.com', now(), now());
+		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
+		  SELECT 'a', id, now(), now(), true FROM indicators;
+		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
+		  SELECT 'b', id, now(), now(), value = '9.0.0.1' FROM indicators WHERE type = 'ipv4';`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err = db.ExportListed(ctx, []string{"ipv4"}, 0.6, func(r export.Row) error {
+		got = append(got, fmt.Sprintf("%s %.2f %v", r.Value, r.Score, r.Sources))
+		return nil
+	})
+	if err != nil || len(got) != 1 || got[0] != "9.0.0.1 0.75 [a b]" {
+		t.Fatalf("export above 0.6: %v, %v", got, err)
+	}
+	got = nil
+	if err := db.ExportListed(ctx, nil, 0, func(r export.Row) error { got = append(got, r.Value); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0] != "x.example.com" {
+		t.Fatalf("export of everything: %v", got)
 	}
 }

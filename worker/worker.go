@@ -38,7 +38,7 @@ func Register(w sdkworker.Registry, acts *activities.Activities) {
 	w.RegisterActivity(acts)
 }
 
-// Run serves until ctx is cancelled (the caller wires SIGINT/SIGTERM to it), then
+// Run prepares what the worker needs (schema, bucket, search attributes), then serves until ctx is cancelled (the caller wires SIGINT/SIGTERM to it), then
 // stops polling and gives running activities cfg.Worker.ShutdownTimeout to finish.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	db, blobs, err := storage.Prepare(ctx, cfg, log)
@@ -63,6 +63,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer c.Close()
 	if _, err := starter.CheckNamespace(ctx, c, cfg.Temporal); err != nil {
 		return err
+	}
+	// Workflows set TIP's search attributes; without them their tasks would fail.
+	if added, err := starter.EnsureSearchAttributes(ctx, c, cfg.Temporal); err != nil {
+		return err
+	} else if len(added) > 0 {
+		log.Info("registered search attributes", "added", added)
 	}
 
 	var metricsSrv *http.Server

@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +17,13 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/export"
 	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/internal/testenv"
+	labfeeds "github.com/tip-project/tip/lab/feeds"
+	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/starter"
+	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/worker"
 	"github.com/tip-project/tip/workflows"
 )
@@ -97,16 +103,28 @@ func TestWorkerRunsProbeServesMetricsAndStopsGracefully(t *testing.T) {
 		t.Fatalf("probe report = %+v", r)
 	}
 
-	resp, err := http.Get("http://" + cfg.Worker.MetricsAddress + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{"tip_temporal_workflow_completed", "tip_temporal_activity_execution_latency", "go_goroutines"} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %s", want)
+	// The SDK's metrics reach the registry on the scope's next report (every second).
+	wants := []string{"tip_temporal_workflow_completed", "tip_temporal_activity_execution_latency", "go_goroutines"}
+	var missing []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Get("http://" + cfg.Worker.MetricsAddress + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, want := range wants {
+			if !strings.Contains(string(body), want) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("/metrics lacks %v", missing)
 	}
 
 	stop()
@@ -137,5 +155,83 @@ func TestWorkerRefusesUnreachableServicesClearly(t *testing.T) {
 	err = worker.Run(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), `no namespace "no-such-namespace"`) {
 		t.Fatalf("worker.Run with a missing namespace = %v", err)
+	}
+}
+
+// TestBlacklistRefreshEndToEnd runs a refresh of lab feeds through a real worker,
+// Temporal, PostgreSQL and MinIO, and exports the result.
+func TestBlacklistRefreshEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	lab := labfeeds.New(world.NewWorld(1), world.FixedClock(world.DefaultStart.Add(48*time.Hour)), labfeeds.Options{SlowChunkDelay: time.Millisecond})
+	srv := httptest.NewServer(lab.Handler())
+	defer srv.Close()
+	catalogPath := filepath.Join(t.TempDir(), "catalog.yaml")
+	os.WriteFile(catalogPath, []byte(fmt.Sprintf(`
+sources:
+  - {name: feodo-ipblocklist, url: "%[1]s/feeds/feodotracker/ipblocklist.txt", format: feodo-txt, type: ipv4, prior: 0.9}
+  - {name: spamhaus-drop, url: "%[1]s/feeds/spamhaus/drop.txt", format: spamhaus-drop, type: cidr, prior: 0.95}
+  - {name: et-compromised, url: "%[1]s/feeds/emergingthreats/compromised-ips.txt", format: ip-list, type: ipv4}
+  - {name: blocklistde-strongips, url: "%[1]s/feeds/blocklist.de/strongips.txt", format: ip-list, type: ipv4}
+  - {name: not-requested, url: "%[1]s/feeds/openphish/feed.txt", format: url-list, type: url}
+`, srv.URL)), 0o644)
+
+	cfg := testenv.Config(t)
+	cfg.Postgres.DSN = testenv.NewDatabase(t)
+	cfg = testenv.NewBucket(t, cfg)
+	cfg.Blacklists.Catalog = catalogPath
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		if err := worker.Run(runCtx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))); err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}()
+
+	c, err := starter.Dial(ctx, cfg.Temporal, nil, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	execCtx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	in := workflows.ModuleInput{Module: workflows.BlacklistModule, Events: []workflows.Event{{Kind: workflows.EventRefreshSources,
+		Items: []string{"feodo-ipblocklist", "spamhaus-drop", "et-compromised", "blocklistde-strongips"}}}}
+	run, err := c.ExecuteWorkflow(execCtx, client.StartWorkflowOptions{ID: "blacklist-refresh/" + t.Name(), TaskQueue: cfg.Temporal.TaskQueue},
+		workflows.BlacklistRefresh, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.ModuleResult
+	if err := run.Get(execCtx, &res); err != nil {
+		iter := c.GetWorkflowHistory(ctx, run.GetID(), "", false, 0)
+		for iter.HasNext() {
+			ev, _ := iter.Next()
+			t.Logf("%s %v", ev.GetEventType(), ev.GetAttributes())
+		}
+		t.Fatalf("refresh: %v", err)
+	}
+	for _, want := range []string{"4 sources: 2 loaded, 1 dead, 1 malformed", "weights of 4 sources computed"} {
+		if !strings.Contains(res.Summary, want) {
+			t.Errorf("summary %q lacks %q", res.Summary, want)
+		}
+	}
+
+	db, err := storage.OpenDB(ctx, cfg.Postgres.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	want := 0
+	for _, ft := range lab.Truth(world.DefaultStart.Add(48 * time.Hour)) {
+		if ft.Feed == "feodo-ipblocklist" || ft.Feed == "spamhaus-drop" {
+			want += len(ft.Entries)
+		}
+	}
+	got := 0
+	if err := db.ExportListed(ctx, nil, 0, func(export.Row) error { got++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("exported %d indicators, the lab lists %d on the two loaded feeds", got, want)
 	}
 }

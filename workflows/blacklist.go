@@ -31,6 +31,7 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 	if err := workflow.ExecuteActivity(actx, a.ReadCatalog).Get(ctx, &sources); err != nil {
 		return ModuleResult{}, err
 	}
+	sources = onlyRequested(sources, in.Events)
 	start := workflow.Now(ctx)
 	results := make([]activities.LoadResult, len(sources))
 	pending := 0
@@ -70,6 +71,33 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 		summary += "; " + weights
 	}
 	return ModuleResult{Summary: summary}, nil
+}
+
+// EventRefreshSources asks the next refresh to run only the named sources
+// (`tip blacklists refresh --source NAME`).
+const EventRefreshSources = "refresh-sources"
+
+// onlyRequested keeps the sources named by refresh-sources events, if there are any.
+func onlyRequested(sources []catalog.Source, events []Event) []catalog.Source {
+	var names []string
+	for _, ev := range events {
+		if ev.Kind == EventRefreshSources {
+			names = append(names, ev.Items...)
+		}
+	}
+	if len(names) == 0 {
+		return sources
+	}
+	var out []catalog.Source
+	for _, s := range sources {
+		for _, n := range names {
+			if s.Name == n {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // SourceRunID names one source's run in a refresh, e.g.

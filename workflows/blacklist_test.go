@@ -72,3 +72,14 @@ func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
 		t.Errorf("run keys: %v", keys)
 	}
 }
+
+func TestOnlyRequestedSources(t *testing.T) {
+	all := []catalog.Source{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+	if got := onlyRequested(all, nil); len(got) != 3 {
+		t.Fatalf("no request: %v", got)
+	}
+	got := onlyRequested(all, []Event{{Kind: "domains-discovered", Items: []string{"a"}}, {Kind: EventRefreshSources, Items: []string{"c", "zz"}}})
+	if len(got) != 1 || got[0].Name != "c" {
+		t.Fatalf("requested c: %v", got)
+	}
+}

@@ -145,7 +145,8 @@ type CoreStatus struct {
 // list as their workflows are registered on the worker.
 func DefaultModules(cfg config.Config) []ModuleSpec {
 	return []ModuleSpec{
-		{Name: BlacklistModule, Workflow: "BlacklistRefresh", Interval: cfg.Blacklists.Interval, Enabled: true, Timeout: 2 * time.Hour},
+		{Name: BlacklistModule, Workflow: "BlacklistRefresh", Interval: cfg.Blacklists.Interval, Enabled: true, Timeout: 2 * time.Hour,
+			Consumes: []string{EventRefreshSources}},
 	}
 }
 

@@ -83,6 +83,7 @@ S3-compatible storage.`,
 		feedsCmd(),
 		sourcesCmd(a),
 		lookupCmd(a),
+		blacklistsCmd(a),
 	)
 	return root
 }

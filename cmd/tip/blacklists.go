@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tip-project/tip/export"
+	"github.com/tip-project/tip/starter"
+	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows"
+)
+
+func blacklistsCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "blacklists",
+		Short: "Refresh the blacklist sources now, or export what they list (plain, csv, json, rpz, nft)",
+	}
+
+	var sources []string
+	var wait bool
+	refresh := &cobra.Command{
+		Use:   "refresh",
+		Short: "Run a blacklist refresh now, of every enabled source or of the named ones",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := starter.Dial(ctx, a.cfg.Temporal, a.log, client.Options{})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			in := workflows.ModuleInput{Module: workflows.BlacklistModule, Scheduled: time.Now().UTC()}
+			if len(sources) > 0 {
+				in.Events = []workflows.Event{{Kind: workflows.EventRefreshSources, Items: sources, From: "cli"}}
+			}
+			id := workflows.ChildID(workflows.BlacklistModule+"/manual", time.Now())
+			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: a.cfg.Temporal.TaskQueue,
+				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.Module.ValueSet(workflows.BlacklistModule))},
+				workflows.BlacklistRefresh, in)
+			if err != nil {
+				return starter.ExplainTemporal(a.cfg.Temporal.Address, err)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "started %s (run %s)\n", run.GetID(), run.GetRunID())
+			if !wait {
+				return nil
+			}
+			done := make(chan error, 1)
+			var res workflows.ModuleResult
+			go func() { done <- run.Get(ctx, &res) }()
+			tick := time.NewTicker(5 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case err := <-done:
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(out, res.Summary)
+					return nil
+				case <-tick.C:
+					fmt.Fprintf(out, "  … %s still running (`tip sources` shows finished sources)\n", run.GetID())
+				}
+			}
+		},
+	}
+	refresh.Flags().StringSliceVar(&sources, "source", nil, "refresh only this source (repeatable)")
+	refresh.Flags().BoolVar(&wait, "wait", false, "wait for the refresh and print its summary")
+
+	var format, outPath string
+	var types []string
+	var minScore float64
+	exp := &cobra.Command{
+		Use:   "export",
+		Short: "Write the actively listed indicators with their scores: plain, csv, json, rpz (DNS firewall zone) or nft (nftables sets)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			dst := cmd.OutOrStdout()
+			if outPath != "" && outPath != "-" {
+				f, err := os.Create(outPath)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				dst = f
+			}
+			w, err := export.New(format, dst, time.Now())
+			if err != nil {
+				return err
+			}
+			n := 0
+			if err := db.ExportListed(cmd.Context(), types, minScore, func(r export.Row) error { n++; return w.Write(r) }); err != nil {
+				return err
+			}
+			if err := w.Close(); err != nil {
+				return err
+			}
+			a.log.Info("exported", "indicators", n, "format", format, "min_score", minScore)
+			return nil
+		},
+	}
+	exp.Flags().StringVar(&format, "format", "plain", "one of "+strings.Join(export.Formats, ", "))
+	exp.Flags().StringVarP(&outPath, "output", "o", "", "write to this file instead of standard output")
+	exp.Flags().StringSliceVar(&types, "type", nil, "only these indicator types (ipv4, ipv6, cidr, asn, domain, url, sha1, ...)")
+	exp.Flags().Float64Var(&minScore, "min-score", 0, "only indicators whose score reaches this (0..1)")
+	cmd.AddCommand(refresh, exp)
+	return cmd
+}

@@ -1,0 +1,241 @@
+// Package export renders listed indicators for the tools that enforce blacklists:
+// plain lists, CSV, JSON lines, an RPZ zone for DNS firewalls (BIND, Unbound,
+// Knot, PowerDNS) and an nftables ruleset with address sets. Pure formatting: the
+// rows come from storage.
+package export
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Row is one listed indicator with its score and the sources listing it.
+type Row struct {
+	Type    string   `json:"type"`
+	Value   string   `json:"value"`
+	Score   float64  `json:"score"`
+	Sources []string `json:"sources"`
+}
+
+// Formats lists the export formats.
+var Formats = []string{"plain", "csv", "json", "rpz", "nft"}
+
+// Writer renders rows in one format; call Close after the last row.
+type Writer interface {
+	Write(Row) error
+	Close() error
+}
+
+// New returns a writer for a format. now stamps the RPZ serial and headers.
+func New(format string, w io.Writer, now time.Time) (Writer, error) {
+	bw := bufio.NewWriter(w)
+	switch format {
+	case "plain":
+		return &plainWriter{w: bw}, nil
+	case "csv":
+		cw := csv.NewWriter(bw)
+		if err := cw.Write([]string{"type", "value", "score", "sources"}); err != nil {
+			return nil, err
+		}
+		return &csvWriter{w: cw, bw: bw}, nil
+	case "json":
+		return &jsonWriter{enc: json.NewEncoder(bw), bw: bw}, nil
+	case "rpz":
+		fmt.Fprintf(bw, "; TIP blacklist as a DNS Response Policy Zone, %s\n", now.UTC().Format(time.RFC3339))
+		fmt.Fprintf(bw, "$TTL 300\n@ SOA localhost. hostmaster.localhost. %d 3600 600 86400 300\n  NS localhost.\n", now.Unix())
+		return &rpzWriter{w: bw}, nil
+	case "nft":
+		return &nftWriter{w: bw, now: now}, nil
+	}
+	return nil, fmt.Errorf("export: unknown format %q (want one of %s)", format, strings.Join(Formats, ", "))
+}
+
+type plainWriter struct{ w *bufio.Writer }
+
+func (p *plainWriter) Write(r Row) error { _, err := fmt.Fprintln(p.w, r.Value); return err }
+func (p *plainWriter) Close() error      { return p.w.Flush() }
+
+type csvWriter struct {
+	w  *csv.Writer
+	bw *bufio.Writer
+}
+
+func (c *csvWriter) Write(r Row) error {
+	return c.w.Write([]string{r.Type, r.Value, strconv.FormatFloat(r.Score, 'f', 4, 64), strings.Join(r.Sources, ";")})
+}
+
+func (c *csvWriter) Close() error {
+	c.w.Flush()
+	if err := c.w.Error(); err != nil {
+		return err
+	}
+	return c.bw.Flush()
+}
+
+type jsonWriter struct {
+	enc *json.Encoder
+	bw  *bufio.Writer
+}
+
+func (j *jsonWriter) Write(r Row) error { return j.enc.Encode(r) }
+func (j *jsonWriter) Close() error      { return j.bw.Flush() }
+
+// rpzWriter blocks domains (and everything under them) with NXDOMAIN and answers
+// that resolve into listed addresses with rpz-ip triggers. URLs block their host;
+// other types (ASNs, hashes) have no DNS form and are skipped.
+type rpzWriter struct{ w *bufio.Writer }
+
+func (z *rpzWriter) Write(r Row) error {
+	var owners []string
+	switch r.Type {
+	case "domain":
+		owners = []string{r.Value, "*." + r.Value}
+	case "url":
+		if h := urlHost(r.Value); h != "" {
+			if ip, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+				owners = []string{RPZIP(netip.PrefixFrom(ip, ip.BitLen()))}
+			} else {
+				owners = []string{h}
+			}
+		}
+	case "ipv4", "ipv6":
+		ip, err := netip.ParseAddr(r.Value)
+		if err != nil {
+			return fmt.Errorf("rpz: %w", err)
+		}
+		owners = []string{RPZIP(netip.PrefixFrom(ip, ip.BitLen()))}
+	case "cidr":
+		p, err := netip.ParsePrefix(r.Value)
+		if err != nil {
+			return fmt.Errorf("rpz: %w", err)
+		}
+		owners = []string{RPZIP(p)}
+	}
+	for _, o := range owners {
+		if _, err := fmt.Fprintf(z.w, "%s CNAME . ; score %.2f %s\n", o, r.Score, strings.Join(r.Sources, ",")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (z *rpzWriter) Close() error { return z.w.Flush() }
+
+func urlHost(u string) string {
+	rest := u
+	if i := strings.Index(rest, "://"); i >= 0 {
+		rest = rest[i+3:]
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		rest = rest[i+1:]
+	}
+	if strings.HasPrefix(rest, "[") {
+		if i := strings.Index(rest, "]"); i >= 0 {
+			return rest[:i+1]
+		}
+	}
+	if i := strings.LastIndex(rest, ":"); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
+}
+
+// RPZIP is the rpz-ip owner name of a prefix: the prefix length, then the address
+// reversed (bytes for IPv4; 16-bit groups for IPv6, with "zz" for the longest run
+// of zero groups), then "rpz-ip".
+func RPZIP(p netip.Prefix) string {
+	p = p.Masked()
+	a := p.Addr()
+	var labels []string
+	if a.Is4() {
+		b := a.As4()
+		labels = []string{strconv.Itoa(p.Bits()), strconv.Itoa(int(b[3])), strconv.Itoa(int(b[2])), strconv.Itoa(int(b[1])), strconv.Itoa(int(b[0]))}
+	} else {
+		b := a.As16()
+		groups := make([]string, 8)
+		for i := range groups {
+			groups[i] = strconv.FormatUint(uint64(b[2*i])<<8|uint64(b[2*i+1]), 16)
+		}
+		// the longest run (of at least two) of zero groups becomes "zz"
+		bestStart, bestLen := -1, 1
+		for i := 0; i < 8; {
+			if groups[i] != "0" {
+				i++
+				continue
+			}
+			j := i
+			for j < 8 && groups[j] == "0" {
+				j++
+			}
+			if j-i > bestLen {
+				bestStart, bestLen = i, j-i
+			}
+			i = j
+		}
+		if bestStart >= 0 {
+			groups = append(append(groups[:bestStart:bestStart], "zz"), groups[bestStart+bestLen:]...)
+		}
+		labels = []string{strconv.Itoa(p.Bits())}
+		for i := len(groups) - 1; i >= 0; i-- {
+			labels = append(labels, groups[i])
+		}
+	}
+	return strings.Join(labels, ".") + ".rpz-ip"
+}
+
+// nftWriter collects addresses and blocks into two interval sets of an inet table;
+// auto-merge lets overlapping blocks from different sources coexist.
+type nftWriter struct {
+	w      *bufio.Writer
+	now    time.Time
+	v4, v6 []string
+}
+
+func (n *nftWriter) Write(r Row) error {
+	switch r.Type {
+	case "ipv4", "ipv6", "cidr":
+		v := r.Value
+		if strings.Contains(v, ":") {
+			n.v6 = append(n.v6, v)
+		} else {
+			n.v4 = append(n.v4, v)
+		}
+	}
+	return nil
+}
+
+func (n *nftWriter) Close() error {
+	fmt.Fprintf(n.w, "# TIP blacklist for nftables, %s: nft -f this-file\n", n.now.UTC().Format(time.RFC3339))
+	fmt.Fprintln(n.w, "table inet tip {")
+	for _, s := range []struct {
+		name, typ string
+		elems     []string
+	}{{"blacklist_v4", "ipv4_addr", n.v4}, {"blacklist_v6", "ipv6_addr", n.v6}} {
+		fmt.Fprintf(n.w, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n\t\tauto-merge\n", s.name, s.typ)
+		if len(s.elems) > 0 {
+			fmt.Fprintf(n.w, "\t\telements = {\n")
+			for i, e := range s.elems {
+				sep := ","
+				if i == len(s.elems)-1 {
+					sep = ""
+				}
+				fmt.Fprintf(n.w, "\t\t\t%s%s\n", e, sep)
+			}
+			fmt.Fprintf(n.w, "\t\t}\n")
+		}
+		fmt.Fprintf(n.w, "\t}\n")
+	}
+	fmt.Fprintln(n.w, "\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n\t\tip saddr @blacklist_v4 drop\n\t\tip6 saddr @blacklist_v6 drop\n\t}")
+	fmt.Fprintln(n.w, "}")
+	return n.w.Flush()
+}

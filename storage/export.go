@@ -1,0 +1,40 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tip-project/tip/export"
+)
+
+// ExportListed streams every actively listed indicator of the given types (all when
+// empty) whose score reaches minScore, with the sources listing it, in type/value
+// order. The score is the noisy-or of the listing sources' weights (README).
+func (db *DB) ExportListed(ctx context.Context, types []string, minScore float64, fn func(export.Row) error) error {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT i.type, i.value,
+		       1 - exp(sum(ln(1 - least(coalesce(m.weight, s.prior), 0.999999)))) AS score,
+		       array_agg(l.source ORDER BY l.source)
+		  FROM listings l
+		  JOIN indicators i ON i.id = l.indicator_id
+		  JOIN sources s ON s.name = l.source
+		  LEFT JOIN source_metrics m ON m.source = l.source
+		 WHERE l.active AND (coalesce(cardinality($1::text[]), 0) = 0 OR i.type = ANY($1))
+		 GROUP BY i.type, i.value
+		HAVING 1 - exp(sum(ln(1 - least(coalesce(m.weight, s.prior), 0.999999)))) >= $2
+		 ORDER BY i.type, i.value`, types, minScore)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r export.Row
+		if err := rows.Scan(&r.Type, &r.Value, &r.Score, &r.Sources); err != nil {
+			return err
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
