@@ -21,6 +21,7 @@ const (
 	FetchUnchanged = "unchanged" // 304, or the same bytes as the last load
 	FetchDead      = "dead"      // 404/410: the feed is gone; not an error of the run
 	FetchFailed    = "failed"    // a permanent failure (4xx, over the size limit)
+	FetchNotDue    = "not-due"   // fetched successfully less than the source's interval ago
 )
 
 // FetchResult says what a fetch found. Payloads stay small: the content is in S3.
@@ -51,6 +52,12 @@ func (a *Activities) FetchSource(ctx context.Context, src catalog.Source) (Fetch
 	row, err := a.DB.Source(ctx, src.Name)
 	if err != nil {
 		return res, err
+	}
+	// A refresh runs every source, but each is fetched only as often as its catalog
+	// interval allows (with 10 % slack, since refreshes start after the last ended).
+	if !row.LastSuccess.IsZero() && src.Interval > 0 && time.Since(row.LastSuccess) < src.Interval*9/10 {
+		res.Status = FetchNotDue
+		return res, nil
 	}
 	if src.Timeout > 0 {
 		var cancel context.CancelFunc

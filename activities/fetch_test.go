@@ -89,6 +89,15 @@ func TestFetchStoresThenAsksConditionally(t *testing.T) {
 	if cond.Status != FetchUnchanged || cond.HTTPStatus != http.StatusNotModified || cond.SHA256 != first.SHA256 {
 		t.Fatalf("conditional fetch = %+v", cond)
 	}
+	// A source fetched successfully less than its interval ago is not due.
+	hourly := src
+	hourly.Interval = time.Hour
+	if notDue, _ := fetch(t, a, hourly); notDue.Status != FetchNotDue || notDue.HTTPStatus != 0 {
+		t.Fatalf("fetch within the interval = %+v", notDue)
+	}
+	if l := load(t, a, LoadInput{Source: hourly, Fetch: FetchResult{Source: src.Name, Status: FetchNotDue}, RunKey: "skip"}); l.Status != RunSkipped {
+		t.Fatalf("load of a skipped fetch = %+v", l)
+	}
 	// A lab day later the feed changed: a new blob.
 	clock.Advance(24 * time.Hour)
 	next, _ := fetch(t, a, src)

@@ -21,6 +21,8 @@ const (
 	RunDead      = "dead"
 	RunMalformed = "malformed"
 	RunFailed    = "failed"
+	// RunSkipped is not recorded: the source was not due for a fetch.
+	RunSkipped = "skipped"
 )
 
 // LoadInput names the fetched content to load and the refresh it belongs to.
@@ -59,10 +61,14 @@ func ParserOptions(s catalog.Source) feeds.Options {
 // validators and the run's record. Non-loading outcomes (unchanged, dead, failed)
 // are recorded too. A retry of a committed load returns the recorded result.
 func (a *Activities) LoadSource(ctx context.Context, in LoadInput) (LoadResult, error) {
+	res := LoadResult{Source: in.Source.Name}
+	if in.Fetch.Status == FetchNotDue {
+		res.Status = RunSkipped
+		return res, nil
+	}
 	if prev, ok, err := a.recordedRun(ctx, in); err != nil || ok {
 		return prev, err
 	}
-	res := LoadResult{Source: in.Source.Name}
 	switch in.Fetch.Status {
 	case FetchUnchanged:
 		res.Status = RunUnchanged

@@ -121,7 +121,7 @@ func summarize(results []activities.LoadResult) string {
 		}
 	}
 	var parts []string
-	for _, k := range []string{activities.RunLoaded, activities.RunUnchanged, activities.RunDead, activities.RunMalformed, activities.RunFailed} {
+	for _, k := range []string{activities.RunLoaded, activities.RunUnchanged, activities.RunSkipped, activities.RunDead, activities.RunMalformed, activities.RunFailed} {
 		if counts[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
 		}
