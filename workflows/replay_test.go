@@ -1,0 +1,29 @@
+package workflows
+
+import (
+	"testing"
+
+	"go.temporal.io/sdk/worker"
+)
+
+// Histories recorded from the demo stack (`temporal workflow show -o json`): the
+// current code must replay them without a non-determinism error, so a change to a
+// workflow that may be running needs workflow.GetVersion. Re-record them when a
+// change is meant to break old runs (and say so in the change).
+func TestReplayRecordedHistories(t *testing.T) {
+	cases := []struct {
+		file string
+		fn   any
+	}{
+		{"testdata/core.history.json", Core},
+		{"testdata/blacklist-refresh.history.json", BlacklistRefresh},
+		{"testdata/source-refresh.history.json", SourceRefresh},
+	}
+	for _, c := range cases {
+		r := worker.NewWorkflowReplayer()
+		r.RegisterWorkflow(c.fn)
+		if err := r.ReplayWorkflowHistoryFromJSONFile(nil, c.file); err != nil {
+			t.Errorf("%s: %v", c.file, err)
+		}
+	}
+}
