@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -23,7 +24,7 @@ func newActivities(t *testing.T) *Activities {
 	t.Helper()
 	cfg := testenv.NewBucket(t, testenv.Config(t))
 	cfg.Postgres.DSN = testenv.NewDatabase(t)
-	db, blobs, err := storage.Prepare(context.Background(), cfg, testLogger())
+	db, blobs, err := storage.Prepare(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,17 +56,22 @@ func (db *DB) SourcesHealth(ctx context.Context) ([]SourceHealth, error) {
 			&h.Weight, &h.ExclusiveShare, &h.MeanLatency); err != nil {
 			return nil, err
 		}
-		switch {
-		case h.LastStatus == "":
-			h.Health = "never-run"
-		case h.ConsecutiveFailures >= DeadAfter || h.LastStatus == "dead":
-			h.Health = "dead"
-		case h.ConsecutiveFailures > 0:
-			h.Health = "failing"
-		default:
-			h.Health = "ok"
-		}
+		h.Health = health(h.LastStatus, h.ConsecutiveFailures)
 		out = append(out, h)
 	}
 	return out, rows.Err()
+}
+
+// health is the one rule for a source's state: dead when gone (404/410) or failing
+// DeadAfter runs in a row, failing after any failure, never-run before its first run.
+func health(lastStatus string, failures int) string {
+	switch {
+	case lastStatus == "":
+		return "never-run"
+	case lastStatus == "dead" || failures >= DeadAfter:
+		return "dead"
+	case failures > 0:
+		return "failing"
+	}
+	return "ok"
 }

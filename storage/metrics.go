@@ -131,13 +131,12 @@ func (db *DB) ComputeSourceMetrics(ctx context.Context) ([]SourceMetrics, error)
 	return out, nil
 }
 
-// healthFactor: a dead source (gone, or failing DeadAfter times) counts for nothing,
-// a failing one for half.
+// healthFactor: a dead source counts for nothing, a failing one for half.
 func healthFactor(lastStatus string, failures int) float64 {
-	switch {
-	case lastStatus == "dead" || failures >= DeadAfter:
+	switch health(lastStatus, failures) {
+	case "dead":
 		return 0
-	case failures > 0:
+	case "failing":
 		return 0.5
 	}
 	return 1

@@ -68,15 +68,9 @@ Without --at it asks the running lab for its current time.`,
 					return fmt.Errorf("--at: want an RFC 3339 time such as 2026-09-03T12:00:00Z")
 				}
 			} else {
-				resp, err := http.Get(url + "/clock")
+				st, err := labClock(url)
 				if err != nil {
-					return fmt.Errorf("lab at %s is not reachable (%v); start it with `make demo` or `tip lab serve`, or pass --at", url, err)
-				}
-				var st lab.ClockState
-				err = json.NewDecoder(resp.Body).Decode(&st)
-				resp.Body.Close()
-				if err != nil {
-					return fmt.Errorf("lab at %s: clock: %w", url, err)
+					return fmt.Errorf("%w, or pass --at", err)
 				}
 				t, seed, perDay = st.Now, st.Seed, st.SpamPerDay
 			}
@@ -102,15 +96,9 @@ func labSummaryCmd() *cobra.Command {
 		Short: "Print what the running lab serves, with commands to try against it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := http.Get(url + "/clock")
+			st, err := labClock(url)
 			if err != nil {
-				return fmt.Errorf("lab at %s is not reachable (%v); start it with `make demo` or `tip lab serve`", url, err)
-			}
-			var st lab.ClockState
-			err = json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
-			if err != nil {
-				return fmt.Errorf("lab at %s: clock: %w", url, err)
+				return err
 			}
 			w := world.NewWorld(st.Seed)
 			flux := w.DomainsOf(world.SingleFlux)[0].Name
@@ -133,4 +121,18 @@ func labSummaryCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&url, "lab", "http://127.0.0.1:8480", "address of the running lab")
 	return cmd
+}
+
+// labClock asks the running lab at url for its time, seed and spam rate.
+func labClock(url string) (lab.ClockState, error) {
+	var st lab.ClockState
+	resp, err := http.Get(url + "/clock")
+	if err != nil {
+		return st, fmt.Errorf("lab at %s is not reachable (%v); start it with `make demo` or `tip lab serve`", url, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("lab at %s: clock: %w", url, err)
+	}
+	return st, nil
 }
