@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -40,6 +41,8 @@ type Stack struct {
 	Namespace                      string // created by the dev server at start
 
 	Log *slog.Logger
+
+	movablePorts bool // ephemeral: ports may be re-picked when taken at start-up
 }
 
 // Local returns the stack that `make up` runs: fixed well-known ports and the
@@ -83,7 +86,25 @@ func Ephemeral(stateDir, toolsDir string) (*Stack, error) {
 	s.TemporalHTTPPort, s.TemporalMetricPort = ports[3], ports[4]
 	s.TemporalUIPort = ports[5]
 	s.MinIOConsolePort = 0
+	s.movablePorts = true
 	return s, nil
+}
+
+// repickPorts gives a service fresh free ports (ephemeral stacks only).
+func (s *Stack) repickPorts(svc Service) error {
+	ports, err := FreePorts(4)
+	if err != nil {
+		return err
+	}
+	switch svc {
+	case Postgres:
+		s.PostgresPort = ports[0]
+	case MinIO:
+		s.MinIOPort = ports[0]
+	case Temporal:
+		s.TemporalPort, s.TemporalHTTPPort, s.TemporalMetricPort, s.TemporalUIPort = ports[0], ports[1], ports[2], ports[3]
+	}
+	return nil
 }
 
 // Service is one of the stack's processes.
@@ -145,7 +166,24 @@ func (s *Stack) Up(ctx context.Context) error {
 }
 
 // Start starts one service unless it is already running.
+//
+// Free ports are picked before a server binds them, so on a busy machine another
+// process may take one first; an ephemeral stack then retries on fresh ports.
 func (s *Stack) Start(ctx context.Context, svc Service) error {
+	for attempt := 1; ; attempt++ {
+		logStart := fileSize(s.logFile(svc))
+		err := s.start(ctx, svc)
+		if err == nil || !s.movablePorts || attempt == 3 || !s.portConflict(svc, err, logStart) {
+			return err
+		}
+		s.logf("port taken during start-up, retrying on fresh ports", "service", svc, "attempt", attempt)
+		if err := s.repickPorts(svc); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Stack) start(ctx context.Context, svc Service) error {
 	switch svc {
 	case Postgres:
 		return s.startPostgres(ctx)
@@ -396,4 +434,31 @@ func FreePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// portConflict reports whether a failed start was about a port: taken before we
+// started, or lost to another process while the service bound it (its log says so).
+func (s *Stack) portConflict(svc Service, err error, logOffset int64) bool {
+	if strings.Contains(err.Error(), "taken by another program") {
+		return true
+	}
+	f, ferr := os.Open(s.logFile(svc))
+	if ferr != nil {
+		return false
+	}
+	defer f.Close()
+	if _, ferr := f.Seek(logOffset, io.SeekStart); ferr != nil {
+		return false
+	}
+	data, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+	text := strings.ToLower(string(data))
+	return strings.Contains(text, "address already in use") || strings.Contains(text, "port is already in use")
 }

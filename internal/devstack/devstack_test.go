@@ -146,9 +146,12 @@ func TestUpTwiceDownKeepsDataWipeRemovesIt(t *testing.T) {
 	}
 }
 
+// The local stack has fixed ports: one held by another program is refused by name.
 func TestUpRefusesAPortHeldByAnotherProgram(t *testing.T) {
 	ctx := context.Background()
-	s := newStack(t)
+	e := newStack(t)
+	s := devstack.Local(e.StateDir, e.ToolsDir)
+	s.Log, s.MinIOPort, s.MinIOConsolePort = e.Log, e.MinIOPort, 0
 	l, err := net.Listen("tcp", net.JoinHostPort(s.Host, strconv.Itoa(s.MinIOPort)))
 	if err != nil {
 		t.Fatal(err)
@@ -157,6 +160,25 @@ func TestUpRefusesAPortHeldByAnotherProgram(t *testing.T) {
 	err = s.Start(ctx, devstack.MinIO)
 	if err == nil || !strings.Contains(err.Error(), "taken by another program") || !strings.Contains(err.Error(), strconv.Itoa(s.MinIOPort)) {
 		t.Fatalf("Start with a taken port = %v", err)
+	}
+}
+
+// An ephemeral (test) stack moves to fresh ports instead: free ports are picked
+// before they are bound, and a busy machine may take one in between.
+func TestEphemeralStackMovesOffATakenPort(t *testing.T) {
+	ctx := context.Background()
+	s := newStack(t)
+	taken := s.MinIOPort
+	l, err := net.Listen("tcp", net.JoinHostPort(s.Host, strconv.Itoa(taken)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := s.Start(ctx, devstack.MinIO); err != nil {
+		t.Fatalf("Start with a taken port: %v", err)
+	}
+	if s.MinIOPort == taken {
+		t.Fatalf("still on the taken port %d", taken)
 	}
 }
 
