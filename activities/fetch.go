@@ -22,6 +22,9 @@ const (
 	FetchDead      = "dead"      // 404/410: the feed is gone; not an error of the run
 	FetchFailed    = "failed"    // a permanent failure (4xx, over the size limit)
 	FetchNotDue    = "not-due"   // fetched successfully less than the source's interval ago
+	// FetchRateLimited: the source's rate limit forbids a request now (a manual
+	// refresh right after a scheduled one); nothing is recorded.
+	FetchRateLimited = "rate-limited"
 )
 
 // FetchResult says what a fetch found. Payloads stay small: the content is in S3.
@@ -59,6 +62,41 @@ func (a *Activities) FetchSource(ctx context.Context, src catalog.Source) (Fetch
 		res.Status = FetchNotDue
 		return res, nil
 	}
+	// The rate limit spaces every request, retries included: upstreams that ask
+	// for one request per N minutes mean it, and ban clients that do not listen.
+	if src.RateLimit > 0 {
+		ok, next, lastErr, err := a.DB.ClaimFetch(ctx, src.Name, src.RateLimit)
+		if err != nil {
+			return res, err
+		}
+		if !ok {
+			wait := fmt.Sprintf("rate limit %s: no request before %s", src.RateLimit, next.UTC().Format(time.RFC3339))
+			if activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1 {
+				// a retry after a failure: the failure stands
+				res.Status, res.Error = FetchFailed, lastErr+"; "+wait
+				return res, nil
+			}
+			res.Status, res.Error = FetchRateLimited, wait
+			return res, nil
+		}
+	}
+	err = a.download(ctx, src, validators{row.ETag, row.LastModified, row.ContentSHA256}, &res)
+	if err != nil && src.RateLimit > 0 {
+		if rerr := a.DB.FetchAttemptFailed(ctx, src.Name, err.Error()); rerr != nil {
+			return res, errors.Join(err, rerr)
+		}
+	}
+	return res, err
+}
+
+// validators identify the content last loaded from a URL.
+type validators struct{ etag, lastModified, sha256 string }
+
+// download makes the conditional GET of src with the validators v and streams a
+// changed body into the blob store, filling res. Network errors and 5xx answers
+// are returned as errors so Temporal retries them; answers that retrying cannot
+// change (404, other 4xx, too large) are outcomes in res.
+func (a *Activities) download(ctx context.Context, src catalog.Source, v validators, res *FetchResult) error {
 	if src.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, src.Timeout)
@@ -66,33 +104,33 @@ func (a *Activities) FetchSource(ctx context.Context, src catalog.Source) (Fetch
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 	if err != nil {
-		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.Name, err), "BadURL", err)
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch %s: %v", src.Name, err), "BadURL", err)
 	}
 	req.Header.Set("User-Agent", userAgent)
-	if row.ETag != "" {
-		req.Header.Set("If-None-Match", row.ETag)
+	if v.etag != "" {
+		req.Header.Set("If-None-Match", v.etag)
 	}
-	if row.LastModified != "" {
-		req.Header.Set("If-Modified-Since", row.LastModified)
+	if v.lastModified != "" {
+		req.Header.Set("If-Modified-Since", v.lastModified)
 	}
 	resp, err := a.httpClient().Do(req)
 	if err != nil {
-		return res, fmt.Errorf("fetch %s: %w", src.Name, err)
+		return fmt.Errorf("fetch %s: %w", src.Name, err)
 	}
 	defer resp.Body.Close()
 	res.HTTPStatus = resp.StatusCode
 	switch {
 	case resp.StatusCode == http.StatusNotModified:
-		res.Status, res.ETag, res.LastModified, res.SHA256 = FetchUnchanged, row.ETag, row.LastModified, row.ContentSHA256
-		return res, nil
+		res.Status, res.ETag, res.LastModified, res.SHA256 = FetchUnchanged, v.etag, v.lastModified, v.sha256
+		return nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		res.Status, res.Error = FetchDead, fmt.Sprintf("%s answers %s: the feed is gone", src.URL, resp.Status)
-		return res, nil
+		return nil
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
-		return res, fmt.Errorf("fetch %s: %s answers %s", src.Name, src.URL, resp.Status)
+		return fmt.Errorf("fetch %s: %s answers %s", src.Name, src.URL, resp.Status)
 	case resp.StatusCode != http.StatusOK:
 		res.Status, res.Error = FetchFailed, fmt.Sprintf("%s answers %s", src.URL, resp.Status)
-		return res, nil
+		return nil
 	}
 
 	body := &progressReader{r: resp.Body, ctx: ctx}
@@ -102,19 +140,19 @@ func (a *Activities) FetchSource(ctx context.Context, src catalog.Source) (Fetch
 	}
 	blob, err := a.Blobs.Put(ctx, io.LimitReader(body, limit+1), storage.PutOptions{ContentType: resp.Header.Get("Content-Type")})
 	if err != nil {
-		return res, fmt.Errorf("fetch %s: store: %w", src.Name, err)
+		return fmt.Errorf("fetch %s: store: %w", src.Name, err)
 	}
 	res.Bytes = blob.Size
 	if blob.Size > limit {
 		res.Status, res.Error = FetchFailed, fmt.Sprintf("%s is larger than its size limit of %d bytes", src.URL, limit)
-		return res, nil
+		return nil
 	}
 	res.SHA256, res.ETag, res.LastModified = blob.SHA256, resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	res.Status = FetchChanged
-	if blob.SHA256 == row.ContentSHA256 {
+	if blob.SHA256 == v.sha256 {
 		res.Status = FetchUnchanged // no validators upstream, but the same bytes
 	}
-	return res, nil
+	return nil
 }
 
 func (a *Activities) httpClient() *http.Client {

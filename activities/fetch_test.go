@@ -7,10 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/internal/testenv"
@@ -137,5 +140,56 @@ func TestFetchOutcomesOfBrokenFeeds(t *testing.T) {
 	res, err := fetch(t, a, labSource(forbidden, "needs-key", "/x"))
 	if err != nil || res.Status != FetchFailed || !strings.Contains(res.Error, "403") {
 		t.Fatalf("a 403 = %+v, %v", res, err)
+	}
+}
+
+func TestRateLimitSpacesEveryRequest(t *testing.T) {
+	a := newActivities(t)
+	var requests atomic.Int32
+	status := atomic.Int32{}
+	status.Store(http.StatusOK)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.WriteHeader(int(status.Load()))
+		io.WriteString(w, "1.2.3.0/24 ; SBL1\n")
+	}))
+	defer srv.Close()
+	src := labSource(srv, "limited", "/drop.txt")
+	src.RateLimit = time.Hour
+
+	first, err := fetch(t, a, src)
+	if err != nil || first.Status != FetchChanged {
+		t.Fatalf("first fetch = %+v, %v", first, err)
+	}
+	// A manual refresh right after: no request, and the load skips it with the reason.
+	again, err := fetch(t, a, src)
+	if err != nil || again.Status != FetchRateLimited || !strings.Contains(again.Error, "rate limit 1h0m0s") || requests.Load() != 1 {
+		t.Fatalf("second fetch = %+v, %v after %d requests", again, err, requests.Load())
+	}
+	if l := load(t, a, LoadInput{Source: src, Fetch: again, RunKey: "r2"}); l.Status != RunSkipped || l.Error != again.Error {
+		t.Fatalf("load of a rate-limited fetch = %+v", l)
+	}
+
+	// A failing upstream: Temporal's retry must not send a second request within
+	// the limit; the retried attempt ends the fetch as failed, keeping the cause.
+	src.Name = "limited-broken"
+	status.Store(http.StatusBadGateway)
+	requests.Store(0)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(a)
+	env.ExecuteWorkflow(func(ctx workflow.Context) (FetchResult, error) {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3}})
+		var res FetchResult
+		err := workflow.ExecuteActivity(ctx, a.FetchSource, src).Get(ctx, &res)
+		return res, err
+	})
+	var res FetchResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != FetchFailed || !strings.Contains(res.Error, "502") || !strings.Contains(res.Error, "no request before") || requests.Load() != 1 {
+		t.Fatalf("retried fetch = %+v after %d requests", res, requests.Load())
 	}
 }

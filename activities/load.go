@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -62,8 +63,8 @@ func ParserOptions(s catalog.Source) feeds.Options {
 // are recorded too. A retry of a committed load returns the recorded result.
 func (a *Activities) LoadSource(ctx context.Context, in LoadInput) (LoadResult, error) {
 	res := LoadResult{Source: in.Source.Name}
-	if in.Fetch.Status == FetchNotDue {
-		res.Status = RunSkipped
+	if in.Fetch.Status == FetchNotDue || in.Fetch.Status == FetchRateLimited {
+		res.Status, res.Error = RunSkipped, in.Fetch.Error
 		return res, nil
 	}
 	if prev, ok, err := a.recordedRun(ctx, in); err != nil || ok {
@@ -99,29 +100,10 @@ func (a *Activities) LoadSource(ctx context.Context, in LoadInput) (LoadResult, 
 		return res, fmt.Errorf("load %s: staging: %w", in.Source.Name, err)
 	}
 
-	// The parser pushes indicators; COPY pulls rows. A goroutine bridges the two so
-	// memory stays constant whatever the feed's size.
-	rows := make(chan []any, 1024)
-	parseCtx, stopParse := context.WithCancel(ctx)
-	defer stopParse()
-	var stats feeds.Stats
-	var parseErr error
-	go func() {
-		defer close(rows)
-		stats, parseErr = feeds.Parse(in.Source.Format, body, ParserOptions(in.Source), func(ind feeds.Indicator) error {
-			select {
-			case rows <- []any{string(ind.Type), ind.Value, ind.Registrable}:
-				return nil
-			case <-parseCtx.Done():
-				return parseCtx.Err()
-			}
+	copied, stats, parseErr, copyErr := copyParsed(ctx, tx, "staging", []string{"type", "value", "registrable"},
+		in.Source.Format, ParserOptions(in.Source), body, func(ind feeds.Indicator) []any {
+			return []any{string(ind.Type), ind.Value, ind.Registrable}
 		})
-	}()
-	src := &chanSource{rows: rows, ctx: ctx}
-	copied, copyErr := tx.CopyFrom(ctx, pgx.Identifier{"staging"}, []string{"type", "value", "registrable"}, src)
-	stopParse()
-	for range rows { // let the parser finish before reading its results
-	}
 	res.Entries, res.Bad = int(copied), stats.Bad
 	for _, n := range stats.Dropped {
 		res.Dropped += n
@@ -244,6 +226,44 @@ func insertRun(ctx context.Context, tx pgx.Tx, in LoadInput, res LoadResult) err
 		return fmt.Errorf("record run of %s: %w", in.Source.Name, err)
 	}
 	return nil
+}
+
+// errEnough stops a parse that has all the rows it wants.
+var errEnough = errors.New("enough rows")
+
+// copyParsed parses body in format and COPYs one row per indicator into table (a
+// table of tx); row returns nil to stop early. The parser pushes indicators and
+// COPY pulls rows: a goroutine bridges the two so memory stays constant whatever
+// the feed's size. Parse errors and COPY errors come back separately: the first
+// may be the feed's fault, the second is the database's.
+func copyParsed(ctx context.Context, tx pgx.Tx, table string, cols []string, format string, opts feeds.Options,
+	body io.Reader, row func(feeds.Indicator) []any) (copied int64, stats feeds.Stats, parseErr, copyErr error) {
+	rows := make(chan []any, 1024)
+	parseCtx, stopParse := context.WithCancel(ctx)
+	defer stopParse()
+	go func() {
+		defer close(rows)
+		stats, parseErr = feeds.Parse(format, body, opts, func(ind feeds.Indicator) error {
+			r := row(ind)
+			if r == nil {
+				return errEnough
+			}
+			select {
+			case rows <- r:
+				return nil
+			case <-parseCtx.Done():
+				return parseCtx.Err()
+			}
+		})
+	}()
+	copied, copyErr = tx.CopyFrom(ctx, pgx.Identifier{table}, cols, &chanSource{rows: rows, ctx: ctx})
+	stopParse()
+	for range rows { // let the parser finish before reading its results
+	}
+	if errors.Is(parseErr, errEnough) {
+		parseErr = nil
+	}
+	return copied, stats, parseErr, copyErr
 }
 
 // chanSource feeds COPY from a channel of rows.

@@ -32,6 +32,9 @@ type Source struct {
 	Timeout   time.Duration `json:"timeout"`
 	SizeLimit int64         `json:"size_limit"` // bytes
 	Parser    Parser        `json:"parser"`
+	// Top keeps only the first Top entries of an allowlist (a top-sites ranking is
+	// benign only near its head); 0 keeps all. Allowlists only.
+	Top int `json:"top,omitempty"`
 }
 
 // Parser holds the options of the generic parser (and overrides for the others).
@@ -47,7 +50,14 @@ type Parser struct {
 type Catalog struct {
 	Path    string
 	Sources []Source
+	// Allowlists are benign references (a top-sites ranking, CDN ranges) that
+	// measure sources' accuracy and keep false positives out of exports. They are
+	// fetched like sources but never listed.
+	Allowlists []Source
 }
+
+// AllowlistDefaults are the settings an allowlist entry starts from.
+var AllowlistDefaults = Source{Enabled: true, Interval: 24 * time.Hour, Timeout: 120 * time.Second, SizeLimit: 256 << 20, Top: 0}
 
 // Enabled lists the enabled sources in catalog order.
 func (c *Catalog) Enabled() []Source {
@@ -106,7 +116,7 @@ func Parse(path string, data []byte, knownFormat func(string) bool) (*Catalog, e
 	p := &parser{file: path, known: knownFormat}
 	doc := root.Content[0]
 	defaults := Source{Enabled: true, Prior: 0.5, Interval: time.Hour, RateLimit: 0, Timeout: 60 * time.Second, SizeLimit: 1 << 30}
-	var sourcesNode *yaml.Node
+	var sourcesNode, allowNode *yaml.Node
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		k, v := doc.Content[i], doc.Content[i+1]
 		switch k.Value {
@@ -116,8 +126,10 @@ func Parse(path string, data []byte, knownFormat func(string) bool) (*Catalog, e
 			}
 		case "sources":
 			sourcesNode = v
+		case "allowlists":
+			allowNode = v
 		default:
-			return nil, &Error{path, k.Line, k.Value, "unknown key (want defaults or sources)"}
+			return nil, &Error{path, k.Line, k.Value, "unknown key (want defaults, sources or allowlists)"}
 		}
 	}
 	if sourcesNode == nil || sourcesNode.Kind != yaml.SequenceNode {
@@ -152,12 +164,57 @@ func Parse(path string, data []byte, knownFormat func(string) bool) (*Catalog, e
 	if len(c.Sources) == 0 {
 		return nil, &Error{path, sourcesNode.Line, "sources", "empty"}
 	}
+	if allowNode != nil {
+		if allowNode.Kind != yaml.SequenceNode {
+			return nil, &Error{path, allowNode.Line, "allowlists", "want a list of allowlists"}
+		}
+		for i, n := range allowNode.Content {
+			s := AllowlistDefaults
+			field := fmt.Sprintf("allowlists[%d]", i)
+			if n.Kind != yaml.MappingNode {
+				return nil, &Error{path, n.Line, field, "want a mapping"}
+			}
+			p.allowlist = true
+			err := p.fields(n, field, &s, false)
+			p.allowlist = false
+			if err != nil {
+				return nil, err
+			}
+			for _, req := range []struct{ v, name string }{{s.Name, "name"}, {s.URL, "url"}, {s.Format, "format"}} {
+				if req.v == "" {
+					return nil, &Error{path, n.Line, field + "." + req.name, "missing"}
+				}
+			}
+			if line, dup := seen[s.Name]; dup {
+				return nil, &Error{path, n.Line, field + ".name", fmt.Sprintf("%q is already used at line %d", s.Name, line)}
+			}
+			seen[s.Name] = n.Line
+			if s.Type == "" {
+				s.Type = formatType(s.Format)
+			}
+			if s.Type != "domain" && s.Type != "cidr" && s.Type != "ipv4" && s.Type != "ipv6" {
+				return nil, &Error{path, n.Line, field + ".type", fmt.Sprintf("an allowlist holds domains or address ranges, not %q", s.Type)}
+			}
+			c.Allowlists = append(c.Allowlists, s)
+		}
+	}
 	return c, nil
 }
 
+// formatType is the indicator type a format's name implies for an allowlist.
+func formatType(format string) string {
+	switch {
+	case strings.HasPrefix(format, "tranco"), format == "hosts":
+		return "domain"
+	default:
+		return "cidr"
+	}
+}
+
 type parser struct {
-	file  string
-	known func(string) bool
+	file      string
+	known     func(string) bool
+	allowlist bool // the fields of an allowlist entry (top is allowed, prior is not)
 }
 
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
@@ -214,12 +271,23 @@ func (p *parser) fields(n *yaml.Node, prefix string, s *Source, defaults bool) e
 				err = errors.New("want true or false")
 			}
 		case "prior":
+			if p.allowlist {
+				return &Error{p.file, k.Line, field, "an allowlist has no prior: it is not a source of indicators"}
+			}
 			s.Prior, err = strconv.ParseFloat(v.Value, 64)
 			if err != nil || s.Prior < 0 || s.Prior > 1 {
 				err = fmt.Errorf("%q: want a number from 0 to 1", v.Value)
 			}
 		case "size_limit":
 			s.SizeLimit, err = size(v.Value)
+		case "top":
+			if !p.allowlist {
+				return &Error{p.file, k.Line, field, "only allowlists have a top"}
+			}
+			s.Top, err = strconv.Atoi(v.Value)
+			if err != nil || s.Top < 0 {
+				err = fmt.Errorf("%q: want a count of entries, 0 for all", v.Value)
+			}
 		case "parser":
 			if err := p.parserFields(v, field, &s.Parser); err != nil {
 				return err

@@ -20,6 +20,9 @@ func TestShippedCatalogsLoad(t *testing.T) {
 		if len(c.Enabled()) == 0 {
 			t.Fatalf("%s enables no source", name)
 		}
+		if len(c.Allowlists) < 2 || c.Allowlists[0].Type != "domain" || c.Allowlists[0].Top != 10000 || c.Allowlists[1].Type != "cidr" {
+			t.Fatalf("%s allowlists: %+v", name, c.Allowlists)
+		}
 	}
 }
 
@@ -90,19 +93,24 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 	known := func(f string) bool { return f == "ip-list" || f == "generic" }
 	head := "sources:\n  - name: a\n    url: https://example.net/a\n    format: ip-list\n    type: ipv4\n"
 	cases := map[string]struct{ yaml, want string }{
-		"bad interval":   {head + "    interval: soon\n", "x.yaml:6: sources[0].interval: \"soon\": want a duration"},
-		"unknown key":    {head + "    intervall: 1h\n", "x.yaml:6: sources[0].intervall: unknown key"},
-		"unknown format": {strings.Replace(head, "ip-list", "csvish", 1), "x.yaml:4: sources[0].format: \"csvish\": no parser"},
-		"bad type":       {strings.Replace(head, "ipv4", "ip", 1), "x.yaml:5: sources[0].type"},
-		"prior range":    {head + "    prior: 1.5\n", "x.yaml:6: sources[0].prior"},
-		"bad url":        {strings.Replace(head, "https://example.net/a", "ftp://x", 1), "x.yaml:3: sources[0].url"},
-		"missing type":   {strings.Replace(head, "    type: ipv4\n", "", 1), "x.yaml:2: sources[0].type: missing"},
-		"duplicate":      {head + strings.Replace(head, "sources:\n", "", 1), "x.yaml:6: sources[1].name: \"a\" is already used at line 2"},
-		"bad size":       {head + "    size_limit: lots\n", "x.yaml:6: sources[0].size_limit"},
-		"generic column": {strings.Replace(head, "ip-list", "generic", 1), "sources[0].parser.column: the generic format needs a column"},
-		"parser key":     {head + "    parser: {colum: 2}\n", "x.yaml:6: sources[0].parser.colum: unknown key"},
-		"default name":   {"defaults: {name: x}\n" + head, "x.yaml:1: defaults.name: cannot have a default"},
-		"no sources":     {"defaults: {}\n", "sources: missing"},
+		"bad interval":    {head + "    interval: soon\n", "x.yaml:6: sources[0].interval: \"soon\": want a duration"},
+		"unknown key":     {head + "    intervall: 1h\n", "x.yaml:6: sources[0].intervall: unknown key"},
+		"unknown format":  {strings.Replace(head, "ip-list", "csvish", 1), "x.yaml:4: sources[0].format: \"csvish\": no parser"},
+		"bad type":        {strings.Replace(head, "ipv4", "ip", 1), "x.yaml:5: sources[0].type"},
+		"prior range":     {head + "    prior: 1.5\n", "x.yaml:6: sources[0].prior"},
+		"bad url":         {strings.Replace(head, "https://example.net/a", "ftp://x", 1), "x.yaml:3: sources[0].url"},
+		"missing type":    {strings.Replace(head, "    type: ipv4\n", "", 1), "x.yaml:2: sources[0].type: missing"},
+		"duplicate":       {head + strings.Replace(head, "sources:\n", "", 1), "x.yaml:6: sources[1].name: \"a\" is already used at line 2"},
+		"bad size":        {head + "    size_limit: lots\n", "x.yaml:6: sources[0].size_limit"},
+		"generic column":  {strings.Replace(head, "ip-list", "generic", 1), "sources[0].parser.column: the generic format needs a column"},
+		"parser key":      {head + "    parser: {colum: 2}\n", "x.yaml:6: sources[0].parser.colum: unknown key"},
+		"default name":    {"defaults: {name: x}\n" + head, "x.yaml:1: defaults.name: cannot have a default"},
+		"no sources":      {"defaults: {}\n", "sources: missing"},
+		"allowlist top":   {head + "allowlists:\n  - {name: t, url: \"https://x.org/t\", format: ip-list, top: -1}\n", "x.yaml:7: allowlists[0].top: \"-1\": want a count"},
+		"allowlist type":  {head + "allowlists:\n  - {name: t, url: \"https://x.org/t\", format: ip-list, type: url}\n", "allowlists[0].type: an allowlist holds domains"},
+		"allowlist dup":   {head + "allowlists:\n  - {name: a, url: \"https://x.org/t\", format: ip-list}\n", "x.yaml:7: allowlists[0].name: \"a\" is already used at line 2"},
+		"allowlist prior": {head + "allowlists:\n  - {name: t, url: \"https://x.org/t\", format: ip-list, prior: 1}\n", "allowlists[0].prior: an allowlist has no prior"},
+		"source top":      {head + "    top: 5\n", "x.yaml:6: sources[0].top: only allowlists"},
 	}
 	for name, c := range cases {
 		_, err := Parse("x.yaml", []byte(c.yaml), known)

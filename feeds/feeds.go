@@ -63,6 +63,9 @@ type Options struct {
 	// Header skips a header row (generic): the first data line whose column does
 	// not parse, wherever it is.
 	Header bool
+	// KeepPublicSuffix emits domains that are public suffixes (blogspot.com,
+	// akamaized.net) instead of dropping them: an allowlist wants them.
+	KeepPublicSuffix bool
 	// Type is the indicator type of the column (generic); "ip" accepts both
 	// families. Required for the generic parser.
 	Type Type
@@ -85,7 +88,7 @@ type Stats struct {
 	// shared, ULA), "reserved" (this network, loopback, link-local,
 	// documentation, benchmarking, multicast, 240/4), "bogon" (a prefix that
 	// covers or straddles such space), a reserved or private ASN, "local" (a
-	// hosts file's localhost names), "public-suffix". Duplicates are not
+	// hosts file's localhost names), "public-suffix" (a domain entry that is one). Duplicates are not
 	// detected: that would take memory growing with the feed.
 	Dropped map[string]int `json:"dropped,omitempty"`
 }

@@ -15,8 +15,11 @@ import (
 
 var hash = []string{"#"}
 
-// urlhausInner is the CSV inside the URLhaus ZIP.
-var urlhausInner = format{name: "urlhaus-csv", comments: hash, line: urlhausCSV}
+// The CSVs inside ZIPs.
+var (
+	urlhausInner = format{name: "urlhaus-csv", comments: hash, line: urlhausCSV}
+	trancoInner  = format{name: "tranco-csv", line: tranco}
+)
 
 // formats are the layouts Parse knows, named as in the source catalog.
 var formats = []format{
@@ -38,7 +41,7 @@ var formats = []format{
 		desc: "abuse.ch URLhaus CSV: header in a comment, fully quoted rows"},
 	{name: "urlhaus-text", typ: URL, comments: hash, line: plain(URL),
 		desc: "abuse.ch URLhaus text: one URL a line under a `#` banner"},
-	{name: "urlhaus-csv-zip", typ: URL, body: urlhausZip,
+	{name: "urlhaus-csv-zip", typ: URL, body: zipped(&urlhausInner, "csv.txt"),
 		desc: "abuse.ch URLhaus full dump: a ZIP holding the CSV (spooled to a temporary file)"},
 	{name: "sslbl-csv", typ: SHA1, comments: hash, line: sslblCSV,
 		desc: "abuse.ch SSLBL: Listingdate,SHA1,Listingreason (TLS certificate SHA-1)"},
@@ -54,6 +57,10 @@ var formats = []format{
 		desc: "FireHOL netset: CIDRs and bare IPs under a `#` header"},
 	{name: "hosts", typ: Domain, comments: hash, line: hosts,
 		desc: "hosts file: `0.0.0.0 name [name...]`, localhost preamble and inline comments skipped"},
+	{name: "tranco-csv", typ: Domain, line: tranco,
+		desc: "Tranco top-sites list: `rank,domain` lines (an allowlist; Ref is the rank)"},
+	{name: "tranco-csv-zip", typ: Domain, body: zipped(&trancoInner, "top-1m.csv"),
+		desc: "Tranco top-sites list as tranco-list.eu serves it: a ZIP holding top-1m.csv"},
 	{name: "generic", line: generic,
 		desc: "configured: comment prefix, separator, column, header, indicator type"},
 }
@@ -266,9 +273,28 @@ func feodoJSON(p *parser, br *bufio.Reader) error {
 	return nil
 }
 
-// urlhausZip spools the archive to a temporary file — a ZIP's directory is at its
-// end — and parses the CSV inside.
-func urlhausZip(p *parser, br *bufio.Reader) error {
+// tranco is one `rank,domain` line; a first line whose rank is not a number is a
+// header (some mirrors add one).
+func tranco(p *parser, line string) error {
+	rank, name, ok := strings.Cut(line, ",")
+	rank = strings.TrimSpace(rank)
+	if _, err := strconv.ParseUint(rank, 10, 32); err != nil || !ok {
+		if p.lineNo == 1 && ok {
+			return errHeader
+		}
+		return fmt.Errorf("want rank,domain")
+	}
+	return p.add(Domain, strings.TrimSpace(name), Indicator{Ref: rank})
+}
+
+// zipped spools a ZIP to a temporary file — a ZIP's directory is at its end — and
+// parses one member with the inner format: the member named prefer, or else the
+// last file in the archive.
+func zipped(inner *format, prefer string) func(p *parser, br *bufio.Reader) error {
+	return func(p *parser, br *bufio.Reader) error { return parseZip(p, br, inner, prefer) }
+}
+
+func parseZip(p *parser, br *bufio.Reader, inner *format, prefer string) error {
 	tmp, err := os.CreateTemp("", "tip-feed-*.zip")
 	if err != nil {
 		return fmt.Errorf("spool zip: %w", err)
@@ -285,7 +311,7 @@ func urlhausZip(p *parser, br *bufio.Reader) error {
 	}
 	var entry *zip.File
 	for _, f := range zr.File {
-		if !f.FileInfo().IsDir() && (entry == nil || f.Name == "csv.txt") {
+		if !f.FileInfo().IsDir() && (entry == nil || f.Name == prefer) {
 			entry = f
 		}
 	}
@@ -297,11 +323,11 @@ func urlhausZip(p *parser, br *bufio.Reader) error {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	defer rc.Close()
-	inner := bufio.NewReaderSize(rc, maxLine)
-	if isHTML(inner) {
+	in := bufio.NewReaderSize(rc, maxLine)
+	if isHTML(in) {
 		return fmt.Errorf("%w: an HTML page inside the zip", ErrMalformed)
 	}
-	if err := p.lines(&urlhausInner, inner); err != nil {
+	if err := p.lines(inner, in); err != nil {
 		if errors.Is(err, zip.ErrChecksum) || errors.Is(err, zip.ErrFormat) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return fmt.Errorf("%w: %v", ErrMalformed, err)
 		}

@@ -198,7 +198,9 @@ func normDomain(raw string) (Indicator, string, error) {
 	}
 	reg, err := publicsuffix.EffectiveTLDPlusOne(h)
 	if err != nil {
-		return Indicator{}, "public-suffix", nil
+		// Listing a public suffix would block everyone under it; the name is
+		// returned with the drop for callers that want it (an allowlist does).
+		return Indicator{Type: Domain, Value: h}, "public-suffix", nil
 	}
 	return Indicator{Type: Domain, Value: h, Registrable: reg}, "", nil
 }
@@ -242,9 +244,9 @@ func normURL(raw string) (Indicator, string, error) {
 		if host, err = hostname(host); err != nil {
 			return Indicator{}, "", err
 		}
-		if reg, err = publicsuffix.EffectiveTLDPlusOne(host); err != nil {
-			return Indicator{}, "public-suffix", nil
-		}
+		// A URL on a host that is itself a public suffix (https://akamaized.net/x)
+		// is still one page: kept, with no registrable domain.
+		reg, _ = publicsuffix.EffectiveTLDPlusOne(host)
 	}
 	if port != "" {
 		host += ":" + port

@@ -229,7 +229,7 @@ func (p *parser) add(t Type, raw string, extra Indicator) error {
 	if err != nil {
 		return err
 	}
-	if drop != "" {
+	if drop != "" && !(drop == "public-suffix" && p.opts.KeepPublicSuffix) {
 		p.st.Dropped[drop]++
 		return nil
 	}

@@ -212,6 +212,7 @@ func (l *Lab) Handler() http.Handler {
 	mux.Handle("/spam-archive/", http.StripPrefix("/spam-archive", l.Archive.Handler()))
 	mux.HandleFunc("/iptoasn/ip2asn-combined.tsv", l.serveASN(false))
 	mux.HandleFunc("/iptoasn/ip2asn-combined.tsv.gz", l.serveASN(true))
+	mux.Handle("/allowlists/", AllowlistHandler(l.World, l.log))
 	mux.HandleFunc("/truth", l.serveTruth)
 	mux.HandleFunc("/clock", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, ClockState{Now: l.Clock.Now(), Speed: l.Clock.Speed(), Day: l.World.Day(l.Clock.Now()),
@@ -233,10 +234,7 @@ type ClockState struct {
 func (l *Lab) serveASN(gz bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		// The table never changes for a seed: a fixed validator lets clients cache it.
-		etag := fmt.Sprintf(`"ip2asn-%d-%t"`, l.World.Seed, gz)
-		w.Header().Set("ETag", etag)
-		if r.Header.Get("If-None-Match") == etag {
-			w.WriteHeader(http.StatusNotModified)
+		if notModified(w, r, fmt.Sprintf(`"ip2asn-%d-%t"`, l.World.Seed, gz)) {
 			return
 		}
 		w.Header().Set("Content-Type", "text/tab-separated-values")
@@ -251,6 +249,17 @@ func (l *Lab) serveASN(gz bool) http.HandlerFunc {
 			l.log.Warn("serve ip2asn", "err", err)
 		}
 	}
+}
+
+// notModified sets a fixed validator (these files never change for a seed) and
+// answers 304 to a client that has it.
+func notModified(w http.ResponseWriter, r *http.Request, etag string) bool {
+	w.Header().Set("ETag", etag)
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return true
+	}
+	return false
 }
 
 func (l *Lab) serveTruth(w http.ResponseWriter, r *http.Request) {
@@ -289,6 +298,7 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 <li><a href="/feeds/">feeds</a> ({{.Feeds}} blacklist feeds in their real formats)</li>
 <li><a href="/spam-archive/">spam archive</a> (monthly 7z archives, untroubled.org layout)</li>
 <li><a href="/iptoasn/ip2asn-combined.tsv.gz">ip2asn-combined.tsv.gz</a> (iptoasn.com format)</li>
+<li>allowlists: <a href="/allowlists/tranco/top-1m.csv">top sites</a> (Tranco format, also <a href="/allowlists/tranco/top-1m.csv.zip">zipped</a>), <a href="/allowlists/cdn-ranges.txt">CDN ranges</a></li>
 <li><a href="/truth">ground truth</a> (JSON), <a href="/clock">lab clock</a></li>
 <li>DNS: {{.DNS}} (UDP and TCP){{if .IMAP}}; IMAP spamtrap: {{.IMAP}}{{end}}</li>
 </ul></body></html>

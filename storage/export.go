@@ -10,7 +10,10 @@ import (
 // ExportListed streams every actively listed indicator of the given types (all when
 // empty) whose score reaches minScore, with the sources listing it, in type/value
 // order. The score is the noisy-or of the listing sources' weights (README).
-func (db *DB) ExportListed(ctx context.Context, types []string, minScore float64, fn func(export.Row) error) error {
+// Allowlisted indicators (a top site, an address in a CDN range) are left out
+// unless includeAllowlisted: a blocklist that blocks google.com does more harm than
+// good.
+func (db *DB) ExportListed(ctx context.Context, types []string, minScore float64, includeAllowlisted bool, fn func(export.Row) error) error {
 	rows, err := db.Pool.Query(ctx, `
 		SELECT i.type, i.value,
 		       1 - exp(sum(ln(1 - least(coalesce(m.weight, s.prior), 0.999999)))) AS score,
@@ -20,9 +23,10 @@ func (db *DB) ExportListed(ctx context.Context, types []string, minScore float64
 		  JOIN sources s ON s.name = l.source
 		  LEFT JOIN source_metrics m ON m.source = l.source
 		 WHERE l.active AND (coalesce(cardinality($1::text[]), 0) = 0 OR i.type = ANY($1))
+		   AND ($3 OR NOT `+allowlistedSQL+`)
 		 GROUP BY i.type, i.value
 		HAVING 1 - exp(sum(ln(1 - least(coalesce(m.weight, s.prior), 0.999999)))) >= $2
-		 ORDER BY i.type, i.value`, types, minScore)
+		 ORDER BY i.type, i.value`, types, minScore, includeAllowlisted)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}

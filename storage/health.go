@@ -30,6 +30,9 @@ type SourceHealth struct {
 	Weight         float64  `json:"weight"`
 	ExclusiveShare float64  `json:"exclusive_share"`
 	MeanLatency    *float64 `json:"mean_latency_s,omitempty"`
+	Accuracy       float64  `json:"accuracy"`
+	Allowlisted    int64    `json:"allowlisted"`
+	Reserved       int64    `json:"reserved"`
 }
 
 // SourcesHealth lists every known source with its latest run.
@@ -39,7 +42,8 @@ func (db *DB) SourcesHealth(ctx context.Context) ([]SourceHealth, error) {
 		       (SELECT count(*) FROM listings l WHERE l.source = s.name AND l.active),
 		       coalesce(r.status, ''), coalesce(r.finished_at, 'epoch'), coalesce(r.http_status, 0),
 		       coalesce(r.entries, 0), coalesce(r.added, 0), coalesce(r.removed, 0), coalesce(r.bad_lines, 0), coalesce(r.error, ''),
-		       coalesce(m.weight, 0), coalesce(m.exclusive_share, 0), m.mean_latency_s
+		       coalesce(m.weight, 0), coalesce(m.exclusive_share, 0), m.mean_latency_s,
+		       coalesce(m.accuracy, 1), coalesce(m.allowlisted, 0), coalesce(m.reserved, 0)
 		  FROM sources s
 		  LEFT JOIN source_metrics m ON m.source = s.name
 		  LEFT JOIN LATERAL (SELECT * FROM source_runs WHERE source = s.name ORDER BY finished_at DESC, id DESC LIMIT 1) r ON true
@@ -53,7 +57,7 @@ func (db *DB) SourcesHealth(ctx context.Context) ([]SourceHealth, error) {
 		var h SourceHealth
 		if err := rows.Scan(&h.Name, &h.Format, &h.Enabled, &h.Prior, &h.ConsecutiveFailures, &h.Active, &h.LastStatus, &h.LastRun,
 			&h.LastHTTPStatus, &h.LastEntries, &h.LastAdded, &h.LastRemoved, &h.LastBad, &h.LastError,
-			&h.Weight, &h.ExclusiveShare, &h.MeanLatency); err != nil {
+			&h.Weight, &h.ExclusiveShare, &h.MeanLatency, &h.Accuracy, &h.Allowlisted, &h.Reserved); err != nil {
 			return nil, err
 		}
 		h.Health = health(h.LastStatus, h.ConsecutiveFailures)

@@ -84,7 +84,7 @@ func TestExportListedScoresAndFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	err = db.ExportListed(ctx, []string{"ipv4"}, 0.6, func(r export.Row) error {
+	err = db.ExportListed(ctx, []string{"ipv4"}, 0.6, false, func(r export.Row) error {
 		got = append(got, fmt.Sprintf("%s %.2f %v", r.Value, r.Score, r.Sources))
 		return nil
 	})
@@ -92,7 +92,7 @@ func TestExportListedScoresAndFilters(t *testing.T) {
 		t.Fatalf("export above 0.6: %v, %v", got, err)
 	}
 	got = nil
-	if err := db.ExportListed(ctx, nil, 0, func(r export.Row) error { got = append(got, r.Value); return nil }); err != nil {
+	if err := db.ExportListed(ctx, nil, 0, false, func(r export.Row) error { got = append(got, r.Value); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 3 || got[0] != "x.example.com" {

@@ -19,6 +19,8 @@ type SourceMetrics struct {
 	Shared         int64    `json:"shared"`
 	MeanLatency    *float64 `json:"mean_latency_s,omitempty"`
 	Persistence    *float64 `json:"persistence_s,omitempty"`
+	Allowlisted    int64    `json:"allowlisted"` // active entries on an allowlist
+	Reserved       int64    `json:"reserved"`    // reserved/private entries the last load dropped
 	Accuracy       float64  `json:"accuracy"`
 	Health         float64  `json:"health"`
 	Prior          float64  `json:"prior"`
@@ -58,13 +60,21 @@ func (db *DB) ComputeSourceMetrics(ctx context.Context) ([]SourceMetrics, error)
 			    SELECT source, avg(extract(epoch FROM removed_at - first_seen)) AS persistence
 			      FROM listings WHERE NOT active AND removed_at IS NOT NULL GROUP BY source),
 			lastrun AS (
-			    SELECT DISTINCT ON (source) source, added, removed FROM source_runs
-			     WHERE status = 'loaded' ORDER BY source, finished_at DESC, id DESC)
+			    SELECT DISTINCT ON (source) source, added, removed, dropped FROM source_runs
+			     WHERE status = 'loaded' ORDER BY source, finished_at DESC, id DESC),
+			benign AS (
+			    SELECT a.source, count(*) AS n FROM act a JOIN indicators i ON i.id = a.indicator_id
+			     WHERE `+allowlistedSQL+` GROUP BY a.source)
 			SELECT s.name, s.prior, s.consecutive_failures,
 			       coalesce((SELECT status FROM source_runs r WHERE r.source = s.name ORDER BY finished_at DESC, id DESC LIMIT 1), ''),
 			       coalesce(p.volume, 0), coalesce(p.exclusive, 0), coalesce(p.shared, 0), p.latency,
-			       ps.persistence, coalesce(lr.added, 0), coalesce(lr.removed, 0)
+			       ps.persistence, coalesce(lr.added, 0), coalesce(lr.removed, 0),
+			       coalesce(b.n, 0),
+			       -- only address lists' drops are entries in reserved space; a hosts
+			       -- file's localhost preamble or a public suffix is not a listing mistake
+			       CASE WHEN s.type IN ('ipv4', 'ipv6', 'cidr', 'asn') THEN coalesce(lr.dropped, 0) ELSE 0 END
 			  FROM sources s
+			  LEFT JOIN benign b ON b.source = s.name
 			  LEFT JOIN per p ON p.source = s.name
 			  LEFT JOIN persist ps ON ps.source = s.name
 			  LEFT JOIN lastrun lr ON lr.source = s.name
@@ -78,7 +88,7 @@ func (db *DB) ComputeSourceMetrics(ctx context.Context) ([]SourceMetrics, error)
 			var lastStatus string
 			var exclusive, added, removed int64
 			if err := rows.Scan(&m.Source, &m.Prior, &failures, &lastStatus, &m.Volume, &exclusive, &m.Shared,
-				&m.MeanLatency, &m.Persistence, &added, &removed); err != nil {
+				&m.MeanLatency, &m.Persistence, &added, &removed, &m.Allowlisted, &m.Reserved); err != nil {
 				rows.Close()
 				return err
 			}
@@ -87,7 +97,7 @@ func (db *DB) ComputeSourceMetrics(ctx context.Context) ([]SourceMetrics, error)
 				m.AddedShare = float64(added) / float64(m.Volume)
 				m.ChurnShare = float64(removed) / float64(m.Volume)
 			}
-			m.Accuracy = 1 // no allowlists yet
+			m.Accuracy = Accuracy(m.Volume, m.Allowlisted, m.Reserved)
 			m.Health = healthFactor(lastStatus, failures)
 			m.Weight = Weight(m)
 			out = append(out, m)
@@ -100,15 +110,16 @@ func (db *DB) ComputeSourceMetrics(ctx context.Context) ([]SourceMetrics, error)
 		for _, m := range out {
 			if _, err := tx.Exec(ctx, `
 				INSERT INTO source_metrics (source, computed_at, volume, added_share, churn_share, exclusive_share, shared,
-				                            mean_latency_s, persistence_s, accuracy, health, weight)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+				                            mean_latency_s, persistence_s, accuracy, health, weight, allowlisted, reserved)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 				ON CONFLICT (source) DO UPDATE SET computed_at = excluded.computed_at, volume = excluded.volume,
 				    added_share = excluded.added_share, churn_share = excluded.churn_share,
 				    exclusive_share = excluded.exclusive_share, shared = excluded.shared,
 				    mean_latency_s = excluded.mean_latency_s, persistence_s = excluded.persistence_s,
-				    accuracy = excluded.accuracy, health = excluded.health, weight = excluded.weight`,
+				    accuracy = excluded.accuracy, health = excluded.health, weight = excluded.weight,
+				    allowlisted = excluded.allowlisted, reserved = excluded.reserved`,
 				m.Source, now, m.Volume, m.AddedShare, m.ChurnShare, m.ExclusiveShare, m.Shared,
-				m.MeanLatency, m.Persistence, m.Accuracy, m.Health, m.Weight); err != nil {
+				m.MeanLatency, m.Persistence, m.Accuracy, m.Health, m.Weight, m.Allowlisted, m.Reserved); err != nil {
 				return err
 			}
 		}
@@ -129,6 +140,20 @@ func (db *DB) ComputeSourceMetrics(ctx context.Context) ([]SourceMetrics, error)
 		return nil, fmt.Errorf("source metrics: %w", err)
 	}
 	return out, nil
+}
+
+// Accuracy is the share of a source's entries that are not benign by reference:
+//
+//	accuracy = 1 − (allowlisted + reserved) / (volume + reserved)
+//
+// where allowlisted counts its active entries on an allowlist (a top site, a CDN
+// range) and reserved the entries in reserved or private space its last load
+// dropped (they never became listings). A source with no entries is not penalised.
+func Accuracy(volume, allowlisted, reserved int64) float64 {
+	if volume+reserved == 0 {
+		return 1
+	}
+	return 1 - float64(allowlisted+reserved)/float64(volume+reserved)
 }
 
 // healthFactor: a dead source counts for nothing, a failing one for half.

@@ -72,3 +72,31 @@ func SetValidators(ctx context.Context, tx interface {
 	}
 	return nil
 }
+
+// ClaimFetch records that a request for a source is about to be sent, unless the
+// source's rate limit (the least time between two requests) forbids one now. It is
+// one atomic statement, so two workers never both get the claim. Refused, it says
+// when the next request is allowed and why the last attempt failed, if it did.
+func (db *DB) ClaimFetch(ctx context.Context, name string, minGap time.Duration) (ok bool, next time.Time, lastErr string, err error) {
+	tag, err := db.Pool.Exec(ctx, `UPDATE sources SET last_attempt = now(), last_attempt_error = ''
+		WHERE name = $1 AND (last_attempt IS NULL OR last_attempt <= now() - $2::interval)`, name, minGap)
+	if err != nil {
+		return false, next, "", fmt.Errorf("claim fetch of %s: %w", name, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, next, "", nil
+	}
+	var last time.Time
+	if err := db.Pool.QueryRow(ctx, `SELECT last_attempt, last_attempt_error FROM sources WHERE name = $1`, name).Scan(&last, &lastErr); err != nil {
+		return false, next, "", fmt.Errorf("claim fetch of %s: %w", name, err)
+	}
+	return false, last.Add(minGap), lastErr, nil
+}
+
+// FetchAttemptFailed records why the last request for a source failed.
+func (db *DB) FetchAttemptFailed(ctx context.Context, name, why string) error {
+	if _, err := db.Pool.Exec(ctx, `UPDATE sources SET last_attempt_error = $2 WHERE name = $1`, name, why); err != nil {
+		return fmt.Errorf("record fetch error of %s: %w", name, err)
+	}
+	return nil
+}

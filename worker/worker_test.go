@@ -228,7 +228,7 @@ sources:
 		}
 	}
 	got := 0
-	if err := db.ExportListed(ctx, nil, 0, func(export.Row) error { got++; return nil }); err != nil {
+	if err := db.ExportListed(ctx, nil, 0, true, func(export.Row) error { got++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got != want {

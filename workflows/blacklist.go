@@ -62,6 +62,21 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 		sel.Select(ctx)
 	}
 	summary := summarize(results)
+	// Allowlists joined the fan-in after refreshes already ran without them. A
+	// failure here only means accuracy is measured against older references.
+	if workflow.GetVersion(ctx, "allowlists", workflow.DefaultVersion, 1) == 1 {
+		alctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 10 * time.Minute,
+			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+		})
+		var lists []activities.AllowlistResult
+		if err := workflow.ExecuteActivity(alctx, a.RefreshAllowlists).Get(ctx, &lists); err != nil {
+			workflow.GetLogger(ctx).Warn("allowlists not refreshed", "error", err)
+			summary += "; allowlists not refreshed: " + rootCause(err)
+		} else if s := summarizeAllowlists(lists); s != "" {
+			summary += "; " + s
+		}
+	}
 	// Metrics and weights joined the fan-in after refreshes already ran without them.
 	if workflow.GetVersion(ctx, "source-metrics", workflow.DefaultVersion, 1) == 1 {
 		var weights string
@@ -131,6 +146,23 @@ func summarize(results []activities.LoadResult) string {
 		s += "; problems: " + strings.Join(failed, ", ")
 	}
 	return s
+}
+
+// summarizeAllowlists mentions the allowlists that changed or failed.
+func summarizeAllowlists(lists []activities.AllowlistResult) string {
+	var parts []string
+	for _, l := range lists {
+		switch l.Status {
+		case activities.RunLoaded:
+			parts = append(parts, fmt.Sprintf("%s %d entries", l.Name, l.Entries))
+		case "failed":
+			parts = append(parts, l.Name+" failed: "+l.Error)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "allowlists: " + strings.Join(parts, ", ")
 }
 
 // SourceRefresh fetches one source and loads what changed. A fetch that still

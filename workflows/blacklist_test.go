@@ -54,6 +54,11 @@ func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
 		return activities.LoadResult{Source: in.Source.Name, Status: activities.RunLoaded, Added: 10}, nil
 	})
 
+	// An allowlist that failed is reported but does not fail the refresh; metrics still run.
+	env.OnActivity(a.RefreshAllowlists, mock.Anything).Return([]activities.AllowlistResult{
+		{Name: "tranco-top", Status: activities.RunLoaded, Entries: 10000},
+		{Name: "cdn", Status: activities.FetchUnchanged, Entries: 12},
+		{Name: "broken", Status: "failed", Error: "answers 500"}}, nil).Once()
 	env.OnActivity(a.ComputeMetrics, mock.Anything).Return("weights of 12 sources computed (highest: src-00 0.90)", nil).Once()
 	env.ExecuteWorkflow(BlacklistRefresh, ModuleInput{Module: BlacklistModule})
 	if err := env.GetWorkflowError(); err != nil {
@@ -63,13 +68,37 @@ func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"12 sources: 10 loaded, 1 dead, 1 failed", "+100 -0", "src-03 failed", "src-05 dead", "weights of 12 sources"} {
+	for _, want := range []string{"12 sources: 10 loaded, 1 dead, 1 failed", "+100 -0", "src-03 failed", "src-05 dead",
+		"allowlists: tranco-top 10000 entries, broken failed: answers 500", "weights of 12 sources"} {
 		if !strings.Contains(res.Summary, want) {
 			t.Errorf("summary %q lacks %q", res.Summary, want)
 		}
 	}
 	if len(keys) != 12 || !strings.HasPrefix(keys["src-07"], "blacklist/src-07/") {
 		t.Errorf("run keys: %v", keys)
+	}
+	if strings.Contains(res.Summary, "cdn") {
+		t.Errorf("an unchanged allowlist is not news: %q", res.Summary)
+	}
+}
+
+func TestBlacklistRefreshSurvivesAllowlistFailure(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(SourceRefresh)
+	env.RegisterActivity(&activities.Activities{})
+	env.OnActivity(a.ReadCatalog, mock.Anything).Return([]catalog.Source{{Name: "a"}}, nil)
+	env.OnActivity(a.FetchSource, mock.Anything, mock.Anything).Return(activities.FetchResult{Source: "a", Status: activities.FetchUnchanged}, nil)
+	env.OnActivity(a.LoadSource, mock.Anything, mock.Anything).Return(activities.LoadResult{Source: "a", Status: activities.RunUnchanged}, nil)
+	env.OnActivity(a.RefreshAllowlists, mock.Anything).Return(nil, errors.New("database is shutting down"))
+	env.OnActivity(a.ComputeMetrics, mock.Anything).Return("weights of 1 source computed", nil).Once()
+	env.ExecuteWorkflow(BlacklistRefresh, ModuleInput{Module: BlacklistModule})
+	var res ModuleResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Summary, "allowlists not refreshed: database is shutting down") || !strings.Contains(res.Summary, "weights of 1 source") {
+		t.Errorf("summary %q", res.Summary)
 	}
 }
 

@@ -76,6 +76,7 @@ func blacklistsCmd(a *app) *cobra.Command {
 	var format, outPath string
 	var types []string
 	var minScore float64
+	var withAllowlisted bool
 	exp := &cobra.Command{
 		Use:   "export",
 		Short: "Write the actively listed indicators with their scores: plain, csv, json, rpz (DNS firewall zone) or nft (nftables sets)",
@@ -100,7 +101,7 @@ func blacklistsCmd(a *app) *cobra.Command {
 				return err
 			}
 			n := 0
-			if err := db.ExportListed(cmd.Context(), types, minScore, func(r export.Row) error { n++; return w.Write(r) }); err != nil {
+			if err := db.ExportListed(cmd.Context(), types, minScore, withAllowlisted, func(r export.Row) error { n++; return w.Write(r) }); err != nil {
 				return err
 			}
 			if err := w.Close(); err != nil {
@@ -114,6 +115,7 @@ func blacklistsCmd(a *app) *cobra.Command {
 	exp.Flags().StringVarP(&outPath, "output", "o", "", "write to this file instead of standard output")
 	exp.Flags().StringSliceVar(&types, "type", nil, "only these indicator types (ipv4, ipv6, cidr, asn, domain, url, sha1, ...)")
 	exp.Flags().Float64Var(&minScore, "min-score", 0, "only indicators whose score reaches this (0..1)")
+	exp.Flags().BoolVar(&withAllowlisted, "include-allowlisted", false, "also export indicators on an allowlist (top sites, CDN ranges); left out by default")
 	cmd.AddCommand(refresh, exp)
 	return cmd
 }

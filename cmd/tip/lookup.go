@@ -62,9 +62,21 @@ func lookupCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			allow, err := db.AllowlistHits(cmd.Context(), string(ind.Type), ind.Value, host, ind.Registrable)
+			if err != nil {
+				return err
+			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				return json.NewEncoder(out).Encode(map[string]any{"query": ind, "score": storage.ScoreListings(ls, time.Now()), "listings": ls})
+				return json.NewEncoder(out).Encode(map[string]any{"query": ind, "score": storage.ScoreListings(ls, time.Now()),
+					"listings": ls, "allowlisted": allow})
+			}
+			for _, h := range allow {
+				rank := ""
+				if h.Rank > 0 {
+					rank = fmt.Sprintf(", rank %d", h.Rank)
+				}
+				fmt.Fprintf(out, "on allowlist %s (%s%s): a likely false positive, left out of exports\n", h.List, h.Entry, rank)
 			}
 			if len(ls) == 0 {
 				fmt.Fprintf(out, "%s %s: not listed by any source\n", ind.Type, ind.Value)

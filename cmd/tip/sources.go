@@ -15,7 +15,7 @@ func sourcesCmd(a *app) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "sources",
-		Short: "Show every blacklist source: health, last run, active listings, last error",
+		Short: "Show every blacklist source: health, last run, active listings, metrics, weight, last error; then the allowlists",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
@@ -27,18 +27,33 @@ func sourcesCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			lists, err := db.Allowlists(cmd.Context())
+			if err != nil {
+				return err
+			}
 			out := cmd.OutOrStdout()
-			if asJSON {
+			if asJSON { // one object a line: the sources, then the allowlists
 				enc := json.NewEncoder(out)
 				for _, h := range hs {
-					if err := enc.Encode(h); err != nil {
+					if err := enc.Encode(struct {
+						Kind string `json:"kind"`
+						storage.SourceHealth
+					}{"source", h}); err != nil {
+						return err
+					}
+				}
+				for _, l := range lists {
+					if err := enc.Encode(struct {
+						Kind string `json:"kind"`
+						storage.AllowlistRow
+					}{"allowlist", l}); err != nil {
 						return err
 					}
 				}
 				return nil
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SOURCE\tHEALTH\tLAST RUN\tHTTP\tACTIVE\t+ADDED\t-REMOVED\tBAD\tEXCL\tLATENCY\tPRIOR\tWEIGHT\tERROR")
+			fmt.Fprintln(tw, "SOURCE\tHEALTH\tLAST RUN\tHTTP\tACTIVE\t+ADDED\t-REMOVED\tBAD\tEXCL\tLATENCY\tACCURACY\tPRIOR\tWEIGHT\tERROR")
 			for _, h := range hs {
 				last := "-"
 				if h.LastStatus != "" {
@@ -52,8 +67,30 @@ func sourcesCmd(a *app) *cobra.Command {
 				if h.MeanLatency != nil {
 					latency = (time.Duration(*h.MeanLatency) * time.Second).Round(time.Second).String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.0f%%\t%s\t%.2f\t%.2f\t%s\n", h.Name, h.Health, last, h.LastHTTPStatus,
-					h.Active, h.LastAdded, h.LastRemoved, h.LastBad, 100*h.ExclusiveShare, latency, h.Prior, h.Weight, errText)
+				accuracy := fmt.Sprintf("%.1f%%", 100*h.Accuracy)
+				if h.Allowlisted+h.Reserved > 0 {
+					accuracy += fmt.Sprintf(" (%d benign)", h.Allowlisted+h.Reserved)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.0f%%\t%s\t%s\t%.2f\t%.2f\t%s\n", h.Name, h.Health, last, h.LastHTTPStatus,
+					h.Active, h.LastAdded, h.LastRemoved, h.LastBad, 100*h.ExclusiveShare, latency, accuracy, h.Prior, h.Weight, errText)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if len(lists) == 0 {
+				return nil
+			}
+			fmt.Fprintln(out)
+			tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ALLOWLIST\tTYPE\tENTRIES\tLOADED\tCHECKED\tERROR")
+			when := func(t *time.Time) string {
+				if t == nil {
+					return "never"
+				}
+				return t.UTC().Format("01-02 15:04")
+			}
+			for _, l := range lists {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", l.Name, l.Type, l.Entries, when(l.LoadedAt), when(l.CheckedAt), l.Error)
 			}
 			return tw.Flush()
 		},

@@ -322,7 +322,12 @@ func (g *generator) listedAddrs() []netip.Addr {
 
 func (g *generator) hijacked6() {
 	r := g.w.Rand("feeds/dropv6")
-	asns := g.w.ASNs
+	var asns []world.ASN // as for IPv4: never a CDN's space
+	for _, a := range g.w.ASNs {
+		if a.Kind != world.CDN {
+			asns = append(asns, a)
+		}
+	}
 	var got []netip.Prefix
 	taken := g.listedAddrs()
 	for k := 0; len(got) < 16 && k < 1000; k++ {
