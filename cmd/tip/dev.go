@@ -79,14 +79,30 @@ func devCmd(a *app) *cobra.Command {
 			return stack().Down(cmd.Context())
 		},
 	}
+	var statusJSON bool
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show which local services run, where, and their process IDs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if statusJSON {
+				type line struct {
+					Service string `json:"service"`
+					Running bool   `json:"running"`
+					PID     int    `json:"pid,omitempty"`
+					Address string `json:"address,omitempty"`
+					Detail  string `json:"detail,omitempty"`
+				}
+				var lines []line
+				for _, st := range stack().Status(cmd.Context()) {
+					lines = append(lines, line{string(st.Service), st.Running, st.PID, st.Address, st.Detail})
+				}
+				return jsonLines(cmd.OutOrStdout(), lines)
+			}
 			return printStatus(cmd, stack())
 		},
 	}
+	status.Flags().BoolVar(&statusJSON, "json", false, "one JSON object a line per service")
 	wipe := &cobra.Command{
 		Use:   "wipe",
 		Short: "Delete the local stack's data (every service must be stopped)",

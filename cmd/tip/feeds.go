@@ -26,11 +26,15 @@ func feedsCmd() *cobra.Command {
 }
 
 func feedsFormatsCmd() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "formats",
 		Short: "List the feed formats the parser knows",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON {
+				return jsonLines(cmd.OutOrStdout(), feeds.Formats())
+			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			for _, f := range feeds.Formats() {
 				fmt.Fprintf(tw, "%s\t%s\n", f.Name, f.Description)
@@ -38,6 +42,19 @@ func feedsFormatsCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object a line (name, description, type)")
+	return cmd
+}
+
+// jsonLines writes one JSON object a line, the --json form of listing commands.
+func jsonLines[T any](w io.Writer, items []T) error {
+	enc := json.NewEncoder(w)
+	for _, it := range items {
+		if err := enc.Encode(it); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func feedsParseCmd() *cobra.Command {

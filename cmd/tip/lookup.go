@@ -66,6 +66,12 @@ func lookupCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if ls == nil {
+				ls = []storage.Listing{}
+			}
+			if allow == nil {
+				allow = []storage.AllowHit{}
+			}
 			out := cmd.OutOrStdout()
 			if asJSON {
 				return json.NewEncoder(out).Encode(map[string]any{"query": ind, "score": storage.ScoreListings(ls, time.Now()),
@@ -76,7 +82,11 @@ func lookupCmd(a *app) *cobra.Command {
 				if h.Rank > 0 {
 					rank = fmt.Sprintf(", rank %d", h.Rank)
 				}
-				fmt.Fprintf(out, "on allowlist %s (%s%s): a likely false positive, left out of exports\n", h.List, h.Entry, rank)
+				note := ""
+				if len(ls) > 0 {
+					note = ": a likely false positive, left out of exports"
+				}
+				fmt.Fprintf(out, "on allowlist %s (%s%s)%s\n", h.List, h.Entry, rank, note)
 			}
 			if len(ls) == 0 {
 				fmt.Fprintf(out, "%s %s: not listed by any source\n", ind.Type, ind.Value)
