@@ -1,0 +1,316 @@
+package catalog
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Spam is the spamtrap catalog: the traps (whose trust rules pick each mail's true
+// sender), the public archives to harvest and the IMAP mailboxes to poll.
+type Spam struct {
+	Path string `json:"-"`
+	// ASNTable is an iptoasn.com TSV (optionally gzipped) that maps sender
+	// addresses to their ASN and country; empty leaves them unmapped.
+	ASNTable  string        `json:"asn_table,omitempty"`
+	Traps     []Trap        `json:"traps"`
+	Archives  []SpamArchive `json:"archives,omitempty"`
+	Mailboxes []Mailbox     `json:"mailboxes,omitempty"`
+}
+
+// Trap is one spamtrap's mail setup.
+type Trap struct {
+	Name string `json:"name"`
+	// MX are the host names its own mail exchangers write in Received headers;
+	// MXAddrs their addresses. The header one of them wrote is the first trusted hop.
+	MX      []string       `json:"mx"`
+	MXAddrs []netip.Prefix `json:"mx_addrs,omitempty"`
+	// Trusted are relays of the trap's own organisation, stepped over when looking
+	// for the sender.
+	Trusted []netip.Prefix `json:"trusted,omitempty"`
+}
+
+// SpamArchive is a public spam archive: an index page listing monthly archives.
+type SpamArchive struct {
+	Name     string        `json:"name"`
+	Index    string        `json:"index"`
+	Trap     string        `json:"trap"`
+	Interval time.Duration `json:"interval"`
+	Enabled  bool          `json:"enabled"`
+}
+
+// Mailbox is an IMAP spamtrap mailbox.
+type Mailbox struct {
+	Name     string `json:"name"`
+	Address  string `json:"address"` // host:port
+	TLS      string `json:"tls"`     // tls (implicit, port 993), starttls, or none (loopback only)
+	Username string `json:"username"`
+	// Password, or PasswordEnv naming the environment variable that holds it.
+	Password    string        `json:"-"`
+	PasswordEnv string        `json:"password_env,omitempty"`
+	CAFile      string        `json:"ca_file,omitempty"` // a private CA or self-signed certificate to trust
+	Mailbox     string        `json:"mailbox"`
+	After       string        `json:"after"` // keep, delete, or move (to MoveTo) once stored safely
+	MoveTo      string        `json:"move_to,omitempty"`
+	Trap        string        `json:"trap"`
+	Interval    time.Duration `json:"interval"`
+	Enabled     bool          `json:"enabled"`
+}
+
+// Secret returns the mailbox password, from the environment when configured so.
+func (m Mailbox) Secret() string {
+	if m.PasswordEnv != "" {
+		return os.Getenv(m.PasswordEnv)
+	}
+	return m.Password
+}
+
+// Trap finds a trap by name.
+func (s *Spam) Trap(name string) (Trap, bool) {
+	for _, t := range s.Traps {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Trap{}, false
+}
+
+// LoadSpam reads and validates a spamtrap catalog. Every error names the file, the
+// line and the field.
+func LoadSpam(path string) (*Spam, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("spam catalog: %w", err)
+	}
+	return ParseSpam(path, data)
+}
+
+// ParseSpam validates spamtrap catalog YAML; path only labels errors.
+func ParseSpam(path string, data []byte) (*Spam, error) {
+	var root yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&root); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil, &Error{path, 1, "catalog", "want a mapping with traps, archives and mailboxes"}
+	}
+	s := &Spam{Path: path}
+	doc := root.Content[0]
+	names := map[string]int{}
+	var archives, mailboxes *yaml.Node
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		k, v := doc.Content[i], doc.Content[i+1]
+		switch k.Value {
+		case "asn_table":
+			if _, err := httpURL(v.Value); err != nil {
+				return nil, &Error{path, v.Line, "asn_table", err.Error()}
+			}
+			s.ASNTable = v.Value
+		case "traps":
+			if v.Kind != yaml.SequenceNode {
+				return nil, &Error{path, v.Line, "traps", "want a list"}
+			}
+			for j, n := range v.Content {
+				t, err := parseTrap(path, fmt.Sprintf("traps[%d]", j), n)
+				if err != nil {
+					return nil, err
+				}
+				if line, dup := names["trap "+t.Name]; dup {
+					return nil, &Error{path, n.Line, fmt.Sprintf("traps[%d].name", j), fmt.Sprintf("%q is already used at line %d", t.Name, line)}
+				}
+				names["trap "+t.Name] = n.Line
+				s.Traps = append(s.Traps, t)
+			}
+		case "archives":
+			archives = v
+		case "mailboxes":
+			mailboxes = v
+		default:
+			return nil, &Error{path, k.Line, k.Value, "unknown key (want asn_table, traps, archives or mailboxes)"}
+		}
+	}
+	if len(s.Traps) == 0 {
+		return nil, &Error{path, doc.Line, "traps", "missing: name at least one trap and its MX hosts"}
+	}
+	trapRef := func(n *yaml.Node, field, name string) error {
+		if _, ok := s.Trap(name); !ok {
+			return &Error{path, n.Line, field + ".trap", fmt.Sprintf("%q is not one of the traps", name)}
+		}
+		return nil
+	}
+	if archives != nil {
+		if archives.Kind != yaml.SequenceNode {
+			return nil, &Error{path, archives.Line, "archives", "want a list"}
+		}
+		for j, n := range archives.Content {
+			field := fmt.Sprintf("archives[%d]", j)
+			a := SpamArchive{Interval: 6 * time.Hour, Enabled: true}
+			if err := fieldsOf(path, field, n, map[string]func(*yaml.Node) error{
+				"name":     func(v *yaml.Node) error { return setName(&a.Name, v) },
+				"index":    func(v *yaml.Node) error { _, err := httpURL(v.Value); a.Index = v.Value; return err },
+				"trap":     func(v *yaml.Node) error { a.Trap = v.Value; return nil },
+				"interval": func(v *yaml.Node) (err error) { a.Interval, err = duration(v.Value, time.Minute); return },
+				"enabled":  func(v *yaml.Node) error { return v.Decode(&a.Enabled) },
+			}, "name", "index", "trap"); err != nil {
+				return nil, err
+			}
+			if err := trapRef(n, field, a.Trap); err != nil {
+				return nil, err
+			}
+			if line, dup := names[a.Name]; dup {
+				return nil, &Error{path, n.Line, field + ".name", fmt.Sprintf("%q is already used at line %d", a.Name, line)}
+			}
+			names[a.Name] = n.Line
+			s.Archives = append(s.Archives, a)
+		}
+	}
+	if mailboxes != nil {
+		if mailboxes.Kind != yaml.SequenceNode {
+			return nil, &Error{path, mailboxes.Line, "mailboxes", "want a list"}
+		}
+		for j, n := range mailboxes.Content {
+			field := fmt.Sprintf("mailboxes[%d]", j)
+			m := Mailbox{TLS: "tls", Mailbox: "INBOX", After: "keep", Interval: 5 * time.Minute, Enabled: true}
+			if err := fieldsOf(path, field, n, map[string]func(*yaml.Node) error{
+				"name":         func(v *yaml.Node) error { return setName(&m.Name, v) },
+				"address":      func(v *yaml.Node) error { m.Address = v.Value; return hostPort(v.Value) },
+				"tls":          func(v *yaml.Node) error { m.TLS = v.Value; return oneOf(v.Value, "tls", "starttls", "none") },
+				"username":     func(v *yaml.Node) error { m.Username = v.Value; return nil },
+				"password":     func(v *yaml.Node) error { m.Password = v.Value; return nil },
+				"password_env": func(v *yaml.Node) error { m.PasswordEnv = v.Value; return nil },
+				"ca_file":      func(v *yaml.Node) error { m.CAFile = v.Value; return nil },
+				"mailbox":      func(v *yaml.Node) error { m.Mailbox = v.Value; return nil },
+				"after":        func(v *yaml.Node) error { m.After = v.Value; return oneOf(v.Value, "keep", "delete", "move") },
+				"move_to":      func(v *yaml.Node) error { m.MoveTo = v.Value; return nil },
+				"trap":         func(v *yaml.Node) error { m.Trap = v.Value; return nil },
+				"interval":     func(v *yaml.Node) (err error) { m.Interval, err = duration(v.Value, 10*time.Second); return },
+				"enabled":      func(v *yaml.Node) error { return v.Decode(&m.Enabled) },
+			}, "name", "address", "username", "trap"); err != nil {
+				return nil, err
+			}
+			if err := trapRef(n, field, m.Trap); err != nil {
+				return nil, err
+			}
+			if m.After == "move" && m.MoveTo == "" {
+				return nil, &Error{path, n.Line, field + ".move_to", "after: move needs the mailbox to move to"}
+			}
+			if m.Password == "" && m.PasswordEnv == "" {
+				return nil, &Error{path, n.Line, field + ".password_env", "missing: name the environment variable holding the password (or give password)"}
+			}
+			if line, dup := names[m.Name]; dup {
+				return nil, &Error{path, n.Line, field + ".name", fmt.Sprintf("%q is already used at line %d", m.Name, line)}
+			}
+			names[m.Name] = n.Line
+			s.Mailboxes = append(s.Mailboxes, m)
+		}
+	}
+	return s, nil
+}
+
+func parseTrap(path, field string, n *yaml.Node) (Trap, error) {
+	var t Trap
+	err := fieldsOf(path, field, n, map[string]func(*yaml.Node) error{
+		"name": func(v *yaml.Node) error { return setName(&t.Name, v) },
+		"mx": func(v *yaml.Node) error {
+			var hosts []string
+			if err := v.Decode(&hosts); err != nil || len(hosts) == 0 {
+				return fmt.Errorf("want a list of host names")
+			}
+			for _, h := range hosts {
+				t.MX = append(t.MX, strings.ToLower(strings.TrimSuffix(h, ".")))
+			}
+			return nil
+		},
+		"mx_addrs": func(v *yaml.Node) (err error) { t.MXAddrs, err = prefixes(v); return },
+		"trusted":  func(v *yaml.Node) (err error) { t.Trusted, err = prefixes(v); return },
+	}, "name", "mx")
+	return t, err
+}
+
+// fieldsOf walks a mapping node, calling set for each known key; every error is
+// placed at its line. required keys must be present.
+func fieldsOf(path, prefix string, n *yaml.Node, set map[string]func(*yaml.Node) error, required ...string) error {
+	if n.Kind != yaml.MappingNode {
+		return &Error{path, n.Line, prefix, "want a mapping"}
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		f, ok := set[k.Value]
+		if !ok {
+			return &Error{path, k.Line, prefix + "." + k.Value, "unknown key"}
+		}
+		if err := f(v); err != nil {
+			return &Error{path, v.Line, prefix + "." + k.Value, err.Error()}
+		}
+		seen[k.Value] = true
+	}
+	for _, r := range required {
+		if !seen[r] {
+			return &Error{path, n.Line, prefix + "." + r, "missing"}
+		}
+	}
+	return nil
+}
+
+func setName(dst *string, v *yaml.Node) error {
+	if !namePattern.MatchString(v.Value) {
+		return fmt.Errorf("%q: want lower-case letters, digits, '.', '_' or '-'", v.Value)
+	}
+	*dst = v.Value
+	return nil
+}
+
+func httpURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%q: want an http or https URL", s)
+	}
+	return u, nil
+}
+
+func hostPort(s string) error {
+	if _, err := netip.ParseAddrPort(s); err == nil {
+		return nil
+	}
+	if i := strings.LastIndexByte(s, ':'); i > 0 && i < len(s)-1 {
+		return nil
+	}
+	return fmt.Errorf("%q: want host:port", s)
+}
+
+func oneOf(s string, allowed ...string) error {
+	for _, a := range allowed {
+		if s == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q: want one of %s", s, strings.Join(allowed, ", "))
+}
+
+// prefixes reads a list of addresses or CIDR blocks.
+func prefixes(v *yaml.Node) ([]netip.Prefix, error) {
+	var raw []string
+	if err := v.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("want a list of addresses or CIDR blocks")
+	}
+	var out []netip.Prefix
+	for _, r := range raw {
+		if p, err := netip.ParsePrefix(r); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(r)
+		if err != nil {
+			return nil, fmt.Errorf("%q: want an address or CIDR block", r)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}

@@ -1,0 +1,75 @@
+package catalog
+
+import (
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tip-project/tip/lab/spam"
+	"github.com/tip-project/tip/lab/world"
+)
+
+func TestShippedSpamCatalogsLoad(t *testing.T) {
+	for _, name := range []string{"spam.yaml", "spam-lab.yaml"} {
+		s, err := LoadSpam(filepath.Join("..", "config", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Traps) == 0 || len(s.Archives) == 0 {
+			t.Fatalf("%s: %+v", name, s)
+		}
+	}
+}
+
+// config/spam-lab.yaml must describe the lab's traps for seed 1.
+func TestLabSpamCatalogMatchesTheLab(t *testing.T) {
+	s, err := LoadSpam(filepath.Join("..", "config", "spam-lab.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := world.NewWorld(1)
+	trusted := spam.NewGenerator(w, spam.Options{}).TrustedRelays()
+	for _, mx := range w.TrapMX {
+		found := false
+		for _, tr := range s.Traps {
+			if len(tr.MX) == 1 && tr.MX[0] == mx.Name {
+				found = true
+				if len(tr.MXAddrs) != 1 || tr.MXAddrs[0] != netip.PrefixFrom(mx.Addr, 32) {
+					t.Errorf("%s: mx_addrs %v, the lab's MX is %s", tr.Name, tr.MXAddrs, mx.Addr)
+				}
+				if len(tr.Trusted) != len(trusted) {
+					t.Errorf("%s: trusted %v, the lab's relays are %v", tr.Name, tr.Trusted, trusted)
+				}
+				for i, a := range trusted {
+					if i < len(tr.Trusted) && tr.Trusted[i] != netip.PrefixFrom(a, a.BitLen()) {
+						t.Errorf("%s: trusted %v, the lab's relays are %v", tr.Name, tr.Trusted, trusted)
+					}
+				}
+			}
+		}
+		if !found {
+			t.Errorf("the lab's trap MX %s is not in spam-lab.yaml", mx.Name)
+		}
+	}
+}
+
+func TestSpamCatalogErrors(t *testing.T) {
+	head := "traps:\n  - name: t\n    mx: [mx.example.org]\n"
+	for name, c := range map[string]struct{ yaml, want string }{
+		"no traps":       {"archives: []\n", "traps: missing"},
+		"bad trusted":    {head + "    trusted: [10.0.0.0/33]\n", "x.yaml:4: traps[0].trusted: \"10.0.0.0/33\""},
+		"unknown trap":   {head + "archives:\n  - {name: a, index: \"https://x.org/spam/\", trap: nope}\n", "x.yaml:5: archives[0].trap: \"nope\" is not one of the traps"},
+		"bad index":      {head + "archives:\n  - {name: a, index: \"ftp://x\", trap: t}\n", "x.yaml:5: archives[0].index"},
+		"no password":    {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t}\n", "mailboxes[0].password_env: missing"},
+		"bad tls":        {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t, password: p, tls: maybe}\n", "mailboxes[0].tls: \"maybe\": want one of tls, starttls, none"},
+		"move without":   {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t, password: p, after: move}\n", "mailboxes[0].move_to"},
+		"duplicate name": {head + "archives:\n  - {name: a, index: \"https://x.org/\", trap: t}\nmailboxes:\n  - {name: a, address: \"x:1\", username: u, trap: t, password: p}\n", "mailboxes[0].name: \"a\" is already used at line 5"},
+		"unknown key":    {head + "    mxx: []\n", "x.yaml:4: traps[0].mxx: unknown key"},
+	} {
+		_, err := ParseSpam("x.yaml", []byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,172 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// SpamRecord is one mail to record: its facts (as columns and as the whole
+// extraction in JSON) and where it was seen.
+type SpamRecord struct {
+	SHA256        string
+	Size          int64
+	ReceivedAt    *time.Time
+	SenderIP      netip.Addr // invalid when none was found
+	SenderASN     int
+	SenderCountry string
+	HELO          string
+	EnvelopeFrom  string
+	From          string
+	ReplyTo       string
+	Trap          string
+	MessageID     string
+	Subject       string
+	DateSkew      *int64
+	XMailer       string
+	Campaign      string
+	Defects       []string
+	URLs          []SpamURL
+	Attachments   []SpamAttachment
+	Facts         json.RawMessage
+	// Origin and Name: where the mail was seen ("archive:<url>", its path there).
+	Origin, Name string
+}
+
+// SpamURL is one URL of a mail.
+type SpamURL struct{ URL, Host, Registrable string }
+
+// SpamAttachment is one attachment of a mail.
+type SpamAttachment struct {
+	Name, Type    string
+	Size          int64
+	ContentSHA256 string
+}
+
+// RecordSpam stores a batch of mails in one transaction: facts of mails not seen
+// before, and every sighting. It returns how many mails were new to TIP; a
+// repeated batch (a retried activity) changes nothing.
+func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int, err error) {
+	if len(batch) == 0 {
+		return 0, nil
+	}
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		for _, r := range batch {
+			var ip *netip.Addr
+			if r.SenderIP.IsValid() {
+				a := r.SenderIP
+				ip = &a
+			}
+			var asn *int
+			if r.SenderASN > 0 {
+				asn = &r.SenderASN
+			}
+			defects := r.Defects
+			if defects == nil {
+				defects = []string{}
+			}
+			facts := r.Facts
+			if len(facts) == 0 {
+				facts = json.RawMessage("{}")
+			}
+			b.Queue(`INSERT INTO spam_messages (sha256, size, received_at, sender_ip, sender_asn, sender_country, helo,
+				    envelope_from, from_addr, reply_to, trap, message_id, subject, date_skew_s, x_mailer, campaign, defects, facts)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+				ON CONFLICT (sha256) DO NOTHING`,
+				r.SHA256, r.Size, r.ReceivedAt, ip, asn, r.SenderCountry, r.HELO, r.EnvelopeFrom, r.From, r.ReplyTo, r.Trap,
+				r.MessageID, r.Subject, r.DateSkew, r.XMailer, r.Campaign, defects, facts)
+			for _, u := range r.URLs {
+				b.Queue(`INSERT INTO spam_urls (sha256, url, host, registrable) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+					r.SHA256, u.URL, u.Host, u.Registrable)
+			}
+			for i, a := range r.Attachments {
+				b.Queue(`INSERT INTO spam_attachments (sha256, idx, name, type, size, content_sha256) VALUES ($1, $2, $3, $4, $5, $6)
+					ON CONFLICT DO NOTHING`, r.SHA256, i, a.Name, a.Type, a.Size, a.ContentSHA256)
+			}
+			b.Queue(`INSERT INTO spam_sightings (origin, name, sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, r.Origin, r.Name, r.SHA256)
+		}
+		br := tx.SendBatch(ctx, b)
+		for _, r := range batch {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return fmt.Errorf("record mail %s: %w", r.SHA256, err)
+			}
+			newMails += int(tag.RowsAffected())
+			for range len(r.URLs) + len(r.Attachments) + 1 {
+				if _, err := br.Exec(); err != nil {
+					br.Close()
+					return fmt.Errorf("record mail %s: %w", r.SHA256, err)
+				}
+			}
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return 0, err
+	}
+	return newMails, nil
+}
+
+// SeenNames returns the mail names already recorded for an origin: what a delta
+// ingest skips.
+func (db *DB) SeenNames(ctx context.Context, origin string) (map[string]bool, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT name FROM spam_sightings WHERE origin = $1`, origin)
+	if err != nil {
+		return nil, fmt.Errorf("seen names of %s: %w", origin, err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out[n] = true
+	}
+	return out, rows.Err()
+}
+
+// SpamArchiveRow is what TIP remembers of one archive of a public spam archive.
+type SpamArchiveRow struct {
+	URL, Name, Period       string
+	ETag, LastModified, SHA string
+	Members                 int
+	IngestedAt              *time.Time
+	Error                   string
+}
+
+// SpamArchive reads an archive's row; a never-seen archive is a zero row with its URL.
+func (db *DB) SpamArchive(ctx context.Context, url string) (SpamArchiveRow, error) {
+	r := SpamArchiveRow{URL: url}
+	err := db.Pool.QueryRow(ctx, `SELECT name, period, etag, last_modified, content_sha256, members, ingested_at, error
+		FROM spam_archives WHERE url = $1`, url).Scan(&r.Name, &r.Period, &r.ETag, &r.LastModified, &r.SHA, &r.Members, &r.IngestedAt, &r.Error)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, nil
+	}
+	if err != nil {
+		return r, fmt.Errorf("spam archive %s: %w", url, err)
+	}
+	return r, nil
+}
+
+// SpamArchiveIngested records that an archive's content was ingested completely.
+func (db *DB) SpamArchiveIngested(ctx context.Context, r SpamArchiveRow) error {
+	_, err := db.Pool.Exec(ctx, `
+		INSERT INTO spam_archives (url, name, period, etag, last_modified, content_sha256, members, ingested_at, error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8)
+		ON CONFLICT (url) DO UPDATE SET name = excluded.name, period = excluded.period, etag = excluded.etag,
+		    last_modified = excluded.last_modified, content_sha256 = excluded.content_sha256, members = excluded.members,
+		    ingested_at = excluded.ingested_at, error = excluded.error`,
+		r.URL, r.Name, r.Period, r.ETag, r.LastModified, r.SHA, r.Members, r.Error)
+	if err != nil {
+		return fmt.Errorf("record spam archive %s: %w", r.URL, err)
+	}
+	return nil
+}

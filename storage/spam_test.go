@@ -1,0 +1,68 @@
+package storage_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/tip-project/tip/storage"
+)
+
+func TestRecordSpamIsIdempotentAndRemembersSightings(t *testing.T) {
+	ctx := context.Background()
+	db := openFresh(t)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
+	skew := int64(-30)
+	mail := func(sha, name string) storage.SpamRecord {
+		return storage.SpamRecord{SHA256: sha, Size: 100, ReceivedAt: &at, SenderIP: netip.MustParseAddr("198.51.100.7"), SenderASN: 64500,
+			HELO: "bot", Subject: "hi", DateSkew: &skew, Campaign: "c1", Defects: []string{"no Date"},
+			URLs:        []storage.SpamURL{{URL: "http://evil.example/a", Host: "evil.example", Registrable: "evil.example"}},
+			Attachments: []storage.SpamAttachment{{Name: "a.zip", Type: "application/zip", Size: 10, ContentSHA256: "ff"}},
+			Facts:       json.RawMessage(`{"subject":"hi"}`), Origin: "archive:x", Name: name}
+	}
+	batch := []storage.SpamRecord{mail("aa", "2026/09/01/1.txt"), mail("bb", "2026/09/01/2.txt"), mail("aa", "2026/09/01/3.txt")}
+	n, err := db.RecordSpam(ctx, batch)
+	if err != nil || n != 2 {
+		t.Fatalf("first batch: %d new, %v", n, err)
+	}
+	// A retried batch adds nothing; the same mail seen elsewhere adds a sighting only.
+	if n, err := db.RecordSpam(ctx, batch); err != nil || n != 0 {
+		t.Fatalf("retried batch: %d new, %v", n, err)
+	}
+	other := mail("bb", "1:17")
+	other.Origin = "imap:trap"
+	if n, err := db.RecordSpam(ctx, []storage.SpamRecord{other}); err != nil || n != 0 {
+		t.Fatalf("seen elsewhere: %d new, %v", n, err)
+	}
+	seen, err := db.SeenNames(ctx, "archive:x")
+	if err != nil || len(seen) != 3 || !seen["2026/09/01/3.txt"] {
+		t.Fatalf("seen: %v, %v", seen, err)
+	}
+	var msgs, urls, atts, sightings int
+	db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM spam_messages), (SELECT count(*) FROM spam_urls),
+		(SELECT count(*) FROM spam_attachments), (SELECT count(*) FROM spam_sightings)`).Scan(&msgs, &urls, &atts, &sightings)
+	if msgs != 2 || urls != 2 || atts != 2 || sightings != 4 {
+		t.Fatalf("%d messages, %d urls, %d attachments, %d sightings", msgs, urls, atts, sightings)
+	}
+	var ip, subject string
+	db.Pool.QueryRow(ctx, `SELECT host(sender_ip), facts->>'subject' FROM spam_messages WHERE sha256 = 'aa'`).Scan(&ip, &subject)
+	if ip != "198.51.100.7" || subject != "hi" {
+		t.Fatalf("stored %s %q", ip, subject)
+	}
+
+	u := "https://x.org/spam/2026-09.7z"
+	if r, err := db.SpamArchive(ctx, u); err != nil || r.IngestedAt != nil {
+		t.Fatalf("unknown archive: %+v, %v", r, err)
+	}
+	if err := db.SpamArchiveIngested(ctx, storage.SpamArchiveRow{URL: u, Name: "2026-09.7z", Period: "2026-09", ETag: `"e"`, SHA: "abc", Members: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := db.SpamArchive(ctx, u); err != nil || r.IngestedAt == nil || r.ETag != `"e"` || r.Members != 3 {
+		t.Fatalf("archive: %+v, %v", r, err)
+	}
+}
