@@ -204,23 +204,28 @@ func (b *BlobStore) Put(ctx context.Context, r io.Reader, o PutOptions) (Blob, e
 		blob.Encoding = EncodingZstd
 	}
 	blob.Key = BlobKey(blob.SHA256)
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return Blob{}, err
+	}
+	return b.upload(ctx, blob, spool, o)
+}
 
+// upload stores content (stored bytes, possibly compressed) under blob's key
+// unless that key already exists.
+func (b *BlobStore) upload(ctx context.Context, blob Blob, content io.Reader, o PutOptions) (Blob, error) {
 	if existing, err := b.Stat(ctx, blob.SHA256); err == nil {
 		existing.Existed = true
 		return existing, nil
 	} else if !errors.Is(err, ErrNotFound) {
 		return Blob{}, err
 	}
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return Blob{}, err
-	}
-	_, err = b.client.PutObject(ctx, b.bucket, blob.Key, spool, stored, minio.PutObjectOptions{
+	_, err := b.client.PutObject(ctx, b.bucket, blob.Key, content, blob.StoredSize, minio.PutObjectOptions{
 		ContentType: o.ContentType,
 		PartSize:    b.PartSize,
 		NumThreads:  1,
 		UserMetadata: map[string]string{
 			metaSHA:      blob.SHA256,
-			metaSize:     strconv.FormatInt(size, 10),
+			metaSize:     strconv.FormatInt(blob.Size, 10),
 			metaEncoding: blob.Encoding,
 		},
 	})
@@ -230,9 +235,21 @@ func (b *BlobStore) Put(ctx context.Context, r io.Reader, o PutOptions) (Blob, e
 	return blob, nil
 }
 
-// PutBytes stores a small in-memory value.
+// smallEncoder compresses in-memory values; EncodeAll is safe for concurrent use.
+var smallEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(4<<20))
+
+// PutBytes stores a small in-memory value (a mail) without a spool file.
 func (b *BlobStore) PutBytes(ctx context.Context, data []byte, o PutOptions) (Blob, error) {
-	return b.Put(ctx, bytes.NewReader(data), o)
+	sum := sha256.Sum256(data)
+	blob := Blob{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)), Encoding: EncodingIdentity, ContentType: o.ContentType}
+	blob.Key = BlobKey(blob.SHA256)
+	payload := data
+	if o.Compression == CompressAlways || (o.Compression == CompressAuto && !alreadyCompressed(data)) {
+		payload = smallEncoder.EncodeAll(data, make([]byte, 0, len(data)/2))
+		blob.Encoding = EncodingZstd
+	}
+	blob.StoredSize = int64(len(payload))
+	return b.upload(ctx, blob, bytes.NewReader(payload), o)
 }
 
 // spoolContent copies r to w, through zstd when compress is set, and returns the
