@@ -18,6 +18,8 @@ type Activities struct {
 	HTTP *http.Client
 	// CatalogPath is the source catalog (YAML) the blacklist module reads.
 	CatalogPath string
+	// SpamCatalogPath is the spamtrap catalog (YAML): traps, archives, mailboxes.
+	SpamCatalogPath string
 	// Identity names the worker process in reports (the Temporal client identity).
 	Identity string
 }

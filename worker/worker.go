@@ -80,7 +80,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.Worker.ShutdownTimeout})
-	Register(w, &activities.Activities{DB: db, Blobs: blobs, Identity: identity, CatalogPath: cfg.Blacklists.Catalog})
+	Register(w, &activities.Activities{DB: db, Blobs: blobs, Identity: identity, CatalogPath: cfg.Blacklists.Catalog,
+		SpamCatalogPath: cfg.Spam.Catalog})
 	if err := w.Start(); err != nil {
 		return starter.ExplainTemporal(cfg.Temporal.Address, err)
 	}

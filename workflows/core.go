@@ -3,7 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"github.com/tip-project/tip/internal/config"
+	"reflect"
 	"slices"
 	"sort"
 	"time"
@@ -11,6 +11,8 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/tip-project/tip/internal/config"
 )
 
 // CoreWorkflowID is the ID of the one Core workflow of a deployment.
@@ -23,7 +25,12 @@ const (
 	SignalResume      = "resume"       // ModuleSignal{Module}: schedule the module again
 	SignalSetInterval = "set-interval" // ModuleSignal{Module, Interval}: delay between a run's end and the next start
 	SignalEvent       = "event"        // Event: routed to the modules that consume its Kind
-	QueryStatus       = "status"       // returns CoreStatus
+	// SignalConfigure carries a new module list ([]ModuleSpec), e.g. after an
+	// upgrade added a module. It takes effect at a continue-as-new boundary: Core
+	// drains its running children, then continues with the new list, keeping the
+	// timetable of the modules it already had.
+	SignalConfigure = "configure"
+	QueryStatus     = "status" // returns CoreStatus
 )
 
 // Run outcomes recorded in RunResult.Status.
@@ -208,15 +215,10 @@ func newCore(ctx workflow.Context, in CoreInput) (*core, error) {
 		running: map[string]*running{},
 		log:     log.With(workflow.GetLogger(ctx), "workflow", "core"),
 	}
+	if err := validateModules(in.Modules); err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
+	}
 	for _, s := range in.Modules {
-		switch {
-		case s.Name == "" || s.Workflow == "":
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("module %q: name and workflow are required", s.Name), "InvalidInput", nil)
-		case s.Interval <= 0:
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("module %s: interval must be positive", s.Name), "InvalidInput", nil)
-		case c.specs[s.Name].Name != "":
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("module %s listed twice", s.Name), "InvalidInput", nil)
-		}
 		c.specs[s.Name] = s
 		c.names = append(c.names, s.Name)
 	}
@@ -243,6 +245,24 @@ func newCore(ctx workflow.Context, in CoreInput) (*core, error) {
 		}
 	}
 	return c, nil
+}
+
+// validateModules checks a module list: names and workflows given, intervals
+// positive, no name twice.
+func validateModules(mods []ModuleSpec) error {
+	seen := map[string]bool{}
+	for _, s := range mods {
+		switch {
+		case s.Name == "" || s.Workflow == "":
+			return fmt.Errorf("module %q: name and workflow are required", s.Name)
+		case s.Interval <= 0:
+			return fmt.Errorf("module %s: interval must be positive", s.Name)
+		case seen[s.Name]:
+			return fmt.Errorf("module %s listed twice", s.Name)
+		}
+		seen[s.Name] = true
+	}
+	return nil
 }
 
 func (c *core) run(ctx workflow.Context) error {
@@ -337,6 +357,22 @@ func (c *core) signalChannels(ctx workflow.Context) []signal {
 				ms.Next = base.Add(sig.Interval)
 			}
 		}),
+		{workflow.GetSignalChannel(ctx, SignalConfigure), func(ch workflow.ReceiveChannel) bool {
+			var mods []ModuleSpec
+			if !ch.ReceiveAsync(&mods) {
+				return false
+			}
+			switch err := validateModules(mods); {
+			case err != nil:
+				c.log.Warn("configure ignored", "error", err)
+			case reflect.DeepEqual(mods, c.in.Modules):
+			default:
+				c.in.Modules = mods
+				c.draining = true
+				c.log.Info("new module list; continuing as new once running modules finish", "modules", len(mods))
+			}
+			return true
+		}},
 		{workflow.GetSignalChannel(ctx, SignalEvent), func(ch workflow.ReceiveChannel) bool {
 			var ev Event
 			if !ch.ReceiveAsync(&ev) {

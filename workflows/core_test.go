@@ -473,3 +473,33 @@ func TestTrimEventsKeepsTheNewestItems(t *testing.T) {
 		})
 	}
 }
+
+func TestCoreConfigureAddsAModuleAtTheNextContinueAsNew(t *testing.T) {
+	f := newFake()
+	f.duration["blacklist-refresh"] = 2 * time.Hour
+	env := newCoreEnv(t, f, t0)
+	old := []ModuleSpec{spec("blacklist-refresh", 6*time.Hour)}
+	added := append(append([]ModuleSpec{}, old...), spec("spam-collect", time.Hour))
+	at(env, time.Hour, func() {
+		env.SignalWorkflow(SignalConfigure, []ModuleSpec{{Name: "broken"}}) // invalid: ignored
+		env.SignalWorkflow(SignalConfigure, old)                            // unchanged: ignored
+		env.SignalWorkflow(SignalConfigure, added)                          // while the refresh runs
+	})
+	env.ExecuteWorkflow(Core, CoreInput{Modules: old})
+	in := continuedInput(t, env)
+	if !reflect.DeepEqual(in.Modules, added) || in.State == nil || len(in.State.Modules) != 1 {
+		t.Fatalf("continued with %+v", in)
+	}
+	// The running refresh finished first: nothing was abandoned.
+	if runs := f.runsOf("blacklist-refresh"); len(runs) != 1 || runs[0].end.Sub(t0) != 2*time.Hour {
+		t.Fatalf("refresh runs %+v", runs)
+	}
+	env2 := newCoreEnv(t, f, t0.Add(2*time.Hour))
+	runCore(t, env2, in, 3*time.Hour)
+	if got := f.starts("spam-collect"); len(got) == 0 || got[0] != 2*time.Hour {
+		t.Fatalf("spam-collect started at %v, want first at +2h", got)
+	}
+	if got := f.starts("blacklist-refresh"); !reflect.DeepEqual(got, hours(0)) {
+		t.Fatalf("blacklist-refresh started at %v: its timetable (next +8h) must carry over", got)
+	}
+}

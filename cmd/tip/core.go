@@ -73,17 +73,23 @@ delay after the previous run ended, and routes events between modules.`,
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:   "start",
-			Short: "Start Core on the task queue unless it already runs",
+			Short: "Start Core on the task queue unless it already runs; a running Core gets this version's module list",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				return withClient(cmd, func(ctx context.Context, c client.Client) error {
-					runID, started, err := starter.StartCore(ctx, c, a.cfg.Temporal.TaskQueue, workflows.CoreInput{Modules: workflows.DefaultModules(a.cfg)})
+					mods := workflows.DefaultModules(a.cfg)
+					runID, started, err := starter.StartCore(ctx, c, a.cfg.Temporal.TaskQueue, workflows.CoreInput{Modules: mods})
 					if err != nil {
 						return err
 					}
-					verb := "already running"
-					if started {
-						verb = "started"
+					verb := "started"
+					if !started {
+						// An upgrade may have added modules: Core adopts the list at
+						// its next continue-as-new (it ignores an unchanged one).
+						if err := starter.SignalCore(ctx, c, workflows.SignalConfigure, mods); err != nil {
+							return err
+						}
+						verb = "already running (module list sent)"
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "%s %s (run %s) on task queue %q\n", workflows.CoreWorkflowID, verb, runID, a.cfg.Temporal.TaskQueue)
 					return nil

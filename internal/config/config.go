@@ -24,7 +24,17 @@ type Config struct {
 	S3         S3         `yaml:"s3"`
 	Worker     Worker     `yaml:"worker"`
 	Blacklists Blacklists `yaml:"blacklists"`
+	Spam       Spam       `yaml:"spam"`
 	Log        Log        `yaml:"log"`
+}
+
+// Spam configures the spamtrap module.
+type Spam struct {
+	// Catalog is the spamtrap catalog (YAML): traps, archives, IMAP mailboxes.
+	// config/spam.yaml is for the real Internet, config/spam-lab.yaml the lab's.
+	Catalog string `yaml:"catalog" env:"TIP_SPAM_CATALOG"`
+	// Interval is the delay from the end of one collection to the start of the next.
+	Interval time.Duration `yaml:"interval" env:"TIP_SPAM_INTERVAL"`
 }
 
 // Blacklists configures the blacklist module.
@@ -93,6 +103,7 @@ func Default() Config {
 		Worker: Worker{MetricsAddress: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second},
 		// The local stack collects from the lab, whose day passes in two minutes.
 		Blacklists: Blacklists{Catalog: "config/lab.yaml", Interval: 2 * time.Minute},
+		Spam:       Spam{Catalog: "config/spam-lab.yaml", Interval: time.Minute},
 		Log:        Log{Level: "info", Format: "text"},
 	}
 }
@@ -156,6 +167,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: s3.endpoint %q must be host:port without a scheme (set s3.secure for TLS)", c.S3.Endpoint)
 	case c.S3.Bucket == "":
 		return errors.New("config: s3.bucket is empty")
+	case c.Spam.Interval < 10*time.Second:
+		return fmt.Errorf("config: spam.interval %s is shorter than 10s", c.Spam.Interval)
 	case c.Blacklists.Interval < time.Minute:
 		return fmt.Errorf("config: blacklists.interval %s is shorter than a minute", c.Blacklists.Interval)
 	}
