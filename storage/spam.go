@@ -170,3 +170,29 @@ func (db *DB) SpamArchiveIngested(ctx context.Context, r SpamArchiveRow) error {
 	}
 	return nil
 }
+
+// IMAPCursor reads how far a mailbox was read (zero values before its first poll).
+func (db *DB) IMAPCursor(ctx context.Context, mailbox string) (uidValidity, lastUID uint32, err error) {
+	var v, u int64
+	err = db.Pool.QueryRow(ctx, `SELECT uid_validity, last_uid FROM imap_cursors WHERE mailbox = $1`, mailbox).Scan(&v, &u)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("imap cursor %s: %w", mailbox, err)
+	}
+	return uint32(v), uint32(u), nil
+}
+
+// SetIMAPCursor records how far a mailbox was read, after its mail was recorded.
+func (db *DB) SetIMAPCursor(ctx context.Context, mailbox string, uidValidity, lastUID uint32, fetched int) error {
+	_, err := db.Pool.Exec(ctx, `
+		INSERT INTO imap_cursors (mailbox, uid_validity, last_uid, fetched) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (mailbox) DO UPDATE SET uid_validity = excluded.uid_validity, last_uid = excluded.last_uid,
+		    polled_at = now(), fetched = imap_cursors.fetched + excluded.fetched`,
+		mailbox, int64(uidValidity), int64(lastUID), fetched)
+	if err != nil {
+		return fmt.Errorf("imap cursor %s: %w", mailbox, err)
+	}
+	return nil
+}

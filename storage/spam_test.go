@@ -66,3 +66,27 @@ func TestRecordSpamIsIdempotentAndRemembersSightings(t *testing.T) {
 		t.Fatalf("archive: %+v, %v", r, err)
 	}
 }
+
+func TestIMAPCursor(t *testing.T) {
+	ctx := context.Background()
+	db := openFresh(t)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, u, err := db.IMAPCursor(ctx, "trap"); err != nil || v != 0 || u != 0 {
+		t.Fatalf("unknown mailbox: %d %d %v", v, u, err)
+	}
+	for _, step := range []struct{ v, u uint32 }{{7, 10}, {7, 25}, {4000000000, 3}} {
+		if err := db.SetIMAPCursor(ctx, "trap", step.v, step.u, 5); err != nil {
+			t.Fatal(err)
+		}
+		if v, u, err := db.IMAPCursor(ctx, "trap"); err != nil || v != step.v || u != step.u {
+			t.Fatalf("cursor %d %d %v, want %d %d", v, u, err, step.v, step.u)
+		}
+	}
+	var fetched int
+	db.Pool.QueryRow(ctx, `SELECT fetched FROM imap_cursors WHERE mailbox = 'trap'`).Scan(&fetched)
+	if fetched != 15 {
+		t.Fatalf("fetched %d, want 15", fetched)
+	}
+}
