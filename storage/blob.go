@@ -75,8 +75,9 @@ type PutOptions struct {
 	Compression Compression
 }
 
-// ErrNotFound means no blob has that hash.
-var ErrNotFound = errors.New("blob not found")
+// ErrNotFound means no such thing is stored: a blob of that hash, a source, an
+// allowlist, a mail.
+var ErrNotFound = errors.New("not found")
 
 // ErrCorrupt means stored content did not hash to its key.
 var ErrCorrupt = errors.New("blob content does not match its SHA-256")
@@ -322,7 +323,7 @@ func (b *BlobStore) Stat(ctx context.Context, sha string) (Blob, error) {
 	if err != nil {
 		var resp minio.ErrorResponse
 		if errors.As(err, &resp) && (resp.Code == "NoSuchKey" || resp.StatusCode == 404) {
-			return Blob{}, fmt.Errorf("%w: %s", ErrNotFound, sha)
+			return Blob{}, fmt.Errorf("%w: blob %s", ErrNotFound, sha)
 		}
 		return Blob{}, b.explain(err)
 	}

@@ -196,3 +196,98 @@ func (db *DB) SetIMAPCursor(ctx context.Context, mailbox string, uidValidity, la
 	}
 	return nil
 }
+
+// SpamStats summarises the spam TIP holds.
+type SpamStats struct {
+	Mails     int64         `json:"mails"`
+	Senders   int64         `json:"senders"`
+	First     *time.Time    `json:"first_received,omitempty"`
+	Last      *time.Time    `json:"last_received,omitempty"`
+	Defective int64         `json:"defective"`
+	ASNs      []CountRow    `json:"top_sender_asns"`
+	Countries []CountRow    `json:"top_sender_countries"`
+	Domains   []CountRow    `json:"top_url_domains"`
+	Campaigns []CampaignRow `json:"top_campaigns"`
+	Origins   []CountRow    `json:"origins"`
+}
+
+// CountRow is a key and how many mails it has.
+type CountRow struct {
+	Key   string `json:"key"`
+	Mails int64  `json:"mails"`
+}
+
+// CampaignRow is one campaign: mails sharing a template.
+type CampaignRow struct {
+	Key     string    `json:"key"`
+	Mails   int64     `json:"mails"`
+	Senders int64     `json:"senders"`
+	Subject string    `json:"example_subject"`
+	First   time.Time `json:"first_received"`
+	Last    time.Time `json:"last_received"`
+}
+
+// Stats computes the spam summary; top lists hold at most top rows.
+func (db *DB) SpamStats(ctx context.Context, top int) (SpamStats, error) {
+	var s SpamStats
+	err := db.Pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT sender_ip), min(received_at), max(received_at),
+		count(*) FILTER (WHERE cardinality(defects) > 0) FROM spam_messages`).Scan(&s.Mails, &s.Senders, &s.First, &s.Last, &s.Defective)
+	if err != nil {
+		return s, fmt.Errorf("spam stats: %w", err)
+	}
+	counts := func(q string) ([]CountRow, error) {
+		rows, err := db.Pool.Query(ctx, q, top)
+		if err != nil {
+			return nil, fmt.Errorf("spam stats: %w", err)
+		}
+		return pgx.CollectRows(rows, func(r pgx.CollectableRow) (CountRow, error) {
+			var c CountRow
+			return c, r.Scan(&c.Key, &c.Mails)
+		})
+	}
+	if s.ASNs, err = counts(`SELECT coalesce('AS' || sender_asn::text, 'unknown'), count(*) FROM spam_messages
+		WHERE sender_ip IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`); err != nil {
+		return s, err
+	}
+	if s.Countries, err = counts(`SELECT coalesce(nullif(sender_country, ''), 'unknown'), count(*) FROM spam_messages
+		WHERE sender_ip IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`); err != nil {
+		return s, err
+	}
+	if s.Domains, err = counts(`SELECT registrable, count(DISTINCT sha256) FROM spam_urls WHERE registrable <> ''
+		GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`); err != nil {
+		return s, err
+	}
+	if s.Origins, err = counts(`SELECT split_part(origin, ':', 1), count(DISTINCT sha256) FROM spam_sightings
+		GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`); err != nil {
+		return s, err
+	}
+	rows, err := db.Pool.Query(ctx, `SELECT campaign, count(*), count(DISTINCT sender_ip), min(subject),
+		       coalesce(min(received_at), min(first_seen)), coalesce(max(received_at), max(first_seen))
+		  FROM spam_messages WHERE campaign <> '' GROUP BY campaign ORDER BY 2 DESC, 1 LIMIT $1`, top)
+	if err != nil {
+		return s, fmt.Errorf("spam stats: %w", err)
+	}
+	s.Campaigns, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (CampaignRow, error) {
+		var c CampaignRow
+		return c, r.Scan(&c.Key, &c.Mails, &c.Senders, &c.Subject, &c.First, &c.Last)
+	})
+	return s, err
+}
+
+// SpamFacts returns a stored mail's extracted facts (JSON) and where it was seen.
+func (db *DB) SpamFacts(ctx context.Context, sha string) (json.RawMessage, []string, error) {
+	var facts json.RawMessage
+	err := db.Pool.QueryRow(ctx, `SELECT facts FROM spam_messages WHERE sha256 = $1`, sha).Scan(&facts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, fmt.Errorf("%w: no mail %s", ErrNotFound, sha)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("spam mail %s: %w", sha, err)
+	}
+	rows, err := db.Pool.Query(ctx, `SELECT origin || ' ' || name FROM spam_sightings WHERE sha256 = $1 ORDER BY seen_at`, sha)
+	if err != nil {
+		return nil, nil, err
+	}
+	seen, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return facts, seen, err
+}

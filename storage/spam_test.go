@@ -3,6 +3,8 @@ package storage_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -88,5 +90,59 @@ func TestIMAPCursor(t *testing.T) {
 	db.Pool.QueryRow(ctx, `SELECT fetched FROM imap_cursors WHERE mailbox = 'trap'`).Scan(&fetched)
 	if fetched != 15 {
 		t.Fatalf("fetched %d, want 15", fetched)
+	}
+}
+
+func TestSpamStatsAndFacts(t *testing.T) {
+	ctx := context.Background()
+	db := openFresh(t)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
+	var batch []storage.SpamRecord
+	for i, c := range []struct {
+		ip, country, campaign, domain string
+		asn                           int
+	}{
+		{"198.51.100.1", "RU", "pharma", "pills.example", 64500},
+		{"198.51.100.2", "RU", "pharma", "pills.example", 64500},
+		{"198.51.100.2", "CN", "pharma", "pills2.example", 64501},
+		{"203.0.113.9", "", "phish", "bank.example", 0},
+	} {
+		ts := at.Add(time.Duration(i) * time.Hour)
+		batch = append(batch, storage.SpamRecord{SHA256: fmt.Sprintf("%064x", i), Size: 10, ReceivedAt: &ts,
+			SenderIP: netip.MustParseAddr(c.ip), SenderASN: c.asn, SenderCountry: c.country, Campaign: c.campaign,
+			Subject: "s" + c.campaign, URLs: []storage.SpamURL{{URL: "http://" + c.domain + "/", Host: c.domain, Registrable: c.domain}},
+			Facts: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), Origin: "archive:x", Name: fmt.Sprint(i)})
+	}
+	if _, err := db.RecordSpam(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	st, err := db.SpamStats(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mails != 4 || st.Senders != 3 || !st.First.Equal(at) || !st.Last.Equal(at.Add(3*time.Hour)) {
+		t.Errorf("totals %+v", st)
+	}
+	if len(st.ASNs) != 2 || st.ASNs[0] != (storage.CountRow{Key: "AS64500", Mails: 2}) {
+		t.Errorf("ASNs %+v", st.ASNs)
+	}
+	if len(st.Countries) != 2 || st.Countries[0] != (storage.CountRow{Key: "RU", Mails: 2}) || st.Countries[1].Key != "CN" {
+		t.Errorf("countries %+v", st.Countries)
+	}
+	if len(st.Campaigns) != 2 || st.Campaigns[0].Key != "pharma" || st.Campaigns[0].Mails != 3 || st.Campaigns[0].Senders != 2 {
+		t.Errorf("campaigns %+v", st.Campaigns)
+	}
+	if st.Domains[0] != (storage.CountRow{Key: "pills.example", Mails: 2}) || st.Origins[0] != (storage.CountRow{Key: "archive", Mails: 4}) {
+		t.Errorf("domains %+v origins %+v", st.Domains, st.Origins)
+	}
+	facts, seen, err := db.SpamFacts(ctx, fmt.Sprintf("%064x", 2))
+	if err != nil || string(facts) != `{"n": 2}` || len(seen) != 1 || seen[0] != "archive:x 2" {
+		t.Errorf("facts %s %v %v", facts, seen, err)
+	}
+	if _, _, err := db.SpamFacts(ctx, "nope"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("unknown mail: %v", err)
 	}
 }

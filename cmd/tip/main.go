@@ -82,6 +82,7 @@ S3-compatible storage.`,
 		coreCmd(a),
 		feedsCmd(),
 		sourcesCmd(a),
+		spamCmd(a),
 		lookupCmd(a),
 		blacklistsCmd(a),
 	)
