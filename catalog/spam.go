@@ -314,3 +314,67 @@ func prefixes(v *yaml.Node) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// AddMailbox appends a mailbox to the spamtrap catalog file at path, keeping its
+// comments and layout, after checking that the result is a valid catalog (the
+// file is replaced atomically, so a mistake never leaves a half-written catalog).
+func AddMailbox(path string, m Mailbox) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("spam catalog: %w", err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return &Error{path, 1, "catalog", "want a mapping with traps, archives and mailboxes"}
+	}
+	doc := root.Content[0]
+	var list *yaml.Node
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value == "mailboxes" {
+			list = doc.Content[i+1]
+		}
+	}
+	if list == nil {
+		list = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		doc.Content = append(doc.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "mailboxes"}, list)
+	}
+	list.Kind, list.Tag, list.Style = yaml.SequenceNode, "!!seq", 0
+	entry := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	add := func(k, v string) {
+		if v != "" {
+			entry.Content = append(entry.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: k},
+				&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v})
+		}
+	}
+	add("name", m.Name)
+	add("address", m.Address)
+	add("tls", m.TLS)
+	add("ca_file", m.CAFile)
+	add("username", m.Username)
+	add("password_env", m.PasswordEnv)
+	add("mailbox", m.Mailbox)
+	add("after", m.After)
+	add("move_to", m.MoveTo)
+	add("trap", m.Trap)
+	if m.Interval > 0 {
+		add("interval", m.Interval.String())
+	}
+	list.Content = append(list.Content, entry)
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&root); err != nil {
+		return err
+	}
+	if _, err := ParseSpam(path, out.Bytes()); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, out.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -2,9 +2,11 @@ package catalog
 
 import (
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tip-project/tip/lab/spam"
 	"github.com/tip-project/tip/lab/world"
@@ -71,5 +73,40 @@ func TestSpamCatalogErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
+	}
+}
+
+func TestAddMailboxKeepsCommentsAndValidates(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "config", "spam.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "spam.yaml")
+	os.WriteFile(p, src, 0o644)
+	m := Mailbox{Name: "new-trap", Address: "imap.example.org:993", TLS: "tls", Username: "trap@example.org",
+		PasswordEnv: "TIP_IMAP_NEW", Mailbox: "INBOX", After: "keep", Trap: "untroubled", Interval: 10 * time.Minute}
+	if err := AddMailbox(p, m); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadSpam(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Mailboxes) != 1 || c.Mailboxes[0].Name != "new-trap" || c.Mailboxes[0].Interval != 10*time.Minute || c.Mailboxes[0].Secret() != os.Getenv("TIP_IMAP_NEW") {
+		t.Fatalf("mailboxes %+v", c.Mailboxes)
+	}
+	data, _ := os.ReadFile(p)
+	if !strings.Contains(string(data), "Bruce Guenter's spamtrap domains") {
+		t.Error("comments lost")
+	}
+	// A second mailbox of the same name, or one naming an unknown trap, is refused
+	// and the file stays as it was.
+	for _, bad := range []Mailbox{m, {Name: "x", Address: "a:1", Username: "u", PasswordEnv: "E", Trap: "nope"}} {
+		if err := AddMailbox(p, bad); err == nil {
+			t.Errorf("added %+v", bad)
+		}
+	}
+	if again, _ := os.ReadFile(p); string(again) != string(data) {
+		t.Error("a refused mailbox changed the file")
 	}
 }
