@@ -291,3 +291,16 @@ func (db *DB) SpamFacts(ctx context.Context, sha string) (json.RawMessage, []str
 	seen, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	return facts, seen, err
 }
+
+// ClaimCollectorRun records that the collector name runs now, unless it ran less
+// than interval ago; one atomic statement, so two workers never both run it.
+func (db *DB) ClaimCollectorRun(ctx context.Context, name string, interval time.Duration) (bool, error) {
+	tag, err := db.Pool.Exec(ctx, `
+		INSERT INTO collector_runs (name, last_run) VALUES ($1, now())
+		ON CONFLICT (name) DO UPDATE SET last_run = now()
+		 WHERE collector_runs.last_run <= now() - $2::interval`, name, interval*9/10)
+	if err != nil {
+		return false, fmt.Errorf("collector %s: %w", name, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}

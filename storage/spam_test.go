@@ -146,3 +146,23 @@ func TestSpamStatsAndFacts(t *testing.T) {
 		t.Errorf("unknown mail: %v", err)
 	}
 }
+
+func TestClaimCollectorRun(t *testing.T) {
+	ctx := context.Background()
+	db := openFresh(t)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, false, false} {
+		if ok, err := db.ClaimCollectorRun(ctx, "imap:trap", time.Hour); err != nil || ok != want {
+			t.Fatalf("claim %d: %v, %v; want %v", i, ok, err, want)
+		}
+	}
+	if ok, err := db.ClaimCollectorRun(ctx, "archive:lab", time.Hour); err != nil || !ok {
+		t.Fatalf("another collector: %v, %v", ok, err)
+	}
+	db.Pool.Exec(ctx, `UPDATE collector_runs SET last_run = now() - interval '2 hours'`)
+	if ok, err := db.ClaimCollectorRun(ctx, "imap:trap", time.Hour); err != nil || !ok {
+		t.Fatalf("after the interval: %v, %v", ok, err)
+	}
+}
