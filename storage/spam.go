@@ -304,3 +304,11 @@ func (db *DB) ClaimCollectorRun(ctx context.Context, name string, interval time.
 	}
 	return tag.RowsAffected() == 1, nil
 }
+
+// ReleaseCollectorRun forgets a claimed run that failed, so a retry may run at once.
+func (db *DB) ReleaseCollectorRun(ctx context.Context, name string) error {
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM collector_runs WHERE name = $1`, name); err != nil {
+		return fmt.Errorf("collector %s: %w", name, err)
+	}
+	return nil
+}
