@@ -71,6 +71,25 @@ func (m Mailbox) Secret() string {
 	return m.Password
 }
 
+// AllTraps, as a collector's trap, applies the trust rules of every trap of the
+// catalog: an archive or mailbox that gathers the mail of several traps.
+const AllTraps = "all"
+
+// Rules returns the trust rules a collector's trap names: one trap's, or with
+// AllTraps the union of every trap's MX hosts, addresses and trusted relays.
+func (s *Spam) Rules(trap string) (Trap, bool) {
+	if trap != AllTraps {
+		return s.Trap(trap)
+	}
+	all := Trap{Name: AllTraps}
+	for _, t := range s.Traps {
+		all.MX = append(all.MX, t.MX...)
+		all.MXAddrs = append(all.MXAddrs, t.MXAddrs...)
+		all.Trusted = append(all.Trusted, t.Trusted...)
+	}
+	return all, true
+}
+
 // Trap finds a trap by name.
 func (s *Spam) Trap(name string) (Trap, bool) {
 	for _, t := range s.Traps {
@@ -139,7 +158,7 @@ func ParseSpam(path string, data []byte) (*Spam, error) {
 		return nil, &Error{path, doc.Line, "traps", "missing: name at least one trap and its MX hosts"}
 	}
 	trapRef := func(n *yaml.Node, field, name string) error {
-		if _, ok := s.Trap(name); !ok {
+		if _, ok := s.Trap(name); !ok && name != AllTraps {
 			return &Error{path, n.Line, field + ".trap", fmt.Sprintf("%q is not one of the traps", name)}
 		}
 		return nil

@@ -35,6 +35,9 @@ func Register(w sdkworker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflow(workflows.Core)
 	w.RegisterWorkflow(workflows.BlacklistRefresh)
 	w.RegisterWorkflow(workflows.SourceRefresh)
+	w.RegisterWorkflow(workflows.SpamCollect)
+	w.RegisterWorkflow(workflows.SpamArchiveIngest)
+	w.RegisterWorkflow(workflows.SpamMailboxPoll)
 	w.RegisterActivity(acts)
 }
 

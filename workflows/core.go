@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"sort"
 	"time"
@@ -154,6 +153,7 @@ func DefaultModules(cfg config.Config) []ModuleSpec {
 	return []ModuleSpec{
 		{Name: BlacklistModule, Workflow: "BlacklistRefresh", Interval: cfg.Blacklists.Interval, Enabled: true, Timeout: 2 * time.Hour,
 			Consumes: []string{EventRefreshSources}},
+		{Name: SpamModule, Workflow: "SpamCollect", Interval: cfg.Spam.Interval, Enabled: true, Timeout: 6 * time.Hour},
 	}
 }
 
@@ -245,6 +245,15 @@ func newCore(ctx workflow.Context, in CoreInput) (*core, error) {
 		}
 	}
 	return c, nil
+}
+
+// sameModules compares two module lists field by field (reflect is off limits
+// in workflow code).
+func sameModules(a, b []ModuleSpec) bool {
+	return slices.EqualFunc(a, b, func(x, y ModuleSpec) bool {
+		return x.Name == y.Name && x.Workflow == y.Workflow && x.TaskQueue == y.TaskQueue && x.Interval == y.Interval &&
+			x.Enabled == y.Enabled && x.Timeout == y.Timeout && slices.Equal(x.Consumes, y.Consumes)
+	})
 }
 
 // validateModules checks a module list: names and workflows given, intervals
@@ -365,7 +374,7 @@ func (c *core) signalChannels(ctx workflow.Context) []signal {
 			switch err := validateModules(mods); {
 			case err != nil:
 				c.log.Warn("configure ignored", "error", err)
-			case reflect.DeepEqual(mods, c.in.Modules):
+			case sameModules(mods, c.in.Modules):
 			default:
 				c.in.Modules = mods
 				c.draining = true

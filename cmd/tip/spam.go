@@ -18,6 +18,7 @@ func spamCmd(a *app) *cobra.Command {
 		Short: "Spamtraps: what was harvested from archives and mailboxes, and the facts of each mail",
 	}
 	cmd.AddCommand(spamStatsCmd(a), spamShowCmd(a))
+	cmd.AddCommand(spamExtraCmds(a)...)
 	return cmd
 }
 

@@ -1,0 +1,454 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/ipasn"
+	"github.com/tip-project/tip/mail"
+	"github.com/tip-project/tip/spamarchive"
+	"github.com/tip-project/tip/spamimap"
+	"github.com/tip-project/tip/storage"
+)
+
+// SpamPlan is what a spam collection run has to do, read from the spam catalog.
+type SpamPlan struct {
+	ASNTable  string                `json:"asn_table,omitempty"`
+	Archives  []catalog.SpamArchive `json:"archives,omitempty"`
+	Mailboxes []catalog.Mailbox     `json:"mailboxes,omitempty"`
+}
+
+// ReadSpamCatalog loads the spamtrap catalog and returns its enabled collectors.
+// No catalog configured is not an error: there is nothing to collect.
+func (a *Activities) ReadSpamCatalog(ctx context.Context) (SpamPlan, error) {
+	if a.SpamCatalogPath == "" {
+		return SpamPlan{}, nil
+	}
+	c, err := catalog.LoadSpam(a.SpamCatalogPath)
+	if err != nil {
+		return SpamPlan{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: %v", err), "BadCatalog", err)
+	}
+	p := SpamPlan{ASNTable: c.ASNTable}
+	for _, ar := range c.Archives {
+		if ar.Enabled {
+			p.Archives = append(p.Archives, ar)
+		}
+	}
+	for _, m := range c.Mailboxes {
+		if m.Enabled {
+			p.Mailboxes = append(p.Mailboxes, m)
+		}
+	}
+	return p, nil
+}
+
+// mailConfig is the extraction setting of a trap of the spam catalog.
+func (a *Activities) mailConfig(trap string) (mail.Config, error) {
+	c, err := catalog.LoadSpam(a.SpamCatalogPath)
+	if err != nil {
+		return mail.Config{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: %v", err), "BadCatalog", err)
+	}
+	t, ok := c.Rules(trap)
+	if !ok {
+		return mail.Config{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: no trap %q", trap), "BadCatalog", nil)
+	}
+	return mail.Config{TrapMX: t.MX, TrapMXAddrs: t.MXAddrs, TrustedRelays: t.Trusted, Limits: mail.DefaultLimits()}, nil
+}
+
+// ListSpamArchives reads an archive's index and returns the archives that may hold
+// mail TIP has not ingested: those never ingested completely, and the two newest
+// (the current month grows in place; the previous one may still be rewritten once).
+// Each is then asked for conditionally, so an unchanged archive costs a 304.
+func (a *Activities) ListSpamArchives(ctx context.Context, src catalog.SpamArchive) (due []spamarchive.Archive, err error) {
+	claim := "archive:" + src.Name
+	if ok, err := a.DB.ClaimCollectorRun(ctx, claim, src.Interval); err != nil || !ok {
+		return nil, err // not due: nothing to do this time
+	}
+	defer func() {
+		if err != nil { // a retry may run at once
+			err = errors.Join(err, a.DB.ReleaseCollectorRun(context.WithoutCancel(ctx), claim))
+		}
+	}()
+	base, err := url.Parse(src.Index)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("archive index %s: %v", src.Index, err), "BadURL", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.Index, nil)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "BadURL", err)
+	}
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := a.httpClient().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("archive index %s: %w", src.Index, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("archive index %s answers %s", src.Index, resp.Status)
+	}
+	all, err := spamarchive.ParseIndex(resp.Body, base)
+	if err != nil {
+		return nil, err
+	}
+	var out []spamarchive.Archive
+	for i, ar := range all {
+		row, err := a.DB.SpamArchive(ctx, ar.URL)
+		if err != nil {
+			return nil, err
+		}
+		if row.IngestedAt == nil || i >= len(all)-2 {
+			out = append(out, ar)
+		}
+	}
+	return out, nil
+}
+
+// ArchiveIngestInput names one archive to ingest.
+type ArchiveIngestInput struct {
+	Source  catalog.SpamArchive `json:"source"`
+	Archive spamarchive.Archive `json:"archive"`
+}
+
+// IngestResult says what an ingest stored. Domains and SenderIPs are the distinct
+// ones of the mail new to TIP in this run (bounded), for the core's events.
+type IngestResult struct {
+	Origin    string   `json:"origin"`
+	Status    string   `json:"status"` // ingested, unchanged
+	Members   int      `json:"members"`
+	New       int      `json:"new"`     // mails TIP had never seen
+	Skipped   int      `json:"skipped"` // names already ingested (delta)
+	Defective int      `json:"defective"`
+	Domains   []string `json:"domains,omitempty"`
+	SenderIPs []string `json:"sender_ips,omitempty"`
+	Bytes     int64    `json:"bytes"`
+}
+
+// maxEventItems bounds the domains and addresses one ingest reports.
+const maxEventItems = 5000
+
+// spamBatch is how many mails are recorded per transaction (and per heartbeat).
+const spamBatch = 200
+
+// IngestSpamArchive fetches one archive (conditionally; kept in S3 under its
+// SHA-256) and ingests every member not ingested before: the raw mail into S3 under
+// its own SHA-256, its facts into PostgreSQL, in batches that each commit with the
+// member names they cover. A retry after a crash skips what is recorded, so it
+// resumes at the last stored batch and records every mail exactly once.
+func (a *Activities) IngestSpamArchive(ctx context.Context, in ArchiveIngestInput) (IngestResult, error) {
+	origin := "archive:" + in.Archive.URL
+	res := IngestResult{Origin: origin}
+	cfg, err := a.mailConfig(in.Source.Trap)
+	if err != nil {
+		return res, err
+	}
+	asn, err := a.asnTable(ctx, a.spamASNTable())
+	if err != nil {
+		activity.GetLogger(ctx).Warn("sender ASNs unknown", "error", err)
+	}
+	row, err := a.DB.SpamArchive(ctx, in.Archive.URL)
+	if err != nil {
+		return res, err
+	}
+	var f FetchResult
+	src := catalog.Source{Name: in.Archive.Name, URL: in.Archive.URL, Timeout: 30 * time.Minute, SizeLimit: 8 << 30}
+	if err := a.download(ctx, src, validators{row.ETag, row.LastModified, row.SHA}, &f); err != nil {
+		return res, err
+	}
+	switch f.Status {
+	case FetchUnchanged:
+		if row.IngestedAt != nil {
+			res.Status = FetchUnchanged
+			return res, nil
+		}
+	case FetchChanged:
+	default:
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("archive %s: %s", in.Archive.URL, f.Error), "ArchiveFetch", nil)
+	}
+	res.Bytes = f.Bytes
+	file, err := a.blobToTemp(ctx, f.SHA256)
+	if err != nil {
+		return res, err
+	}
+	defer os.Remove(file)
+
+	seen, err := a.DB.SeenNames(ctx, origin)
+	if err != nil {
+		return res, err
+	}
+	domains, senders := map[string]bool{}, map[string]bool{}
+	var batch []storage.SpamRecord
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		n, err := a.DB.RecordSpam(ctx, batch)
+		if err != nil {
+			return err
+		}
+		res.New += n
+		batch = batch[:0]
+		activity.RecordHeartbeat(ctx, res.Members)
+		return nil
+	}
+	limit := cfg.Limits.MaxSize
+	err = spamarchive.Each(file, func(m spamarchive.Member) error {
+		res.Members++
+		if seen[m.Name] {
+			res.Skipped++
+			return nil
+		}
+		raw, truncated, err := m.Read(limit)
+		if err != nil {
+			return err
+		}
+		rec, err := a.spamRecord(ctx, raw, truncated, cfg, asn)
+		if err != nil {
+			return err
+		}
+		rec.Origin, rec.Name = origin, m.Name
+		if len(rec.Defects) > 0 {
+			res.Defective++
+		}
+		collect(rec, domains, senders)
+		batch = append(batch, rec)
+		if len(batch) >= spamBatch {
+			return flush()
+		}
+		return ctx.Err()
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return res, fmt.Errorf("ingest %s: %w", in.Archive.Name, err)
+	}
+	if err := a.DB.SpamArchiveIngested(ctx, storage.SpamArchiveRow{URL: in.Archive.URL, Name: in.Archive.Name, Period: in.Archive.Period,
+		ETag: f.ETag, LastModified: f.LastModified, SHA: f.SHA256, Members: res.Members}); err != nil {
+		return res, err
+	}
+	res.Status = "ingested"
+	res.Domains, res.SenderIPs = bounded(domains), bounded(senders)
+	return res, nil
+}
+
+func (a *Activities) spamASNTable() string {
+	c, err := catalog.LoadSpam(a.SpamCatalogPath)
+	if err != nil {
+		return ""
+	}
+	return c.ASNTable
+}
+
+// spamRecord extracts a mail's facts and stores its raw bytes in S3 (first, so a
+// recorded mail always has its raw copy).
+func (a *Activities) spamRecord(ctx context.Context, raw []byte, truncated bool, cfg mail.Config, asn *ipasn.Table) (storage.SpamRecord, error) {
+	facts := mail.Extract(raw, cfg)
+	if truncated {
+		facts.Defects = append(facts.Defects, fmt.Sprintf("larger than the %d-byte limit: stored and parsed truncated", cfg.Limits.MaxSize))
+	}
+	if _, err := a.Blobs.PutBytes(ctx, raw, storage.PutOptions{ContentType: "message/rfc822"}); err != nil {
+		return storage.SpamRecord{}, err
+	}
+	js, err := json.Marshal(facts)
+	if err != nil {
+		return storage.SpamRecord{}, err
+	}
+	rec := storage.SpamRecord{SHA256: facts.SHA256, Size: facts.Size, ReceivedAt: facts.Received, HELO: facts.HELO,
+		EnvelopeFrom: facts.EnvelopeFrom, From: facts.From, ReplyTo: facts.ReplyTo, Trap: facts.To, MessageID: facts.MessageID,
+		Subject: facts.Subject, XMailer: facts.XMailer, Campaign: facts.CampaignKey, Defects: facts.Defects, Facts: js}
+	if facts.Received != nil && facts.DateParsed != nil {
+		skew := facts.DateSkewSeconds
+		rec.DateSkew = &skew
+	}
+	if ip, err := netip.ParseAddr(facts.SenderIP); err == nil {
+		rec.SenderIP = ip
+		if asn != nil {
+			if as, ok := asn.Lookup(ip); ok {
+				rec.SenderASN, rec.SenderCountry = int(as.Number), as.Country
+			}
+		}
+	}
+	for _, u := range facts.URLs {
+		rec.URLs = append(rec.URLs, storage.SpamURL{URL: u.URL, Host: u.Host, Registrable: u.Registrable})
+	}
+	for _, at := range facts.Attachments {
+		rec.Attachments = append(rec.Attachments, storage.SpamAttachment{Name: at.Name, Type: at.Type, Size: at.Size, ContentSHA256: at.SHA256})
+	}
+	return rec, nil
+}
+
+// collect notes a new mail's URL domains and sender address for the events.
+func collect(rec storage.SpamRecord, domains, senders map[string]bool) {
+	for _, u := range rec.URLs {
+		// the registrable domain: a wildcard zone's per-recipient hosts are one candidate
+		if u.Registrable != "" && len(domains) < maxEventItems {
+			domains[u.Registrable] = true
+		}
+	}
+	if rec.SenderIP.IsValid() && len(senders) < maxEventItems {
+		senders[rec.SenderIP.String()] = true
+	}
+}
+
+func bounded(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// blobToTemp copies a blob to a temporary file (archive readers need random access).
+func (a *Activities) blobToTemp(ctx context.Context, sha string) (string, error) {
+	body, _, err := a.Blobs.Open(ctx, sha)
+	if err != nil {
+		return "", err
+	}
+	defer body.Close()
+	tmp, err := os.CreateTemp("", "tip-archive-*")
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(tmp, body); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("copy archive %s: %w", sha, err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return tmp.Name(), nil
+}
+
+// SpamSendersSource is TIP's own blacklist source: the true senders of recent
+// spam, listed with the other sources so `tip lookup` and the exports show them.
+const SpamSendersSource = "tip-spamtrap-senders"
+
+// SpamSenderWindow is how long a sender stays listed after its last spam reached TIP.
+const SpamSenderWindow = 7 * 24 * time.Hour
+
+// RefreshSpamSenders lists every sender of spam TIP received in the last
+// SpamSenderWindow under SpamSendersSource — merged like a feed's load (new,
+// re-listed, removed) and recorded as a run of that source under runKey, so a
+// retry changes nothing twice.
+func (a *Activities) RefreshSpamSenders(ctx context.Context, runKey string) (LoadResult, error) {
+	src := catalog.Source{Name: SpamSendersSource, URL: "tip://spamtraps", Format: "tip-spamtraps", Type: "ip", Prior: 0.6, Enabled: true}
+	in := LoadInput{Source: src, RunKey: runKey, Fetch: FetchResult{StartedAt: time.Now().UTC()}}
+	if err := a.DB.UpsertSource(ctx, storage.SourceRow{Name: src.Name, URL: src.URL, Format: src.Format, Type: src.Type, Prior: src.Prior, Enabled: true}); err != nil {
+		return LoadResult{}, err
+	}
+	if prev, ok, err := a.recordedRun(ctx, in); err != nil || ok {
+		return prev, err
+	}
+	res := LoadResult{Source: src.Name}
+	tx, err := a.DB.Pool.Begin(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE staging (type text, value text, registrable text) ON COMMIT DROP`); err != nil {
+		return res, fmt.Errorf("spam senders: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO staging
+		SELECT DISTINCT CASE WHEN family(sender_ip) = 4 THEN 'ipv4' ELSE 'ipv6' END, host(sender_ip), ''
+		  FROM spam_messages WHERE sender_ip IS NOT NULL AND first_seen > now() - $1::interval`, SpamSenderWindow); err != nil {
+		return res, fmt.Errorf("spam senders: %w", err)
+	}
+	if err := merge(ctx, tx, src.Name, &res); err != nil {
+		return res, fmt.Errorf("spam senders: merge: %w", err)
+	}
+	res.Status = RunLoaded
+	if err := storage.SetValidators(ctx, tx, src.Name, "", "", ""); err != nil {
+		return res, err
+	}
+	if err := insertRun(ctx, tx, in, res); err != nil {
+		return res, err
+	}
+	return res, tx.Commit(ctx)
+}
+
+// PollMailbox fetches the new mail of an IMAP spamtrap mailbox: each batch's raw
+// mail into S3 and facts into PostgreSQL, then the cursor, then the mailbox's after
+// policy. A crash between recording a batch and advancing the cursor fetches the
+// batch again next time; its sightings ("UIDVALIDITY:UID") make that a no-op.
+func (a *Activities) PollMailbox(ctx context.Context, box catalog.Mailbox) (IngestResult, error) {
+	origin := "imap:" + box.Name
+	res := IngestResult{Origin: origin}
+	if due, err := a.DB.ClaimCollectorRun(ctx, origin, box.Interval); err != nil || !due {
+		res.Status = FetchNotDue
+		return res, err
+	}
+	res, err := a.pollMailbox(ctx, box, res)
+	if err != nil {
+		err = errors.Join(err, a.DB.ReleaseCollectorRun(context.WithoutCancel(ctx), origin))
+	}
+	return res, err
+}
+
+func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res IngestResult) (IngestResult, error) {
+	origin := res.Origin
+	cfg, err := a.mailConfig(box.Trap)
+	if err != nil {
+		return res, err
+	}
+	asn, err := a.asnTable(ctx, a.spamASNTable())
+	if err != nil {
+		activity.GetLogger(ctx).Warn("sender ASNs unknown", "error", err)
+	}
+	v, last, err := a.DB.IMAPCursor(ctx, box.Name)
+	if err != nil {
+		return res, err
+	}
+	domains, senders := map[string]bool{}, map[string]bool{}
+	_, _, err = spamimap.Poll(ctx, box, spamimap.Cursor{UIDValidity: v, LastUID: last}, spamimap.Options{MaxSize: cfg.Limits.MaxSize},
+		func(batch []spamimap.Mail, next spamimap.Cursor) error {
+			recs := make([]storage.SpamRecord, 0, len(batch))
+			for _, m := range batch {
+				rec, err := a.spamRecord(ctx, m.Raw, cfg.Limits.MaxSize > 0 && int64(m.Size) > cfg.Limits.MaxSize, cfg, asn)
+				if err != nil {
+					return err
+				}
+				rec.Origin, rec.Name = origin, fmt.Sprintf("%d:%d", next.UIDValidity, m.UID)
+				if len(rec.Defects) > 0 {
+					res.Defective++
+				}
+				collect(rec, domains, senders)
+				recs = append(recs, rec)
+			}
+			n, err := a.DB.RecordSpam(ctx, recs)
+			if err != nil {
+				return err
+			}
+			res.New += n
+			res.Members += len(batch)
+			if err := a.DB.SetIMAPCursor(ctx, box.Name, next.UIDValidity, next.LastUID, len(batch)); err != nil {
+				return err
+			}
+			activity.RecordHeartbeat(ctx, res.Members)
+			return nil
+		})
+	if err != nil {
+		return res, err
+	}
+	res.Status = "ingested"
+	if res.Members == 0 {
+		res.Status = FetchUnchanged
+	}
+	res.Domains, res.SenderIPs = bounded(domains), bounded(senders)
+	return res, nil
+}

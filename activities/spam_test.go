@@ -1,0 +1,176 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/tip-project/tip/ipasn"
+	"github.com/tip-project/tip/lab/spam"
+	"github.com/tip-project/tip/lab/trap"
+	"github.com/tip-project/tip/lab/world"
+)
+
+type labMail struct{ g *spam.Generator }
+
+func (l labMail) Between(from, to time.Time) []trap.Mail {
+	var out []trap.Mail
+	for _, m := range l.g.Between(from, to) {
+		out = append(out, trap.Mail{Name: m.Name, Time: m.Truth.Received, Raw: m.Raw})
+	}
+	return out
+}
+
+// spamLab serves a lab world's spam archive and ASN table, and writes a spam
+// catalog for its traps.
+type spamLab struct {
+	w       *world.World
+	gen     *spam.Generator
+	clock   *world.Clock
+	archive *trap.Archive
+	srv     *httptest.Server
+	catalog string
+}
+
+func newSpamLab(t *testing.T, perDay int) *spamLab {
+	t.Helper()
+	w := world.NewWorld(1)
+	l := &spamLab{w: w, gen: spam.NewGenerator(w, spam.Options{PerDay: perDay}), clock: world.FixedClock(w.Start.Add(20 * time.Hour))}
+	var err error
+	l.archive, err = trap.NewArchive(labMail{l.gen}, l.clock, w.Start, filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/spam-archive/", http.StripPrefix("/spam-archive", l.archive.Handler()))
+	mux.HandleFunc("/ip2asn.tsv", func(rw http.ResponseWriter, r *http.Request) { ipasn.Write(rw, w.ASNTable()) })
+	l.srv = httptest.NewServer(mux)
+	t.Cleanup(l.srv.Close)
+	y := fmt.Sprintf("asn_table: %q\ntraps:\n", l.srv.URL+"/ip2asn.tsv")
+	for _, mx := range w.TrapMX {
+		y += fmt.Sprintf("  - {name: %s, mx: [%s], mx_addrs: [%s], trusted: [", mx.Trap, mx.Name, mx.Addr)
+		for i, a := range l.gen.TrustedRelays() {
+			if i > 0 {
+				y += ", "
+			}
+			y += a.String()
+		}
+		y += "]}\n"
+	}
+	y += fmt.Sprintf("archives:\n  - {name: lab, index: %q, trap: all}\n", l.srv.URL+"/spam-archive/")
+	l.catalog = filepath.Join(t.TempDir(), "spam.yaml")
+	if err := os.WriteFile(l.catalog, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func runActivity[T any](t *testing.T, a *Activities, fn any, args ...any) (T, error) {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	var out T
+	v, err := env.ExecuteActivity(fn, args...)
+	if err != nil {
+		return out, err
+	}
+	return out, v.Get(&out)
+}
+
+func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
+	ctx := context.Background()
+	a := newActivities(t)
+	l := newSpamLab(t, 600)
+	a.SpamCatalogPath = l.catalog
+	plan, err := runActivity[SpamPlan](t, a, a.ReadSpamCatalog)
+	if err != nil || len(plan.Archives) != 1 {
+		t.Fatalf("plan %+v, %v", plan, err)
+	}
+	due, err := a.ListSpamArchives(ctx, plan.Archives[0])
+	if err != nil || len(due) != 1 || due[0].Period != "2026-09" {
+		t.Fatalf("due %+v, %v", due, err)
+	}
+	in := ArchiveIngestInput{Source: plan.Archives[0], Archive: due[0]}
+	first, err := runActivity[IngestResult](t, a, a.IngestSpamArchive, in)
+	msgs := l.gen.Between(time.Time{}, l.clock.Now())
+	if err != nil || first.Members != len(msgs) || first.New != len(msgs) || first.Skipped != 0 || len(first.Domains) == 0 {
+		t.Fatalf("first ingest %+v (%d lab mails), %v", first, len(msgs), err)
+	}
+	// Every mail's true sender, as the lab knows it, is what TIP recorded.
+	wrong := 0
+	for _, m := range msgs {
+		sum := sha256.Sum256(m.Raw)
+		var ip *string
+		if err := a.DB.Pool.QueryRow(ctx, `SELECT host(sender_ip) FROM spam_messages WHERE sha256 = $1`, hex.EncodeToString(sum[:])).Scan(&ip); err != nil {
+			t.Fatalf("%s not recorded: %v", m.Name, err)
+		}
+		got := ""
+		if ip != nil {
+			got = *ip
+		}
+		if want := m.Truth.SenderIP; (want.IsValid() && got != want.String()) || (!want.IsValid() && got != "") {
+			wrong++
+		}
+	}
+	if wrong > 0 {
+		t.Fatalf("%d of %d mails recorded with a sender other than the lab's truth", wrong, len(msgs))
+	}
+	// With the rules of both traps, no mail lacks its trap's header.
+	var untrusted int
+	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_messages WHERE array_to_string(defects, ' ') LIKE '%no Received header written by the trap%'`).Scan(&untrusted)
+	if untrusted != 0 {
+		t.Fatalf("%d mails found no header of their trap's MX", untrusted)
+	}
+	var raw int
+	for _, m := range msgs[:5] {
+		sum := sha256.Sum256(m.Raw)
+		if b, err := a.Blobs.ReadAll(ctx, hex.EncodeToString(sum[:])); err == nil && string(b) == string(m.Raw) {
+			raw++
+		}
+	}
+	if raw != 5 {
+		t.Fatalf("raw mails in S3: %d of 5", raw)
+	}
+
+	// Unchanged archive: a 304, nothing read.
+	if again, err := runActivity[IngestResult](t, a, a.IngestSpamArchive, in); err != nil || again.Status != FetchUnchanged || again.New != 0 {
+		t.Fatalf("unchanged ingest %+v, %v", again, err)
+	}
+	// The month grows: only the new members are read.
+	l.clock.Advance(6 * time.Hour)
+	grown, err := runActivity[IngestResult](t, a, a.IngestSpamArchive, in)
+	all := l.gen.Between(time.Time{}, l.clock.Now())
+	if err != nil || grown.Skipped != len(msgs) || grown.New != len(all)-len(msgs) || grown.Members != len(all) {
+		t.Fatalf("delta ingest %+v; lab now has %d mails, had %d; %v", grown, len(all), len(msgs), err)
+	}
+	var stored int
+	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_messages`).Scan(&stored)
+	if stored != len(all) {
+		t.Fatalf("%d mails stored, the lab sent %d", stored, len(all))
+	}
+
+	// The senders become TIP's own blacklist source.
+	senders, err := runActivity[LoadResult](t, a, a.RefreshSpamSenders, "run-1")
+	var distinct int
+	a.DB.Pool.QueryRow(ctx, `SELECT count(DISTINCT sender_ip) FROM spam_messages`).Scan(&distinct)
+	if err != nil || senders.Status != RunLoaded || senders.Entries != distinct || senders.Added != distinct || distinct == 0 {
+		t.Fatalf("senders %+v (distinct %d), %v", senders, distinct, err)
+	}
+	if again, err := runActivity[LoadResult](t, a, a.RefreshSpamSenders, "run-1"); err != nil || again != senders {
+		t.Fatalf("retried senders refresh %+v, %v", again, err)
+	}
+	ls, err := a.DB.Lookup(ctx, "ipv4", all[0].Truth.SenderIP.String(), "", "")
+	if err != nil || len(ls) == 0 || ls[0].Source != SpamSendersSource {
+		t.Fatalf("lookup of a spam sender: %+v, %v", ls, err)
+	}
+}

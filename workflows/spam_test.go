@@ -1,0 +1,70 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/spamarchive"
+)
+
+func TestSpamCollectIngestsArchivesAndMailboxesAndReportsDomains(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(SpamArchiveIngest)
+	env.RegisterWorkflow(SpamMailboxPoll)
+	env.RegisterActivity(&activities.Activities{})
+	plan := activities.SpamPlan{
+		Archives:  []catalog.SpamArchive{{Name: "lab", Index: "http://x/spam/", Trap: "t"}},
+		Mailboxes: []catalog.Mailbox{{Name: "inbox", Trap: "t"}, {Name: "broken", Trap: "t"}},
+	}
+	env.OnActivity(a.ReadSpamCatalog, mock.Anything).Return(plan, nil)
+	env.OnActivity(a.ListSpamArchives, mock.Anything, mock.Anything).Return([]spamarchive.Archive{
+		{Name: "2026-08.7z", Period: "2026-08"}, {Name: "2026-09.7z", Period: "2026-09"}}, nil)
+	var domains []string
+	for i := 0; i < 2500; i++ {
+		domains = append(domains, fmt.Sprintf("d%04d.example", i))
+	}
+	env.OnActivity(a.IngestSpamArchive, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ArchiveIngestInput) (activities.IngestResult, error) {
+		if in.Archive.Period == "2026-08" {
+			return activities.IngestResult{Status: activities.FetchUnchanged}, nil
+		}
+		return activities.IngestResult{Status: "ingested", New: 40, Members: 40, Domains: domains[:2000]}, nil
+	})
+	env.OnActivity(a.PollMailbox, mock.Anything, mock.Anything).Return(func(_ context.Context, box catalog.Mailbox) (activities.IngestResult, error) {
+		if box.Name == "broken" {
+			return activities.IngestResult{}, errors.New("imap broken: login as trap: authentication failed")
+		}
+		return activities.IngestResult{Status: "ingested", New: 3, Members: 3, Domains: domains[1990:]}, nil
+	})
+	env.OnActivity(a.RefreshSpamSenders, mock.Anything, mock.Anything).Return(activities.LoadResult{Status: activities.RunLoaded, Entries: 12, Added: 12}, nil)
+	env.ExecuteWorkflow(SpamCollect, ModuleInput{Module: SpamModule})
+	var res ModuleResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"43 new mails", "lab: 1 of 2 archives changed", "inbox: 3 fetched", "tip-spamtrap-senders: 12 listed (+12 -0)",
+		"problems: broken: ", "authentication failed"} {
+		if !strings.Contains(res.Summary, want) {
+			t.Errorf("summary %q lacks %q", res.Summary, want)
+		}
+	}
+	// 2,500 distinct domains in events of at most 2,000.
+	n := 0
+	for _, ev := range res.Events {
+		if ev.Kind != EventDomainsDiscovered || ev.From != SpamModule || len(ev.Items) > maxDomainsPerEvent {
+			t.Errorf("event %s from %s with %d items", ev.Kind, ev.From, len(ev.Items))
+		}
+		n += len(ev.Items)
+	}
+	if len(res.Events) != 2 || n != 2500 {
+		t.Errorf("%d events with %d domains, want 2 with 2500", len(res.Events), n)
+	}
+}
