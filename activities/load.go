@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/activity"
@@ -50,7 +51,7 @@ type LoadResult struct {
 // ParserOptions turns a catalog source's parser settings into feeds.Options.
 func ParserOptions(s catalog.Source) feeds.Options {
 	o := feeds.Options{CommentPrefix: s.Parser.Comment, Separator: s.Parser.Separator, Header: s.Parser.Header,
-		Type: feeds.Type(s.Type), MaxBadShare: s.Parser.MaxBad}
+		Type: feeds.Type(s.Type), MaxBadShare: s.Parser.MaxBad, AllowUnterminated: s.Parser.AllowUnterminated}
 	if s.Parser.Column > 0 {
 		o.Column = s.Parser.Column - 1 // the catalog counts columns from 1
 	}
@@ -90,6 +91,11 @@ func (a *Activities) LoadSource(ctx context.Context, in LoadInput) (LoadResult, 
 		return res, fmt.Errorf("load %s: %w", in.Source.Name, err)
 	}
 	defer body.Close()
+
+	// Heartbeat on a timer for the whole load, the merge included (one long
+	// statement): a worker that died is noticed within the heartbeat timeout.
+	stopBeat := heartbeatEvery(ctx, 5*time.Second)
+	defer stopBeat()
 
 	tx, err := a.DB.Pool.Begin(ctx)
 	if err != nil {
@@ -226,6 +232,30 @@ func insertRun(ctx context.Context, tx pgx.Tx, in LoadInput, res LoadResult) err
 		return fmt.Errorf("record run of %s: %w", in.Source.Name, err)
 	}
 	return nil
+}
+
+// heartbeatEvery records a heartbeat every d until stopped (outside an activity,
+// in tests, it does nothing).
+func heartbeatEvery(ctx context.Context, d time.Duration) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // errEnough stops a parse that has all the rows it wants.

@@ -402,6 +402,17 @@ func (a *Activities) PollMailbox(ctx context.Context, box catalog.Mailbox) (Inge
 
 func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res IngestResult) (IngestResult, error) {
 	origin := res.Origin
+	// Secrets never travel through workflow histories: the password is read here,
+	// from the catalog (or the environment variable it names).
+	c, err := catalog.LoadSpam(a.SpamCatalogPath)
+	if err != nil {
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: %v", err), "BadCatalog", err)
+	}
+	for _, m := range c.Mailboxes {
+		if m.Name == box.Name {
+			box.Password, box.PasswordEnv = m.Password, m.PasswordEnv
+		}
+	}
 	cfg, err := a.mailConfig(box.Trap)
 	if err != nil {
 		return res, err

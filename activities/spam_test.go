@@ -174,3 +174,64 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 		t.Fatalf("lookup of a spam sender: %+v, %v", ls, err)
 	}
 }
+
+func TestPollMailboxReadsTheSecretFromTheCatalogAndOnlyNewMail(t *testing.T) {
+	if _, err := os.Stat(trap.DovecotBinary); err != nil {
+		t.Skip("dovecot is not installed (deploy/local/tools.sh installs dovecot-imapd)")
+	}
+	ctx := context.Background()
+	a := newActivities(t)
+	l := newSpamLab(t, 1200)
+	dir, err := os.MkdirTemp("", "imap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	maildir := filepath.Join(dir, "Maildir")
+	d := trap.NewDelivery(labMail{l.gen}, l.clock, maildir, filepath.Join(dir, "state"))
+	delivered, err := d.DeliverDue()
+	if err != nil || delivered == 0 {
+		t.Fatalf("deliver %d, %v", delivered, err)
+	}
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	dc, err := trap.StartDovecot(dctx, trap.DovecotConfig{Dir: filepath.Join(dir, "dovecot"), Maildir: maildir, User: "trap", Password: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Stop()
+	t.Setenv("TIP_TEST_IMAP_PASSWORD", "s3cret")
+	y, _ := os.ReadFile(l.catalog)
+	y = append(y, fmt.Sprintf("mailboxes:\n  - {name: trap, address: %q, tls: starttls, ca_file: %q, username: trap, password_env: TIP_TEST_IMAP_PASSWORD, trap: all, interval: 1h}\n",
+		dc.Addr(), dc.CertFile())...)
+	os.WriteFile(l.catalog, y, 0o644)
+	a.SpamCatalogPath = l.catalog
+	plan, err := runActivity[SpamPlan](t, a, a.ReadSpamCatalog)
+	if err != nil || len(plan.Mailboxes) != 1 || plan.Mailboxes[0].Secret() != "s3cret" {
+		t.Fatalf("plan %+v, %v", plan, err)
+	}
+	box := plan.Mailboxes[0]
+	box.PasswordEnv = "" // as it arrives through a workflow: no secret in the payload
+	first, err := runActivity[IngestResult](t, a, a.PollMailbox, box)
+	if err != nil || first.Members != delivered || first.New != delivered || len(first.SenderIPs) == 0 {
+		t.Fatalf("first poll %+v (delivered %d), %v", first, delivered, err)
+	}
+	// Within its interval the mailbox is not polled again.
+	if again, err := runActivity[IngestResult](t, a, a.PollMailbox, box); err != nil || again.Status != FetchNotDue {
+		t.Fatalf("second poll %+v, %v", again, err)
+	}
+	// Later, only the new mail comes.
+	l.clock.Advance(2 * time.Hour)
+	more, _ := d.DeliverDue()
+	a.DB.Pool.Exec(ctx, `UPDATE collector_runs SET last_run = last_run - interval '2 hours'`)
+	next, err := runActivity[IngestResult](t, a, a.PollMailbox, box)
+	if err != nil || more == 0 || next.Members != more || next.New != more {
+		t.Fatalf("third poll %+v (delivered %d more), %v", next, more, err)
+	}
+	var seen int
+	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_sightings WHERE origin = 'imap:trap'`).Scan(&seen)
+	if seen != delivered+more {
+		t.Fatalf("%d sightings, want %d", seen, delivered+more)
+	}
+}

@@ -44,6 +44,9 @@ type Parser struct {
 	Column    int     `json:"column,omitempty"` // 1-based
 	Header    bool    `json:"header,omitempty"`
 	MaxBad    float64 `json:"max_bad_share,omitempty"`
+	// AllowUnterminated parses a last line without a newline (by default it is a
+	// bad line: most likely a cut body).
+	AllowUnterminated bool `json:"allow_unterminated,omitempty"`
 }
 
 // Catalog is a loaded, validated catalog.
@@ -325,13 +328,17 @@ func (p *parser) parserFields(n *yaml.Node, prefix string, o *Parser) error {
 			if o.Header, err = strconv.ParseBool(v.Value); err != nil {
 				return bad("want true or false")
 			}
+		case "allow_unterminated":
+			if o.AllowUnterminated, err = strconv.ParseBool(v.Value); err != nil {
+				return bad("want true or false")
+			}
 		case "max_bad_share":
 			o.MaxBad, err = strconv.ParseFloat(v.Value, 64)
 			if err != nil || o.MaxBad < 0 || o.MaxBad > 1 {
 				return bad(fmt.Sprintf("%q: want a share from 0 to 1", v.Value))
 			}
 		default:
-			return &Error{p.file, k.Line, field, "unknown key (want comment, separator, column, header, max_bad_share)"}
+			return &Error{p.file, k.Line, field, "unknown key (want comment, separator, column, header, max_bad_share, allow_unterminated)"}
 		}
 	}
 	return nil

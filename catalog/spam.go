@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -54,7 +55,7 @@ type Mailbox struct {
 	// Password, or PasswordEnv naming the environment variable that holds it.
 	Password    string        `json:"-"`
 	PasswordEnv string        `json:"password_env,omitempty"`
-	CAFile      string        `json:"ca_file,omitempty"` // a private CA or self-signed certificate to trust
+	CAFile      string        `json:"ca_file,omitempty"` // a private CA or self-signed certificate to trust (relative: to the catalog's folder)
 	Mailbox     string        `json:"mailbox"`
 	After       string        `json:"after"` // keep, delete, or move (to MoveTo) once stored safely
 	MoveTo      string        `json:"move_to,omitempty"`
@@ -203,13 +204,20 @@ func ParseSpam(path string, data []byte) (*Spam, error) {
 				"username":     func(v *yaml.Node) error { m.Username = v.Value; return nil },
 				"password":     func(v *yaml.Node) error { m.Password = v.Value; return nil },
 				"password_env": func(v *yaml.Node) error { m.PasswordEnv = v.Value; return nil },
-				"ca_file":      func(v *yaml.Node) error { m.CAFile = v.Value; return nil },
-				"mailbox":      func(v *yaml.Node) error { m.Mailbox = v.Value; return nil },
-				"after":        func(v *yaml.Node) error { m.After = v.Value; return oneOf(v.Value, "keep", "delete", "move") },
-				"move_to":      func(v *yaml.Node) error { m.MoveTo = v.Value; return nil },
-				"trap":         func(v *yaml.Node) error { m.Trap = v.Value; return nil },
-				"interval":     func(v *yaml.Node) (err error) { m.Interval, err = duration(v.Value, 10*time.Second); return },
-				"enabled":      func(v *yaml.Node) error { return v.Decode(&m.Enabled) },
+				"ca_file": func(v *yaml.Node) error {
+					// relative to the catalog's folder, so any working directory finds it
+					m.CAFile = v.Value
+					if m.CAFile != "" && !filepath.IsAbs(m.CAFile) {
+						m.CAFile = filepath.Join(filepath.Dir(path), m.CAFile)
+					}
+					return nil
+				},
+				"mailbox":  func(v *yaml.Node) error { m.Mailbox = v.Value; return nil },
+				"after":    func(v *yaml.Node) error { m.After = v.Value; return oneOf(v.Value, "keep", "delete", "move") },
+				"move_to":  func(v *yaml.Node) error { m.MoveTo = v.Value; return nil },
+				"trap":     func(v *yaml.Node) error { m.Trap = v.Value; return nil },
+				"interval": func(v *yaml.Node) (err error) { m.Interval, err = duration(v.Value, 10*time.Second); return },
+				"enabled":  func(v *yaml.Node) error { return v.Decode(&m.Enabled) },
 			}, "name", "address", "username", "trap"); err != nil {
 				return nil, err
 			}

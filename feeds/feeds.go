@@ -63,6 +63,11 @@ type Options struct {
 	// Header skips a header row (generic): the first data line whose column does
 	// not parse, wherever it is.
 	Header bool
+	// AllowUnterminated parses a last line that has no newline. By default it is
+	// a bad line: a body that stops mid-line was most likely cut short, and a cut
+	// entry can still parse (an IPv6 address cut to a shorter one). Set it for a
+	// feed known to omit the final newline (Cloudflare's ips-v4).
+	AllowUnterminated bool
 	// KeepPublicSuffix emits domains that are public suffixes (blogspot.com,
 	// akamaized.net) instead of dropping them: an allowlist wants them.
 	KeepPublicSuffix bool

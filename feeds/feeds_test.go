@@ -169,6 +169,12 @@ func TestParseQuirks(t *testing.T) {
 			want: []string{"1.2.3.4", "5.6.7.8"}, bad: 1},
 		{name: "truncated last line", format: "ip-list", opts: feeds.Options{MaxBadShare: 0.5},
 			body: "1.2.3.4\n5.6.", want: []string{"1.2.3.4"}, bad: 1},
+		{name: "cut last line that still parses is not listed", format: "ip-list", opts: feeds.Options{MaxBadShare: 0.5},
+			body: "1.2.3.4\n2a06:ad7d::148a", want: []string{"1.2.3.4"}, bad: 1},
+		{name: "unterminated last line allowed", format: "netset", opts: feeds.Options{AllowUnterminated: true},
+			body: "173.245.48.0/20\n103.21.244.0/22", want: []string{"173.245.48.0/20", "103.21.244.0/22"}},
+		{name: "unterminated comment or blank is harmless", format: "ip-list",
+			body: "1.2.3.4\n# end", want: []string{"1.2.3.4"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, st, err := parse(t, c.format, c.body, c.opts)

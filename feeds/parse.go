@@ -142,15 +142,39 @@ func (p *parser) lines(f *format, br *bufio.Reader) error {
 		}
 		p.lineNo++
 		p.st.Lines++
-		if tooLong {
+		switch {
+		case tooLong:
 			p.bad(fmt.Sprintf("line longer than %d bytes", maxLine), "")
-		} else if lerr := p.one(f, comments, b); lerr != nil {
-			return lerr
+		case err == io.EOF && !p.opts.AllowUnterminated && p.isData(comments, b):
+			// A body that stops mid-line was most likely cut: "2a06:ad7d::148a:3d9b"
+			// cut to "2a06:ad7d::148a" is still an address, but not the one listed.
+			p.bad("the body ends in the middle of this line (truncated?)", string(bytes.TrimSpace(b)))
+		default:
+			if lerr := p.one(f, comments, b); lerr != nil {
+				return lerr
+			}
 		}
 		if err == io.EOF {
 			return nil
 		}
 	}
+}
+
+// isData says whether a line is neither blank nor a comment.
+func (p *parser) isData(comments []string, b []byte) bool {
+	if p.lineNo == 1 {
+		b = bytes.TrimPrefix(b, bom)
+	}
+	line := string(bytes.TrimSpace(b))
+	if line == "" {
+		return false
+	}
+	for _, c := range comments {
+		if strings.HasPrefix(line, c) {
+			return false
+		}
+	}
+	return true
 }
 
 // one handles one line: blank, comment, or data.

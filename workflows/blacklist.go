@@ -25,7 +25,8 @@ const MaxConcurrentSources = 8
 func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
+		// A database restart or a 20-s outage must not fail the refresh at its fan-in.
+		RetryPolicy: dbRetry,
 	})
 	var sources []catalog.Source
 	if err := workflow.ExecuteActivity(actx, a.ReadCatalog).Get(ctx, &sources); err != nil {
@@ -67,7 +68,7 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 	if workflow.GetVersion(ctx, "allowlists", workflow.DefaultVersion, 1) == 1 {
 		alctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			StartToCloseTimeout: 10 * time.Minute,
-			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+			RetryPolicy:         dbRetry,
 		})
 		var lists []activities.AllowlistResult
 		if err := workflow.ExecuteActivity(alctx, a.RefreshAllowlists).Get(ctx, &lists); err != nil {
@@ -87,6 +88,10 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 	}
 	return ModuleResult{Summary: summary}, nil
 }
+
+// dbRetry retries activities that only touch the database through a few minutes
+// of outage (5 s, 10 s, 20 s, 40 s, then every minute; 10 attempts ≈ 7 min).
+var dbRetry = &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 10}
 
 // EventRefreshSources asks the next refresh to run only the named sources
 // (`tip blacklists refresh --source NAME`).
@@ -183,8 +188,10 @@ func SourceRefresh(ctx workflow.Context, src catalog.Source) (activities.LoadRes
 	}
 	lctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
-		HeartbeatTimeout:    2 * time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+		// The load heartbeats every few seconds, merge included: a dead worker's
+		// load is retried elsewhere within half a minute.
+		HeartbeatTimeout: 30 * time.Second,
+		RetryPolicy:      &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 	})
 	var res activities.LoadResult
 	err := workflow.ExecuteActivity(lctx, a.LoadSource, activities.LoadInput{Source: src, Fetch: fetch, RunKey: runKey}).Get(ctx, &res)

@@ -56,12 +56,16 @@ func devCmd(a *app) *cobra.Command {
 				}
 			}
 			if withWorker {
-				// The worker runs in its own folder: hand it the catalog by absolute path.
+				// The worker runs in its own folder: hand it the catalogs by absolute path.
 				catalogPath, err := filepath.Abs(a.cfg.Blacklists.Catalog)
 				if err != nil {
 					return err
 				}
-				env := []string{"TIP_BLACKLISTS_CATALOG=" + catalogPath}
+				spamPath, err := filepath.Abs(a.cfg.Spam.Catalog)
+				if err != nil {
+					return err
+				}
+				env := []string{"TIP_BLACKLISTS_CATALOG=" + catalogPath, "TIP_SPAM_CATALOG=" + spamPath}
 				if err := s.StartTip(cmd.Context(), devstack.Worker, self, env, "worker"); err != nil {
 					return err
 				}

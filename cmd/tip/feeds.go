@@ -110,6 +110,7 @@ format is configured with --comment, --separator, --column and --type.`,
 	f.BoolVar(&opts.Header, "header", false, "generic: skip a header row")
 	f.StringVar(&typ, "type", "", "generic: indicator type (ipv4, ipv6, ip, cidr, asn, domain, url, sha1, sha256, md5)")
 	f.Float64Var(&opts.MaxBadShare, "max-bad", 0.05, "fail when more than this share of data lines is bad")
+	f.BoolVar(&opts.AllowUnterminated, "allow-unterminated", false, "parse a last line without a newline (by default it counts as bad: a cut body)")
 	_ = cmd.MarkFlagRequired("format")
 	return cmd
 }

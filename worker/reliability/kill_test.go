@@ -1,0 +1,210 @@
+package reliability_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	activitypb "go.temporal.io/api/activity/v1"
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/internal/testenv"
+	labfeeds "github.com/tip-project/tip/lab/feeds"
+)
+
+// TestWorkerKilledMidLoadLosesAndDuplicatesNothing runs `tip worker` as its own
+// process, SIGKILLs it while the large feed streams into PostgreSQL, starts
+// another worker and checks that the refresh completes with every source listing
+// exactly what the lab serves, recorded once.
+func TestWorkerKilledMidLoadLosesAndDuplicatesNothing(t *testing.T) {
+	t.Parallel()
+	l := startLab(t, labfeeds.Options{LargeLines: largeLines})
+	sources := []string{"lab-large", "spamhaus-drop", "feodo-ipblocklist", "blocklistde-all", "cins-army", "dshield-block", "openphish"}
+	cfg := newConfig(t, l.writeCatalog(t, sources...), testenv.NewDatabase(t))
+	tip := buildTip(t)
+	c := dial(t, cfg)
+
+	first := startTipWorker(t, tip, cfg)
+	run := startRefresh(t, c, cfg)
+	large := childOf(t, c, run, "lab-large")
+	waitLoading(t, c, large)
+	first.kill(t)
+
+	second := startTipWorker(t, tip, cfg)
+	expireAttempts(t, c, cfg, run, first.identity)
+	res := finish(t, c, run, 2*time.Minute)
+	if want := fmt.Sprintf("%d sources: %[1]d loaded", len(sources)); !strings.Contains(res.Summary, want) {
+		t.Errorf("summary %q lacks %q", res.Summary, want)
+	}
+	if n, identity := attempt(t, c, large, "LoadSource"); n < 2 || identity != second.identity {
+		t.Errorf("the large feed's load completed in attempt %d by %q; want a retry by the second worker %q", n, identity, second.identity)
+	}
+
+	st := readStored(t, cfg.Postgres.DSN)
+	kids := children(t, c, run)
+	for _, s := range sources {
+		checkLoaded(t, l, st, s, kids[s])
+	}
+	if len(st.runs) != len(sources) {
+		t.Errorf("runs recorded for %d sources, want %d", len(st.runs), len(sources))
+	}
+}
+
+// buildTip builds the tip binary into the test's temporary folder.
+func buildTip(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tip")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/tip-project/tip/cmd/tip").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build ./cmd/tip: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// tipWorker is a `tip worker` running as an OS process of its own.
+type tipWorker struct {
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	identity string // the worker's Temporal identity
+}
+
+// startTipWorker runs `tip worker` configured through TIP_* variables only, and
+// kills it when the test ends.
+func startTipWorker(t *testing.T, bin string, cfg config.Config) *tipWorker {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), "worker.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(bin, "worker")
+	cmd.Dir = t.TempDir() // no tip.yaml to pick up
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TIP_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env,
+		"TIP_TEMPORAL_ADDRESS="+cfg.Temporal.Address,
+		"TIP_TEMPORAL_NAMESPACE="+cfg.Temporal.Namespace,
+		"TIP_TEMPORAL_TASK_QUEUE="+cfg.Temporal.TaskQueue,
+		"TIP_POSTGRES_DSN="+cfg.Postgres.DSN,
+		"TIP_S3_ENDPOINT="+cfg.S3.Endpoint,
+		"TIP_S3_ACCESS_KEY="+cfg.S3.AccessKey,
+		"TIP_S3_SECRET_KEY="+cfg.S3.SecretKey,
+		"TIP_S3_BUCKET="+cfg.S3.Bucket,
+		"TIP_WORKER_METRICS_ADDRESS=",
+		"TIP_BLACKLISTS_CATALOG="+cfg.Blacklists.Catalog,
+		"TIP_LOG_LEVEL=warn",
+	)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	w := &tipWorker{cmd: cmd, exited: make(chan struct{}), identity: fmt.Sprintf("%d@%s", cmd.Process.Pid, host)}
+	go func() {
+		_ = cmd.Wait()
+		close(w.exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-w.exited
+		if t.Failed() {
+			if log, err := os.ReadFile(logPath); err == nil && len(log) > 0 {
+				t.Logf("log of worker %s:\n%s", w.identity, log)
+			}
+		}
+	})
+	return w
+}
+
+// kill sends SIGKILL, as the OOM killer or a lost machine would, and waits for the process to die.
+func (w *tipWorker) kill(t *testing.T) {
+	t.Helper()
+	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker survived SIGKILL for 10 s")
+	}
+}
+
+// expireAttempts makes Temporal give up now on the activity attempts a killed
+// worker held, instead of at their heartbeat timeouts (one minute for fetches,
+// two for loads), which is how Temporal learns that a worker died: it shortens
+// their heartbeat timeout (what `temporal activity update-options` does) until
+// each attempt has timed out, then restores the workflow's options for the retry.
+func expireAttempts(t *testing.T, c client.Client, cfg config.Config, run client.WorkflowRun, identity string) {
+	t.Helper()
+	ctx := context.Background()
+	type held struct {
+		workflowID, activityID, activityType string
+		attempt                              int32
+	}
+	var all []held
+	ids := []string{run.GetID()}
+	d, err := c.DescribeWorkflowExecution(ctx, run.GetID(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range d.GetPendingChildren() {
+		ids = append(ids, k.GetWorkflowId())
+	}
+	for _, id := range ids {
+		d, err := c.DescribeWorkflowExecution(ctx, id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range d.GetPendingActivities() {
+			if a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED && a.GetLastWorkerIdentity() == identity {
+				all = append(all, held{id, a.GetActivityId(), a.GetActivityType().GetName(), a.GetAttempt()})
+			}
+		}
+	}
+	update := func(h held, r *workflowservice.UpdateActivityOptionsRequest) {
+		r.Namespace = cfg.Temporal.Namespace
+		r.Execution = &commonpb.WorkflowExecution{WorkflowId: h.workflowID}
+		r.Activity = &workflowservice.UpdateActivityOptionsRequest_Id{Id: h.activityID}
+		if _, err := c.WorkflowService().UpdateActivityOptions(ctx, r); err != nil {
+			t.Fatalf("update the options of activity %s of %s: %v", h.activityID, h.workflowID, err)
+		}
+	}
+	for _, h := range all {
+		update(h, &workflowservice.UpdateActivityOptionsRequest{
+			ActivityOptions: &activitypb.ActivityOptions{HeartbeatTimeout: durationpb.New(time.Second)},
+			UpdateMask:      &fieldmaskpb.FieldMask{Paths: []string{"heartbeat_timeout"}},
+		})
+	}
+	for _, h := range all {
+		waitFor(t, c, h.workflowID, 30*time.Second, "the killed worker's attempt of activity "+h.activityID+" of "+h.workflowID+" times out",
+			func(_ *workflowpb.WorkflowExecutionInfo, acts []*workflowpb.PendingActivityInfo, _ []*workflowpb.PendingChildExecutionInfo) bool {
+				for _, a := range acts {
+					if a.GetActivityId() == h.activityID {
+						return a.GetAttempt() > h.attempt
+					}
+				}
+				return true
+			})
+		update(h, &workflowservice.UpdateActivityOptionsRequest{RestoreOriginal: true})
+	}
+	for _, h := range all {
+		t.Logf("expired the killed worker's attempt %d of %s in %s", h.attempt, h.activityType, h.workflowID)
+	}
+}
