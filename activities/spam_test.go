@@ -15,20 +15,11 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tip-project/tip/ipasn"
+	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/spam"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
 )
-
-type labMail struct{ g *spam.Generator }
-
-func (l labMail) Between(from, to time.Time) []trap.Mail {
-	var out []trap.Mail
-	for _, m := range l.g.Between(from, to) {
-		out = append(out, trap.Mail{Name: m.Name, Time: m.Truth.Received, Raw: m.Raw})
-	}
-	return out
-}
 
 // spamLab serves a lab world's spam archive and ASN table, and writes a spam
 // catalog for its traps.
@@ -46,7 +37,7 @@ func newSpamLab(t *testing.T, perDay int) *spamLab {
 	w := world.NewWorld(1)
 	l := &spamLab{w: w, gen: spam.NewGenerator(w, spam.Options{PerDay: perDay}), clock: world.FixedClock(w.Start.Add(20 * time.Hour))}
 	var err error
-	l.archive, err = trap.NewArchive(labMail{l.gen}, l.clock, w.Start, filepath.Join(t.TempDir(), "cache"))
+	l.archive, err = trap.NewArchive(lab.MailSource(l.gen), l.clock, w.Start, filepath.Join(t.TempDir(), "cache"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +180,7 @@ func TestPollMailboxReadsTheSecretFromTheCatalogAndOnlyNewMail(t *testing.T) {
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755)
 	maildir := filepath.Join(dir, "Maildir")
-	d := trap.NewDelivery(labMail{l.gen}, l.clock, maildir, filepath.Join(dir, "state"))
+	d := trap.NewDelivery(lab.MailSource(l.gen), l.clock, maildir, filepath.Join(dir, "state"))
 	delivered, err := d.DeliverDue()
 	if err != nil || delivered == 0 {
 		t.Fatalf("deliver %d, %v", delivered, err)

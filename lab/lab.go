@@ -112,7 +112,10 @@ func New(cfg Config, log *slog.Logger) (*Lab, error) {
 	}, nil
 }
 
-// mailSource adapts the spam generator to what the trap publishes.
+// MailSource adapts the spam generator to what the trap publishes (the archive
+// and the Maildir delivery), for the lab and for tests that build a trap alone.
+func MailSource(g *spam.Generator) trap.Source { return mailSource{g} }
+
 type mailSource struct{ g *spam.Generator }
 
 func (m mailSource) Between(from, to time.Time) []trap.Mail {

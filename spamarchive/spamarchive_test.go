@@ -19,21 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/spam"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
 )
-
-// labMail adapts the lab's spam generator to the archive's mail source.
-type labMail struct{ g *spam.Generator }
-
-func (l labMail) Between(from, to time.Time) []trap.Mail {
-	var out []trap.Mail
-	for _, m := range l.g.Between(from, to) {
-		out = append(out, trap.Mail{Name: m.Name, Time: m.Truth.Received, Raw: m.Raw})
-	}
-	return out
-}
 
 func download(t *testing.T, u, dst string) {
 	t.Helper()
@@ -60,7 +50,7 @@ func download(t *testing.T, u, dst string) {
 func TestLabArchiveRoundTrip(t *testing.T) {
 	w := world.NewWorld(1)
 	clock := world.FixedClock(w.Start.Add(30 * time.Hour))
-	a, err := trap.NewArchive(labMail{spam.NewGenerator(w, spam.Options{PerDay: 300})}, clock, w.Start, filepath.Join(t.TempDir(), "cache"))
+	a, err := trap.NewArchive(lab.MailSource(spam.NewGenerator(w, spam.Options{PerDay: 300})), clock, w.Start, filepath.Join(t.TempDir(), "cache"))
 	if err != nil {
 		t.Skipf("no 7z here: %v", err)
 	}

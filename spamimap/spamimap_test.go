@@ -11,20 +11,11 @@ import (
 	"time"
 
 	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/spam"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
 )
-
-type labMail struct{ g *spam.Generator }
-
-func (l labMail) Between(from, to time.Time) []trap.Mail {
-	var out []trap.Mail
-	for _, m := range l.g.Between(from, to) {
-		out = append(out, trap.Mail{Name: m.Name, Time: m.Truth.Received, Raw: m.Raw})
-	}
-	return out
-}
 
 // publicDir is a temporary folder Dovecot's unprivileged users can enter, with a
 // short path (Dovecot's sockets live under it and Unix socket paths are short).
@@ -57,7 +48,7 @@ func startTrap(t *testing.T) *labTrap {
 	w := world.NewWorld(3)
 	clock := world.FixedClock(w.Start.Add(2 * time.Hour))
 	lt := &labTrap{clock: clock, maildir: filepath.Join(dir, "Maildir")}
-	lt.delivery = trap.NewDelivery(labMail{spam.NewGenerator(w, spam.Options{PerDay: 2400})}, clock, lt.maildir, filepath.Join(dir, "delivery.state"))
+	lt.delivery = trap.NewDelivery(lab.MailSource(spam.NewGenerator(w, spam.Options{PerDay: 2400})), clock, lt.maildir, filepath.Join(dir, "delivery.state"))
 	if n, err := lt.delivery.DeliverDue(); err != nil || n == 0 {
 		t.Fatalf("deliver: %d, %v", n, err)
 	}
