@@ -12,7 +12,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 TIP := bin/tip
 GO_TEST_FLAGS ?=
 
-.PHONY: help build tools up down status wipe demo doctor test test-unit lint fmt workflowcheck clean
+.PHONY: help build tools up down status wipe demo doctor test test-unit bench lint fmt workflowcheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,13 @@ test: tools build lint ## run every test: unit, workflow, and integration agains
 
 test-unit: ## fast tests only (no services)
 	go test -short -count=1 ./...
+
+bench: tools ## measure parse, load and refresh against their targets (minutes); results in state/bench/
+	@mkdir -p "$(TIP_STATE_DIR)/bench"
+	@out="$(TIP_STATE_DIR)/bench/results-$$(date -u +%Y%m%dT%H%M%SZ).txt"; \
+	  TIP_BENCH_RESULTS="$$out" TIP_BENCH_VERSION="$(VERSION)" \
+	    go test -tags bench -count=1 -timeout 40m -run '^TestBench$$' -v ./bench/ && \
+	  cp "$$out" "$(TIP_STATE_DIR)/bench/latest.txt" && echo && cat "$$out"
 
 lint: workflowcheck ## gofmt, go vet and workflowcheck must be clean
 	@out=$$(gofmt -l .); \

@@ -147,36 +147,41 @@ func (a *Activities) LoadSource(ctx context.Context, in LoadInput) (LoadResult, 
 	return res, nil
 }
 
-// merge folds the staging table into indicators and this source's listings.
+// merge folds the staging table into indicators and this source's listings, in
+// set-based statements sized for feeds of millions of lines: the ids of what the
+// source lists now come straight from the indicator upsert and are upserted into
+// the listings (last_seen = now(), the transaction's time); what the source no
+// longer lists is then exactly its active listings not seen now — a sweep, no join.
 func merge(ctx context.Context, tx pgx.Tx, source string, res *LoadResult) error {
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO indicators (type, value, registrable, first_seen, last_seen)
-		SELECT DISTINCT ON (type, value) type, value, coalesce(registrable, ''), now(), now() FROM staging
-		ON CONFLICT (type, value) DO UPDATE SET last_seen = now()`); err != nil {
+	// temporary tables are never analysed automatically; without statistics the
+	// planner takes a million rows for a few
+	if _, err := tx.Exec(ctx, `ANALYZE staging`); err != nil {
 		return err
 	}
-	err := tx.QueryRow(ctx, `
+	var activeBefore int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM listings WHERE source = $1 AND active`, source).Scan(&activeBefore); err != nil {
+		return err
+	}
+	tag, err := tx.Exec(ctx, `
 		WITH current AS (
-		    SELECT DISTINCT i.id FROM staging s JOIN indicators i ON i.type = s.type AND i.value = s.value
-		), upserted AS (
-		    INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
-		    SELECT $1, id, now(), now(), true FROM current
-		    ON CONFLICT (source, indicator_id) DO UPDATE
-		       SET last_seen = now(), active = true, removed_at = NULL
-		    RETURNING 1
-		), removed AS (
-		    UPDATE listings SET active = false, removed_at = now()
-		     WHERE source = $1 AND active AND indicator_id NOT IN (SELECT id FROM current)
-		    RETURNING 1
-		)
-		SELECT (SELECT count(*) FROM current),
-		       -- the statement sees listings as they were before it: new or re-listed
-		       (SELECT count(*) FROM current c WHERE NOT EXISTS (
-		            SELECT 1 FROM listings l WHERE l.source = $1 AND l.indicator_id = c.id AND l.active)),
-		       (SELECT count(*) FROM removed)`, source).Scan(&res.Entries, &res.Added, &res.Removed)
+		    INSERT INTO indicators (type, value, registrable, first_seen, last_seen)
+		    SELECT DISTINCT ON (type, value) type, value, coalesce(registrable, ''), now(), now() FROM staging
+		    ON CONFLICT (type, value) DO UPDATE SET last_seen = now()
+		    RETURNING id)
+		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
+		SELECT $1, id, now(), now(), true FROM current
+		ON CONFLICT (source, indicator_id) DO UPDATE SET last_seen = now(), active = true, removed_at = NULL`, source)
 	if err != nil {
 		return err
 	}
+	res.Entries = int(tag.RowsAffected())
+	tag, err = tx.Exec(ctx, `UPDATE listings SET active = false, removed_at = now()
+		WHERE source = $1 AND active AND last_seen < now()`, source)
+	if err != nil {
+		return err
+	}
+	res.Removed = int(tag.RowsAffected())
+	res.Added = res.Entries - (activeBefore - res.Removed) // the rest was listed before and still is
 	return nil
 }
 

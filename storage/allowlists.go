@@ -133,6 +133,13 @@ func ReplaceAllowlist(ctx context.Context, tx pgx.Tx, name, etag, lastModified, 
 		}
 		n = tag.RowsAffected()
 	}
+	// fresh statistics, or the planner scans a replaced list once per indicator
+	if _, err := tx.Exec(ctx, `ANALYZE allowlist_domains`); err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `ANALYZE allowlist_nets`); err != nil {
+		return 0, err
+	}
 	if _, err := tx.Exec(ctx, `UPDATE allowlists SET etag = $2, last_modified = $3, content_sha256 = $4, entries = $5,
 		checked_at = now(), loaded_at = now(), error = '' WHERE name = $1`, name, etag, lastModified, sha, n); err != nil {
 		return 0, err

@@ -24,7 +24,8 @@ const MaxConcurrentSources = 8
 // them, and fans in a summary for the core.
 func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
+		// metrics over millions of listings take tens of seconds on a busy machine
+		StartToCloseTimeout: 10 * time.Minute,
 		// A database restart or a 20-s outage must not fail the refresh at its fan-in.
 		RetryPolicy: dbRetry,
 	})

@@ -1,0 +1,14 @@
+// Package bench holds TIP's benchmarks against the lab, run by `make bench`:
+//
+//   - parse: the lab's 1,000,000-line feed through TIP's parser on one core,
+//     against a target of 1,000,000 lines/s;
+//   - load: that feed fetched into S3 and loaded into PostgreSQL by the load
+//     activity, against a bare COPY of the same rows into an empty indicators
+//     table (target: at most 1.5 times the COPY);
+//   - refresh: a blacklist refresh of every lab source through a real worker,
+//     against the slowest source refreshed alone (target: at most 1.5 times).
+//
+// They measure ratios within one run on one machine rather than pass or fail on
+// absolute times, and need the real services, so they sit behind the bench build
+// tag: `go test ./...` compiles only this file.
+package bench
