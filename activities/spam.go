@@ -55,17 +55,24 @@ func (a *Activities) ReadSpamCatalog(ctx context.Context) (SpamPlan, error) {
 	return p, nil
 }
 
-// mailConfig is the extraction setting of a trap of the spam catalog.
-func (a *Activities) mailConfig(trap string) (mail.Config, error) {
+// spamSetup is what a collector needs from the spam catalog, read once per
+// activity: the extraction setting of its trap, the ASN table (nil when none is
+// configured or it cannot be had: senders then stay unmapped), and the catalog.
+func (a *Activities) spamSetup(ctx context.Context, trap string) (*catalog.Spam, mail.Config, *ipasn.Table, error) {
 	c, err := catalog.LoadSpam(a.SpamCatalogPath)
 	if err != nil {
-		return mail.Config{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: %v", err), "BadCatalog", err)
+		return nil, mail.Config{}, nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: %v", err), "BadCatalog", err)
 	}
 	t, ok := c.Rules(trap)
 	if !ok {
-		return mail.Config{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: no trap %q", trap), "BadCatalog", nil)
+		return nil, mail.Config{}, nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: no trap %q", trap), "BadCatalog", nil)
 	}
-	return mail.Config{TrapMX: t.MX, TrapMXAddrs: t.MXAddrs, TrustedRelays: t.Trusted, Limits: mail.DefaultLimits()}, nil
+	cfg := mail.Config{TrapMX: t.MX, TrapMXAddrs: t.MXAddrs, TrustedRelays: t.Trusted, Limits: mail.DefaultLimits()}
+	asn, err := a.asnTable(ctx, c.ASNTable)
+	if err != nil {
+		activity.GetLogger(ctx).Warn("sender ASNs unknown", "error", err)
+	}
+	return c, cfg, asn, nil
 }
 
 // ListSpamArchives reads an archive's index and returns the archives that may hold
@@ -150,13 +157,9 @@ const spamBatch = 200
 func (a *Activities) IngestSpamArchive(ctx context.Context, in ArchiveIngestInput) (IngestResult, error) {
 	origin := "archive:" + in.Archive.URL
 	res := IngestResult{Origin: origin}
-	cfg, err := a.mailConfig(in.Source.Trap)
+	_, cfg, asn, err := a.spamSetup(ctx, in.Source.Trap)
 	if err != nil {
 		return res, err
-	}
-	asn, err := a.asnTable(ctx, a.spamASNTable())
-	if err != nil {
-		activity.GetLogger(ctx).Warn("sender ASNs unknown", "error", err)
 	}
 	row, err := a.DB.SpamArchive(ctx, in.Archive.URL)
 	if err != nil {
@@ -242,14 +245,6 @@ func (a *Activities) IngestSpamArchive(ctx context.Context, in ArchiveIngestInpu
 	res.Status = "ingested"
 	res.Domains, res.SenderIPs = bounded(domains), bounded(senders)
 	return res, nil
-}
-
-func (a *Activities) spamASNTable() string {
-	c, err := catalog.LoadSpam(a.SpamCatalogPath)
-	if err != nil {
-		return ""
-	}
-	return c.ASNTable
 }
 
 // spamRecord extracts a mail's facts and stores its raw bytes in S3 (first, so a
@@ -402,24 +397,16 @@ func (a *Activities) PollMailbox(ctx context.Context, box catalog.Mailbox) (Inge
 
 func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res IngestResult) (IngestResult, error) {
 	origin := res.Origin
+	c, cfg, asn, err := a.spamSetup(ctx, box.Trap)
+	if err != nil {
+		return res, err
+	}
 	// Secrets never travel through workflow histories: the password is read here,
 	// from the catalog (or the environment variable it names).
-	c, err := catalog.LoadSpam(a.SpamCatalogPath)
-	if err != nil {
-		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: %v", err), "BadCatalog", err)
-	}
 	for _, m := range c.Mailboxes {
 		if m.Name == box.Name {
 			box.Password, box.PasswordEnv = m.Password, m.PasswordEnv
 		}
-	}
-	cfg, err := a.mailConfig(box.Trap)
-	if err != nil {
-		return res, err
-	}
-	asn, err := a.asnTable(ctx, a.spamASNTable())
-	if err != nil {
-		activity.GetLogger(ctx).Warn("sender ASNs unknown", "error", err)
 	}
 	v, last, err := a.DB.IMAPCursor(ctx, box.Name)
 	if err != nil {
