@@ -35,6 +35,14 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 	}
 	sources = onlyRequested(sources, in.Events)
 	start := workflow.Now(ctx)
+	// Two refreshes started in the same second (a manual one beside the core's)
+	// would name their children alike and the second set would fail to start: the
+	// IDs now end with a piece of the refresh's own run ID.
+	unique := ""
+	if workflow.GetVersion(ctx, "child-id-run-suffix", workflow.DefaultVersion, 1) == 1 {
+		run := workflow.GetInfo(ctx).WorkflowExecution.RunID
+		unique = "." + run[max(0, len(run)-8):]
+	}
 	results := make([]activities.LoadResult, len(sources))
 	pending := 0
 	next := 0
@@ -42,7 +50,7 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 	launch := func(i int) {
 		src := sources[i]
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID: SourceRunID(src.Name, start),
+			WorkflowID: SourceRunID(src.Name, start) + unique,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
 				Module.ValueSet(BlacklistModule), Source.ValueSet(src.Name)),
 		})
@@ -122,8 +130,9 @@ func onlyRequested(sources []catalog.Source, events []Event) []catalog.Source {
 }
 
 // SourceRunID names one source's run in a refresh, e.g.
-// "blacklist/spamhaus-drop/20260901T000000Z"; it is also the run's key in
-// source_runs, so a retried load records nothing twice.
+// "blacklist/spamhaus-drop/20260901T000000Z" (followed by ".<end of the refresh's
+// run ID>"); it is also the run's key in source_runs, so a retried load records
+// nothing twice.
 func SourceRunID(source string, at time.Time) string {
 	return "blacklist/" + source + "/" + at.UTC().Format(childIDTimeLayout)
 }
