@@ -37,6 +37,7 @@ func TestBench(t *testing.T) {
 	t.Run("parse", func(t *testing.T) { benchParse(t, l, r) })
 	t.Run("load", func(t *testing.T) { benchLoad(t, l, r) })
 	t.Run("refresh", func(t *testing.T) { benchRefresh(t, l, r) })
+	t.Run("mail", func(t *testing.T) { benchMail(t, r) })
 	r.write(t)
 }
 
