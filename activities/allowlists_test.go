@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/testsuite"
-
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/lab"
 	labfeeds "github.com/tip-project/tip/lab/feeds"
@@ -22,15 +20,8 @@ import (
 
 func refreshAllowlists(t *testing.T, a *Activities) []AllowlistResult {
 	t.Helper()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	v, err := env.ExecuteActivity(a.RefreshAllowlists)
+	out, err := runActivity[[]AllowlistResult](t, a, a.RefreshAllowlists)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var out []AllowlistResult
-	if err := v.Get(&out); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -37,18 +37,7 @@ func newActivities(t *testing.T) *Activities {
 
 func fetch(t *testing.T, a *Activities, src catalog.Source) (FetchResult, error) {
 	t.Helper()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	v, err := env.ExecuteActivity(a.FetchSource, src)
-	if err != nil {
-		return FetchResult{}, err
-	}
-	var res FetchResult
-	if err := v.Get(&res); err != nil {
-		t.Fatal(err)
-	}
-	return res, nil
+	return runActivity[FetchResult](t, a, a.FetchSource, src)
 }
 
 func labSource(srv *httptest.Server, name, path string) catalog.Source {

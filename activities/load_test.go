@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/testsuite"
-
 	"github.com/tip-project/tip/catalog"
 	labfeeds "github.com/tip-project/tip/lab/feeds"
 	"github.com/tip-project/tip/lab/world"
@@ -16,16 +14,9 @@ import (
 
 func load(t *testing.T, a *Activities, in LoadInput) LoadResult {
 	t.Helper()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	v, err := env.ExecuteActivity(a.LoadSource, in)
+	res, err := runActivity[LoadResult](t, a, a.LoadSource, in)
 	if err != nil {
 		t.Fatalf("load %s: %v", in.Source.Name, err)
-	}
-	var res LoadResult
-	if err := v.Get(&res); err != nil {
-		t.Fatal(err)
 	}
 	return res
 }

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/testsuite"
-
 	"github.com/tip-project/tip/ipasn"
 	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/spam"
@@ -63,19 +61,6 @@ func newSpamLab(t *testing.T, perDay int) *spamLab {
 		t.Fatal(err)
 	}
 	return l
-}
-
-func runActivity[T any](t *testing.T, a *Activities, fn any, args ...any) (T, error) {
-	t.Helper()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	var out T
-	v, err := env.ExecuteActivity(fn, args...)
-	if err != nil {
-		return out, err
-	}
-	return out, v.Get(&out)
 }
 
 func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
