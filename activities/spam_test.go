@@ -5,16 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/tip-project/tip/ipasn"
 	"github.com/tip-project/tip/lab"
-	"github.com/tip-project/tip/lab/spam"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
 )
@@ -22,42 +19,20 @@ import (
 // spamLab serves a lab world's spam archive and ASN table, and writes a spam
 // catalog for its traps.
 type spamLab struct {
-	w       *world.World
-	gen     *spam.Generator
-	clock   *world.Clock
-	archive *trap.Archive
-	srv     *httptest.Server
+	*lab.SpamSite
 	catalog string
 }
 
 func newSpamLab(t *testing.T, perDay int) *spamLab {
 	t.Helper()
-	w := world.NewWorld(1)
-	l := &spamLab{w: w, gen: spam.NewGenerator(w, spam.Options{PerDay: perDay}), clock: world.FixedClock(w.Start.Add(20 * time.Hour))}
-	var err error
-	l.archive, err = trap.NewArchive(lab.MailSource(l.gen), l.clock, w.Start, filepath.Join(t.TempDir(), "cache"))
+	site, err := lab.NewSpamSite(perDay, world.FixedClock(world.DefaultStart.Add(20*time.Hour)), filepath.Join(t.TempDir(), "cache"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/spam-archive/", http.StripPrefix("/spam-archive", l.archive.Handler()))
-	mux.HandleFunc("/ip2asn.tsv", func(rw http.ResponseWriter, r *http.Request) { ipasn.Write(rw, w.ASNTable()) })
-	l.srv = httptest.NewServer(mux)
-	t.Cleanup(l.srv.Close)
-	y := fmt.Sprintf("asn_table: %q\ntraps:\n", l.srv.URL+"/ip2asn.tsv")
-	for _, mx := range w.TrapMX {
-		y += fmt.Sprintf("  - {name: %s, mx: [%s], mx_addrs: [%s], trusted: [", mx.Trap, mx.Name, mx.Addr)
-		for i, a := range l.gen.TrustedRelays() {
-			if i > 0 {
-				y += ", "
-			}
-			y += a.String()
-		}
-		y += "]}\n"
-	}
-	y += fmt.Sprintf("archives:\n  - {name: lab, index: %q, trap: all}\n", l.srv.URL+"/spam-archive/")
-	l.catalog = filepath.Join(t.TempDir(), "spam.yaml")
-	if err := os.WriteFile(l.catalog, []byte(y), 0o644); err != nil {
+	srv := httptest.NewServer(site.Handler())
+	t.Cleanup(srv.Close)
+	l := &spamLab{SpamSite: site, catalog: filepath.Join(t.TempDir(), "spam.yaml")}
+	if err := os.WriteFile(l.catalog, []byte(site.Catalog(srv.URL, "lab")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return l
@@ -78,7 +53,7 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 	}
 	in := ArchiveIngestInput{Source: plan.Archives[0], Archive: due[0]}
 	first, err := runActivity[IngestResult](t, a, a.IngestSpamArchive, in)
-	msgs := l.gen.Between(time.Time{}, l.clock.Now())
+	msgs := l.Sent()
 	if err != nil || first.Members != len(msgs) || first.New != len(msgs) || first.Skipped != 0 || len(first.Domains) == 0 {
 		t.Fatalf("first ingest %+v (%d lab mails), %v", first, len(msgs), err)
 	}
@@ -123,9 +98,9 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 		t.Fatalf("unchanged ingest %+v, %v", again, err)
 	}
 	// The month grows: only the new members are read.
-	l.clock.Advance(6 * time.Hour)
+	l.Clock.Advance(6 * time.Hour)
 	grown, err := runActivity[IngestResult](t, a, a.IngestSpamArchive, in)
-	all := l.gen.Between(time.Time{}, l.clock.Now())
+	all := l.Sent()
 	if err != nil || grown.Skipped != len(msgs) || grown.New != len(all)-len(msgs) || grown.Members != len(all) {
 		t.Fatalf("delta ingest %+v; lab now has %d mails, had %d; %v", grown, len(all), len(msgs), err)
 	}
@@ -165,7 +140,7 @@ func TestPollMailboxReadsTheSecretFromTheCatalogAndOnlyNewMail(t *testing.T) {
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755)
 	maildir := filepath.Join(dir, "Maildir")
-	d := trap.NewDelivery(lab.MailSource(l.gen), l.clock, maildir, filepath.Join(dir, "state"))
+	d := trap.NewDelivery(lab.MailSource(l.Gen), l.Clock, maildir, filepath.Join(dir, "state"))
 	delivered, err := d.DeliverDue()
 	if err != nil || delivered == 0 {
 		t.Fatalf("deliver %d, %v", delivered, err)
@@ -198,7 +173,7 @@ func TestPollMailboxReadsTheSecretFromTheCatalogAndOnlyNewMail(t *testing.T) {
 		t.Fatalf("second poll %+v, %v", again, err)
 	}
 	// Later, only the new mail comes.
-	l.clock.Advance(2 * time.Hour)
+	l.Clock.Advance(2 * time.Hour)
 	more, _ := d.DeliverDue()
 	a.DB.Pool.Exec(ctx, `UPDATE collector_runs SET last_run = last_run - interval '2 hours'`)
 	next, err := runActivity[IngestResult](t, a, a.PollMailbox, box)

@@ -109,6 +109,7 @@ func startTipWorker(t *testing.T, bin string, cfg config.Config) *tipWorker {
 		"TIP_S3_BUCKET="+cfg.S3.Bucket,
 		"TIP_WORKER_METRICS_ADDRESS=",
 		"TIP_BLACKLISTS_CATALOG="+cfg.Blacklists.Catalog,
+		"TIP_SPAM_CATALOG="+cfg.Spam.Catalog,
 		"TIP_LOG_LEVEL=warn",
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
