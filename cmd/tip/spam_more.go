@@ -162,6 +162,10 @@ func spamIngestCmd(a *app) *cobra.Command {
 					if err != nil {
 						return err
 					}
+					if res.Status == activities.FetchUnchanged {
+						fmt.Fprintf(out, "%s: unchanged since its last complete ingest; nothing to read\n", ar.Name)
+						return nil
+					}
 					fmt.Fprintf(out, "\r%s: %d mails in the archive, %d new to TIP, %d already ingested, %d with defects, %d URL domains\n",
 						ar.Name, res.Members, res.New, res.Skipped, res.Defective, len(res.Domains))
 					return nil

@@ -3,11 +3,7 @@ package reliability_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,23 +30,23 @@ func TestWorkerKilledMidLoadLosesAndDuplicatesNothing(t *testing.T) {
 	l := startLab(t, labfeeds.Options{LargeLines: largeLines})
 	sources := []string{"lab-large", "spamhaus-drop", "feodo-ipblocklist", "blocklistde-all", "cins-army", "dshield-block", "openphish"}
 	cfg := newConfig(t, l.writeCatalog(t, sources...), testenv.NewDatabase(t))
-	tip := buildTip(t)
+	tip := testenv.BuildTip(t)
 	c := dial(t, cfg)
 
-	first := startTipWorker(t, tip, cfg)
+	first := testenv.StartWorker(t, tip, cfg)
 	run := startRefresh(t, c, cfg)
 	large := childOf(t, c, run, "lab-large")
 	waitLoading(t, c, large)
-	first.kill(t)
+	first.Kill(t)
 
-	second := startTipWorker(t, tip, cfg)
-	expireAttempts(t, c, cfg, run, first.identity)
+	second := testenv.StartWorker(t, tip, cfg)
+	expireAttempts(t, c, cfg, run, first.Identity)
 	res := finish(t, c, run, 2*time.Minute)
 	if want := fmt.Sprintf("%d sources: %[1]d loaded", len(sources)); !strings.Contains(res.Summary, want) {
 		t.Errorf("summary %q lacks %q", res.Summary, want)
 	}
-	if n, identity := attempt(t, c, large, "LoadSource"); n < 2 || identity != second.identity {
-		t.Errorf("the large feed's load completed in attempt %d by %q; want a retry by the second worker %q", n, identity, second.identity)
+	if n, identity := attempt(t, c, large, "LoadSource"); n < 2 || identity != second.Identity {
+		t.Errorf("the large feed's load completed in attempt %d by %q; want a retry by the second worker %q", n, identity, second.Identity)
 	}
 
 	st := readStored(t, cfg.Postgres.DSN)
@@ -60,90 +56,6 @@ func TestWorkerKilledMidLoadLosesAndDuplicatesNothing(t *testing.T) {
 	}
 	if len(st.runs) != len(sources) {
 		t.Errorf("runs recorded for %d sources, want %d", len(st.runs), len(sources))
-	}
-}
-
-// buildTip builds the tip binary into the test's temporary folder.
-func buildTip(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tip")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/tip-project/tip/cmd/tip").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build ./cmd/tip: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// tipWorker is a `tip worker` running as an OS process of its own.
-type tipWorker struct {
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	identity string // the worker's Temporal identity
-}
-
-// startTipWorker runs `tip worker` configured through TIP_* variables only, and
-// kills it when the test ends.
-func startTipWorker(t *testing.T, bin string, cfg config.Config) *tipWorker {
-	t.Helper()
-	logPath := filepath.Join(t.TempDir(), "worker.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	cmd := exec.Command(bin, "worker")
-	cmd.Dir = t.TempDir() // no tip.yaml to pick up
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TIP_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env,
-		"TIP_TEMPORAL_ADDRESS="+cfg.Temporal.Address,
-		"TIP_TEMPORAL_NAMESPACE="+cfg.Temporal.Namespace,
-		"TIP_TEMPORAL_TASK_QUEUE="+cfg.Temporal.TaskQueue,
-		"TIP_POSTGRES_DSN="+cfg.Postgres.DSN,
-		"TIP_S3_ENDPOINT="+cfg.S3.Endpoint,
-		"TIP_S3_ACCESS_KEY="+cfg.S3.AccessKey,
-		"TIP_S3_SECRET_KEY="+cfg.S3.SecretKey,
-		"TIP_S3_BUCKET="+cfg.S3.Bucket,
-		"TIP_WORKER_METRICS_ADDRESS=",
-		"TIP_BLACKLISTS_CATALOG="+cfg.Blacklists.Catalog,
-		"TIP_SPAM_CATALOG="+cfg.Spam.Catalog,
-		"TIP_LOG_LEVEL=warn",
-	)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	host, _ := os.Hostname()
-	w := &tipWorker{cmd: cmd, exited: make(chan struct{}), identity: fmt.Sprintf("%d@%s", cmd.Process.Pid, host)}
-	go func() {
-		_ = cmd.Wait()
-		close(w.exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-w.exited
-		if t.Failed() {
-			if log, err := os.ReadFile(logPath); err == nil && len(log) > 0 {
-				t.Logf("log of worker %s:\n%s", w.identity, log)
-			}
-		}
-	})
-	return w
-}
-
-// kill sends SIGKILL, as the OOM killer or a lost machine would, and waits for the process to die.
-func (w *tipWorker) kill(t *testing.T) {
-	t.Helper()
-	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-w.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the worker survived SIGKILL for 10 s")
 	}
 }
 

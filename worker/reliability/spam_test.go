@@ -166,23 +166,23 @@ func TestWorkerKilledMidArchiveIngestsEachMailOnce(t *testing.T) {
 	site, catalog := spamSite(t)
 	cfg := newConfig(t, "", testenv.NewDatabase(t))
 	cfg.Spam.Catalog = catalog
-	tip := buildTip(t)
+	tip := testenv.BuildTip(t)
 	c := dial(t, cfg)
 
-	first := startTipWorker(t, tip, cfg)
+	first := testenv.StartWorker(t, tip, cfg)
 	run := startSpamCollect(t, c, cfg)
 	waitIngesting(t, c, cfg)
-	first.kill(t)
+	first.Kill(t)
 
-	second := startTipWorker(t, tip, cfg)
-	expireAttempts(t, c, cfg, run, first.identity)
+	second := testenv.StartWorker(t, tip, cfg)
+	expireAttempts(t, c, cfg, run, first.Identity)
 	res := finish(t, c, run, 3*time.Minute)
 	sent := len(site.Sent())
 	if !strings.Contains(res.Summary, archiveName(t)+": 1 of 1 archives changed") {
 		t.Errorf("summary %q: the archive was not ingested", res.Summary)
 	}
-	if n, identity := attempt(t, c, archiveChild(t), "IngestSpamArchive"); n < 2 || identity != second.identity {
-		t.Errorf("the ingest completed in attempt %d by %q; want a retry by the second worker %q", n, identity, second.identity)
+	if n, identity := attempt(t, c, archiveChild(t), "IngestSpamArchive"); n < 2 || identity != second.Identity {
+		t.Errorf("the ingest completed in attempt %d by %q; want a retry by the second worker %q", n, identity, second.Identity)
 	}
 	// The retry resumed: it skipped what the killed worker had committed and
 	// recorded only the rest.
