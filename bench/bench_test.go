@@ -38,6 +38,7 @@ func TestBench(t *testing.T) {
 	t.Run("load", func(t *testing.T) { benchLoad(t, l, r) })
 	t.Run("refresh", func(t *testing.T) { benchRefresh(t, l, r) })
 	t.Run("mail", func(t *testing.T) { benchMail(t, r) })
+	t.Run("ingest", func(t *testing.T) { benchIngest(t, r) })
 	r.write(t)
 }
 
