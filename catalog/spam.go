@@ -23,6 +23,30 @@ type Spam struct {
 	Traps     []Trap        `json:"traps"`
 	Archives  []SpamArchive `json:"archives,omitempty"`
 	Mailboxes []Mailbox     `json:"mailboxes,omitempty"`
+	Agents    []Agent       `json:"agents,omitempty"`
+}
+
+// Agent is a spamtrap agent (`tip agent serve` on a mail server) this collector
+// pulls batches from.
+type Agent struct {
+	Name string `json:"name"`
+	URL  string `json:"url"` // https://host:port
+	// Token, or TokenEnv naming the environment variable that holds it.
+	Token    string `json:"-"`
+	TokenEnv string `json:"token_env,omitempty"`
+	// Fingerprint pins the agent's certificate: the SHA-256 of its DER bytes, hex.
+	Fingerprint string        `json:"fingerprint"`
+	Raw         bool          `json:"raw"` // also pull the raw mails (the token needs scope raw)
+	Interval    time.Duration `json:"interval"`
+	Enabled     bool          `json:"enabled"`
+}
+
+// Secret returns the agent token, from the environment when configured so.
+func (a Agent) Secret() string {
+	if a.TokenEnv != "" {
+		return os.Getenv(a.TokenEnv)
+	}
+	return a.Token
 }
 
 // Trap is one spamtrap's mail setup.
@@ -123,7 +147,7 @@ func ParseSpam(path string, data []byte) (*Spam, error) {
 	s := &Spam{Path: path}
 	doc := root.Content[0]
 	names := map[string]int{}
-	var archives, mailboxes *yaml.Node
+	var archives, mailboxes, agents *yaml.Node
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		k, v := doc.Content[i], doc.Content[i+1]
 		switch k.Value {
@@ -151,8 +175,10 @@ func ParseSpam(path string, data []byte) (*Spam, error) {
 			archives = v
 		case "mailboxes":
 			mailboxes = v
+		case "agents":
+			agents = v
 		default:
-			return nil, &Error{path, k.Line, k.Value, "unknown key (want asn_table, traps, archives or mailboxes)"}
+			return nil, &Error{path, k.Line, k.Value, "unknown key (want asn_table, traps, archives, mailboxes or agents)"}
 		}
 	}
 	if len(s.Traps) == 0 {
@@ -237,7 +263,56 @@ func ParseSpam(path string, data []byte) (*Spam, error) {
 			s.Mailboxes = append(s.Mailboxes, m)
 		}
 	}
+	if agents != nil {
+		if agents.Kind != yaml.SequenceNode {
+			return nil, &Error{path, agents.Line, "agents", "want a list"}
+		}
+		for j, n := range agents.Content {
+			field := fmt.Sprintf("agents[%d]", j)
+			a := Agent{Interval: 5 * time.Minute, Enabled: true}
+			if err := fieldsOf(path, field, n, map[string]func(*yaml.Node) error{
+				"name": func(v *yaml.Node) error { return setName(&a.Name, v) },
+				"url": func(v *yaml.Node) error {
+					u, err := httpURL(v.Value)
+					if err == nil && u.Scheme != "https" {
+						err = fmt.Errorf("%q: an agent serves HTTPS only", v.Value)
+					}
+					a.URL = strings.TrimSuffix(v.Value, "/")
+					return err
+				},
+				"token":     func(v *yaml.Node) error { a.Token = v.Value; return nil },
+				"token_env": func(v *yaml.Node) error { a.TokenEnv = v.Value; return nil },
+				"fingerprint": func(v *yaml.Node) (err error) {
+					a.Fingerprint, err = Fingerprint(v.Value)
+					return err
+				},
+				"raw":      func(v *yaml.Node) error { return v.Decode(&a.Raw) },
+				"interval": func(v *yaml.Node) (err error) { a.Interval, err = duration(v.Value, 10*time.Second); return },
+				"enabled":  func(v *yaml.Node) error { return v.Decode(&a.Enabled) },
+			}, "name", "url", "fingerprint"); err != nil {
+				return nil, err
+			}
+			if a.Token == "" && a.TokenEnv == "" {
+				return nil, &Error{path, n.Line, field + ".token_env", "missing: name the environment variable holding the agent's token (or give token)"}
+			}
+			if line, dup := names[a.Name]; dup {
+				return nil, &Error{path, n.Line, field + ".name", fmt.Sprintf("%q is already used at line %d", a.Name, line)}
+			}
+			names[a.Name] = n.Line
+			s.Agents = append(s.Agents, a)
+		}
+	}
 	return s, nil
+}
+
+// Fingerprint normalises a certificate's SHA-256 fingerprint as tools print it
+// (hex, with or without colons, any case) to 64 lower-case hex digits.
+func Fingerprint(s string) (string, error) {
+	f := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(strings.TrimSpace(s), "sha256:"), ":", ""))
+	if len(f) != 64 || strings.Trim(f, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%q: want the certificate's SHA-256 fingerprint, 64 hex digits (colons allowed)", s)
+	}
+	return f, nil
 }
 
 func parseTrap(path, field string, n *yaml.Node) (Trap, error) {
@@ -346,6 +421,30 @@ func prefixes(v *yaml.Node) ([]netip.Prefix, error) {
 // comments and layout, after checking that the result is a valid catalog (the
 // file is replaced atomically, so a mistake never leaves a half-written catalog).
 func AddMailbox(path string, m Mailbox) error {
+	kv := [][2]string{{"name", m.Name}, {"address", m.Address}, {"tls", m.TLS}, {"ca_file", m.CAFile}, {"username", m.Username},
+		{"password_env", m.PasswordEnv}, {"mailbox", m.Mailbox}, {"after", m.After}, {"move_to", m.MoveTo}, {"trap", m.Trap}}
+	if m.Interval > 0 {
+		kv = append(kv, [2]string{"interval", m.Interval.String()})
+	}
+	return appendEntry(path, "mailboxes", kv)
+}
+
+// AddAgent appends an agent to the spamtrap catalog file at path, as AddMailbox
+// does a mailbox. The token itself is never written: only the variable naming it.
+func AddAgent(path string, a Agent) error {
+	kv := [][2]string{{"name", a.Name}, {"url", a.URL}, {"token_env", a.TokenEnv}, {"fingerprint", a.Fingerprint}}
+	if a.Raw {
+		kv = append(kv, [2]string{"raw", "true"})
+	}
+	if a.Interval > 0 {
+		kv = append(kv, [2]string{"interval", a.Interval.String()})
+	}
+	return appendEntry(path, "agents", kv)
+}
+
+// appendEntry appends a mapping of the non-empty values of kv to the list under
+// section, checks the resulting catalog and replaces the file atomically.
+func appendEntry(path, section string, kv [][2]string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("spam catalog: %w", err)
@@ -355,39 +454,31 @@ func AddMailbox(path string, m Mailbox) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
-		return &Error{path, 1, "catalog", "want a mapping with traps, archives and mailboxes"}
+		return &Error{path, 1, "catalog", "want a mapping with traps, archives, mailboxes and agents"}
 	}
 	doc := root.Content[0]
 	var list *yaml.Node
 	for i := 0; i+1 < len(doc.Content); i += 2 {
-		if doc.Content[i].Value == "mailboxes" {
+		if doc.Content[i].Value == section {
 			list = doc.Content[i+1]
 		}
 	}
 	if list == nil {
 		list = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
-		doc.Content = append(doc.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "mailboxes"}, list)
+		doc.Content = append(doc.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: section}, list)
 	}
 	list.Kind, list.Tag, list.Style = yaml.SequenceNode, "!!seq", 0
 	entry := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-	add := func(k, v string) {
-		if v != "" {
-			entry.Content = append(entry.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: k},
-				&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v})
+	for _, p := range kv {
+		if p[1] == "" {
+			continue
 		}
-	}
-	add("name", m.Name)
-	add("address", m.Address)
-	add("tls", m.TLS)
-	add("ca_file", m.CAFile)
-	add("username", m.Username)
-	add("password_env", m.PasswordEnv)
-	add("mailbox", m.Mailbox)
-	add("after", m.After)
-	add("move_to", m.MoveTo)
-	add("trap", m.Trap)
-	if m.Interval > 0 {
-		add("interval", m.Interval.String())
+		tag := "!!str"
+		if p[1] == "true" {
+			tag = "!!bool"
+		}
+		entry.Content = append(entry.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: p[0]},
+			&yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: p[1]})
 	}
 	list.Content = append(list.Content, entry)
 	var out bytes.Buffer

@@ -59,15 +59,19 @@ func TestLabSpamCatalogMatchesTheLab(t *testing.T) {
 func TestSpamCatalogErrors(t *testing.T) {
 	head := "traps:\n  - name: t\n    mx: [mx.example.org]\n"
 	for name, c := range map[string]struct{ yaml, want string }{
-		"no traps":       {"archives: []\n", "traps: missing"},
-		"bad trusted":    {head + "    trusted: [10.0.0.0/33]\n", "x.yaml:4: traps[0].trusted: \"10.0.0.0/33\""},
-		"unknown trap":   {head + "archives:\n  - {name: a, index: \"https://x.org/spam/\", trap: nope}\n", "x.yaml:5: archives[0].trap: \"nope\" is not one of the traps"},
-		"bad index":      {head + "archives:\n  - {name: a, index: \"ftp://x\", trap: t}\n", "x.yaml:5: archives[0].index"},
-		"no password":    {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t}\n", "mailboxes[0].password_env: missing"},
-		"bad tls":        {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t, password: p, tls: maybe}\n", "mailboxes[0].tls: \"maybe\": want one of tls, starttls, none"},
-		"move without":   {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t, password: p, after: move}\n", "mailboxes[0].move_to"},
-		"duplicate name": {head + "archives:\n  - {name: a, index: \"https://x.org/\", trap: t}\nmailboxes:\n  - {name: a, address: \"x:1\", username: u, trap: t, password: p}\n", "mailboxes[0].name: \"a\" is already used at line 5"},
-		"unknown key":    {head + "    mxx: []\n", "x.yaml:4: traps[0].mxx: unknown key"},
+		"no traps":        {"archives: []\n", "traps: missing"},
+		"bad trusted":     {head + "    trusted: [10.0.0.0/33]\n", "x.yaml:4: traps[0].trusted: \"10.0.0.0/33\""},
+		"unknown trap":    {head + "archives:\n  - {name: a, index: \"https://x.org/spam/\", trap: nope}\n", "x.yaml:5: archives[0].trap: \"nope\" is not one of the traps"},
+		"bad index":       {head + "archives:\n  - {name: a, index: \"ftp://x\", trap: t}\n", "x.yaml:5: archives[0].index"},
+		"no password":     {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t}\n", "mailboxes[0].password_env: missing"},
+		"bad tls":         {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t, password: p, tls: maybe}\n", "mailboxes[0].tls: \"maybe\": want one of tls, starttls, none"},
+		"move without":    {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t, password: p, after: move}\n", "mailboxes[0].move_to"},
+		"duplicate name":  {head + "archives:\n  - {name: a, index: \"https://x.org/\", trap: t}\nmailboxes:\n  - {name: a, address: \"x:1\", username: u, trap: t, password: p}\n", "mailboxes[0].name: \"a\" is already used at line 5"},
+		"unknown key":     {head + "    mxx: []\n", "x.yaml:4: traps[0].mxx: unknown key"},
+		"agent over http": {head + "agents:\n  - {name: a, url: \"http://mx.x.org:8443\", token_env: T, fingerprint: \"ab:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd\"}\n", "agents[0].url: \"http://mx.x.org:8443\": an agent serves HTTPS only"},
+		"agent no token":  {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", fingerprint: \"ab:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd\"}\n", "agents[0].token_env: missing"},
+		"agent bad pin":   {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T, fingerprint: abcd}\n", "agents[0].fingerprint: \"abcd\": want the certificate's SHA-256"},
+		"agent no pin":    {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T}\n", "agents[0].fingerprint: missing"},
 	} {
 		_, err := ParseSpam("x.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -108,5 +112,37 @@ func TestAddMailboxKeepsCommentsAndValidates(t *testing.T) {
 	}
 	if again, _ := os.ReadFile(p); string(again) != string(data) {
 		t.Error("a refused mailbox changed the file")
+	}
+}
+
+func TestAddAgentWritesNoTokenAndValidates(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "spam.yaml")
+	os.WriteFile(p, []byte("# my traps\ntraps:\n  - {name: t, mx: [mx.example.org]}\n"), 0o644)
+	t.Setenv("TIP_TEST_AGENT_TOKEN", "tipa_secret")
+	pin := strings.Repeat("AB:", 31) + "AB"
+	fp, err := Fingerprint(pin)
+	if err != nil || fp != strings.Repeat("ab", 32) {
+		t.Fatalf("Fingerprint(%q) = %q, %v", pin, fp, err)
+	}
+	a := Agent{Name: "mx1", URL: "https://mx1.example.org:8443", TokenEnv: "TIP_TEST_AGENT_TOKEN", Fingerprint: fp, Raw: true, Interval: time.Minute}
+	if err := AddAgent(p, a); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadSpam(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Agents) != 1 || c.Agents[0].Name != "mx1" || !c.Agents[0].Raw || c.Agents[0].Interval != time.Minute || c.Agents[0].Secret() != "tipa_secret" || c.Agents[0].Fingerprint != fp {
+		t.Fatalf("agents %+v", c.Agents)
+	}
+	data, _ := os.ReadFile(p)
+	if strings.Contains(string(data), "tipa_secret") || !strings.Contains(string(data), "# my traps") {
+		t.Fatalf("catalog after AddAgent:\n%s", data)
+	}
+	if err := AddAgent(p, a); err == nil {
+		t.Error("a second agent mx1 was added")
+	}
+	if again, _ := os.ReadFile(p); string(again) != string(data) {
+		t.Error("a refused agent changed the file")
 	}
 }
