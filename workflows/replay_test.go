@@ -18,6 +18,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		{"testdata/core.history.json", Core},
 		{"testdata/blacklist-refresh.history.json", BlacklistRefresh},
 		{"testdata/source-refresh.history.json", SourceRefresh},
+		{"testdata/spam-collect.history.json", SpamCollect},
 	}
 	for _, c := range cases {
 		r := worker.NewWorkflowReplayer()
