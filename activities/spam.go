@@ -2,12 +2,10 @@ package activities
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -29,6 +27,7 @@ type SpamPlan struct {
 	ASNTable  string                `json:"asn_table,omitempty"`
 	Archives  []catalog.SpamArchive `json:"archives,omitempty"`
 	Mailboxes []catalog.Mailbox     `json:"mailboxes,omitempty"`
+	Agents    []catalog.Agent       `json:"agents,omitempty"`
 }
 
 // ReadSpamCatalog loads the spamtrap catalog and returns its enabled collectors.
@@ -50,6 +49,11 @@ func (a *Activities) ReadSpamCatalog(ctx context.Context) (SpamPlan, error) {
 	for _, m := range c.Mailboxes {
 		if m.Enabled {
 			p.Mailboxes = append(p.Mailboxes, m)
+		}
+	}
+	for _, ag := range c.Agents {
+		if ag.Enabled {
+			p.Agents = append(p.Agents, ag)
 		}
 	}
 	return p, nil
@@ -146,9 +150,6 @@ type IngestResult struct {
 // maxEventItems bounds the domains and addresses one ingest reports.
 const maxEventItems = 5000
 
-// spamBatch is how many mails are recorded per transaction (and per heartbeat).
-const spamBatch = 200
-
 // IngestSpamArchive fetches one archive (conditionally; kept in S3 under its
 // SHA-256) and ingests every member not ingested before: the raw mail into S3 under
 // its own SHA-256, its facts into PostgreSQL, in batches that each commit with the
@@ -191,21 +192,7 @@ func (a *Activities) IngestSpamArchive(ctx context.Context, in ArchiveIngestInpu
 	if err != nil {
 		return res, err
 	}
-	domains, senders := map[string]bool{}, map[string]bool{}
-	var batch []storage.SpamRecord
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		n, err := a.DB.RecordSpam(ctx, batch)
-		if err != nil {
-			return err
-		}
-		res.New += n
-		batch = batch[:0]
-		activity.RecordHeartbeat(ctx, res.Members)
-		return nil
-	}
+	rec := a.newSpamRecorder(cfg, asn, &res)
 	limit := cfg.Limits.MaxSize
 	err = spamarchive.Each(file, func(m spamarchive.Member) error {
 		res.Members++
@@ -217,23 +204,18 @@ func (a *Activities) IngestSpamArchive(ctx context.Context, in ArchiveIngestInpu
 		if err != nil {
 			return err
 		}
-		rec, err := a.spamRecord(ctx, raw, truncated, cfg, asn)
-		if err != nil {
+		full, err := rec.add(m.Name, raw, truncated)
+		if err != nil || !full {
+			return errors.Join(err, ctx.Err())
+		}
+		if err := rec.flush(ctx); err != nil {
 			return err
 		}
-		rec.Origin, rec.Name = origin, m.Name
-		if len(rec.Defects) > 0 {
-			res.Defective++
-		}
-		collect(rec, domains, senders)
-		batch = append(batch, rec)
-		if len(batch) >= spamBatch {
-			return flush()
-		}
-		return ctx.Err()
+		heartbeat(ctx, res.Members)
+		return nil
 	})
 	if err == nil {
-		err = flush()
+		err = rec.flush(ctx)
 	}
 	if err != nil {
 		return res, fmt.Errorf("ingest %s: %w", in.Archive.Name, err)
@@ -243,46 +225,8 @@ func (a *Activities) IngestSpamArchive(ctx context.Context, in ArchiveIngestInpu
 		return res, err
 	}
 	res.Status = "ingested"
-	res.Domains, res.SenderIPs = bounded(domains), bounded(senders)
+	rec.done()
 	return res, nil
-}
-
-// spamRecord extracts a mail's facts and stores its raw bytes in S3 (first, so a
-// recorded mail always has its raw copy).
-func (a *Activities) spamRecord(ctx context.Context, raw []byte, truncated bool, cfg mail.Config, asn *ipasn.Table) (storage.SpamRecord, error) {
-	facts := mail.Extract(raw, cfg)
-	if truncated {
-		facts.Defects = append(facts.Defects, fmt.Sprintf("larger than the %d-byte limit: stored and parsed truncated", cfg.Limits.MaxSize))
-	}
-	if _, err := a.Blobs.PutBytes(ctx, raw, storage.PutOptions{ContentType: "message/rfc822"}); err != nil {
-		return storage.SpamRecord{}, err
-	}
-	js, err := json.Marshal(facts)
-	if err != nil {
-		return storage.SpamRecord{}, err
-	}
-	rec := storage.SpamRecord{SHA256: facts.SHA256, Size: facts.Size, ReceivedAt: facts.Received, HELO: facts.HELO,
-		EnvelopeFrom: facts.EnvelopeFrom, From: facts.From, ReplyTo: facts.ReplyTo, Trap: facts.To, MessageID: facts.MessageID,
-		Subject: facts.Subject, XMailer: facts.XMailer, Campaign: facts.CampaignKey, Defects: facts.Defects, Facts: js}
-	if facts.Received != nil && facts.DateParsed != nil {
-		skew := facts.DateSkewSeconds
-		rec.DateSkew = &skew
-	}
-	if ip, err := netip.ParseAddr(facts.SenderIP); err == nil {
-		rec.SenderIP = ip
-		if asn != nil {
-			if as, ok := asn.Lookup(ip); ok {
-				rec.SenderASN, rec.SenderCountry = int(as.Number), as.Country
-			}
-		}
-	}
-	for _, u := range facts.URLs {
-		rec.URLs = append(rec.URLs, storage.SpamURL{URL: u.URL, Host: u.Host, Registrable: u.Registrable})
-	}
-	for _, at := range facts.Attachments {
-		rec.Attachments = append(rec.Attachments, storage.SpamAttachment{Name: at.Name, Type: at.Type, Size: at.Size, ContentSHA256: at.SHA256})
-	}
-	return rec, nil
 }
 
 // collect notes a new mail's URL domains and sender address for the events.
@@ -396,7 +340,6 @@ func (a *Activities) PollMailbox(ctx context.Context, box catalog.Mailbox) (Inge
 }
 
 func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res IngestResult) (IngestResult, error) {
-	origin := res.Origin
 	c, cfg, asn, err := a.spamSetup(ctx, box.Trap)
 	if err != nil {
 		return res, err
@@ -412,32 +355,24 @@ func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res I
 	if err != nil {
 		return res, err
 	}
-	domains, senders := map[string]bool{}, map[string]bool{}
+	rec := a.newSpamRecorder(cfg, asn, &res)
 	_, _, err = spamimap.Poll(ctx, box, spamimap.Cursor{UIDValidity: v, LastUID: last}, spamimap.Options{MaxSize: cfg.Limits.MaxSize},
 		func(batch []spamimap.Mail, next spamimap.Cursor) error {
-			recs := make([]storage.SpamRecord, 0, len(batch))
 			for _, m := range batch {
-				rec, err := a.spamRecord(ctx, m.Raw, cfg.Limits.MaxSize > 0 && int64(m.Size) > cfg.Limits.MaxSize, cfg, asn)
-				if err != nil {
+				truncated := cfg.Limits.MaxSize > 0 && int64(m.Size) > cfg.Limits.MaxSize
+				if _, err := rec.add(fmt.Sprintf("%d:%d", next.UIDValidity, m.UID), m.Raw, truncated); err != nil {
 					return err
 				}
-				rec.Origin, rec.Name = origin, fmt.Sprintf("%d:%d", next.UIDValidity, m.UID)
-				if len(rec.Defects) > 0 {
-					res.Defective++
-				}
-				collect(rec, domains, senders)
-				recs = append(recs, rec)
 			}
-			n, err := a.DB.RecordSpam(ctx, recs)
-			if err != nil {
+			// The whole IMAP batch is recorded before the cursor moves past it.
+			if err := rec.flush(ctx); err != nil {
 				return err
 			}
-			res.New += n
 			res.Members += len(batch)
 			if err := a.DB.SetIMAPCursor(ctx, box.Name, next.UIDValidity, next.LastUID, len(batch)); err != nil {
 				return err
 			}
-			activity.RecordHeartbeat(ctx, res.Members)
+			heartbeat(ctx, res.Members)
 			return nil
 		})
 	if err != nil {
@@ -447,6 +382,6 @@ func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res I
 	if res.Members == 0 {
 		res.Status = FetchUnchanged
 	}
-	res.Domains, res.SenderIPs = bounded(domains), bounded(senders)
+	rec.done()
 	return res, nil
 }

@@ -1,0 +1,169 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/tip-project/tip/ipasn"
+	"github.com/tip-project/tip/mail"
+	"github.com/tip-project/tip/storage"
+)
+
+// spamBatch is how many mails are recorded per transaction (and per heartbeat);
+// spamBatchBytes bounds the raw mail a batch holds in memory.
+const (
+	spamBatch      = 200
+	spamBatchBytes = 32 << 20
+)
+
+// uploadConcurrency is how many raw mails go to S3 at once: a PUT of a small
+// object waits mostly on the server, so a few in flight keep the ingest busy.
+const uploadConcurrency = 8
+
+// spamRecorder records the mails of one collector run in batches: each mail's
+// facts are extracted as it is added; a flush stores the batch's raw mails in S3
+// (concurrently) and then its facts in one transaction, so a recorded mail always
+// has its raw copy and a crash loses at most the batch in flight, which the next
+// attempt records again.
+type spamRecorder struct {
+	a                *Activities
+	cfg              mail.Config
+	asn              *ipasn.Table
+	origin           string
+	res              *IngestResult
+	domains, senders map[string]bool
+	batch            []storage.SpamRecord
+	raws             [][]byte // the raw mails of batch that go to S3
+	bytes            int
+}
+
+func (a *Activities) newSpamRecorder(cfg mail.Config, asn *ipasn.Table, res *IngestResult) *spamRecorder {
+	return &spamRecorder{a: a, cfg: cfg, asn: asn, origin: res.Origin, res: res, domains: map[string]bool{}, senders: map[string]bool{}}
+}
+
+// add extracts a mail seen under name and queues it; full says the batch should
+// be flushed now.
+func (r *spamRecorder) add(name string, raw []byte, truncated bool) (full bool, err error) {
+	facts := mail.Extract(raw, r.cfg)
+	if truncated {
+		facts.Defects = append(facts.Defects, fmt.Sprintf("larger than the %d-byte limit: stored and parsed truncated", r.cfg.Limits.MaxSize))
+	}
+	return r.addFacts(name, facts, raw)
+}
+
+// addFacts queues a mail whose facts were extracted elsewhere (by an agent), with
+// its raw copy when there is one; a raw copy must hash to the facts' SHA-256.
+func (r *spamRecorder) addFacts(name string, facts mail.Facts, raw []byte) (full bool, err error) {
+	if raw != nil {
+		if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != facts.SHA256 {
+			return false, fmt.Errorf("mail %s: the raw copy does not hash to %s", name, facts.SHA256)
+		}
+	}
+	rec, err := spamRecord(facts, r.asn)
+	if err != nil {
+		return false, err
+	}
+	rec.Origin, rec.Name = r.origin, name
+	if len(rec.Defects) > 0 {
+		r.res.Defective++
+	}
+	collect(rec, r.domains, r.senders)
+	r.batch = append(r.batch, rec)
+	if raw != nil {
+		r.raws = append(r.raws, raw)
+		r.bytes += len(raw)
+	}
+	return len(r.batch) >= spamBatch || r.bytes >= spamBatchBytes, nil
+}
+
+// flush stores the queued mails: raw copies first, then the facts.
+func (r *spamRecorder) flush(ctx context.Context) error {
+	if len(r.batch) == 0 {
+		return nil
+	}
+	// No raw copy (an agent that keeps none) is recorded as facts alone.
+	if err := r.a.putRaw(ctx, r.raws); err != nil {
+		return err
+	}
+	n, err := r.a.DB.RecordSpam(ctx, r.batch)
+	if err != nil {
+		return err
+	}
+	r.res.New += n
+	clear(r.raws)
+	r.batch, r.raws, r.bytes = r.batch[:0], r.raws[:0], 0
+	return nil
+}
+
+// done fills the result's events.
+func (r *spamRecorder) done() {
+	r.res.Domains, r.res.SenderIPs = bounded(r.domains), bounded(r.senders)
+}
+
+// putRaw stores raw mails in S3 under their SHA-256, uploadConcurrency at a time,
+// and returns the first error once all have finished.
+func (a *Activities) putRaw(ctx context.Context, raws [][]byte) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	sem := make(chan struct{}, uploadConcurrency)
+	for _, raw := range raws {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := a.Blobs.PutBytes(ctx, raw, storage.PutOptions{ContentType: "message/rfc822"}); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// heartbeat reports progress when running as an activity.
+func heartbeat(ctx context.Context, details ...any) {
+	if activity.IsActivity(ctx) {
+		activity.RecordHeartbeat(ctx, details...)
+	}
+}
+
+// spamRecord is the row of a mail's facts, its sender mapped to an ASN and country.
+func spamRecord(facts mail.Facts, asn *ipasn.Table) (storage.SpamRecord, error) {
+	js, err := json.Marshal(facts)
+	if err != nil {
+		return storage.SpamRecord{}, err
+	}
+	rec := storage.SpamRecord{SHA256: facts.SHA256, Size: facts.Size, ReceivedAt: facts.Received, HELO: facts.HELO,
+		EnvelopeFrom: facts.EnvelopeFrom, From: facts.From, ReplyTo: facts.ReplyTo, Trap: facts.To, MessageID: facts.MessageID,
+		Subject: facts.Subject, XMailer: facts.XMailer, Campaign: facts.CampaignKey, Defects: facts.Defects, Facts: js}
+	if facts.Received != nil && facts.DateParsed != nil {
+		skew := facts.DateSkewSeconds
+		rec.DateSkew = &skew
+	}
+	if ip, err := netip.ParseAddr(facts.SenderIP); err == nil {
+		rec.SenderIP = ip
+		if asn != nil {
+			if as, ok := asn.Lookup(ip); ok {
+				rec.SenderASN, rec.SenderCountry = int(as.Number), as.Country
+			}
+		}
+	}
+	for _, u := range facts.URLs {
+		rec.URLs = append(rec.URLs, storage.SpamURL{URL: u.URL, Host: u.Host, Registrable: u.Registrable})
+	}
+	for _, at := range facts.Attachments {
+		rec.Attachments = append(rec.Attachments, storage.SpamAttachment{Name: at.Name, Type: at.Type, Size: at.Size, ContentSHA256: at.SHA256})
+	}
+	return rec, nil
+}
