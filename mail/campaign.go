@@ -3,6 +3,7 @@ package mail
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -45,19 +46,25 @@ func (x *extractor) addHTMLText(s string) {
 // numbers and anything with a digit, hex and upper-case tokens, month names,
 // given names and the recipient's local part.
 func (x *extractor) campaignKey() string {
-	n := normaliser{recipient: recipientTokens(x.f.To)}
-	n.text(stripReplyPrefixes(x.f.Subject))
-	n.sb.WriteString("\x00")
-	n.sb.Write(x.skeleton)
-	n.sb.WriteString("\x00")
 	texts := x.bodyText
 	if len(texts) == 0 {
 		texts = x.htmlText
 	}
+	subject := stripReplyPrefixes(x.f.Subject)
+	size := len(subject) + len(x.skeleton) + 2
+	for _, t := range texts {
+		size += len(t)
+	}
+	n := normaliser{recipient: recipientTokens(x.f.To), out: slices.Grow(x.key[:0], size+size/8+16)}
+	n.text(subject)
+	n.out = append(n.out, 0)
+	n.out = append(n.out, x.skeleton...)
+	n.out = append(n.out, 0)
 	for _, t := range texts {
 		n.text(t)
 	}
-	sum := sha256.Sum256([]byte(n.sb.String()))
+	sum := sha256.Sum256(n.out)
+	x.key = n.out
 	return hex.EncodeToString(sum[:8])
 }
 
@@ -90,17 +97,19 @@ func recipientTokens(addr string) []string {
 	return []string{local, addr}
 }
 
-var monthNames = map[string]bool{}
+// maskedWords are the words masked as what they are: month names (M) and
+// given names (N). Greetings name the recipient ("Dear Mary"), and masking
+// every common first name keeps a campaign's own signature from being masked
+// only where it happens to match the recipient.
+var maskedWords = map[string]byte{}
 
-// givenNames are common first names: greetings name the recipient ("Dear
-// Mary"), and masking every such name keeps a campaign's own signature from
-// being masked only where it happens to match the recipient.
-var givenNames = map[string]bool{}
+// maxMaskedWord is the length of the longest of maskedWords.
+var maxMaskedWord int
 
 func init() {
 	for _, m := range []string{"january", "february", "march", "april", "may", "june", "july", "august",
 		"september", "october", "november", "december"} {
-		monthNames[m], monthNames[m[:3]] = true, true
+		maskedWords[m], maskedWords[m[:3]] = 'M', 'M'
 	}
 	for _, n := range strings.Fields(`
 		aaron adam adrian alan albert alex alexander alexandra alice alicia allan amanda amber amy andrea andrew
@@ -118,23 +127,27 @@ func init() {
 		randy raymond rebecca richard rick robert robin roger ronald rose roy russell ruth ryan samantha samuel
 		sandra sara sarah scott sean sergey sharon shirley stephanie stephen steve steven susan teresa terry
 		thomas tiffany timothy tina todd tom tony tyler victoria vincent virginia walter wayne william`) {
-		givenNames[n] = true
+		if maskedWords[n] == 0 {
+			maskedWords[n] = 'N'
+		}
+	}
+	for w := range maskedWords {
+		maxMaskedWord = max(maxMaskedWord, len(w))
 	}
 }
 
 // normaliser writes a text with its per-mail parts masked.
 type normaliser struct {
-	sb        strings.Builder
+	out       []byte
 	recipient []string
-	buf       []byte
 }
 
 func (n *normaliser) text(s string) {
 	last := 0
-	scanURLs(s, func(_ string, start, end int) bool {
+	scanURLs(s, func(_, _ string, start, end int) bool {
 		if start >= last {
 			n.words(s[last:start])
-			n.sb.WriteString(" U")
+			n.out = append(n.out, " U"...)
 			last = end
 		}
 		return true
@@ -142,16 +155,33 @@ func (n *normaliser) text(s string) {
 	n.words(s[last:])
 }
 
+// asciiWord marks the ASCII bytes a word is made of: letters, digits and "_".
+var asciiWord = func() (t [utf8.RuneSelf]bool) {
+	for c := range utf8.RuneSelf {
+		t[c] = isWordRune(rune(c))
+	}
+	return t
+}()
+
+// asciiWordOn marks the ASCII bytes a word runs on through: its own, and "@",
+// "." and "-".
+var asciiWordOn = func() (t [utf8.RuneSelf]bool) {
+	t = asciiWord
+	t['@'], t['.'], t['-'] = true, true, true
+	return t
+}()
+
 // words writes each word of s, masked when it varies per mail.
 func (n *normaliser) words(s string) {
 	i := 0
 	for i < len(s) {
 		// Skip to a word.
-		r, size := rune(s[i]), 1
-		if r >= utf8.RuneSelf {
-			r, size = utf8.DecodeRuneInString(s[i:])
-		}
-		if !isWordRune(r) {
+		if c := s[i]; c < utf8.RuneSelf {
+			if !asciiWord[c] {
+				i++
+				continue
+			}
+		} else if r, size := utf8.DecodeRuneInString(s[i:]); !isWordRune(r) {
 			i += size
 			continue
 		}
@@ -159,24 +189,37 @@ func (n *normaliser) words(s string) {
 		// "-" inside addresses, dates and compound words.
 		j := i
 		for j < len(s) {
-			r, size := rune(s[j]), 1
-			if r >= utf8.RuneSelf {
-				r, size = utf8.DecodeRuneInString(s[j:])
+			if c := s[j]; c < utf8.RuneSelf {
+				if !asciiWordOn[c] {
+					break
+				}
+				j++
+				continue
 			}
-			if !isWordRune(r) && r != '@' && r != '.' && r != '-' {
+			r, size := utf8.DecodeRuneInString(s[j:])
+			if !isWordRune(r) {
 				break
 			}
 			j += size
 		}
-		w := strings.Trim(s[i:j], ".-@")
+		a, b := i, j
+		for a < b && wordTrim(s[a]) {
+			a++
+		}
+		for b > a && wordTrim(s[b-1]) {
+			b--
+		}
 		i = j
-		if w == "" {
+		if a == b {
 			continue
 		}
-		n.sb.WriteByte(' ')
-		n.mask(w)
+		n.out = append(n.out, ' ')
+		n.mask(s[a:b])
 	}
 }
+
+// wordTrim: what a word does not end in.
+func wordTrim(c byte) bool { return c == '.' || c == '-' || c == '@' }
 
 func isWordRune(r rune) bool {
 	if r < utf8.RuneSelf {
@@ -187,15 +230,19 @@ func isWordRune(r rune) bool {
 
 // mask writes w lower-cased, or the mask of what it is.
 func (n *normaliser) mask(w string) {
-	if strings.IndexByte(w, '@') >= 0 {
-		n.sb.WriteByte('E')
-		return
-	}
 	hexLike, upper, ascii := len(w) >= 8, len(w) >= 6, true
 	for i := 0; i < len(w); i++ {
 		c := w[i]
+		if c == '@' {
+			n.out = append(n.out, 'E')
+			return
+		}
 		if c >= '0' && c <= '9' {
-			n.sb.WriteByte('#')
+			if strings.IndexByte(w[i:], '@') >= 0 {
+				n.out = append(n.out, 'E')
+			} else {
+				n.out = append(n.out, '#')
+			}
 			return
 		}
 		if !(c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
@@ -209,37 +256,35 @@ func (n *normaliser) mask(w string) {
 		}
 	}
 	if hexLike || upper {
-		n.sb.WriteByte('#')
+		n.out = append(n.out, '#')
 		return
 	}
-	var lw string
+	// The word is written lower-cased, then replaced by its mask if it has one.
+	start := len(n.out)
 	if ascii {
-		n.buf = append(n.buf[:0], w...)
-		for i, c := range n.buf {
+		for i := 0; i < len(w); i++ {
+			c := w[i]
 			if c >= 'A' && c <= 'Z' {
-				n.buf[i] = c + 'a' - 'A'
+				c += 'a' - 'A'
+			}
+			n.out = append(n.out, c)
+		}
+		if len(w) <= maxMaskedWord {
+			if m := maskedWords[string(n.out[start:])]; m != 0 {
+				n.out = append(n.out[:start], m)
+				return
 			}
 		}
-		if monthNames[string(n.buf)] {
-			n.sb.WriteByte('M')
-			return
-		}
-		if givenNames[string(n.buf)] {
-			n.sb.WriteByte('N')
-			return
-		}
 	} else {
-		lw = strings.ToLower(w)
+		// As strings.ToLower: rune by rune (a word is valid UTF-8).
+		for _, r := range w {
+			n.out = utf8.AppendRune(n.out, unicode.ToLower(r))
+		}
 	}
 	for _, r := range n.recipient {
 		if strings.EqualFold(w, r) {
-			n.sb.WriteByte('N')
+			n.out = append(n.out[:start], 'N')
 			return
 		}
-	}
-	if ascii {
-		n.sb.Write(n.buf)
-	} else {
-		n.sb.WriteString(lw)
 	}
 }

@@ -20,9 +20,6 @@ func parseDate(s string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-var months = map[string]time.Month{"jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
-	"jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12}
-
 // zoneNames are RFC 5322's obsolete zones; an unknown alphabetic zone means
 // an unknown offset (-0000), read as UTC.
 var zoneNames = map[string]int{"ut": 0, "utc": 0, "gmt": 0, "z": 0, "est": -5, "edt": -4, "cst": -6, "cdt": -5,
@@ -32,11 +29,15 @@ func fastDate(s string) (time.Time, bool) {
 	if i := strings.IndexByte(s, '('); i >= 0 { // a trailing comment: "(UTC)"
 		s = s[:i]
 	}
-	f := strings.Fields(s)
+	var buf [6]string
+	f, ok := dateFields(s, buf[:0])
+	if !ok {
+		return time.Time{}, false
+	}
 	if len(f) > 0 && !isDigit(f[0][0]) { // "Tue," or "Tue"
 		f = f[1:]
 	}
-	if len(f) == 4 && strings.Count(f[3], ":") >= 1 { // no zone
+	if len(f) == 4 && strings.IndexByte(f[3], ':') >= 0 { // no zone
 		f = append(f, "-0000")
 	}
 	if len(f) != 5 {
@@ -49,8 +50,8 @@ func fastDate(s string) (time.Time, bool) {
 	if len(f[1]) < 3 {
 		return time.Time{}, false
 	}
-	mon, ok := months[strings.ToLower(f[1][:3])]
-	if !ok {
+	mon := monthOf(f[1][:3])
+	if mon == 0 {
 		return time.Time{}, false
 	}
 	year, ok := atoi(f[2], 2, 4)
@@ -64,15 +65,25 @@ func fastDate(s string) (time.Time, bool) {
 			year += 1900
 		}
 	}
-	hms := strings.Split(f[3], ":")
-	if len(hms) < 2 || len(hms) > 3 {
+	// hh:mm or hh:mm:ss
+	hms := f[3]
+	c1 := strings.IndexByte(hms, ':')
+	if c1 < 0 {
 		return time.Time{}, false
 	}
-	hour, ok1 := atoi(hms[0], 1, 2)
-	minute, ok2 := atoi(hms[1], 2, 2)
+	hh, mm, ss := hms[:c1], hms[c1+1:], ""
+	hasSec := false
+	if c2 := strings.IndexByte(mm, ':'); c2 >= 0 {
+		mm, ss, hasSec = mm[:c2], mm[c2+1:], true
+		if strings.IndexByte(ss, ':') >= 0 {
+			return time.Time{}, false
+		}
+	}
+	hour, ok1 := atoi(hh, 1, 2)
+	minute, ok2 := atoi(mm, 2, 2)
 	sec, ok3 := 0, true
-	if len(hms) == 3 {
-		sec, ok3 = atoi(hms[2], 2, 2)
+	if hasSec {
+		sec, ok3 = atoi(ss, 2, 2)
 	}
 	if !ok1 || !ok2 || !ok3 || hour > 23 || minute > 59 || sec > 60 {
 		return time.Time{}, false
@@ -88,6 +99,72 @@ func fastDate(s string) (time.Time, bool) {
 		sec = 59
 	}
 	return time.Date(year, mon, day, hour, minute, sec, 0, zone(offset)), true
+}
+
+// dateFields splits s at white space as strings.Fields does, into at most
+// cap(f) fields; ok is false when there are more.
+func dateFields(s string, f []string) ([]string, bool) {
+	if !isASCII(s) {
+		all := strings.Fields(s)
+		return all, len(all) <= cap(f)
+	}
+	for i := 0; i < len(s); {
+		for i < len(s) && asciiSpace(s[i]) {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
+		j := i
+		for j < len(s) && !asciiSpace(s[j]) {
+			j++
+		}
+		if len(f) == cap(f) {
+			return f, false
+		}
+		f = append(f, s[i:j])
+		i = j
+	}
+	return f, true
+}
+
+func asciiSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
+
+// monthOf reads a three-letter month name in any case; 0 if it is none.
+func monthOf(m string) time.Month {
+	var b [3]byte
+	for i := range b {
+		b[i] = m[i] | 0x20 // a month name is letters: other bytes match none either way
+	}
+	switch string(b[:]) {
+	case "jan":
+		return time.January
+	case "feb":
+		return time.February
+	case "mar":
+		return time.March
+	case "apr":
+		return time.April
+	case "may":
+		return time.May
+	case "jun":
+		return time.June
+	case "jul":
+		return time.July
+	case "aug":
+		return time.August
+	case "sep":
+		return time.September
+	case "oct":
+		return time.October
+	case "nov":
+		return time.November
+	case "dec":
+		return time.December
+	}
+	return 0
 }
 
 // zones are the fixed zones of whole quarter hours from -14:00 to +14:00,
@@ -126,11 +203,23 @@ func zoneOffset(z string) (int, bool) {
 			return 0, false
 		}
 	}
-	return zoneNames[strings.ToLower(z)] * 3600, len(z) > 0 && len(z) <= 5
+	if len(z) == 0 || len(z) > 5 {
+		return 0, false
+	}
+	var b [5]byte
+	for i := 0; i < len(z); i++ {
+		b[i] = z[i] | 0x20
+	}
+	return zoneNames[string(b[:len(z)])] * 3600, true
 }
 
+var monthDays = [13]int{0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+
 func daysIn(m time.Month, year int) int {
-	return time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+	if m == time.February && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		return 29
+	}
+	return monthDays[m]
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }

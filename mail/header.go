@@ -2,14 +2,10 @@ package mail
 
 import (
 	"bytes"
-	"io"
-	"mime"
+	netmail "net/mail"
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/emersion/go-message/charset"
-	gomail "github.com/emersion/go-message/mail"
 )
 
 // field is one header field: its name as written and its value unfolded.
@@ -18,9 +14,11 @@ type field struct{ name, value string }
 // header is an entity's fields in order.
 type header []field
 
+// first is the value of the first field called name (ASCII, as are field
+// names: equal in any case only at equal lengths).
 func (h header) first(name string) (string, bool) {
 	for _, f := range h {
-		if strings.EqualFold(f.name, name) {
+		if len(f.name) == len(name) && strings.EqualFold(f.name, name) {
 			return f.value, true
 		}
 	}
@@ -32,7 +30,7 @@ func (h header) get(name string) string { v, _ := h.first(name); return v }
 func (h header) all(name string) []string {
 	var out []string
 	for _, f := range h {
-		if strings.EqualFold(f.name, name) {
+		if len(f.name) == len(name) && strings.EqualFold(f.name, name) {
 			out = append(out, f.value)
 		}
 	}
@@ -43,48 +41,91 @@ func (h header) all(name string) []string {
 // body. It is lenient as mail readers are: a leading mbox "From " line is
 // skipped, a line that is no header field ends the header (the body starts
 // there), fields past MaxHeaders are dropped and values cut at MaxHeaderLen.
+// The header is copied into one string, and names and values are slices of it.
 func (x *extractor) readHeader(msg []byte, top bool) (header, []byte) {
-	h := make(header, 0, 32)
+	spans := x.spans[:0]
 	i := 0
 	if top && bytes.HasPrefix(msg, []byte("From ")) {
 		i = lineEnd(msg, 0)
 	}
+	end, body := len(msg), len(msg)
+scan:
 	for i < len(msg) {
-		end := lineEnd(msg, i)
-		line := trimEOL(msg[i:end])
+		next := lineEnd(msg, i)
+		line := trimEOL(msg[i:next])
 		switch {
 		case len(line) == 0:
-			return h, msg[end:]
+			end, body = i, next
+			break scan
 		case line[0] == ' ' || line[0] == '\t':
 			// Continuations are read with their field; this one has none.
 			x.defectOnce("orphan-continuation", "header continuation line without a field")
-			i = end
+			i = next
 			continue
 		}
 		colon := fieldName(line)
 		if colon < 0 {
 			x.defectOnce("no-colon", "header line without a colon: the body is taken to start there")
-			return h, msg[i:]
+			end, body = i, i
+			break scan
 		}
-		j := end
+		j := next
 		for j < len(msg) && (msg[j] == ' ' || msg[j] == '\t') {
 			j = lineEnd(msg, j)
 		}
-		if len(h) >= x.lim.MaxHeaders {
+		if len(spans) >= x.lim.MaxHeaders {
 			x.defectOnce("max-headers", "more than %d header fields: the rest are ignored", x.lim.MaxHeaders)
 			i = j
 			continue
 		}
-		raw := msg[i:j]
-		if len(raw) > x.lim.MaxHeaderLen {
+		rawEnd := j
+		if j-i > x.lim.MaxHeaderLen {
 			x.defectOnce("max-header-len", "header field %s longer than %d bytes: cut", string(line[:colon]), x.lim.MaxHeaderLen)
-			raw = raw[:x.lim.MaxHeaderLen]
+			rawEnd = i + x.lim.MaxHeaderLen
 		}
-		name := string(bytes.TrimRight(raw[:colon], " \t"))
-		h = append(h, field{name, unfold(raw[colon+1:])})
+		spans = append(spans, fieldSpan{start: i, colon: i + colon, end: rawEnd})
 		i = j
 	}
-	return h, nil
+	x.spans = spans
+	h := make(header, len(spans))
+	if len(spans) == 0 {
+		return h, msg[body:]
+	}
+	// One string holds the header as written and, after it, the values of
+	// more than one line unfolded.
+	off := spans[0].start
+	buf := append(x.header[:0], msg[off:end]...)
+	for k := range spans {
+		sp := &spans[k]
+		sp.start, sp.colon, sp.end = sp.start-off, sp.colon-off, sp.end-off
+		v := buf[sp.colon+1 : sp.end]
+		if nl := bytes.IndexByte(v, '\n'); nl >= 0 && nl < len(v)-1 {
+			vs := len(buf)
+			buf = appendUnfolded(buf, v) // v stays as it is: the append writes past it
+			sp.value, sp.valueEnd, sp.folded = vs, len(buf), true
+		} else {
+			sp.value, sp.valueEnd = sp.colon+1, sp.end
+		}
+	}
+	x.header = buf
+	str := string(buf)
+	for k, sp := range spans {
+		h[k].name = trimBlanks(str[sp.start:sp.colon])
+		v := str[sp.value:sp.valueEnd]
+		if !sp.folded {
+			v = trimBlanks(strings.TrimSuffix(strings.TrimSuffix(v, "\n"), "\r"))
+		}
+		h[k].value = v
+	}
+	return h, msg[body:]
+}
+
+// fieldSpan is where a header field lies: its start, colon and end in the
+// message, then its value in readHeader's buffer.
+type fieldSpan struct {
+	start, colon, end int
+	value, valueEnd   int
+	folded            bool
 }
 
 // lineEnd is the index just past the line starting at i (past its "\n").
@@ -96,8 +137,13 @@ func lineEnd(b []byte, i int) int {
 }
 
 func trimEOL(line []byte) []byte {
-	line = bytes.TrimSuffix(line, []byte("\n"))
-	return bytes.TrimSuffix(line, []byte("\r"))
+	if n := len(line); n > 0 && line[n-1] == '\n' {
+		line = line[:n-1]
+	}
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line
 }
 
 // fieldName returns the index of the colon ending a valid field name in line,
@@ -108,7 +154,10 @@ func fieldName(line []byte) int {
 	if colon <= 0 {
 		return -1
 	}
-	name := bytes.TrimRight(line[:colon], " \t")
+	name := line[:colon]
+	for len(name) > 0 && (name[len(name)-1] == ' ' || name[len(name)-1] == '\t') {
+		name = name[:len(name)-1]
+	}
 	if len(name) == 0 {
 		return -1
 	}
@@ -120,14 +169,30 @@ func fieldName(line []byte) int {
 	return colon
 }
 
+// trimBlanks trims spaces and tabs.
+func trimBlanks(s string) string {
+	i, j := 0, len(s)
+	for i < j && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	for j > i && (s[j-1] == ' ' || s[j-1] == '\t') {
+		j--
+	}
+	return s[i:j]
+}
+
 // unfold joins a folded value's lines with single spaces, trimming each, as
 // go-message and net/textproto do.
-func unfold(v []byte) string {
-	if bytes.IndexByte(v, '\n') < 0 {
-		return string(bytes.Trim(bytes.TrimSuffix(v, []byte("\r")), " \t"))
+func unfold(v string) string {
+	if strings.IndexByte(v, '\n') < 0 {
+		return trimBlanks(strings.TrimSuffix(v, "\r"))
 	}
-	var sb strings.Builder
-	sb.Grow(len(v))
+	return string(appendUnfolded(nil, []byte(v)))
+}
+
+// appendUnfolded appends v unfolded to dst.
+func appendUnfolded(dst, v []byte) []byte {
+	start := len(dst)
 	for len(v) > 0 {
 		line := v
 		if i := bytes.IndexByte(v, '\n'); i >= 0 {
@@ -135,29 +200,23 @@ func unfold(v []byte) string {
 		} else {
 			v = nil
 		}
-		line = bytes.Trim(bytes.TrimSuffix(line, []byte("\r")), " \t")
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		for len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			line = line[1:]
+		}
+		for len(line) > 0 && (line[len(line)-1] == ' ' || line[len(line)-1] == '\t') {
+			line = line[:len(line)-1]
+		}
 		if len(line) == 0 {
 			continue
 		}
-		if sb.Len() > 0 {
-			sb.WriteByte(' ')
+		if len(dst) > start {
+			dst = append(dst, ' ')
 		}
-		sb.Write(line)
+		dst = append(dst, line...)
 	}
-	return sb.String()
+	return dst
 }
-
-// wordDecoder decodes RFC 2047 encoded-words in every charset go-message knows.
-// A word is decoded at once into a bytes.Reader: mime copies the reader it gets
-// with io.Copy, which would take a 32 KiB buffer for each word otherwise.
-var wordDecoder = &mime.WordDecoder{CharsetReader: func(cs string, r io.Reader) (io.Reader, error) {
-	cr, err := charset.Reader(cs, r)
-	if err != nil {
-		return nil, err
-	}
-	b, err := io.ReadAll(cr)
-	return bytes.NewReader(b), err
-}}
 
 // text decodes an unstructured header value: raw 8-bit bytes (read in the
 // message's charset when they are not UTF-8) and RFC 2047 encoded-words.
@@ -190,12 +249,12 @@ func (x *extractor) eightBit(v, name string) string {
 	cs, s := "windows-1252", ""
 	if x.charset != "" && !isUTF8Label(x.charset) {
 		if d, err := decodeCharset([]byte(v), x.charset); err == nil {
-			cs, s = x.charset, d
+			cs, s = x.charset, string(d)
 		}
 	}
 	if s == "" || mixedWords(s) {
-		if d, err := decodeCharset([]byte(v), "windows-1252"); err == nil && (s == "" || !mixedWords(d)) {
-			cs, s = "windows-1252", d
+		if d, err := decodeCharset([]byte(v), "windows-1252"); err == nil && (s == "" || !mixedWords(string(d))) {
+			cs, s = "windows-1252", string(d)
 		}
 	}
 	x.defect("unencoded 8-bit bytes in %s (%s)", name, cs)
@@ -222,11 +281,18 @@ func mixedWords(s string) bool {
 	return false
 }
 
+// addressParser is go-message's address parser (net/mail's with every charset
+// go-message knows) with the word decoder that needs no copy buffer.
+var addressParser = &netmail.AddressParser{WordDecoder: wordDecoder}
+
 // address reads the first address of an address header: the address and the
 // decoded display name. Broken values that net/mail refuses are read leniently.
 func (x *extractor) address(v, name string) (addr, display string) {
 	v = x.eightBit(v, name)
-	if list, err := gomail.ParseAddressList(v); err == nil {
+	if addr, display, ok := simpleAddress(v); ok {
+		return addr, display
+	}
+	if list, err := addressParser.ParseList(v); err == nil {
 		if len(list) > 0 {
 			return list[0].Address, list[0].Name
 		}
@@ -252,6 +318,82 @@ func (x *extractor) address(v, name string) (addr, display string) {
 	return "", ""
 }
 
+// simpleAddress reads the common forms "local@domain" and "Display Name
+// <local@domain>" (ASCII atoms and encoded words, no comments or quotes) as
+// net/mail reads them, at a fraction of the cost; ok is false for any other
+// form, and for an encoded word that does not decode.
+func simpleAddress(v string) (addr, display string, ok bool) {
+	v = trimBlanks(v)
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < '!' || c > '~') && c != ' ' && c != '\t' || c == '"' || c == '(' || c == ',' || c == '\\' {
+			return "", "", false
+		}
+	}
+	lt := strings.IndexByte(v, '<')
+	if lt < 0 {
+		return v, "", addrSpec(v)
+	}
+	if !strings.HasSuffix(v, ">") || !addrSpec(v[lt+1:len(v)-1]) {
+		return "", "", false
+	}
+	phrase := trimBlanks(v[:lt])
+	for w, rest := nextWord(phrase); w != ""; w, rest = nextWord(rest) {
+		for i := 0; i < len(w); i++ {
+			if !atext(w[i]) && w[i] != '.' {
+				return "", "", false
+			}
+		}
+	}
+	if strings.Contains(phrase, "=?") {
+		// Encoded words are decoded, and adjacent ones joined without a space.
+		var sb strings.Builder
+		prevEncoded := false
+		for w, rest := nextWord(phrase); w != ""; w, rest = nextWord(rest) {
+			encoded := strings.Contains(w, "=?")
+			if encoded {
+				d, err := wordDecoder.Decode(w)
+				if err != nil || d == "" { // net/mail reads an empty one otherwise
+					return "", "", false
+				}
+				w = d
+			}
+			if sb.Len() > 0 && !(prevEncoded && encoded) {
+				sb.WriteByte(' ')
+			}
+			sb.WriteString(w)
+			prevEncoded = encoded
+		}
+		phrase = sb.String()
+	} else if strings.Contains(phrase, "  ") || strings.IndexByte(phrase, '\t') >= 0 {
+		phrase = strings.Join(strings.Fields(phrase), " ")
+	}
+	return v[lt+1 : len(v)-1], phrase, true
+}
+
+// addrSpec reports a plain "local@domain" of dot-atoms.
+func addrSpec(s string) bool {
+	at := strings.IndexByte(s, '@')
+	return at >= 0 && dotAtom(s[:at]) && dotAtom(s[at+1:])
+}
+
+// dotAtom reports atoms joined by single dots (RFC 5322 3.2.3).
+func dotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !atext(s[i]) && s[i] != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// atext: printable ASCII but the specials of RFC 5322 3.2.3.
+func atext(c byte) bool {
+	return c >= '!' && c <= '~' && strings.IndexByte("()<>[]:;@\\,\".", c) < 0
+}
+
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
@@ -267,18 +409,4 @@ func isUTF8Label(cs string) bool {
 		return true
 	}
 	return false
-}
-
-// decodeCharset converts data in charset cs to UTF-8 with go-message's charset
-// tables.
-func decodeCharset(data []byte, cs string) (string, error) {
-	if isUTF8Label(cs) {
-		return string(data), nil
-	}
-	r, err := charset.Reader(cs, bytes.NewReader(data))
-	if err != nil {
-		return string(data), err
-	}
-	out, err := io.ReadAll(r)
-	return string(out), err
 }

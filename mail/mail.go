@@ -5,12 +5,17 @@
 // defects, and a campaign key that groups mails made from one template.
 //
 // Extraction is plain Go on the raw bytes of one message, built on
-// github.com/emersion/go-message (charsets of bodies and RFC 2047 words,
-// addresses), golang.org/x/net/html, and feeds.Normalize for URLs. Headers and
-// MIME parts are split here with bounded readers. It never fails and never
-// panics: what is wrong with a message becomes a defect, and every cost (size,
-// nesting, parts, decoded bytes, headers, URLs, archive entries) is bounded by
-// Limits.
+// github.com/emersion/go-message's charset tables (bodies and RFC 2047 words),
+// net/mail for addresses, golang.org/x/net/html, and feeds.Normalize for URLs.
+// Headers and MIME parts are split here with bounded readers. It never fails
+// and never panics: what is wrong with a message becomes a defect, and every
+// cost (size, nesting, parts, decoded bytes, headers, URLs, archive entries) is
+// bounded by Limits.
+//
+// It is written for throughput (issue 5): the common forms of addresses and
+// media types take hand-written paths that read them exactly as net/mail and
+// mime do, and fall back to those for anything else; scratch buffers pass from
+// one extraction to the next through a sync.Pool.
 package mail
 
 import (
@@ -20,6 +25,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	// Registers every charset golang.org/x/text knows with go-message.
@@ -188,6 +194,7 @@ const maxDefects = 50
 
 // extractor is the state of one Extract call.
 type extractor struct {
+	*buffers
 	cfg     Config
 	lim     Limits
 	f       *Facts
@@ -195,11 +202,7 @@ type extractor struct {
 	decoded int64
 	// charset is the first charset a text part declares: raw 8-bit header bytes
 	// are read in it.
-	charset string
-	urls    map[string]bool // normalised URLs kept
-	raws    map[string]bool // raw URL strings already looked at
-	// What the campaign key is made of.
-	skeleton []byte
+	charset  string
 	bodyText []string // top-level plain text bodies
 	bodyLen  int
 	htmlText []string        // top-level HTML bodies' visible text
@@ -208,6 +211,51 @@ type extractor struct {
 	// unclosed: a multipart lacks its closing delimiter.
 	unclosed   bool
 	candidates int // URLs normalised, kept or not
+	// trapMXNames are cfg.TrapMX lower-cased, without a final dot.
+	trapMXNames []string
+}
+
+// buffers are what one extraction hands on to the next: scratch space, and the
+// maps of URLs seen, emptied. Nothing a Facts refers to.
+type buffers struct {
+	urls     map[string]bool // normalised URLs kept
+	raws     map[rawURL]bool // raw URLs already looked at
+	skeleton []byte          // the MIME outline in the campaign key
+	key      []byte          // what the campaign key hashes
+	spans    []fieldSpan     // readHeader's
+	header   []byte          // readHeader's
+	received receivedParser
+	tag      []byte // html's tag name
+	style    []byte // html's style value
+}
+
+var bufferPool = sync.Pool{New: func() any {
+	return &buffers{urls: map[string]bool{}, raws: map[rawURL]bool{}}
+}}
+
+// maxKeptBuffer bounds a buffer kept for the next extraction.
+const maxKeptBuffer = 1 << 20
+
+func (b *buffers) release() {
+	if len(b.urls) > 1000 || len(b.raws) > 1000 {
+		b.urls, b.raws = map[string]bool{}, map[rawURL]bool{}
+	} else {
+		clear(b.urls)
+		clear(b.raws)
+	}
+	for _, buf := range []*[]byte{&b.key, &b.header, &b.tag, &b.style} {
+		if cap(*buf) > maxKeptBuffer {
+			*buf = nil
+		}
+	}
+	clear(b.received.toks[:cap(b.received.toks)])
+	for i := range b.received.cl {
+		c := &b.received.cl[i]
+		clear(c.comments[:cap(c.comments)])
+		clear(c.words[:cap(c.words)])
+	}
+	b.skeleton = b.skeleton[:0]
+	bufferPool.Put(b)
 }
 
 // Extract takes one raw message apart. It never fails: problems become Defects.
@@ -224,8 +272,9 @@ func Extract(raw []byte, cfg Config) (f Facts) {
 			f.Defects = append(f.Defects, fmt.Sprintf("internal error: %v", r))
 		}
 	}()
-	x := &extractor{cfg: cfg, lim: cfg.Limits.withDefaults(), f: &f,
-		urls: map[string]bool{}, raws: map[string]bool{}, trapHop: -1}
+	b := bufferPool.Get().(*buffers)
+	defer b.release()
+	x := &extractor{buffers: b, cfg: cfg, lim: cfg.Limits.withDefaults(), f: &f, trapHop: -1}
 	x.run(raw)
 	return f
 }
@@ -295,14 +344,13 @@ func (x *extractor) run(raw []byte) {
 // finish derives what depends on everything else.
 func (x *extractor) finish() {
 	f := x.f
-	seen := map[string]bool{}
 	for _, u := range f.URLs {
-		if u.Registrable != "" && !seen[u.Registrable] {
-			seen[u.Registrable] = true
+		if u.Registrable != "" {
 			f.Domains = append(f.Domains, u.Registrable)
 		}
 	}
 	slices.Sort(f.Domains)
+	f.Domains = slices.Compact(f.Domains)
 	f.CampaignKey = x.campaignKey()
 }
 

@@ -51,7 +51,7 @@ func (x *extractor) mediaType(h header) (string, map[string]string) {
 	if !ok || strings.TrimSpace(v) == "" {
 		return "text/plain", nil
 	}
-	mt, params, err := mime.ParseMediaType(v)
+	mt, params, err := parseMediaType(v)
 	if err != nil {
 		mt, params = lenientParams(v)
 		x.defect("malformed Content-Type %q: read leniently", clip(v, 80))
@@ -62,6 +62,66 @@ func (x *extractor) mediaType(h header) (string, map[string]string) {
 		return "text/plain", params
 	}
 	return mt, params
+}
+
+// parseMediaType is mime.ParseMediaType, with the common plain forms ("type/sub;
+// key=token; key="quoted"") read without its cost.
+func parseMediaType(v string) (string, map[string]string, error) {
+	if mt, params, ok := plainMediaType(v); ok {
+		return mt, params, nil
+	}
+	return mime.ParseMediaType(v)
+}
+
+// plainMediaType reads v as mime.ParseMediaType does when v is printable ASCII,
+// its type a token or token/token, and each parameter a token key (no RFC 2231
+// "*") set once to a token or a quoted string without escapes or ";"; ok is
+// false for anything else.
+func plainMediaType(v string) (mt string, params map[string]string, ok bool) {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < '!' || c > '~') && c != ' ' && c != '\t' || c == '\\' || c == '*' {
+			return "", nil, false
+		}
+	}
+	base, rest, more := strings.Cut(v, ";")
+	mt = strings.ToLower(trimBlanks(base))
+	typ, sub, slash := strings.Cut(mt, "/")
+	if !isToken(typ) || slash && !isToken(sub) {
+		return "", nil, false
+	}
+	params = map[string]string{}
+	for more {
+		var p string
+		p, rest, more = strings.Cut(rest, ";")
+		k, val, eq := strings.Cut(p, "=")
+		k, val = strings.ToLower(trimBlanks(k)), trimBlanks(val)
+		if !eq || !isToken(k) {
+			return "", nil, false
+		}
+		if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' && strings.IndexByte(val[1:len(val)-1], '"') < 0 {
+			val = val[1 : len(val)-1]
+		} else if !isToken(val) {
+			return "", nil, false
+		}
+		if _, dup := params[k]; dup {
+			return "", nil, false
+		}
+		params[k] = val
+	}
+	return mt, params, true
+}
+
+// isToken: RFC 2045 token characters, at least one.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?=`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // lenientParams splits "type; a=b; c="d"" without mime's strictness.
@@ -228,9 +288,10 @@ func (x *extractor) leaf(h header, mt string, params map[string]string, body []b
 	if src == "" {
 		src = SourceText
 	}
-	x.scanText(text, src)
+	t := string(text)
+	x.scanText(t, src)
 	if within == "" {
-		x.addBodyText(text)
+		x.addBodyText(t)
 	}
 }
 
@@ -241,7 +302,7 @@ func (x *extractor) disposition(h header, ctParams map[string]string) (string, s
 	var params map[string]string
 	if v, ok := h.first("Content-Disposition"); ok && strings.TrimSpace(v) != "" {
 		var err error
-		if disp, params, err = mime.ParseMediaType(v); err != nil {
+		if disp, params, err = parseMediaType(v); err != nil {
 			disp, params = lenientParams(v)
 		}
 		disp = strings.ToLower(disp)
@@ -309,14 +370,14 @@ func (x *extractor) spend(b []byte) []byte {
 }
 
 // toUTF8 converts a text body from its declared charset.
-func (x *extractor) toUTF8(data []byte, cs, mt string) string {
+func (x *extractor) toUTF8(data []byte, cs, mt string) []byte {
 	if cs == "" || isUTF8Label(cs) {
-		return string(data)
+		return data
 	}
 	s, err := decodeCharset(data, cs)
 	if err != nil {
 		x.defect("%s body: %v (read as UTF-8)", mt, err)
-		return string(data)
+		return data
 	}
 	if grown := int64(len(s) - len(data)); grown > 0 {
 		x.decoded += grown // UTF-8 is at most 3 bytes a character: bounded
@@ -405,7 +466,7 @@ func (x *extractor) zip(name string, data []byte) []string {
 		}
 		member = x.spend(member)
 		if kind == "html" {
-			x.html(string(member), SourceAttachment, false)
+			x.html(member, SourceAttachment, false)
 		} else {
 			x.scanText(string(member), SourceAttachment)
 		}
@@ -462,7 +523,13 @@ func decodeQP(b []byte) []byte {
 	for i := 0; i < len(b); i++ {
 		c := b[i]
 		if c != '=' {
-			out = append(out, c)
+			// Copy up to the next "=" at once.
+			j := bytes.IndexByte(b[i:], '=')
+			if j < 0 {
+				return append(out, b[i:]...)
+			}
+			out = append(out, b[i:i+j]...)
+			i += j - 1
 			continue
 		}
 		rest := b[i+1:]

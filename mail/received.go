@@ -4,6 +4,9 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tip-project/tip/feeds"
 )
@@ -17,38 +20,49 @@ import (
 // header with neither a from nor a by clause (qmail's "(qmail 1 invoked by uid
 // 0)") gives its date and an error.
 func ParseReceived(value string) (Hop, error) {
-	h, _, err := parseReceived(value, nil)
-	return h, err
+	var p receivedParser
+	return p.parse(value, new(time.Time))
 }
 
-// parseReceived is ParseReceived with a token buffer to reuse; it returns the
-// buffer for the next header.
-func parseReceived(value string, toks []rtoken) (Hop, []rtoken, error) {
+// receivedParser parses Received headers, reusing its buffers from one header
+// to the next.
+type receivedParser struct {
+	toks []rtoken
+	cl   [numKeywords]clause
+}
+
+// parse reads one header; the hop's date is stored in *date.
+func (p *receivedParser) parse(value string, date *time.Time) (Hop, error) {
 	v := strings.TrimSpace(value)
-	if strings.ContainsAny(v, "\r\n") {
-		v = unfold([]byte(value))
+	if strings.IndexByte(v, '\n') >= 0 || strings.IndexByte(v, '\r') >= 0 {
+		v = unfold(value)
 	}
 	h := Hop{Raw: v}
 	if v == "" {
-		return h, toks, errors.New("empty Received header value")
+		return h, errors.New("empty Received header value")
 	}
-	toks, date := tokenizeReceived(v, toks[:0])
-	if date != "" {
-		if t, ok := parseDate(date); ok {
-			h.Date = &t
+	var when string
+	p.toks, when = tokenizeReceived(v, p.toks[:0])
+	if when != "" {
+		if t, ok := parseDate(when); ok {
+			*date = t
+			h.Date = date
 		}
 	}
-	var cl [numKeywords]clause
-	clauses(toks, &cl)
+	cl := &p.cl
+	for i := range cl {
+		cl[i] = clause{comments: cl[i].comments[:0], words: cl[i].words[:0]}
+	}
+	clauses(p.toks, cl)
 	if from := &cl[kwFrom]; from.ok {
 		readFrom(&h, from, strings.Contains(v, "Exim"))
 	}
 	if by := &cl[kwBy]; by.ok {
 		h.By = by.value
-		if a, ok := literalIP(by.value); ok {
-			h.ByIP = a.String()
-		} else if a, ok := commentIP(by.comments, false); ok {
-			h.ByIP = a.String()
+		if a, text, ok := literalIP(by.value); ok {
+			h.ByIP = addrText(a, text)
+		} else if a, text, ok := commentIP(by.comments, false); ok {
+			h.ByIP = addrText(a, text)
 		}
 	}
 	if w := &cl[kwWith]; w.ok {
@@ -64,9 +78,9 @@ func parseReceived(value string, toks []rtoken) (Hop, []rtoken, error) {
 		h.For = strings.TrimSuffix(strings.TrimPrefix(f.value, "<"), ">")
 	}
 	if !cl[kwFrom].ok && h.By == "" {
-		return h, toks, errors.New("no from or by clause in the Received header")
+		return h, errors.New("no from or by clause in the Received header")
 	}
-	return h, toks, nil
+	return h, nil
 }
 
 // rtoken is one item of a Received header: a word, or a comment's content.
@@ -153,7 +167,11 @@ const (
 )
 
 func keyword(w string) int {
-	if len(w) > 4 {
+	if len(w) < 2 || len(w) > 4 {
+		return -1
+	}
+	// Only ASCII letters fold to these keywords' first letters.
+	if c := w[0] | 0x20; c != 'f' && c != 'b' && c != 'v' && c != 'w' && c != 'i' && w[0] < utf8.RuneSelf {
 		return -1
 	}
 	for i, k := range [numKeywords]string{"from", "by", "via", "with", "id", "for"} {
@@ -204,14 +222,14 @@ func clauses(toks []rtoken, out *[numKeywords]clause) {
 func readFrom(h *Hop, from *clause, exim bool) {
 	word := from.value
 	helo, heloFound := commentHELO(from.comments)
-	ip, ok := commentIP(from.comments, true)
+	a, text, ok := commentIP(from.comments, true)
 	if !ok {
-		ip, ok = literalIP(word)
+		a, text, ok = literalIP(word)
 	}
 	if ok {
-		h.FromIP = ip.String()
+		h.FromIP = addrText(a, text)
 	}
-	_, wordIsIP := literalIP(word)
+	_, _, wordIsIP := literalIP(word)
 	switch {
 	case heloFound:
 		h.HELO = helo
@@ -235,7 +253,7 @@ func readFrom(h *Hop, from *clause, exim bool) {
 func commentHELO(comments []string) (string, bool) {
 	for _, c := range comments {
 		prev := ""
-		for w := range strings.FieldsSeq(c) {
+		for w, rest := nextWord(c); w != ""; w, rest = nextWord(rest) {
 			if len(w) > 5 && strings.EqualFold(w[:5], "helo=") {
 				return strings.TrimRight(w[5:], ","), true
 			}
@@ -248,20 +266,52 @@ func commentHELO(comments []string) (string, bool) {
 	return "", false
 }
 
+// nextWord is the first word of s and what follows it, split at white space as
+// strings.Fields splits.
+func nextWord(s string) (w, rest string) {
+	i := 0
+	for i < len(s) {
+		if c := s[i]; c < utf8.RuneSelf {
+			if !asciiSpace(c) {
+				break
+			}
+			i++
+		} else if r, n := utf8.DecodeRuneInString(s[i:]); unicode.IsSpace(r) {
+			i += n
+		} else {
+			break
+		}
+	}
+	j := i
+	for j < len(s) {
+		if c := s[j]; c < utf8.RuneSelf {
+			if asciiSpace(c) {
+				break
+			}
+			j++
+		} else if r, n := utf8.DecodeRuneInString(s[j:]); !unicode.IsSpace(r) {
+			j += n
+		} else {
+			break
+		}
+	}
+	return s[i:j], s[j:]
+}
+
 func isHELO(w string) bool { return strings.EqualFold(w, "helo") || strings.EqualFold(w, "ehlo") }
 
 // commentIP finds the first address in the comments: a bracketed literal that is
 // not a HELO argument, or a comment that is an address alone (after qmail's
-// "user@"). skipHELO says a
-// HELO argument is the client's word, not the connection's.
-func commentIP(comments []string, skipHELO bool) (netip.Addr, bool) {
+// "user@"), with its text as literalIP returns it. skipHELO says a HELO
+// argument is the client's word, not the connection's.
+func commentIP(comments []string, skipHELO bool) (netip.Addr, string, bool) {
 	for _, c := range comments {
 		prev, n := "", 0
-		for w := range strings.FieldsSeq(c) {
+		for w, rest := nextWord(c); w != ""; w, rest = nextWord(rest) {
 			n++
 			if strings.HasPrefix(w, "[") && !(skipHELO && isHELO(prev)) {
-				if a, ok := literalIP(w); ok {
-					return a, true
+				if a, text, ok := literalIP(w); ok {
+					return a, text, true
 				}
 			}
 			prev = w
@@ -271,12 +321,12 @@ func commentIP(comments []string, skipHELO bool) (netip.Addr, bool) {
 			if at := strings.LastIndexByte(w, '@'); at >= 0 {
 				w = w[at+1:]
 			}
-			if a, ok := literalIP(w); ok {
-				return a, true
+			if a, text, ok := literalIP(w); ok {
+				return a, text, true
 			}
 		}
 	}
-	return netip.Addr{}, false
+	return netip.Addr{}, "", false
 }
 
 // commentName is the host name written before the bracketed address in a
@@ -284,12 +334,12 @@ func commentIP(comments []string, skipHELO bool) (netip.Addr, bool) {
 func commentName(comments []string) string {
 	for _, c := range comments {
 		prev := ""
-		for w := range strings.FieldsSeq(c) {
+		for w, rest := nextWord(c); w != ""; w, rest = nextWord(rest) {
 			if prev == "" || !strings.HasPrefix(w, "[") {
 				prev = w
 				continue
 			}
-			if _, ok := literalIP(w); !ok {
+			if _, _, ok := literalIP(w); !ok {
 				prev = w
 				continue
 			}
@@ -308,26 +358,53 @@ func commentName(comments []string) string {
 }
 
 // literalIP reads "[1.2.3.4]", "[IPv6:::ffff:1.2.3.4]", "[1.2.3.4]:port", or a
-// bare address; an IPv4-mapped address becomes IPv4.
-func literalIP(w string) (netip.Addr, bool) {
+// bare address; an IPv4-mapped address becomes IPv4. It returns the address
+// and, when w writes it canonically, w.
+func literalIP(w string) (netip.Addr, string, bool) {
 	if strings.HasPrefix(w, "[") {
 		end := strings.IndexByte(w, ']')
 		if end < 0 {
-			return netip.Addr{}, false
+			return netip.Addr{}, "", false
 		}
 		w = w[1:end]
 	}
 	if len(w) > 5 && strings.EqualFold(w[:5], "ipv6:") {
 		w = w[5:]
 	}
-	if w == "" || !(w[0] >= '0' && w[0] <= '9' || w[0] >= 'a' && w[0] <= 'f' || w[0] >= 'A' && w[0] <= 'F' || w[0] == ':') {
-		return netip.Addr{}, false
+	// What cannot be an address is told apart without the cost of a parse
+	// error: before a zone, an address is hex digits, colons and dots.
+	v4 := true
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if c == '%' {
+			break
+		}
+		if c == ':' {
+			v4 = false
+		} else if !(c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'f' || c == '.') {
+			return netip.Addr{}, "", false
+		}
+	}
+	if w == "" {
+		return netip.Addr{}, "", false
 	}
 	a, err := netip.ParseAddr(w)
 	if err != nil {
-		return netip.Addr{}, false
+		return netip.Addr{}, "", false
 	}
-	return a.Unmap(), true
+	if v4 && a.Is4() {
+		return a, w, true // dotted decimal parses only as written canonically
+	}
+	return a.Unmap(), "", true
+}
+
+// addrText is an address's canonical text: lit when literalIP found it
+// written so.
+func addrText(a netip.Addr, lit string) string {
+	if lit != "" {
+		return lit
+	}
+	return a.String()
 }
 
 // trace reads the Received chain and picks the true sender by the trust rules:
@@ -336,11 +413,18 @@ func literalIP(w string) (netip.Addr, bool) {
 // sender, and everything below it may be forged.
 func (x *extractor) trace(h header) {
 	f := x.f
-	var toks []rtoken
+	p := &x.received
+	n := 0
 	for _, fl := range h {
-		if strings.EqualFold(fl.name, "Received") {
-			var hop Hop
-			hop, toks, _ = parseReceived(fl.value, toks)
+		if len(fl.name) == len("Received") && strings.EqualFold(fl.name, "Received") {
+			n++
+		}
+	}
+	f.Hops = make([]Hop, 0, n)
+	dates := make([]time.Time, n) // the hops' dates point into one allocation
+	for _, fl := range h {
+		if len(fl.name) == len("Received") && strings.EqualFold(fl.name, "Received") {
+			hop, _ := p.parse(fl.value, &dates[len(f.Hops)])
 			f.Hops = append(f.Hops, hop)
 		}
 	}
@@ -366,14 +450,19 @@ func (x *extractor) trace(h header) {
 	for j := start; j < len(f.Hops); j++ {
 		hop := f.Hops[j]
 		a, err := netip.ParseAddr(hop.FromIP)
-		if err != nil {
+		if hop.FromIP == "" || err != nil {
 			x.defect("Received header %d (by %s) names no connecting address: no sender", j, hop.By)
 			return
 		}
-		if x.internal(a) {
+		text := hop.FromIP // canonical: literalIP wrote it
+		if a.Zone() != "" {
+			a = a.WithZone("")
+			text = a.String()
+		}
+		if x.internal(a, text) {
 			continue
 		}
-		f.SenderIP, f.SenderHop = a.WithZone("").String(), j
+		f.SenderIP, f.SenderHop = text, j
 		f.SenderHost, f.HELO = hop.From, hop.HELO
 		return
 	}
@@ -383,8 +472,13 @@ func (x *extractor) trace(h header) {
 // trapMX reports whether one of the trap's own MX hosts wrote hop.
 func (x *extractor) trapMX(hop Hop) bool {
 	by := strings.ToLower(strings.TrimSuffix(hop.By, "."))
-	for _, mx := range x.cfg.TrapMX {
-		mx = strings.ToLower(strings.TrimSuffix(mx, "."))
+	if x.trapMXNames == nil {
+		x.trapMXNames = make([]string, len(x.cfg.TrapMX))
+		for i, mx := range x.cfg.TrapMX {
+			x.trapMXNames[i] = strings.ToLower(strings.TrimSuffix(mx, "."))
+		}
+	}
+	for _, mx := range x.trapMXNames {
 		// ".example.org" names every host under example.org
 		if by == mx || (strings.HasPrefix(mx, ".") && by != "" && strings.HasSuffix(by, mx)) {
 			return true
@@ -402,9 +496,13 @@ func (x *extractor) trapMX(hop Hop) bool {
 }
 
 // internal reports whether a hop's connecting address is one the trap steps
-// over: a trusted relay, or private or reserved space (feeds' definition).
-func (x *extractor) internal(a netip.Addr) bool {
-	a = a.WithZone("").Unmap()
+// over: a trusted relay, or private or reserved space (feeds' definition). text
+// is a's canonical text.
+func (x *extractor) internal(a netip.Addr, text string) bool {
+	if a.Is4In6() {
+		a = a.Unmap()
+		text = a.String()
+	}
 	for _, p := range x.cfg.TrustedRelays {
 		if p.Contains(a) {
 			return true
@@ -414,6 +512,6 @@ func (x *extractor) internal(a netip.Addr) bool {
 	if a.Is6() {
 		typ = feeds.IPv6
 	}
-	_, drop, err := feeds.Normalize(typ, a.String())
+	_, drop, err := feeds.Normalize(typ, text)
 	return err != nil || drop != ""
 }

@@ -100,7 +100,7 @@ func TestParseReceived(t *testing.T) {
 			} else if date != "" {
 				t.Errorf("date = %q, want none", date)
 			}
-			if h.Raw == "" || h.Raw != unfold([]byte(tc.value)) {
+			if h.Raw == "" || h.Raw != unfold(tc.value) {
 				t.Errorf("raw = %q", h.Raw)
 			}
 		})

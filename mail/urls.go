@@ -28,16 +28,16 @@ const (
 // returned and each is at most 4 KiB.
 func ExtractURLs(text string) []string {
 	var out []string
-	scanURLs(text, func(u string, _, _ int) bool {
-		out = append(out, u)
+	scanURLs(text, func(scheme, rest string, _, _ int) bool {
+		out = append(out, scheme+"://"+rest)
 		return len(out) < maxTextURLs
 	})
 	return out
 }
 
-// scanURLs calls fn with each URL of s and where it was written, until fn
-// returns false. It costs one pass over s.
-func scanURLs(s string, fn func(u string, start, end int) bool) {
+// scanURLs calls fn with each URL of s, as its scheme and what follows "://",
+// and where it was written, until fn returns false. It costs one pass over s.
+func scanURLs(s string, fn func(scheme, rest string, start, end int) bool) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
@@ -52,7 +52,7 @@ func scanURLs(s string, fn func(u string, start, end int) bool) {
 				i = max(i+1, end-1)
 				continue
 			}
-			if !fn(scheme+"://"+rest, start, end) {
+			if !fn(scheme, rest, start, end) {
 				return
 			}
 			i = end - 1
@@ -64,7 +64,7 @@ func scanURLs(s string, fn func(u string, start, end int) bool) {
 				i = max(i, end-1)
 				continue
 			}
-			if !fn("http://"+rest, i, end) {
+			if !fn("http", rest, i, end) {
 				return
 			}
 			i = end - 1
@@ -211,12 +211,14 @@ func hostByte(c byte) bool {
 func isAlnum(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' || c >= '0' && c <= '9' }
 
 // pathByte: printable ASCII that may stand in a URL written in text.
-func pathByte(c byte) bool {
-	if c <= ' ' || c >= 0x7f {
-		return false
+func pathByte(c byte) bool { return pathBytes[c] }
+
+var pathBytes = func() (t [256]bool) {
+	for c := '!'; c < 0x7f; c++ {
+		t[c] = strings.IndexByte("<>\"`{}|\\^", byte(c)) < 0
 	}
-	return strings.IndexByte("<>\"`{}|\\^", c) < 0
-}
+	return t
+}()
 
 // hostOf is the host of a normalised URL, without user info, port or brackets.
 func hostOf(u string) string {
@@ -246,18 +248,23 @@ func (x *extractor) scanText(s, src string) {
 	if !strings.Contains(s, "//") && !strings.Contains(s, "ww.") && !strings.Contains(s, "WW.") {
 		return
 	}
-	scanURLs(s, func(u string, _, _ int) bool { return x.addURL(u, src) })
+	scanURLs(s, func(scheme, rest string, _, _ int) bool { return x.addURL(scheme, rest, src) })
 }
+
+// rawURL is a URL as written, before it is normalised: its scheme and the rest.
+type rawURL struct{ scheme, rest string }
 
 // addURL normalises a URL as feeds do and keeps it once; it returns false when
 // MaxURLs is reached.
-func (x *extractor) addURL(raw, src string) bool {
-	if x.raws[raw] {
+func (x *extractor) addURL(scheme, rest, src string) bool {
+	key := rawURL{scheme, rest}
+	if x.raws[key] {
 		return true
 	}
 	if len(x.raws) < 4*x.lim.MaxURLs {
-		x.raws[raw] = true
+		x.raws[key] = true
 	}
+	raw := scheme + "://" + rest
 	if x.candidates++; x.candidates > 20*x.lim.MaxURLs {
 		x.defectOnce("max-candidates", "more than %d URL-like strings: the rest are not read", 20*x.lim.MaxURLs)
 		return false
@@ -275,23 +282,39 @@ func (x *extractor) addURL(raw, src string) bool {
 	return true
 }
 
-// urlAttrs are the HTML attributes whose value is a link.
-var urlAttrs = map[string]bool{"href": true, "src": true, "action": true, "formaction": true, "background": true,
-	"data": true, "poster": true, "cite": true, "longdesc": true, "lowsrc": true, "dynsrc": true, "codebase": true}
+// urlAttr: the HTML attributes whose value is a link.
+func urlAttr(k []byte) bool {
+	switch string(k) {
+	case "href", "src", "action", "formaction", "background", "data", "poster", "cite", "longdesc", "lowsrc",
+		"dynsrc", "codebase":
+		return true
+	}
+	return false
+}
 
-// blockTags separate words in the text of an HTML body.
-var blockTags = map[string]bool{"p": true, "br": true, "div": true, "td": true, "th": true, "tr": true, "li": true,
-	"table": true, "h1": true, "h2": true, "h3": true, "h4": true, "h5": true, "h6": true, "title": true, "hr": true}
+// blockTag: the tags that separate words in the text of an HTML body.
+func blockTag(t []byte) bool {
+	switch string(t) {
+	case "p", "br", "div", "td", "th", "tr", "li", "table", "h1", "h2", "h3", "h4", "h5", "h6", "title", "hr":
+		return true
+	}
+	return false
+}
 
-var voidTags = map[string]bool{"area": true, "base": true, "br": true, "col": true, "embed": true, "hr": true, "img": true,
-	"input": true, "link": true, "meta": true, "source": true, "track": true, "wbr": true}
+func voidTag(t []byte) bool {
+	switch string(t) {
+	case "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr":
+		return true
+	}
+	return false
+}
 
 // html takes the URLs of an HTML document (link attributes, styles, meta
 // refreshes and visible text) and, for a body, its visible text: what is
 // hidden (display:none, visibility:hidden, the hidden attribute), scripts and
 // styles are left out of the text, which spammers fill with random words.
-func (x *extractor) html(s, src string, body bool) {
-	z := html.NewTokenizer(strings.NewReader(s))
+func (x *extractor) html(doc []byte, src string, body bool) {
+	z := html.NewTokenizer(bytes.NewReader(doc))
 	var text strings.Builder
 	hiddenTag, hidden, raw := "", 0, ""
 	for {
@@ -304,62 +327,152 @@ func (x *extractor) html(s, src string, body bool) {
 			return
 		case html.TextToken:
 			t := z.Text()
-			if bytes.Contains(t, []byte("//")) || bytes.Contains(t, []byte("ww.")) || bytes.Contains(t, []byte("WW.")) {
+			if mayHoldURL(t) {
 				x.scanText(string(t), src)
 			}
 			if body && hidden == 0 && raw == "" && text.Len() < maxBodyText {
 				text.Write(t)
 			}
 		case html.StartTagToken, html.SelfClosingTagToken:
-			name, more := z.TagName()
-			tag := string(name)
+			tag := x.tagName(z, 1)
 			hide := false
-			for more {
-				var k, v []byte
-				k, v, more = z.TagAttr()
-				switch key := string(k); {
-				case urlAttrs[key]:
-					x.attrURL(string(v), src)
-				case key == "style":
-					st := strings.ToLower(string(v))
-					st = strings.ReplaceAll(st, " ", "")
-					hide = hide || strings.Contains(st, "display:none") || strings.Contains(st, "visibility:hidden")
-					x.scanText(string(v), src)
-				case key == "hidden":
+			for attrs := !plainAttrs(z.Raw()); attrs; {
+				k, v, more := z.TagAttr()
+				switch {
+				case urlAttr(k):
+					if mayHoldURL(v) || bytes.ContainsAny(v, "\t\r\n") {
+						x.attrURL(string(v), src)
+					}
+				case string(k) == "style":
+					hide = hide || hiddenStyle(v, &x.style)
+					if mayHoldURL(v) {
+						x.scanText(string(v), src)
+					}
+				case string(k) == "hidden":
 					hide = true
-				case key == "content":
-					x.scanText(string(v), src)
+				case string(k) == "content":
+					if mayHoldURL(v) {
+						x.scanText(string(v), src)
+					}
+				}
+				if !more {
+					break
 				}
 			}
-			if blockTags[tag] && text.Len() < maxBodyText {
+			if blockTag(tag) && text.Len() < maxBodyText {
 				text.WriteByte(' ')
 			}
-			if tt == html.SelfClosingTagToken || voidTags[tag] {
+			if tt == html.SelfClosingTagToken || voidTag(tag) {
 				continue
 			}
 			switch {
-			case hidden > 0 && tag == hiddenTag:
+			case hidden > 0 && string(tag) == hiddenTag:
 				hidden++
 			case hidden == 0 && hide:
-				hiddenTag, hidden = tag, 1
+				hiddenTag, hidden = string(tag), 1
 			}
-			if tag == "script" || tag == "style" {
-				raw = tag
+			if string(tag) == "script" || string(tag) == "style" {
+				raw = string(tag)
 			}
 		case html.EndTagToken:
-			name, _ := z.TagName()
-			tag := string(name)
-			if hidden > 0 && tag == hiddenTag {
+			tag := x.tagName(z, 2)
+			if hidden > 0 && string(tag) == hiddenTag {
 				hidden--
 			}
-			if tag == raw {
+			if string(tag) == raw {
 				raw = ""
 			}
-			if blockTags[tag] && text.Len() < maxBodyText {
+			if blockTag(tag) && text.Len() < maxBodyText {
 				text.WriteByte(' ')
 			}
 		}
 	}
+}
+
+// tagName is the lower-cased name of the current tag token, read from its
+// raw text ("<name" for skip 1, "</name" for skip 2) into a buffer the next
+// call reuses: the tokenizer's TagName copies it.
+func (x *extractor) tagName(z *html.Tokenizer, skip int) []byte {
+	r := z.Raw()
+	if len(r) <= skip || r[0] != '<' || bytes.IndexByte(r, 0) >= 0 {
+		name, _ := z.TagName()
+		return name
+	}
+	r = r[skip:]
+	n := 0
+	for n < len(r) && !tagNameEnd(r[n]) {
+		n++
+	}
+	b := x.tag[:0]
+	for _, c := range r[:n] {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	x.tag = b
+	return b
+}
+
+// tagNameEnd: what ends a tag name in the tokenizer.
+func tagNameEnd(c byte) bool {
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\f' || c == '/' || c == '>'
+}
+
+// plainAttrs reports a tag whose attributes cannot matter, read from its raw
+// text: no URL, no style or hidden attribute, and nothing (entities, tabs and
+// line breaks, NULs) that could make one of its values read otherwise.
+func plainAttrs(raw []byte) bool {
+	for i, c := range raw {
+		switch c {
+		case '&', '\t', '\r', '\n', 0:
+			return false
+		case '/':
+			if i+1 < len(raw) && raw[i+1] == '/' {
+				return false
+			}
+		case 'w', 'W':
+			if i+2 < len(raw) && raw[i+1] == c && raw[i+2] == '.' {
+				return false
+			}
+		case 's', 'S':
+			if i+5 <= len(raw) && bytes.EqualFold(raw[i:i+5], []byte("style")) {
+				return false
+			}
+		case 'h', 'H':
+			if i+6 <= len(raw) && bytes.EqualFold(raw[i:i+6], []byte("hidden")) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// mayHoldURL: what scanText looks at.
+func mayHoldURL(b []byte) bool {
+	return bytes.Contains(b, []byte("//")) || bytes.Contains(b, []byte("ww.")) || bytes.Contains(b, []byte("WW."))
+}
+
+// hiddenStyle reports a style that hides its element: display:none or
+// visibility:hidden in any case, spaces ignored. buf is scratch space.
+func hiddenStyle(v []byte, buf *[]byte) bool {
+	if bytes.IndexFunc(v, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
+		// unicode.ToLower makes ASCII of some letters ("İ")
+		st := strings.ReplaceAll(strings.ToLower(string(v)), " ", "")
+		return strings.Contains(st, "display:none") || strings.Contains(st, "visibility:hidden")
+	}
+	b := (*buf)[:0]
+	for _, c := range v {
+		switch {
+		case c == ' ':
+			continue
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	*buf = b
+	return bytes.Contains(b, []byte("display:none")) || bytes.Contains(b, []byte("visibility:hidden"))
 }
 
 // attrURL takes a link attribute's value: browsers drop tabs and newlines in
