@@ -228,7 +228,7 @@ func normURL(raw string) (Indicator, string, error) {
 		}
 	}
 	var reg string
-	if a, err := netip.ParseAddr(host); err == nil {
+	if a, err := parseHostAddr(host); err == nil {
 		if a.Zone() != "" {
 			return Indicator{}, "", fmt.Errorf("URL host with a zone: %q", raw)
 		}
@@ -253,6 +253,18 @@ func normURL(raw string) (Indicator, string, error) {
 	}
 	u.Host = host
 	return Indicator{Type: URL, Value: u.String(), Registrable: reg}, "", nil
+}
+
+// errNotAddr is parseHostAddr's answer for a host that cannot be an address.
+var errNotAddr = fmt.Errorf("not an address")
+
+// parseHostAddr parses a URL host as an IP address, without the cost of a parse
+// (and its error) for the common case, a name starting with a letter.
+func parseHostAddr(host string) (netip.Addr, error) {
+	if host == "" || !(host[0] >= '0' && host[0] <= '9' || strings.IndexByte(host, ':') >= 0) {
+		return netip.Addr{}, errNotAddr
+	}
+	return netip.ParseAddr(host)
 }
 
 func normHash(t Type, raw string, n int) (Indicator, string, error) {
