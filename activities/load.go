@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.temporal.io/sdk/activity"
 
 	"github.com/tip-project/tip/catalog"
@@ -147,43 +148,106 @@ func (a *Activities) LoadSource(ctx context.Context, in LoadInput) (LoadResult, 
 	return res, nil
 }
 
-// merge folds the staging table into indicators and this source's listings, in
-// set-based statements sized for feeds of millions of lines: the ids of what the
-// source lists now come straight from the indicator upsert and are upserted into
-// the listings (last_seen = now(), the transaction's time); what the source no
-// longer lists is then exactly its active listings not seen now — a sweep, no join.
+// merge folds the staging table into indicators and this source's listings in
+// one set-based statement sized for feeds of millions of lines, writing only what
+// changed: new indicators, listings that start being active (new or re-listed)
+// and listings that stop (their last_seen becomes the source's previous
+// successful load). A listing still listed is not touched: while active, its
+// last_seen is the source's last_success, which the caller sets in the same
+// transaction (storage.SetValidators).
 func merge(ctx context.Context, tx pgx.Tx, source string, res *LoadResult) error {
 	// temporary tables are never analysed automatically; without statistics the
 	// planner takes a million rows for a few
 	if _, err := tx.Exec(ctx, `ANALYZE staging`); err != nil {
 		return err
 	}
-	var activeBefore int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM listings WHERE source = $1 AND active`, source).Scan(&activeBefore); err != nil {
-		return err
+	// The row lock makes loads of one source take turns; last_success is when the
+	// source last saw what it listed until now.
+	var sourceID int32
+	var lastSuccess *time.Time
+	err := tx.QueryRow(ctx, `SELECT id, last_success FROM sources WHERE name = $1 FOR NO KEY UPDATE`, source).Scan(&sourceID, &lastSuccess)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("source %s is not recorded", source)
 	}
-	tag, err := tx.Exec(ctx, `
-		WITH current AS (
-		    INSERT INTO indicators (type, value, registrable, first_seen, last_seen)
-		    SELECT DISTINCT ON (type, value) type, value, coalesce(registrable, ''), now(), now() FROM staging
-		    ON CONFLICT (type, value) DO UPDATE SET last_seen = now()
-		    RETURNING id)
-		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
-		SELECT $1, id, now(), now(), true FROM current
-		ON CONFLICT (source, indicator_id) DO UPDATE SET last_seen = now(), active = true, removed_at = NULL`, source)
 	if err != nil {
 		return err
 	}
-	res.Entries = int(tag.RowsAffected())
-	tag, err = tx.Exec(ctx, `UPDATE listings SET active = false, removed_at = now()
-		WHERE source = $1 AND active AND last_seen < now()`, source)
-	if err != nil {
+	// A million rows sort and hash in memory rather than in temporary files.
+	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '256MB'`); err != nil {
 		return err
 	}
-	res.Removed = int(tag.RowsAffected())
-	res.Added = res.Entries - (activeBefore - res.Removed) // the rest was listed before and still is
+	// The feed, deduplicated, carries the id of each indicator that existed before
+	// the statement (its snapshot). Those are listed unless they are already; the
+	// others are inserted, about in index order, and listed with no conflict check:
+	// no source lists them yet. (Sorted by value first: a feed has one or two
+	// types, and a sort whose first key is all ties takes several times longer.)
+	// An indicator that another load inserted and committed meanwhile makes the
+	// insert fail (then it runs again, skipping conflicts) or is skipped; the
+	// counts tell, and a second statement, which sees it, lists it.
+	var entries, known, fresh, added, removed int
+	mergeOnce := func(onConflict string) error {
+		return tx.QueryRow(ctx, `
+		WITH feed AS MATERIALIZED (
+		    SELECT DISTINCT ON (s.value, s.type) s.type, s.value, coalesce(s.registrable, '') AS registrable, i.id
+		      FROM staging s LEFT JOIN indicators i ON i.type = s.type AND i.value = s.value
+		     ORDER BY s.value, s.type),
+		known AS (SELECT id FROM feed WHERE id IS NOT NULL),
+		fresh AS (
+		    INSERT INTO indicators (type, value, registrable, first_seen)
+		    SELECT type, value, registrable, now() FROM feed WHERE id IS NULL
+		    `+onConflict+`
+		    RETURNING id),
+		listed_fresh AS (
+		    INSERT INTO source_listings (source_id, indicator_id, first_seen)
+		    SELECT $1, id, now() FROM fresh
+		    RETURNING 1),
+		listed_known AS (
+		    INSERT INTO source_listings (source_id, indicator_id, first_seen)
+		    SELECT $1, k.id, now() FROM known k
+		     WHERE NOT EXISTS (SELECT FROM source_listings l WHERE l.indicator_id = k.id AND l.source_id = $1 AND l.active)
+		    ON CONFLICT (indicator_id, source_id) DO UPDATE SET active = true, last_seen = NULL, removed_at = NULL
+		    RETURNING 1),
+		removed AS (
+		    UPDATE source_listings l SET active = false, last_seen = coalesce($2, now()), removed_at = now()
+		     WHERE l.source_id = $1 AND l.active AND NOT EXISTS (SELECT FROM known k WHERE k.id = l.indicator_id)
+		    RETURNING 1)
+		SELECT (SELECT count(*) FROM feed), (SELECT count(*) FROM known), (SELECT count(*) FROM listed_fresh),
+		       (SELECT count(*) FROM listed_known), (SELECT count(*) FROM removed)`, sourceID, lastSuccess).
+			Scan(&entries, &known, &fresh, &added, &removed)
+	}
+	if _, err := tx.Exec(ctx, `SAVEPOINT merge`); err != nil {
+		return err
+	}
+	if err := mergeOnce(""); err != nil {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != uniqueViolation || pgErr.TableName != "indicators" {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT merge`); err != nil {
+			return err
+		}
+		if err := mergeOnce(`ON CONFLICT (type, value) DO NOTHING`); err != nil {
+			return err
+		}
+	}
+	added += fresh
+	if known+fresh < entries {
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO source_listings (source_id, indicator_id, first_seen)
+			SELECT $1, i.id, now() FROM (SELECT DISTINCT type, value FROM staging) f
+			  JOIN indicators i ON i.type = f.type AND i.value = f.value
+			 WHERE NOT EXISTS (SELECT FROM source_listings l WHERE l.indicator_id = i.id AND l.source_id = $1)`, sourceID)
+		if err != nil {
+			return err
+		}
+		added += int(tag.RowsAffected())
+	}
+	res.Entries, res.Added, res.Removed = entries, added, removed
 	return nil
 }
+
+// uniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
+const uniqueViolation = "23505"
 
 // recordedRun returns the outcome already recorded for this run key, if any.
 func (a *Activities) recordedRun(ctx context.Context, in LoadInput) (LoadResult, bool, error) {
@@ -211,15 +275,11 @@ func (a *Activities) recordOutcome(ctx context.Context, in LoadInput, res LoadRe
 		if failure {
 			q = `UPDATE sources SET consecutive_failures = consecutive_failures + 1 WHERE name = $1`
 		} else {
+			// unchanged: everything listed is still listed, and seen now
 			q = `UPDATE sources SET last_success = now(), consecutive_failures = 0 WHERE name = $1`
 		}
 		if _, err := tx.Exec(ctx, q, in.Source.Name); err != nil {
 			return err
-		}
-		if !failure { // unchanged: everything listed is still listed
-			if _, err := tx.Exec(ctx, `UPDATE listings SET last_seen = now() WHERE source = $1 AND active`, in.Source.Name); err != nil {
-				return err
-			}
 		}
 		return insertRun(ctx, tx, in, res)
 	})

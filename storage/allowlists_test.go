@@ -73,20 +73,20 @@ func TestAllowlistsMeasureAccuracyAndStayOutOfExports(t *testing.T) {
 		  ('dom', 'https://x/d', 'hosts', 'domain', 0.5, true),
 		  ('ips', 'https://x/i', 'ip-list', 'ipv4', 0.5, true),
 		  ('clean', 'https://x/c', 'ip-list', 'ipv4', 0.5, true);
-		INSERT INTO indicators (type, value, registrable, first_seen, last_seen) VALUES
-		  ('domain', 'login.google.com', 'google.com', now(), now()),
-		  ('domain', 'evil.com', 'evil.com', now(), now()),
-		  ('domain', 'bad.net', 'bad.net', now(), now()),
-		  ('domain', 'worse.net', 'worse.net', now(), now()),
-		  ('ipv4', '104.17.1.1', '', now(), now()),
-		  ('ipv4', '9.9.9.9', '', now(), now()),
-		  ('cidr', '104.0.0.0/8', '', now(), now());
-		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
-		  SELECT 'dom', id, now(), now(), true FROM indicators WHERE type = 'domain';
-		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
-		  SELECT 'ips', id, now(), now(), true FROM indicators WHERE type IN ('ipv4', 'cidr');
-		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
-		  SELECT 'clean', id, now(), now(), true FROM indicators WHERE value = '9.9.9.9';
+		INSERT INTO indicators (type, value, registrable, first_seen) VALUES
+		  ('domain', 'login.google.com', 'google.com', now()),
+		  ('domain', 'evil.com', 'evil.com', now()),
+		  ('domain', 'bad.net', 'bad.net', now()),
+		  ('domain', 'worse.net', 'worse.net', now()),
+		  ('ipv4', '104.17.1.1', '', now()),
+		  ('ipv4', '9.9.9.9', '', now()),
+		  ('cidr', '104.0.0.0/8', '', now());
+		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active)
+		  SELECT (SELECT id FROM sources WHERE name = 'dom'), id, now(), NULL, true FROM indicators WHERE type = 'domain';
+		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active)
+		  SELECT (SELECT id FROM sources WHERE name = 'ips'), id, now(), NULL, true FROM indicators WHERE type IN ('ipv4', 'cidr');
+		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active)
+		  SELECT (SELECT id FROM sources WHERE name = 'clean'), id, now(), NULL, true FROM indicators WHERE value = '9.9.9.9';
 		INSERT INTO source_runs (source, run_key, started_at, status, entries, dropped) VALUES
 		  ('dom', 'r', now(), 'loaded', 4, 7), ('ips', 'r', now(), 'loaded', 3, 1), ('clean', 'r', now(), 'loaded', 1, 0);`)
 	if err != nil {

@@ -19,17 +19,17 @@ func TestLookupFindsExactCoveringAndDomainListings(t *testing.T) {
 		  ('drop', 'https://x/drop.txt', 'spamhaus-drop', 'cidr', 0.9, true),
 		  ('feodo', 'https://x/feodo.txt', 'feodo-txt', 'ipv4', 0.9, true),
 		  ('hosts', 'https://x/hosts', 'hosts', 'domain', 0.5, true);
-		INSERT INTO indicators (type, value, registrable, first_seen, last_seen) VALUES
-		  ('cidr', '7.119.176.0/24', '', now(), now()),
-		  ('ipv4', '7.119.176.9', '', now(), now()),
-		  ('cidr', '2a0f:10::/32', '', now(), now()),
-		  ('domain', 'evil.example.com', 'example.com', now(), now());
-		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active, removed_at)
-		  SELECT 'drop', id, now(), now(), true, NULL FROM indicators WHERE type = 'cidr';
-		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active, removed_at)
-		  SELECT 'feodo', id, now() - interval '2 days', now() - interval '1 day', false, now() - interval '1 day' FROM indicators WHERE value = '7.119.176.9';
-		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
-		  SELECT 'hosts', id, now(), now(), true FROM indicators WHERE type = 'domain';`)
+		INSERT INTO indicators (type, value, registrable, first_seen) VALUES
+		  ('cidr', '7.119.176.0/24', '', now()),
+		  ('ipv4', '7.119.176.9', '', now()),
+		  ('cidr', '2a0f:10::/32', '', now()),
+		  ('domain', 'evil.example.com', 'example.com', now());
+		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active, removed_at)
+		  SELECT (SELECT id FROM sources WHERE name = 'drop'), id, now(), NULL, true, NULL FROM indicators WHERE type = 'cidr';
+		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active, removed_at)
+		  SELECT (SELECT id FROM sources WHERE name = 'feodo'), id, now() - interval '2 days', now() - interval '1 day', false, now() - interval '1 day' FROM indicators WHERE value = '7.119.176.9';
+		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active)
+		  SELECT (SELECT id FROM sources WHERE name = 'hosts'), id, now(), NULL, true FROM indicators WHERE type = 'domain';`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,12 +74,12 @@ func TestExportListedScoresAndFilters(t *testing.T) {
 	_, err := db.Pool.Exec(ctx, `
 		INSERT INTO sources (name, url, format, type, prior, enabled) VALUES
 		  ('a', 'https://x/a', 'ip-list', 'ipv4', 0.5, true), ('b', 'https://x/b', 'ip-list', 'ipv4', 0.5, true);
-		INSERT INTO indicators (type, value, first_seen, last_seen) VALUES
-		  ('ipv4', '9.0.0.1', now(), now()), ('ipv4', '9.0.0.2', now(), now()), ('domain', 'x.example.com', now(), now());
-		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
-		  SELECT 'a', id, now(), now(), true FROM indicators;
-		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
-		  SELECT 'b', id, now(), now(), value = '9.0.0.1' FROM indicators WHERE type = 'ipv4';`)
+		INSERT INTO indicators (type, value, first_seen) VALUES
+		  ('ipv4', '9.0.0.1', now()), ('ipv4', '9.0.0.2', now()), ('domain', 'x.example.com', now());
+		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active)
+		  SELECT (SELECT id FROM sources WHERE name = 'a'), id, now(), NULL, true FROM indicators;
+		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active)
+		  SELECT (SELECT id FROM sources WHERE name = 'b'), id, now(), CASE WHEN value = '9.0.0.1' THEN NULL ELSE now() END, value = '9.0.0.1' FROM indicators WHERE type = 'ipv4';`)
 	if err != nil {
 		t.Fatal(err)
 	}

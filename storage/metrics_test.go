@@ -21,14 +21,14 @@ func TestSourceMetricsFromListings(t *testing.T) {
 		  ('a', 'https://x/a', 'ip-list', 'ipv4', 0.8, true, 0),
 		  ('b', 'https://x/b', 'ip-list', 'ipv4', 0.5, true, 0),
 		  ('c', 'https://x/c', 'ip-list', 'ipv4', 0.9, true, 1);
-		INSERT INTO indicators (type, value, first_seen, last_seen)
-		  SELECT 'ipv4', '9.0.0.' || g, now(), now() FROM generate_series(1, 5) g;
-		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
-		  SELECT 'a', id, now() - interval '2 days', now(), true FROM indicators WHERE value IN ('9.0.0.1', '9.0.0.2', '9.0.0.3');
-		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
-		  SELECT 'b', id, now() - interval '1 day', now(), true FROM indicators WHERE value IN ('9.0.0.2', '9.0.0.3', '9.0.0.4');
-		INSERT INTO listings (source, indicator_id, first_seen, last_seen, active)
-		  SELECT 'c', id, now(), now(), true FROM indicators WHERE value = '9.0.0.5';
+		INSERT INTO indicators (type, value, first_seen)
+		  SELECT 'ipv4', '9.0.0.' || g, now() FROM generate_series(1, 5) g;
+		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active)
+		  SELECT (SELECT id FROM sources WHERE name = 'a'), id, now() - interval '2 days', NULL, true FROM indicators WHERE value IN ('9.0.0.1', '9.0.0.2', '9.0.0.3');
+		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active)
+		  SELECT (SELECT id FROM sources WHERE name = 'b'), id, now() - interval '1 day', NULL, true FROM indicators WHERE value IN ('9.0.0.2', '9.0.0.3', '9.0.0.4');
+		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active)
+		  SELECT (SELECT id FROM sources WHERE name = 'c'), id, now(), NULL, true FROM indicators WHERE value = '9.0.0.5';
 		INSERT INTO source_runs (source, run_key, started_at, status, added, removed) VALUES
 		  ('a', 'r1', now(), 'loaded', 3, 0), ('b', 'r1', now(), 'loaded', 1, 1), ('c', 'r1', now(), 'dead', 0, 0);`)
 	if err != nil {
