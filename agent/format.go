@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"time"
 
+	kgzip "github.com/klauspost/compress/gzip"
+
 	"github.com/tip-project/tip/mail"
 )
 
@@ -111,7 +113,10 @@ func ValidSHA256(s string) bool { return hexSHA.MatchString(s) }
 // The header's Format, Schema and Mails are set from the batch.
 func EncodeBatch(w io.Writer, b Batch) error {
 	b.Header.Format, b.Header.Schema, b.Header.Mails = batchFormat, Schema, len(b.Mails)
-	zw := gzip.NewWriter(w)
+	// The fastest level of a faster gzip: four times the standard library's
+	// default speed for a quarter more bytes (at the default, compression took a
+	// third of the agent's time per mail); any gzip reader reads it.
+	zw, _ := kgzip.NewWriterLevel(w, kgzip.BestSpeed)
 	enc := json.NewEncoder(zw)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(b.Header); err != nil {
@@ -208,7 +213,8 @@ func strictJSON(line []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	// dec.More is not enough: it reports a following ']' or '}' as the end.
+	if rest := bytes.TrimSpace(line[dec.InputOffset():]); len(rest) > 0 {
 		return errors.New("trailing data after the JSON object")
 	}
 	return nil

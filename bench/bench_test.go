@@ -39,6 +39,8 @@ func TestBench(t *testing.T) {
 	t.Run("refresh", func(t *testing.T) { benchRefresh(t, l, r) })
 	t.Run("mail", func(t *testing.T) { benchMail(t, r) })
 	t.Run("ingest", func(t *testing.T) { benchIngest(t, r) })
+	t.Run("agent", func(t *testing.T) { benchAgent(t, r) })
+	t.Run("agent-pull", func(t *testing.T) { benchAgentPull(t, r) })
 	r.write(t)
 }
 

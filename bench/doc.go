@@ -11,7 +11,11 @@
 //     doing the same parse (target: 10 times faster, and 5,000 mails/s);
 //   - ingest: the lab's spam archive at 10,000 and 100,000 mails through a
 //     worker process each, comparing their peak resident memory (the mail is
-//     streamed: at most 512 bytes more per member, the 7z reader's index).
+//     streamed: at most 512 bytes more per member, the 7z reader's index);
+//   - agent: the spamtrap agent publishing a 100,000-mail Maildir on one core
+//     (target: 5,000 mails/s);
+//   - agent-pull: a collector pulling batches from an agent over loopback
+//     HTTPS (target: 50 MB/s).
 //
 // They measure ratios within one run on one machine rather than pass or fail on
 // absolute times, and need the real services, so they sit behind the bench build
