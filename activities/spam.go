@@ -88,11 +88,7 @@ func (a *Activities) ListSpamArchives(ctx context.Context, src catalog.SpamArchi
 	if ok, err := a.DB.ClaimCollectorRun(ctx, claim, src.Interval); err != nil || !ok {
 		return nil, err // not due: nothing to do this time
 	}
-	defer func() {
-		if err != nil { // a retry may run at once
-			err = errors.Join(err, a.DB.ReleaseCollectorRun(context.WithoutCancel(ctx), claim))
-		}
-	}()
+	defer func() { err = a.releaseOnError(ctx, claim, err) }()
 	base, err := url.Parse(src.Index)
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("archive index %s: %v", src.Index, err), "BadURL", err)
@@ -229,6 +225,19 @@ func (a *Activities) IngestSpamArchive(ctx context.Context, in ArchiveIngestInpu
 	return res, nil
 }
 
+// releaseOnError lets a failed collector run be retried before its interval is
+// over. The error stays what it was (a non-retryable one too) unless the release
+// fails as well.
+func (a *Activities) releaseOnError(ctx context.Context, collector string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if rerr := a.DB.ReleaseCollectorRun(context.WithoutCancel(ctx), collector); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
+}
+
 // collect notes a new mail's URL domains and sender address for the events.
 func collect(rec storage.SpamRecord, domains, senders map[string]bool) {
 	for _, u := range rec.URLs {
@@ -333,10 +342,7 @@ func (a *Activities) PollMailbox(ctx context.Context, box catalog.Mailbox) (Inge
 		return res, err
 	}
 	res, err := a.pollMailbox(ctx, box, res)
-	if err != nil {
-		err = errors.Join(err, a.DB.ReleaseCollectorRun(context.WithoutCancel(ctx), origin))
-	}
-	return res, err
+	return res, a.releaseOnError(ctx, origin, err)
 }
 
 func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res IngestResult) (IngestResult, error) {

@@ -127,10 +127,31 @@ func (c *Client) init() error {
 	return c.err
 }
 
+// rateLimitRetries bounds how many times in a row a request the agent's rate
+// limit refused is sent again.
+const rateLimitRetries = 20
+
 // get sends GET path?query and returns the answer when it is 200 with the
 // media type want; anything else is an error (a *StatusError for the agent's
-// refusals).
+// refusals). A request the agent's rate limit refused (429) is sent again after
+// the Retry-After it gave, so a collector pulling many raw mails keeps to the
+// agent's pace rather than failing.
 func (c *Client) get(ctx context.Context, path string, query url.Values, want string) (*http.Response, error) {
+	for try := 0; ; try++ {
+		resp, err := c.getOnce(ctx, path, query, want)
+		var se *StatusError
+		if !errors.As(err, &se) || se.Status != http.StatusTooManyRequests || try == rateLimitRetries {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(max(se.RetryAfter, 50*time.Millisecond)):
+		}
+	}
+}
+
+func (c *Client) getOnce(ctx context.Context, path string, query url.Values, want string) (*http.Response, error) {
 	if err := c.init(); err != nil {
 		return nil, err
 	}

@@ -539,10 +539,15 @@ func TestRateLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err = c.Latest(ctx)
+	_, err = c.getOnce(ctx, "/v1/latest", nil, "application/json")
 	var se *StatusError
 	if !errors.As(err, &se) || se.Status != http.StatusTooManyRequests || se.RetryAfter < time.Second {
 		t.Fatalf("third request at once: %v (%+v), want 429 with Retry-After", err, se)
+	}
+	// The client waits as the agent says and gets its answer.
+	start := time.Now()
+	if _, err := c.Latest(ctx); err != nil || time.Since(start) < 900*time.Millisecond {
+		t.Fatalf("a rate-limited Latest: %v after %s, want an answer after the agent's Retry-After", err, time.Since(start))
 	}
 	if _, err := (&Client{URL: url, Token: other, Fingerprint: fp}).Latest(ctx); err != nil {
 		t.Fatalf("another token is not limited by the first: %v", err)

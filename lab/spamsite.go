@@ -3,6 +3,7 @@ package lab
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -59,6 +60,19 @@ func (s *SpamSite) Catalog(base, archive string) string {
 	}
 	fmt.Fprintf(&b, "archives:\n  - {name: %s, index: %q, trap: all}\n", archive, base+"/spam-archive/")
 	return b.String()
+}
+
+// Rules are the trust rules of all the lab's traps together: the MX host names,
+// their addresses and the relays the traps trust.
+func (s *SpamSite) Rules() (mx []string, mxAddrs, trusted []netip.Prefix) {
+	for _, m := range s.World.TrapMX {
+		mx = append(mx, m.Name)
+		mxAddrs = append(mxAddrs, netip.PrefixFrom(m.Addr, m.Addr.BitLen()))
+	}
+	for _, a := range s.Gen.TrustedRelays() {
+		trusted = append(trusted, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return mx, mxAddrs, trusted
 }
 
 // Sent is every spam the site's archive holds at its clock's time.

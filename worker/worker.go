@@ -38,6 +38,7 @@ func Register(w sdkworker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflow(workflows.SpamCollect)
 	w.RegisterWorkflow(workflows.SpamArchiveIngest)
 	w.RegisterWorkflow(workflows.SpamMailboxPoll)
+	w.RegisterWorkflow(workflows.AgentSync)
 	w.RegisterActivity(acts)
 }
 

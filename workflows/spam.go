@@ -80,6 +80,23 @@ func SpamCollect(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 		domains = append(domains, r.Domains...)
 		parts = append(parts, fmt.Sprintf("%s: %d fetched", box.Name, r.Members))
 	}
+	// Agents came after the first runs: a run started before them replays without.
+	if workflow.GetVersion(ctx, "spam-agents", workflow.DefaultVersion, 1) == 1 {
+		for _, ag := range plan.Agents {
+			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+				WorkflowID:            "agent/" + ag.Name,
+				TypedSearchAttributes: temporal.NewSearchAttributes(Module.ValueSet(SpamModule), Source.ValueSet(ag.Name)),
+			})
+			var r activities.IngestResult
+			if err := workflow.ExecuteChildWorkflow(cctx, AgentSync, ag).Get(ctx, &r); err != nil {
+				problems = append(problems, ag.Name+": "+rootCause(err))
+				continue
+			}
+			newMail += r.New
+			domains = append(domains, r.Domains...)
+			parts = append(parts, fmt.Sprintf("%s: %d mails pulled", ag.Name, r.Members))
+		}
+	}
 	summary := fmt.Sprintf("%d new mails", newMail)
 	if len(parts) > 0 {
 		summary += "; " + strings.Join(parts, ", ")
@@ -128,5 +145,20 @@ func SpamMailboxPoll(ctx workflow.Context, box catalog.Mailbox) (activities.Inge
 	})
 	var r activities.IngestResult
 	err := workflow.ExecuteActivity(ctx, a.PollMailbox, box).Get(ctx, &r)
+	return r, err
+}
+
+// AgentSync pulls the batches a spamtrap agent published since the last sync. Its
+// activity heartbeats each batch recorded; after a crash the retry resumes after
+// the last batch whose cursor advanced.
+func AgentSync(ctx workflow.Context, ag catalog.Agent) (activities.IngestResult, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 3 * time.Hour,
+		HeartbeatTimeout:    2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 10 * time.Second, BackoffCoefficient: 2,
+			MaximumInterval: 5 * time.Minute, MaximumAttempts: 10},
+	})
+	var r activities.IngestResult
+	err := workflow.ExecuteActivity(ctx, a.SyncAgent, ag).Get(ctx, &r)
 	return r, err
 }

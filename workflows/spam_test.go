@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tip-project/tip/activities"
@@ -20,10 +21,12 @@ func TestSpamCollectIngestsArchivesAndMailboxesAndReportsDomains(t *testing.T) {
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(SpamArchiveIngest)
 	env.RegisterWorkflow(SpamMailboxPoll)
+	env.RegisterWorkflow(AgentSync)
 	env.RegisterActivity(&activities.Activities{})
 	plan := activities.SpamPlan{
 		Archives:  []catalog.SpamArchive{{Name: "lab", Index: "http://x/spam/", Trap: "t"}},
 		Mailboxes: []catalog.Mailbox{{Name: "inbox", Trap: "t"}, {Name: "broken", Trap: "t"}},
+		Agents:    []catalog.Agent{{Name: "mx1"}, {Name: "mx2"}},
 	}
 	env.OnActivity(a.ReadSpamCatalog, mock.Anything).Return(plan, nil)
 	env.OnActivity(a.ListSpamArchives, mock.Anything, mock.Anything).Return([]spamarchive.Archive{
@@ -44,14 +47,20 @@ func TestSpamCollectIngestsArchivesAndMailboxesAndReportsDomains(t *testing.T) {
 		}
 		return activities.IngestResult{Status: "ingested", New: 3, Members: 3, Domains: domains[1990:]}, nil
 	})
+	env.OnActivity(a.SyncAgent, mock.Anything, mock.Anything).Return(func(_ context.Context, ag catalog.Agent) (activities.IngestResult, error) {
+		if ag.Name == "mx2" {
+			return activities.IngestResult{}, temporal.NewNonRetryableApplicationError("agent mx2 refused the token", "AgentAuth", nil)
+		}
+		return activities.IngestResult{Status: "ingested", New: 4, Members: 5, Domains: domains[:10]}, nil
+	})
 	env.OnActivity(a.RefreshSpamSenders, mock.Anything, mock.Anything).Return(activities.LoadResult{Status: activities.RunLoaded, Entries: 12, Added: 12}, nil)
 	env.ExecuteWorkflow(SpamCollect, ModuleInput{Module: SpamModule})
 	var res ModuleResult
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"43 new mails", "lab: 1 of 2 archives changed", "inbox: 3 fetched", "tip-spamtrap-senders: 12 listed (+12 -0)",
-		"problems: broken: ", "authentication failed"} {
+	for _, want := range []string{"47 new mails", "lab: 1 of 2 archives changed", "inbox: 3 fetched", "mx1: 5 mails pulled",
+		"tip-spamtrap-senders: 12 listed (+12 -0)", "problems: broken: ", "authentication failed", "mx2: agent mx2 refused the token"} {
 		if !strings.Contains(res.Summary, want) {
 			t.Errorf("summary %q lacks %q", res.Summary, want)
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tip-project/tip/internal/config"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/world"
@@ -32,26 +33,7 @@ func TestSpamCommands(t *testing.T) {
 	}
 	srv := httptest.NewServer(site.Handler())
 	defer srv.Close()
-	cfg := testenv.NewBucket(t, testenv.Config(t))
-	cfg.Postgres.DSN = testenv.NewDatabase(t)
-	cfg.Spam.Catalog = filepath.Join(t.TempDir(), "spam.yaml")
-	if err := os.WriteFile(cfg.Spam.Catalog, []byte(site.Catalog(srv.URL, "lab-cli")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	setEnv(t, cfg)
-	t.Setenv("TIP_SPAM_CATALOG", cfg.Spam.Catalog)
-	if err := starter.Setup(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- worker.Run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	}()
+	cfg := startCollector(t, site.Catalog(srv.URL, "lab-cli"))
 	sent := site.Sent()
 	first := sent[0]
 	sum := sha256.Sum256(first.Raw)
@@ -143,4 +125,32 @@ func TestSpamCommands(t *testing.T) {
 	if data, _ := os.ReadFile(cfg.Spam.Catalog); strings.Contains(string(data), "password:") {
 		t.Errorf("imap add wrote a password into the catalog:\n%s", data)
 	}
+}
+
+// startCollector writes a spam catalog, points the tip commands at a fresh
+// database and bucket of the test stack, sets them up and runs a worker until
+// the test ends.
+func startCollector(t *testing.T, catalog string) config.Config {
+	t.Helper()
+	cfg := testenv.NewBucket(t, testenv.Config(t))
+	cfg.Postgres.DSN = testenv.NewDatabase(t)
+	cfg.Spam.Catalog = filepath.Join(t.TempDir(), "spam.yaml")
+	if err := os.WriteFile(cfg.Spam.Catalog, []byte(catalog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	setEnv(t, cfg)
+	t.Setenv("TIP_SPAM_CATALOG", cfg.Spam.Catalog)
+	if err := starter.Setup(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- worker.Run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+	return cfg
 }

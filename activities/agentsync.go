@@ -1,0 +1,183 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tip-project/tip/agent"
+	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/storage"
+)
+
+// agentChunk bounds the batches one request of a sync streams.
+const agentChunk = 64 << 20
+
+// SyncAgent pulls the batches a spamtrap agent published since the last sync: it
+// asks for the latest version, streams the missing ones in chunks, keeps each
+// verified batch file in S3, records its mails (and, when the catalog says raw,
+// their raw copies, each checked against its SHA-256) and only then advances the
+// cursor past it. A retry after a crash pulls the batch in flight again; its
+// sightings ("agent:<name>", "<folder>/<name>") make that a no-op, so every mail is
+// recorded exactly once.
+func (a *Activities) SyncAgent(ctx context.Context, ag catalog.Agent) (IngestResult, error) {
+	origin := "agent:" + ag.Name
+	res := IngestResult{Origin: origin}
+	if due, err := a.DB.ClaimCollectorRun(ctx, origin, ag.Interval); err != nil || !due {
+		res.Status = FetchNotDue
+		return res, err
+	}
+	res, err := a.syncAgent(ctx, ag, res)
+	return res, a.releaseOnError(ctx, origin, err)
+}
+
+func (a *Activities) syncAgent(ctx context.Context, ag catalog.Agent, res IngestResult) (IngestResult, error) {
+	c, cfg, asn, err := a.spamSetup(ctx, catalog.AllTraps)
+	if err != nil {
+		return res, err
+	}
+	// The token is read here, from the catalog or its environment variable: it
+	// never travels through a workflow history.
+	for _, x := range c.Agents {
+		if x.Name == ag.Name {
+			ag.Token, ag.TokenEnv = x.Token, x.TokenEnv
+		}
+	}
+	token := ag.Secret()
+	if token == "" {
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s: no token (set %s in the worker's environment)", ag.Name, ag.TokenEnv), "AgentToken", nil)
+	}
+	client := &agent.Client{URL: ag.URL, Token: token, Fingerprint: ag.Fingerprint}
+	cur, err := a.DB.AgentCursor(ctx, ag.Name)
+	if err != nil {
+		return res, err
+	}
+	latest, err := client.Latest(ctx)
+	if err != nil {
+		return res, agentError(ag, err)
+	}
+	switch {
+	case cur.AgentID != "" && latest.Agent != cur.AgentID:
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s now reports id %q, its batches so far came from %q: if it was reinstalled, `tip agents reset %s`",
+			ag.Name, latest.Agent, cur.AgentID, ag.Name), "AgentChanged", nil)
+	case latest.Latest < cur.Version:
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s's latest batch is %d, below the %d already recorded: if it was reinstalled, `tip agents reset %s`",
+			ag.Name, latest.Latest, cur.Version, ag.Name), "AgentChanged", nil)
+	case latest.Latest == cur.Version:
+		res.Status = FetchUnchanged
+		return res, a.DB.TouchAgentCursor(ctx, ag.Name)
+	}
+	rec := a.newSpamRecorder(cfg, asn, &res)
+	after := cur.Version
+	for after < latest.Latest {
+		before := after
+		_, err := client.Stream(ctx, after, agentChunk, func(it agent.StreamItem, body io.Reader) error {
+			if it.Version != after+1 {
+				return fmt.Errorf("agent %s sent batch %d after %d", ag.Name, it.Version, after)
+			}
+			n, err := a.loadAgentBatch(ctx, ag, client, latest.Agent, it, body, rec)
+			if err != nil {
+				return err
+			}
+			if err := a.DB.AdvanceAgentCursor(ctx, ag.Name, latest.Agent, it.Version, n); err != nil {
+				return err
+			}
+			after = it.Version
+			res.Members += n
+			heartbeat(ctx, after)
+			return nil
+		})
+		if err != nil {
+			return res, agentError(ag, err)
+		}
+		if after == before {
+			return res, fmt.Errorf("agent %s says its latest batch is %d but streamed none after %d", ag.Name, latest.Latest, after)
+		}
+	}
+	res.Status = "ingested"
+	rec.done()
+	return res, nil
+}
+
+// loadAgentBatch keeps one streamed batch in S3, checks it, and records its mails.
+func (a *Activities) loadAgentBatch(ctx context.Context, ag catalog.Agent, client *agent.Client, agentID string,
+	it agent.StreamItem, body io.Reader, rec *spamRecorder) (int, error) {
+	spool, err := os.CreateTemp("", "tip-agent-batch-*")
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		spool.Close()
+		os.Remove(spool.Name())
+	}()
+	// The client's reader checks the bytes against the manifest's SHA-256 when
+	// it reaches their end: nothing of the batch is kept before that.
+	if _, err := io.Copy(spool, body); err != nil {
+		return 0, err
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	if _, err := a.Blobs.Put(ctx, spool, storage.PutOptions{ContentType: "application/gzip"}); err != nil {
+		return 0, err
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	b, err := agent.DecodeBatch(spool, it.Version)
+	if err != nil {
+		return 0, temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s batch %d: %v", ag.Name, it.Version, err), "AgentBadBatch", nil)
+	}
+	if b.Header.Agent != agentID {
+		return 0, temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s batch %d names agent %q, the agent says it is %q", ag.Name, it.Version, b.Header.Agent, agentID), "AgentBadBatch", nil)
+	}
+	for _, m := range b.Mails {
+		var raw []byte
+		if ag.Raw && m.Raw {
+			if raw, err = rawMail(ctx, client, m.Facts.SHA256); err != nil {
+				return 0, err
+			}
+		}
+		if full, err := rec.addFacts(m.Folder+"/"+m.Name, m.Facts, raw); err != nil {
+			return 0, err
+		} else if full {
+			if err := rec.flush(ctx); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(b.Mails), rec.flush(ctx)
+}
+
+// rawMail fetches a raw mail; the client's reader checks it against its SHA-256.
+func rawMail(ctx context.Context, client *agent.Client, sha string) ([]byte, error) {
+	rc, err := client.Raw(ctx, sha)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// agentError marks what retrying cannot fix as such: a refused token, a pinned
+// certificate that does not match, a batch whose bytes are not what the agent's
+// manifest says.
+func agentError(ag catalog.Agent, err error) error {
+	var ae *agent.StatusError
+	var app *temporal.ApplicationError
+	switch {
+	case errors.As(err, &app):
+		return app // its message names the agent and the batch
+	case errors.As(err, &ae) && (ae.Status == 401 || ae.Status == 403):
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s refused the token: %v", ag.Name, err), "AgentAuth", err)
+	case errors.Is(err, agent.ErrChecksum):
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s: %v: refused", ag.Name, err), "AgentTampered", err)
+	case errors.Is(err, agent.ErrPin):
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s: %v (was it reinstalled? `tip agent fingerprint` on it prints the new one)", ag.Name, err), "AgentPin", err)
+	}
+	return fmt.Errorf("agent %s: %w", ag.Name, err)
+}
