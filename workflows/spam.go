@@ -121,15 +121,20 @@ func SpamCollect(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 	return res, nil
 }
 
+// longCollection runs an activity that may read for hours (an archive, an
+// agent's backlog): it heartbeats every batch it records and resumes after the
+// last one on a retry.
+var longCollection = workflow.ActivityOptions{
+	StartToCloseTimeout: 3 * time.Hour,
+	HeartbeatTimeout:    2 * time.Minute,
+	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 10 * time.Second, BackoffCoefficient: 2,
+		MaximumInterval: 5 * time.Minute, MaximumAttempts: 10},
+}
+
 // SpamArchiveIngest ingests one archive of a public spam archive. Its activity
 // heartbeats every batch; after a worker crash the retry skips what was recorded.
 func SpamArchiveIngest(ctx workflow.Context, in activities.ArchiveIngestInput) (activities.IngestResult, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 3 * time.Hour,
-		HeartbeatTimeout:    2 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 10 * time.Second, BackoffCoefficient: 2,
-			MaximumInterval: 5 * time.Minute, MaximumAttempts: 10},
-	})
+	ctx = workflow.WithActivityOptions(ctx, longCollection)
 	var r activities.IngestResult
 	err := workflow.ExecuteActivity(ctx, a.IngestSpamArchive, in).Get(ctx, &r)
 	return r, err
@@ -152,12 +157,7 @@ func SpamMailboxPoll(ctx workflow.Context, box catalog.Mailbox) (activities.Inge
 // activity heartbeats each batch recorded; after a crash the retry resumes after
 // the last batch whose cursor advanced.
 func AgentSync(ctx workflow.Context, ag catalog.Agent) (activities.IngestResult, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 3 * time.Hour,
-		HeartbeatTimeout:    2 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 10 * time.Second, BackoffCoefficient: 2,
-			MaximumInterval: 5 * time.Minute, MaximumAttempts: 10},
-	})
+	ctx = workflow.WithActivityOptions(ctx, longCollection)
 	var r activities.IngestResult
 	err := workflow.ExecuteActivity(ctx, a.SyncAgent, ag).Get(ctx, &r)
 	return r, err
