@@ -7,14 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,8 +20,7 @@ import (
 )
 
 // Source is what the HTTPS server serves: the committed versions of an agent's
-// folder. *Store (the publishing agent's own view) and *DirSource (a read-only
-// view of a folder on disk) are Sources. Errors for a bad argument wrap
+// folder; *Store is one. Errors for a bad argument wrap
 // ErrInvalid (400) or ErrNotFound (404).
 type Source interface {
 	Agent() string
@@ -551,116 +547,4 @@ func (l *rateLimits) allow(name string) (time.Duration, bool) {
 		return 0, true
 	}
 	return time.Duration((1 - b.tokens) / l.rate * float64(time.Second)), false
-}
-
-// DirSource is a read-only Source over an agent's folder on disk, for serving
-// a folder another process publishes into (and for tests). It rereads
-// manifest.json whenever the file was replaced; until there is one, the folder
-// has no versions.
-type DirSource struct {
-	dir   string
-	agent string
-
-	mu   sync.Mutex
-	stat fs.FileInfo
-	man  Manifest
-	err  error
-}
-
-// OpenDir is a read-only view of the agent folder dir of the agent named agent.
-// It fails when the manifest there cannot be read or is another agent's.
-func OpenDir(dir, agent string) (*DirSource, error) {
-	d := &DirSource{dir: dir, agent: agent}
-	if _, err := d.manifest(); err != nil {
-		return nil, err
-	}
-	return d, nil
-}
-
-// manifest is the manifest on disk, reread when it changed. A manifest that
-// turns bad later is reported while the last good one keeps being served.
-func (d *DirSource) manifest() (Manifest, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	path := filepath.Join(d.dir, ManifestFile)
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return d.man, nil
-	case err != nil:
-		return d.man, err
-	case d.stat != nil && os.SameFile(d.stat, fi) && fi.Size() == d.stat.Size() && fi.ModTime().Equal(d.stat.ModTime()):
-		return d.man, d.err
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return d.man, err
-	}
-	defer f.Close()
-	m, err := DecodeManifest(f)
-	if err == nil && m.Agent != d.agent {
-		err = fmt.Errorf("the manifest is agent %q's, this is %q", m.Agent, d.agent)
-	}
-	d.stat = fi
-	if err != nil {
-		d.err = fmt.Errorf("%s: %w", path, err)
-		return d.man, d.err
-	}
-	d.man, d.err = m, nil
-	return m, nil
-}
-
-// Agent is the agent's name.
-func (d *DirSource) Agent() string { return d.agent }
-
-// Latest is the highest version the manifest on disk names.
-func (d *DirSource) Latest() uint64 {
-	m, _ := d.manifest()
-	return m.Latest
-}
-
-// Entries are the versions after after, at most limit (all when limit <= 0).
-func (d *DirSource) Entries(after uint64, limit int) []Entry {
-	m, _ := d.manifest()
-	if after >= uint64(len(m.Versions)) {
-		return []Entry{}
-	}
-	es := m.Versions[after:] // versions are 1 to Latest without gaps
-	if limit > 0 && len(es) > limit {
-		es = es[:limit]
-	}
-	return append([]Entry{}, es...)
-}
-
-// OpenBatch opens a batch file the manifest names.
-func (d *DirSource) OpenBatch(version uint64) (io.ReadSeekCloser, Entry, error) {
-	m, _ := d.manifest()
-	if version == 0 || version > uint64(len(m.Versions)) {
-		return nil, Entry{}, fmt.Errorf("batch %d: %w", version, ErrNotFound)
-	}
-	f, err := os.Open(filepath.Join(d.dir, BatchesDir, BatchName(version)))
-	if err != nil {
-		return nil, Entry{}, fmt.Errorf("batch %d: %w", version, err)
-	}
-	return f, m.Versions[version-1], nil
-}
-
-// OpenRaw opens raw/ab/<sha256>; sha must be 64 lower-case hex digits.
-func (d *DirSource) OpenRaw(sha string) (io.ReadSeekCloser, int64, error) {
-	if !ValidSHA256(sha) {
-		return nil, 0, fmt.Errorf("raw mail %q: not 64 lower-case hex digits: %w", sha, ErrInvalid)
-	}
-	f, err := os.Open(RawPath(d.dir, sha))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, fmt.Errorf("raw mail %s: %w", sha, ErrNotFound)
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("raw mail %s: %w", sha, err)
-	}
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, 0, fmt.Errorf("raw mail %s: not a regular file: %w", sha, ErrNotFound)
-	}
-	return f, fi.Size(), nil
 }

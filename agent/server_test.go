@@ -25,11 +25,8 @@ import (
 	"github.com/tip-project/tip/mail"
 )
 
-// Both the publishing agent's Store and the read-only DirSource are served.
-var (
-	_ Source = (*Store)(nil)
-	_ Source = (*DirSource)(nil)
-)
+// The publishing agent's Store is what the server serves.
+var _ Source = (*Store)(nil)
 
 // testAgent is an agent folder with published batches and raw mails, served
 // over HTTPS on loopback.
@@ -126,7 +123,7 @@ func serveTestAgent(t testing.TB, dir string, rate float64, log *slog.Logger) (u
 	if err != nil || fp2 != fp {
 		t.Fatalf("ServerTLS: %v, fingerprint %s want %s", err, fp2, fp)
 	}
-	src, err := OpenDir(dir, testAgentID)
+	src, err := OpenStore(dir, testAgentID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,7 +632,7 @@ func TestLatestIsTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := OpenDir(dir, testAgentID)
+	src, err := OpenStore(dir, testAgentID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -685,31 +682,6 @@ func TestClientRefusesWrongCertificate(t *testing.T) {
 	if err == nil {
 		conn.Close()
 		t.Fatal("a TLS 1.1 handshake succeeded")
-	}
-}
-
-func TestDirSourceFollowsTheManifest(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := OpenDir(dir, testAgentID); err != nil {
-		t.Fatalf("an empty folder: %v", err)
-	}
-	writeTestBatches(t, dir, 1)
-	d, err := OpenDir(dir, testAgentID)
-	if err != nil || d.Latest() != 1 {
-		t.Fatalf("OpenDir: %v", err)
-	}
-	writeTestBatches(t, dir, 1, 2, 3)
-	if d.Latest() != 3 || len(d.Entries(1, 1)) != 1 || d.Entries(1, 0)[1].Mails != 3 {
-		t.Fatalf("after a publication: latest %d, entries %+v", d.Latest(), d.Entries(0, 0))
-	}
-	if _, _, err := d.OpenBatch(4); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("OpenBatch(4): %v", err)
-	}
-	if _, _, err := d.OpenRaw("../manifest.json"); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("OpenRaw(../manifest.json): %v", err)
-	}
-	if _, err := OpenDir(dir, "mx2.example.org"); err == nil {
-		t.Fatal("another agent's folder opened")
 	}
 }
 

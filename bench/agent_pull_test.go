@@ -71,7 +71,7 @@ func benchAgentPull(t *testing.T, r *report) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := agent.OpenDir(dir, id)
+	src, err := agent.OpenStore(dir, id)
 	if err != nil {
 		t.Fatal(err)
 	}
