@@ -29,9 +29,10 @@ const uploadConcurrency = 8
 
 // spamRecorder records the mails of one collector run in batches: each mail's
 // facts are extracted as it is added; a flush stores the batch's raw mails in S3
-// (concurrently) and then its facts in one transaction, so a recorded mail always
-// has its raw copy and a crash loses at most the batch in flight, which the next
-// attempt records again.
+// (concurrently) and then its facts in one transaction, so a recorded mail has
+// its raw copy whenever the collector had one (an agent may send facts alone),
+// and a crash loses at most the batch in flight, which the next attempt records
+// again.
 type spamRecorder struct {
 	a                *Activities
 	cfg              mail.Config

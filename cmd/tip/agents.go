@@ -56,11 +56,7 @@ func agentsCmd(a *app) *cobra.Command {
 		Short: "List the agents with the last batch recorded from each",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := catalog.LoadSpam(a.cfg.Spam.Catalog)
-			if err != nil {
-				return err
-			}
-			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
+			c, db, err := spamCatalogDB(cmd, a)
 			if err != nil {
 				return err
 			}

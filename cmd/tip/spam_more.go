@@ -200,6 +200,20 @@ func heartbeat(ctx context.Context, c client.Client, id string) (int, bool) {
 	return 0, false
 }
 
+// spamCatalogDB loads the spam catalog and opens the database, for the commands
+// that show the catalog's collectors with how far each was read.
+func spamCatalogDB(cmd *cobra.Command, a *app) (*catalog.Spam, *storage.DB, error) {
+	c, err := catalog.LoadSpam(a.cfg.Spam.Catalog)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, db, nil
+}
+
 func spamIMAPCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "imap", Short: "IMAP spamtrap mailboxes of the spam catalog"}
 	var asJSON bool
@@ -208,11 +222,7 @@ func spamIMAPCmd(a *app) *cobra.Command {
 		Short: "List the mailboxes with how far each was read",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := catalog.LoadSpam(a.cfg.Spam.Catalog)
-			if err != nil {
-				return err
-			}
-			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
+			c, db, err := spamCatalogDB(cmd, a)
 			if err != nil {
 				return err
 			}
