@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -132,35 +133,45 @@ func (a *Activities) loadAgentBatch(ctx context.Context, ag catalog.Agent, clien
 	if err != nil {
 		return 0, temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s batch %d: %v", ag.Name, it.Version, err), "AgentBadBatch", nil)
 	}
+	n := len(b.Mails)
 	if b.Header.Agent != agentID {
 		return 0, temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s batch %d names agent %q, the agent says it is %q", ag.Name, it.Version, b.Header.Agent, agentID), "AgentBadBatch", nil)
 	}
-	for _, m := range b.Mails {
-		var raw []byte
-		if ag.Raw && m.Raw {
-			if raw, err = rawMail(ctx, client, m.Facts.SHA256); err != nil {
-				return 0, err
-			}
+	add := func(m *agent.Mail, raw []byte) error {
+		full, err := rec.addFacts(m.Folder+"/"+m.Name, m.Facts, raw)
+		if err == nil && full {
+			err = rec.flush(ctx)
 		}
-		if full, err := rec.addFacts(m.Folder+"/"+m.Name, m.Facts, raw); err != nil {
+		return err
+	}
+	if ag.Raw && slices.ContainsFunc(b.Mails, func(m agent.Mail) bool { return m.Raw }) {
+		// The batch's raw mails come in one request, in batch order: the mails
+		// not kept raw are recorded between them, so the order is the batch's.
+		next := 0
+		err = client.RawMails(ctx, b, func(m *agent.Mail, r io.Reader) error {
+			for ; &b.Mails[next] != m; next++ {
+				if err := add(&b.Mails[next], nil); err != nil {
+					return err
+				}
+			}
+			next++
+			raw, err := io.ReadAll(r) // checked against the mail's SHA-256 at its end
+			if err != nil {
+				return err
+			}
+			return add(m, raw)
+		})
+		if err != nil {
 			return 0, err
-		} else if full {
-			if err := rec.flush(ctx); err != nil {
-				return 0, err
-			}
+		}
+		b.Mails = b.Mails[next:]
+	}
+	for i := range b.Mails {
+		if err := add(&b.Mails[i], nil); err != nil {
+			return 0, err
 		}
 	}
-	return len(b.Mails), rec.flush(ctx)
-}
-
-// rawMail fetches a raw mail; the client's reader checks it against its SHA-256.
-func rawMail(ctx context.Context, client *agent.Client, sha string) ([]byte, error) {
-	rc, err := client.Raw(ctx, sha)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return io.ReadAll(rc)
+	return n, rec.flush(ctx)
 }
 
 // agentError marks what retrying cannot fix as such: a refused token, a pinned

@@ -205,6 +205,29 @@ func TestSyncAgentRecordsEachMailOnce(t *testing.T) {
 	if cur, _ := a.DB.AgentCursor(ctx, "mx1"); cur.Version != latest-1 {
 		t.Fatalf("cursor at %d after a tampered batch %d", cur.Version, latest)
 	}
+
+	// So is a batch whose raw pack was changed (same size): its facts hash right,
+	// one raw mail does not.
+	data[len(data)/2] ^= 0x55
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pack := filepath.Join(l.cfg.Dir, "raw", agent.PackName(latest))
+	if data, err = os.ReadFile(pack); err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-3] ^= 0x55
+	if err := os.WriteFile(pack, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.DB.ReleaseCollectorRun(ctx, "agent:mx1")
+	_, err = runActivity[IngestResult](t, a, a.SyncAgent, ag)
+	if !errors.As(err, &app) || !app.NonRetryable() || app.Type() != "AgentTampered" {
+		t.Fatalf("sync of a batch with a forged raw mail: %v", err)
+	}
+	if cur, _ := a.DB.AgentCursor(ctx, "mx1"); cur.Version != latest-1 {
+		t.Fatalf("cursor at %d after a forged raw mail in batch %d", cur.Version, latest)
+	}
 }
 
 func TestSyncAgentRefusesWhatRetryingCannotFix(t *testing.T) {

@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -331,14 +333,14 @@ func ReadStream(r io.Reader, after uint64, maxBytes int64, fn func(StreamItem, i
 	}
 }
 
-// Raw fetches the raw mail named sha (needs a token of scope raw). The reader
-// returns an error wrapping ErrChecksum instead of io.EOF when the bytes are not
-// that mail; read it to io.EOF before keeping anything, and close it.
-func (c *Client) Raw(ctx context.Context, sha string) (io.ReadCloser, error) {
+// Raw fetches the raw mail sha of batch version (needs a token of scope raw).
+// The reader returns an error wrapping ErrChecksum instead of io.EOF when the
+// bytes are not that mail; read it to io.EOF before keeping anything, and close it.
+func (c *Client) Raw(ctx context.Context, version uint64, sha string) (io.ReadCloser, error) {
 	if !ValidSHA256(sha) {
 		return nil, fmt.Errorf("raw mail %q: not 64 lower-case hex digits", sha)
 	}
-	resp, err := c.get(ctx, "/v1/raw/"+sha, nil, "message/rfc822")
+	resp, err := c.get(ctx, fmt.Sprintf("/v1/batches/%d/raw/%s", version, sha), nil, "message/rfc822")
 	if err != nil {
 		return nil, err
 	}
@@ -351,6 +353,64 @@ func (c *Client) Raw(ctx context.Context, sha string) (io.ReadCloser, error) {
 		io.Reader
 		io.Closer
 	}{v, resp.Body}, nil
+}
+
+// RawMails fetches the raw pack of batch b (needs a token of scope raw) and
+// calls fn, in batch order, for each of b's mails kept raw (m points into
+// b.Mails) with a reader of its raw bytes. The reader returns an error wrapping ErrChecksum instead of io.EOF
+// when the bytes are not that mail, so fn must read it to io.EOF before keeping
+// anything. One request carries the whole batch's raw mails.
+func (c *Client) RawMails(ctx context.Context, b Batch, fn func(m *Mail, raw io.Reader) error) error {
+	if !slices.ContainsFunc(b.Mails, func(m Mail) bool { return m.Raw }) {
+		return nil
+	}
+	v := b.Header.Version
+	resp, err := c.get(ctx, fmt.Sprintf("/v1/batches/%d/raw", v), nil, "application/octet-stream")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength < 0 {
+		return fmt.Errorf("agent %s: raw pack %d: no length", c.base.Host, v)
+	}
+	if err := ReadPack(io.LimitReader(resp.Body, resp.ContentLength), b, fn); err != nil {
+		return fmt.Errorf("agent %s: %w", c.base.Host, err)
+	}
+	return nil
+}
+
+// ReadPack reads the raw pack of batch b front to back and calls fn for each of
+// b's mails kept raw, as Client.RawMails describes. A pack that ends before a
+// mail does is an error wrapping io.ErrUnexpectedEOF.
+func ReadPack(pack io.Reader, b Batch, fn func(m *Mail, raw io.Reader) error) error {
+	br := bufio.NewReaderSize(pack, 256<<10)
+	var pos int64
+	for i := range b.Mails {
+		m := &b.Mails[i]
+		if !m.Raw {
+			continue
+		}
+		what := fmt.Sprintf("raw mail %s of batch %d", m.Facts.SHA256, b.Header.Version)
+		if m.RawOffset < pos { // DecodeBatch refuses such a batch; a Batch built otherwise may not
+			return fmt.Errorf("%s: offset %d is behind the pack's position %d", what, m.RawOffset, pos)
+		}
+		if n, err := br.Discard(int(min(m.RawOffset-pos, math.MaxInt))); int64(n) != m.RawOffset-pos {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("%s: the pack ends at %d: %w", what, pos+int64(n), err)
+		}
+		pos = m.RawOffset
+		vr := newVerifier(io.LimitReader(br, m.Facts.Size), m.Facts.Size, m.Facts.SHA256, what)
+		if err := fn(m, vr); err != nil {
+			return err
+		}
+		if _, err := io.Copy(io.Discard, vr); err != nil {
+			return err
+		}
+		pos += m.Facts.Size
+	}
+	return nil
 }
 
 // verifier reads exactly size bytes and, at their end, returns io.EOF only if

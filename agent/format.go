@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"time"
@@ -50,10 +51,13 @@ type BatchHeader struct {
 
 // Mail is one mail of a batch: where the agent found it and its facts.
 type Mail struct {
-	Name      string     `json:"name"`   // Maildir unique name, without ":2,FLAGS"
-	Folder    string     `json:"folder"` // label of the Maildir it came from
-	Delivered time.Time  `json:"delivered"`
-	Raw       bool       `json:"raw"` // the agent keeps the raw mail and serves it
+	Name      string    `json:"name"`   // Maildir unique name, without ":2,FLAGS"
+	Folder    string    `json:"folder"` // label of the Maildir it came from
+	Delivered time.Time `json:"delivered"`
+	Raw       bool      `json:"raw"` // the agent keeps the raw mail and serves it
+	// RawOffset is where the raw mail starts in its batch's raw pack (it is
+	// Facts.Size bytes long there); meaningful only when Raw.
+	RawOffset int64      `json:"raw_offset,omitempty"`
 	Facts     mail.Facts `json:"facts"`
 }
 
@@ -71,6 +75,8 @@ type Entry struct {
 	Mails   int       `json:"mails"`
 	Schema  int       `json:"schema"`
 	Created time.Time `json:"created"`
+	// RawSize is the size of the batch's raw pack, 0 when it has none.
+	RawSize int64 `json:"raw_size,omitempty"`
 }
 
 // Manifest lists the published batches, versions 1 to Latest without gaps.
@@ -91,6 +97,21 @@ type StreamItem struct {
 
 // BatchName is the file name of a batch under batches/.
 func BatchName(version uint64) string { return fmt.Sprintf("%020d.jsonl.gz", version) }
+
+// PackName is the file name of a batch's raw pack under raw/.
+func PackName(version uint64) string { return fmt.Sprintf("%020d.raw", version) }
+
+var packNameRE = regexp.MustCompile(`^([0-9]{20})\.raw$`)
+
+// ParsePackName is the version of a raw pack's file name, or false.
+func ParsePackName(name string) (uint64, bool) {
+	m := packNameRE.FindStringSubmatch(name)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(m[1], 10, 64)
+	return v, err == nil && v > 0
+}
 
 var batchNameRE = regexp.MustCompile(`^([0-9]{20})\.jsonl\.gz$`)
 
@@ -143,6 +164,7 @@ func DecodeBatch(r io.Reader, version uint64) (Batch, error) {
 	sc.Buffer(make([]byte, 64<<10), MaxLine)
 	var b Batch
 	line := 0
+	var rawEnd int64 // the end of the last raw mail in the pack so far
 	for sc.Scan() {
 		line++
 		if line == 1 {
@@ -172,6 +194,16 @@ func DecodeBatch(r io.Reader, version uint64) (Batch, error) {
 		}
 		if err := m.check(); err != nil {
 			return Batch{}, fmt.Errorf("batch %d line %d: %w", b.Header.Version, line, err)
+		}
+		if m.Raw {
+			// Raw mails lie in the pack in batch order without overlapping, so a
+			// collector reads the pack once, front to back.
+			if m.RawOffset < rawEnd || m.Facts.Size > math.MaxInt64-m.RawOffset {
+				return Batch{}, fmt.Errorf("batch %d line %d: raw offset %d overlaps the mail before it (which ends at %d)", b.Header.Version, line, m.RawOffset, rawEnd)
+			}
+			rawEnd = m.RawOffset + m.Facts.Size
+		} else if m.RawOffset != 0 {
+			return Batch{}, fmt.Errorf("batch %d line %d: a raw offset for a mail not kept raw", b.Header.Version, line)
 		}
 		b.Mails = append(b.Mails, m)
 	}
@@ -203,6 +235,8 @@ func (m *Mail) check() error {
 		return fmt.Errorf("mail %s: sha256 %q is not 64 lower-case hex digits", m.Name, m.Facts.SHA256)
 	case m.Facts.Size < 0:
 		return fmt.Errorf("mail %s: negative size", m.Name)
+	case m.RawOffset < 0:
+		return fmt.Errorf("mail %s: negative raw offset", m.Name)
 	}
 	return nil
 }
@@ -261,6 +295,8 @@ func CheckEntries(es []Entry, after uint64) error {
 			return fmt.Errorf("version %d: %d mails out of range", e.Version, e.Mails)
 		case e.Schema != Schema:
 			return fmt.Errorf("version %d: schema %d, this TIP reads %d", e.Version, e.Schema, Schema)
+		case e.RawSize < 0:
+			return fmt.Errorf("version %d: raw size %d out of range", e.Version, e.RawSize)
 		}
 	}
 	return nil

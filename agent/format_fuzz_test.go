@@ -3,12 +3,18 @@ package agent
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tip-project/tip/mail"
 )
 
 var updateFixtures = flag.Bool("update", false, "rewrite the format fixtures in testdata/")
@@ -233,6 +239,50 @@ func FuzzDecodeManifest(f *testing.F) {
 		}
 		if !bytes.Equal(once.Bytes(), twice.Bytes()) {
 			t.Fatal("encode(decode(x)) is not stable")
+		}
+	})
+}
+
+// FuzzReadPack: whatever pack bytes an agent sends for a batch, a raw mail is
+// handed over only when it is exactly the mail its facts name; a short or
+// forged pack is an error, never a panic or a mail with other bytes.
+func FuzzReadPack(f *testing.F) {
+	mails := [][]byte{[]byte("Subject: one\r\n\r\nbody\r\n"), []byte("Subject: two\r\n\r\n"), []byte("x")}
+	var pack []byte
+	var b Batch
+	for i, raw := range mails {
+		sum := sha256.Sum256(raw)
+		if i == 1 {
+			pack = append(pack, "junk"...) // bytes no mail names
+		}
+		b.Mails = append(b.Mails, Mail{Name: fmt.Sprint(i), Raw: true, RawOffset: int64(len(pack)), Facts: mail.Facts{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(raw))}})
+		pack = append(pack, raw...)
+	}
+	f.Add(pack, uint8(0))
+	f.Add(pack[:len(pack)-1], uint8(0))
+	f.Add(append(pack, "trailing"...), uint8(1))
+	f.Add([]byte{}, uint8(2))
+	f.Fuzz(func(t *testing.T, data []byte, skip uint8) {
+		bb := b
+		bb.Mails = append([]Mail{}, b.Mails...)
+		bb.Mails[int(skip)%len(bb.Mails)].Raw = false // some batches keep some mails only
+		err := ReadPack(bytes.NewReader(data), bb, func(m *Mail, r io.Reader) error {
+			got, err := io.ReadAll(r)
+			if err != nil {
+				return err
+			}
+			if sum := sha256.Sum256(got); hex.EncodeToString(sum[:]) != m.Facts.SHA256 || !m.Raw {
+				t.Fatalf("mail %s handed over with bytes %q", m.Name, got)
+			}
+			return nil
+		})
+		if err != nil {
+			return
+		}
+		for _, m := range bb.Mails { // every raw mail was found whole where the batch says
+			if m.Raw && int64(len(data)) < m.RawOffset+m.Facts.Size {
+				t.Fatalf("a pack of %d bytes accepted for mail %s at %d+%d", len(data), m.Name, m.RawOffset, m.Facts.Size)
+			}
 		}
 	})
 }

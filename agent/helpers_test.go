@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -131,15 +132,25 @@ func published(t testing.TB, dir string) map[string]Mail {
 				t.Fatalf("%s published twice (again in version %d)", key, e.Version)
 			}
 			out[key] = m
-			if m.Raw {
-				raw, err := os.ReadFile(RawPath(dir, m.Facts.SHA256))
-				if err != nil {
-					t.Fatalf("%s: raw copy: %v", key, err)
-				}
-				if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != m.Facts.SHA256 || int64(len(raw)) != m.Facts.Size {
-					t.Fatalf("%s: the raw copy does not hash to %s", key, m.Facts.SHA256)
-				}
-			}
+		}
+		if e.RawSize == 0 {
+			continue
+		}
+		pack, err := os.ReadFile(filepath.Join(dir, RawDir, PackName(e.Version)))
+		if err != nil || int64(len(pack)) != e.RawSize {
+			t.Fatalf("batch %d: raw pack of %d bytes (%v), the manifest says %d", e.Version, len(pack), err, e.RawSize)
+		}
+		kept := 0
+		err = ReadPack(bytes.NewReader(pack), b, func(m *Mail, raw io.Reader) error {
+			kept++
+			_, err := io.Copy(io.Discard, raw) // the reader checks the SHA-256 at the end
+			return err
+		})
+		if err != nil {
+			t.Fatalf("batch %d: %v", e.Version, err)
+		}
+		if want := e.Mails; kept != want {
+			t.Fatalf("batch %d: %d raw mails in the pack, want %d", e.Version, kept, want)
 		}
 	}
 	return out

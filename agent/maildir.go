@@ -101,14 +101,15 @@ type mailFile struct {
 	truncated bool
 	sha       string // when truncated: the whole file's SHA-256 and size
 	size      int64
-	kept      bool // the whole file went to put already
+	kept      bool  // the whole file went to put already
+	off       int64 // where put placed it in the raw pack
 }
 
 // readMail reads one mail of about size bytes, at most limit bytes of it: what
 // extraction parses. For a larger mail it also hashes the whole file and, when
 // keepRaw, hands all of it to put, so the raw copy and the SHA-256 it is known
 // by are the mail's own.
-func readMail(path string, size, limit int64, keepRaw bool, put func(io.Reader) (string, int64, error)) (mailFile, error) {
+func readMail(path string, size, limit int64, keepRaw bool, put func(io.Reader) (string, int64, int64, error)) (mailFile, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return mailFile{}, errGone
@@ -138,7 +139,7 @@ func readMail(path string, size, limit int64, keepRaw bool, put func(io.Reader) 
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return mailFile{}, fmt.Errorf("read %s: %w", path, err)
 		}
-		m.sha, m.size, err = put(f)
+		m.sha, m.size, m.off, err = put(f)
 	} else {
 		h := sha256.New()
 		h.Write(buf.Bytes())

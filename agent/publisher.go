@@ -377,12 +377,12 @@ func (p *Publisher) add(c candidate) error {
 		p.beforeRead(c.path)
 	}
 	limit := p.mcfg.Limits.MaxSize
-	put := func(r io.Reader) (string, int64, error) {
-		sha, size, err := p.store.PutRaw(r)
+	put := func(r io.Reader) (string, int64, int64, error) {
+		sha, size, off, err := p.store.PutRaw(r)
 		if err != nil {
-			return "", 0, putError{err}
+			return "", 0, 0, putError{err}
 		}
-		return sha, size, nil
+		return sha, size, off, nil
 	}
 	mf, err := readMail(c.path, c.size, limit, p.cfg.KeepRaw, put)
 	if errors.Is(err, errGone) {
@@ -407,10 +407,11 @@ func (p *Publisher) add(c candidate) error {
 		facts.Defects = append(facts.Defects, fmt.Sprintf("larger than the %d-byte limit: parsed truncated%s", limit, kept))
 		p.log.Warn("agent: mail over the size limit, parsed truncated", "folder", c.md.Folder, "name", c.name, "size", mf.size)
 	case p.cfg.KeepRaw:
-		sha, _, err := p.store.PutRaw(bytes.NewReader(mf.raw))
+		sha, _, off, err := p.store.PutRaw(bytes.NewReader(mf.raw))
 		if err != nil {
 			return err
 		}
+		mf.off = off
 		if sha != facts.SHA256 {
 			return fmt.Errorf("mail %s: raw copy hashed to %s, extraction to %s", c.path, sha, facts.SHA256)
 		}
@@ -420,7 +421,7 @@ func (p *Publisher) add(c candidate) error {
 	if len(p.pending) == 0 {
 		p.first = time.Now()
 	}
-	p.pending = append(p.pending, Mail{Name: c.name, Folder: c.md.Folder, Delivered: c.mod, Raw: p.cfg.KeepRaw, Facts: facts})
+	p.pending = append(p.pending, Mail{Name: c.name, Folder: c.md.Folder, Delivered: c.mod, Raw: p.cfg.KeepRaw, RawOffset: mf.off, Facts: facts})
 	p.ids = append(p.ids, id)
 	return nil
 }

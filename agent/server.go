@@ -30,8 +30,11 @@ type Source interface {
 	Entries(after uint64, limit int) []Entry
 	// OpenBatch opens a committed batch file and returns its manifest entry.
 	OpenBatch(version uint64) (io.ReadSeekCloser, Entry, error)
-	// OpenRaw opens a kept raw mail by its SHA-256 and returns its size.
-	OpenRaw(sha string) (io.ReadSeekCloser, int64, error)
+	// OpenPack opens a committed batch's raw pack and returns its manifest
+	// entry (RawSize is the pack's size).
+	OpenPack(version uint64) (io.ReadSeekCloser, Entry, error)
+	// OpenRaw opens the raw mail sha of batch version and returns its size.
+	OpenRaw(version uint64, sha string) (io.ReadSeekCloser, int64, error)
 }
 
 // Protocol limits and defaults (docs/agent-protocol.md).
@@ -116,6 +119,7 @@ const (
 	epManifest
 	epStream
 	epBatch
+	epPack
 	epRaw
 )
 
@@ -179,11 +183,11 @@ func bearer(r *http.Request) string {
 
 // serve answers a request of token tk.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, tk Token, log *slog.Logger) *refusal {
-	ep, arg, ref := route(r.URL)
+	ep, v, sha, ref := route(r.URL)
 	if ref != nil {
 		return ref
 	}
-	if ep == epRaw {
+	if ep == epPack || ep == epRaw {
 		if !tk.Scope.Allows(ScopeRaw) {
 			return refuse(http.StatusForbidden, "scope %s cannot fetch raw mail", tk.Scope)
 		}
@@ -201,12 +205,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, tk Token, log *sl
 		// Latest read after the entries is never below the last of them.
 		writeJSON(w, http.StatusOK, ManifestPage{Agent: s.src.Agent(), Schema: Schema, Latest: s.src.Latest(), Versions: es})
 	case epBatch:
-		v, _ := strconv.ParseUint(arg, 10, 64)
 		return s.batch(w, r, v, log)
 	case epStream:
 		return s.stream(w, r, q.after, q.maxBytes, log)
+	case epPack:
+		return s.pack(w, r, v, log)
 	case epRaw:
-		return s.raw(w, r, arg, log)
+		return s.raw(w, r, v, sha, log)
 	}
 	return nil
 }
@@ -214,52 +219,56 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, tk Token, log *sl
 // route checks the request's path and finds its endpoint and argument. The path
 // must be clean as sent: no percent-encoding at all (no legitimate path of the
 // API has any, and it is how %2e%2e and %2f get past naive checks), no empty,
-// "." or ".." segments. The argument of /v1/batches/N and /v1/raw/<sha256> must
-// be a decimal version or a lower-case SHA-256, so no request can name a file
+// "." or ".." segments. The arguments of /v1/batches/N[/raw[/<sha256>]] must be
+// a decimal version and a lower-case SHA-256, so no request can name a file
 // outside the agent's folder.
-func route(u *url.URL) (endpoint, string, *refusal) {
+func route(u *url.URL) (ep endpoint, version uint64, sha string, ref *refusal) {
 	p := u.EscapedPath()
 	if u.RawPath != "" || strings.ContainsAny(p, "%\\") {
-		return 0, "", refuse(http.StatusBadRequest, "encoded characters in the path")
+		return 0, 0, "", refuse(http.StatusBadRequest, "encoded characters in the path")
 	}
 	if !strings.HasPrefix(p, "/") {
-		return 0, "", refuse(http.StatusBadRequest, "path not absolute")
+		return 0, 0, "", refuse(http.StatusBadRequest, "path not absolute")
 	}
 	if p == "/" {
-		return 0, "", refuse(http.StatusNotFound, "no such endpoint")
+		return 0, 0, "", refuse(http.StatusNotFound, "no such endpoint")
 	}
 	segs := strings.Split(p[1:], "/")
 	for _, seg := range segs {
 		if seg == "" || seg == "." || seg == ".." {
-			return 0, "", refuse(http.StatusBadRequest, "path not clean")
+			return 0, 0, "", refuse(http.StatusBadRequest, "path not clean")
 		}
 	}
 	if segs[0] != "v1" || len(segs) < 2 {
-		return 0, "", refuse(http.StatusNotFound, "no such endpoint")
+		return 0, 0, "", refuse(http.StatusNotFound, "no such endpoint")
 	}
 	switch {
 	case len(segs) == 2 && segs[1] == "latest":
-		return epLatest, "", nil
+		return epLatest, 0, "", nil
 	case len(segs) == 2 && segs[1] == "manifest":
-		return epManifest, "", nil
+		return epManifest, 0, "", nil
 	case len(segs) == 2 && segs[1] == "batches":
-		return epStream, "", nil
+		return epStream, 0, "", nil
 	case segs[1] == "batches":
-		if len(segs) != 3 {
-			return 0, "", refuse(http.StatusBadRequest, "batch path: want /v1/batches/N")
+		if len(segs) > 5 || len(segs) >= 4 && segs[3] != "raw" {
+			return 0, 0, "", refuse(http.StatusBadRequest, "batch path: want /v1/batches/N, /v1/batches/N/raw or /v1/batches/N/raw/<sha256>")
 		}
 		v, err := ParseVersion(segs[2])
 		if err != nil {
-			return 0, "", refuse(http.StatusBadRequest, "%v", err)
+			return 0, 0, "", refuse(http.StatusBadRequest, "%v", err)
 		}
-		return epBatch, strconv.FormatUint(v, 10), nil
-	case segs[1] == "raw":
-		if len(segs) != 3 || !ValidSHA256(segs[2]) {
-			return 0, "", refuse(http.StatusBadRequest, "raw path: want /v1/raw/<64 lower-case hex digits>")
+		switch len(segs) {
+		case 3:
+			return epBatch, v, "", nil
+		case 4:
+			return epPack, v, "", nil
 		}
-		return epRaw, segs[2], nil
+		if !ValidSHA256(segs[4]) {
+			return 0, 0, "", refuse(http.StatusBadRequest, "raw mail: want 64 lower-case hex digits")
+		}
+		return epRaw, v, segs[4], nil
 	}
-	return 0, "", refuse(http.StatusNotFound, "no such endpoint")
+	return 0, 0, "", refuse(http.StatusNotFound, "no such endpoint")
 }
 
 // params are a request's query parameters, checked.
@@ -419,9 +428,33 @@ pages:
 	return nil
 }
 
-// raw answers GET /v1/raw/<sha256> with the raw mail.
-func (s *Server) raw(w http.ResponseWriter, r *http.Request, sha string, log *slog.Logger) *refusal {
-	f, size, err := s.src.OpenRaw(sha)
+// pack answers GET /v1/batches/N/raw with the batch's raw pack.
+func (s *Server) pack(w http.ResponseWriter, r *http.Request, v uint64, log *slog.Logger) *refusal {
+	f, e, err := s.src.OpenPack(v)
+	if err != nil {
+		return s.openFailed(err, log)
+	}
+	defer f.Close()
+	if err := checkSize(f, e.RawSize); err != nil {
+		log.Error("agent: raw pack damaged", "version", v, "err", err)
+		return refuse(http.StatusInternalServerError, "raw pack %d unavailable", v)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.FormatInt(e.RawSize, 10))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	if _, err := io.CopyN(deadlineWriter(w), f, e.RawSize); err != nil {
+		log.Info("agent: raw pack not sent whole", "version", v, "err", err)
+	}
+	return nil
+}
+
+// raw answers GET /v1/batches/N/raw/<sha256> with the raw mail.
+func (s *Server) raw(w http.ResponseWriter, r *http.Request, v uint64, sha string, log *slog.Logger) *refusal {
+	f, size, err := s.src.OpenRaw(v, sha)
 	if err != nil {
 		return s.openFailed(err, log)
 	}

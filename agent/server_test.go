@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -60,52 +59,32 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// writeTestBatches publishes batches of the given mail counts into dir as the
-// store would, raw mails included, and returns the raw mails' hashes.
+// writeTestBatches publishes batches of the given mail counts into dir through
+// a Store, raw mails included, and returns the raw mails' hashes.
 func writeTestBatches(t testing.TB, dir string, counts ...int) []string {
 	t.Helper()
-	for _, d := range []string{BatchesDir, RawDir} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
+	st, err := OpenStore(dir, testAgentID)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var shas []string
-	m := Manifest{Agent: testAgentID}
 	created := time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC)
 	for i, n := range counts {
 		v := uint64(i + 1)
-		b := Batch{Header: BatchHeader{Agent: testAgentID, Version: v, Created: created}}
+		var mails []Mail
 		for j := range n {
 			raw := fmt.Appendf(nil, "Received: from x\r\nSubject: mail %d of batch %d\r\n\r\nhttp://spam%d-%d.example/\r\n", j, v, v, j)
-			sum := sha256.Sum256(raw)
-			sha := hex.EncodeToString(sum[:])
-			p := RawPath(dir, sha)
-			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, raw, 0o644); err != nil {
+			sha, size, off, err := st.PutRaw(bytes.NewReader(raw))
+			if err != nil {
 				t.Fatal(err)
 			}
 			shas = append(shas, sha)
-			b.Mails = append(b.Mails, Mail{Name: fmt.Sprintf("17642%05d.M%dP1.mx1", v, j), Folder: "spam", Delivered: created, Raw: true,
-				Facts: mail.Facts{SHA256: sha, Size: int64(len(raw)), Subject: fmt.Sprintf("mail %d of batch %d", j, v)}})
+			mails = append(mails, Mail{Name: fmt.Sprintf("17642%05d.M%dP1.mx1", v, j), Folder: "spam", Delivered: created, Raw: true, RawOffset: off,
+				Facts: mail.Facts{SHA256: sha, Size: size, Subject: fmt.Sprintf("mail %d of batch %d", j, v)}})
 		}
-		var buf bytes.Buffer
-		if err := EncodeBatch(&buf, b); err != nil {
+		if _, err := st.Append(mails); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, BatchesDir, BatchName(v)), buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(buf.Bytes())
-		m.Versions = append(m.Versions, Entry{Version: v, SHA256: hex.EncodeToString(sum[:]), Size: int64(buf.Len()), Mails: n, Schema: Schema, Created: created})
-	}
-	var buf bytes.Buffer
-	if err := EncodeManifest(&buf, m); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFileAtomic(filepath.Join(dir, ManifestFile), buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
 	}
 	return shas
 }
@@ -228,17 +207,41 @@ func TestClientPullsEverything(t *testing.T) {
 		t.Fatalf("Stream(latest) = %d, %v", last, err)
 	}
 
-	r, err := c.Raw(ctx, mails[6].Facts.SHA256)
+	// mails[6] is the third mail of batch 3 (batches of 3, 1, 5 and 2 mails).
+	r, err := c.Raw(ctx, 3, mails[6].Facts.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
 	raw, err := io.ReadAll(r)
 	r.Close()
-	if err != nil || int64(len(raw)) != mails[6].Facts.Size {
-		t.Fatalf("Raw: %d bytes, %v", len(raw), err)
+	if err != nil || int64(len(raw)) != mails[6].Facts.Size || !strings.Contains(string(raw), "mail 2 of batch 3") {
+		t.Fatalf("Raw: %q, %v", raw, err)
 	}
-	if _, err := c.Raw(ctx, strings.Repeat("0", 64)); statusOf(err) != http.StatusNotFound {
+	for _, v := range []uint64{2, 9} {
+		if _, err := c.Raw(ctx, v, mails[6].Facts.SHA256); statusOf(err) != http.StatusNotFound {
+			t.Fatalf("Raw of a mail in batch %d, which does not hold it: %v, want 404", v, err)
+		}
+	}
+	if _, err := c.Raw(ctx, 3, strings.Repeat("0", 64)); statusOf(err) != http.StatusNotFound {
 		t.Fatalf("Raw of an unknown mail: %v, want 404", err)
+	}
+	// The raw mails of a batch in one request, each checked against its hash.
+	st, err := OpenStore(a.dir, testAgentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.ReadBatch(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err = c.RawMails(ctx, b, func(m *Mail, r io.Reader) error {
+		raw, err := io.ReadAll(r)
+		got = append(got, string(raw))
+		return err
+	})
+	if err != nil || len(got) != 5 || !strings.Contains(got[4], "mail 4 of batch 3") {
+		t.Fatalf("RawMails(3) = %q, %v", got, err)
 	}
 	if _, err := c.Stream(ctx, 9, 0, nil); err != nil {
 		t.Fatalf("Stream past latest: %v, want an empty stream", err)
@@ -364,8 +367,11 @@ func TestFactsScopeCannotFetchRaw(t *testing.T) {
 	a := newTestAgent(t, 2)
 	ctx := context.Background()
 	c := a.client(a.facts)
-	if _, err := c.Raw(ctx, a.shas[0]); statusOf(err) != http.StatusForbidden {
+	if _, err := c.Raw(ctx, 1, a.shas[0]); statusOf(err) != http.StatusForbidden {
 		t.Fatalf("Raw with a facts token: %v, want 403", err)
+	}
+	if code, _ := a.do(t, "/v1/batches/1/raw", a.facts); code != http.StatusForbidden {
+		t.Fatalf("raw pack with a facts token: %d, want 403", code)
 	}
 	if _, err := c.Stream(ctx, 0, 0, func(StreamItem, io.Reader) error { return nil }); err != nil {
 		t.Fatalf("Stream with a facts token: %v", err)
@@ -384,17 +390,24 @@ func TestPathTraversalRefused(t *testing.T) {
 	a := newTestAgent(t, 1)
 	sha := a.shas[0]
 	cases := []string{
-		"/v1/raw/../../etc/passwd",
-		"/v1/raw/%2e%2e/%2e%2e/etc/passwd",
-		"/v1/raw/..%2f..%2fetc%2fpasswd",
-		"/v1/raw/%2E%2E%2F%2E%2E%2Fmanifest.json",
-		"/v1/raw/" + sha[:2] + "/" + sha[2:4] + "/" + sha,
-		"/v1/raw/" + sha + "/..",
-		"/v1/raw/" + strings.ToUpper(sha),
-		"/v1/raw/" + sha[:63],
-		"/v1/raw/" + sha + "%00",
-		"/v1/raw/..\\..\\tokens.json",
-		"/v1/raw/%252e%252e%252ftokens.json",
+		"/v1/batches/1/raw/../../etc/passwd",
+		"/v1/batches/1/raw/%2e%2e/%2e%2e/etc/passwd",
+		"/v1/batches/1/raw/..%2f..%2fetc%2fpasswd",
+		"/v1/batches/1/raw/%2E%2E%2F%2E%2E%2Fmanifest.json",
+		"/v1/batches/1/raw/" + sha[:2] + "/" + sha,
+		"/v1/batches/1/raw/" + sha + "/..",
+		"/v1/batches/1/raw/" + strings.ToUpper(sha),
+		"/v1/batches/1/raw/" + sha[:63],
+		"/v1/batches/1/raw/" + sha + "%00",
+		"/v1/batches/1/raw/..\\..\\tokens.json",
+		"/v1/batches/1/raw/%252e%252e%252ftokens.json",
+		"/v1/batches/1/raw/",
+		"/v1/batches/1/raws",
+		"/v1/batches/1/raw/" + sha + "/x",
+		"/v1/batches/../raw/" + sha,
+		"/v1/batches/00000000000000000001.raw",
+		"/v1/batches/1/raw?after=1",
+		"/v1/batches/1/raw/" + sha + "?version=1",
 		"/v1/batches/../manifest.json",
 		"/v1/batches/..%2fmanifest.json",
 		"/v1/batches/%2e%2e",
@@ -487,12 +500,19 @@ func TestTamperedBatchRefused(t *testing.T) {
 		t.Fatalf("lazy Stream: last %d, %v", last, err)
 	}
 
-	// A raw mail changed on disk no longer hashes to its name.
+	// A raw mail changed on disk (same size) no longer hashes to its name,
+	// whether fetched alone or with its batch's.
 	sha := a.shas[0]
-	if err := os.WriteFile(RawPath(a.dir, sha), []byte("forged"), 0o644); err != nil {
+	pack := filepath.Join(a.dir, RawDir, PackName(1))
+	data, err = os.ReadFile(pack)
+	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.Raw(ctx, sha)
+	data[3] ^= 1
+	if err := os.WriteFile(pack, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Raw(ctx, 1, sha)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,6 +520,32 @@ func TestTamperedBatchRefused(t *testing.T) {
 	r.Close()
 	if !errors.Is(err, ErrChecksum) {
 		t.Fatalf("Raw of a forged mail: %v, want ErrChecksum", err)
+	}
+	st, err := OpenStore(a.dir, testAgentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.ReadBatch(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := 0
+	err = c.RawMails(ctx, b, func(_ *Mail, r io.Reader) error {
+		if _, err := io.ReadAll(r); err != nil {
+			return err
+		}
+		kept++
+		return nil
+	})
+	if !errors.Is(err, ErrChecksum) || kept != 0 {
+		t.Fatalf("RawMails over a forged mail: %d kept, %v, want ErrChecksum before any", kept, err)
+	}
+	// A pack cut short on disk is not served as if whole.
+	if err := os.Truncate(pack, 10); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := a.do(t, "/v1/batches/1/raw", a.raw); code != http.StatusInternalServerError {
+		t.Fatalf("a cut raw pack: %d, want 500", code)
 	}
 
 	// A batch file cut short is not served as if whole: refused before the
@@ -689,7 +735,7 @@ func TestClientRefusesWrongCertificate(t *testing.T) {
 // of the API with a well-formed argument, and nothing that could leave the
 // agent's folder.
 func FuzzRoute(f *testing.F) {
-	for _, s := range []string{"/v1/latest", "/v1/batches/7", "/v1/raw/" + strings.Repeat("a", 64), "/v1/raw/../x", "/v1/batches?after=1&max_bytes=9", "/v1/%2e%2e/x", "/v1/manifest?after=1&limit=2"} {
+	for _, s := range []string{"/v1/latest", "/v1/batches/7", "/v1/batches/7/raw", "/v1/batches/7/raw/" + strings.Repeat("a", 64), "/v1/batches/7/raw/../x", "/v1/batches?after=1&max_bytes=9", "/v1/%2e%2e/x", "/v1/manifest?after=1&limit=2"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, target string) {
@@ -697,7 +743,7 @@ func FuzzRoute(f *testing.F) {
 		if err != nil {
 			return
 		}
-		ep, arg, ref := route(u)
+		ep, v, sha, ref := route(u)
 		if ref != nil {
 			if ref.status != http.StatusBadRequest && ref.status != http.StatusNotFound {
 				t.Fatalf("%q: status %d", target, ref.status)
@@ -707,20 +753,20 @@ func FuzzRoute(f *testing.F) {
 		if strings.Contains(u.Path, "..") || strings.Contains(u.Path, "//") || strings.ContainsAny(u.Path, "%\\\x00") {
 			t.Fatalf("%q accepted: path %q", target, u.Path)
 		}
-		switch ep {
-		case epRaw:
-			if !ValidSHA256(arg) || u.Path != "/v1/raw/"+arg {
-				t.Fatalf("%q: raw %q", target, arg)
+		if ep == epRaw && !ValidSHA256(sha) || ep != epRaw && sha != "" {
+			t.Fatalf("%q: sha %q", target, sha)
+		}
+		// The path is exactly the endpoint's, with its version and hash.
+		segs := strings.Split(u.Path, "/")
+		want := map[endpoint][]string{epLatest: {"", "v1", "latest"}, epManifest: {"", "v1", "manifest"}, epStream: {"", "v1", "batches"},
+			epBatch: {"", "v1", "batches", ""}, epPack: {"", "v1", "batches", "", "raw"}, epRaw: {"", "v1", "batches", "", "raw", sha}}[ep]
+		if len(segs) == len(want) && len(segs) >= 4 {
+			if n, err := ParseVersion(segs[3]); err == nil && n == v {
+				want[3] = segs[3]
 			}
-		case epBatch:
-			v, err := ParseVersion(strings.TrimPrefix(u.Path, "/v1/batches/"))
-			if err != nil || fmt.Sprint(v) != arg {
-				t.Fatalf("%q: batch %q", target, arg)
-			}
-		case epLatest, epManifest, epStream:
-			if arg != "" {
-				t.Fatalf("%q: argument %q", target, arg)
-			}
+		}
+		if !slices.Equal(segs, want) {
+			t.Fatalf("%q: endpoint %d, version %d, sha %q", target, ep, v, sha)
 		}
 		if _, ref := query(u, ep); ref == nil && ep != epManifest && ep != epStream && u.RawQuery != "" {
 			if q, _ := url.ParseQuery(u.RawQuery); len(q) > 0 {

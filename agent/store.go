@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -45,21 +46,31 @@ type Store struct {
 	mu  sync.RWMutex
 	man Manifest // committed; Versions is only ever appended to
 
-	wmu      sync.Mutex // serialises PutRaw and Append
-	unsynced []rawTemp  // raw mails put since the last Append
-	broken   error      // set when a manifest write failed half-way
+	wmu    sync.Mutex  // serialises PutRaw and Append
+	pack   pendingPack // raw mails put since the last Append
+	broken error       // set when a write failed half-way
+
+	imu     sync.Mutex // guards indexes and order
+	indexes map[uint64]map[string]span
+	order   []uint64 // of indexes, oldest first
 
 	// hook, when set (by tests), is called at each step of Append; an error
 	// stops Append there, as a crash would.
 	hook func(step string) error
 }
 
-// rawTemp is a raw mail written to a temporary file, waiting for the next Append.
-type rawTemp struct{ tmp, sha string }
+// pendingPack is the raw pack of the next batch: a temporary file raw mails are
+// appended to, renamed to its version's name by Append.
+type pendingPack struct {
+	f         *os.File // open while raw mails are put; nil once renamed
+	w         *bufio.Writer
+	committed string // its final name once renamed (Append failed after that)
+	size      int64
+}
 
 // The steps of Append at which a test hook may stop it.
 const (
-	stepRaws     = "raws"     // raw mails durable under their names, no batch yet
+	stepRaws     = "raws"     // the raw pack durable under its name, no batch yet
 	stepBatch    = "batch"    // batch file durable, manifest not yet rewritten
 	stepManifest = "manifest" // manifest durable, the store's memory not yet updated
 )
@@ -125,6 +136,10 @@ func OpenStore(dir, agent string) (*Store, error) {
 		}
 		have[v] = fi.Size()
 	}
+	packs, err := s.packSizes()
+	if err != nil {
+		return nil, err
+	}
 	for _, e := range s.man.Versions {
 		size, ok := have[e.Version]
 		switch {
@@ -133,8 +148,43 @@ func OpenStore(dir, agent string) (*Store, error) {
 		case size != e.Size:
 			return nil, fmt.Errorf("agent store %s: batch %d is %d bytes, the manifest says %d", dir, e.Version, size, e.Size)
 		}
+		if size, ok := packs[e.Version]; e.RawSize > 0 && !ok {
+			return nil, fmt.Errorf("agent store %s: batch %d keeps raw mails but its pack %s is missing", dir, e.Version, PackName(e.Version))
+		} else if ok && size != e.RawSize {
+			return nil, fmt.Errorf("agent store %s: raw pack %d is %d bytes, the manifest says %d", dir, e.Version, size, e.RawSize)
+		}
 	}
 	return s, nil
+}
+
+// packSizes deletes the raw packs of versions past the manifest's latest (renamed
+// into place before a crash hit the commit; their mails are published again) and
+// returns the sizes of the others.
+func (s *Store) packSizes() (map[uint64]int64, error) {
+	names, err := readNames(filepath.Join(s.dir, RawDir))
+	if err != nil {
+		return nil, fmt.Errorf("agent store: %w", err)
+	}
+	sizes := map[uint64]int64{}
+	for _, name := range names {
+		v, ok := ParsePackName(name)
+		if !ok {
+			continue
+		}
+		p := filepath.Join(s.dir, RawDir, name)
+		if v > s.man.Latest {
+			if err := os.Remove(p); err != nil {
+				return nil, fmt.Errorf("agent store: remove unpublished raw pack: %w", err)
+			}
+			continue
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("agent store: %w", err)
+		}
+		sizes[v] = fi.Size()
+	}
+	return sizes, nil
 }
 
 // removeTemps deletes the files of dir whose names start with prefix (temporary
@@ -240,36 +290,98 @@ func (s *Store) ReadBatch(version uint64) (Batch, error) {
 	return DecodeBatch(bytes.NewReader(data), version)
 }
 
-// OpenRaw opens a kept raw mail by its SHA-256 and returns its size. A string
-// that is not 64 lower-case hex digits wraps ErrInvalid (so no argument can name
-// a path outside raw/); a mail the agent does not keep wraps ErrNotFound.
-func (s *Store) OpenRaw(sha string) (io.ReadSeekCloser, int64, error) {
+// OpenPack opens a committed batch's raw pack and returns its manifest entry
+// (RawSize is the pack's size). A version without a pack (its mails were not
+// kept raw) wraps ErrNotFound.
+func (s *Store) OpenPack(version uint64) (io.ReadSeekCloser, Entry, error) {
+	e, err := s.entry(version)
+	if err != nil {
+		return nil, Entry{}, err
+	}
+	if e.RawSize == 0 {
+		return nil, Entry{}, fmt.Errorf("batch %d keeps no raw mail: %w", version, ErrNotFound)
+	}
+	f, err := os.Open(filepath.Join(s.dir, RawDir, PackName(version)))
+	if err != nil {
+		return nil, Entry{}, fmt.Errorf("raw pack %d: %w", version, err)
+	}
+	return f, e, nil
+}
+
+// OpenRaw opens the raw mail sha of batch version and returns its size. A sha
+// that is not 64 lower-case hex digits wraps ErrInvalid; a mail the batch does
+// not keep raw wraps ErrNotFound. The batch is decoded to find the mail in its
+// pack; the last few batches' indexes are kept.
+func (s *Store) OpenRaw(version uint64, sha string) (io.ReadSeekCloser, int64, error) {
 	if !ValidSHA256(sha) {
 		return nil, 0, fmt.Errorf("raw mail %q: not 64 lower-case hex digits: %w", sha, ErrInvalid)
 	}
-	f, err := os.Open(s.rawPath(sha))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, fmt.Errorf("raw mail %s: %w", sha, ErrNotFound)
-	}
+	idx, err := s.packIndex(version)
 	if err != nil {
-		return nil, 0, fmt.Errorf("raw mail %s: %w", sha, err)
+		return nil, 0, err
 	}
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
+	sp, ok := idx[sha]
+	if !ok {
+		return nil, 0, fmt.Errorf("raw mail %s: not in batch %d: %w", sha, version, ErrNotFound)
+	}
+	f, e, err := s.OpenPack(version)
+	if err != nil {
+		return nil, 0, err
+	}
+	if sp.off+sp.size > e.RawSize {
 		f.Close()
-		return nil, 0, fmt.Errorf("raw mail %s: not a regular file: %w", sha, ErrNotFound)
+		return nil, 0, fmt.Errorf("raw mail %s: past the end of pack %d", sha, version)
 	}
-	return f, fi.Size(), nil
+	return &sectionFile{SectionReader: io.NewSectionReader(f.(io.ReaderAt), sp.off, sp.size), c: f}, sp.size, nil
 }
 
-// RawPath is where an agent folder keeps a raw mail: raw/ab/<sha256>, 256
-// folders that a new agent creates once (a deeper fan-out cost a folder per
-// couple of mails for its first hundred thousand).
-func RawPath(dir, sha string) string {
-	return filepath.Join(dir, RawDir, sha[:2], sha)
+// span is a raw mail's place in its pack.
+type span struct{ off, size int64 }
+
+// sectionFile is a raw mail within its open pack.
+type sectionFile struct {
+	*io.SectionReader
+	c io.Closer
 }
 
-func (s *Store) rawPath(sha string) string { return RawPath(s.dir, sha) }
+func (f *sectionFile) Close() error { return f.c.Close() }
+
+// packIndexes is how many batches' raw-mail indexes a Store keeps.
+const packIndexes = 8
+
+// packIndex is where each raw mail of batch version lies in its pack.
+func (s *Store) packIndex(version uint64) (map[string]span, error) {
+	s.imu.Lock()
+	idx, ok := s.indexes[version]
+	s.imu.Unlock()
+	if ok {
+		return idx, nil
+	}
+	b, err := s.ReadBatch(version)
+	if err != nil {
+		return nil, err
+	}
+	idx = map[string]span{}
+	for _, m := range b.Mails {
+		if m.Raw {
+			idx[m.Facts.SHA256] = span{m.RawOffset, m.Facts.Size}
+		}
+	}
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	if s.indexes == nil {
+		s.indexes = map[uint64]map[string]span{}
+	}
+	if _, ok := s.indexes[version]; !ok {
+		if len(s.order) == packIndexes {
+			delete(s.indexes, s.order[0])
+			s.order = s.order[1:]
+		}
+		s.indexes[version] = idx
+		s.order = append(s.order, version)
+	}
+	return idx, nil
+}
 
 var versionRE = regexp.MustCompile(`^[0-9]{1,20}$`)
 
@@ -287,33 +399,33 @@ func ParseVersion(s string) (uint64, error) {
 	return v, nil
 }
 
-// PutRaw copies a raw mail from r into a temporary file and returns its SHA-256
-// and size. The next Append makes it durable under raw/ab/<sha256> (a copy
-// already there stays: the name is the content) before it writes the batch naming
-// it; until then OpenRaw does not find it, and a crash leaves only a temporary
-// file that OpenStore deletes.
-func (s *Store) PutRaw(r io.Reader) (sha string, size int64, err error) {
+// PutRaw appends a raw mail from r to the pack of the next batch and returns
+// its SHA-256, size and offset in that pack (the Mail's RawOffset). The next
+// Append makes the pack durable as raw/<version>.raw before it writes the batch
+// naming it; until then no reader sees it, and a crash leaves only a temporary
+// file that OpenStore deletes. Bytes of a mail put but then not appended stay
+// in the pack unnamed.
+func (s *Store) PutRaw(r io.Reader) (sha string, size, offset int64, err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.broken != nil {
-		return "", 0, s.broken
+		return "", 0, 0, s.broken
 	}
-	f, err := os.CreateTemp(filepath.Join(s.dir, RawDir), ".tmp-")
-	if err != nil {
-		return "", 0, fmt.Errorf("raw mail: %w", err)
+	if s.pack.f == nil {
+		f, err := os.CreateTemp(filepath.Join(s.dir, RawDir), ".tmp-pack-")
+		if err != nil {
+			return "", 0, 0, fmt.Errorf("raw mail: %w", err)
+		}
+		s.pack = pendingPack{f: f, w: bufio.NewWriterSize(f, 1<<20)}
 	}
 	h := sha256.New()
-	size, err = io.Copy(io.MultiWriter(f, h), r) // a bytes.Reader writes itself in one call
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	offset = s.pack.size
+	size, err = io.Copy(io.MultiWriter(s.pack.w, h), r) // a bytes.Reader writes itself in one call
+	s.pack.size += size
 	if err != nil {
-		os.Remove(f.Name())
-		return "", 0, fmt.Errorf("raw mail: %w", err)
+		return "", 0, 0, fmt.Errorf("raw mail: %w", err)
 	}
-	sha = hex.EncodeToString(h.Sum(nil))
-	s.unsynced = append(s.unsynced, rawTemp{tmp: f.Name(), sha: sha})
-	return sha, size, nil
+	return hex.EncodeToString(h.Sum(nil)), size, offset, nil
 }
 
 // Append publishes mails as the next version and returns its manifest entry. In
@@ -332,19 +444,24 @@ func (s *Store) Append(mails []Mail) (Entry, error) {
 	if len(mails) == 0 || len(mails) > MaxBatchMails {
 		return Entry{}, fmt.Errorf("append: %d mails, want 1 to %d", len(mails), MaxBatchMails)
 	}
-	if err := s.commitRaws(); err != nil {
-		return Entry{}, fmt.Errorf("append: raw mails: %w", err)
+	s.mu.RLock()
+	version := s.man.Latest + 1
+	s.mu.RUnlock()
+	for _, m := range mails {
+		if m.Raw && m.RawOffset+m.Facts.Size > s.pack.size {
+			return Entry{}, fmt.Errorf("append: mail %s: raw bytes %d to %d, the pack has %d", m.Name, m.RawOffset, m.RawOffset+m.Facts.Size, s.pack.size)
+		}
+	}
+	rawSize, err := s.commitPack(version)
+	if err != nil {
+		return Entry{}, fmt.Errorf("append: raw pack: %w", err)
 	}
 	if err := s.step(stepRaws); err != nil {
 		return Entry{}, err
 	}
-
-	s.mu.RLock()
-	version := s.man.Latest + 1
-	s.mu.RUnlock()
 	created := time.Now().UTC().Truncate(time.Second)
 	var buf bytes.Buffer
-	err := EncodeBatch(&buf, Batch{Header: BatchHeader{Agent: s.agent, Version: version, Created: created}, Mails: mails})
+	err = EncodeBatch(&buf, Batch{Header: BatchHeader{Agent: s.agent, Version: version, Created: created}, Mails: mails})
 	if err != nil {
 		return Entry{}, fmt.Errorf("append: batch %d: %w", version, err)
 	}
@@ -356,7 +473,7 @@ func (s *Store) Append(mails []Mail) (Entry, error) {
 	}
 
 	sum := sha256.Sum256(buf.Bytes())
-	e := Entry{Version: version, SHA256: hex.EncodeToString(sum[:]), Size: int64(buf.Len()), Mails: len(mails), Schema: Schema, Created: created}
+	e := Entry{Version: version, SHA256: hex.EncodeToString(sum[:]), Size: int64(buf.Len()), Mails: len(mails), Schema: Schema, Created: created, RawSize: rawSize}
 	m := s.Manifest()
 	m.Versions = append(m.Versions, e)
 	buf.Reset()
@@ -376,6 +493,7 @@ func (s *Store) Append(mails []Mail) (Entry, error) {
 	s.man.Versions = append(s.man.Versions, e)
 	s.man.Latest = version
 	s.mu.Unlock()
+	s.pack = pendingPack{}
 	return e, nil
 }
 
@@ -386,58 +504,39 @@ func (s *Store) step(name string) error {
 	return s.hook(name)
 }
 
-// commitRaws makes the raw mails put since the last Append durable under their
-// names: the temporary files' data is synced before any is renamed, so a name in
-// raw/ always holds a whole mail, and the renames are synced before the batch.
-func (s *Store) commitRaws() error {
-	if len(s.unsynced) == 0 {
-		return nil
+// commitPack makes the pending raw pack durable as version's pack and returns
+// its size (0 when no raw mail was put): its data is synced, it is renamed into
+// place and the folder synced, all before the batch naming it is written. A
+// retried Append (same version) finds it already in place.
+func (s *Store) commitPack(version uint64) (int64, error) {
+	if s.pack.size == 0 {
+		return 0, nil
 	}
-	tmps := make([]string, len(s.unsynced))
-	for i, r := range s.unsynced {
-		tmps[i] = r.tmp
-	}
-	if err := syncPaths(s.dir, tmps); err != nil {
-		return err
-	}
-	// A second copy of a mail replaces the first with the same bytes.
-	paths := []string{filepath.Join(s.dir, RawDir)}
-	for _, r := range s.unsynced {
-		final := s.rawPath(r.sha)
-		err := os.Rename(r.tmp, final)
-		if errors.Is(err, fs.ErrNotExist) { // a new folder, or renamed by an earlier, failed commit
-			if err = mkdir2(filepath.Dir(final)); err == nil {
-				err = os.Rename(r.tmp, final)
-			}
-			if errors.Is(err, fs.ErrNotExist) {
-				if _, serr := os.Lstat(final); serr == nil {
-					continue
-				}
-			}
+	final := filepath.Join(s.dir, RawDir, PackName(version))
+	if s.pack.f != nil {
+		err := s.pack.w.Flush()
+		if err == nil {
+			err = s.pack.f.Sync()
+		}
+		if cerr := s.pack.f.Close(); err == nil {
+			err = cerr
 		}
 		if err != nil {
-			return err
+			os.Remove(s.pack.f.Name())
+			s.pack = pendingPack{}
+			s.broken = fmt.Errorf("raw pack lost (reopen the store): %w", err)
+			return 0, s.broken
 		}
-		paths = append(paths, filepath.Dir(final))
-	}
-	if err := syncPaths(s.dir, paths); err != nil {
-		return err
-	}
-	s.unsynced = s.unsynced[:0]
-	return nil
-}
-
-// mkdir2 creates a folder and, if needed, its parent, with fewer system calls
-// than os.MkdirAll.
-func mkdir2(dir string) error {
-	err := os.Mkdir(dir, 0o700)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.Mkdir(filepath.Dir(dir), 0o700); err == nil || errors.Is(err, fs.ErrExist) {
-			err = os.Mkdir(dir, 0o700)
+		if err := os.Rename(s.pack.f.Name(), final); err != nil {
+			return 0, err
 		}
+		s.pack.f, s.pack.committed = nil, final
 	}
-	if errors.Is(err, fs.ErrExist) {
-		return nil
+	if s.pack.committed != final {
+		return 0, fmt.Errorf("pending pack is %s, not version %d's", s.pack.committed, version)
 	}
-	return err
+	if err := SyncDir(filepath.Join(s.dir, RawDir)); err != nil {
+		return 0, err
+	}
+	return s.pack.size, nil
 }

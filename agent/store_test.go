@@ -22,6 +22,18 @@ func testMail(name, raw string) Mail {
 	return Mail{Name: name, Folder: "spam", Delivered: time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC), Raw: true, Facts: f}
 }
 
+// putMail puts raw into the store's next pack and returns its Mail.
+func putMail(t testing.TB, s *Store, name, raw string) Mail {
+	t.Helper()
+	m := testMail(name, raw)
+	sha, size, off, err := s.PutRaw(strings.NewReader(raw))
+	if err != nil || sha != m.Facts.SHA256 || size != int64(len(raw)) {
+		t.Fatalf("PutRaw = %s, %d, %v; the mail is %s, %d bytes", sha, size, err, m.Facts.SHA256, len(raw))
+	}
+	m.RawOffset = off
+	return m
+}
+
 func TestStoreAppendAndRead(t *testing.T) {
 	dir := t.TempDir()
 	s, err := OpenStore(dir, "mx1.test")
@@ -32,31 +44,38 @@ func TestStoreAppendAndRead(t *testing.T) {
 		t.Fatalf("a new store has versions")
 	}
 	raw := "From: a@example.org\r\nSubject: hi\r\n\r\nhttp://spam.example/x\r\n"
-	sha, size, err := s.PutRaw(strings.NewReader(raw))
-	if err != nil || size != int64(len(raw)) {
-		t.Fatal(size, err)
-	}
-	if _, _, err := s.OpenRaw(sha); !errors.Is(err, ErrNotFound) {
+	other := "From: b@example.org\r\nSubject: another\r\n\r\nhttp://spam.example/y\r\n"
+	first := putMail(t, s, "m0", raw)
+	sha := first.Facts.SHA256
+	if _, _, err := s.OpenRaw(1, sha); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a raw mail is served before its batch is committed: %v", err)
 	}
+	if _, err := s.Append([]Mail{first, testMail("m1", other)}); err == nil {
+		t.Fatal("a mail said to be raw without its bytes in the pack was appended")
+	}
 	for i := range 3 {
-		if i == 1 { // the same mail again: a second copy is a no-op
-			if _, _, err := s.PutRaw(strings.NewReader(raw)); err != nil {
-				t.Fatal(err)
-			}
+		mails := []Mail{first}
+		if i > 0 {
+			mails = []Mail{putMail(t, s, fmt.Sprintf("m%d", i), other), putMail(t, s, fmt.Sprintf("m%d", i+10), raw)}
 		}
-		e, err := s.Append([]Mail{testMail(fmt.Sprintf("m%d", i), raw)})
-		if err != nil || e.Version != uint64(i+1) || e.Mails != 1 {
+		e, err := s.Append(mails)
+		if err != nil || e.Version != uint64(i+1) || e.Mails != len(mails) || e.RawSize != int64(len(raw)+len(other)*min(i, 1)) {
 			t.Fatalf("append %d: %+v, %v", i, e, err)
 		}
+	}
+	if e, err := s.Append([]Mail{{Name: "m9", Folder: "spam", Facts: testMail("", raw).Facts}}); err != nil || e.RawSize != 0 {
+		t.Fatalf("a batch without raw mails: %+v, %v", e, err)
+	}
+	if _, _, err := s.OpenPack(4); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a batch without raw mails has a pack: %v", err)
 	}
 	if got := s.Entries(1, 1); len(got) != 1 || got[0].Version != 2 {
 		t.Fatalf("Entries(1, 1) = %+v", got)
 	}
-	if got := s.Entries(0, 0); len(got) != 3 {
+	if got := s.Entries(0, 0); len(got) != 4 {
 		t.Fatalf("Entries(0, 0) = %+v", got)
 	}
-	for _, after := range []uint64{3, 4, 1 << 63} {
+	for _, after := range []uint64{4, 5, 1 << 63} {
 		if got := s.Entries(after, 10); len(got) != 0 {
 			t.Fatalf("Entries(%d) = %+v", after, got)
 		}
@@ -76,30 +95,38 @@ func TestStoreAppendAndRead(t *testing.T) {
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != e.SHA256 || int64(len(data)) != e.Size {
 		t.Fatal("batch bytes do not match the entry")
 	}
-	for _, v := range []uint64{0, 4, 1<<64 - 1} {
+	for _, v := range []uint64{0, 5, 1<<64 - 1} {
 		if _, _, err := s.OpenBatch(v); !errors.Is(err, ErrNotFound) {
 			t.Errorf("OpenBatch(%d): %v, want ErrNotFound", v, err)
 		}
 	}
-	rr, n, err := s.OpenRaw(sha)
-	if err != nil || n != int64(len(raw)) {
-		t.Fatal(n, err)
-	}
-	got, _ := io.ReadAll(rr)
-	rr.Close()
-	if string(got) != raw {
-		t.Fatal("raw mail differs")
+	for v := uint64(1); v <= 3; v++ { // each batch's copy of raw, wherever it lies in its pack
+		rr, n, err := s.OpenRaw(v, sha)
+		if err != nil || n != int64(len(raw)) {
+			t.Fatal(n, err)
+		}
+		got, _ := io.ReadAll(rr)
+		rr.Close()
+		if string(got) != raw {
+			t.Fatalf("raw mail of batch %d differs: %q", v, got)
+		}
 	}
 	for _, bad := range []string{"", "../../manifest.json", strings.ToUpper(sha), sha[:63], sha + "0", "../" + sha[3:], sha[:62] + "/.", sha[:63] + "\x00"} {
-		if _, _, err := s.OpenRaw(bad); !errors.Is(err, ErrInvalid) {
+		if _, _, err := s.OpenRaw(1, bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("OpenRaw(%q): %v, want ErrInvalid", bad, err)
 		}
 	}
-	if _, _, err := s.OpenRaw(strings.Repeat("0", 64)); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.OpenRaw(1, strings.Repeat("0", 64)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("OpenRaw of an unknown mail: %v", err)
 	}
+	if _, _, err := s.OpenRaw(4, sha); !errors.Is(err, ErrNotFound) {
+		t.Errorf("OpenRaw of a mail its batch does not keep raw: %v", err)
+	}
+	if _, _, err := s.OpenRaw(5, sha); !errors.Is(err, ErrNotFound) {
+		t.Errorf("OpenRaw in a batch not published: %v", err)
+	}
 	// The folder as a collector reads it.
-	if pub := published(t, dir); len(pub) != 3 {
+	if pub := published(t, dir); len(pub) != 6 {
 		t.Fatalf("%d mails published", len(pub))
 	}
 }
@@ -133,15 +160,15 @@ func TestOpenStoreRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := "Subject: x\r\n\r\nbody\r\n"
-	s.PutRaw(strings.NewReader(raw))
-	if _, err := s.Append([]Mail{testMail("a", raw)}); err != nil {
+	if _, err := s.Append([]Mail{putMail(t, s, "a", raw)}); err != nil {
 		t.Fatal(err)
 	}
 	leftovers := []string{
 		filepath.Join(BatchesDir, BatchName(2)),
 		filepath.Join(BatchesDir, BatchName(9)),
 		filepath.Join(BatchesDir, "."+BatchName(2)+".tmp-123"),
-		filepath.Join(RawDir, ".tmp-456"),
+		filepath.Join(RawDir, PackName(2)),
+		filepath.Join(RawDir, ".tmp-pack-456"),
 		"." + ManifestFile + ".tmp-789",
 		filepath.Join(StateDir, "."+checkpointFile+".tmp-1"),
 	}
@@ -168,7 +195,7 @@ func TestOpenStoreRecovers(t *testing.T) {
 	if s.Latest() != 1 {
 		t.Fatalf("latest %d", s.Latest())
 	}
-	e, err := s.Append([]Mail{testMail("b", raw)})
+	e, err := s.Append([]Mail{putMail(t, s, "b", raw)})
 	if err != nil || e.Version != 2 {
 		t.Fatalf("append after recovery: %+v, %v", e, err)
 	}
@@ -178,6 +205,15 @@ func TestOpenStoreRecovers(t *testing.T) {
 
 	if _, err := OpenStore(dir, "mx2.test"); err == nil || !strings.Contains(err.Error(), "mx1.test") {
 		t.Errorf("another agent's folder opened: %v", err)
+	}
+	pack := filepath.Join(dir, RawDir, PackName(1))
+	os.WriteFile(pack, []byte(raw+"x"), 0o644)
+	if _, err := OpenStore(dir, "mx1.test"); err == nil || !strings.Contains(err.Error(), "raw pack 1 is") {
+		t.Errorf("a raw pack of the wrong size opened: %v", err)
+	}
+	os.Remove(pack)
+	if _, err := OpenStore(dir, "mx1.test"); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("a manifest naming a missing raw pack opened: %v", err)
 	}
 	os.Remove(filepath.Join(dir, BatchesDir, BatchName(1)))
 	if _, err := OpenStore(dir, "mx1.test"); err == nil || !strings.Contains(err.Error(), "missing") {
@@ -193,7 +229,7 @@ func TestAppendStoppedAtEachStep(t *testing.T) {
 			dir := t.TempDir()
 			s, _ := OpenStore(dir, "mx1.test")
 			raw := "Subject: x\r\n\r\nbody\r\n"
-			s.PutRaw(strings.NewReader(raw))
+			m := putMail(t, s, "a", raw)
 			crash := errors.New("crash")
 			s.hook = func(at string) error {
 				if at == step {
@@ -201,7 +237,7 @@ func TestAppendStoppedAtEachStep(t *testing.T) {
 				}
 				return nil
 			}
-			if _, err := s.Append([]Mail{testMail("a", raw)}); !errors.Is(err, crash) {
+			if _, err := s.Append([]Mail{m}); !errors.Is(err, crash) {
 				t.Fatal(err)
 			}
 			if s.Latest() != 0 {
@@ -219,8 +255,9 @@ func TestAppendStoppedAtEachStep(t *testing.T) {
 				t.Fatalf("after the reopen latest %d, want %d", s2.Latest(), want)
 			}
 			names, _ := readNames(filepath.Join(dir, BatchesDir))
-			if len(names) != int(want) {
-				t.Fatalf("batches/ holds %v", names)
+			packs, _ := readNames(filepath.Join(dir, RawDir))
+			if len(names) != int(want) || len(packs) != int(want) {
+				t.Fatalf("batches/ holds %v, raw/ %v", names, packs)
 			}
 		})
 	}
@@ -260,7 +297,7 @@ func TestStoreConcurrentReaders(t *testing.T) {
 		})
 	}
 	for i := range 30 {
-		if _, err := s.Append([]Mail{testMail(fmt.Sprint(i), "Subject: x\r\n\r\n"+fmt.Sprint(i))}); err != nil {
+		if _, err := s.Append([]Mail{putMail(t, s, fmt.Sprint(i), "Subject: x\r\n\r\n"+fmt.Sprint(i))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -276,5 +313,34 @@ func TestStoreConcurrentReaders(t *testing.T) {
 	os.WriteFile(p, data, 0o644)
 	if _, err := s.ReadBatch(3); err == nil || !bytes.Contains([]byte(err.Error()), []byte("SHA-256")) {
 		t.Fatalf("a tampered batch was read: %v", err)
+	}
+}
+
+// An Append stopped before its commit by an error (not a crash) can be called
+// again: the raw pack already renamed into place is the retried version's.
+func TestAppendRetriedAfterAnError(t *testing.T) {
+	for _, step := range []string{stepRaws, stepBatch} {
+		t.Run(step, func(t *testing.T) {
+			dir := t.TempDir()
+			s, _ := OpenStore(dir, "mx1.test")
+			m := putMail(t, s, "a", "Subject: x\r\n\r\nbody\r\n")
+			s.hook = func(at string) error {
+				if at == step {
+					return errors.New("disk full")
+				}
+				return nil
+			}
+			if _, err := s.Append([]Mail{m}); err == nil {
+				t.Fatal("the hook did not stop Append")
+			}
+			s.hook = nil
+			e, err := s.Append([]Mail{m})
+			if err != nil || e.Version != 1 || e.RawSize != m.Facts.Size {
+				t.Fatalf("retried Append: %+v, %v", e, err)
+			}
+			if pub := published(t, dir); len(pub) != 1 {
+				t.Fatalf("%d published", len(pub))
+			}
+		})
 	}
 }

@@ -117,7 +117,7 @@ func TestAgentCommands(t *testing.T) {
 	if err != nil || last != 1 || len(mails) != 1 || mails[0].Facts.Subject != "You won" || !mails[0].Raw {
 		t.Fatalf("Stream = %d, %+v, %v", last, mails, err)
 	}
-	body, err := (&agent.Client{URL: c.URL, Token: bob.Token, Fingerprint: fp[1]}).Raw(context.Background(), mails[0].Facts.SHA256)
+	body, err := (&agent.Client{URL: c.URL, Token: bob.Token, Fingerprint: fp[1]}).Raw(context.Background(), 1, mails[0].Facts.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
