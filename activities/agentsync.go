@@ -28,7 +28,7 @@ const agentChunk = 64 << 20
 func (a *Activities) SyncAgent(ctx context.Context, ag catalog.Agent) (IngestResult, error) {
 	origin := "agent:" + ag.Name
 	res := IngestResult{Origin: origin}
-	if due, err := a.DB.ClaimCollectorRun(ctx, origin, ag.Interval); err != nil || !due {
+	if due, err := a.claimRun(ctx, origin, ag.Interval); err != nil || !due {
 		res.Status = FetchNotDue
 		return res, err
 	}

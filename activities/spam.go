@@ -85,7 +85,7 @@ func (a *Activities) spamSetup(ctx context.Context, trap string) (*catalog.Spam,
 // Each is then asked for conditionally, so an unchanged archive costs a 304.
 func (a *Activities) ListSpamArchives(ctx context.Context, src catalog.SpamArchive) (due []spamarchive.Archive, err error) {
 	claim := "archive:" + src.Name
-	if ok, err := a.DB.ClaimCollectorRun(ctx, claim, src.Interval); err != nil || !ok {
+	if ok, err := a.claimRun(ctx, claim, src.Interval); err != nil || !ok {
 		return nil, err // not due: nothing to do this time
 	}
 	defer func() { err = a.releaseOnError(ctx, claim, err) }()
@@ -225,6 +225,19 @@ func (a *Activities) IngestSpamArchive(ctx context.Context, in ArchiveIngestInpu
 	return res, nil
 }
 
+// claimRun claims a collector's run (DB.ClaimCollectorRun). A retry claims it
+// whatever the interval: the run claimed is its own earlier attempt's, which
+// released it if it failed, but not if its worker died (SIGKILL, OOM, a lost
+// machine); finding that claim, the retry would take its own run for a recent
+// one, end as not due, and leave the work the dead attempt did not finish until
+// the next run.
+func (a *Activities) claimRun(ctx context.Context, collector string, interval time.Duration) (bool, error) {
+	if activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1 {
+		interval = 0
+	}
+	return a.DB.ClaimCollectorRun(ctx, collector, interval)
+}
+
 // releaseOnError lets a failed collector run be retried before its interval is
 // over. The error stays what it was (a non-retryable one too) unless the release
 // fails as well.
@@ -337,7 +350,7 @@ func (a *Activities) RefreshSpamSenders(ctx context.Context, runKey string) (Loa
 func (a *Activities) PollMailbox(ctx context.Context, box catalog.Mailbox) (IngestResult, error) {
 	origin := "imap:" + box.Name
 	res := IngestResult{Origin: origin}
-	if due, err := a.DB.ClaimCollectorRun(ctx, origin, box.Interval); err != nil || !due {
+	if due, err := a.claimRun(ctx, origin, box.Interval); err != nil || !due {
 		res.Status = FetchNotDue
 		return res, err
 	}
