@@ -1,0 +1,248 @@
+package flux
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Verdict is triage's conclusion about a domain.
+type Verdict string
+
+const (
+	VerdictFlux       Verdict = "flux"            // A records rotate over many networks
+	VerdictDoubleFlux Verdict = "double-flux"     // and so do its name servers
+	VerdictBenign     Verdict = "benign"          // not flux by the scores
+	VerdictCDN        Verdict = "cdn-allowlisted" // looks busy, but a known CDN serves it
+	VerdictNXDomain   Verdict = "nxdomain"        // the name does not exist (any more)
+	VerdictError      Verdict = "error"           // no resolution answered
+)
+
+// Fluxy reports whether the verdict calls for a monitor.
+func (v Verdict) Fluxy() bool { return v == VerdictFlux || v == VerdictDoubleFlux }
+
+// CDNDisparity is the ratio of distinct ASNs to distinct addresses below which
+// answers look like a CDN (many edge servers in one or two networks) even when
+// the Holz score is positive: a large RRset from one ASN scores above 0 from about
+// 100 addresses on, while a flux network's bots sit in nearly as many ASNs as
+// there are addresses.
+const CDNDisparity = 0.1
+
+// Features are what triage measures over the answered resolutions, pooled.
+type Features struct {
+	IPs       int `json:"ips"`        // n_A: distinct A addresses
+	IPv6      int `json:"ipv6"`       // distinct AAAA addresses (not scored)
+	ASNs      int `json:"asns"`       // n_ASN: distinct origin ASNs of the A addresses
+	Prefixes  int `json:"prefixes16"` // distinct /16s of the A addresses
+	Countries int `json:"countries"`  // distinct countries of those ASNs
+	Unrouted  int `json:"unrouted"`   // A addresses without a known origin AS
+	// Diversity is FluxBuster's D over the pooled A addresses; AnswerDiversity is the
+	// lowest D of a single answer.
+	Diversity       float64 `json:"diversity"`
+	AnswerDiversity float64 `json:"answer_diversity"`
+	MinTTL          uint32  `json:"min_ttl"`
+	Candidate       bool    `json:"candidate"` // some answer passed FluxBuster's prefilter
+	NSNames         int     `json:"ns_names"`  // distinct NS host names
+	NSAddrs         int     `json:"ns_addrs"`  // distinct NS host addresses
+	NSASNs          int     `json:"ns_asns"`   // distinct origin ASNs of those addresses
+	// NSChanged says the NS names or their addresses differ between the first and
+	// the last answered resolution: the name servers rotate (double flux).
+	NSChanged bool `json:"ns_changed"`
+}
+
+// Assessment is triage's result for one domain.
+type Assessment struct {
+	Domain   string   `json:"domain"`
+	Features Features `json:"features"`
+	Score    float64  `json:"score"` // Holz flux-score
+	Verdict  Verdict  `json:"verdict"`
+	Reason   string   `json:"reason"`
+}
+
+// Triage judges a domain from two resolutions taken at least the first answer's
+// TTL apart (Holz et al.'s method). asns annotates the addresses with their origin
+// AS; when nil, the observations' own annotations are used. allow may be nil.
+//
+// The rules, in order: an NXDOMAIN in the last resolution (or in every one) is
+// nxdomain; no answer at all is error; an allowlisted domain suffix, or answers
+// wholly in allowlisted ASNs and prefixes, is cdn-allowlisted; a Holz score ≤ 0,
+// answers failing FluxBuster's prefilter (long TTLs), or fewer than CDNDisparity
+// ASNs per address are benign; what remains is flux, double-flux when the name
+// servers changed between the resolutions.
+func Triage(first, second Observation, asns ASLookup, allow *Allowlist) Assessment {
+	obs := []Observation{first, second}
+	for i := range obs {
+		if asns != nil {
+			obs[i] = obs[i].clone()
+			obs[i].Annotate(asns)
+		}
+	}
+	res := Assessment{Domain: first.Domain}
+	if res.Domain == "" {
+		res.Domain = second.Domain
+	}
+	var answered []Observation
+	nx := 0
+	var failures []string
+	for _, o := range obs {
+		switch {
+		case o.Answered():
+			answered = append(answered, o)
+		case o.Status == NXDomain:
+			nx++
+			failures = append(failures, string(o.Status))
+		case o.Status == NoError:
+			failures = append(failures, "NODATA")
+		case o.Error != "":
+			failures = append(failures, fmt.Sprintf("%s (%s)", o.Status, o.Error))
+		default:
+			failures = append(failures, string(o.Status))
+		}
+	}
+	switch {
+	case second.Status == NXDomain || len(answered) == 0 && nx > 0:
+		res.Verdict, res.Reason = VerdictNXDomain, "the name does not exist: "+strings.Join(failures, ", ")
+		return res
+	case len(answered) == 0:
+		res.Verdict, res.Reason = VerdictError, "no answer: "+strings.Join(failures, ", ")
+		return res
+	}
+
+	f := features(answered)
+	res.Features = f
+	res.Score = HolzScore(f.IPs, f.ASNs)
+	what := fmt.Sprintf("%s in %s and %s, min TTL %d s", count(f.IPs, "IP"), count(f.ASNs, "ASN"), count(f.Prefixes, "/16"), f.MinTTL)
+	if len(answered) < len(obs) {
+		what += fmt.Sprintf("; only %d of %d resolutions answered (%s)", len(answered), len(obs), strings.Join(failures, ", "))
+	}
+	if s, ok := allow.Domain(res.Domain); ok {
+		res.Verdict, res.Reason = VerdictCDN, fmt.Sprintf("allowlisted suffix %s (score %+.1f: %s)", s, res.Score, what)
+		return res
+	}
+	if allowedAll(answered, allow) {
+		res.Verdict, res.Reason = VerdictCDN, fmt.Sprintf("every address in an allowlisted ASN or prefix (score %+.1f: %s)", res.Score, what)
+		return res
+	}
+	switch {
+	case res.Score <= 0:
+		res.Verdict, res.Reason = VerdictBenign, fmt.Sprintf("Holz score %+.1f ≤ 0: %s", res.Score, what)
+	case !f.Candidate:
+		res.Verdict, res.Reason = VerdictBenign, fmt.Sprintf("Holz score %+.1f but TTLs fail FluxBuster's prefilter: %s", res.Score, what)
+	case float64(f.ASNs) < CDNDisparity*float64(f.IPs):
+		res.Verdict, res.Reason = VerdictBenign, fmt.Sprintf("Holz score %+.1f but CDN-like, %.2f ASNs per IP: %s", res.Score, float64(f.ASNs)/float64(f.IPs), what)
+	case f.NSChanged:
+		res.Verdict, res.Reason = VerdictDoubleFlux, fmt.Sprintf("Holz score %+.1f > 0: %s; name servers rotate (%s, %s in %s)", res.Score, what, count(f.NSNames, "name"), count(f.NSAddrs, "address"), count(f.NSASNs, "ASN"))
+	default:
+		res.Verdict, res.Reason = VerdictFlux, fmt.Sprintf("Holz score %+.1f > 0: %s", res.Score, what)
+	}
+	return res
+}
+
+// features pools the answered observations (at least one).
+func features(answered []Observation) Features {
+	var f Features
+	var v4, v6, nsAddrs, unrouted []netip.Addr
+	var asns, nsASNs []uint32
+	var countries, nsNames []string
+	f.AnswerDiversity = 1 // lowered by the first answer with A records
+	for i, o := range answered {
+		var answer []netip.Addr
+		var aTTL uint32
+		for k, r := range o.A {
+			answer = append(answer, r.Addr)
+			if k == 0 || r.TTL < aTTL {
+				aTTL = r.TTL
+			}
+			if r.ASN != 0 {
+				asns = append(asns, r.ASN)
+			} else {
+				unrouted = append(unrouted, r.Addr)
+			}
+			if r.Country != "" {
+				countries = append(countries, r.Country)
+			}
+		}
+		if len(answer) > 0 {
+			v4 = append(v4, answer...)
+			f.AnswerDiversity = min(f.AnswerDiversity, Diversity(answer))
+			f.Candidate = f.Candidate || Candidate(aTTL, len(sortedAddrs(slices.Clone(answer))))
+		}
+		for _, r := range o.AAAA {
+			v6 = append(v6, r.Addr)
+		}
+		if ttl, ok := o.MinTTL(); ok && (i == 0 || ttl < f.MinTTL) {
+			f.MinTTL = ttl
+		}
+		for _, ns := range o.NS {
+			nsNames = append(nsNames, ns.Name)
+			for _, r := range ns.Addrs {
+				nsAddrs = append(nsAddrs, r.Addr)
+				if r.ASN != 0 {
+					nsASNs = append(nsASNs, r.ASN)
+				}
+			}
+		}
+	}
+	if len(v4) == 0 {
+		f.AnswerDiversity = 0
+	}
+	v4 = sortedAddrs(v4)
+	f.IPs, f.IPv6 = len(v4), len(sortedAddrs(v6))
+	f.ASNs, f.Countries = countDistinct(asns), countDistinct(countries)
+	f.Diversity = Diversity(v4)
+	f.Prefixes = countPrefixes(v4)
+	f.Unrouted = countDistinct(unrouted)
+	f.NSNames, f.NSAddrs, f.NSASNs = countDistinct(nsNames), len(sortedAddrs(nsAddrs)), countDistinct(nsASNs)
+	if first, last := answered[0], answered[len(answered)-1]; len(answered) > 1 && len(first.NS) > 0 && len(last.NS) > 0 {
+		f.NSChanged = !slices.Equal(first.nsNames(), last.nsNames()) || !slices.Equal(first.nsAddrs(), last.nsAddrs())
+	}
+	return f
+}
+
+// allowedAll reports whether every address answered is allowlisted.
+func allowedAll(answered []Observation, allow *Allowlist) bool {
+	if allow.Empty() {
+		return false
+	}
+	for _, o := range answered {
+		for _, rs := range [][]Record{o.A, o.AAAA} {
+			for _, r := range rs {
+				if !allow.Record(r) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// count writes n and a noun, plural unless n is 1.
+func count(n int, noun string) string {
+	switch {
+	case n == 1:
+		return "1 " + noun
+	case strings.HasSuffix(noun, "s"):
+		return fmt.Sprintf("%d %ses", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func countDistinct[T comparable](xs []T) int {
+	seen := make(map[T]struct{}, len(xs))
+	for _, x := range xs {
+		seen[x] = struct{}{}
+	}
+	return len(seen)
+}
+
+// countPrefixes counts the distinct /16s of sorted addresses (IPv4 only).
+func countPrefixes(sorted []netip.Addr) int {
+	n := 0
+	for i, a := range sorted {
+		if a.Is4() && (i == 0 || !sorted[i-1].Is4() || slash16(sorted[i-1]) != slash16(a)) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,252 @@
+package flux
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tip-project/tip/ipasn"
+)
+
+// testTable is an ASN table in the iptoasn format: AS 65000+i announces 10.i.0.0/16
+// for i in 1..40 (residential-like networks, a country each), AS 64600 announces a
+// CDN's 60.0.0.0/12, AS 64700 a hosting provider's 70.0.0.0/16, and 80.0.0.0/8 is
+// not routed.
+func testTable(t testing.TB) *ipasn.Table {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("10.0.0.0\t10.0.255.255\t0\tNone\tNot routed\n")
+	cc := []string{"RU", "UA", "BR", "IN", "VN", "TR", "RO", "CN"}
+	for i := 1; i <= 40; i++ {
+		fmt.Fprintf(&b, "10.%d.0.0\t10.%d.255.255\t%d\t%s\tRES-%d Broadband\n", i, i, 65000+i, cc[i%len(cc)], i)
+	}
+	b.WriteString("60.0.0.0\t60.15.255.255\t64600\tUS\tCDN Edge\n")
+	b.WriteString("70.0.0.0\t70.0.255.255\t64700\tDE\tHosting GmbH\n")
+	b.WriteString("80.0.0.0\t80.255.255.255\t0\tNone\tNot routed\n")
+	tab, st, err := ipasn.Load(strings.NewReader(b.String()))
+	if err != nil || st.Bad != 0 {
+		t.Fatalf("table: %+v %v", st, err)
+	}
+	return tab
+}
+
+// bots returns n addresses of the residential networks, from bot k on: bot i lives
+// in AS 65001+(i%asns).
+func bots(k, n, asns int) []netip.Addr {
+	out := make([]netip.Addr, n)
+	for i := range out {
+		b := k + i
+		out[i] = netip.AddrFrom4([4]byte{10, byte(1 + b%asns), byte(b / 256), byte(1 + b%250)})
+	}
+	return out
+}
+
+// cdnAddrs returns n edge addresses in the CDN's /12, from address k on.
+func cdnAddrs(k, n int) []netip.Addr {
+	out := make([]netip.Addr, n)
+	for i := range out {
+		b := k + i
+		out[i] = netip.AddrFrom4([4]byte{60, byte(b % 16), byte(b / 16), 1})
+	}
+	return out
+}
+
+var t0 = time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
+
+// answer builds an answered observation at t0+after.
+func answer(after time.Duration, ttl uint32, a []netip.Addr, ns ...NameServer) Observation {
+	o := Observation{Domain: "example.test", At: t0.Add(after), Status: NoError, NS: ns}
+	for _, ip := range a {
+		if ip.Is4() {
+			o.A = append(o.A, Record{Addr: ip, TTL: ttl})
+		} else {
+			o.AAAA = append(o.AAAA, Record{Addr: ip, TTL: ttl})
+		}
+	}
+	return o
+}
+
+func ns(name string, ips ...netip.Addr) NameServer {
+	n := NameServer{Name: name, TTL: 300}
+	for _, ip := range ips {
+		n.Addrs = append(n.Addrs, Record{Addr: ip})
+	}
+	return n
+}
+
+func TestTriage(t *testing.T) {
+	tab := testTable(t)
+	hostNS := []NameServer{ns("ns1.example.test", netip.MustParseAddr("70.0.0.53")), ns("ns2.example.test", netip.MustParseAddr("70.0.1.53"))}
+	allow := &Allowlist{}
+	for _, e := range []string{"AS64600", "cdn-customer.test"} {
+		if err := allow.Add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name          string
+		first, second Observation
+		allow         *Allowlist
+		verdict       Verdict
+		score         float64
+		ips, asns     int
+		reason        string
+	}{
+		{
+			name:    "single flux: 10 bots in 7 ASNs",
+			first:   answer(0, 120, bots(0, 5, 7), hostNS...),
+			second:  answer(2*time.Minute, 120, bots(5, 5, 7), hostNS...),
+			verdict: VerdictFlux, score: 0.60, ips: 10, asns: 7, reason: "Holz score +0.6 > 0",
+		},
+		{
+			name:    "just short: 9 bots in 7 ASNs",
+			first:   answer(0, 120, bots(0, 5, 7), hostNS...),
+			second:  answer(2*time.Minute, 120, bots(5, 4, 7), hostNS...),
+			verdict: VerdictBenign, score: -0.72, ips: 9, asns: 7, reason: "Holz score -0.7 ≤ 0",
+		},
+		{
+			name:    "double flux: the name servers rotate too",
+			first:   answer(0, 180, bots(0, 10, 10), ns("ns3.example.test", bots(100, 1, 10)...), ns("ns7.example.test", bots(101, 1, 10)...)),
+			second:  answer(3*time.Minute, 180, bots(10, 10, 10), ns("ns1.example.test", bots(102, 1, 10)...), ns("ns7.example.test", bots(103, 1, 10)...)),
+			verdict: VerdictDoubleFlux, score: 69.42, ips: 20, asns: 10, reason: "name servers rotate (3 names, 4 addresses in 4 ASNs)",
+		},
+		{
+			name:    "double flux: same NS names, new addresses",
+			first:   answer(0, 180, bots(0, 10, 10), ns("ns1.example.test", bots(100, 1, 10)...)),
+			second:  answer(3*time.Minute, 180, bots(10, 10, 10), ns("ns1.example.test", bots(101, 1, 10)...)),
+			verdict: VerdictDoubleFlux, score: 69.42, ips: 20, asns: 10,
+		},
+		{
+			name:    "NS answer missing from one resolution is no rotation",
+			first:   answer(0, 180, bots(0, 10, 10), hostNS...),
+			second:  answer(3*time.Minute, 180, bots(10, 10, 10)),
+			verdict: VerdictFlux, score: 69.42, ips: 20, asns: 10,
+		},
+		{
+			name:    "CDN-like: 8 edges in one ASN",
+			first:   answer(0, 20, cdnAddrs(0, 4), hostNS...),
+			second:  answer(20*time.Second, 20, cdnAddrs(4, 4), hostNS...),
+			verdict: VerdictBenign, score: -113.28, ips: 8, asns: 1, reason: "8 IPs in 1 ASN and 8 /16s",
+		},
+		{
+			name:    "huge CDN RRsets: positive score, but one ASN for 120 IPs",
+			first:   answer(0, 20, cdnAddrs(0, 60), hostNS...),
+			second:  answer(20*time.Second, 20, cdnAddrs(60, 60), hostNS...),
+			verdict: VerdictBenign, score: 1.32*120 + 18.54 - 142.38, ips: 120, asns: 1, reason: "CDN-like",
+		},
+		{
+			name:    "the same, allowlisted by ASN",
+			first:   answer(0, 20, cdnAddrs(0, 60)),
+			second:  answer(20*time.Second, 20, cdnAddrs(60, 60)),
+			allow:   allow,
+			verdict: VerdictCDN, score: 1.32*120 + 18.54 - 142.38, ips: 120, asns: 1, reason: "every address in an allowlisted ASN",
+		},
+		{
+			name:    "one address outside the allowlist: scored",
+			first:   answer(0, 20, cdnAddrs(0, 4)),
+			second:  answer(20*time.Second, 20, append(cdnAddrs(4, 3), netip.MustParseAddr("70.0.0.80"))),
+			allow:   allow,
+			verdict: VerdictBenign, score: HolzScore(8, 2), ips: 8, asns: 2,
+		},
+		{
+			name:    "allowlisted domain suffix, whatever the answers",
+			first:   func() Observation { o := answer(0, 120, bots(0, 10, 10)); o.Domain = "img.cdn-customer.test"; return o }(),
+			second:  answer(2*time.Minute, 120, bots(10, 10, 10)),
+			allow:   allow,
+			verdict: VerdictCDN, score: 69.42, ips: 20, asns: 10, reason: "allowlisted suffix cdn-customer.test",
+		},
+		{
+			name:    "long TTLs fail the prefilter",
+			first:   answer(0, 86400, bots(0, 10, 10)),
+			second:  answer(24*time.Hour, 86400, bots(10, 10, 10)),
+			verdict: VerdictBenign, score: 69.42, ips: 20, asns: 10, reason: "prefilter",
+		},
+		{
+			name:    "static site",
+			first:   answer(0, 3600, addrs("70.0.0.80"), hostNS...),
+			second:  answer(time.Hour, 3600, addrs("70.0.0.80"), hostNS...),
+			verdict: VerdictBenign, score: HolzScore(1, 1), ips: 1, asns: 1,
+		},
+		{
+			name:    "unrouted addresses add no ASN",
+			first:   answer(0, 60, []netip.Addr{netip.MustParseAddr("80.1.1.1"), netip.MustParseAddr("80.2.2.2"), netip.MustParseAddr("80.3.3.3")}),
+			second:  answer(time.Minute, 60, []netip.Addr{netip.MustParseAddr("80.4.4.4")}),
+			verdict: VerdictBenign, score: HolzScore(4, 0), ips: 4, asns: 0,
+		},
+		{
+			name:    "taken down between the resolutions",
+			first:   answer(0, 120, bots(0, 10, 10)),
+			second:  Observation{Domain: "example.test", At: t0.Add(2 * time.Minute), Status: NXDomain},
+			verdict: VerdictNXDomain, reason: "NXDOMAIN",
+		},
+		{
+			name:    "never answered",
+			first:   Observation{Domain: "example.test", At: t0, Status: ServFail},
+			second:  Observation{Domain: "example.test", At: t0.Add(time.Minute), Status: Failed, Error: "timeout"},
+			verdict: VerdictError, reason: "SERVFAIL, error (timeout)",
+		},
+		{
+			name:    "one resolution failed: scored on the other",
+			first:   answer(0, 120, bots(0, 20, 10)),
+			second:  Observation{Domain: "example.test", At: t0.Add(2 * time.Minute), Status: Failed, Error: "timeout"},
+			verdict: VerdictFlux, score: 69.42, ips: 20, asns: 10, reason: "only 1 of 2 resolutions answered",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Triage(c.first, c.second, tab, c.allow)
+			if got.Verdict != c.verdict {
+				t.Errorf("verdict %s, want %s (%s)", got.Verdict, c.verdict, got.Reason)
+			}
+			if d := got.Score - c.score; d > 1e-9 || d < -1e-9 {
+				t.Errorf("score %.2f, want %.2f", got.Score, c.score)
+			}
+			if got.Features.IPs != c.ips || got.Features.ASNs != c.asns {
+				t.Errorf("features %+v, want %d IPs in %d ASNs", got.Features, c.ips, c.asns)
+			}
+			if !strings.Contains(got.Reason, c.reason) {
+				t.Errorf("reason %q, want it to say %q", got.Reason, c.reason)
+			}
+		})
+	}
+}
+
+func TestTriageFeatures(t *testing.T) {
+	tab := testTable(t)
+	first := answer(0, 120, append(bots(0, 6, 6), netip.MustParseAddr("2a00::1")), ns("ns1.example.test", bots(50, 1, 6)...))
+	second := answer(90*time.Second, 60, bots(6, 6, 6), ns("ns2.example.test", bots(51, 2, 6)...))
+	got := Triage(first, second, tab, nil).Features
+	want := Features{
+		IPs: 12, IPv6: 1, ASNs: 6, Prefixes: 6, Countries: 6, Unrouted: 0,
+		MinTTL: 60, Candidate: true, NSNames: 2, NSAddrs: 3, NSASNs: 3, NSChanged: true,
+	}
+	d, ad := got.Diversity, got.AnswerDiversity
+	got.Diversity, got.AnswerDiversity = 0, 0
+	if got != want {
+		t.Errorf("features\n%+v, want\n%+v", got, want)
+	}
+	// 12 addresses, 2 in each of 6 /16s: D = log2 6 / log2 12; each answer has 6 in 6.
+	if wantD := 2.584963 / 3.584963; d < wantD-1e-5 || d > wantD+1e-5 || ad != 1 {
+		t.Errorf("diversity %.5f (want %.5f), per answer %.5f (want 1)", d, wantD, ad)
+	}
+	if first.A[0].ASN != 0 {
+		t.Error("Triage annotated the caller's observation")
+	}
+}
+
+// Without a table, Triage uses the observations' own annotations.
+func TestTriageUsesAnnotations(t *testing.T) {
+	tab := testTable(t)
+	first, second := answer(0, 120, bots(0, 10, 10)), answer(2*time.Minute, 120, bots(10, 10, 10))
+	first.Annotate(tab)
+	second.Annotate(tab)
+	got := Triage(first, second, nil, nil)
+	if got.Verdict != VerdictFlux || got.Features.ASNs != 10 || got.Features.Countries != 8 {
+		t.Fatalf("%+v", got)
+	}
+	if bare := Triage(answer(0, 120, bots(0, 10, 10)), answer(2*time.Minute, 120, bots(10, 10, 10)), nil, nil); bare.Features.ASNs != 0 || bare.Features.Unrouted != 20 {
+		t.Fatalf("unannotated: %+v", bare.Features)
+	}
+}
