@@ -29,8 +29,17 @@ func (v Verdict) Fluxy() bool { return v == VerdictFlux || v == VerdictDoubleFlu
 // there are addresses.
 const CDNDisparity = 0.1
 
+// Thresholds of triage's second detector, for flux with small RRsets: two answers
+// of 5 records pool at most 10 addresses, and 10 addresses need 7 ASNs for a Holz
+// score above 0, which bots drawn from a network of 15 ASNs often miss.
+const (
+	MaxRotationJaccard = 0.5 // answers a TTL apart sharing at most this much rotate
+	MinRotationASNs    = 4   // distinct ASNs rotating answers must span
+)
+
 // Features are what triage measures over the answered resolutions, pooled.
 type Features struct {
+	Answers   int `json:"answers"`    // resolutions that answered with addresses
 	IPs       int `json:"ips"`        // n_A: distinct A addresses
 	IPv6      int `json:"ipv6"`       // distinct AAAA addresses (not scored)
 	ASNs      int `json:"asns"`       // n_ASN: distinct origin ASNs of the A addresses
@@ -43,12 +52,25 @@ type Features struct {
 	AnswerDiversity float64 `json:"answer_diversity"`
 	MinTTL          uint32  `json:"min_ttl"`
 	Candidate       bool    `json:"candidate"` // some answer passed FluxBuster's prefilter
-	NSNames         int     `json:"ns_names"`  // distinct NS host names
-	NSAddrs         int     `json:"ns_addrs"`  // distinct NS host addresses
-	NSASNs          int     `json:"ns_asns"`   // distinct origin ASNs of those addresses
+	// Jaccard is the similarity of the first and last answers' A addresses (1 with
+	// a single answer): low when the second resolution brought new addresses.
+	Jaccard float64 `json:"jaccard"`
+	NSNames int     `json:"ns_names"` // distinct NS host names
+	NSAddrs int     `json:"ns_addrs"` // distinct NS host addresses
+	NSASNs  int     `json:"ns_asns"`  // distinct origin ASNs of those addresses
 	// NSChanged says the NS names or their addresses differ between the first and
 	// the last answered resolution: the name servers rotate (double flux).
 	NSChanged bool `json:"ns_changed"`
+}
+
+// Rotating is triage's second detector, FluxBuster's criteria over two answers: the
+// answers rotate (Jaccard ≤ MaxRotationJaccard), each answer's /16 diversity D is at
+// least 1/3 and the pooled D at least 0.5 (standing in for the 12-hour window), over
+// at least MinRotationASNs ASNs. Round-robin sites do not rotate their set, CDNs
+// rotate within one or two ASNs.
+func (f Features) Rotating() bool {
+	return f.Answers >= 2 && f.Jaccard <= MaxRotationJaccard && f.AnswerDiversity >= MinAnswerDiversity &&
+		f.Diversity >= MinWindowDiversity && f.ASNs >= MinRotationASNs
 }
 
 // Assessment is triage's result for one domain.
@@ -66,10 +88,12 @@ type Assessment struct {
 //
 // The rules, in order: an NXDOMAIN in the last resolution (or in every one) is
 // nxdomain; no answer at all is error; an allowlisted domain suffix, or answers
-// wholly in allowlisted ASNs and prefixes, is cdn-allowlisted; a Holz score ≤ 0,
-// answers failing FluxBuster's prefilter (long TTLs), or fewer than CDNDisparity
-// ASNs per address are benign; what remains is flux, double-flux when the name
-// servers changed between the resolutions.
+// wholly in allowlisted ASNs and prefixes, is cdn-allowlisted. Two detectors then
+// look for flux: a Holz score above 0, or FluxBuster's diversity over rotating
+// answers (Features.Rotating). Neither firing, answers failing FluxBuster's
+// prefilter (long TTLs), or fewer than CDNDisparity ASNs per address make benign;
+// what remains is flux, double-flux when the name servers changed between the
+// resolutions.
 func Triage(first, second Observation, asns ASLookup, allow *Allowlist) Assessment {
 	obs := []Observation{first, second}
 	for i := range obs {
@@ -124,17 +148,26 @@ func Triage(first, second Observation, asns ASLookup, allow *Allowlist) Assessme
 		res.Verdict, res.Reason = VerdictCDN, fmt.Sprintf("every address in an allowlisted ASN or prefix (score %+.1f: %s)", res.Score, what)
 		return res
 	}
+	holz, rotating := res.Score > 0, f.Rotating()
+	var why string
 	switch {
-	case res.Score <= 0:
+	case holz:
+		why = fmt.Sprintf("Holz score %+.1f > 0: %s", res.Score, what)
+	case rotating:
+		why = fmt.Sprintf("Holz score %+.1f, but the answers rotate (Jaccard %.2f) over %s with /16 diversity %.2f (%.2f per answer): %s",
+			res.Score, f.Jaccard, count(f.ASNs, "ASN"), f.Diversity, f.AnswerDiversity, what)
+	}
+	switch {
+	case !holz && !rotating:
 		res.Verdict, res.Reason = VerdictBenign, fmt.Sprintf("Holz score %+.1f ≤ 0: %s", res.Score, what)
 	case !f.Candidate:
-		res.Verdict, res.Reason = VerdictBenign, fmt.Sprintf("Holz score %+.1f but TTLs fail FluxBuster's prefilter: %s", res.Score, what)
+		res.Verdict, res.Reason = VerdictBenign, "TTLs fail FluxBuster's prefilter; "+why
 	case float64(f.ASNs) < CDNDisparity*float64(f.IPs):
-		res.Verdict, res.Reason = VerdictBenign, fmt.Sprintf("Holz score %+.1f but CDN-like, %.2f ASNs per IP: %s", res.Score, float64(f.ASNs)/float64(f.IPs), what)
+		res.Verdict, res.Reason = VerdictBenign, fmt.Sprintf("CDN-like, %.2f ASNs per IP; %s", float64(f.ASNs)/float64(f.IPs), why)
 	case f.NSChanged:
-		res.Verdict, res.Reason = VerdictDoubleFlux, fmt.Sprintf("Holz score %+.1f > 0: %s; name servers rotate (%s, %s in %s)", res.Score, what, count(f.NSNames, "name"), count(f.NSAddrs, "address"), count(f.NSASNs, "ASN"))
+		res.Verdict, res.Reason = VerdictDoubleFlux, fmt.Sprintf("%s; name servers rotate (%s, %s in %s)", why, count(f.NSNames, "name"), count(f.NSAddrs, "address"), count(f.NSASNs, "ASN"))
 	default:
-		res.Verdict, res.Reason = VerdictFlux, fmt.Sprintf("Holz score %+.1f > 0: %s", res.Score, what)
+		res.Verdict, res.Reason = VerdictFlux, why
 	}
 	return res
 }
@@ -187,6 +220,10 @@ func features(answered []Observation) Features {
 	if len(v4) == 0 {
 		f.AnswerDiversity = 0
 	}
+	f.Answers, f.Jaccard = len(answered), 1
+	if len(answered) > 1 {
+		f.Jaccard, _ = Jaccard(aAddrs(answered[0]), aAddrs(answered[len(answered)-1]))
+	}
 	v4 = sortedAddrs(v4)
 	f.IPs, f.IPv6 = len(v4), len(sortedAddrs(v6))
 	f.ASNs, f.Countries = countDistinct(asns), countDistinct(countries)
@@ -198,6 +235,14 @@ func features(answered []Observation) Features {
 		f.NSChanged = !slices.Equal(first.nsNames(), last.nsNames()) || !slices.Equal(first.nsAddrs(), last.nsAddrs())
 	}
 	return f
+}
+
+func aAddrs(o Observation) []netip.Addr {
+	out := make([]netip.Addr, len(o.A))
+	for i, r := range o.A {
+		out[i] = r.Addr
+	}
+	return out
 }
 
 // allowedAll reports whether every address answered is allowlisted.

@@ -101,10 +101,28 @@ func TestTriage(t *testing.T) {
 			verdict: VerdictFlux, score: 0.60, ips: 10, asns: 7, reason: "Holz score +0.6 > 0",
 		},
 		{
-			name:    "just short: 9 bots in 7 ASNs",
+			name:    "Holz just short, but rotating over 7 ASNs: 9 bots",
 			first:   answer(0, 120, bots(0, 5, 7), hostNS...),
 			second:  answer(2*time.Minute, 120, bots(5, 4, 7), hostNS...),
-			verdict: VerdictBenign, score: -0.72, ips: 9, asns: 7, reason: "Holz score -0.7 ≤ 0",
+			verdict: VerdictFlux, score: -0.72, ips: 9, asns: 7, reason: "Holz score -0.7, but the answers rotate (Jaccard 0.00) over 7 ASNs",
+		},
+		{
+			name:    "Holz short, answers mostly repeat",
+			first:   answer(0, 120, bots(0, 5, 7), hostNS...),
+			second:  answer(2*time.Minute, 120, bots(1, 5, 7), hostNS...),
+			verdict: VerdictBenign, score: HolzScore(6, 6), ips: 6, asns: 6, reason: "Holz score -23.2 ≤ 0",
+		},
+		{
+			name:    "Holz short, rotating over 3 ASNs only",
+			first:   answer(0, 120, bots(0, 4, 3), hostNS...),
+			second:  answer(2*time.Minute, 120, bots(4, 4, 3), hostNS...),
+			verdict: VerdictBenign, score: HolzScore(8, 3), ips: 8, asns: 3,
+		},
+		{
+			name:    "Holz short, rotating, but one answer mostly in one /16",
+			first:   answer(0, 120, append(bots(0, 1, 5), netip.MustParseAddr("70.0.9.1"), netip.MustParseAddr("70.0.9.2"), netip.MustParseAddr("70.0.9.3"), netip.MustParseAddr("70.0.9.4"))),
+			second:  answer(2*time.Minute, 120, append(bots(1, 4, 5), netip.MustParseAddr("70.0.9.5"), netip.MustParseAddr("70.0.9.6"), netip.MustParseAddr("70.0.9.7"), netip.MustParseAddr("70.0.9.8"))),
+			verdict: VerdictBenign, score: HolzScore(13, 6), ips: 13, asns: 6,
 		},
 		{
 			name:    "double flux: the name servers rotate too",
@@ -219,7 +237,7 @@ func TestTriageFeatures(t *testing.T) {
 	second := answer(90*time.Second, 60, bots(6, 6, 6), ns("ns2.example.test", bots(51, 2, 6)...))
 	got := Triage(first, second, tab, nil).Features
 	want := Features{
-		IPs: 12, IPv6: 1, ASNs: 6, Prefixes: 6, Countries: 6, Unrouted: 0,
+		Answers: 2, IPs: 12, IPv6: 1, ASNs: 6, Prefixes: 6, Countries: 6, Unrouted: 0,
 		MinTTL: 60, Candidate: true, NSNames: 2, NSAddrs: 3, NSASNs: 3, NSChanged: true,
 	}
 	d, ad := got.Diversity, got.AnswerDiversity
