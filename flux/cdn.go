@@ -74,7 +74,7 @@ func (l *Allowlist) Add(entry string) error {
 		}
 		return nil
 	}
-	if strings.IndexByte(e, ':') >= 0 || strings.IndexByte(e, '/') >= 0 || e[0] >= '0' && e[0] <= '9' && isAddrLike(e) {
+	if strings.IndexByte(e, ':') >= 0 || strings.IndexByte(e, '/') >= 0 || isAddrLike(e) {
 		p, err := parsePrefix(e)
 		if err != nil {
 			return err
@@ -85,6 +85,9 @@ func (l *Allowlist) Add(entry string) error {
 		return nil
 	}
 	name := strings.TrimPrefix(strings.TrimPrefix(e, "*"), ".")
+	if isAddrLike(name) { // no top-level domain is numeric
+		return fmt.Errorf("%q: neither an address nor a domain", entry)
+	}
 	ind, drop, err := feeds.Normalize(feeds.Domain, name)
 	if err != nil {
 		return err

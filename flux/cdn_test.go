@@ -79,6 +79,8 @@ func TestParseAllowlistErrors(t *testing.T) {
 		{"AS0\n", "line 1"},
 		{"# fine\nAS99999999999\n", "line 2"},
 		{"1.2.3\n", "not an address"},
+		{"*0.00\n", "neither an address nor a domain"},
+		{".1.2.3.4\n", "not an address"},
 		{"1.2.3.4/33\n", "not a prefix"},
 		{"fe80::1%eth0\n", "not an address"},
 		{"two entries.com here.com\n", "one entry a line"},
