@@ -31,7 +31,7 @@ const CDNDisparity = 0.1
 
 // Thresholds of triage's second detector, for flux with small RRsets: two answers
 // of 5 records pool at most 10 addresses, and 10 addresses need 7 ASNs for a Holz
-// score above 0, which bots drawn from a network of 15 ASNs often miss.
+// score above 0, which bots of a network spanning 15 ASNs often miss.
 const (
 	MaxRotationJaccard = 0.5 // answers a TTL apart sharing at most this much rotate
 	MinRotationASNs    = 4   // distinct ASNs rotating answers must span
@@ -96,8 +96,8 @@ type Assessment struct {
 // resolutions.
 func Triage(first, second Observation, asns ASLookup, allow *Allowlist) Assessment {
 	obs := []Observation{first, second}
-	for i := range obs {
-		if asns != nil {
+	if asns != nil {
+		for i := range obs {
 			obs[i] = obs[i].clone()
 			obs[i].Annotate(asns)
 		}
