@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 )
@@ -61,7 +62,7 @@ func (l *limiter) wait(ctx context.Context, server string) error {
 	b.tokens--
 	var delay time.Duration
 	if b.tokens < 0 {
-		delay = time.Duration(-b.tokens / l.rate * float64(time.Second))
+		delay = time.Duration(math.Round(-b.tokens / l.rate * float64(time.Second)))
 	}
 	if deadline, ok := ctx.Deadline(); ok && delay > 0 && now.Add(delay).After(deadline) {
 		b.tokens++
