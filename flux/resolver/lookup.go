@@ -320,23 +320,20 @@ func (s *run) glueless(ctx context.Context, hosts []string, depth int) ([]string
 }
 
 // hostAddrs looks up a host's A records, and its AAAA records only when it has no
-// A records (server addresses, not observations: one family is enough to reach it).
+// A records (server addresses, not observations: one family is enough to reach
+// it). When the A lookup fails, the path to the host's zone is broken and AAAA
+// would fail the same way.
 func (s *run) hostAddrs(ctx context.Context, host string, depth int) ([]Addr, error) {
-	var errs []error
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		res, err := s.recordsAt(ctx, host, qtype, depth)
 		if err != nil {
-			if errors.Is(err, ErrBudget) {
-				return nil, err
-			}
-			errs = append(errs, err)
-			continue
+			return nil, err
 		}
 		if addrs := res.addrs(s.r.cfg.MaxTTL); len(addrs) > 0 {
 			return addrs, nil
 		}
 	}
-	return nil, errors.Join(errs...)
+	return nil, nil
 }
 
 // result is the outcome of one question with its CNAME chain followed.
