@@ -103,8 +103,9 @@ func (r *Resolver) udp(ctx context.Context, server string, q *dns.Msg) (*dns.Msg
 	if _, err := conn.Write(packed); err != nil {
 		return nil, ctxErr(ctx, err)
 	}
-	// Larger than any datagram, so an oversized answer is seen whole and refused.
-	buf := make([]byte, 1<<16)
+	// One byte more than allowed: a datagram that fills it is too large (the kernel
+	// drops the rest of it), without a 64 KB buffer per query.
+	buf := make([]byte, limit+1)
 	var skipped error
 	for {
 		n, err := conn.Read(buf)
@@ -115,9 +116,13 @@ func (r *Resolver) udp(ctx context.Context, server string, q *dns.Msg) (*dns.Msg
 			return nil, ctxErr(ctx, err)
 		}
 		m, err := ParseResponse(buf[:n], q, limit)
-		if err != nil && stray(err) {
+		var rej *RejectError
+		switch {
+		case err != nil && stray(err):
 			skipped = err
 			continue
+		case errors.As(err, &rej) && rej.Reason == ErrOversized:
+			rej.Detail = fmt.Sprintf("UDP datagram over the %d bytes advertised", limit)
 		}
 		return m, err
 	}

@@ -232,6 +232,23 @@ func TestHostileAnswersAreRefused(t *testing.T) {
 			},
 		},
 		{
+			name: "a server from before EDNS0 is asked again without it",
+			handler: func(w dns.ResponseWriter, r *dns.Msg) {
+				if r.IsEdns0() != nil {
+					m := new(dns.Msg)
+					m.SetRcode(r, dns.RcodeFormatError)
+					_ = w.WriteMsg(m)
+					return
+				}
+				_ = w.WriteMsg(honest(r, 1))
+			},
+			check: func(t *testing.T, o Observation) {
+				if len(o.A) != 1 {
+					t.Errorf("no answer after FORMERR: %+v", o)
+				}
+			},
+		},
+		{
 			name: "TTL with the top bit set",
 			handler: func(w dns.ResponseWriter, r *dns.Msg) {
 				m := honest(r, 2)

@@ -81,7 +81,7 @@ type Config struct {
 
 	// Now stamps observations (default time.Now); the lab passes its own clock.
 	Now func() time.Time
-	// Log receives refused responses and ignored records at debug level.
+	// Log receives refused responses at debug level.
 	Log *slog.Logger
 }
 

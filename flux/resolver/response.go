@@ -73,7 +73,8 @@ const maxTTL31 = 1<<31 - 1
 //
 // A truncated response (TC set) is returned as it is, so the caller can repeat the
 // query over TCP; when a truncated message is cut mid-record, its sections are
-// dropped and only the header and question are kept.
+// dropped and only the header and question are kept. A message without TC must
+// hold as many records as its header counts.
 func ParseResponse(raw []byte, query *dns.Msg, maxSize int) (*dns.Msg, error) {
 	if len(query.Question) != 1 {
 		return nil, errors.New("resolver: the query must have exactly one question")
@@ -99,6 +100,15 @@ func ParseResponse(raw []byte, query *dns.Msg, maxSize int) (*dns.Msg, error) {
 		}
 		// Cut off mid-record: what was read is not to be trusted, the TCP answer will be.
 		m.Answer, m.Ns, m.Extra = nil, nil, nil
+	} else if !m.Truncated {
+		// miekg/dns stops quietly where the records run out; a complete message has
+		// as many as its header says.
+		counts := []int{len(m.Question), len(m.Answer), len(m.Ns), len(m.Extra)}
+		for i, n := range counts {
+			if want := int(binary.BigEndian.Uint16(raw[4+2*i:])); n != want {
+				return nil, reject(ErrMalformed, "header counts %d records in section %d, message holds %d", want, i, n)
+			}
+		}
 	}
 	if m.Opcode != query.Opcode {
 		return nil, reject(ErrQuestionMismatch, "opcode %s, sent %s", dns.OpcodeToString[m.Opcode], dns.OpcodeToString[query.Opcode])
