@@ -198,14 +198,10 @@ func (s *run) classify(m *dns.Msg, zone, name string, qtype uint16) kind {
 	if child, _, _ := referral(m, zone, name); child != "" {
 		return kindReferral
 	}
-	for _, rr := range m.Ns {
-		if rr.Header().Rrtype == dns.TypeNS {
-			return kindLame // NS records that lead nowhere below: an upward or sideways referral
-		}
-	}
 	if m.Authoritative || hasSOA(m.Ns, zone) {
 		return kindNoData
 	}
+	// Not authoritative and no way down: an upward or sideways referral, or nothing.
 	return kindLame
 }
 
