@@ -5,6 +5,9 @@ package activities
 
 import (
 	"net/http"
+	"sync"
+
+	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/storage"
 )
@@ -22,4 +25,13 @@ type Activities struct {
 	SpamCatalogPath string
 	// Identity names the worker process in reports (the Temporal client identity).
 	Identity string
+	// Temporal starts and signals flux monitors (Signal-With-Start).
+	Temporal client.Client
+	// Resolver resolves domains for flux triage and monitors.
+	Resolver FluxResolver
+	// Flux configures triage and monitors.
+	Flux FluxConfig
+
+	writerOnce sync.Once
+	writer     *fluxWriter
 }

@@ -309,6 +309,16 @@ const SpamSenderWindow = 7 * 24 * time.Hour
 // retry changes nothing twice.
 func (a *Activities) RefreshSpamSenders(ctx context.Context, runKey string) (LoadResult, error) {
 	src := catalog.Source{Name: SpamSendersSource, URL: "tip://spamtraps", Format: "tip-spamtraps", Type: "ip", Prior: 0.6, Enabled: true}
+	return a.refreshOwnSource(ctx, src, runKey, `INSERT INTO staging
+		SELECT DISTINCT CASE WHEN family(sender_ip) = 4 THEN 'ipv4' ELSE 'ipv6' END, host(sender_ip), ''
+		  FROM spam_messages WHERE sender_ip IS NOT NULL AND first_seen > now() - $1::interval`, SpamSenderWindow)
+}
+
+// refreshOwnSource lists what fill (an INSERT INTO staging (type, value,
+// registrable) with args) selects as TIP's own blacklist source src, merged like
+// a feed's load (new, re-listed, removed) and recorded as a run of src under
+// runKey, so a retry changes nothing twice.
+func (a *Activities) refreshOwnSource(ctx context.Context, src catalog.Source, runKey, fill string, args ...any) (LoadResult, error) {
 	in := LoadInput{Source: src, RunKey: runKey, Fetch: FetchResult{StartedAt: time.Now().UTC()}}
 	if err := a.DB.UpsertSource(ctx, storage.SourceRow{Name: src.Name, URL: src.URL, Format: src.Format, Type: src.Type, Prior: src.Prior, Enabled: true}); err != nil {
 		return LoadResult{}, err
@@ -323,15 +333,13 @@ func (a *Activities) RefreshSpamSenders(ctx context.Context, runKey string) (Loa
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE staging (type text, value text, registrable text) ON COMMIT DROP`); err != nil {
-		return res, fmt.Errorf("spam senders: %w", err)
+		return res, fmt.Errorf("%s: %w", src.Name, err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO staging
-		SELECT DISTINCT CASE WHEN family(sender_ip) = 4 THEN 'ipv4' ELSE 'ipv6' END, host(sender_ip), ''
-		  FROM spam_messages WHERE sender_ip IS NOT NULL AND first_seen > now() - $1::interval`, SpamSenderWindow); err != nil {
-		return res, fmt.Errorf("spam senders: %w", err)
+	if _, err := tx.Exec(ctx, fill, args...); err != nil {
+		return res, fmt.Errorf("%s: %w", src.Name, err)
 	}
 	if err := merge(ctx, tx, src.Name, &res); err != nil {
-		return res, fmt.Errorf("spam senders: merge: %w", err)
+		return res, fmt.Errorf("%s: merge: %w", src.Name, err)
 	}
 	res.Status = RunLoaded
 	if err := storage.SetValidators(ctx, tx, src.Name, "", "", ""); err != nil {

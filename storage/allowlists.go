@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -69,6 +70,20 @@ func (db *DB) Allowlists(ctx context.Context) ([]AllowlistRow, error) {
 		err := r.Scan(&a.Name, &a.URL, &a.Format, &a.Type, &a.ETag, &a.LastMod, &a.SHA256, &a.Entries, &a.CheckedAt, &a.LoadedAt, &a.Error)
 		return a, err
 	})
+}
+
+// AllowlistNets lists the address blocks of every CIDR allowlist (CDN edge
+// ranges), each once.
+func (db *DB) AllowlistNets(ctx context.Context) ([]netip.Prefix, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT DISTINCT net FROM allowlist_nets ORDER BY net`)
+	if err != nil {
+		return nil, fmt.Errorf("allowlist nets: %w", err)
+	}
+	nets, err := pgx.CollectRows(rows, pgx.RowTo[netip.Prefix])
+	if err != nil {
+		return nil, fmt.Errorf("allowlist nets: %w", err)
+	}
+	return nets, nil
 }
 
 // Allowlist reads one allowlist's row, or ErrNotFound.

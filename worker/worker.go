@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	prom "github.com/prometheus/client_golang/prometheus"
@@ -21,8 +22,10 @@ import (
 	"go.temporal.io/sdk/client"
 	sdktally "go.temporal.io/sdk/contrib/tally"
 	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/flux/resolver"
 	"github.com/tip-project/tip/internal/config"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
@@ -39,6 +42,9 @@ func Register(w sdkworker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflow(workflows.SpamArchiveIngest)
 	w.RegisterWorkflow(workflows.SpamMailboxPoll)
 	w.RegisterWorkflow(workflows.AgentSync)
+	w.RegisterWorkflow(workflows.FluxTriage)
+	w.RegisterWorkflow(workflows.FluxNetworks)
+	w.RegisterWorkflowWithOptions(workflows.FluxMonitor, workflow.RegisterOptions{Name: activities.MonitorWorkflow})
 	w.RegisterActivity(acts)
 }
 
@@ -83,9 +89,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}
 
+	res, err := NewResolver(cfg.Flux, log)
+	if err != nil {
+		return err
+	}
 	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.Worker.ShutdownTimeout})
 	Register(w, &activities.Activities{DB: db, Blobs: blobs, Identity: identity, CatalogPath: cfg.Blacklists.Catalog,
-		SpamCatalogPath: cfg.Spam.Catalog})
+		SpamCatalogPath: cfg.Spam.Catalog, Temporal: c, Resolver: res, Flux: FluxConfig(cfg)})
 	if err := w.Start(); err != nil {
 		return starter.ExplainTemporal(cfg.Temporal.Address, err)
 	}
@@ -102,6 +112,42 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	log.Info("worker stopped")
 	return nil
+}
+
+// NewResolver is the DNS resolver of the flux module: the configured recursive
+// resolvers, or iterative resolution from the roots. One per worker, so its
+// per-server rate limits hold for every monitor and triage on it.
+func NewResolver(cfg config.Flux, log *slog.Logger) (*resolver.Resolver, error) {
+	split := func(s string) []string {
+		var out []string
+		for f := range strings.SplitSeq(s, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	rc := resolver.Config{Recursive: split(cfg.Resolvers), Rate: cfg.QPS, Log: log}
+	if len(rc.Recursive) == 0 {
+		rc.Roots = split(cfg.Roots)
+		if len(rc.Roots) == 0 {
+			rc.Roots = resolver.RootServers
+		}
+	}
+	r, err := resolver.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("flux resolver: %w", err)
+	}
+	return r, nil
+}
+
+// FluxConfig is what the flux activities need of TIP's configuration; monitors
+// run on the worker's task queue.
+func FluxConfig(cfg config.Config) activities.FluxConfig {
+	f := cfg.Flux
+	return activities.FluxConfig{ASNTable: f.ASNTable, Allowlist: f.Allowlist, CoolDown: f.CoolDown,
+		Monitor: activities.MonitorConfig{MinCheck: f.MinCheck, MaxCheck: f.MaxCheck, Lifetime: f.Lifetime,
+			NXDomainFor: f.NXDomainFor, TaskQueue: cfg.Temporal.TaskQueue}}
 }
 
 // newMetricsScope reports the SDK's metrics into a Prometheus registry, with the

@@ -154,6 +154,10 @@ func DefaultModules(cfg config.Config) []ModuleSpec {
 		{Name: BlacklistModule, Workflow: "BlacklistRefresh", Interval: cfg.Blacklists.Interval, Enabled: true, Timeout: 2 * time.Hour,
 			Consumes: []string{EventRefreshSources}},
 		{Name: SpamModule, Workflow: "SpamCollect", Interval: cfg.Spam.Interval, Enabled: true, Timeout: 6 * time.Hour},
+		{Name: FluxTriageModule, Workflow: "FluxTriage", Interval: cfg.Flux.Interval, Enabled: true, Timeout: 2 * time.Hour,
+			Consumes: []string{EventDomainsDiscovered}},
+		// Grouping the flux domains reads every address seen: less often than triage.
+		{Name: FluxNetworksModule, Workflow: "FluxNetworks", Interval: 10 * cfg.Flux.Interval, Enabled: true, Timeout: time.Hour},
 	}
 }
 

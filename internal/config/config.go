@@ -25,6 +25,7 @@ type Config struct {
 	Worker     Worker     `yaml:"worker"`
 	Blacklists Blacklists `yaml:"blacklists"`
 	Spam       Spam       `yaml:"spam"`
+	Flux       Flux       `yaml:"flux"`
 	Log        Log        `yaml:"log"`
 }
 
@@ -35,6 +36,35 @@ type Spam struct {
 	Catalog string `yaml:"catalog" env:"TIP_SPAM_CATALOG"`
 	// Interval is the delay from the end of one collection to the start of the next.
 	Interval time.Duration `yaml:"interval" env:"TIP_SPAM_INTERVAL"`
+}
+
+// Flux configures the fast-flux module: triage of the domains other modules find,
+// and the monitors of the fluxy ones.
+type Flux struct {
+	// Resolvers are the recursive resolvers to ask (host:port, comma-separated);
+	// empty resolves iteratively from Roots.
+	Resolvers string `yaml:"resolvers" env:"TIP_FLUX_RESOLVERS"`
+	// Roots are the servers iterative resolution starts from (host:port,
+	// comma-separated); empty: the Internet's root servers.
+	Roots string `yaml:"roots" env:"TIP_FLUX_ROOTS"`
+	// QPS is the most queries per second sent to one DNS server.
+	QPS float64 `yaml:"qps"`
+	// ASNTable is the iptoasn.com table (URL) that attributes addresses to ASNs.
+	ASNTable string `yaml:"asn_table" env:"TIP_FLUX_ASN_TABLE"`
+	// Allowlist is an optional file of CDN ASNs, prefixes and domain suffixes never
+	// called flux; the CIDR allowlists of the blacklist catalog apply too.
+	Allowlist string `yaml:"allowlist" env:"TIP_FLUX_ALLOWLIST"`
+	// Interval is the delay from the end of one triage run to the next.
+	Interval time.Duration `yaml:"interval" env:"TIP_FLUX_INTERVAL"`
+	// CoolDown: a benign domain is triaged again only when seen after this long.
+	CoolDown time.Duration `yaml:"cooldown" env:"TIP_FLUX_COOLDOWN"`
+	// MinCheck and MaxCheck bound a monitor's cadence (its TTLs set it between).
+	MinCheck time.Duration `yaml:"min_check" env:"TIP_FLUX_MIN_CHECK"`
+	MaxCheck time.Duration `yaml:"max_check" env:"TIP_FLUX_MAX_CHECK"`
+	// Lifetime ends a monitor after this long; NXDomainFor after this long of
+	// NXDOMAIN answers (the domain was taken down).
+	Lifetime    time.Duration `yaml:"lifetime" env:"TIP_FLUX_LIFETIME"`
+	NXDomainFor time.Duration `yaml:"nxdomain_for" env:"TIP_FLUX_NXDOMAIN_FOR"`
 }
 
 // Blacklists configures the blacklist module.
@@ -104,6 +134,10 @@ func Default() Config {
 		// The local stack collects from the lab, whose day passes in two minutes.
 		Blacklists: Blacklists{Catalog: "config/lab.yaml", Interval: 2 * time.Minute},
 		Spam:       Spam{Catalog: "config/spam-lab.yaml", Interval: time.Minute},
+		// The lab's authoritative server answers for every lab zone.
+		Flux: Flux{Resolvers: "127.0.0.1:5354", QPS: 200, ASNTable: "http://127.0.0.1:8480/iptoasn/ip2asn-combined.tsv.gz",
+			Interval: time.Minute, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
+			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour},
 		Log:        Log{Level: "info", Format: "text"},
 	}
 }
@@ -171,6 +205,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: spam.interval %s is shorter than 10s", c.Spam.Interval)
 	case c.Blacklists.Interval < time.Minute:
 		return fmt.Errorf("config: blacklists.interval %s is shorter than a minute", c.Blacklists.Interval)
+	case c.Flux.Interval < 10*time.Second:
+		return fmt.Errorf("config: flux.interval %s is shorter than 10s", c.Flux.Interval)
+	case c.Flux.MinCheck < time.Second || c.Flux.MaxCheck < c.Flux.MinCheck:
+		return fmt.Errorf("config: flux.min_check %s and max_check %s: want 1s <= min_check <= max_check", c.Flux.MinCheck, c.Flux.MaxCheck)
+	case c.Flux.QPS <= 0:
+		return fmt.Errorf("config: flux.qps %v: want more than 0", c.Flux.QPS)
+	case c.Flux.Lifetime <= 0 || c.Flux.NXDomainFor <= 0:
+		return errors.New("config: flux.lifetime and flux.nxdomain_for must be positive")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

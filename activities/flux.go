@@ -1,0 +1,312 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+
+	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/flux"
+	"github.com/tip-project/tip/storage"
+)
+
+// FluxResolver resolves a domain's A, AAAA and NS records (and the name servers'
+// addresses) at one moment; *resolver.Resolver (flux/resolver) is the real one.
+// A domain without a usable answer is an observation of status error.
+type FluxResolver interface {
+	Observe(ctx context.Context, domain string) (flux.Observation, error)
+}
+
+// FluxConfig is what the flux activities need of TIP's configuration.
+type FluxConfig struct {
+	ASNTable  string        // iptoasn.com table URL
+	Allowlist string        // optional CDN allowlist file (flux.ParseAllowlist)
+	CoolDown  time.Duration // a benign domain is triaged again only when seen after this long
+	Monitor   MonitorConfig
+}
+
+// MonitorConfig bounds a flux monitor: its cadence and when it ends itself.
+type MonitorConfig struct {
+	MinCheck    time.Duration `json:"min_check"`
+	MaxCheck    time.Duration `json:"max_check"`
+	Lifetime    time.Duration `json:"lifetime"`
+	NXDomainFor time.Duration `json:"nxdomain_for"`
+	TaskQueue   string        `json:"task_queue,omitempty"` // where monitors run
+}
+
+// MonitorWorkflow is the registered name of the per-domain monitor, and the
+// signal triage sends with it (Signal-With-Start).
+const (
+	MonitorWorkflow = "FluxMonitor"
+	SignalWatch     = "watch"
+)
+
+// MonitorID is the workflow ID of a domain's monitor: one per domain.
+func MonitorID(domain string) string { return "flux/" + domain }
+
+// WatchRequest is the payload of the watch signal (and the reason a monitor
+// started): who asked, and triage's assessment when it was triage.
+type WatchRequest struct {
+	Origin     string           `json:"origin"`
+	Assessment *flux.Assessment `json:"assessment,omitempty"`
+}
+
+// MonitorStart is a new monitor's input: workflows.MonitorInput's JSON without
+// the state continue-as-new carries (the workflows package imports this one).
+type MonitorStart struct {
+	Domain string        `json:"domain"`
+	Config MonitorConfig `json:"config"`
+}
+
+// TriagePlan is what a triage run works on: the domains due, and how long the
+// second resolution may wait for the first answers' TTLs to pass.
+type TriagePlan struct {
+	Due     []string      `json:"due"`
+	MaxWait time.Duration `json:"max_wait"`
+}
+
+// PlanTriage normalises the domains other modules reported (lower case, no
+// trailing dot, each once; what is not a domain name is dropped) and keeps those
+// due for triage: never triaged, or benign and seen again after the cool-down.
+func (a *Activities) PlanTriage(ctx context.Context, domains []string) (TriagePlan, error) {
+	var names []string
+	seen := map[string]bool{}
+	for _, d := range domains {
+		d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+		if !validDomain(d) || seen[d] {
+			continue
+		}
+		seen[d] = true
+		names = append(names, d)
+	}
+	due, err := a.DB.DueForTriage(ctx, names, time.Now().UTC(), a.Flux.CoolDown)
+	return TriagePlan{Due: due, MaxWait: max(a.Flux.Monitor.MinCheck, 5*time.Second)}, err
+}
+
+// validDomain accepts a host name of at least two labels: letters, digits and
+// hyphens (and underscores, common in spam hosts), labels of 1 to 63 bytes.
+func validDomain(d string) bool {
+	if len(d) > 253 || !strings.Contains(d, ".") {
+		return false
+	}
+	for l := range strings.SplitSeq(d, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(l) {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	_, err := netip.ParseAddr(d) // an address is not a domain
+	return err != nil
+}
+
+// ResolveDomains resolves each domain once, a few at a time, and annotates the
+// addresses with their origin AS. A domain that does not resolve is an
+// observation with status error, not a failure of the activity.
+func (a *Activities) ResolveDomains(ctx context.Context, domains []string) ([]flux.Observation, error) {
+	if a.Resolver == nil {
+		return nil, errors.New("resolve: the worker has no DNS resolver configured")
+	}
+	asns, err := a.asnTable(ctx, a.Flux.ASNTable)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]flux.Observation, len(domains))
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i, d := range domains {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			out[i] = a.resolve(ctx, d, asns)
+		})
+		if i%50 == 0 && activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, i)
+		}
+	}
+	wg.Wait()
+	return out, ctx.Err()
+}
+
+// resolve is one resolution as an observation, annotated when a table is held.
+func (a *Activities) resolve(ctx context.Context, domain string, asns flux.ASLookup) flux.Observation {
+	o, err := a.Resolver.Observe(ctx, domain)
+	if err != nil {
+		o = flux.Observation{Domain: domain, At: time.Now().UTC(), Status: flux.Failed, Error: err.Error()}
+	}
+	if asns != nil {
+		o.Annotate(asns)
+	}
+	return o
+}
+
+// AssessInput is a triage batch's two resolutions, pairwise by index.
+type AssessInput struct {
+	Origin string             `json:"origin"`
+	First  []flux.Observation `json:"first"`
+	Second []flux.Observation `json:"second"`
+}
+
+// TriageOutcome counts a batch's verdicts and names the domains whose monitors
+// were started (or already ran).
+type TriageOutcome struct {
+	Verdicts map[flux.Verdict]int `json:"verdicts"`
+	Watched  []string             `json:"watched"`
+}
+
+// AssessDomains judges each domain from its two resolutions (flux.Triage),
+// records the verdicts, and starts a monitor for each fluxy one with
+// Signal-With-Start on flux/<domain>: a domain never has two monitors, and one
+// already running just gets the signal.
+func (a *Activities) AssessDomains(ctx context.Context, in AssessInput) (TriageOutcome, error) {
+	out := TriageOutcome{Verdicts: map[flux.Verdict]int{}}
+	if len(in.First) != len(in.Second) {
+		return out, fmt.Errorf("assess: %d first and %d second resolutions", len(in.First), len(in.Second))
+	}
+	allow, err := a.fluxAllowlist(ctx)
+	if err != nil {
+		return out, err
+	}
+	var vs []storage.FluxVerdict
+	var fluxy []flux.Assessment
+	for i := range in.First {
+		// The observations were annotated when resolved; nil keeps those annotations.
+		as := flux.Triage(in.First[i], in.Second[i], nil, allow)
+		out.Verdicts[as.Verdict]++
+		vs = append(vs, storage.FluxVerdict{Assessment: as, Origin: in.Origin, At: in.Second[i].At})
+		if as.Verdict.Fluxy() {
+			fluxy = append(fluxy, as)
+		}
+	}
+	if err := a.DB.RecordTriage(ctx, vs); err != nil {
+		return out, err
+	}
+	for _, as := range fluxy {
+		if err := a.StartMonitor(ctx, as.Domain, WatchRequest{Origin: in.Origin, Assessment: &as}); err != nil {
+			return out, err
+		}
+		out.Watched = append(out.Watched, as.Domain)
+	}
+	return out, nil
+}
+
+// StartMonitor signals the monitor of domain, starting it first if it does not
+// run (Signal-With-Start on flux/<domain>).
+func (a *Activities) StartMonitor(ctx context.Context, domain string, req WatchRequest) error {
+	if a.Temporal == nil {
+		return errors.New("start monitor: the worker has no Temporal client")
+	}
+	_, err := a.Temporal.SignalWithStartWorkflow(ctx, MonitorID(domain), SignalWatch, req,
+		client.StartWorkflowOptions{TaskQueue: a.Flux.Monitor.TaskQueue},
+		MonitorWorkflow, MonitorStart{Domain: domain, Config: a.Flux.Monitor})
+	if err != nil {
+		return fmt.Errorf("start monitor %s: %w", domain, err)
+	}
+	return nil
+}
+
+// CheckInput is one monitor check: the domain, when the check was due (for the
+// lateness measured), and the monitor's state and summary to record with it.
+type CheckInput struct {
+	Domain  string        `json:"domain"`
+	Due     time.Time     `json:"due"`
+	State   string        `json:"state,omitempty"`
+	Summary *flux.Summary `json:"summary,omitempty"`
+}
+
+// CheckDomain is a monitor's check, run as a local activity: one resolution,
+// annotated, recorded with the checks of other monitors in one write (the
+// worker's flux writer batches them) before it returns.
+func (a *Activities) CheckDomain(ctx context.Context, in CheckInput) (flux.Observation, error) {
+	if a.Resolver == nil {
+		return flux.Observation{}, errors.New("check: the worker has no DNS resolver configured")
+	}
+	asns, err := a.asnTable(ctx, a.Flux.ASNTable)
+	if err != nil {
+		asns = nil // attribution waits for the table; the check does not
+	}
+	o := a.resolve(ctx, in.Domain, asns)
+	late := time.Duration(0)
+	if !in.Due.IsZero() {
+		late = max(o.At.Sub(in.Due), 0)
+	}
+	err = a.fluxWriter().write(ctx, storage.FluxWrite{Obs: o, State: in.State, Summary: in.Summary, Late: late})
+	return o, err
+}
+
+// SetMonitorState records a monitor's state: started, paused, resumed, or ended
+// with its final summary.
+func (a *Activities) SetMonitorState(ctx context.Context, domain, state string, summary *flux.Summary) error {
+	return a.DB.SetFluxMonitor(ctx, domain, state, summary, time.Now().UTC())
+}
+
+// FluxAgentsSource is TIP's own blacklist source of the addresses seen in flux
+// networks: the bots (flux agents) behind the monitored domains.
+const FluxAgentsSource = "tip-flux-agents"
+
+// NetworksResult is what a networks run found and listed.
+type NetworksResult struct {
+	Networks int        `json:"networks"`
+	Largest  []string   `json:"largest,omitempty"` // "name (n domains, m IPs)", the largest few
+	Listed   LoadResult `json:"listed"`
+}
+
+// UpdateFluxNetworks groups the flux domains into networks by the addresses
+// they share and lists every address seen in a flux network under
+// FluxAgentsSource, merged like a feed's load and recorded as a run under runKey.
+func (a *Activities) UpdateFluxNetworks(ctx context.Context, runKey string) (NetworksResult, error) {
+	nets, err := a.DB.UpdateFluxNetworks(ctx)
+	if err != nil {
+		return NetworksResult{}, err
+	}
+	res := NetworksResult{Networks: len(nets)}
+	for i, n := range nets {
+		if i == 3 {
+			break
+		}
+		res.Largest = append(res.Largest, fmt.Sprintf("%s (%d domains, %d IPs)", n.Name, len(n.Domains), n.IPs))
+	}
+	src := catalog.Source{Name: FluxAgentsSource, URL: "tip://flux", Format: "tip-flux", Type: "ip", Prior: 0.7, Enabled: true}
+	res.Listed, err = a.refreshOwnSource(ctx, src, runKey, `INSERT INTO staging
+		SELECT DISTINCT CASE WHEN family(i.ip) = 4 THEN 'ipv4' ELSE 'ipv6' END, host(i.ip), ''
+		  FROM flux_ips i JOIN flux_domains d USING (domain)
+		 WHERE d.verdict IN ('flux', 'double-flux') AND d.network IS NOT NULL`)
+	return res, err
+}
+
+// fluxAllowlist is the CDN allowlist triage applies: the configured file, and
+// every CIDR allowlist of the blacklist catalog (CDN edge ranges).
+func (a *Activities) fluxAllowlist(ctx context.Context) (*flux.Allowlist, error) {
+	allow := &flux.Allowlist{}
+	if a.Flux.Allowlist != "" {
+		f, err := os.Open(a.Flux.Allowlist)
+		if err != nil {
+			return nil, fmt.Errorf("flux allowlist: %w", err)
+		}
+		defer f.Close()
+		if allow, err = flux.ParseAllowlist(f); err != nil {
+			return nil, fmt.Errorf("flux allowlist %s: %w", a.Flux.Allowlist, err)
+		}
+	}
+	nets, err := a.DB.AllowlistNets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nets {
+		if err := allow.Add(n.String()); err != nil {
+			return nil, fmt.Errorf("flux allowlist: %w", err)
+		}
+	}
+	return allow, nil
+}

@@ -1,0 +1,409 @@
+package storage
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tip-project/tip/flux"
+)
+
+// Monitor states recorded in flux_domains.monitor (and set as the FluxState
+// search attribute).
+const (
+	MonitorWatching = "watching" // checked at the cadence its TTLs call for
+	MonitorStable   = "stable"   // nothing new for a while: checked at the slowest cadence
+	MonitorPaused   = "paused"
+	MonitorStopped  = "stopped" // ended: taken down, its lifetime over, or stopped by hand
+)
+
+// FluxVerdict is one triage's outcome for a domain.
+type FluxVerdict struct {
+	Assessment flux.Assessment
+	Origin     string    // the module or person that asked
+	At         time.Time // when the second resolution was taken
+}
+
+// RecordTriage stores triage verdicts: a domain's row keeps its first origin and
+// counts its triages.
+func (db *DB) RecordTriage(ctx context.Context, vs []FluxVerdict) error {
+	if len(vs) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, v := range vs {
+		feats, err := json.Marshal(v.Assessment.Features)
+		if err != nil {
+			return err
+		}
+		b.Queue(`INSERT INTO flux_domains (domain, verdict, score, reason, features, origin, triaged_at, seen_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+			ON CONFLICT (domain) DO UPDATE SET verdict = excluded.verdict, score = excluded.score, reason = excluded.reason,
+			    features = excluded.features, triaged_at = excluded.triaged_at, triages = flux_domains.triages + 1,
+			    seen_at = greatest(flux_domains.seen_at, excluded.seen_at)
+			WHERE flux_domains.triaged_at < excluded.triaged_at`,
+			v.Assessment.Domain, string(v.Assessment.Verdict), v.Assessment.Score, v.Assessment.Reason, feats, v.Origin, v.At)
+	}
+	if err := db.Pool.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("record triage: %w", err)
+	}
+	return nil
+}
+
+// DueForTriage notes that domains were seen again (now) and returns those to
+// triage: never triaged, or triaged before coolDown ago and not watched by a
+// running monitor. The order is the input's.
+func (db *DB) DueForTriage(ctx context.Context, domains []string, now time.Time, coolDown time.Duration) ([]string, error) {
+	if len(domains) == 0 {
+		return nil, nil
+	}
+	rows, err := db.Pool.Query(ctx, `
+		WITH seen AS (
+		    UPDATE flux_domains SET seen_at = greatest(seen_at, $2) WHERE domain = ANY($1)
+		    RETURNING domain, triaged_at, monitor)
+		SELECT domain FROM seen
+		 WHERE triaged_at > $2 - $3::interval OR monitor IN ('watching', 'stable', 'paused')`,
+		domains, now, coolDown)
+	if err != nil {
+		return nil, fmt.Errorf("due for triage: %w", err)
+	}
+	skip, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("due for triage: %w", err)
+	}
+	var due []string
+	for _, d := range domains {
+		if !slices.Contains(skip, d) && !slices.Contains(due, d) {
+			due = append(due, d)
+		}
+	}
+	return due, nil
+}
+
+// FluxWrite is one monitor check to record: the observation and, when it
+// changed, the monitor's state and summary.
+type FluxWrite struct {
+	Obs     flux.Observation
+	State   string        // "" leaves the monitor's state as it is
+	Summary *flux.Summary // nil leaves the summary as it is
+	Late    time.Duration // how long after it was due the check ran
+}
+
+// RecordFluxChecks stores monitor checks in one transaction: the observations
+// (a retried write inserts nothing twice: they are keyed by domain and time), the
+// addresses of each newly inserted one into flux_ips, and the monitors' states
+// and summaries.
+func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
+	if len(ws) == 0 {
+		return nil
+	}
+	var (
+		domains, statuses []string
+		ats               []time.Time
+		addrs, lates      []int32
+		ttls              []*int32
+		data              [][]byte
+	)
+	for _, w := range ws {
+		o := w.Obs
+		raw, err := json.Marshal(o)
+		if err != nil {
+			return err
+		}
+		domains, ats, statuses, data = append(domains, o.Domain), append(ats, o.At.UTC()), append(statuses, string(o.Status)), append(data, raw)
+		addrs = append(addrs, int32(len(o.A)+len(o.AAAA)))
+		lates = append(lates, int32(min(w.Late.Milliseconds(), 1<<31-1)))
+		if ttl, ok := o.MinTTL(); ok {
+			t := int32(min(ttl, 1<<31-1))
+			ttls = append(ttls, &t)
+		} else {
+			ttls = append(ttls, nil)
+		}
+	}
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("record flux checks: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	_, err = tx.Exec(ctx, `
+		WITH obs AS (
+		    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::int[], $5::int[], $6::jsonb[], $7::int[])
+		        AS o(domain, at, status, addrs, min_ttl, data, late_ms)),
+		ins AS (
+		    INSERT INTO flux_observations (domain, at, status, addrs, min_ttl, data, late_ms)
+		    SELECT * FROM obs ON CONFLICT DO NOTHING
+		    RETURNING domain, at, data),
+		ips AS (
+		    SELECT ins.domain, ins.at, (r->>'addr')::inet AS ip, 'a' AS role,
+		           coalesce((r->>'asn')::bigint, 0) AS asn, coalesce(r->>'cc', '') AS cc
+		      FROM ins, jsonb_array_elements(coalesce(ins.data->'a', '[]') || coalesce(ins.data->'aaaa', '[]')) r
+		    UNION ALL
+		    SELECT ins.domain, ins.at, (r->>'addr')::inet, 'ns', coalesce((r->>'asn')::bigint, 0), coalesce(r->>'cc', '')
+		      FROM ins, jsonb_array_elements(coalesce(ins.data->'ns', '[]')) ns, jsonb_array_elements(coalesce(ns->'addrs', '[]')) r)
+		INSERT INTO flux_ips (domain, ip, role, asn, country, first_seen, last_seen, seen)
+		SELECT domain, ip, role, max(asn), max(cc), min(at), max(at), count(*) FROM ips GROUP BY domain, ip, role
+		ON CONFLICT (domain, ip, role) DO UPDATE SET
+		    first_seen = least(flux_ips.first_seen, excluded.first_seen),
+		    last_seen = greatest(flux_ips.last_seen, excluded.last_seen),
+		    seen = flux_ips.seen + excluded.seen,
+		    asn = CASE WHEN excluded.asn <> 0 THEN excluded.asn ELSE flux_ips.asn END,
+		    country = CASE WHEN excluded.country <> '' THEN excluded.country ELSE flux_ips.country END`,
+		domains, ats, statuses, addrs, ttls, data, lates)
+	if err != nil {
+		return fmt.Errorf("record flux checks: %w", err)
+	}
+	b := &pgx.Batch{}
+	for _, w := range ws {
+		if w.State == "" && w.Summary == nil {
+			continue
+		}
+		var sum []byte
+		if w.Summary != nil {
+			if sum, err = json.Marshal(w.Summary); err != nil {
+				return err
+			}
+		}
+		b.Queue(`UPDATE flux_domains SET monitor = coalesce(nullif($2, ''), monitor), summary = coalesce($3, summary)
+			WHERE domain = $1`, w.Obs.Domain, w.State, sum)
+	}
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("record flux checks: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("record flux checks: %w", err)
+	}
+	return nil
+}
+
+// SetFluxMonitor records a monitor's state (and its summary when not nil): a
+// monitor starting (its domain gets a row if triage never made one), pausing,
+// resuming or ending.
+func (db *DB) SetFluxMonitor(ctx context.Context, domain, state string, summary *flux.Summary, at time.Time) error {
+	var sum []byte
+	if summary != nil {
+		var err error
+		if sum, err = json.Marshal(summary); err != nil {
+			return err
+		}
+	}
+	_, err := db.Pool.Exec(ctx, `
+		INSERT INTO flux_domains (domain, verdict, origin, triaged_at, seen_at, monitor, monitor_since, summary)
+		VALUES ($1, 'watched', 'cli', $3, $3, $2, $3, $4)
+		ON CONFLICT (domain) DO UPDATE SET monitor = $2,
+		    monitor_since = CASE WHEN flux_domains.monitor IS NULL OR flux_domains.monitor = 'stopped' AND $2 <> 'stopped'
+		                         THEN $3 ELSE flux_domains.monitor_since END,
+		    monitor_ended = CASE WHEN $2 = 'stopped' THEN $3 END,
+		    summary = coalesce($4, flux_domains.summary)`,
+		domain, state, at, sum)
+	if err != nil {
+		return fmt.Errorf("flux monitor %s: %w", domain, err)
+	}
+	return nil
+}
+
+// FluxDomain is a domain's row as `tip flux list` and `show` print it.
+type FluxDomain struct {
+	Domain       string          `json:"domain"`
+	Verdict      string          `json:"verdict"`
+	Score        float64         `json:"score"`
+	Reason       string          `json:"reason,omitempty"`
+	Features     json.RawMessage `json:"features,omitempty"`
+	Origin       string          `json:"origin,omitempty"`
+	TriagedAt    time.Time       `json:"triaged_at"`
+	Triages      int             `json:"triages"`
+	SeenAt       time.Time       `json:"seen_at"`
+	Monitor      string          `json:"monitor,omitempty"`
+	MonitorSince *time.Time      `json:"monitor_since,omitempty"`
+	MonitorEnded *time.Time      `json:"monitor_ended,omitempty"`
+	Summary      *flux.Summary   `json:"summary,omitempty"`
+	Network      string          `json:"network,omitempty"`
+}
+
+const fluxDomainColumns = `domain, verdict, score, reason, features, origin, triaged_at, triages, seen_at,
+	coalesce(monitor, ''), monitor_since, monitor_ended, summary, coalesce(network, '')`
+
+func scanFluxDomain(row pgx.Row) (FluxDomain, error) {
+	var d FluxDomain
+	var sum []byte
+	err := row.Scan(&d.Domain, &d.Verdict, &d.Score, &d.Reason, &d.Features, &d.Origin, &d.TriagedAt, &d.Triages, &d.SeenAt,
+		&d.Monitor, &d.MonitorSince, &d.MonitorEnded, &sum, &d.Network)
+	if err == nil && sum != nil {
+		d.Summary = &flux.Summary{}
+		err = json.Unmarshal(sum, d.Summary)
+	}
+	return d, err
+}
+
+// FluxDomains lists triaged and monitored domains, monitored ones first, then by
+// name. monitor filters by monitor state ("" all, "any" every monitored domain);
+// verdict filters by verdict ("" all).
+func (db *DB) FluxDomains(ctx context.Context, monitor, verdict string) ([]FluxDomain, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT `+fluxDomainColumns+` FROM flux_domains
+		WHERE ($1 = '' OR $1 = 'any' AND monitor IS NOT NULL OR monitor = $1) AND ($2 = '' OR verdict = $2)
+		ORDER BY monitor IS NULL, domain`, monitor, verdict)
+	if err != nil {
+		return nil, fmt.Errorf("flux domains: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FluxDomain, error) { return scanFluxDomain(r) })
+	if err != nil {
+		return nil, fmt.Errorf("flux domains: %w", err)
+	}
+	return out, nil
+}
+
+// ErrNoFluxDomain is returned for a domain TIP never triaged nor monitored.
+var ErrNoFluxDomain = errors.New("domain not known to the flux module")
+
+// FluxDomainRow reads one domain's row.
+func (db *DB) FluxDomainRow(ctx context.Context, domain string) (FluxDomain, error) {
+	d, err := scanFluxDomain(db.Pool.QueryRow(ctx, `SELECT `+fluxDomainColumns+` FROM flux_domains WHERE domain = $1`, domain))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return d, fmt.Errorf("%s: %w", domain, ErrNoFluxDomain)
+	}
+	return d, err
+}
+
+// FluxObservations are a domain's recorded observations, oldest first, at most
+// limit of the newest (all when limit <= 0).
+func (db *DB) FluxObservations(ctx context.Context, domain string, limit int) ([]flux.Observation, error) {
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	rows, err := db.Pool.Query(ctx, `SELECT data FROM (
+		SELECT at, data FROM flux_observations WHERE domain = $1 ORDER BY at DESC LIMIT $2) o ORDER BY at`, domain, limit)
+	if err != nil {
+		return nil, fmt.Errorf("flux observations %s: %w", domain, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (flux.Observation, error) {
+		var o flux.Observation
+		var raw []byte
+		if err := r.Scan(&raw); err != nil {
+			return o, err
+		}
+		return o, json.Unmarshal(raw, &o)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("flux observations %s: %w", domain, err)
+	}
+	return out, nil
+}
+
+// FluxNetwork is a group of monitored domains sharing addresses: one botnet.
+type FluxNetwork struct {
+	Name    string   `json:"name"` // its first domain by name
+	Domains []string `json:"domains"`
+	IPs     int      `json:"ips"`
+	ASNs    int      `json:"asns"`
+}
+
+// UpdateFluxNetworks groups the domains judged flux (or monitored) into networks:
+// two domains are in one network when an address was seen behind both (as an A,
+// AAAA or name server address), transitively. Each domain's network is recorded
+// (a domain sharing nothing is a network of its own) and the networks returned,
+// largest first.
+func (db *DB) UpdateFluxNetworks(ctx context.Context) ([]FluxNetwork, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT d.domain, i.ip, i.asn FROM flux_domains d JOIN flux_ips i USING (domain)
+		 WHERE d.verdict IN ('flux', 'double-flux') OR d.monitor IS NOT NULL
+		 ORDER BY d.domain`)
+	if err != nil {
+		return nil, fmt.Errorf("flux networks: %w", err)
+	}
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(d string) string {
+		for parent[d] != d {
+			parent[d] = parent[parent[d]]
+			d = parent[d]
+		}
+		return d
+	}
+	union := func(a, b string) {
+		ra, rb := find(a), find(b)
+		if ra == rb {
+			return
+		}
+		if rb < ra { // the root is the first domain by name: a stable network name
+			ra, rb = rb, ra
+		}
+		parent[rb] = ra
+	}
+	owner := map[netip.Addr]string{}
+	asnOf := map[netip.Addr]int64{}
+	for rows.Next() {
+		var d string
+		var ip netip.Addr
+		var asn int64
+		if err := rows.Scan(&d, &ip, &asn); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("flux networks: %w", err)
+		}
+		if _, ok := parent[d]; !ok {
+			parent[d] = d
+		}
+		if o, ok := owner[ip]; ok {
+			union(o, d)
+		} else {
+			owner[ip] = d
+		}
+		asnOf[ip] = asn
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("flux networks: %w", err)
+	}
+	byRoot := map[string]*FluxNetwork{}
+	asns := map[string]map[int64]bool{}
+	var names, nets []string
+	for d := range parent {
+		names = append(names, d)
+	}
+	slices.Sort(names)
+	for _, d := range names {
+		r := find(d)
+		n := byRoot[r]
+		if n == nil {
+			n = &FluxNetwork{Name: r}
+			byRoot[r], asns[r] = n, map[int64]bool{}
+		}
+		n.Domains = append(n.Domains, d)
+		nets = append(nets, r)
+	}
+	for ip, d := range owner {
+		r := find(d)
+		byRoot[r].IPs++
+		if a := asnOf[ip]; a != 0 && !asns[r][a] {
+			asns[r][a] = true
+			byRoot[r].ASNs++
+		}
+	}
+	if _, err := db.Pool.Exec(ctx, `
+		UPDATE flux_domains d SET network = n.network
+		  FROM unnest($1::text[], $2::text[]) AS n(domain, network)
+		 WHERE d.domain = n.domain AND d.network IS DISTINCT FROM n.network`, names, nets); err != nil {
+		return nil, fmt.Errorf("flux networks: %w", err)
+	}
+	out := make([]FluxNetwork, 0, len(byRoot))
+	for _, n := range byRoot {
+		out = append(out, *n)
+	}
+	slices.SortFunc(out, func(a, b FluxNetwork) int {
+		if c := len(b.Domains) - len(a.Domains); c != 0 {
+			return c
+		}
+		if c := b.IPs - a.IPs; c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}

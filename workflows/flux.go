@@ -1,0 +1,446 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/flux"
+	"github.com/tip-project/tip/storage"
+)
+
+// The flux modules' names in the core.
+const (
+	FluxTriageModule   = "flux-triage"
+	FluxNetworksModule = "flux-networks"
+)
+
+// triageBatch is how many domains one pair of resolutions covers.
+const triageBatch = 100
+
+// FluxTriage judges the domains other modules found (domains-discovered events):
+// each due domain (never triaged, or benign and seen again after the cool-down)
+// is resolved twice, the second time once the first answers' TTLs have passed,
+// and scored; a fluxy one gets its monitor (Signal-With-Start on flux/<domain>).
+func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
+	})
+	var domains []string
+	origin := map[string]string{}
+	for _, ev := range in.Events {
+		if ev.Kind != EventDomainsDiscovered {
+			continue
+		}
+		for _, d := range ev.Items {
+			if _, ok := origin[d]; !ok {
+				origin[d] = ev.From
+				domains = append(domains, d)
+			}
+		}
+	}
+	if len(domains) == 0 {
+		return ModuleResult{Summary: "no domains to triage"}, nil
+	}
+	var plan activities.TriagePlan
+	if err := workflow.ExecuteActivity(actx, a.PlanTriage, domains).Get(ctx, &plan); err != nil {
+		return ModuleResult{}, err
+	}
+	verdicts := map[flux.Verdict]int{}
+	watched := 0
+	var problems []string
+	for batch := range slices.Chunk(plan.Due, triageBatch) {
+		var first, second []flux.Observation
+		if err := workflow.ExecuteActivity(actx, a.ResolveDomains, batch).Get(ctx, &first); err != nil {
+			problems = append(problems, rootCause(err))
+			continue
+		}
+		if err := workflow.Sleep(ctx, secondLookAfter(first, plan.MaxWait)); err != nil {
+			return ModuleResult{}, err
+		}
+		if err := workflow.ExecuteActivity(actx, a.ResolveDomains, batch).Get(ctx, &second); err != nil {
+			problems = append(problems, rootCause(err))
+			continue
+		}
+		var out activities.TriageOutcome
+		// One origin per batch: the first domain's (spam, almost always).
+		in := activities.AssessInput{Origin: origin[batch[0]], First: first, Second: second}
+		if err := workflow.ExecuteActivity(actx, a.AssessDomains, in).Get(ctx, &out); err != nil {
+			problems = append(problems, rootCause(err))
+			continue
+		}
+		for _, v := range allVerdicts {
+			verdicts[v] += out.Verdicts[v]
+		}
+		watched += len(out.Watched)
+	}
+	summary := fmt.Sprintf("%d domains reported, %d due, %s; %d monitors started or signalled",
+		len(domains), len(plan.Due), verdictCounts(verdicts), watched)
+	if len(problems) > 0 {
+		summary += "; problems: " + strings.Join(problems, "; ")
+	}
+	return ModuleResult{Summary: summary}, nil
+}
+
+// secondLookAfter is how long after the first resolutions the second waits: past
+// the longest of their TTLs (the lowest TTL of each answer), so a rotating answer
+// has rotated, but at most maxWait.
+func secondLookAfter(first []flux.Observation, maxWait time.Duration) time.Duration {
+	wait := time.Second
+	for _, o := range first {
+		if ttl, ok := o.MinTTL(); ok {
+			wait = max(wait, time.Duration(ttl)*time.Second+time.Second)
+		}
+	}
+	return min(wait, maxWait)
+}
+
+var allVerdicts = []flux.Verdict{flux.VerdictFlux, flux.VerdictDoubleFlux, flux.VerdictBenign, flux.VerdictCDN, flux.VerdictNXDomain, flux.VerdictError}
+
+func verdictCounts(vs map[flux.Verdict]int) string {
+	if len(vs) == 0 {
+		return "none judged"
+	}
+	var parts []string
+	for _, v := range allVerdicts {
+		if vs[v] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", vs[v], v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// FluxNetworks groups the flux domains into networks by the addresses they
+// share and lists every address of a flux network as TIP's own blacklist source
+// tip-flux-agents.
+func FluxNetworks(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
+	})
+	var res activities.NetworksResult
+	if err := workflow.ExecuteActivity(actx, a.UpdateFluxNetworks, workflow.GetInfo(ctx).WorkflowExecution.ID).Get(ctx, &res); err != nil {
+		return ModuleResult{}, err
+	}
+	summary := fmt.Sprintf("%d flux networks; %s: %d listed (+%d -%d)", res.Networks, activities.FluxAgentsSource,
+		res.Listed.Entries, res.Listed.Added, res.Listed.Removed)
+	if len(res.Largest) > 0 {
+		summary += "; largest: " + strings.Join(res.Largest, ", ")
+	}
+	return ModuleResult{Summary: summary}, nil
+}
+
+// Signals and the query of a flux monitor.
+const (
+	SignalFluxPause       = "pause"
+	SignalFluxResume      = "resume"
+	SignalFluxStop        = "stop"
+	SignalFluxSetInterval = "set-interval" // a time.Duration; 0 returns to the TTL-driven cadence
+	QueryFluxState        = "state"
+)
+
+// Monitor tuning.
+const (
+	stableAfter       = 12  // checks without a new address before a monitor slows down
+	maxChecksPerRun   = 500 // checks before continuing as new, whatever the server suggests
+	summaryEvery      = 12  // checks between recorded summaries (state changes record at once)
+	maxStableSlowdown = 8   // a stable monitor checks at most this many times less often
+)
+
+// MonitorInput starts a monitor (activities.MonitorStart is its first input, the
+// same JSON without State); continue-as-new carries State.
+type MonitorInput struct {
+	Domain string                   `json:"domain"`
+	Config activities.MonitorConfig `json:"config"`
+	State  *MonitorState            `json:"state,omitempty"`
+}
+
+// MonitorState is what a monitor carries across continue-as-new: compact and
+// bounded (flux.Metrics bounds its sets and windows).
+type MonitorState struct {
+	Origin   string        `json:"origin"`
+	Started  time.Time     `json:"started"`
+	Metrics  flux.Metrics  `json:"metrics"`
+	Paused   bool          `json:"paused,omitempty"`
+	Interval time.Duration `json:"interval,omitempty"` // set-interval; 0: TTL-driven
+	Stable   int           `json:"stable,omitempty"`   // checks in a row without a new address
+	Checks   int           `json:"checks"`
+	Next     time.Time     `json:"next,omitzero"`      // the next check is due
+	State    string        `json:"state"`              // watching, stable, paused
+	Recorded string        `json:"recorded,omitempty"` // the state last recorded in PostgreSQL
+}
+
+// MonitorStatus answers the state query.
+type MonitorStatus struct {
+	Domain   string        `json:"domain"`
+	State    string        `json:"state"`
+	Origin   string        `json:"origin,omitempty"`
+	Started  time.Time     `json:"started"`
+	Checks   int           `json:"checks"`
+	Next     time.Time     `json:"next,omitzero"`
+	Interval time.Duration `json:"interval"`         // the cadence now
+	Pinned   bool          `json:"pinned,omitempty"` // set by set-interval
+	Summary  flux.Summary  `json:"summary"`
+}
+
+// MonitorResult is how a monitor ended.
+type MonitorResult struct {
+	Domain  string       `json:"domain"`
+	Reason  string       `json:"reason"`
+	Summary flux.Summary `json:"summary"`
+}
+
+// monitor is one FluxMonitor run's working state.
+type monitor struct {
+	domain  string
+	cfg     activities.MonitorConfig
+	st      MonitorState
+	stop    string // why the monitor ends; "" while it runs
+	lactx   workflow.Context
+	actx    workflow.Context
+	signals []signal
+}
+
+// FluxMonitor watches one domain (workflow ID flux/<domain>) for weeks or months:
+// it re-resolves A, AAAA and NS at a cadence its TTLs set (between MinCheck and
+// MaxCheck, slower while nothing new appears), keeps compact metrics, records
+// every observation, shows its state in search attributes (FluxState, FluxScore,
+// FluxIPs) and the state query, obeys pause, resume, stop and set-interval, and
+// ends itself with a final summary after NXDomainFor of NXDOMAIN or its
+// Lifetime. It continues as new when the server suggests it (or every
+// maxChecksPerRun checks), after draining the signals received.
+func FluxMonitor(ctx workflow.Context, in MonitorInput) (MonitorResult, error) {
+	m := &monitor{domain: in.Domain, cfg: in.Config}
+	if in.State != nil {
+		m.st = *in.State
+	} else {
+		m.st = MonitorState{Started: workflow.Now(ctx), State: storage.MonitorWatching, Next: workflow.Now(ctx)}
+	}
+	m.actx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: 5 * time.Minute},
+	})
+	m.lactx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		ScheduleToCloseTimeout: 2 * time.Minute,
+		StartToCloseTimeout:    30 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumInterval: time.Minute},
+	})
+	if err := workflow.SetQueryHandler(ctx, QueryFluxState, func() (MonitorStatus, error) {
+		return m.status(workflow.Now(ctx)), nil
+	}); err != nil {
+		return MonitorResult{}, err
+	}
+	m.signals = m.signalChannels(ctx)
+	if m.st.Recorded == "" { // a new monitor: its row says so before its first check
+		if err := workflow.ExecuteActivity(m.actx, a.SetMonitorState, m.domain, storage.MonitorWatching, (*flux.Summary)(nil)).Get(ctx, nil); err != nil {
+			return MonitorResult{}, err
+		}
+		m.st.Recorded = storage.MonitorWatching
+	}
+	m.publish(ctx)
+	checks := 0
+	for {
+		if m.stop != "" {
+			return m.finish(ctx)
+		}
+		now := workflow.Now(ctx)
+		if !m.st.Paused && !now.Before(m.st.Next) {
+			if err := m.check(ctx); err != nil {
+				return MonitorResult{}, err
+			}
+			checks++
+			m.publish(ctx)
+			continue
+		}
+		if checks >= maxChecksPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			m.drain(ctx)
+			if m.stop != "" {
+				continue
+			}
+			return MonitorResult{}, workflow.NewContinueAsNewError(ctx, FluxMonitor,
+				MonitorInput{Domain: m.domain, Config: m.cfg, State: &m.st})
+		}
+		m.wait(ctx, now)
+	}
+}
+
+// signalChannels are the monitor's signals and how each applies.
+func (m *monitor) signalChannels(ctx workflow.Context) []signal {
+	on := func(name string, apply func(ch workflow.ReceiveChannel)) signal {
+		return signal{workflow.GetSignalChannel(ctx, name), func(ch workflow.ReceiveChannel) bool {
+			apply(ch)
+			return true
+		}}
+	}
+	return []signal{
+		on(activities.SignalWatch, func(ch workflow.ReceiveChannel) {
+			var req activities.WatchRequest
+			ch.Receive(ctx, &req)
+			if m.st.Origin == "" {
+				m.st.Origin = req.Origin
+			}
+		}),
+		on(SignalFluxPause, func(ch workflow.ReceiveChannel) {
+			ch.Receive(ctx, nil)
+			m.st.Paused = true
+		}),
+		on(SignalFluxResume, func(ch workflow.ReceiveChannel) {
+			ch.Receive(ctx, nil)
+			if m.st.Paused {
+				m.st.Paused, m.st.Next = false, workflow.Now(ctx)
+			}
+		}),
+		on(SignalFluxStop, func(ch workflow.ReceiveChannel) {
+			var why string
+			ch.Receive(ctx, &why)
+			m.stop = "stopped by hand"
+			if why != "" {
+				m.stop += ": " + why
+			}
+		}),
+		on(SignalFluxSetInterval, func(ch workflow.ReceiveChannel) {
+			var d time.Duration
+			ch.Receive(ctx, &d)
+			if d > 0 {
+				d = min(max(d, m.cfg.MinCheck), m.cfg.MaxCheck)
+			}
+			m.st.Interval = max(d, 0)
+			m.st.Next = workflow.Now(ctx).Add(m.interval(m.st.Metrics.MedianTTL()))
+		}),
+	}
+}
+
+// wait sleeps until the next check is due or a signal arrives.
+func (m *monitor) wait(ctx workflow.Context, now time.Time) {
+	sel := workflow.NewSelector(ctx)
+	tctx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	if !m.st.Paused {
+		sel.AddFuture(workflow.NewTimer(tctx, m.st.Next.Sub(now)), func(workflow.Future) {})
+	}
+	for _, s := range m.signals {
+		sel.AddReceive(s.ch, func(ch workflow.ReceiveChannel, _ bool) { s.receive(ch) })
+	}
+	sel.Select(ctx)
+}
+
+// drain applies every signal already received, so none is lost to continue-as-new.
+func (m *monitor) drain(ctx workflow.Context) {
+	for {
+		got := false
+		for _, s := range m.signals {
+			for s.ch.Len() > 0 {
+				s.receive(s.ch)
+				got = true
+			}
+		}
+		if !got {
+			return
+		}
+	}
+}
+
+// check resolves the domain (a local activity that also records the observation),
+// folds the answer into the metrics, and sets the next check.
+func (m *monitor) check(ctx workflow.Context) error {
+	in := activities.CheckInput{Domain: m.domain, Due: m.st.Next}
+	state := m.st.State
+	if state != m.st.Recorded {
+		in.State = state
+	}
+	if in.State != "" || m.st.Checks%summaryEvery == 0 {
+		sum := m.st.Metrics.Summary(workflow.Now(ctx))
+		in.Summary = &sum
+	}
+	var o flux.Observation
+	if err := workflow.ExecuteLocalActivity(m.lactx, a.CheckDomain, in).Get(ctx, &o); err != nil {
+		return err
+	}
+	if in.State != "" {
+		m.st.Recorded = in.State
+	}
+	before := m.st.Metrics.Summary(o.At).IPs
+	m.st.Metrics.Add(o)
+	m.st.Checks++
+	now := workflow.Now(ctx)
+	sum := m.st.Metrics.Summary(now)
+	if o.Answered() && sum.IPs == before {
+		m.st.Stable++
+	} else if o.Answered() {
+		m.st.Stable = 0
+	}
+	m.st.State = storage.MonitorWatching
+	if m.st.Stable >= stableAfter {
+		m.st.State = storage.MonitorStable
+	}
+	switch {
+	case m.cfg.NXDomainFor > 0 && m.st.Metrics.NXDomainFor(now) >= m.cfg.NXDomainFor:
+		m.stop = fmt.Sprintf("NXDOMAIN for %s: taken down", m.st.Metrics.NXDomainFor(now).Round(time.Minute))
+	case m.cfg.Lifetime > 0 && now.Sub(m.st.Started) >= m.cfg.Lifetime:
+		m.stop = fmt.Sprintf("lifetime of %s over", m.cfg.Lifetime)
+	}
+	ttl, ok := o.MinTTL()
+	if !ok {
+		ttl = m.st.Metrics.MedianTTL()
+	}
+	m.st.Next = now.Add(m.interval(ttl))
+	return nil
+}
+
+// interval is the delay to the next check: the pinned one (set-interval), or the
+// answer's TTL bounded by MinCheck and MaxCheck, doubled for every stableAfter
+// checks without a new address (up to maxStableSlowdown times, and MaxCheck).
+func (m *monitor) interval(ttl uint32) time.Duration {
+	if m.st.Interval > 0 {
+		return m.st.Interval
+	}
+	d := min(max(time.Duration(ttl)*time.Second, m.cfg.MinCheck), m.cfg.MaxCheck)
+	for slow := 1; m.st.Stable >= stableAfter*slow && slow < maxStableSlowdown; slow *= 2 {
+		d *= 2
+	}
+	return min(d, m.cfg.MaxCheck)
+}
+
+// publish sets the search attributes the Web UI and `temporal workflow list
+// --query` find monitors by.
+func (m *monitor) publish(ctx workflow.Context) {
+	sum := m.st.Metrics.Summary(workflow.Now(ctx))
+	state := m.st.State
+	if m.st.Paused {
+		state = storage.MonitorPaused
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, Module.ValueSet("flux"), Domain.ValueSet(m.domain),
+		FluxState.ValueSet(state), FluxScore.ValueSet(sum.Score), FluxIPs.ValueSet(int64(sum.IPs)))
+}
+
+// status is the answer to the state query.
+func (m *monitor) status(now time.Time) MonitorStatus {
+	state := m.st.State
+	if m.st.Paused {
+		state = storage.MonitorPaused
+	}
+	next := m.st.Next
+	if m.st.Paused {
+		next = time.Time{}
+	}
+	return MonitorStatus{Domain: m.domain, State: state, Origin: m.st.Origin, Started: m.st.Started, Checks: m.st.Checks,
+		Next: next, Interval: m.interval(m.st.Metrics.MedianTTL()), Pinned: m.st.Interval > 0, Summary: m.st.Metrics.Summary(now)}
+}
+
+// finish records the final summary and ends the monitor.
+func (m *monitor) finish(ctx workflow.Context) (MonitorResult, error) {
+	sum := m.st.Metrics.Summary(workflow.Now(ctx))
+	if err := workflow.ExecuteActivity(m.actx, a.SetMonitorState, m.domain, storage.MonitorStopped, &sum).Get(ctx, nil); err != nil {
+		return MonitorResult{}, err
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, FluxState.ValueSet(storage.MonitorStopped))
+	workflow.GetLogger(ctx).Info("flux monitor ended", "domain", m.domain, "reason", m.stop, "ips", sum.IPs, "checks", m.st.Checks)
+	return MonitorResult{Domain: m.domain, Reason: m.stop, Summary: sum}, nil
+}
