@@ -138,7 +138,7 @@ func Default() Config {
 		Flux: Flux{Resolvers: "127.0.0.1:5354", QPS: 200, ASNTable: "http://127.0.0.1:8480/iptoasn/ip2asn-combined.tsv.gz",
 			Interval: time.Minute, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
 			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour},
-		Log:        Log{Level: "info", Format: "text"},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }
 
