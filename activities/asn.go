@@ -28,10 +28,10 @@ type asnEntry struct {
 
 var asnTables = &asnCache{tables: map[string]*asnEntry{}}
 
-// asnTable returns the ASN table at url, loading it once per worker and day
+// ASNTable returns the ASN table at url, loading it once per worker and day
 // (conditionally, with the ETag of the copy held). A table that cannot be
 // refreshed keeps serving the copy held; with none, the error is returned.
-func (a *Activities) asnTable(ctx context.Context, url string) (*ipasn.Table, error) {
+func (a *Activities) ASNTable(ctx context.Context, url string) (*ipasn.Table, error) {
 	if url == "" {
 		return nil, nil
 	}

@@ -118,7 +118,7 @@ func (a *Activities) ResolveDomains(ctx context.Context, domains []string) ([]fl
 	if a.Resolver == nil {
 		return nil, errors.New("resolve: the worker has no DNS resolver configured")
 	}
-	asns, err := a.asnTable(ctx, a.Flux.ASNTable)
+	asns, err := a.ASNTable(ctx, a.Flux.ASNTable)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +232,7 @@ func (a *Activities) CheckDomain(ctx context.Context, in CheckInput) (flux.Obser
 	if a.Resolver == nil {
 		return flux.Observation{}, errors.New("check: the worker has no DNS resolver configured")
 	}
-	asns, err := a.asnTable(ctx, a.Flux.ASNTable)
+	asns, err := a.ASNTable(ctx, a.Flux.ASNTable)
 	if err != nil {
 		asns = nil // attribution waits for the table; the check does not
 	}

@@ -72,7 +72,7 @@ func (a *Activities) spamSetup(ctx context.Context, trap string) (*catalog.Spam,
 		return nil, mail.Config{}, nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: no trap %q", trap), "BadCatalog", nil)
 	}
 	cfg := mail.Config{TrapMX: t.MX, TrapMXAddrs: t.MXAddrs, TrustedRelays: t.Trusted, Limits: mail.DefaultLimits()}
-	asn, err := a.asnTable(ctx, c.ASNTable)
+	asn, err := a.ASNTable(ctx, c.ASNTable)
 	if err != nil {
 		activity.GetLogger(ctx).Warn("sender ASNs unknown", "error", err)
 	}

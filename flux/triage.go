@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Verdict is triage's conclusion about a domain.
@@ -290,4 +291,17 @@ func countPrefixes(sorted []netip.Addr) int {
 		}
 	}
 	return n
+}
+
+// ResolveAgainAfter is how long after the first resolutions of a triage the
+// second waits: past the longest of their TTLs (each answer's lowest), so a
+// rotating answer has rotated, and at least a second, but at most maxWait.
+func ResolveAgainAfter(first []Observation, maxWait time.Duration) time.Duration {
+	wait := time.Second
+	for _, o := range first {
+		if ttl, ok := o.MinTTL(); ok {
+			wait = max(wait, time.Duration(ttl)*time.Second+time.Second)
+		}
+	}
+	return min(wait, maxWait)
 }

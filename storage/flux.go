@@ -407,3 +407,26 @@ func (db *DB) UpdateFluxNetworks(ctx context.Context) ([]FluxNetwork, error) {
 	})
 	return out, nil
 }
+
+// FluxNetworks reads the networks as the last UpdateFluxNetworks recorded them,
+// largest first.
+func (db *DB) FluxNetworks(ctx context.Context) ([]FluxNetwork, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT d.network, array_agg(DISTINCT d.domain ORDER BY d.domain), count(DISTINCT i.ip), count(DISTINCT nullif(i.asn, 0))
+		  FROM flux_domains d LEFT JOIN flux_ips i USING (domain)
+		 WHERE d.network IS NOT NULL
+		 GROUP BY d.network
+		 ORDER BY count(DISTINCT d.domain) DESC, count(DISTINCT i.ip) DESC, d.network`)
+	if err != nil {
+		return nil, fmt.Errorf("flux networks: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FluxNetwork, error) {
+		var n FluxNetwork
+		err := r.Scan(&n.Name, &n.Domains, &n.IPs, &n.ASNs)
+		return n, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("flux networks: %w", err)
+	}
+	return out, nil
+}

@@ -62,7 +62,7 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 			problems = append(problems, rootCause(err))
 			continue
 		}
-		if err := workflow.Sleep(ctx, secondLookAfter(first, plan.MaxWait)); err != nil {
+		if err := workflow.Sleep(ctx, flux.ResolveAgainAfter(first, plan.MaxWait)); err != nil {
 			return ModuleResult{}, err
 		}
 		if err := workflow.ExecuteActivity(actx, a.ResolveDomains, batch).Get(ctx, &second); err != nil {
@@ -87,19 +87,6 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 		summary += "; problems: " + strings.Join(problems, "; ")
 	}
 	return ModuleResult{Summary: summary}, nil
-}
-
-// secondLookAfter is how long after the first resolutions the second waits: past
-// the longest of their TTLs (the lowest TTL of each answer), so a rotating answer
-// has rotated, but at most maxWait.
-func secondLookAfter(first []flux.Observation, maxWait time.Duration) time.Duration {
-	wait := time.Second
-	for _, o := range first {
-		if ttl, ok := o.MinTTL(); ok {
-			wait = max(wait, time.Duration(ttl)*time.Second+time.Second)
-		}
-	}
-	return min(wait, maxWait)
 }
 
 var allVerdicts = []flux.Verdict{flux.VerdictFlux, flux.VerdictDoubleFlux, flux.VerdictBenign, flux.VerdictCDN, flux.VerdictNXDomain, flux.VerdictError}

@@ -85,6 +85,7 @@ S3-compatible storage.`,
 		feedsCmd(),
 		sourcesCmd(a),
 		spamCmd(a),
+		fluxCmd(a),
 		lookupCmd(a),
 		blacklistsCmd(a),
 	)

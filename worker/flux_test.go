@@ -1,0 +1,293 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/internal/testenv"
+	"github.com/tip-project/tip/ipasn"
+	"github.com/tip-project/tip/lab/dnsd"
+	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/starter"
+	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/worker"
+	"github.com/tip-project/tip/workflows"
+)
+
+// The flux module on the real stack against the lab's DNS: triage of the lab's
+// domains gives monitors to the flux ones only, monitors check on their own,
+// survive a worker restart, answer their state query, a taken-down domain's
+// monitor ends itself, the stop signal ends another, and the networks' addresses
+// become the tip-flux-agents source.
+func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs the local stack")
+	}
+	ctx := context.Background()
+	w := world.NewWorld(1)
+
+	// The lab clock starts 40 lab minutes before the first takedown of a flux
+	// domain and runs 120 times faster than real time: the takedown comes in
+	// about 20 s, after triage, and a 300 s TTL passes in 2.5 s.
+	var doomed *world.Domain
+	for _, d := range w.DomainsOf(world.SingleFlux, world.DoubleFlux) {
+		if !d.TakedownAt.IsZero() && (doomed == nil || d.TakedownAt.Before(doomed.TakedownAt)) {
+			doomed = d
+		}
+	}
+	if doomed == nil {
+		t.Fatal("the lab world has no flux domain taken down")
+	}
+	clock := world.NewClock(doomed.TakedownAt.Add(-40*time.Minute), 120)
+	var fluxy, benign []string
+	for _, d := range w.DomainsOf(world.SingleFlux, world.DoubleFlux) {
+		if d.TakedownAt.IsZero() || d.TakedownAt.After(clock.Now().Add(time.Hour)) || d == doomed {
+			fluxy = append(fluxy, d.Name)
+		}
+	}
+	for _, c := range []world.Class{world.CDNDomain, world.Static, world.RoundRobin, world.Malicious} {
+		for i, d := range w.DomainsOf(c) {
+			if i < 3 && d.TakedownAt.IsZero() {
+				benign = append(benign, d.Name)
+			}
+		}
+	}
+
+	dnsAddr := serveLabDNS(t, w, clock)
+	asn := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		ipasn.Write(rw, w.ASNTable())
+	}))
+	defer asn.Close()
+
+	cfg := testenv.Config(t)
+	cfg.Postgres.DSN = testenv.NewDatabase(t)
+	cfg = testenv.NewBucket(t, cfg)
+	cfg.Flux.Resolvers = dnsAddr
+	cfg.Flux.ASNTable = asn.URL + "/ip2asn-combined.tsv"
+	cfg.Flux.MinCheck, cfg.Flux.MaxCheck = time.Second, 3*time.Second
+	cfg.Flux.NXDomainFor = 3 * time.Second
+	cfg.Flux.Lifetime = time.Hour
+	stopWorker := runWorker(t, cfg)
+
+	c, err := starter.Dial(ctx, cfg.Temporal, nil, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	db, err := storage.OpenDB(ctx, cfg.Postgres.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	// Triage, as the core runs it with the spam module's domains.
+	items := append(append([]string{}, fluxy...), benign...)
+	items = append(items, "NOT A DOMAIN", "203.0.113.7")
+	var res workflows.ModuleResult
+	execute(t, c, cfg.Temporal.TaskQueue, "flux-triage/"+t.Name(), workflows.FluxTriage,
+		workflows.ModuleInput{Module: workflows.FluxTriageModule, Events: []workflows.Event{{Kind: workflows.EventDomainsDiscovered, Items: items, From: "spam-collect"}}}, &res)
+	t.Logf("triage: %s", res.Summary)
+	rows, err := db.FluxDomains(ctx, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdict := map[string]storage.FluxDomain{}
+	for _, r := range rows {
+		verdict[r.Domain] = r
+	}
+	for _, d := range fluxy {
+		if r, ok := verdict[d]; !ok || (r.Verdict != "flux" && r.Verdict != "double-flux") {
+			t.Errorf("flux domain %s: verdict %q (%s)", d, r.Verdict, r.Reason)
+		}
+		if _, err := c.DescribeWorkflowExecution(ctx, activities.MonitorID(d), ""); err != nil {
+			t.Errorf("flux domain %s has no monitor: %v", d, err)
+		}
+	}
+	for _, d := range benign {
+		if r := verdict[d]; r.Verdict == "flux" || r.Verdict == "double-flux" {
+			t.Errorf("%s flagged %s (%s)", d, r.Verdict, r.Reason)
+		}
+		var nf *serviceerror.NotFound
+		if _, err := c.DescribeWorkflowExecution(ctx, activities.MonitorID(d), ""); !errors.As(err, &nf) {
+			t.Errorf("benign domain %s has a monitor (%v)", d, err)
+		}
+	}
+	if len(rows) != len(fluxy)+len(benign) {
+		t.Errorf("%d domains triaged, want %d (what is not a domain is dropped)", len(rows), len(fluxy)+len(benign))
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Monitors check on their own, and go on after a worker restart.
+	watched := fluxy[0]
+	if watched == doomed.Name {
+		watched = fluxy[1]
+	}
+	first := waitChecks(t, c, watched, 2)
+	stopWorker()
+	stopWorker = runWorker(t, cfg)
+	defer stopWorker()
+	after := waitChecks(t, c, watched, first.Checks+2)
+	if after.Summary.IPs <= 1 || after.State == "" {
+		t.Errorf("state after the restart: %+v", after)
+	}
+	desc, err := c.DescribeWorkflowExecution(ctx, activities.MonitorID(watched), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs := desc.WorkflowExecutionInfo.GetSearchAttributes().GetIndexedFields()
+	for _, k := range []string{"Domain", "FluxState", "FluxScore", "FluxIPs"} {
+		if attrs[k] == nil {
+			t.Errorf("monitor %s lacks search attribute %s (has %v)", watched, k, attrs)
+		}
+	}
+
+	// The taken-down domain's monitor ends itself.
+	var end workflows.MonitorResult
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := c.GetWorkflow(wctx, activities.MonitorID(doomed.Name), "").Get(wctx, &end); err != nil {
+		t.Fatalf("monitor of the taken-down %s: %v", doomed.Name, err)
+	}
+	if !strings.Contains(end.Reason, "taken down") || end.Summary.NXDomainSince.IsZero() {
+		t.Errorf("monitor of %s ended: %+v", doomed.Name, end)
+	}
+	if r, err := db.FluxDomainRow(ctx, doomed.Name); err != nil || r.Monitor != storage.MonitorStopped || r.Summary == nil || r.MonitorEnded == nil {
+		t.Errorf("row of %s after its monitor ended: %+v, %v", doomed.Name, r, err)
+	}
+
+	// The stop signal ends a monitor with its final summary.
+	if err := c.SignalWorkflow(ctx, activities.MonitorID(watched), "", workflows.SignalFluxStop, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.GetWorkflow(wctx, activities.MonitorID(watched), "").Get(wctx, &end); err != nil || end.Reason != "stopped by hand: test" || end.Summary.IPs == 0 {
+		t.Errorf("stopped monitor: %+v, %v", end, err)
+	}
+	obs, err := db.FluxObservations(ctx, watched, 0)
+	if err != nil || len(obs) < after.Checks {
+		t.Errorf("%d observations of %s recorded, the monitor made %d checks (%v)", len(obs), watched, after.Checks, err)
+	}
+
+	// Networks: the flux domains' addresses become tip-flux-agents.
+	execute(t, c, cfg.Temporal.TaskQueue, "flux-networks/"+t.Name(), workflows.FluxNetworks,
+		workflows.ModuleInput{Module: workflows.FluxNetworksModule}, &res)
+	t.Logf("networks: %s", res.Summary)
+	nets, err := db.FluxNetworks(ctx)
+	if err != nil || len(nets) == 0 {
+		t.Fatalf("networks %v, %v", nets, err)
+	}
+	var listed int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM listings WHERE source = $1 AND active`, activities.FluxAgentsSource).Scan(&listed); err != nil {
+		t.Fatal(err)
+	}
+	var ips int
+	db.Pool.QueryRow(ctx, `SELECT count(DISTINCT ip) FROM flux_ips`).Scan(&ips)
+	if listed == 0 || listed != ips {
+		t.Errorf("%s lists %d addresses, the monitors saw %d", activities.FluxAgentsSource, listed, ips)
+	}
+	// Every bot address seen belongs to a lab flux network: no CDN edge listed.
+	bots := map[string]bool{}
+	for _, n := range w.Networks {
+		for _, ip := range n.Pool {
+			bots[ip.String()] = true
+		}
+	}
+	rowsIP, err := db.Pool.Query(ctx, `SELECT host(ip) FROM flux_ips WHERE role = 'a'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rowsIP.Next() {
+		var ip string
+		rowsIP.Scan(&ip)
+		if !bots[ip] && !strings.Contains(ip, ":") {
+			t.Errorf("address %s listed as a flux agent is no bot of the lab", ip)
+		}
+	}
+	rowsIP.Close()
+}
+
+// serveLabDNS serves the lab world's zones on a free loopback port, UDP and TCP.
+func serveLabDNS(t *testing.T, w *world.World, clock *world.Clock) string {
+	t.Helper()
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := net.Listen("tcp", udp.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := dnsd.New(w, clock, slog.New(slog.DiscardHandler))
+	go srv.Serve(udp, tcp)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return udp.LocalAddr().String()
+}
+
+// runWorker runs a TIP worker in this process until the returned function stops it.
+func runWorker(t *testing.T, cfg config.Config) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := worker.Run(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))); err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// execute runs a workflow to its end and decodes its result.
+func execute(t *testing.T, c client.Client, queue, id string, wf, in, out any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue}, wf, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Get(ctx, out); err != nil {
+		t.Fatalf("%s: %v", id, err)
+	}
+}
+
+// waitChecks queries a monitor until it has made at least n checks.
+func waitChecks(t *testing.T, c client.Client, domain string, n int) workflows.MonitorStatus {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	var st workflows.MonitorStatus
+	for {
+		v, err := c.QueryWorkflow(context.Background(), activities.MonitorID(domain), "", workflows.QueryFluxState)
+		if err == nil {
+			err = v.Get(&st)
+		}
+		if err == nil && st.Checks >= n {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("monitor of %s: %d checks after 2 minutes, want %d (%v)", domain, st.Checks, n, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
