@@ -1,8 +1,9 @@
 // Package lab serves TIP's simulated Internet on loopback: blacklist feeds in their
 // real formats, the untroubled.org-style spam archive, an IMAP spamtrap (a real
 // Dovecot over a Maildir the lab keeps delivering into), authoritative DNS with
-// fast-flux, CDN and ordinary domains, and the iptoasn.com table — all generated
-// from one seed and driven by a lab clock, so the ground truth is known.
+// fast-flux, CDN and ordinary domains, the iptoasn.com table, and a third trap's
+// Maildir for a spamtrap agent to read — all generated from one seed and driven by
+// a lab clock, so the ground truth is known.
 package lab
 
 import (
@@ -16,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,7 +43,10 @@ type Config struct {
 	// IMAPUser/IMAPPassword log in to the trap mailbox.
 	IMAPUser, IMAPPassword string
 	SpamPerDay             int
-	// DeliverEvery is how often (wall time) new spam is delivered into the Maildir.
+	// AgentSpamPerDay is the mean spam a lab day of the agent's trap: its own
+	// stream, delivered into its own Maildir (AgentMaildir); 0: no agent trap.
+	AgentSpamPerDay int
+	// DeliverEvery is how often (wall time) new spam is delivered into the Maildirs.
 	DeliverEvery time.Duration
 	// SlowChunkDelay paces the slow feed.
 	SlowChunkDelay time.Duration
@@ -50,37 +55,42 @@ type Config struct {
 // DefaultConfig is the lab of `make demo`: a lab day passes in two wall minutes.
 func DefaultConfig(stateDir string) Config {
 	return Config{
-		Seed:           1,
-		Speed:          720,
-		StateDir:       stateDir,
-		Host:           "127.0.0.1",
-		HTTPPort:       8480,
-		DNSPort:        5354,
-		IMAPPort:       1143,
-		IMAPUser:       "trap",
-		IMAPPassword:   "trap-password",
-		SpamPerDay:     600,
-		DeliverEvery:   5 * time.Second,
-		SlowChunkDelay: 2 * time.Second,
+		Seed:            1,
+		Speed:           720,
+		StateDir:        stateDir,
+		Host:            "127.0.0.1",
+		HTTPPort:        8480,
+		DNSPort:         5354,
+		IMAPPort:        1143,
+		IMAPUser:        "trap",
+		IMAPPassword:    "trap-password",
+		SpamPerDay:      600,
+		AgentSpamPerDay: 300,
+		DeliverEvery:    5 * time.Second,
+		SlowChunkDelay:  2 * time.Second,
 	}
 }
 
 // Lab is a running simulated Internet.
 type Lab struct {
-	cfg      Config
-	World    *world.World
-	Clock    *world.Clock
-	Feeds    *feeds.Server
-	Spam     *spam.Generator
-	Archive  *trap.Archive
-	DNS      *dnsd.Server
-	Dovecot  *trap.Dovecot
-	delivery *trap.Delivery
-	http     *http.Server
-	httpAddr string
-	log      *slog.Logger
-	cancel   context.CancelFunc
-	done     chan error
+	cfg   Config
+	World *world.World
+	Clock *world.Clock
+	Feeds *feeds.Server
+	Spam  *spam.Generator
+	// AgentSpam is the agent trap's stream; nil without an agent trap.
+	AgentSpam *spam.Generator
+	Archive   *trap.Archive
+	DNS       *dnsd.Server
+	Dovecot   *trap.Dovecot
+	delivery  *trap.Delivery
+	// agentDelivery fills the agent trap's Maildir; nil without an agent trap.
+	agentDelivery *trap.Delivery
+	http          *http.Server
+	httpAddr      string
+	log           *slog.Logger
+	cancel        context.CancelFunc
+	done          chan error
 	// IMAPError says why the IMAP spamtrap is not running, when it is not.
 	IMAPError error
 }
@@ -100,16 +110,44 @@ func New(cfg Config, log *slog.Logger) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
+	var agentGen *spam.Generator
+	if cfg.AgentSpamPerDay > 0 {
+		agentGen = newAgentSpam(w, cfg.AgentSpamPerDay)
+	}
 	return &Lab{
-		cfg:     cfg,
-		World:   w,
-		Clock:   clock,
-		Feeds:   feeds.New(w, clock, feeds.Options{SlowChunkDelay: cfg.SlowChunkDelay}),
-		Spam:    gen,
-		Archive: archive,
-		DNS:     dnsd.New(w, clock, log),
-		log:     log,
+		cfg:       cfg,
+		World:     w,
+		Clock:     clock,
+		Feeds:     feeds.New(w, clock, feeds.Options{SlowChunkDelay: cfg.SlowChunkDelay}),
+		Spam:      gen,
+		AgentSpam: agentGen,
+		Archive:   archive,
+		DNS:       dnsd.New(w, clock, log),
+		log:       log,
 	}, nil
+}
+
+// newAgentSpam is the spam of the agent's trap: a stream of its own, from the
+// same campaigns as the rest.
+func newAgentSpam(w *world.World, perDay int) *spam.Generator {
+	return spam.NewGenerator(w, spam.Options{PerDay: perDay, Stream: "agent", Traps: []world.TrapMX{w.AgentTrapMX}})
+}
+
+// AgentMaildir is where a lab with state folder stateDir delivers the agent
+// trap's mail: the Maildir a spamtrap agent on that trap's mail server watches.
+func AgentMaildir(stateDir string) string { return filepath.Join(stateDir, "agent-trap", "Maildir") }
+
+// AgentTrapRules are the trust rules of the agent's trap in the lab of seed: its
+// MX host name and address and the relays it trusts, for the agent's
+// configuration.
+func AgentTrapRules(seed uint64) (mx []string, mxAddrs, trusted []netip.Prefix) {
+	w := world.NewWorld(seed)
+	mx = []string{w.AgentTrapMX.Name}
+	mxAddrs = []netip.Prefix{netip.PrefixFrom(w.AgentTrapMX.Addr, w.AgentTrapMX.Addr.BitLen())}
+	for _, a := range newAgentSpam(w, 1).TrustedRelays() {
+		trusted = append(trusted, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return mx, mxAddrs, trusted
 }
 
 // MailSource adapts the spam generator to what the trap publishes (the archive
@@ -131,7 +169,7 @@ func (m mailSource) Between(from, to time.Time) []trap.Mail {
 func (l *Lab) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	l.cancel = cancel
-	l.done = make(chan error, 2)
+	l.done = make(chan error, 3)
 
 	addr := net.JoinHostPort(l.cfg.Host, strconv.Itoa(l.cfg.HTTPPort))
 	ln, err := net.Listen("tcp", addr)
@@ -153,15 +191,18 @@ func (l *Lab) Start(ctx context.Context) error {
 
 	maildir := filepath.Join(l.cfg.StateDir, "maildir")
 	l.delivery = trap.NewDelivery(mailSource{l.Spam}, l.Clock, maildir, filepath.Join(l.cfg.StateDir, "delivery.state"))
-	if _, err := l.delivery.DeliverDue(); err != nil {
+	if err := l.startDelivery(ctx, l.delivery, "maildir"); err != nil {
 		l.Close()
-		return fmt.Errorf("lab maildir: %w", err)
+		return err
 	}
-	go func() {
-		if err := l.delivery.Run(ctx, l.cfg.DeliverEvery); err != nil && !errors.Is(err, context.Canceled) {
-			l.done <- fmt.Errorf("lab maildir delivery: %w", err)
+	if l.AgentSpam != nil {
+		l.agentDelivery = trap.NewDelivery(mailSource{l.AgentSpam}, l.Clock, AgentMaildir(l.cfg.StateDir),
+			filepath.Join(l.cfg.StateDir, "agent-trap", "delivery.state"))
+		if err := l.startDelivery(ctx, l.agentDelivery, "agent trap maildir"); err != nil {
+			l.Close()
+			return err
 		}
-	}()
+	}
 	if l.cfg.IMAPPort != 0 {
 		l.Dovecot, l.IMAPError = trap.StartDovecot(ctx, trap.DovecotConfig{
 			Dir: filepath.Join(l.cfg.StateDir, "dovecot"), Maildir: maildir,
@@ -171,6 +212,20 @@ func (l *Lab) Start(ctx context.Context) error {
 			l.log.Warn("IMAP spamtrap not running", "err", l.IMAPError)
 		}
 	}
+	return nil
+}
+
+// startDelivery delivers what is due into a Maildir now, then keeps delivering as
+// lab time passes until ctx ends.
+func (l *Lab) startDelivery(ctx context.Context, d *trap.Delivery, what string) error {
+	if _, err := d.DeliverDue(); err != nil {
+		return fmt.Errorf("lab %s: %w", what, err)
+	}
+	go func() {
+		if err := d.Run(ctx, l.cfg.DeliverEvery); err != nil && !errors.Is(err, context.Canceled) {
+			l.done <- fmt.Errorf("lab %s delivery: %w", what, err)
+		}
+	}()
 	return nil
 }
 
@@ -304,17 +359,22 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 <li>allowlists: <a href="/allowlists/tranco/top-1m.csv">top sites</a> (Tranco format, also <a href="/allowlists/tranco/top-1m.csv.zip">zipped</a>), <a href="/allowlists/cdn-ranges.txt">CDN ranges</a></li>
 <li><a href="/truth">ground truth</a> (JSON), <a href="/clock">lab clock</a></li>
 <li>DNS: {{.DNS}} (UDP and TCP){{if .IMAP}}; IMAP spamtrap: {{.IMAP}}{{end}}</li>
+{{if .AgentMaildir}}<li>agent trap: {{.AgentTrap}} receives its own spam in the Maildir {{.AgentMaildir}}, for a spamtrap agent to read</li>{{end}}
 </ul></body></html>
 `))
 
 func (l *Lab) serveIndex(w http.ResponseWriter, r *http.Request) {
-	imap := ""
+	imap, agentMaildir := "", ""
 	if l.Dovecot != nil {
 		imap = l.Dovecot.Addr()
+	}
+	if l.agentDelivery != nil {
+		agentMaildir = AgentMaildir(l.cfg.StateDir)
 	}
 	_ = indexPage.Execute(w, map[string]any{
 		"Now": l.Clock.Now(), "Day": l.World.Day(l.Clock.Now()), "Speed": l.Clock.Speed(), "Seed": l.World.Seed,
 		"Feeds": len(l.Feeds.Catalog()), "DNS": l.DNS.Addr(), "IMAP": imap,
+		"AgentTrap": l.World.AgentTrapMX.Trap, "AgentMaildir": agentMaildir,
 	})
 }
 

@@ -135,6 +135,17 @@ func TestLabServesWhatItsTruthSays(t *testing.T) {
 		t.Errorf("feed index lists %d feeds, truth %d", len(idx.Feeds), len(truth.Feeds))
 	}
 
+	// The agent trap's Maildir holds exactly its own stream received so far, none
+	// of which is the IMAP trap's.
+	agentMail := l.AgentSpam.Between(l.World.Start, l.Clock.Now())
+	entries, err := os.ReadDir(filepath.Join(AgentMaildir(l.cfg.StateDir), "new"))
+	if err != nil || len(agentMail) == 0 || len(entries) != len(agentMail) {
+		t.Fatalf("the agent trap's Maildir holds %d messages (%v), its stream %d", len(entries), err, len(agentMail))
+	}
+	if truth.AgentTrap != l.World.AgentTrapMX || !strings.Contains(string(agentMail[0].Raw), "@"+truth.AgentTrap.Trap) {
+		t.Fatalf("agent trap %+v in the truth; its first mail:\n%.600s", truth.AgentTrap, agentMail[0].Raw)
+	}
+
 	// The IMAP trap holds exactly the spam received so far.
 	if l.Dovecot == nil {
 		if _, err := os.Stat("/usr/sbin/dovecot"); err == nil {

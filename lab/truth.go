@@ -12,14 +12,16 @@ import (
 // Truth is what the lab knows at one lab time: what every domain is and answers,
 // which botnets exist, what every feed lists, and the facts of recent spam.
 type Truth struct {
-	Seed     uint64            `json:"seed"`
-	At       time.Time         `json:"at"`
-	LabDay   int               `json:"lab_day"`
-	Traps    []world.TrapMX    `json:"traps"`
-	Networks []NetworkTruth    `json:"networks"`
-	Domains  []DomainTruth     `json:"domains"`
-	Feeds    []feeds.FeedTruth `json:"feeds"`
-	Spam     SpamTruth         `json:"spam"`
+	Seed   uint64         `json:"seed"`
+	At     time.Time      `json:"at"`
+	LabDay int            `json:"lab_day"`
+	Traps  []world.TrapMX `json:"traps"`
+	// AgentTrap's mail is only in its Maildir, for a spamtrap agent: Spam leaves it out.
+	AgentTrap world.TrapMX      `json:"agent_trap"`
+	Networks  []NetworkTruth    `json:"networks"`
+	Domains   []DomainTruth     `json:"domains"`
+	Feeds     []feeds.FeedTruth `json:"feeds"`
+	Spam      SpamTruth         `json:"spam"`
 }
 
 // NetworkTruth is one botnet.
@@ -56,7 +58,7 @@ type SpamTruth struct {
 // BuildTruth assembles the ground truth at lab time at, with the spam received in
 // [spamFrom, at).
 func BuildTruth(w *world.World, fs *feeds.Server, gen *spam.Generator, at, spamFrom time.Time) Truth {
-	t := Truth{Seed: w.Seed, At: at, LabDay: w.Day(at), Traps: w.TrapMX, Feeds: fs.Truth(at)}
+	t := Truth{Seed: w.Seed, At: at, LabDay: w.Day(at), Traps: w.TrapMX, AgentTrap: w.AgentTrapMX, Feeds: fs.Truth(at)}
 	byNet := map[string][]string{}
 	for _, d := range w.Domains {
 		dt := DomainTruth{Name: d.Name, Class: d.Class, Network: d.Network, Popular: d.Popular,

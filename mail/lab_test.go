@@ -28,7 +28,9 @@ var (
 	labMails []labMail
 )
 
-// labSample is two lab days from each of three seeds, starting on different days.
+// labSample is two lab days from each of three seeds, starting on different days:
+// the mail of the lab's traps and that of its agent trap (a stream of its own,
+// read with that trap's rules, as its agent does).
 func labSample(t testing.TB) []labMail {
 	t.Helper()
 	labOnce.Do(func() {
@@ -37,21 +39,27 @@ func labSample(t testing.TB) []labMail {
 			day  int
 		}{{1, 0}, {2, 3}, {3, 9}} {
 			w := world.NewWorld(s.seed)
-			g := spam.NewGenerator(w, spam.Options{})
-			cfg := labConfig(w, g)
 			from := w.Start.Add(time.Duration(s.day) * 24 * time.Hour)
-			for _, m := range g.Between(from, from.Add(48*time.Hour)) {
-				labMails = append(labMails, labMail{m, cfg})
+			agentTrap := []world.TrapMX{w.AgentTrapMX}
+			for _, st := range []struct {
+				traps []world.TrapMX
+				opts  spam.Options
+			}{{w.TrapMX, spam.Options{}}, {agentTrap, spam.Options{PerDay: 300, Stream: "agent", Traps: agentTrap}}} {
+				g := spam.NewGenerator(w, st.opts)
+				cfg := labConfig(st.traps, g)
+				for _, m := range g.Between(from, from.Add(48*time.Hour)) {
+					labMails = append(labMails, labMail{m, cfg})
+				}
 			}
 		}
 	})
 	return labMails
 }
 
-// labConfig is the configuration of the lab's traps, as the catalog writes it.
-func labConfig(w *world.World, g *spam.Generator) Config {
+// labConfig is the configuration of lab traps, as the catalog writes it.
+func labConfig(traps []world.TrapMX, g *spam.Generator) Config {
 	var cfg Config
-	for _, mx := range w.TrapMX {
+	for _, mx := range traps {
 		cfg.TrapMX = append(cfg.TrapMX, strings.ToLower(mx.Name))
 		cfg.TrapMXAddrs = append(cfg.TrapMXAddrs, netip.PrefixFrom(mx.Addr, mx.Addr.BitLen()))
 	}

@@ -35,7 +35,11 @@ func labCmd(a *app) *cobra.Command {
 			if l.Dovecot != nil {
 				imap = fmt.Sprintf("%s (user %s, password %s)", l.Dovecot.Addr(), cfg.IMAPUser, cfg.IMAPPassword)
 			}
-			a.log.Info("lab running", "http", "http://"+l.HTTPAddr(), "dns", l.DNSAddr(), "imap", imap,
+			agentTrap := "none"
+			if l.AgentSpam != nil {
+				agentTrap = fmt.Sprintf("%s, Maildir %s", l.World.AgentTrapMX.Trap, lab.AgentMaildir(cfg.StateDir))
+			}
+			a.log.Info("lab running", "http", "http://"+l.HTTPAddr(), "dns", l.DNSAddr(), "imap", imap, "agent_trap", agentTrap,
 				"lab_time", l.Clock.Now().Format(time.RFC3339), "speed", l.Clock.Speed(), "seed", cfg.Seed)
 			return l.Wait(cmd.Context())
 		},
@@ -43,11 +47,12 @@ func labCmd(a *app) *cobra.Command {
 	f := serve.Flags()
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the simulated world")
 	f.Float64Var(&cfg.Speed, "speed", cfg.Speed, "lab seconds per wall second (kept in the state folder once started)")
-	f.StringVar(&cfg.StateDir, "state", cfg.StateDir, "lab state: clock, archive cache, Maildir, Dovecot ($TIP_LAB_STATE_DIR)")
+	f.StringVar(&cfg.StateDir, "state", cfg.StateDir, "lab state: clock, archive cache, Maildirs, Dovecot ($TIP_LAB_STATE_DIR)")
 	f.IntVar(&cfg.HTTPPort, "http-port", cfg.HTTPPort, "port of the web server (feeds, spam archive, ASN table, truth)")
 	f.IntVar(&cfg.DNSPort, "dns-port", cfg.DNSPort, "port of the authoritative DNS server (UDP and TCP)")
 	f.IntVar(&cfg.IMAPPort, "imap-port", cfg.IMAPPort, "port of the IMAP spamtrap (Dovecot); 0 disables it")
 	f.IntVar(&cfg.SpamPerDay, "spam-per-day", cfg.SpamPerDay, "mean spam messages per lab day")
+	f.IntVar(&cfg.AgentSpamPerDay, "agent-spam-per-day", cfg.AgentSpamPerDay, "mean spam messages per lab day into the agent trap's Maildir (its own stream); 0: none")
 
 	var at, url string
 	var spamHours int

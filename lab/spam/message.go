@@ -54,7 +54,7 @@ type link struct {
 func (l link) String() string { return l.scheme + "://" + l.host + l.path }
 
 func (g *Generator) message(h int64, i int, at time.Time) Message {
-	r := g.w.Rand(fmt.Sprintf("spam/msg/%d/%d", h, i))
+	r := g.w.Rand(fmt.Sprintf("%smsg/%d/%d", g.stream, h, i))
 	name := g.fileName(h, i, at)
 	b := &builder{g: g, r: r, at: at}
 	b.c = g.pickCampaign(r, name, at)
@@ -82,7 +82,7 @@ func (g *Generator) pickCampaign(r *rand.Rand, name string, at time.Time) *campa
 		return active[len(active)-1]
 	}
 	id := "solo-" + strings.TrimSuffix(name, ".txt")
-	return g.newCampaign(id, g.w.Rand("spam/solo/"+name), at, at)
+	return g.newCampaign(id, g.w.Rand(g.stream+"solo/"+name), at, at)
 }
 
 func (b *builder) build() []byte {

@@ -26,6 +26,12 @@ type Options struct {
 	// PerDay is the mean number of messages per lab day (default 600). The rate
 	// varies from day to day and over the day around this mean.
 	PerDay int
+	// Stream names an independent stream of mail: "" is the lab's main one, which
+	// its archive and IMAP trap carry. Another name gives other messages at other
+	// times, from the same campaigns (a campaign hits every trap).
+	Stream string
+	// Traps receive the stream's mail; default: the world's TrapMX.
+	Traps []world.TrapMX
 }
 
 // DefaultPerDay is the spam rate when Options.PerDay is zero.
@@ -132,6 +138,7 @@ type Member struct {
 type Generator struct {
 	w       *world.World
 	perDay  int
+	stream  string // "spam/" or "spam/<stream>/": the prefix of its random labels
 	traps   []*trapInfra
 	trusted []netip.Addr
 	// hosting are server addresses free for senders: no trap host, relay or site.
@@ -152,7 +159,10 @@ type Generator struct {
 
 // NewGenerator prepares the spam of a world.
 func NewGenerator(w *world.World, opts Options) *Generator {
-	g := &Generator{w: w, perDay: opts.PerDay, campaigns: map[int][]*campaign{}}
+	g := &Generator{w: w, perDay: opts.PerDay, stream: "spam/", campaigns: map[int][]*campaign{}}
+	if opts.Stream != "" {
+		g.stream = "spam/" + opts.Stream + "/"
+	}
 	if g.perDay <= 0 {
 		g.perDay = DefaultPerDay
 	}
@@ -190,8 +200,16 @@ func NewGenerator(w *world.World, opts Options) *Generator {
 	nTrusted := len(w.TrapMX)
 	g.trusted = slices.Clone(free[len(free)-nTrusted:])
 	g.hosting = free[:len(free)-nTrusted]
-	for i, mx := range w.TrapMX {
-		g.traps = append(g.traps, newTrapInfra(i, mx, g.trusted[i], w.Rand("spam/trap/"+mx.Trap)))
+	// Traps of a stream's own come after the world's, so their mail systems differ
+	// from those (other software, other internal networks); each trusts one of the
+	// relays in front of the world's traps.
+	traps, first := w.TrapMX, 0
+	if len(opts.Traps) > 0 {
+		traps, first = opts.Traps, len(w.TrapMX)
+	}
+	for i, mx := range traps {
+		k := first + i
+		g.traps = append(g.traps, newTrapInfra(k, mx, g.trusted[k%nTrusted], w.Rand("spam/trap/"+mx.Trap)))
 	}
 	return g
 }
@@ -244,7 +262,7 @@ func (g *Generator) hourOf(t time.Time) int64 {
 // factor per day (a quiet or a busy day) and a daily cycle.
 func (g *Generator) rate(h int64) float64 {
 	day := h / 24
-	dayFactor := 0.55 + 0.9*g.w.Rand(fmt.Sprintf("spam/day/%d", day)).Float64()
+	dayFactor := 0.55 + 0.9*g.w.Rand(fmt.Sprintf("%sday/%d", g.stream, day)).Float64()
 	hourOfDay := float64(h % 24)
 	cycle := 1 + 0.35*math.Sin(2*math.Pi*(hourOfDay-9)/24)
 	return float64(g.perDay) / 24 * dayFactor * cycle
@@ -253,7 +271,7 @@ func (g *Generator) rate(h int64) float64 {
 // slots are the receipt times of lab hour h's messages, sorted; a message's index
 // in its hour names it and seeds it.
 func (g *Generator) slots(h int64) []time.Time {
-	r := g.w.Rand(fmt.Sprintf("spam/hour/%d", h))
+	r := g.w.Rand(fmt.Sprintf("%shour/%d", g.stream, h))
 	n := poisson(r, g.rate(h))
 	start := g.hourStart(h)
 	out := make([]time.Time, n)
@@ -279,6 +297,6 @@ func poisson(r *rand.Rand, mean float64) int {
 // fileName is the untroubled.org style name: receipt time, a per-hour number like
 // the delivering process's, and the message's index in its hour.
 func (g *Generator) fileName(h int64, i int, at time.Time) string {
-	pid := 1000000 + g.w.Rand(fmt.Sprintf("spam/pid/%d", h)).IntN(9000000)
+	pid := 1000000 + g.w.Rand(fmt.Sprintf("%spid/%d", g.stream, h)).IntN(9000000)
 	return fmt.Sprintf("%d.%d_%d.txt", at.Unix(), pid, i)
 }

@@ -801,3 +801,41 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A stream of its own (the agent's trap) gives other mail, to its own traps only,
+// deterministically, from the same campaigns as the lab's main stream.
+func TestStreamOfItsOwn(t *testing.T) {
+	w := world.NewWorld(1)
+	from, to := w.Start, w.Start.Add(24*time.Hour)
+	opts := Options{PerDay: 300, Stream: "agent", Traps: []world.TrapMX{w.AgentTrapMX}}
+	own := NewGenerator(w, opts).Between(from, to)
+	if again := NewGenerator(world.NewWorld(1), opts).Between(from, to); len(own) == 0 || !reflect.DeepEqual(own, again) {
+		t.Fatalf("the stream is not deterministic (%d vs %d messages)", len(own), len(again))
+	}
+	main := NewGenerator(w, Options{PerDay: 300}).Between(from, to)
+	names, campaigns := map[string]bool{}, map[string]bool{}
+	for _, m := range main {
+		names[m.Name] = true
+		campaigns[m.Truth.Campaign] = true
+	}
+	shared := 0
+	for _, m := range own {
+		if names[m.Name] {
+			t.Errorf("%s is in both streams", m.Name)
+		}
+		if !strings.HasSuffix(m.Truth.Trap, "@"+w.AgentTrapMX.Trap) || m.Truth.TrapMX != w.AgentTrapMX.Name {
+			t.Fatalf("%s went to %s via %s, not to the stream's trap %s", m.Name, m.Truth.Trap, m.Truth.TrapMX, w.AgentTrapMX.Trap)
+		}
+		if campaigns[m.Truth.Campaign] {
+			shared++
+		}
+	}
+	if shared == 0 {
+		t.Error("no campaign reached both streams")
+	}
+	for _, mx := range w.TrapMX {
+		if mx.Addr == w.AgentTrapMX.Addr || mx.Trap == w.AgentTrapMX.Trap {
+			t.Errorf("the agent's trap %+v is also a lab trap", w.AgentTrapMX)
+		}
+	}
+}

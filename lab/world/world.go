@@ -96,7 +96,12 @@ type World struct {
 	Domains  []*Domain
 	// TrapMX are the spamtraps' own MX hosts: the first Received header they write
 	// holds the true sender IP.
-	TrapMX  []TrapMX
+	TrapMX []TrapMX
+	// AgentTrapMX is a third trap's MX, whose mail stays in a Maildir on its own
+	// server, where a spamtrap agent parses it: neither the archive nor the IMAP
+	// trap carries it.
+	AgentTrapMX TrapMX
+
 	byName  map[string]*Domain
 	ranges  []asnRange // sorted, for ASNOf
 	hosting []netip.Addr
@@ -467,6 +472,21 @@ func (w *World) genDomains() {
 	w.TrapMX = []TrapMX{
 		{Name: "mx1.trap-one.org", Addr: hosting[0], Trap: "trap-one.org"},
 		{Name: "mx.spamtrap-two.net", Addr: hosting[1], Trap: "spamtrap-two.net"},
+	}
+	// The agent's trap has a server of its own, outside every pool above, so none
+	// of its addresses turns up as a site or a sender.
+	ar := w.Rand("trap/agent")
+	inUse := map[netip.Addr]bool{}
+	for _, a := range hosting {
+		inUse[a] = true
+	}
+	hostingASNs := w.ASNsOfKind(Hosting)
+	for {
+		a := hostingASNs[ar.IntN(len(hostingASNs))]
+		if addr := randomAddrIn(ar, a.V4[ar.IntN(len(a.V4))]); !inUse[addr] {
+			w.AgentTrapMX = TrapMX{Name: "mx.trap-three.org", Addr: addr, Trap: "trap-three.org"}
+			break
+		}
 	}
 }
 
