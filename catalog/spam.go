@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,9 +32,12 @@ type Spam struct {
 type Agent struct {
 	Name string `json:"name"`
 	URL  string `json:"url"` // https://host:port
-	// Token, or TokenEnv naming the environment variable that holds it.
-	Token    string `json:"-"`
-	TokenEnv string `json:"token_env,omitempty"`
+	// Token, or TokenEnv naming the environment variable that holds it, or
+	// TokenFile naming a file that holds it (relative: to the catalog's folder),
+	// readable by the worker and best by nobody else.
+	Token     string `json:"-"`
+	TokenEnv  string `json:"token_env,omitempty"`
+	TokenFile string `json:"token_file,omitempty"`
 	// Fingerprint pins the agent's certificate: the SHA-256 of its DER bytes, hex.
 	Fingerprint string        `json:"fingerprint"`
 	Raw         bool          `json:"raw"` // also pull the raw mails (the token needs scope raw)
@@ -41,12 +45,34 @@ type Agent struct {
 	Enabled     bool          `json:"enabled"`
 }
 
-// Secret returns the agent token, from the environment when configured so.
+// Secret returns the agent token, from the environment or its file when
+// configured so; "" when it cannot be had (ReadSecret says why).
 func (a Agent) Secret() string {
-	if a.TokenEnv != "" {
-		return os.Getenv(a.TokenEnv)
+	s, _ := a.ReadSecret()
+	return s
+}
+
+// ReadSecret returns the agent token, from the environment or its file when
+// configured so.
+func (a Agent) ReadSecret() (string, error) {
+	switch {
+	case a.TokenEnv != "":
+		if s := os.Getenv(a.TokenEnv); s != "" {
+			return s, nil
+		}
+		return "", fmt.Errorf("agent %s: no token: set %s in the worker's environment", a.Name, a.TokenEnv)
+	case a.TokenFile != "":
+		data, err := os.ReadFile(a.TokenFile)
+		if err != nil {
+			return "", fmt.Errorf("agent %s: token_file: %w", a.Name, err)
+		}
+		s := strings.TrimSpace(string(data))
+		if s == "" {
+			return "", fmt.Errorf("agent %s: token_file %s is empty", a.Name, a.TokenFile)
+		}
+		return s, nil
 	}
-	return a.Token
+	return a.Token, nil
 }
 
 // Trap is one spamtrap's mail setup.
@@ -230,20 +256,13 @@ func ParseSpam(path string, data []byte) (*Spam, error) {
 				"username":     func(v *yaml.Node) error { m.Username = v.Value; return nil },
 				"password":     func(v *yaml.Node) error { m.Password = v.Value; return nil },
 				"password_env": func(v *yaml.Node) error { m.PasswordEnv = v.Value; return nil },
-				"ca_file": func(v *yaml.Node) error {
-					// relative to the catalog's folder, so any working directory finds it
-					m.CAFile = v.Value
-					if m.CAFile != "" && !filepath.IsAbs(m.CAFile) {
-						m.CAFile = filepath.Join(filepath.Dir(path), m.CAFile)
-					}
-					return nil
-				},
-				"mailbox":  func(v *yaml.Node) error { m.Mailbox = v.Value; return nil },
-				"after":    func(v *yaml.Node) error { m.After = v.Value; return oneOf(v.Value, "keep", "delete", "move") },
-				"move_to":  func(v *yaml.Node) error { m.MoveTo = v.Value; return nil },
-				"trap":     func(v *yaml.Node) error { m.Trap = v.Value; return nil },
-				"interval": func(v *yaml.Node) (err error) { m.Interval, err = duration(v.Value, 10*time.Second); return },
-				"enabled":  func(v *yaml.Node) error { return v.Decode(&m.Enabled) },
+				"ca_file":      func(v *yaml.Node) error { m.CAFile = relativeTo(path, v.Value); return nil },
+				"mailbox":      func(v *yaml.Node) error { m.Mailbox = v.Value; return nil },
+				"after":        func(v *yaml.Node) error { m.After = v.Value; return oneOf(v.Value, "keep", "delete", "move") },
+				"move_to":      func(v *yaml.Node) error { m.MoveTo = v.Value; return nil },
+				"trap":         func(v *yaml.Node) error { m.Trap = v.Value; return nil },
+				"interval":     func(v *yaml.Node) (err error) { m.Interval, err = duration(v.Value, 10*time.Second); return },
+				"enabled":      func(v *yaml.Node) error { return v.Decode(&m.Enabled) },
 			}, "name", "address", "username", "trap"); err != nil {
 				return nil, err
 			}
@@ -280,8 +299,9 @@ func ParseSpam(path string, data []byte) (*Spam, error) {
 					a.URL = strings.TrimSuffix(v.Value, "/")
 					return err
 				},
-				"token":     func(v *yaml.Node) error { a.Token = v.Value; return nil },
-				"token_env": func(v *yaml.Node) error { a.TokenEnv = v.Value; return nil },
+				"token":      func(v *yaml.Node) error { a.Token = v.Value; return nil },
+				"token_env":  func(v *yaml.Node) error { a.TokenEnv = v.Value; return nil },
+				"token_file": func(v *yaml.Node) error { a.TokenFile = relativeTo(path, v.Value); return nil },
 				"fingerprint": func(v *yaml.Node) (err error) {
 					a.Fingerprint, err = Fingerprint(v.Value)
 					return err
@@ -292,8 +312,11 @@ func ParseSpam(path string, data []byte) (*Spam, error) {
 			}, "name", "url", "fingerprint"); err != nil {
 				return nil, err
 			}
-			if a.Token == "" && a.TokenEnv == "" {
-				return nil, &Error{path, n.Line, field + ".token_env", "missing: name the environment variable holding the agent's token (or give token)"}
+			switch given := btoi(a.Token != "") + btoi(a.TokenEnv != "") + btoi(a.TokenFile != ""); {
+			case given == 0:
+				return nil, &Error{path, n.Line, field + ".token_env", "missing: name the environment variable holding the agent's token (or give token_file or token)"}
+			case given > 1:
+				return nil, &Error{path, n.Line, field + ".token_env", "give one of token_env, token_file and token"}
 			}
 			if line, dup := names[a.Name]; dup {
 				return nil, &Error{path, n.Line, field + ".name", fmt.Sprintf("%q is already used at line %d", a.Name, line)}
@@ -361,6 +384,22 @@ func fieldsOf(path, prefix string, n *yaml.Node, set map[string]func(*yaml.Node)
 	return nil
 }
 
+// relativeTo resolves a path of the catalog at path against the catalog's folder,
+// so any working directory finds it.
+func relativeTo(path, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(path), p)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func setName(dst *string, v *yaml.Node) error {
 	if !namePattern.MatchString(v.Value) {
 		return fmt.Errorf("%q: want lower-case letters, digits, '.', '_' or '-'", v.Value)
@@ -424,37 +463,54 @@ func AddMailbox(path string, m Mailbox) error {
 	kv := [][2]string{{"name", m.Name}, {"address", m.Address}, {"tls", m.TLS}, {"ca_file", m.CAFile}, {"username", m.Username},
 		{"password_env", m.PasswordEnv}, {"mailbox", m.Mailbox}, {"after", m.After}, {"move_to", m.MoveTo}, {"trap", m.Trap}}
 	if m.Interval > 0 {
-		kv = append(kv, [2]string{"interval", m.Interval.String()})
+		kv = append(kv, [2]string{"interval", durationText(m.Interval)})
 	}
-	return appendEntry(path, "mailboxes", kv)
+	_, err := putEntry(path, "mailboxes", kv, false)
+	return err
 }
 
 // AddAgent appends an agent to the spamtrap catalog file at path, as AddMailbox
-// does a mailbox. The token itself is never written: only the variable naming it.
+// does a mailbox. The token itself is never written: only the variable or the
+// file naming it.
 func AddAgent(path string, a Agent) error {
-	kv := [][2]string{{"name", a.Name}, {"url", a.URL}, {"token_env", a.TokenEnv}, {"fingerprint", a.Fingerprint}}
+	_, err := putEntry(path, "agents", agentEntry(a), false)
+	return err
+}
+
+// SetAgent adds an agent to the spamtrap catalog file at path, or replaces the
+// entry of that name if it differs (a reinstalled agent has a new certificate):
+// how `tip dev up` keeps the lab's agent registered. It reports whether the file
+// changed; like AddAgent it never writes the token itself.
+func SetAgent(path string, a Agent) (bool, error) {
+	return putEntry(path, "agents", agentEntry(a), true)
+}
+
+func agentEntry(a Agent) [][2]string {
+	kv := [][2]string{{"name", a.Name}, {"url", a.URL}, {"token_env", a.TokenEnv}, {"token_file", a.TokenFile}, {"fingerprint", a.Fingerprint}}
 	if a.Raw {
 		kv = append(kv, [2]string{"raw", "true"})
 	}
 	if a.Interval > 0 {
-		kv = append(kv, [2]string{"interval", a.Interval.String()})
+		kv = append(kv, [2]string{"interval", durationText(a.Interval)})
 	}
-	return appendEntry(path, "agents", kv)
+	return kv
 }
 
-// appendEntry appends a mapping of the non-empty values of kv to the list under
-// section, checks the resulting catalog and replaces the file atomically.
-func appendEntry(path, section string, kv [][2]string) error {
+// putEntry writes a mapping of the non-empty values of kv (whose first pair is
+// its name) into the list under section: appended, or with replace in place of
+// the entry of the same name. An entry that is already so leaves the file as it
+// is; otherwise the resulting catalog is checked and the file replaced atomically.
+func putEntry(path, section string, kv [][2]string, replace bool) (bool, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("spam catalog: %w", err)
+		return false, fmt.Errorf("spam catalog: %w", err)
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return false, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
-		return &Error{path, 1, "catalog", "want a mapping with traps, archives, mailboxes and agents"}
+		return false, &Error{path, 1, "catalog", "want a mapping with traps, archives, mailboxes and agents"}
 	}
 	doc := root.Content[0]
 	var list *yaml.Node
@@ -480,19 +536,86 @@ func appendEntry(path, section string, kv [][2]string) error {
 		entry.Content = append(entry.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: p[0]},
 			&yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: p[1]})
 	}
-	list.Content = append(list.Content, entry)
+	at := -1
+	if replace {
+		at = slices.IndexFunc(list.Content, func(n *yaml.Node) bool { return mappingValue(n, "name") == kv[0][1] })
+	}
+	if at < 0 {
+		list.Content = append(list.Content, entry)
+	} else if !updateMapping(list.Content[at], entry) {
+		return false, nil
+	}
 	var out bytes.Buffer
 	enc := yaml.NewEncoder(&out)
 	enc.SetIndent(2)
 	if err := enc.Encode(&root); err != nil {
-		return err
+		return false, err
 	}
 	if _, err := ParseSpam(path, out.Bytes()); err != nil {
-		return err
+		return false, err
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, out.Bytes(), 0o644); err != nil {
-		return err
+		return false, err
 	}
-	return os.Rename(tmp, path)
+	return true, os.Rename(tmp, path)
+}
+
+// durationText writes a duration as people do: 1m rather than 1m0s.
+func durationText(d time.Duration) string {
+	t := d.String()
+	if strings.HasSuffix(t, "m0s") {
+		t = strings.TrimSuffix(t, "0s")
+	}
+	if strings.HasSuffix(t, "h0m") {
+		t = strings.TrimSuffix(t, "0m")
+	}
+	return t
+}
+
+// mappingValue is the scalar value of key in mapping n, or "".
+func mappingValue(n *yaml.Node, key string) string {
+	if n.Kind != yaml.MappingNode {
+		return ""
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1].Value
+		}
+	}
+	return ""
+}
+
+// updateMapping makes mapping dst hold the keys and values of src, in src's
+// order, keeping the nodes (and so the comments) of the keys it already had. It
+// reports whether anything changed.
+func updateMapping(dst, src *yaml.Node) bool {
+	if dst.Kind != yaml.MappingNode {
+		*dst = *src
+		return true
+	}
+	old := map[string][2]*yaml.Node{}
+	for i := 0; i+1 < len(dst.Content); i += 2 {
+		old[dst.Content[i].Value] = [2]*yaml.Node{dst.Content[i], dst.Content[i+1]}
+	}
+	changed := len(dst.Content) != len(src.Content)
+	content := make([]*yaml.Node, 0, len(src.Content))
+	for i := 0; i+1 < len(src.Content); i += 2 {
+		k, v := src.Content[i], src.Content[i+1]
+		if i >= len(dst.Content) || dst.Content[i].Value != k.Value {
+			changed = true // a key added, dropped or moved
+		}
+		if kept, ok := old[k.Value]; ok && kept[1].Kind == yaml.ScalarNode {
+			if kept[1].Value != v.Value {
+				changed = true
+				kept[1].Value, kept[1].Tag, kept[1].Style = v.Value, v.Tag, 0
+			}
+			k, v = kept[0], kept[1]
+		} else {
+			changed = true
+		}
+		content = append(content, k, v)
+	}
+	dst.Content = content
+	return changed
 }

@@ -59,19 +59,20 @@ func TestLabSpamCatalogMatchesTheLab(t *testing.T) {
 func TestSpamCatalogErrors(t *testing.T) {
 	head := "traps:\n  - name: t\n    mx: [mx.example.org]\n"
 	for name, c := range map[string]struct{ yaml, want string }{
-		"no traps":        {"archives: []\n", "traps: missing"},
-		"bad trusted":     {head + "    trusted: [10.0.0.0/33]\n", "x.yaml:4: traps[0].trusted: \"10.0.0.0/33\""},
-		"unknown trap":    {head + "archives:\n  - {name: a, index: \"https://x.org/spam/\", trap: nope}\n", "x.yaml:5: archives[0].trap: \"nope\" is not one of the traps"},
-		"bad index":       {head + "archives:\n  - {name: a, index: \"ftp://x\", trap: t}\n", "x.yaml:5: archives[0].index"},
-		"no password":     {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t}\n", "mailboxes[0].password_env: missing"},
-		"bad tls":         {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t, password: p, tls: maybe}\n", "mailboxes[0].tls: \"maybe\": want one of tls, starttls, none"},
-		"move without":    {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t, password: p, after: move}\n", "mailboxes[0].move_to"},
-		"duplicate name":  {head + "archives:\n  - {name: a, index: \"https://x.org/\", trap: t}\nmailboxes:\n  - {name: a, address: \"x:1\", username: u, trap: t, password: p}\n", "mailboxes[0].name: \"a\" is already used at line 5"},
-		"unknown key":     {head + "    mxx: []\n", "x.yaml:4: traps[0].mxx: unknown key"},
-		"agent over http": {head + "agents:\n  - {name: a, url: \"http://mx.x.org:8443\", token_env: T, fingerprint: \"ab:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd\"}\n", "agents[0].url: \"http://mx.x.org:8443\": an agent serves HTTPS only"},
-		"agent no token":  {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", fingerprint: \"ab:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd\"}\n", "agents[0].token_env: missing"},
-		"agent bad pin":   {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T, fingerprint: abcd}\n", "agents[0].fingerprint: \"abcd\": want the certificate's SHA-256"},
-		"agent no pin":    {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T}\n", "agents[0].fingerprint: missing"},
+		"no traps":         {"archives: []\n", "traps: missing"},
+		"bad trusted":      {head + "    trusted: [10.0.0.0/33]\n", "x.yaml:4: traps[0].trusted: \"10.0.0.0/33\""},
+		"unknown trap":     {head + "archives:\n  - {name: a, index: \"https://x.org/spam/\", trap: nope}\n", "x.yaml:5: archives[0].trap: \"nope\" is not one of the traps"},
+		"bad index":        {head + "archives:\n  - {name: a, index: \"ftp://x\", trap: t}\n", "x.yaml:5: archives[0].index"},
+		"no password":      {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t}\n", "mailboxes[0].password_env: missing"},
+		"bad tls":          {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t, password: p, tls: maybe}\n", "mailboxes[0].tls: \"maybe\": want one of tls, starttls, none"},
+		"move without":     {head + "mailboxes:\n  - {name: m, address: \"imap.x.org:993\", username: u, trap: t, password: p, after: move}\n", "mailboxes[0].move_to"},
+		"duplicate name":   {head + "archives:\n  - {name: a, index: \"https://x.org/\", trap: t}\nmailboxes:\n  - {name: a, address: \"x:1\", username: u, trap: t, password: p}\n", "mailboxes[0].name: \"a\" is already used at line 5"},
+		"unknown key":      {head + "    mxx: []\n", "x.yaml:4: traps[0].mxx: unknown key"},
+		"agent over http":  {head + "agents:\n  - {name: a, url: \"http://mx.x.org:8443\", token_env: T, fingerprint: \"ab:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd\"}\n", "agents[0].url: \"http://mx.x.org:8443\": an agent serves HTTPS only"},
+		"agent no token":   {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", fingerprint: \"ab:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd\"}\n", "agents[0].token_env: missing"},
+		"agent bad pin":    {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T, fingerprint: abcd}\n", "agents[0].fingerprint: \"abcd\": want the certificate's SHA-256"},
+		"agent no pin":     {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T}\n", "agents[0].fingerprint: missing"},
+		"agent two tokens": {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T, token_file: t.token, fingerprint: \"ab:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd\"}\n", "agents[0].token_env: give one of token_env, token_file and token"},
 	} {
 		_, err := ParseSpam("x.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -144,5 +145,62 @@ func TestAddAgentWritesNoTokenAndValidates(t *testing.T) {
 	}
 	if again, _ := os.ReadFile(p); string(again) != string(data) {
 		t.Error("a refused agent changed the file")
+	}
+}
+
+// An agent's token may sit in a file beside the catalog (token_file, relative to
+// the catalog's folder); SetAgent registers an agent once and replaces its entry
+// only when something changed, never writing the token.
+func TestAgentTokenFileAndSetAgent(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "spam.yaml")
+	os.WriteFile(p, []byte("# my traps\ntraps:\n  - {name: t, mx: [mx.example.org]}\nagents:\n"+
+		"  - {name: mx1, url: \"https://mx1.example.org:8443\", token_file: secrets/mx1.token, fingerprint: \""+strings.Repeat("ab", 32)+"\"}\n"), 0o644)
+	c, err := LoadSpam(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag := c.Agents[0]
+	if ag.TokenFile != filepath.Join(dir, "secrets", "mx1.token") {
+		t.Fatalf("token_file resolved to %q", ag.TokenFile)
+	}
+	if _, err := ag.ReadSecret(); err == nil || !strings.Contains(err.Error(), "mx1.token") || ag.Secret() != "" {
+		t.Fatalf("ReadSecret without the file = %v", err)
+	}
+	os.MkdirAll(filepath.Join(dir, "secrets"), 0o700)
+	os.WriteFile(ag.TokenFile, []byte("tipa_from_file\n"), 0o600)
+	if s, err := ag.ReadSecret(); err != nil || s != "tipa_from_file" || ag.Secret() != s {
+		t.Fatalf("ReadSecret = %q, %v", s, err)
+	}
+
+	lab := Agent{Name: "lab", URL: "https://127.0.0.1:8443", TokenFile: ag.TokenFile, Fingerprint: strings.Repeat("cd", 32), Raw: true, Interval: time.Minute, Enabled: true}
+	for i, want := range []bool{true, false} {
+		if changed, err := SetAgent(p, lab); err != nil || changed != want {
+			t.Fatalf("SetAgent #%d = %t, %v; want %t", i+1, changed, err, want)
+		}
+	}
+	before, _ := os.ReadFile(p)
+	lab.Fingerprint = strings.Repeat("ef", 32) // reinstalled: a new certificate
+	if changed, err := SetAgent(p, lab); err != nil || !changed {
+		t.Fatalf("SetAgent with a new fingerprint = %t, %v", changed, err)
+	}
+	c, err = LoadSpam(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Agents) != 2 || c.Agents[0].Name != "mx1" || c.Agents[1].Name != "lab" || c.Agents[1].Fingerprint != lab.Fingerprint ||
+		c.Agents[1].TokenFile != lab.TokenFile || !c.Agents[1].Raw || c.Agents[1].Interval != time.Minute || c.Agents[1].Secret() != "tipa_from_file" {
+		t.Fatalf("agents after SetAgent: %+v", c.Agents)
+	}
+	after, _ := os.ReadFile(p)
+	if strings.Contains(string(after), "tipa_from_file") || !strings.Contains(string(after), "# my traps") || string(after) == string(before) {
+		t.Fatalf("catalog after SetAgent:\n%s", after)
+	}
+	// An entry SetAgent cannot write leaves the file as it was.
+	if _, err := SetAgent(p, Agent{Name: "lab", URL: "http://127.0.0.1:8443", TokenFile: lab.TokenFile, Fingerprint: lab.Fingerprint}); err == nil {
+		t.Error("SetAgent accepted an agent over http")
+	}
+	if again, _ := os.ReadFile(p); string(again) != string(after) {
+		t.Error("a refused SetAgent changed the file")
 	}
 }
