@@ -208,7 +208,7 @@ type SpamStats struct {
 	Countries []CountRow    `json:"top_sender_countries"`
 	Domains   []CountRow    `json:"top_url_domains"`
 	Campaigns []CampaignRow `json:"top_campaigns"`
-	Origins   []CountRow    `json:"origins"`
+	Origins   []CountRow    `json:"origins"` // archive:<index>, imap:<mailbox>, agent:<name>
 }
 
 // CountRow is a key and how many mails it has.
@@ -257,8 +257,10 @@ func (db *DB) SpamStats(ctx context.Context, top int) (SpamStats, error) {
 		GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`); err != nil {
 		return s, err
 	}
-	if s.Origins, err = counts(`SELECT split_part(origin, ':', 1), count(DISTINCT sha256) FROM spam_sightings
-		GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`); err != nil {
+	// One row per collector: a mailbox or an agent by its name, an archive by its
+	// index (its months together).
+	if s.Origins, err = counts(`SELECT CASE WHEN origin LIKE 'archive:%' THEN regexp_replace(origin, '/[^/]*$', '/') ELSE origin END,
+		count(DISTINCT sha256) FROM spam_sightings GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`); err != nil {
 		return s, err
 	}
 	rows, err := db.Pool.Query(ctx, `SELECT campaign, count(*), count(DISTINCT sender_ip), min(subject),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -111,35 +112,47 @@ func TestSpamStatsAndFacts(t *testing.T) {
 		{"203.0.113.9", "", "phish", "bank.example", 0},
 	} {
 		ts := at.Add(time.Duration(i) * time.Hour)
+		origin := fmt.Sprintf("archive:http://spam.example/archive/2026-0%d.7z", 8+i/2)
+		if i == 3 {
+			origin = "agent:mx1"
+		}
 		batch = append(batch, storage.SpamRecord{SHA256: fmt.Sprintf("%064x", i), Size: 10, ReceivedAt: &ts,
 			SenderIP: netip.MustParseAddr(c.ip), SenderASN: c.asn, SenderCountry: c.country, Campaign: c.campaign,
 			Subject: "s" + c.campaign, URLs: []storage.SpamURL{{URL: "http://" + c.domain + "/", Host: c.domain, Registrable: c.domain}},
-			Facts: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), Origin: "archive:x", Name: fmt.Sprint(i)})
+			Facts: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), Origin: origin, Name: fmt.Sprint(i)})
 	}
 	if _, err := db.RecordSpam(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
-	st, err := db.SpamStats(ctx, 2)
+	// The first mail is seen again, by an IMAP trap.
+	again := batch[0]
+	again.Origin, again.Name = "imap:trap", "1"
+	if _, err := db.RecordSpam(ctx, []storage.SpamRecord{again}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := db.SpamStats(ctx, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Mails != 4 || st.Senders != 3 || !st.First.Equal(at) || !st.Last.Equal(at.Add(3*time.Hour)) {
 		t.Errorf("totals %+v", st)
 	}
-	if len(st.ASNs) != 2 || st.ASNs[0] != (storage.CountRow{Key: "AS64500", Mails: 2}) {
+	if len(st.ASNs) != 3 || st.ASNs[0] != (storage.CountRow{Key: "AS64500", Mails: 2}) {
 		t.Errorf("ASNs %+v", st.ASNs)
 	}
-	if len(st.Countries) != 2 || st.Countries[0] != (storage.CountRow{Key: "RU", Mails: 2}) || st.Countries[1].Key != "CN" {
+	if len(st.Countries) != 3 || st.Countries[0] != (storage.CountRow{Key: "RU", Mails: 2}) || st.Countries[1].Key != "CN" {
 		t.Errorf("countries %+v", st.Countries)
 	}
 	if len(st.Campaigns) != 2 || st.Campaigns[0].Key != "pharma" || st.Campaigns[0].Mails != 3 || st.Campaigns[0].Senders != 2 {
 		t.Errorf("campaigns %+v", st.Campaigns)
 	}
-	if st.Domains[0] != (storage.CountRow{Key: "pills.example", Mails: 2}) || st.Origins[0] != (storage.CountRow{Key: "archive", Mails: 4}) {
+	// Origins by collector: an archive's months together, each mailbox and agent.
+	wantOrigins := []storage.CountRow{{Key: "archive:http://spam.example/archive/", Mails: 3}, {Key: "agent:mx1", Mails: 1}, {Key: "imap:trap", Mails: 1}}
+	if st.Domains[0] != (storage.CountRow{Key: "pills.example", Mails: 2}) || !slices.Equal(st.Origins, wantOrigins) {
 		t.Errorf("domains %+v origins %+v", st.Domains, st.Origins)
 	}
 	facts, seen, err := db.SpamFacts(ctx, fmt.Sprintf("%064x", 2))
-	if err != nil || string(facts) != `{"n": 2}` || len(seen) != 1 || seen[0] != "archive:x 2" {
+	if err != nil || string(facts) != `{"n": 2}` || len(seen) != 1 || seen[0] != "archive:http://spam.example/archive/2026-09.7z 2" {
 		t.Errorf("facts %s %v %v", facts, seen, err)
 	}
 	if _, _, err := db.SpamFacts(ctx, "nope"); !errors.Is(err, storage.ErrNotFound) {
