@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -23,7 +24,7 @@ func agentsCmd(a *app) *cobra.Command {
 	var ag catalog.Agent
 	add := &cobra.Command{
 		Use:   "add",
-		Short: "Add an agent to the spam catalog (its token stays in the environment variable you name)",
+		Short: "Add an agent to the spam catalog (its token stays in the environment variable or the file you name)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fp, err := catalog.Fingerprint(ag.Fingerprint)
@@ -31,11 +32,18 @@ func agentsCmd(a *app) *cobra.Command {
 				return fmt.Errorf("--fingerprint %w", err)
 			}
 			ag.Fingerprint = fp
+			where := "set " + ag.TokenEnv + " in the worker's environment"
+			if ag.TokenFile != "" {
+				if ag.TokenFile, err = filepath.Abs(ag.TokenFile); err != nil {
+					return err
+				}
+				where = "the worker reads the token from " + ag.TokenFile
+			}
 			if err := catalog.AddAgent(a.cfg.Spam.Catalog, ag); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "added agent %s to %s; the spam module syncs it from its next run (set %s in the worker's environment)\n",
-				ag.Name, a.cfg.Spam.Catalog, ag.TokenEnv)
+			fmt.Fprintf(cmd.OutOrStdout(), "added agent %s to %s; the spam module syncs it from its next run (%s)\n",
+				ag.Name, a.cfg.Spam.Catalog, where)
 			return nil
 		},
 	}
@@ -43,12 +51,15 @@ func agentsCmd(a *app) *cobra.Command {
 	f.StringVar(&ag.Name, "name", "", "a short name (lower-case letters, digits, . _ -)")
 	f.StringVar(&ag.URL, "url", "", "the agent's address, https://host:port")
 	f.StringVar(&ag.TokenEnv, "token-env", "", "the environment variable holding the token `tip agent token add` printed")
+	f.StringVar(&ag.TokenFile, "token-file", "", "or a file holding it, readable by the worker (and best by nobody else)")
 	f.StringVar(&ag.Fingerprint, "fingerprint", "", "the agent certificate's SHA-256 fingerprint, as `tip agent init` printed it")
 	f.BoolVar(&ag.Raw, "raw", false, "also pull the raw mails (the token needs scope raw)")
 	f.DurationVar(&ag.Interval, "interval", 5*time.Minute, "least time between two syncs")
-	for _, req := range []string{"name", "url", "token-env", "fingerprint"} {
+	for _, req := range []string{"name", "url", "fingerprint"} {
 		_ = add.MarkFlagRequired(req)
 	}
+	add.MarkFlagsOneRequired("token-env", "token-file")
+	add.MarkFlagsMutuallyExclusive("token-env", "token-file")
 
 	var asJSON bool
 	list := &cobra.Command{

@@ -51,7 +51,7 @@ func devCmd(a *app) *cobra.Command {
 				return err
 			}
 			if withLab {
-				if err := s.StartTip(cmd.Context(), devstack.Lab, self, nil, "lab", "serve", "--state", s.Dir(devstack.Lab)); err != nil {
+				if err := upLab(cmd.Context(), s, self, a.cfg.Spam.Catalog, a.log); err != nil {
 					return err
 				}
 			}
@@ -74,7 +74,7 @@ func devCmd(a *app) *cobra.Command {
 		},
 	}
 	up.Flags().BoolVar(&withWorker, "worker", false, "also run a `tip worker` in the background")
-	up.Flags().BoolVar(&withLab, "lab", false, "also run the lab (`tip lab serve`), the simulated Internet")
+	up.Flags().BoolVar(&withLab, "lab", false, "also run the lab (`tip lab serve`), the simulated Internet, and a spamtrap agent on its agent trap, registered in the spam catalog")
 	down := &cobra.Command{
 		Use:   "down",
 		Short: "Stop the services the local stack started; their data stays",

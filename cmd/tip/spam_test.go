@@ -65,7 +65,7 @@ func TestSpamCommands(t *testing.T) {
 		t.Errorf("spam stats: %d mails (lab %d), campaigns %+v, ASNs %+v, domains %+v", st.Mails, len(sent), st.Campaigns, st.ASNs, st.Domains)
 	}
 	out, err = runTip(t, "spam", "stats", "--top", "3")
-	if err != nil || !strings.HasPrefix(out, strconv.Itoa(len(sent))+" mails from ") || !strings.Contains(out, "CAMPAIGN") || !strings.Contains(out, "archive  "+strconv.Itoa(len(sent))) {
+	if err != nil || !strings.HasPrefix(out, strconv.Itoa(len(sent))+" mails from ") || !strings.Contains(out, "CAMPAIGN") || !strings.Contains(out, "archive:"+srv.URL+"/spam-archive/  "+strconv.Itoa(len(sent))) {
 		t.Errorf("spam stats = %v:\n%s", err, out)
 	}
 
@@ -132,12 +132,19 @@ func TestSpamCommands(t *testing.T) {
 // the test ends.
 func startCollector(t *testing.T, catalog string) config.Config {
 	t.Helper()
-	cfg := testenv.NewBucket(t, testenv.Config(t))
-	cfg.Postgres.DSN = testenv.NewDatabase(t)
-	cfg.Spam.Catalog = filepath.Join(t.TempDir(), "spam.yaml")
-	if err := os.WriteFile(cfg.Spam.Catalog, []byte(catalog), 0o644); err != nil {
+	path := filepath.Join(t.TempDir(), "spam.yaml")
+	if err := os.WriteFile(path, []byte(catalog), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return startCollectorOn(t, path)
+}
+
+// startCollectorOn is startCollector with the spam catalog file at catalogPath.
+func startCollectorOn(t *testing.T, catalogPath string) config.Config {
+	t.Helper()
+	cfg := testenv.NewBucket(t, testenv.Config(t))
+	cfg.Postgres.DSN = testenv.NewDatabase(t)
+	cfg.Spam.Catalog = catalogPath
 	setEnv(t, cfg)
 	t.Setenv("TIP_SPAM_CATALOG", cfg.Spam.Catalog)
 	if err := starter.Setup(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {

@@ -35,6 +35,10 @@ type Stack struct {
 	TemporalUIPort     int // 0: headless
 	TemporalHTTPPort   int
 	TemporalMetricPort int
+	// The lab and its spamtrap agent (`tip dev up --lab`). A lab port of 0 is the
+	// lab's default; the agent's port is fixed when the agent is set up.
+	LabHTTPPort, LabDNSPort, LabIMAPPort int
+	AgentPort                            int
 
 	PGUser, PGPassword, PGDatabase string
 	S3AccessKey, S3SecretKey       string
@@ -65,6 +69,7 @@ func Local(stateDir, toolsDir string) *Stack {
 		TemporalUIPort:     8233,
 		TemporalHTTPPort:   7243,
 		TemporalMetricPort: 7244,
+		AgentPort:          8443,
 		PGUser:             "tip",
 		PGPassword:         "tip",
 		PGDatabase:         "tip",
@@ -78,13 +83,14 @@ func Local(stateDir, toolsDir string) *Stack {
 // Ephemeral returns a stack on free loopback ports under stateDir, headless, for tests.
 func Ephemeral(stateDir, toolsDir string) (*Stack, error) {
 	s := Local(stateDir, toolsDir)
-	ports, err := FreePorts(6)
+	ports, err := FreePorts(10)
 	if err != nil {
 		return nil, err
 	}
 	s.PostgresPort, s.MinIOPort, s.TemporalPort = ports[0], ports[1], ports[2]
 	s.TemporalHTTPPort, s.TemporalMetricPort = ports[3], ports[4]
 	s.TemporalUIPort = ports[5]
+	s.LabHTTPPort, s.LabDNSPort, s.LabIMAPPort, s.AgentPort = ports[6], ports[7], ports[8], ports[9]
 	s.MinIOConsolePort = 0
 	s.movablePorts = true
 	return s, nil
@@ -116,6 +122,7 @@ const (
 	Temporal Service = "temporal"
 	Worker   Service = "worker" // a `tip worker` process, started on request after set-up
 	Lab      Service = "lab"    // `tip lab serve`, the simulated Internet
+	Agent    Service = "agent"  // `tip agent serve` on the lab's agent trap
 )
 
 // All lists the services in start order.
@@ -198,7 +205,7 @@ func (s *Stack) start(ctx context.Context, svc Service) error {
 // Down stops the services this stack started (found by their pid files and data
 // folder), newest first, and keeps their data.
 func (s *Stack) Down(ctx context.Context) error {
-	errs := []error{s.Stop(ctx, Worker), s.Stop(ctx, Lab)}
+	errs := []error{s.Stop(ctx, Worker), s.Stop(ctx, Agent), s.Stop(ctx, Lab)}
 	for i := len(All) - 1; i >= 0; i-- {
 		if err := s.Stop(ctx, All[i]); err != nil {
 			errs = append(errs, err)
@@ -215,12 +222,19 @@ func (s *Stack) Stop(ctx context.Context, svc Service) error {
 	return s.stopProcess(svc)
 }
 
-// StartTip runs a long-lived `tip` subcommand (the worker, the lab) as a managed
-// service: in its own folder, logging to its log file, stopped by Down.
+// StartTip runs a long-lived `tip` subcommand (the worker, the lab, the agent) as
+// a managed service: in its own folder, logging to its log file, stopped by Down.
+// A service that serves on a port of the stack (the agent) is refused by name when
+// another program holds it.
 func (s *Stack) StartTip(ctx context.Context, svc Service, tipBinary string, env []string, args ...string) error {
 	if pid, ok := s.processAlive(svc); ok {
 		s.logf("already running", "service", svc, "pid", pid)
 		return nil
+	}
+	if svc == Agent {
+		if err := checkPortFree(svc, s.Host, s.AgentPort); err != nil {
+			return err
+		}
 	}
 	pid, err := s.spawn(svc, env, tipBinary, args...)
 	if err != nil {
@@ -241,7 +255,7 @@ func (s *Stack) Dir(svc Service) string { return s.dir(svc) }
 // Status reports each service.
 func (s *Stack) Status(ctx context.Context) []Status {
 	out := make([]Status, 0, len(All)+1)
-	for _, svc := range append(All[:len(All):len(All)], Lab, Worker) {
+	for _, svc := range append(All[:len(All):len(All)], Lab, Agent, Worker) {
 		st := Status{Service: svc}
 		switch svc {
 		case Postgres:
@@ -254,6 +268,10 @@ func (s *Stack) Status(ctx context.Context) []Status {
 				st.Detail = "console http://" + net.JoinHostPort(s.Host, strconv.Itoa(s.MinIOConsolePort))
 			}
 		case Worker, Lab:
+			st.PID, st.Running = s.processAlive(svc)
+			st.Detail = "log " + s.logFile(svc)
+		case Agent:
+			st.Address = "https://" + net.JoinHostPort(s.Host, strconv.Itoa(s.AgentPort))
 			st.PID, st.Running = s.processAlive(svc)
 			st.Detail = "log " + s.logFile(svc)
 		case Temporal:
