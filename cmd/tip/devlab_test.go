@@ -26,7 +26,7 @@ import (
 // `tip dev up --lab` does, beside a collector whose spam catalog is the shipped
 // config/spam-lab.yaml (on this test's ports). Up registers the agent with this
 // install's fingerprint and a token kept out of the catalog; a second up changes
-// nothing. Once lab time has passed, the agent publishes the spam of its trap, the
+// nothing; a fresh install is pinned anew. Once lab time has passed, the agent publishes the spam of its trap, the
 // core's spam-collect syncs it, and the spam stats show agent:lab-agent beside the
 // lab's archive and IMAP mailbox; later mail is published and pulled in turn.
 func TestDevUpLabRunsAnAgentTheCoreSyncs(t *testing.T) {
@@ -110,6 +110,30 @@ func TestDevUpLabRunsAnAgentTheCoreSyncs(t *testing.T) {
 	if pid := servicePID(t, s, devstack.Agent); pid != agentPID {
 		t.Fatalf("the second up restarted the agent (pid %d, then %d)", agentPID, pid)
 	}
+	// A fresh install of the agent (as after `tip dev wipe`) has a certificate of its
+	// own: up pins that one instead, with a new token.
+	if err := s.Stop(ctx, devstack.Agent); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(s.Dir(devstack.Agent))
+	os.RemoveAll(filepath.Dir(tokenFile))
+	if err := upLab(ctx, s, tip, catalogPath, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("up after a wipe of the agent: %v", err)
+	}
+	old := fp
+	if fp, err = agent.CertFingerprint(filepath.Join(s.Dir(devstack.Agent), "tls", "cert.pem")); err != nil || fp == old {
+		t.Fatalf("fingerprint of the new install %s (was %s), %v", fp, old, err)
+	}
+	registered, _ = os.ReadFile(catalogPath)
+	if changed := changedLines(onOurPorts, string(registered)); len(changed) != 1 || !strings.Contains(changed[0], "fingerprint: "+fp) {
+		t.Fatalf("up of a new install changed the catalog's lines %q; want only the fingerprint %s", changed, fp)
+	}
+	if again, _ := os.ReadFile(tokenFile); len(again) == 0 || string(again) == string(token) {
+		t.Fatalf("the new install's token: %q", again)
+	} else {
+		token = again
+	}
+
 	if out, err := runTip(t, "agents", "list", "--json"); err != nil || !strings.Contains(out, `"name":"lab-agent"`) ||
 		!strings.Contains(out, `"fingerprint":"`+fp+`"`) || strings.Count(out, "\n") != 1 {
 		t.Fatalf("agents list = %v\n%s", err, out)
