@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -119,6 +120,9 @@ func labSummaryCmd() *cobra.Command {
 			fmt.Fprintf(out, "                dig @127.0.0.1 -p %d %s NS    (double flux)\n", cfg.DNSPort, double)
 			fmt.Fprintf(out, "                dig @127.0.0.1 -p %d %s A     (CDN: many IPs, one provider)\n", cfg.DNSPort, cdn)
 			fmt.Fprintf(out, "  IMAP trap     curl -s --user %s:%s imap://127.0.0.1:%d/INBOX -X 'STATUS INBOX (MESSAGES)'\n", cfg.IMAPUser, cfg.IMAPPassword, cfg.IMAPPort)
+			fmt.Fprintf(out, "  agent trap    ls %s/new | wc -l   (%s's spam, parsed there by a spamtrap agent)\n",
+				lab.AgentMaildir(filepath.Join(envOr("TIP_STATE_DIR", "state"), "lab")), w.AgentTrapMX.Trap)
+			fmt.Fprintf(out, "                bin/tip agents list; bin/tip agents sync %s   (the agent `tip dev up --lab` runs and registers)\n", labAgentName)
 			fmt.Fprintf(out, "  ASN table     curl -s %s/iptoasn/ip2asn-combined.tsv | head\n", url)
 			fmt.Fprintf(out, "  ground truth  bin/tip lab truth | less\n")
 			return nil
