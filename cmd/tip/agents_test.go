@@ -135,3 +135,27 @@ func TestAgentsCommands(t *testing.T) {
 		t.Error("agents sync of an agent the catalog does not name")
 	}
 }
+
+// tip agents add takes the token's variable or its file, one of them.
+func TestAgentsAddTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	cat := filepath.Join(dir, "spam.yaml")
+	if err := os.WriteFile(cat, []byte("traps:\n  - {name: t, mx: [mx.example.org]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TIP_SPAM_CATALOG", cat)
+	add := []string{"agents", "add", "--name", "mx1", "--url", "https://mx1.example.org:8443", "--fingerprint", strings.Repeat("ab", 32)}
+	for _, bad := range [][]string{nil, {"--token-env", "T", "--token-file", "mx1.token"}} {
+		if out, err := runTip(t, append(add, bad...)...); err == nil {
+			t.Errorf("agents add %q passed:\n%s", bad, out)
+		}
+	}
+	out, err := runTip(t, append(add, "--token-file", "mx1.token")...)
+	if err != nil || !strings.Contains(out, "reads the token from "+filepath.Join(dir, "mx1.token")) {
+		t.Fatalf("agents add --token-file = %v\n%s", err, out)
+	}
+	if data, _ := os.ReadFile(cat); !strings.Contains(string(data), "token_file: "+filepath.Join(dir, "mx1.token")) {
+		t.Fatalf("catalog:\n%s", data)
+	}
+}
