@@ -124,6 +124,7 @@ func writeSecret(path, secret string) error {
 		return err
 	}
 	tmp := path + ".tmp"
+	_ = os.Remove(tmp) // a leftover would keep its mode
 	if err := os.WriteFile(tmp, []byte(secret+"\n"), 0o600); err != nil {
 		return err
 	}
