@@ -73,26 +73,27 @@ func DefaultConfig(stateDir string) Config {
 
 // Lab is a running simulated Internet.
 type Lab struct {
-	cfg   Config
-	World *world.World
-	Clock *world.Clock
-	Feeds *feeds.Server
-	Spam  *spam.Generator
-	// AgentSpam is the agent trap's stream; nil without an agent trap.
-	AgentSpam *spam.Generator
-	Archive   *trap.Archive
-	DNS       *dnsd.Server
-	Dovecot   *trap.Dovecot
-	delivery  *trap.Delivery
-	// agentDelivery fills the agent trap's Maildir; nil without an agent trap.
-	agentDelivery *trap.Delivery
-	http          *http.Server
-	httpAddr      string
-	log           *slog.Logger
-	cancel        context.CancelFunc
-	done          chan error
+	cfg      Config
+	World    *world.World
+	Clock    *world.Clock
+	Feeds    *feeds.Server
+	Spam     *spam.Generator
+	Archive  *trap.Archive
+	DNS      *dnsd.Server
+	Dovecot  *trap.Dovecot
+	delivery *trap.Delivery
+	http     *http.Server
+	httpAddr string
+	log      *slog.Logger
+	cancel   context.CancelFunc
+	done     chan error
 	// IMAPError says why the IMAP spamtrap is not running, when it is not.
 	IMAPError error
+
+	// AgentSpam is the agent trap's stream, which agentDelivery puts in its
+	// Maildir; both nil without an agent trap.
+	AgentSpam     *spam.Generator
+	agentDelivery *trap.Delivery
 }
 
 // New builds the lab's parts without starting any server.
@@ -110,21 +111,20 @@ func New(cfg Config, log *slog.Logger) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	var agentGen *spam.Generator
-	if cfg.AgentSpamPerDay > 0 {
-		agentGen = newAgentSpam(w, cfg.AgentSpamPerDay)
+	l := &Lab{
+		cfg:     cfg,
+		World:   w,
+		Clock:   clock,
+		Feeds:   feeds.New(w, clock, feeds.Options{SlowChunkDelay: cfg.SlowChunkDelay}),
+		Spam:    gen,
+		Archive: archive,
+		DNS:     dnsd.New(w, clock, log),
+		log:     log,
 	}
-	return &Lab{
-		cfg:       cfg,
-		World:     w,
-		Clock:     clock,
-		Feeds:     feeds.New(w, clock, feeds.Options{SlowChunkDelay: cfg.SlowChunkDelay}),
-		Spam:      gen,
-		AgentSpam: agentGen,
-		Archive:   archive,
-		DNS:       dnsd.New(w, clock, log),
-		log:       log,
-	}, nil
+	if cfg.AgentSpamPerDay > 0 {
+		l.AgentSpam = newAgentSpam(w, cfg.AgentSpamPerDay)
+	}
+	return l, nil
 }
 
 // newAgentSpam is the spam of the agent's trap: a stream of its own, from the

@@ -12,16 +12,17 @@ import (
 // Truth is what the lab knows at one lab time: what every domain is and answers,
 // which botnets exist, what every feed lists, and the facts of recent spam.
 type Truth struct {
-	Seed   uint64         `json:"seed"`
-	At     time.Time      `json:"at"`
-	LabDay int            `json:"lab_day"`
-	Traps  []world.TrapMX `json:"traps"`
+	Seed     uint64            `json:"seed"`
+	At       time.Time         `json:"at"`
+	LabDay   int               `json:"lab_day"`
+	Traps    []world.TrapMX    `json:"traps"`
+	Networks []NetworkTruth    `json:"networks"`
+	Domains  []DomainTruth     `json:"domains"`
+	Feeds    []feeds.FeedTruth `json:"feeds"`
+	Spam     SpamTruth         `json:"spam"`
+
 	// AgentTrap's mail is only in its Maildir, for a spamtrap agent: Spam leaves it out.
-	AgentTrap world.TrapMX      `json:"agent_trap"`
-	Networks  []NetworkTruth    `json:"networks"`
-	Domains   []DomainTruth     `json:"domains"`
-	Feeds     []feeds.FeedTruth `json:"feeds"`
-	Spam      SpamTruth         `json:"spam"`
+	AgentTrap world.TrapMX `json:"agent_trap"`
 }
 
 // NetworkTruth is one botnet.
