@@ -41,16 +41,19 @@ func (a *Activities) syncAgent(ctx context.Context, ag catalog.Agent, res Ingest
 	if err != nil {
 		return res, err
 	}
-	// The token is read here, from the catalog or its environment variable: it
-	// never travels through a workflow history.
+	// The token is read here, from the catalog, its environment variable or its
+	// file: it never travels through a workflow history.
 	for _, x := range c.Agents {
 		if x.Name == ag.Name {
-			ag.Token, ag.TokenEnv = x.Token, x.TokenEnv
+			ag.Token, ag.TokenEnv, ag.TokenFile = x.Token, x.TokenEnv, x.TokenFile
 		}
 	}
-	token := ag.Secret()
-	if token == "" {
-		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s: no token (set %s in the worker's environment)", ag.Name, ag.TokenEnv), "AgentToken", nil)
+	token, err := ag.ReadSecret()
+	if err == nil && token == "" {
+		err = fmt.Errorf("agent %s: no token in the catalog", ag.Name)
+	}
+	if err != nil {
+		return res, temporal.NewNonRetryableApplicationError(err.Error(), "AgentToken", nil)
 	}
 	client := &agent.Client{URL: ag.URL, Token: token, Fingerprint: ag.Fingerprint}
 	cur, err := a.DB.AgentCursor(ctx, ag.Name)
