@@ -19,6 +19,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 		{"testdata/blacklist-refresh.history.json", BlacklistRefresh},
 		{"testdata/source-refresh.history.json", SourceRefresh},
 		{"testdata/spam-collect.history.json", SpamCollect},
+		// From TestFluxTriageAndMonitorsOnTheLab (TIP_RECORD_HISTORIES=DIR): a
+		// monitor through a worker restart to its stop signal, and a triage run.
+		{"testdata/flux-monitor.history.json", FluxMonitor},
+		{"testdata/flux-triage.history.json", FluxTriage},
 	}
 	for _, c := range cases {
 		r := worker.NewWorkflowReplayer()
