@@ -80,7 +80,7 @@ func (a *Activities) PlanTriage(ctx context.Context, domains []string) (TriagePl
 	var names []string
 	seen := map[string]bool{}
 	for _, d := range domains {
-		d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+		d = NormalizeDomain(d)
 		if !validDomain(d) || seen[d] {
 			continue
 		}
@@ -89,6 +89,12 @@ func (a *Activities) PlanTriage(ctx context.Context, domains []string) (TriagePl
 	}
 	due, err := a.DB.DueForTriage(ctx, names, time.Now().UTC(), a.Flux.CoolDown)
 	return TriagePlan{Due: due, MaxWait: max(a.Flux.Monitor.MinCheck, 5*time.Second)}, err
+}
+
+// NormalizeDomain is a domain name as TIP keys it: lower case, no surrounding
+// space, no trailing dot.
+func NormalizeDomain(d string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
 }
 
 // validDomain accepts a host name of at least two labels: letters, digits and

@@ -30,18 +30,23 @@ const triageBatch = 100
 func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
+	})
+	// Resolving a batch heartbeats: a worker that died is noticed within a minute.
+	rctx := workflow.WithActivityOptions(actx, workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute,
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
 	var domains []string
-	origin := map[string]string{}
+	origin := map[string]string{} // by normalised name, as the plan names them
 	for _, ev := range in.Events {
 		if ev.Kind != EventDomainsDiscovered {
 			continue
 		}
 		for _, d := range ev.Items {
-			if _, ok := origin[d]; !ok {
-				origin[d] = ev.From
+			if _, ok := origin[activities.NormalizeDomain(d)]; !ok {
+				origin[activities.NormalizeDomain(d)] = ev.From
 				domains = append(domains, d)
 			}
 		}
@@ -58,14 +63,14 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 	var problems []string
 	for batch := range slices.Chunk(plan.Due, triageBatch) {
 		var first, second []flux.Observation
-		if err := workflow.ExecuteActivity(actx, a.ResolveDomains, batch).Get(ctx, &first); err != nil {
+		if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &first); err != nil {
 			problems = append(problems, rootCause(err))
 			continue
 		}
 		if err := workflow.Sleep(ctx, flux.ResolveAgainAfter(first, plan.MaxWait)); err != nil {
 			return ModuleResult{}, err
 		}
-		if err := workflow.ExecuteActivity(actx, a.ResolveDomains, batch).Get(ctx, &second); err != nil {
+		if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &second); err != nil {
 			problems = append(problems, rootCause(err))
 			continue
 		}
@@ -260,46 +265,57 @@ func FluxMonitor(ctx workflow.Context, in MonitorInput) (MonitorResult, error) {
 
 // signalChannels are the monitor's signals and how each applies.
 func (m *monitor) signalChannels(ctx workflow.Context) []signal {
-	on := func(name string, apply func(ch workflow.ReceiveChannel)) signal {
-		return signal{workflow.GetSignalChannel(ctx, name), func(ch workflow.ReceiveChannel) bool {
-			apply(ch)
-			return true
-		}}
+	// Each handler takes one pending signal without blocking (false when none is
+	// pending): a payload that does not decode is dropped by the SDK and must not
+	// leave a handler waiting for the next signal of its name.
+	on := func(name string, apply func(ch workflow.ReceiveChannel) bool) signal {
+		return signal{workflow.GetSignalChannel(ctx, name), apply}
 	}
 	return []signal{
-		on(activities.SignalWatch, func(ch workflow.ReceiveChannel) {
+		on(activities.SignalWatch, func(ch workflow.ReceiveChannel) bool {
 			var req activities.WatchRequest
-			ch.Receive(ctx, &req)
-			if m.st.Origin == "" {
+			ok, _ := ch.ReceiveAsyncWithMoreFlag(&req)
+			if ok && m.st.Origin == "" {
 				m.st.Origin = req.Origin
 			}
+			return ok
 		}),
-		on(SignalFluxPause, func(ch workflow.ReceiveChannel) {
-			ch.Receive(ctx, nil)
-			m.st.Paused = true
+		on(SignalFluxPause, func(ch workflow.ReceiveChannel) bool {
+			ok := ch.ReceiveAsync(nil)
+			if ok {
+				m.st.Paused = true
+			}
+			return ok
 		}),
-		on(SignalFluxResume, func(ch workflow.ReceiveChannel) {
-			ch.Receive(ctx, nil)
-			if m.st.Paused {
+		on(SignalFluxResume, func(ch workflow.ReceiveChannel) bool {
+			ok := ch.ReceiveAsync(nil)
+			if ok && m.st.Paused {
 				m.st.Paused, m.st.Next = false, workflow.Now(ctx)
 			}
+			return ok
 		}),
-		on(SignalFluxStop, func(ch workflow.ReceiveChannel) {
+		on(SignalFluxStop, func(ch workflow.ReceiveChannel) bool {
 			var why string
-			ch.Receive(ctx, &why)
-			m.stop = "stopped by hand"
-			if why != "" {
-				m.stop += ": " + why
+			ok := ch.ReceiveAsync(&why)
+			if ok {
+				m.stop = "stopped by hand"
+				if why != "" {
+					m.stop += ": " + why
+				}
 			}
+			return ok
 		}),
-		on(SignalFluxSetInterval, func(ch workflow.ReceiveChannel) {
+		on(SignalFluxSetInterval, func(ch workflow.ReceiveChannel) bool {
 			var d time.Duration
-			ch.Receive(ctx, &d)
+			if !ch.ReceiveAsync(&d) {
+				return false
+			}
 			if d > 0 {
 				d = min(max(d, m.cfg.MinCheck), m.cfg.MaxCheck)
 			}
 			m.st.Interval = max(d, 0)
 			m.st.Next = workflow.Now(ctx).Add(m.interval(m.st.Metrics.MedianTTL()))
+			return true
 		}),
 	}
 }
@@ -323,8 +339,7 @@ func (m *monitor) drain(ctx workflow.Context) {
 	for {
 		got := false
 		for _, s := range m.signals {
-			for s.ch.Len() > 0 {
-				s.receive(s.ch)
+			for s.receive(s.ch) {
 				got = true
 			}
 		}
@@ -348,7 +363,11 @@ func (m *monitor) check(ctx workflow.Context) error {
 	}
 	var o flux.Observation
 	if err := workflow.ExecuteLocalActivity(m.lactx, a.CheckDomain, in).Get(ctx, &o); err != nil {
-		return err
+		// A check that could not run or be recorded (the database away for
+		// minutes) is skipped, not the end of a monitor that runs for months.
+		workflow.GetLogger(ctx).Warn("flux check failed; next at the usual cadence", "domain", m.domain, "err", err)
+		m.st.Next = workflow.Now(ctx).Add(m.interval(m.st.Metrics.MedianTTL()))
+		return nil
 	}
 	if in.State != "" {
 		m.st.Recorded = in.State
@@ -382,8 +401,9 @@ func (m *monitor) check(ctx workflow.Context) error {
 }
 
 // interval is the delay to the next check: the pinned one (set-interval), or the
-// answer's TTL bounded by MinCheck and MaxCheck, doubled for every stableAfter
-// checks without a new address (up to maxStableSlowdown times, and MaxCheck).
+// answer's TTL bounded by MinCheck and MaxCheck, slowed 2, 4 and 8 times
+// (maxStableSlowdown) after 12, 24 and 48 checks without a new address (stableAfter
+// doubling), and never past MaxCheck.
 func (m *monitor) interval(ttl uint32) time.Duration {
 	if m.st.Interval > 0 {
 		return m.st.Interval

@@ -60,7 +60,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 					return err
 				}
 				return withClient(cmd, func(ctx context.Context, c client.Client) error {
-					d := normaliseDomain(args[0])
+					d := activities.NormalizeDomain(args[0])
 					if err := c.SignalWorkflow(ctx, activities.MonitorID(d), "", name, arg); err != nil {
 						return fmt.Errorf("%s %s: %w (is it watched? tip flux list)", name, d, err)
 					}
@@ -80,7 +80,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 			return withClient(cmd, func(ctx context.Context, c client.Client) error {
 				acts := &activities.Activities{Temporal: c, Flux: worker.FluxConfig(a.cfg)}
 				for _, arg := range args {
-					d := normaliseDomain(arg)
+					d := activities.NormalizeDomain(arg)
 					if err := acts.StartMonitor(ctx, d, activities.WatchRequest{Origin: "cli"}); err != nil {
 						return err
 					}
@@ -126,7 +126,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 		Short: "A domain's verdict, monitor and timeline of IPs, ASNs, TTL and score",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d := normaliseDomain(args[0])
+			d := activities.NormalizeDomain(args[0])
 			return withDB(cmd, func(ctx context.Context, db *storage.DB) error {
 				row, err := db.FluxDomainRow(ctx, d)
 				if err != nil {
@@ -229,7 +229,7 @@ func probeCmd(a *app) *cobra.Command {
 			}
 			var domains []string
 			for _, arg := range args {
-				domains = append(domains, normaliseDomain(arg))
+				domains = append(domains, activities.NormalizeDomain(arg))
 			}
 			first, err := acts.ResolveDomains(ctx, domains)
 			if err != nil {
@@ -295,10 +295,6 @@ func probeAllowlist(cfg config.Flux) (*flux.Allowlist, error) {
 	}
 	defer f.Close()
 	return flux.ParseAllowlist(f)
-}
-
-func normaliseDomain(s string) string {
-	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".")
 }
 
 func writeJSON(w io.Writer, v any) error {
