@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/feeds"
 	"github.com/tip-project/tip/flux"
 	"github.com/tip-project/tip/storage"
 )
@@ -73,15 +73,16 @@ type TriagePlan struct {
 	MaxWait time.Duration `json:"max_wait"`
 }
 
-// PlanTriage normalises the domains other modules reported (lower case, no
-// trailing dot, each once; what is not a domain name is dropped) and keeps those
-// due for triage: never triaged, or benign and seen again after the cool-down.
+// PlanTriage normalises the domains other modules reported (NormalizeDomain;
+// what is not a domain to triage is dropped, each name counts once) and keeps
+// those due for triage: never triaged, or benign and seen again after the
+// cool-down.
 func (a *Activities) PlanTriage(ctx context.Context, domains []string) (TriagePlan, error) {
 	var names []string
 	seen := map[string]bool{}
 	for _, d := range domains {
-		d = NormalizeDomain(d)
-		if !validDomain(d) || seen[d] {
+		d, ok := NormalizeDomain(d)
+		if !ok || seen[d] {
 			continue
 		}
 		seen[d] = true
@@ -91,30 +92,12 @@ func (a *Activities) PlanTriage(ctx context.Context, domains []string) (TriagePl
 	return TriagePlan{Due: due, MaxWait: max(a.Flux.Monitor.MinCheck, 5*time.Second)}, err
 }
 
-// NormalizeDomain is a domain name as TIP keys it: lower case, no surrounding
-// space, no trailing dot.
-func NormalizeDomain(d string) string {
-	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
-}
-
-// validDomain accepts a host name of at least two labels: letters, digits and
-// hyphens (and underscores, common in spam hosts), labels of 1 to 63 bytes.
-func validDomain(d string) bool {
-	if len(d) > 253 || !strings.Contains(d, ".") {
-		return false
-	}
-	for l := range strings.SplitSeq(d, ".") {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for _, c := range []byte(l) {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	_, err := netip.ParseAddr(d) // an address is not a domain
-	return err != nil
+// NormalizeDomain is a reported name as TIP keys domains everywhere (feeds.Normalize:
+// lower case, IDNA, no trailing dot), and whether it is a domain to triage: not an
+// address, a single label, a public suffix or no host name at all.
+func NormalizeDomain(raw string) (string, bool) {
+	ind, drop, err := feeds.Normalize(feeds.Domain, strings.TrimSpace(raw))
+	return ind.Value, err == nil && drop == ""
 }
 
 // ResolveDomains resolves each domain once, a few at a time, and annotates the

@@ -45,8 +45,9 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 			continue
 		}
 		for _, d := range ev.Items {
-			if _, ok := origin[activities.NormalizeDomain(d)]; !ok {
-				origin[activities.NormalizeDomain(d)] = ev.From
+			name, _ := activities.NormalizeDomain(d)
+			if _, ok := origin[name]; !ok {
+				origin[name] = ev.From
 				domains = append(domains, d)
 			}
 		}

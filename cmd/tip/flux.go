@@ -60,7 +60,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 					return err
 				}
 				return withClient(cmd, func(ctx context.Context, c client.Client) error {
-					d := activities.NormalizeDomain(args[0])
+					d, _ := activities.NormalizeDomain(args[0])
 					if err := c.SignalWorkflow(ctx, activities.MonitorID(d), "", name, arg); err != nil {
 						return fmt.Errorf("%s %s: %w (is it watched? tip flux list)", name, d, err)
 					}
@@ -80,7 +80,10 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 			return withClient(cmd, func(ctx context.Context, c client.Client) error {
 				acts := &activities.Activities{Temporal: c, Flux: worker.FluxConfig(a.cfg)}
 				for _, arg := range args {
-					d := activities.NormalizeDomain(arg)
+					d, ok := activities.NormalizeDomain(arg)
+					if !ok {
+						return fmt.Errorf("%q is not a domain to watch", arg)
+					}
 					if err := acts.StartMonitor(ctx, d, activities.WatchRequest{Origin: "cli"}); err != nil {
 						return err
 					}
@@ -126,7 +129,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 		Short: "A domain's verdict, monitor and timeline of IPs, ASNs, TTL and score",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d := activities.NormalizeDomain(args[0])
+			d, _ := activities.NormalizeDomain(args[0])
 			return withDB(cmd, func(ctx context.Context, db *storage.DB) error {
 				row, err := db.FluxDomainRow(ctx, d)
 				if err != nil {
@@ -229,7 +232,11 @@ func probeCmd(a *app) *cobra.Command {
 			}
 			var domains []string
 			for _, arg := range args {
-				domains = append(domains, activities.NormalizeDomain(arg))
+				d, ok := activities.NormalizeDomain(arg)
+				if !ok {
+					return fmt.Errorf("%q is not a domain to probe", arg)
+				}
+				domains = append(domains, d)
 			}
 			first, err := acts.ResolveDomains(ctx, domains)
 			if err != nil {
