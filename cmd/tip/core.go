@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -24,21 +23,13 @@ func coreCmd(a *app) *cobra.Command {
 spam ingest, agent sync, flux triage) as a child workflow on its interval, a fixed
 delay after the previous run ended, and routes events between modules.`,
 	}
-	withClient := func(cmd *cobra.Command, fn func(ctx context.Context, c client.Client) error) error {
-		c, err := starter.Dial(cmd.Context(), a.cfg.Temporal, a.log, client.Options{})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		return fn(cmd.Context(), c)
-	}
 	signal := func(name, short string) *cobra.Command {
 		return &cobra.Command{
 			Use:   name + " MODULE",
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return withClient(cmd, func(ctx context.Context, c client.Client) error {
+				return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
 					if err := starter.SignalCore(ctx, c, name, workflows.ModuleSignal{Module: args[0]}); err != nil {
 						return err
 					}
@@ -54,15 +45,13 @@ delay after the previous run ended, and routes events between modules.`,
 		Short: "Print Core's timetable: each module's next run, interval, running child and last result",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withClient(cmd, func(ctx context.Context, c client.Client) error {
+			return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
 				st, err := starter.CoreStatus(ctx, c)
 				if err != nil {
 					return err
 				}
 				if asJSON {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					return enc.Encode(st)
+					return writeJSON(cmd.OutOrStdout(), st)
 				}
 				printCoreStatus(cmd.OutOrStdout(), st)
 				return nil
@@ -76,7 +65,7 @@ delay after the previous run ended, and routes events between modules.`,
 			Short: "Start Core on the task queue unless it already runs; a running Core gets this version's module list",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return withClient(cmd, func(ctx context.Context, c client.Client) error {
+				return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
 					mods := workflows.DefaultModules(a.cfg)
 					runID, started, err := starter.StartCore(ctx, c, a.cfg.Temporal.TaskQueue, workflows.CoreInput{Modules: mods})
 					if err != nil {
@@ -109,7 +98,7 @@ delay after the previous run ended, and routes events between modules.`,
 				if err != nil || d <= 0 {
 					return fmt.Errorf("interval %q: want a positive duration such as 30m or 6h", args[1])
 				}
-				return withClient(cmd, func(ctx context.Context, c client.Client) error {
+				return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
 					if err := starter.SignalCore(ctx, c, workflows.SignalSetInterval, workflows.ModuleSignal{Module: args[0], Interval: d}); err != nil {
 						return err
 					}

@@ -46,6 +46,14 @@ func feedsFormatsCmd() *cobra.Command {
 	return cmd
 }
 
+// writeJSON writes one indented JSON document, the --json form of commands that
+// print one thing.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 // jsonLines writes one JSON object a line, the --json form of listing commands.
 func jsonLines[T any](w io.Writer, items []T) error {
 	enc := json.NewEncoder(w)

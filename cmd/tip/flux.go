@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +17,6 @@ import (
 	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/flux"
 	"github.com/tip-project/tip/internal/config"
-	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/worker"
 	"github.com/tip-project/tip/workflows"
@@ -32,14 +30,6 @@ func fluxCmd(a *app) *cobra.Command {
 re-resolves it for weeks or months. Domains from spam are triaged by the core's
 flux-triage module and the fluxy ones watched; domains sharing addresses form
 networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
-	}
-	withClient := func(cmd *cobra.Command, fn func(ctx context.Context, c client.Client) error) error {
-		c, err := starter.Dial(cmd.Context(), a.cfg.Temporal, a.log, client.Options{})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		return fn(cmd.Context(), c)
 	}
 	withDB := func(cmd *cobra.Command, fn func(ctx context.Context, db *storage.DB) error) error {
 		db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
@@ -59,7 +49,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 				if err != nil {
 					return err
 				}
-				return withClient(cmd, func(ctx context.Context, c client.Client) error {
+				return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
 					d, _ := activities.NormalizeDomain(args[0])
 					if err := c.SignalWorkflow(ctx, activities.MonitorID(d), "", name, arg); err != nil {
 						return fmt.Errorf("%s %s: %w (is it watched? tip flux list)", name, d, err)
@@ -77,7 +67,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 		Short: "Start a monitor for each domain (or signal the one already running)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withClient(cmd, func(ctx context.Context, c client.Client) error {
+			return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
 				acts := &activities.Activities{Temporal: c, Flux: worker.FluxConfig(a.cfg)}
 				for _, arg := range args {
 					d, ok := activities.NormalizeDomain(arg)
@@ -111,7 +101,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 					return err
 				}
 				if listJSON {
-					return writeJSON(cmd.OutOrStdout(), rows)
+					return jsonLines(cmd.OutOrStdout(), rows)
 				}
 				printFluxList(cmd.OutOrStdout(), rows)
 				return nil
@@ -120,7 +110,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 	}
 	list.Flags().StringVar(&state, "state", "", "only monitors in this state: watching, stable, paused, stopped")
 	list.Flags().BoolVar(&all, "all", false, "every domain triaged, watched or not")
-	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
+	list.Flags().BoolVar(&listJSON, "json", false, "print one JSON object a line")
 
 	var showJSON bool
 	var showLast int
@@ -166,7 +156,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 					return err
 				}
 				if netJSON {
-					return writeJSON(cmd.OutOrStdout(), nets)
+					return jsonLines(cmd.OutOrStdout(), nets)
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "NETWORK\tDOMAINS\tIPS\tASNS\tMEMBERS")
@@ -177,7 +167,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 			})
 		},
 	}
-	networks.Flags().BoolVar(&netJSON, "json", false, "print JSON")
+	networks.Flags().BoolVar(&netJSON, "json", false, "print one JSON object a line")
 
 	cmd.AddCommand(watch, list, show, networks, probeCmd(a),
 		signal(workflows.SignalFluxStop, "stop DOMAIN [REASON]", "End a domain's monitor (with its final summary)", func(args []string) (any, error) {
@@ -220,9 +210,8 @@ func probeCmd(a *app) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			acts := &activities.Activities{Resolver: res, Flux: worker.FluxConfig(a.cfg)}
-			acts.Flux.ASNTable = cfg.ASNTable
-			asns, err := acts.ASNTable(ctx, cfg.ASNTable)
-			if err != nil {
+			// ResolveDomains annotates the addresses with their ASNs when the table loads.
+			if _, err := acts.ASNTable(ctx, cfg.ASNTable); err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: no ASN table (%v): ASN counts are 0\n", err)
 				acts.Flux.ASNTable = ""
 			}
@@ -259,11 +248,7 @@ func probeCmd(a *app) *cobra.Command {
 			}
 			var out []probe
 			for i := range domains {
-				var lookup flux.ASLookup
-				if asns != nil {
-					lookup = asns
-				}
-				as := flux.Triage(first[i], second[i], lookup, allow)
+				as := flux.Triage(first[i], second[i], nil, allow) // annotated when resolved
 				out = append(out, probe{as, [2]flux.Observation{first[i], second[i]}})
 			}
 			if asJSON {
@@ -302,12 +287,6 @@ func probeAllowlist(cfg config.Flux) (*flux.Allowlist, error) {
 	}
 	defer f.Close()
 	return flux.ParseAllowlist(f)
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 func printFluxList(w io.Writer, rows []storage.FluxDomain) {

@@ -80,9 +80,7 @@ Without --at it asks the running lab for its current time.`,
 				}
 				t, seed, perDay = st.Now, st.Seed, st.SpamPerDay
 			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(lab.TruthAt(seed, perDay, t, time.Duration(spamHours)*time.Hour))
+			return writeJSON(cmd.OutOrStdout(), lab.TruthAt(seed, perDay, t, time.Duration(spamHours)*time.Hour))
 		},
 	}
 	tf := truth.Flags()

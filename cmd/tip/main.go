@@ -14,9 +14,11 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/starter"
 )
 
 // version is set at build time: -ldflags "-X main.version=...".
@@ -27,6 +29,16 @@ type app struct {
 	configPath string
 	cfg        config.Config
 	log        *slog.Logger
+}
+
+// withTemporal runs fn with a client of the configured Temporal, closed after.
+func (a *app) withTemporal(cmd *cobra.Command, fn func(ctx context.Context, c client.Client) error) error {
+	c, err := starter.Dial(cmd.Context(), a.cfg.Temporal, a.log, client.Options{})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(cmd.Context(), c)
 }
 
 func main() {

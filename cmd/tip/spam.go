@@ -119,9 +119,7 @@ func spamShowCmd(a *app) *cobra.Command {
 				return err
 			}
 			doc := map[string]any{"facts": json.RawMessage(pretty.Bytes()), "seen": seen}
-			enc := json.NewEncoder(out)
-			enc.SetIndent("", "  ")
-			return enc.Encode(doc)
+			return writeJSON(out, doc)
 		},
 	}
 	cmd.Flags().BoolVar(&raw, "raw", false, "print the raw mail (RFC 822) as stored in S3; verified against its SHA-256")
