@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,8 +19,6 @@ import (
 	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/internal/config"
 	"github.com/tip-project/tip/internal/testenv"
-	"github.com/tip-project/tip/ipasn"
-	"github.com/tip-project/tip/lab/dnsd"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
@@ -70,17 +65,12 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 		}
 	}
 
-	dnsAddr := serveLabDNS(t, w, clock)
-	asn := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
-		ipasn.Write(rw, w.ASNTable())
-	}))
-	defer asn.Close()
 
 	cfg := testenv.Config(t)
 	cfg.Postgres.DSN = testenv.NewDatabase(t)
 	cfg = testenv.NewBucket(t, cfg)
-	cfg.Flux.Resolvers = dnsAddr
-	cfg.Flux.ASNTable = asn.URL + "/ip2asn-combined.tsv"
+	cfg.Flux.Resolvers = testenv.LabDNS(t, w, clock)
+	cfg.Flux.ASNTable = testenv.LabASNTable(t, w)
 	cfg.Flux.MinCheck, cfg.Flux.MaxCheck = time.Second, 3*time.Second
 	cfg.Flux.NXDomainFor = 3 * time.Second
 	cfg.Flux.Lifetime = time.Hour
@@ -254,27 +244,6 @@ func recordHistory(t *testing.T, c client.Client, id, name string) {
 	if err := os.WriteFile(filepath.Join(dir, name+".history.json"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// serveLabDNS serves the lab world's zones on a free loopback port, UDP and TCP.
-func serveLabDNS(t *testing.T, w *world.World, clock *world.Clock) string {
-	t.Helper()
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp, err := net.Listen("tcp", udp.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := dnsd.New(w, clock, slog.New(slog.DiscardHandler))
-	go srv.Serve(udp, tcp)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return udp.LocalAddr().String()
 }
 
 // runWorker runs a TIP worker in this process until the returned function stops it.

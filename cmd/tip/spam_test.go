@@ -130,21 +130,25 @@ func TestSpamCommands(t *testing.T) {
 // startCollector writes a spam catalog, points the tip commands at a fresh
 // database and bucket of the test stack, sets them up and runs a worker until
 // the test ends.
-func startCollector(t *testing.T, catalog string) config.Config {
+func startCollector(t *testing.T, catalog string, edits ...func(*config.Config)) config.Config {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "spam.yaml")
 	if err := os.WriteFile(path, []byte(catalog), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return startCollectorOn(t, path)
+	return startCollectorOn(t, path, edits...)
 }
 
-// startCollectorOn is startCollector with the spam catalog file at catalogPath.
-func startCollectorOn(t *testing.T, catalogPath string) config.Config {
+// startCollectorOn is startCollector with the spam catalog file at catalogPath;
+// edits change the worker's configuration before it starts.
+func startCollectorOn(t *testing.T, catalogPath string, edits ...func(*config.Config)) config.Config {
 	t.Helper()
 	cfg := testenv.NewBucket(t, testenv.Config(t))
 	cfg.Postgres.DSN = testenv.NewDatabase(t)
 	cfg.Spam.Catalog = catalogPath
+	for _, edit := range edits {
+		edit(&cfg)
+	}
 	setEnv(t, cfg)
 	t.Setenv("TIP_SPAM_CATALOG", cfg.Spam.Catalog)
 	if err := starter.Setup(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {

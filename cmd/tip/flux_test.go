@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tip-project/tip/flux"
+	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/internal/testenv"
+	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/storage"
+)
+
+// tip flux on the lab's DNS: probe judges without the stack; watch starts a
+// monitor that show, list, pause, set-interval and stop then see and steer.
+func TestFluxCommands(t *testing.T) {
+	w := world.NewWorld(1)
+	clock := world.NewClock(world.DefaultStart.Add(12*time.Hour), 60) // a 300 s TTL passes in 5 s
+	fluxy := w.DomainsOf(world.SingleFlux)[5].Name
+	cdn := w.DomainsOf(world.CDNDomain)[0].Name
+	dns, asns := testenv.LabDNS(t, w, clock), testenv.LabASNTable(t, w)
+	t.Setenv("TIP_FLUX_RESOLVERS", dns)
+	t.Setenv("TIP_FLUX_ASN_TABLE", asns)
+	t.Setenv("TIP_FLUX_MIN_CHECK", "1s")
+	t.Setenv("TIP_FLUX_MAX_CHECK", "2s")
+
+	// probe needs no stack.
+	t.Chdir(t.TempDir())
+	out, err := runTip(t, "flux", "probe", fluxy, strings.ToUpper(cdn)+".", "--max-wait", "6s", "--json")
+	if err != nil {
+		t.Fatalf("probe: %v\n%s", err, out)
+	}
+	var probes []flux.Assessment
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "["):]), &probes); err != nil {
+		t.Fatalf("probe --json: %v\n%s", err, out)
+	}
+	if len(probes) != 2 || !probes[0].Verdict.Fluxy() || probes[1].Domain != cdn || probes[1].Verdict.Fluxy() {
+		t.Fatalf("probe: %+v", probes)
+	}
+	if _, err := runTip(t, "flux", "probe", "203.0.113.7"); err == nil || !strings.Contains(err.Error(), "not a domain") {
+		t.Errorf("probe of an address: %v", err)
+	}
+
+	// The worker the monitor runs on resolves through the lab too.
+	startCollector(t, "traps: []\n", func(c *config.Config) {
+		c.Flux.Resolvers, c.Flux.ASNTable, c.Flux.MinCheck, c.Flux.MaxCheck = dns, asns, time.Second, 2*time.Second
+	})
+	if out, err := runTip(t, "flux", "watch", fluxy); err != nil || !strings.Contains(out, "watching "+fluxy) {
+		t.Fatalf("watch: %v\n%s", err, out)
+	}
+	var shown struct {
+		storage.FluxDomain
+		Timeline []timelinePoint `json:"timeline"`
+	}
+	waitFor(t, time.Minute, "two checks shown", func() (bool, string) {
+		out, err := runTip(t, "flux", "show", fluxy, "--json")
+		return err == nil && json.Unmarshal([]byte(out), &shown) == nil && len(shown.Timeline) >= 2, out
+	})
+	if shown.Monitor != storage.MonitorWatching || shown.Timeline[len(shown.Timeline)-1].IPs < 2 {
+		t.Errorf("show: monitor %q, timeline %+v", shown.Monitor, shown.Timeline)
+	}
+	if out, err := runTip(t, "flux", "show", fluxy); err != nil || !strings.Contains(out, "IPs (cumulative)") {
+		t.Errorf("show draws no timeline: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{{"pause", fluxy}, {"set-interval", fluxy, "2s"}, {"resume", fluxy}, {"stop", fluxy, "enough"}} {
+		if out, err := runTip(t, append([]string{"flux"}, args...)...); err != nil || !strings.Contains(out, "sent "+args[0]) {
+			t.Fatalf("flux %v: %v\n%s", args, err, out)
+		}
+	}
+	if _, err := runTip(t, "flux", "set-interval", fluxy, "soon"); err == nil {
+		t.Error("set-interval took a duration that is none")
+	}
+	waitFor(t, time.Minute, "the monitor stopped", func() (bool, string) {
+		out, err := runTip(t, "flux", "list", "--state", "stopped", "--json")
+		if err != nil {
+			return false, err.Error()
+		}
+		sc := bufio.NewScanner(strings.NewReader(out))
+		for sc.Scan() {
+			var r storage.FluxDomain
+			if json.Unmarshal(sc.Bytes(), &r) == nil && r.Domain == fluxy && r.Summary != nil && r.Summary.IPs >= 2 {
+				return true, ""
+			}
+		}
+		return false, out
+	})
+	if out, err := runTip(t, "flux", "list"); err != nil || !strings.Contains(out, fluxy) || !strings.Contains(out, "stopped") {
+		t.Errorf("list: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,48 @@
+package testenv
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/tip-project/tip/ipasn"
+	"github.com/tip-project/tip/lab/dnsd"
+	"github.com/tip-project/tip/lab/world"
+)
+
+// LabDNS serves the lab world's zones on a free loopback port, UDP and TCP, until
+// the test ends, and returns its address.
+func LabDNS(t testing.TB, w *world.World, clock *world.Clock) string {
+	t.Helper()
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := net.Listen("tcp", udp.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := dnsd.New(w, clock, slog.New(slog.DiscardHandler))
+	go srv.Serve(udp, tcp)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return udp.LocalAddr().String()
+}
+
+// LabASNTable serves the lab world's iptoasn table on loopback until the test
+// ends and returns its URL.
+func LabASNTable(t testing.TB, w *world.World) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		ipasn.Write(rw, w.ASNTable())
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/ip2asn-combined.tsv"
+}
