@@ -65,7 +65,6 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 		}
 	}
 
-
 	cfg := testenv.Config(t)
 	cfg.Postgres.DSN = testenv.NewDatabase(t)
 	cfg = testenv.NewBucket(t, cfg)
