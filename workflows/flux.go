@@ -195,7 +195,8 @@ type monitor struct {
 	domain  string
 	cfg     activities.MonitorConfig
 	st      MonitorState
-	stop    string // why the monitor ends; "" while it runs
+	stop    string       // why the monitor ends; "" while it runs
+	sum     flux.Summary // of the metrics as they stand: set at start, after each check
 	lactx   workflow.Context
 	actx    workflow.Context
 	signals []signal
@@ -237,6 +238,7 @@ func FluxMonitor(ctx workflow.Context, in MonitorInput) (MonitorResult, error) {
 		}
 		m.st.Recorded = storage.MonitorWatching
 	}
+	m.sum = m.st.Metrics.Summary(workflow.Now(ctx))
 	m.publish(ctx)
 	checks := 0
 	for {
@@ -373,12 +375,12 @@ func (m *monitor) check(ctx workflow.Context) error {
 	if in.State != "" {
 		m.st.Recorded = in.State
 	}
-	before := m.st.Metrics.Summary(o.At).IPs
+	before := m.sum.IPs
 	m.st.Metrics.Add(o)
 	m.st.Checks++
 	now := workflow.Now(ctx)
-	sum := m.st.Metrics.Summary(now)
-	if o.Answered() && sum.IPs == before {
+	m.sum = m.st.Metrics.Summary(now)
+	if o.Answered() && m.sum.IPs == before {
 		m.st.Stable++
 	} else if o.Answered() {
 		m.st.Stable = 0
@@ -419,7 +421,7 @@ func (m *monitor) interval(ttl uint32) time.Duration {
 // publish sets the search attributes the Web UI and `temporal workflow list
 // --query` find monitors by.
 func (m *monitor) publish(ctx workflow.Context) {
-	sum := m.st.Metrics.Summary(workflow.Now(ctx))
+	sum := m.sum
 	state := m.st.State
 	if m.st.Paused {
 		state = storage.MonitorPaused
