@@ -251,8 +251,8 @@ type NetworksResult struct {
 	Listed   LoadResult `json:"listed"`
 }
 
-// UpdateFluxNetworks groups the flux domains into networks by the addresses
-// they share and lists every address seen in a flux network under
+// UpdateFluxNetworks groups the flux domains into networks by the flux agents
+// they share and lists every flux agent (storage.FluxAgentsSQL) under
 // FluxAgentsSource, merged like a feed's load and recorded as a run under runKey.
 func (a *Activities) UpdateFluxNetworks(ctx context.Context, runKey string) (NetworksResult, error) {
 	nets, err := a.DB.UpdateFluxNetworks(ctx)
@@ -268,9 +268,7 @@ func (a *Activities) UpdateFluxNetworks(ctx context.Context, runKey string) (Net
 	}
 	src := catalog.Source{Name: FluxAgentsSource, URL: "tip://flux", Format: "tip-flux", Type: "ip", Prior: 0.7, Enabled: true}
 	res.Listed, err = a.refreshOwnSource(ctx, src, runKey, `INSERT INTO staging
-		SELECT DISTINCT CASE WHEN family(i.ip) = 4 THEN 'ipv4' ELSE 'ipv6' END, host(i.ip), ''
-		  FROM flux_ips i JOIN flux_domains d USING (domain)
-		 WHERE d.verdict IN ('flux', 'double-flux') AND d.network IS NOT NULL`)
+		SELECT CASE WHEN family(ip::inet) = 4 THEN 'ipv4' ELSE 'ipv6' END, ip, '' FROM (`+storage.FluxAgentsSQL+`) a(ip)`)
 	return res, err
 }
 

@@ -78,9 +78,14 @@ func (db *DB) DueForTriage(ctx context.Context, domains []string, now time.Time,
 	if err != nil {
 		return nil, fmt.Errorf("due for triage: %w", err)
 	}
+	taken := make(map[string]bool, len(domains))
+	for _, d := range skip {
+		taken[d] = true
+	}
 	var due []string
 	for _, d := range domains {
-		if !slices.Contains(skip, d) && !slices.Contains(due, d) {
+		if !taken[d] {
+			taken[d] = true
 			due = append(due, d)
 		}
 	}
@@ -305,16 +310,26 @@ type FluxNetwork struct {
 	ASNs    int      `json:"asns"`
 }
 
+// fluxAgentsSQL selects the flux agents (domain, ip, asn): the addresses seen
+// behind the domains judged flux or monitored, their name servers' addresses too
+// when those rotate (double flux). A single-flux domain's name servers are
+// ordinary hosting, often shared by unrelated zones: neither bots nor a link
+// between botnets.
+const fluxAgentsSQL = `
+	SELECT d.domain, i.ip, i.asn FROM flux_domains d JOIN flux_ips i USING (domain)
+	 WHERE (d.verdict IN ('flux', 'double-flux') OR d.monitor IS NOT NULL)
+	   AND (i.role = 'a' OR d.verdict = 'double-flux' OR coalesce((d.summary->>'double_flux')::boolean, false))`
+
+// FluxAgentsSQL selects every flux agent's address once, as the text form of an
+// inet (for TIP's own blacklist source).
+const FluxAgentsSQL = `SELECT DISTINCT host(ip) FROM (` + fluxAgentsSQL + `) a`
+
 // UpdateFluxNetworks groups the domains judged flux (or monitored) into networks:
-// two domains are in one network when an address was seen behind both (as an A,
-// AAAA or name server address), transitively. Each domain's network is recorded
-// (a domain sharing nothing is a network of its own) and the networks returned,
-// largest first.
+// two domains are in one network when a flux agent (fluxAgentsSQL) was seen
+// behind both, transitively. Each domain's network is recorded (a domain sharing
+// nothing is a network of its own) and the networks returned, largest first.
 func (db *DB) UpdateFluxNetworks(ctx context.Context) ([]FluxNetwork, error) {
-	rows, err := db.Pool.Query(ctx, `
-		SELECT d.domain, i.ip, i.asn FROM flux_domains d JOIN flux_ips i USING (domain)
-		 WHERE d.verdict IN ('flux', 'double-flux') OR d.monitor IS NOT NULL
-		 ORDER BY d.domain`)
+	rows, err := db.Pool.Query(ctx, fluxAgentsSQL+` ORDER BY d.domain`)
 	if err != nil {
 		return nil, fmt.Errorf("flux networks: %w", err)
 	}
@@ -412,11 +427,12 @@ func (db *DB) UpdateFluxNetworks(ctx context.Context) ([]FluxNetwork, error) {
 // largest first.
 func (db *DB) FluxNetworks(ctx context.Context) ([]FluxNetwork, error) {
 	rows, err := db.Pool.Query(ctx, `
-		SELECT d.network, array_agg(DISTINCT d.domain ORDER BY d.domain), count(DISTINCT i.ip), count(DISTINCT nullif(i.asn, 0))
-		  FROM flux_domains d LEFT JOIN flux_ips i USING (domain)
+		WITH agents AS (`+fluxAgentsSQL+`)
+		SELECT d.network, array_agg(DISTINCT d.domain ORDER BY d.domain), count(DISTINCT a.ip), count(DISTINCT nullif(a.asn, 0))
+		  FROM flux_domains d LEFT JOIN agents a USING (domain)
 		 WHERE d.network IS NOT NULL
 		 GROUP BY d.network
-		 ORDER BY count(DISTINCT d.domain) DESC, count(DISTINCT i.ip) DESC, d.network`)
+		 ORDER BY count(DISTINCT d.domain) DESC, count(DISTINCT a.ip) DESC, d.network`)
 	if err != nil {
 		return nil, fmt.Errorf("flux networks: %w", err)
 	}
