@@ -21,16 +21,24 @@ type asnCache struct {
 }
 
 type asnEntry struct {
-	table  *ipasn.Table
+	table  *ipasn.Table // nil until one loaded
 	etag   string
-	loaded time.Time
+	loaded time.Time // when the table held was fetched or found unchanged
+	failed time.Time // when a fetch last failed
+	err    error     // why
 }
+
+// asnRetry is how long after a failed fetch the next is tried: the checks of
+// thousands of monitors ask for the table, and a server that is down must not get
+// (nor hold them up with) a request each.
+const asnRetry = time.Minute
 
 var asnTables = &asnCache{tables: map[string]*asnEntry{}}
 
 // ASNTable returns the ASN table at url, loading it once per worker and day
 // (conditionally, with the ETag of the copy held). A table that cannot be
-// refreshed keeps serving the copy held; with none, the error is returned.
+// refreshed keeps serving the copy held; with none, the error is returned. After
+// a failure the table is not asked for again for asnRetry.
 func (a *Activities) ASNTable(ctx context.Context, url string) (*ipasn.Table, error) {
 	if url == "" {
 		return nil, nil
@@ -38,42 +46,61 @@ func (a *Activities) ASNTable(ctx context.Context, url string) (*ipasn.Table, er
 	asnTables.mu.Lock()
 	defer asnTables.mu.Unlock()
 	e := asnTables.tables[url]
-	if e != nil && time.Since(e.loaded) < asnTableTTL {
-		return e.table, nil
+	if e == nil {
+		e = &asnEntry{}
+		asnTables.tables[url] = e
 	}
+	switch {
+	case e.table != nil && time.Since(e.loaded) < asnTableTTL:
+		return e.table, nil
+	case time.Since(e.failed) < asnRetry:
+		if e.table != nil {
+			return e.table, nil
+		}
+		return nil, e.err
+	}
+	t, etag, err := a.fetchASNTable(ctx, url, e)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil { // a cancelled caller says nothing about the server
+			e.failed, e.err = time.Now(), err
+		}
+		if e.table != nil {
+			return e.table, nil
+		}
+		return nil, err
+	case t != nil:
+		e.table, e.etag = t, etag
+	}
+	e.loaded = time.Now()
+	return e.table, nil
+}
+
+// fetchASNTable asks for the table at url, conditionally when e holds one; a nil
+// table without error means unchanged.
+func (a *Activities) fetchASNTable(ctx context.Context, url string, e *asnEntry) (*ipasn.Table, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, fmt.Errorf("asn table: %w", err)
+		return nil, "", fmt.Errorf("asn table: %w", err)
 	}
 	req.Header.Set("User-Agent", userAgent)
-	if e != nil && e.etag != "" {
+	if e.table != nil && e.etag != "" {
 		req.Header.Set("If-None-Match", e.etag)
 	}
 	resp, err := a.httpClient().Do(req)
 	if err != nil {
-		if e != nil {
-			return e.table, nil
-		}
-		return nil, fmt.Errorf("asn table %s: %w", url, err)
+		return nil, "", fmt.Errorf("asn table %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	switch {
-	case resp.StatusCode == http.StatusNotModified && e != nil:
-		e.loaded = time.Now()
-		return e.table, nil
+	case resp.StatusCode == http.StatusNotModified && e.table != nil:
+		return nil, "", nil
 	case resp.StatusCode != http.StatusOK:
-		if e != nil {
-			return e.table, nil
-		}
-		return nil, fmt.Errorf("asn table %s answers %s", url, resp.Status)
+		return nil, "", fmt.Errorf("asn table %s answers %s", url, resp.Status)
 	}
 	t, _, err := ipasn.Load(resp.Body)
 	if err != nil {
-		if e != nil {
-			return e.table, nil
-		}
-		return nil, fmt.Errorf("asn table %s: %w", url, err)
+		return nil, "", fmt.Errorf("asn table %s: %w", url, err)
 	}
-	asnTables.tables[url] = &asnEntry{table: t, etag: resp.Header.Get("ETag"), loaded: time.Now()}
-	return t, nil
+	return t, resp.Header.Get("ETag"), nil
 }
