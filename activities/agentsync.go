@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -147,18 +146,11 @@ func (a *Activities) loadAgentBatch(ctx context.Context, ag catalog.Agent, clien
 		}
 		return err
 	}
-	if ag.Raw && slices.ContainsFunc(b.Mails, func(m agent.Mail) bool { return m.Raw }) {
-		// The batch's raw mails come in one request, in batch order: the mails
-		// not kept raw are recorded between them, so the order is the batch's.
-		next := 0
-		err = client.RawMails(ctx, b, func(m *agent.Mail, r io.Reader) error {
-			for ; &b.Mails[next] != m; next++ {
-				if err := add(&b.Mails[next], nil); err != nil {
-					return err
-				}
-			}
-			next++
-			raw, err := io.ReadAll(r) // checked against the mail's SHA-256 at its end
+	if ag.Raw {
+		// The batch's raw mails come in one request, each checked against its
+		// SHA-256 before it is recorded.
+		err := client.RawMails(ctx, b, func(m *agent.Mail, r io.Reader) error {
+			raw, err := io.ReadAll(r)
 			if err != nil {
 				return err
 			}
@@ -167,11 +159,12 @@ func (a *Activities) loadAgentBatch(ctx context.Context, ag catalog.Agent, clien
 		if err != nil {
 			return 0, err
 		}
-		b.Mails = b.Mails[next:]
 	}
 	for i := range b.Mails {
-		if err := add(&b.Mails[i], nil); err != nil {
-			return 0, err
+		if !ag.Raw || !b.Mails[i].Raw { // the others have no raw copy to record
+			if err := add(&b.Mails[i], nil); err != nil {
+				return 0, err
+			}
 		}
 	}
 	return n, rec.flush(ctx)

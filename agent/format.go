@@ -104,20 +104,17 @@ func PackName(version uint64) string { return fmt.Sprintf("%020d.raw", version) 
 var packNameRE = regexp.MustCompile(`^([0-9]{20})\.raw$`)
 
 // ParsePackName is the version of a raw pack's file name, or false.
-func ParsePackName(name string) (uint64, bool) {
-	m := packNameRE.FindStringSubmatch(name)
-	if m == nil {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(m[1], 10, 64)
-	return v, err == nil && v > 0
-}
+func ParsePackName(name string) (uint64, bool) { return versionOf(packNameRE, name) }
 
 var batchNameRE = regexp.MustCompile(`^([0-9]{20})\.jsonl\.gz$`)
 
 // ParseBatchName is the version of a batch file name, or false.
-func ParseBatchName(name string) (uint64, bool) {
-	m := batchNameRE.FindStringSubmatch(name)
+func ParseBatchName(name string) (uint64, bool) { return versionOf(batchNameRE, name) }
+
+// versionOf is the version a file name matching re carries (its one group of 20
+// digits), or false.
+func versionOf(re *regexp.Regexp, name string) (uint64, bool) {
+	m := re.FindStringSubmatch(name)
 	if m == nil {
 		return 0, false
 	}
