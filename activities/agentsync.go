@@ -135,7 +135,6 @@ func (a *Activities) loadAgentBatch(ctx context.Context, ag catalog.Agent, clien
 	if err != nil {
 		return 0, temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s batch %d: %v", ag.Name, it.Version, err), "AgentBadBatch", nil)
 	}
-	n := len(b.Mails)
 	if b.Header.Agent != agentID {
 		return 0, temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s batch %d names agent %q, the agent says it is %q", ag.Name, it.Version, b.Header.Agent, agentID), "AgentBadBatch", nil)
 	}
@@ -167,7 +166,7 @@ func (a *Activities) loadAgentBatch(ctx context.Context, ag catalog.Agent, clien
 			}
 		}
 	}
-	return n, rec.flush(ctx)
+	return len(b.Mails), rec.flush(ctx)
 }
 
 // agentError marks what retrying cannot fix as such: a refused token, a pinned
