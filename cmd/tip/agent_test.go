@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tip-project/tip/agent"
+	"github.com/tip-project/tip/internal/testenv"
 )
 
 // TestAgentCommands drives tip agent init, fingerprint, token add/list/revoke
@@ -23,12 +23,7 @@ import (
 func TestAgentCommands(t *testing.T) {
 	t.Chdir(t.TempDir())
 	dir := filepath.Join(t.TempDir(), "agent")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testenv.FreeAddr(t)
 
 	out, err := runTip(t, "agent", "init", "--dir", dir, "--id", "mx1.test", "--listen", addr, "--maildir", dir+"/Maildir:spam", "--host", "mail.test")
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tip-project/tip/agent"
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
@@ -30,12 +30,7 @@ func TestAgentsCommands(t *testing.T) {
 
 	// The agent: init, trust rules, a token of scope raw, and the lab's spam.
 	dir := filepath.Join(t.TempDir(), "agent")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testenv.FreeAddr(t)
 	maildir := filepath.Join(dir, "Maildir")
 	out, err := runTip(t, "agent", "init", "--dir", dir, "--id", "mx-lab", "--listen", addr, "--maildir", maildir+":spam")
 	fp := regexp.MustCompile(`fingerprint \(SHA-256\): ([0-9a-f]{64})`).FindStringSubmatch(out)

@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/ipasn"
 	"github.com/tip-project/tip/lab/dnsd"
 	"github.com/tip-project/tip/lab/world"
@@ -45,4 +47,15 @@ func LabASNTable(t testing.TB, w *world.World) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL + "/ip2asn-combined.tsv"
+}
+
+// FreeAddr is a loopback host:port that was free a moment ago, for a server a
+// test starts as a process of its own.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ports, err := devstack.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 }

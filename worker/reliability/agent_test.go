@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -46,12 +45,7 @@ type labAgent struct {
 func startAgent(t *testing.T, tip string, site *tiplab.SpamSite) *labAgent {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "agent")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testenv.FreeAddr(t)
 	a := &labAgent{url: "https://" + addr, maildir: filepath.Join(dir, "Maildir")}
 	out := runTip(t, tip, nil, "agent", "init", "--dir", dir, "--id", "mx-"+strings.ToLower(t.Name()), "--listen", addr, "--maildir", a.maildir+":spam")
 	fp := regexp.MustCompile(`fingerprint \(SHA-256\): ([0-9a-f]{64})`).FindStringSubmatch(out)
