@@ -192,14 +192,17 @@ type MonitorResult struct {
 
 // monitor is one FluxMonitor run's working state.
 type monitor struct {
-	domain  string
-	cfg     activities.MonitorConfig
-	st      MonitorState
-	stop    string       // why the monitor ends; "" while it runs
-	sum     flux.Summary // of the metrics as they stand: set at start, after each check
-	lactx   workflow.Context
-	actx    workflow.Context
-	signals []signal
+	domain string
+	cfg    activities.MonitorConfig
+	st     MonitorState
+	stop   string       // why the monitor ends; "" while it runs
+	sum    flux.Summary // of the metrics as they stand: set at start, after each check
+	// pauseKept: this run records pauses and ends paused monitors with their
+	// lifetime (workflow version flux-pause-kept).
+	pauseKept bool
+	lactx     workflow.Context
+	actx      workflow.Context
+	signals   []signal
 }
 
 // FluxMonitor watches one domain (workflow ID flux/<domain>) for weeks or months:
@@ -246,6 +249,14 @@ func FluxMonitor(ctx workflow.Context, in MonitorInput) (MonitorResult, error) {
 			return m.finish(ctx)
 		}
 		now := workflow.Now(ctx)
+		if m.st.Paused {
+			if err := m.paused(ctx, now); err != nil {
+				return MonitorResult{}, err
+			}
+			if m.stop != "" {
+				continue
+			}
+		}
 		if !m.st.Paused && !now.Before(m.st.Next) {
 			if err := m.check(ctx); err != nil {
 				return MonitorResult{}, err
@@ -323,13 +334,39 @@ func (m *monitor) signalChannels(ctx workflow.Context) []signal {
 	}
 }
 
+// paused keeps a pause: recorded in the monitor's row and its FluxState once,
+// and the monitor ended when its lifetime is over (no check would notice). Runs
+// started before this kept neither, and replay as they ran.
+func (m *monitor) paused(ctx workflow.Context, now time.Time) error {
+	if workflow.GetVersion(ctx, "flux-pause-kept", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	m.pauseKept = true
+	if m.cfg.Lifetime > 0 && !now.Before(m.st.Started.Add(m.cfg.Lifetime)) {
+		m.stop = fmt.Sprintf("lifetime of %s over", m.cfg.Lifetime)
+		return nil
+	}
+	if m.st.Recorded == storage.MonitorPaused {
+		return nil
+	}
+	if err := workflow.ExecuteActivity(m.actx, a.SetMonitorState, m.domain, storage.MonitorPaused, &m.sum).Get(ctx, nil); err != nil {
+		return err
+	}
+	m.st.Recorded = storage.MonitorPaused
+	m.publish(ctx)
+	return nil
+}
+
 // wait sleeps until the next check is due or a signal arrives.
 func (m *monitor) wait(ctx workflow.Context, now time.Time) {
 	sel := workflow.NewSelector(ctx)
 	tctx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
-	if !m.st.Paused {
+	switch {
+	case !m.st.Paused:
 		sel.AddFuture(workflow.NewTimer(tctx, m.st.Next.Sub(now)), func(workflow.Future) {})
+	case m.pauseKept && m.cfg.Lifetime > 0: // a paused monitor still ends with its lifetime
+		sel.AddFuture(workflow.NewTimer(tctx, m.st.Started.Add(m.cfg.Lifetime).Sub(now)), func(workflow.Future) {})
 	}
 	for _, s := range m.signals {
 		sel.AddReceive(s.ch, func(ch workflow.ReceiveChannel, _ bool) { s.receive(ch) })
