@@ -30,7 +30,9 @@ type FluxConfig struct {
 	ASNTable  string        // iptoasn.com table URL
 	Allowlist string        // optional CDN allowlist file (flux.ParseAllowlist)
 	CoolDown  time.Duration // a benign domain is triaged again only when seen after this long
-	Monitor   MonitorConfig
+	// TriageWait bounds the wait between a triage's two resolutions.
+	TriageWait time.Duration
+	Monitor    MonitorConfig
 }
 
 // MonitorConfig bounds a flux monitor: its cadence and when it ends itself.
@@ -89,7 +91,7 @@ func (a *Activities) PlanTriage(ctx context.Context, domains []string) (TriagePl
 		names = append(names, d)
 	}
 	due, err := a.DB.DueForTriage(ctx, names, time.Now().UTC(), a.Flux.CoolDown)
-	return TriagePlan{Due: due, MaxWait: max(a.Flux.Monitor.MinCheck, 5*time.Second)}, err
+	return TriagePlan{Due: due, MaxWait: a.Flux.TriageWait}, err
 }
 
 // NormalizeDomain is a reported name as TIP keys domains everywhere (feeds.Normalize:

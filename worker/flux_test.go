@@ -72,6 +72,7 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 	cfg.Flux.ASNTable = testenv.LabASNTable(t, w)
 	cfg.Flux.MinCheck, cfg.Flux.MaxCheck = time.Second, 3*time.Second
 	cfg.Flux.NXDomainFor = 3 * time.Second
+	cfg.Flux.TriageWait = 5 * time.Second // 600 lab seconds, past every lab TTL
 	cfg.Flux.Lifetime = time.Hour
 	stopWorker := runWorker(t, cfg)
 

@@ -145,7 +145,7 @@ func NewResolver(cfg config.Flux, log *slog.Logger) (*resolver.Resolver, error) 
 // run on the worker's task queue.
 func FluxConfig(cfg config.Config) activities.FluxConfig {
 	f := cfg.Flux
-	return activities.FluxConfig{ASNTable: f.ASNTable, Allowlist: f.Allowlist, CoolDown: f.CoolDown,
+	return activities.FluxConfig{ASNTable: f.ASNTable, Allowlist: f.Allowlist, CoolDown: f.CoolDown, TriageWait: f.TriageWait,
 		Monitor: activities.MonitorConfig{MinCheck: f.MinCheck, MaxCheck: f.MaxCheck, Lifetime: f.Lifetime,
 			NXDomainFor: f.NXDomainFor, TaskQueue: cfg.Temporal.TaskQueue}}
 }

@@ -231,6 +231,9 @@ func probeCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if maxWait == 0 {
+				maxWait = cfg.TriageWait
+			}
 			wait := flux.ResolveAgainAfter(first, maxWait)
 			fmt.Fprintf(cmd.ErrOrStderr(), "resolving again in %s, past the answers' TTLs…\n", wait)
 			select {
@@ -270,7 +273,7 @@ func probeCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&resolvers, "resolver", "", "recursive resolver(s) to ask, host:port, comma-separated (default: flux.resolvers of the configuration)")
-	cmd.Flags().DurationVar(&maxWait, "max-wait", 5*time.Minute, "wait at most this long for the first answers' TTLs before resolving again")
+	cmd.Flags().DurationVar(&maxWait, "max-wait", 0, "wait at most this long for the first answers' TTLs before resolving again (default flux.triage_wait)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

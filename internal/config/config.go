@@ -56,6 +56,9 @@ type Flux struct {
 	Allowlist string `yaml:"allowlist" env:"TIP_FLUX_ALLOWLIST"`
 	// Interval is the delay from the end of one triage run to the next.
 	Interval time.Duration `yaml:"interval" env:"TIP_FLUX_INTERVAL"`
+	// TriageWait bounds how long triage's second resolution waits for the first
+	// answers' TTLs to pass: past a TTL a caching resolver answers anew.
+	TriageWait time.Duration `yaml:"triage_wait" env:"TIP_FLUX_TRIAGE_WAIT"`
 	// CoolDown: a benign domain is triaged again only when seen after this long.
 	CoolDown time.Duration `yaml:"cooldown" env:"TIP_FLUX_COOLDOWN"`
 	// MinCheck and MaxCheck bound a monitor's cadence (its TTLs set it between).
@@ -136,7 +139,8 @@ func Default() Config {
 		Spam:       Spam{Catalog: "config/spam-lab.yaml", Interval: time.Minute},
 		// The lab's authoritative server answers for every lab zone.
 		Flux: Flux{Resolvers: "127.0.0.1:5354", QPS: 200, ASNTable: "http://127.0.0.1:8480/iptoasn/ip2asn-combined.tsv.gz",
-			Interval: time.Minute, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
+			// The lab's TTLs pass at the lab clock's speed: 10 s is past any of them.
+			Interval: time.Minute, TriageWait: 10 * time.Second, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
 			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour},
 		Log: Log{Level: "info", Format: "text"},
 	}
@@ -209,6 +213,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: flux.interval %s is shorter than 10s", c.Flux.Interval)
 	case c.Flux.MinCheck < time.Second || c.Flux.MaxCheck < c.Flux.MinCheck:
 		return fmt.Errorf("config: flux.min_check %s and max_check %s: want 1s <= min_check <= max_check", c.Flux.MinCheck, c.Flux.MaxCheck)
+	case c.Flux.TriageWait < time.Second:
+		return fmt.Errorf("config: flux.triage_wait %s is shorter than a second", c.Flux.TriageWait)
 	case c.Flux.QPS <= 0:
 		return fmt.Errorf("config: flux.qps %v: want more than 0", c.Flux.QPS)
 	case c.Flux.Lifetime <= 0 || c.Flux.NXDomainFor <= 0:
