@@ -229,18 +229,24 @@ type FluxDomain struct {
 	Monitor      string          `json:"monitor,omitempty"`
 	MonitorSince *time.Time      `json:"monitor_since,omitempty"`
 	MonitorEnded *time.Time      `json:"monitor_ended,omitempty"`
-	Summary      *flux.Summary   `json:"summary,omitempty"`
+	Summary      *flux.Summary   `json:"summary,omitempty"` // the monitor's, as last recorded (every few checks)
 	Network      string          `json:"network,omitempty"`
+	// IPs and ASNs count the A and AAAA addresses recorded behind the domain so
+	// far, and their origin ASes: current after every check.
+	IPs  int `json:"ips"`
+	ASNs int `json:"asns"`
 }
 
 const fluxDomainColumns = `domain, verdict, score, reason, features, origin, triaged_at, triages, seen_at,
-	coalesce(monitor, ''), monitor_since, monitor_ended, summary, coalesce(network, '')`
+	coalesce(monitor, ''), monitor_since, monitor_ended, summary, coalesce(network, ''),
+	(SELECT count(*) FROM flux_ips i WHERE i.domain = flux_domains.domain AND i.role = 'a'),
+	(SELECT count(DISTINCT nullif(i.asn, 0)) FROM flux_ips i WHERE i.domain = flux_domains.domain AND i.role = 'a')`
 
 func scanFluxDomain(row pgx.Row) (FluxDomain, error) {
 	var d FluxDomain
 	var sum []byte
 	err := row.Scan(&d.Domain, &d.Verdict, &d.Score, &d.Reason, &d.Features, &d.Origin, &d.TriagedAt, &d.Triages, &d.SeenAt,
-		&d.Monitor, &d.MonitorSince, &d.MonitorEnded, &sum, &d.Network)
+		&d.Monitor, &d.MonitorSince, &d.MonitorEnded, &sum, &d.Network, &d.IPs, &d.ASNs)
 	if err == nil && sum != nil {
 		d.Summary = &flux.Summary{}
 		err = json.Unmarshal(sum, d.Summary)

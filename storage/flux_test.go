@@ -112,7 +112,7 @@ func TestRecordFluxChecksIsIdempotentAndGroupsNetworks(t *testing.T) {
 	if !first.Equal(t0) || !last.Equal(t0.Add(5*time.Minute)) {
 		t.Errorf("198.51.100.2 behind a.example: first %s, last %s", first, last)
 	}
-	if r, _ := db.FluxDomainRow(ctx, "a.example"); r.Monitor != storage.MonitorStable || r.Summary == nil || r.Summary.IPs != 3 {
+	if r, _ := db.FluxDomainRow(ctx, "a.example"); r.Monitor != storage.MonitorStable || r.Summary == nil || r.Summary.IPs != 3 || r.IPs != 3 || r.ASNs != 1 {
 		t.Errorf("a.example's row after a check with its state: %+v", r)
 	}
 	if got, err := db.FluxObservations(ctx, "a.example", 1); err != nil || len(got) != 1 || !got[0].At.Equal(t0.Add(5*time.Minute)) {

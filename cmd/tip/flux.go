@@ -296,15 +296,15 @@ func printFluxList(w io.Writer, rows []storage.FluxDomain) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DOMAIN\tMONITOR\tVERDICT\tSCORE\tIPS\tASNS\tNS\tSINCE\tNETWORK")
 	for _, r := range rows {
-		ips, asns, ns := "-", "-", "-"
-		if r.Summary != nil {
-			ips, asns, ns = fmt.Sprint(r.Summary.IPs), fmt.Sprint(r.Summary.ASNs), fmt.Sprint(r.Summary.NSNames)
+		ns := "-"
+		if r.Summary != nil && r.Summary.Observations > 0 {
+			ns = fmt.Sprint(r.Summary.NSNames)
 		}
 		since := r.TriagedAt
 		if r.MonitorSince != nil {
 			since = *r.MonitorSince
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\n", r.Domain, firstNonEmpty(r.Monitor, "-"), r.Verdict, r.Score, ips, asns, ns,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%d\t%d\t%s\t%s\t%s\n", r.Domain, firstNonEmpty(r.Monitor, "-"), r.Verdict, r.Score, r.IPs, r.ASNs, ns,
 			since.UTC().Format("2006-01-02 15:04"), firstNonEmpty(r.Network, "-"))
 	}
 	tw.Flush()
