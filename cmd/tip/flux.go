@@ -129,7 +129,10 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 				if err != nil {
 					return err
 				}
-				tl := fluxTimeline(obs)
+				tl, sum := fluxTimeline(obs)
+				if row.Summary == nil || row.Summary.Observations < sum.Observations {
+					row.Summary = &sum // the monitor records its own every few checks: the replay is newer
+				}
 				if showJSON {
 					return writeJSON(cmd.OutOrStdout(), struct {
 						storage.FluxDomain
@@ -322,17 +325,19 @@ type timelinePoint struct {
 	Score  float64     `json:"score"`  // Holz score of this answer and the one before
 }
 
-// fluxTimeline replays the observations through the monitor's own metrics.
-func fluxTimeline(obs []flux.Observation) []timelinePoint {
+// fluxTimeline replays the observations through the monitor's own metrics and
+// returns a point per observation and the summary after the last.
+func fluxTimeline(obs []flux.Observation) ([]timelinePoint, flux.Summary) {
 	var m flux.Metrics
+	var s flux.Summary
 	out := make([]timelinePoint, 0, len(obs))
 	for _, o := range obs {
 		m.Add(o)
-		s := m.Summary(o.At)
+		s = m.Summary(o.At)
 		ttl, _ := o.MinTTL()
 		out = append(out, timelinePoint{At: o.At, Status: o.Status, Answer: len(o.A) + len(o.AAAA), IPs: s.IPs, ASNs: s.ASNs, NS: s.NSNames, TTL: ttl, Score: s.Score})
 	}
-	return out
+	return out, s
 }
 
 func printFluxShow(w io.Writer, r storage.FluxDomain, tl []timelinePoint) {

@@ -59,8 +59,9 @@ func TestFluxCommands(t *testing.T) {
 		out, err := runTip(t, "flux", "show", fluxy, "--json")
 		return err == nil && json.Unmarshal([]byte(out), &shown) == nil && len(shown.Timeline) >= 2, out
 	})
-	if shown.Monitor != storage.MonitorWatching || shown.Timeline[len(shown.Timeline)-1].IPs < 2 {
-		t.Errorf("show: monitor %q, timeline %+v", shown.Monitor, shown.Timeline)
+	if shown.Monitor != storage.MonitorWatching || shown.Timeline[len(shown.Timeline)-1].IPs < 2 ||
+		shown.Summary == nil || shown.Summary.Observations < len(shown.Timeline) {
+		t.Errorf("show: monitor %q, summary %+v, timeline %+v", shown.Monitor, shown.Summary, shown.Timeline)
 	}
 	if out, err := runTip(t, "flux", "show", fluxy); err != nil || !strings.Contains(out, "IPs (cumulative)") {
 		t.Errorf("show draws no timeline: %v\n%s", err, out)
