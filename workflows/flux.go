@@ -200,6 +200,11 @@ type monitor struct {
 	// pauseKept: this run records pauses and ends paused monitors with their
 	// lifetime (workflow version flux-pause-kept).
 	pauseKept bool
+	// published is what the search attributes hold, and sincePublished the checks
+	// since they were set (workflow version flux-publish-changes).
+	published      published
+	sincePublished int
+	publishVersion workflow.Version // -2 until asked
 	lactx     workflow.Context
 	actx      workflow.Context
 	signals   []signal
@@ -214,7 +219,7 @@ type monitor struct {
 // Lifetime. It continues as new when the server suggests it (or every
 // maxChecksPerRun checks), after draining the signals received.
 func FluxMonitor(ctx workflow.Context, in MonitorInput) (MonitorResult, error) {
-	m := &monitor{domain: in.Domain, cfg: in.Config}
+	m := &monitor{domain: in.Domain, cfg: in.Config, publishVersion: -2}
 	if in.State != nil {
 		m.st = *in.State
 	} else {
@@ -455,16 +460,36 @@ func (m *monitor) interval(ttl uint32) time.Duration {
 	return min(d, m.cfg.MaxCheck)
 }
 
+// published is what a monitor's search attributes say.
+type published struct {
+	state string
+	score float64
+	ips   int64
+}
+
 // publish sets the search attributes the Web UI and `temporal workflow list
-// --query` find monitors by.
+// --query` find monitors by. A state change is published at once; the score and
+// the address count, which a flux domain changes at almost every check, with
+// every summaryEvery-th check: an upsert is a history event and a visibility
+// write on the server, and thousands of monitors each upserting at every check
+// cost the server more than their checks. Runs started before version
+// flux-publish-changes upserted at every check, and replay as they ran.
 func (m *monitor) publish(ctx workflow.Context) {
-	sum := m.sum
-	state := m.st.State
+	p := published{state: m.st.State, score: m.sum.Score, ips: int64(m.sum.IPs)}
 	if m.st.Paused {
-		state = storage.MonitorPaused
+		p.state = storage.MonitorPaused
 	}
+	if m.publishVersion == -2 {
+		m.publishVersion = workflow.GetVersion(ctx, "flux-publish-changes", workflow.DefaultVersion, 1)
+	}
+	m.sincePublished++
+	if m.publishVersion != workflow.DefaultVersion && m.sincePublished > 1 &&
+		(p == m.published || p.state == m.published.state && m.sincePublished <= summaryEvery) {
+		return
+	}
+	m.published, m.sincePublished = p, 1
 	_ = workflow.UpsertTypedSearchAttributes(ctx, Module.ValueSet("flux"), Domain.ValueSet(m.domain),
-		FluxState.ValueSet(state), FluxScore.ValueSet(sum.Score), FluxIPs.ValueSet(int64(sum.IPs)))
+		FluxState.ValueSet(p.state), FluxScore.ValueSet(p.score), FluxIPs.ValueSet(p.ips))
 }
 
 // status is the answer to the state query.

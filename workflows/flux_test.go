@@ -108,6 +108,7 @@ type monitorRun struct {
 	times  []time.Time             // and when each ran
 	states []stateCall
 	fluxSA []string // the FluxState search attribute, as upserted
+	ipsSA  []int64  // the FluxIPs search attribute, as upserted
 	// duringCheck, when set, runs inside the n-th check of the run (from 1),
 	// while the workflow waits for its local activity.
 	duringCheck func(n int)
@@ -160,10 +161,13 @@ func newMonitorRun(t *testing.T, start time.Time, dns answerFunc) *monitorRun {
 		})
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		sa := args.Get(0).(temporal.SearchAttributes)
+		r.mu.Lock()
+		defer r.mu.Unlock()
 		if v, ok := sa.GetKeyword(FluxState); ok {
-			r.mu.Lock()
 			r.fluxSA = append(r.fluxSA, v)
-			r.mu.Unlock()
+		}
+		if v, ok := sa.GetInt64(FluxIPs); ok {
+			r.ipsSA = append(r.ipsSA, v)
 		}
 	}).Return()
 	return r
@@ -1113,6 +1117,30 @@ func TestFluxMonitorPublishesAndRecordsPause(t *testing.T) {
 	}
 	if !slices.Contains(recorded, storage.MonitorPaused) {
 		t.Errorf("states recorded %v: never %s", recorded, storage.MonitorPaused)
+	}
+}
+
+func TestFluxMonitorPublishesChangesNotEveryCheck(t *testing.T) {
+	// Once a cost: every check upserted the search attributes, a history event and
+	// a visibility write per check for thousands of monitors.
+	r := newMonitorRun(t, t0, rotating(300))
+	r.runFor(monitorInput(monitorConfig), 10*time.Hour)
+	checks := len(r.checkTimes())
+	r.mu.Lock()
+	ips := slices.Clone(r.ipsSA)
+	r.mu.Unlock()
+	// Once at the start, every summaryEvery checks after, and once at the end
+	// (FluxState only); the state went watching and never stable.
+	if max := 1 + checks/summaryEvery + 1; len(ips) > max || len(ips) < checks/summaryEvery {
+		t.Errorf("%d checks upserted FluxIPs %d times, want about one per %d checks", checks, len(ips), summaryEvery)
+	}
+	// The addresses keep growing (five new ones per check): what was published
+	// is never more than summaryEvery checks behind.
+	if last := ips[len(ips)-1]; last < int64(5*(checks-summaryEvery)) {
+		t.Errorf("FluxIPs last published %d after %d checks of 5 new addresses each", last, checks)
+	}
+	if !slices.IsSorted(ips) {
+		t.Errorf("FluxIPs went %v", ips)
 	}
 }
 
