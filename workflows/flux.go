@@ -205,9 +205,9 @@ type monitor struct {
 	published      published
 	sincePublished int
 	publishVersion workflow.Version // -2 until asked
-	lactx     workflow.Context
-	actx      workflow.Context
-	signals   []signal
+	lactx          workflow.Context
+	actx           workflow.Context
+	signals        []signal
 }
 
 // FluxMonitor watches one domain (workflow ID flux/<domain>) for weeks or months:
