@@ -1,11 +1,13 @@
 package flux
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -57,6 +59,78 @@ func TestSketchAccuracy(t *testing.T) {
 	var m Sketch
 	if !m.Add(netip.MustParseAddr("1.2.3.4"), 64) || m.Add(netip.MustParseAddr("::ffff:1.2.3.4"), 64) || !m.Add(netip.MustParseAddr("2a00::1"), 64) {
 		t.Errorf("families: %+v", m)
+	}
+}
+
+// A sparse sketch sets the same bits as the bitmap did, so every count and every
+// JSON a workflow carried is the same: checked against a plain bitmap filter
+// (the sketch before sparse ones), across the switch to the bitmap and through
+// JSON round trips (continue-as-new) on the way.
+func TestSketchSparseIsTheBitmapsTwin(t *testing.T) {
+	for _, bits := range []int{IPSketchBits, NSAddrSketchBits, 64} {
+		var s Sketch
+		ref := make([]byte, bits/8)
+		refCount, refOnes := 0, 0
+		for i := 1; i <= 3000; i++ {
+			a := netip.AddrFrom4([4]byte{byte(1 + i%200), byte(i >> 8), byte(i), byte(i * 7)})
+			if i%3 == 0 {
+				a = netip.AddrFrom4([4]byte{byte(1 + (i/2)%200), byte((i / 2) >> 8), byte(i / 2), byte(i / 2 * 7)}) // seen before
+			}
+			b := a.As16()
+			h1, h2 := keyHash(b[:])
+			refNew := false
+			for k := uint64(0); k < sketchHashes; k++ {
+				bit := (h1 + k*h2) % uint64(bits)
+				if ref[bit/8]&(1<<(bit%8)) == 0 {
+					ref[bit/8] |= 1 << (bit % 8)
+					refOnes++
+					refNew = true
+				}
+			}
+			if refNew {
+				refCount++
+			}
+			if got := s.Add(a, bits); got != refNew {
+				t.Fatalf("%d bits, add %d (%s): new %v, the bitmap says %v", bits, i, a, got, refNew)
+			}
+			if s.Count != refCount || s.Ones != refOnes || !bytes.Equal(s.bitmap(), ref) || !s.Has(a) {
+				t.Fatalf("%d bits, after %d adds: count %d ones %d, the bitmap's %d and %d", bits, i, s.Count, s.Ones, refCount, refOnes)
+			}
+			if i%97 == 0 { // through JSON, as across continue-as-new
+				data, err := json.Marshal(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, _ := json.Marshal(struct {
+					Bits  []byte `json:"bits,omitempty"`
+					Count int    `json:"count,omitempty"`
+					Ones  int    `json:"ones,omitempty"`
+				}{ref, refCount, refOnes})
+				if !bytes.Equal(data, want) {
+					t.Fatalf("%d bits, after %d adds: JSON %.80s…, want the bitmap's %.80s…", bits, i, data, want)
+				}
+				var back Sketch
+				if err := json.Unmarshal(data, &back); err != nil {
+					t.Fatal(err)
+				}
+				s = back
+			}
+		}
+		if s.Bits == nil || len(s.Bits) != bits/8 {
+			t.Errorf("%d bits: still sparse after 3,000 addresses (%d positions)", bits, len(s.pos))
+		}
+	}
+	// Few addresses stay small: 20 addresses, 80 positions, not 4 KiB.
+	var s Sketch
+	for i := range 20 {
+		s.Add(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), IPSketchBits)
+	}
+	if s.Bits != nil || len(s.pos) != s.Ones || s.Len() != 20 {
+		t.Errorf("20 addresses: bitmap %d bytes, %d positions, %d ones, len %d", len(s.Bits), len(s.pos), s.Ones, s.Len())
+	}
+	var bad Sketch
+	if err := json.Unmarshal([]byte(`{"bits":"`+strings.Repeat("AAAA", 3000)+`"}`), &bad); err == nil {
+		t.Error("a 9,000-byte sketch decoded")
 	}
 }
 
