@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -93,6 +95,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	debug.SetGCPercent(cfg.Worker.GCPercent)
+	// Set before the worker exists: the SDK reads it when the first worker starts.
+	sdkworker.SetStickyWorkflowCacheSize(cfg.Worker.WorkflowCache)
 	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.Worker.ShutdownTimeout})
 	Register(w, &activities.Activities{DB: db, Blobs: blobs, Identity: identity, CatalogPath: cfg.Blacklists.Catalog,
 		SpamCatalogPath: cfg.Spam.Catalog, Temporal: c, Resolver: res, Flux: FluxConfig(cfg)})
@@ -174,6 +179,9 @@ func serveMetrics(addr string, registry *prom.Registry, log *slog.Logger) (*http
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
+	// Go's profiles (heap, goroutines, CPU) of a running worker, beside its metrics.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -48,7 +48,7 @@ type Flux struct {
 	// comma-separated); empty: the Internet's root servers.
 	Roots string `yaml:"roots" env:"TIP_FLUX_ROOTS"`
 	// QPS is the most queries per second sent to one DNS server.
-	QPS float64 `yaml:"qps"`
+	QPS float64 `yaml:"qps" env:"TIP_FLUX_QPS"`
 	// ASNTable is the iptoasn.com table (URL) that attributes addresses to ASNs.
 	ASNTable string `yaml:"asn_table" env:"TIP_FLUX_ASN_TABLE"`
 	// Allowlist is an optional file of CDN ASNs, prefixes and domain suffixes never
@@ -108,6 +108,19 @@ type Worker struct {
 	MetricsAddress string `yaml:"metrics_address" env:"TIP_WORKER_METRICS_ADDRESS"`
 	// ShutdownTimeout bounds how long running activities get to finish on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"TIP_WORKER_SHUTDOWN_TIMEOUT"`
+	// WorkflowCache is how many workflow executions the worker keeps in memory
+	// between their tasks (the SDK's sticky cache; one worker process has one).
+	// A flux monitor evicted from it replays its history at its next check, so
+	// a worker running more monitors than this spends CPU on replays; each
+	// cached monitor costs some kilobytes.
+	WorkflowCache int `yaml:"workflow_cache" env:"TIP_WORKER_WORKFLOW_CACHE"`
+	// GCPercent is the Go garbage collector's target (GOGC, which it overrides):
+	// the heap may grow this many percent over what is live before a collection.
+	// A worker holding thousands of flux monitors keeps a large heap that lives
+	// long and allocates little: 10 keeps it near what is live for a few
+	// percent of a core (the flux benchmark). Go's default, 100, suits workers
+	// that load blacklists and ingest spam, which allocate fast.
+	GCPercent int `yaml:"gc_percent" env:"TIP_WORKER_GC_PERCENT"`
 }
 
 // Log configures structured logging.
@@ -133,7 +146,7 @@ func Default() Config {
 			Bucket:    "tip",
 			Region:    "us-east-1",
 		},
-		Worker: Worker{MetricsAddress: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second},
+		Worker: Worker{MetricsAddress: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second, WorkflowCache: 10000, GCPercent: 100},
 		// The local stack collects from the lab, whose day passes in two minutes.
 		Blacklists: Blacklists{Catalog: "config/lab.yaml", Interval: 2 * time.Minute},
 		Spam:       Spam{Catalog: "config/spam-lab.yaml", Interval: time.Minute},
@@ -215,6 +228,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: flux.min_check %s and max_check %s: want 1s <= min_check <= max_check", c.Flux.MinCheck, c.Flux.MaxCheck)
 	case c.Flux.TriageWait < time.Second:
 		return fmt.Errorf("config: flux.triage_wait %s is shorter than a second", c.Flux.TriageWait)
+	case c.Worker.WorkflowCache < 0:
+		return fmt.Errorf("config: worker.workflow_cache %d: want 0 (no cache) or more", c.Worker.WorkflowCache)
+	case c.Worker.GCPercent < 10 || c.Worker.GCPercent > 1000:
+		return fmt.Errorf("config: worker.gc_percent %d: want 10 to 1000 (Go's default is 100)", c.Worker.GCPercent)
 	case c.Flux.QPS <= 0:
 		return fmt.Errorf("config: flux.qps %v: want more than 0", c.Flux.QPS)
 	case c.Flux.Lifetime <= 0 || c.Flux.NXDomainFor <= 0:
@@ -273,6 +290,18 @@ func setField(v reflect.Value, raw string) error {
 			return errors.New("want true or false")
 		}
 		v.SetBool(b)
+	case int:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return errors.New("want a whole number")
+		}
+		v.SetInt(int64(n))
+	case float64:
+		f, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return errors.New("want a number")
+		}
+		v.SetFloat(f)
 	case time.Duration:
 		d, err := time.ParseDuration(raw)
 		if err != nil {

@@ -41,6 +41,8 @@ s3:
 	t.Setenv("TIP_S3_BUCKET", "from-env")
 	t.Setenv("TIP_POSTGRES_DSN", "postgres://u:p@db:5432/tip")
 	t.Setenv("TIP_WORKER_SHUTDOWN_TIMEOUT", "2m")
+	t.Setenv("TIP_WORKER_WORKFLOW_CACHE", "25000")
+	t.Setenv("TIP_FLUX_QPS", "1500.5")
 	c, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +53,8 @@ s3:
 	if c.Temporal.Namespace != "tip" {
 		t.Errorf("a key missing from the file lost its default: %q", c.Temporal.Namespace)
 	}
-	if c.S3.Bucket != "from-env" || !c.S3.Secure || c.Postgres.DSN != "postgres://u:p@db:5432/tip" || c.Worker.ShutdownTimeout != 2*time.Minute {
+	if c.S3.Bucket != "from-env" || !c.S3.Secure || c.Postgres.DSN != "postgres://u:p@db:5432/tip" || c.Worker.ShutdownTimeout != 2*time.Minute ||
+		c.Worker.WorkflowCache != 25000 || c.Flux.QPS != 1500.5 {
 		t.Errorf("environment did not override: %+v", c)
 	}
 }
@@ -66,6 +69,9 @@ func TestLoadErrorsSayWhere(t *testing.T) {
 		"bad type":         {file: "s3:\n  secure: maybe\n", want: "line 2"},
 		"bad env duration": {env: map[string]string{"TIP_TEMPORAL_RETENTION": "thirty days"}, want: "TIP_TEMPORAL_RETENTION"},
 		"bad env bool":     {env: map[string]string{"TIP_S3_SECURE": "sure"}, want: "TIP_S3_SECURE"},
+		"bad env int":      {env: map[string]string{"TIP_WORKER_WORKFLOW_CACHE": "10k"}, want: "TIP_WORKER_WORKFLOW_CACHE"},
+		"bad env number":   {env: map[string]string{"TIP_FLUX_QPS": "fast"}, want: "TIP_FLUX_QPS"},
+		"negative cache":   {env: map[string]string{"TIP_WORKER_WORKFLOW_CACHE": "-1"}, want: "worker.workflow_cache"},
 		"scheme endpoint":  {env: map[string]string{"TIP_S3_ENDPOINT": "http://minio:9000"}, want: "without a scheme"},
 		"short retention":  {env: map[string]string{"TIP_TEMPORAL_RETENTION": "1h"}, want: "shorter than one day"},
 		"bad log level":    {env: map[string]string{"TIP_LOG_LEVEL": "loud"}, want: "log.level"},

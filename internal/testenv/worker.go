@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -59,10 +60,21 @@ func StartWorker(t testing.TB, bin string, cfg config.Config) *WorkerProcess {
 		"TIP_S3_ACCESS_KEY="+cfg.S3.AccessKey,
 		"TIP_S3_SECRET_KEY="+cfg.S3.SecretKey,
 		"TIP_S3_BUCKET="+cfg.S3.Bucket,
-		"TIP_WORKER_METRICS_ADDRESS=",
+		"TIP_WORKER_METRICS_ADDRESS="+cfg.Worker.MetricsAddress,
 		"TIP_BLACKLISTS_CATALOG="+cfg.Blacklists.Catalog,
 		"TIP_SPAM_CATALOG="+cfg.Spam.Catalog,
 		"TIP_LOG_LEVEL=warn",
+		"TIP_WORKER_WORKFLOW_CACHE="+strconv.Itoa(cfg.Worker.WorkflowCache),
+		"TIP_WORKER_GC_PERCENT="+strconv.Itoa(cfg.Worker.GCPercent),
+		"TIP_FLUX_RESOLVERS="+cfg.Flux.Resolvers,
+		"TIP_FLUX_ROOTS="+cfg.Flux.Roots,
+		"TIP_FLUX_QPS="+strconv.FormatFloat(cfg.Flux.QPS, 'g', -1, 64),
+		"TIP_FLUX_ASN_TABLE="+cfg.Flux.ASNTable,
+		"TIP_FLUX_ALLOWLIST="+cfg.Flux.Allowlist,
+		"TIP_FLUX_MIN_CHECK="+cfg.Flux.MinCheck.String(),
+		"TIP_FLUX_MAX_CHECK="+cfg.Flux.MaxCheck.String(),
+		"TIP_FLUX_LIFETIME="+cfg.Flux.Lifetime.String(),
+		"TIP_FLUX_NXDOMAIN_FOR="+cfg.Flux.NXDomainFor.String(),
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
@@ -98,6 +110,48 @@ func (w *WorkerProcess) Kill(t testing.TB) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the worker survived SIGKILL for 10 s")
 	}
+}
+
+// Usage is what the worker process uses now: resident memory (VmRSS) and the CPU
+// time it has spent, user and system.
+func (w *WorkerProcess) Usage() (rss int64, cpu time.Duration, err error) {
+	return ProcessUsage(w.cmd.Process.Pid)
+}
+
+// Pid is the worker process's id.
+func (w *WorkerProcess) Pid() int { return w.cmd.Process.Pid }
+
+// ProcessUsage is a process's resident memory and CPU time (user and system,
+// its own and that of the children it has waited for) from /proc.
+func ProcessUsage(pid int) (rss int64, cpu time.Duration, err error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name, in parentheses, may hold spaces: the fields follow its ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	// After the name: state(3) ... utime(14) stime(15) cutime(16) cstime(17) ... rss(24).
+	if len(f) < 22 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	var ticks int64
+	for _, k := range []int{11, 12, 13, 14} {
+		n, err := strconv.ParseInt(f[k], 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	pages, err := strconv.ParseInt(f[21], 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	// The kernel counts CPU time in USER_HZ ticks, 100 a second on Linux.
+	return pages * int64(os.Getpagesize()), time.Duration(ticks) * (time.Second / 100), nil
 }
 
 // PeakRSS is the most resident memory the running worker has used so far, in
