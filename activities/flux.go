@@ -242,6 +242,19 @@ func (a *Activities) SetMonitorState(ctx context.Context, domain, state string, 
 	return a.DB.SetFluxMonitor(ctx, domain, state, summary, time.Now().UTC())
 }
 
+// MaxListedDomainsToTriage bounds how many domains one blacklist refresh hands to
+// flux triage: a large domain feed's first load lists hundreds of thousands, and
+// triage resolves each twice, a TTL apart, 100 at a time. The rest are not lost
+// to TIP (they stay listed); they are triaged when spam or the CLI mentions them.
+const MaxListedDomainsToTriage = 500
+
+// NewListedDomains returns the domains the blacklists listed for the first time
+// since the refresh began, the first MaxListedDomainsToTriage of them, for flux
+// triage.
+func (a *Activities) NewListedDomains(ctx context.Context, since time.Time) ([]string, error) {
+	return a.DB.NewListedDomains(ctx, since, MaxListedDomainsToTriage)
+}
+
 // FluxAgentsSource is TIP's own blacklist source of the addresses seen in flux
 // networks: the bots (flux agents) behind the monitored domains.
 const FluxAgentsSource = "tip-flux-agents"

@@ -452,3 +452,21 @@ func (db *DB) FluxNetworks(ctx context.Context) ([]FluxNetwork, error) {
 	}
 	return out, nil
 }
+
+// NewListedDomains returns up to limit domains that blacklists listed for the
+// first time at or after since (indicators of type domain first seen then), in
+// the order they were first seen.
+func (db *DB) NewListedDomains(ctx context.Context, since time.Time, limit int) ([]string, error) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT value FROM indicators
+		 WHERE type = 'domain' AND first_seen >= $1
+		 ORDER BY first_seen, id LIMIT $2`, since, limit)
+	if err != nil {
+		return nil, fmt.Errorf("new listed domains: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("new listed domains: %w", err)
+	}
+	return out, nil
+}

@@ -149,3 +149,31 @@ func TestRecordFluxChecksIsIdempotentAndGroupsNetworks(t *testing.T) {
 		t.Errorf("networks as recorded: %+v, %v", read, err)
 	}
 }
+
+func TestNewListedDomainsAreTheDomainsFirstSeenSince(t *testing.T) {
+	ctx := context.Background()
+	db := openFresh(t)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
+	if _, err := db.Pool.Exec(ctx, `
+		INSERT INTO indicators (type, value, registrable, first_seen) VALUES
+		  ('domain', 'old.example', 'old.example', $1::timestamptz - interval '1 hour'),
+		  ('domain', 'second.example', 'second.example', $1::timestamptz + interval '2 minutes'),
+		  ('domain', 'first.example', 'first.example', $1::timestamptz + interval '1 minute'),
+		  ('ipv4', '192.0.2.1', '', $1::timestamptz + interval '1 minute'),
+		  ('url', 'http://new.example/x', 'new.example', $1::timestamptz + interval '1 minute')`, t0); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.NewListedDomains(ctx, t0, 10)
+	if err != nil || !slices.Equal(got, []string{"first.example", "second.example"}) {
+		t.Errorf("new since t0: %v (%v), want first.example and second.example", got, err)
+	}
+	if got, err := db.NewListedDomains(ctx, t0, 1); err != nil || !slices.Equal(got, []string{"first.example"}) {
+		t.Errorf("the first one: %v (%v)", got, err)
+	}
+	if got, err := db.NewListedDomains(ctx, t0.Add(time.Hour), 10); err != nil || len(got) != 0 {
+		t.Errorf("none since: %v (%v)", got, err)
+	}
+}

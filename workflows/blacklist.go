@@ -95,7 +95,20 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 		}
 		summary += "; " + weights
 	}
-	return ModuleResult{Summary: summary}, nil
+	res := ModuleResult{Summary: summary}
+	// Domains new to the blacklists go to flux triage (they joined its inputs
+	// after refreshes already ran without them). Triage is worth little against
+	// a failed refresh, so a failure here is only mentioned.
+	if workflow.GetVersion(ctx, "listed-domains-to-triage", workflow.DefaultVersion, 1) == 1 {
+		var domains []string
+		if err := workflow.ExecuteActivity(actx, a.NewListedDomains, start).Get(ctx, &domains); err != nil {
+			res.Summary += "; new domains not sent to triage: " + rootCause(err)
+		} else if len(domains) > 0 {
+			res.Summary += fmt.Sprintf("; %d new domains to flux triage", len(domains))
+			res.Events = domainEvents(domains, BlacklistModule)
+		}
+	}
+	return res, nil
 }
 
 // dbRetry retries activities that only touch the database through a few minutes

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
@@ -60,6 +62,14 @@ func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
 		{Name: "cdn", Status: activities.FetchUnchanged, Entries: 12},
 		{Name: "broken", Status: "failed", Error: "answers 500"}}, nil).Once()
 	env.OnActivity(a.ComputeMetrics, mock.Anything).Return("weights of 12 sources computed (highest: src-00 0.90)", nil).Once()
+	// Domains new to the blacklists since the refresh began go to flux triage.
+	start := env.Now()
+	env.OnActivity(a.NewListedDomains, mock.Anything, mock.Anything).Return(func(_ context.Context, since time.Time) ([]string, error) {
+		if !since.Equal(start) {
+			return nil, fmt.Errorf("since %s, want the refresh's start %s", since, start)
+		}
+		return []string{"flux-one.example", "flux-two.example"}, nil
+	}).Once()
 	env.ExecuteWorkflow(BlacklistRefresh, ModuleInput{Module: BlacklistModule})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("refresh failed: %v", err)
@@ -80,6 +90,10 @@ func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
 	if strings.Contains(res.Summary, "cdn") {
 		t.Errorf("an unchanged allowlist is not news: %q", res.Summary)
 	}
+	want := []Event{{Kind: EventDomainsDiscovered, Items: []string{"flux-one.example", "flux-two.example"}, From: BlacklistModule}}
+	if !reflect.DeepEqual(res.Events, want) || !strings.Contains(res.Summary, "2 new domains to flux triage") {
+		t.Errorf("events %+v (summary %q), want %+v", res.Events, res.Summary, want)
+	}
 }
 
 func TestBlacklistRefreshSurvivesAllowlistFailure(t *testing.T) {
@@ -92,13 +106,15 @@ func TestBlacklistRefreshSurvivesAllowlistFailure(t *testing.T) {
 	env.OnActivity(a.LoadSource, mock.Anything, mock.Anything).Return(activities.LoadResult{Source: "a", Status: activities.RunUnchanged}, nil)
 	env.OnActivity(a.RefreshAllowlists, mock.Anything).Return(nil, errors.New("database is shutting down"))
 	env.OnActivity(a.ComputeMetrics, mock.Anything).Return("weights of 1 source computed", nil).Once()
+	env.OnActivity(a.NewListedDomains, mock.Anything, mock.Anything).Return(nil, errors.New("database is shutting down"))
 	env.ExecuteWorkflow(BlacklistRefresh, ModuleInput{Module: BlacklistModule})
 	var res ModuleResult
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(res.Summary, "allowlists not refreshed: database is shutting down") || !strings.Contains(res.Summary, "weights of 1 source") {
-		t.Errorf("summary %q", res.Summary)
+	if !strings.Contains(res.Summary, "allowlists not refreshed: database is shutting down") || !strings.Contains(res.Summary, "weights of 1 source") ||
+		!strings.Contains(res.Summary, "new domains not sent to triage: database is shutting down") || len(res.Events) != 0 {
+		t.Errorf("summary %q, events %v", res.Summary, res.Events)
 	}
 }
 

@@ -17,8 +17,8 @@ import (
 // SpamModule is the core's name for spam collection.
 const SpamModule = "spam-collect"
 
-// EventDomainsDiscovered carries registrable domains found in spam URLs: flux
-// candidates for the fast-flux module.
+// EventDomainsDiscovered carries domains for flux triage: the registrable domains
+// of spam URLs (spam-collect) and domains new to the blacklists (blacklist-refresh).
 const EventDomainsDiscovered = "domains-discovered"
 
 // maxDomainsPerEvent keeps one event's payload small.
@@ -110,15 +110,20 @@ func SpamCollect(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 	if len(problems) > 0 {
 		summary += "; problems: " + strings.Join(problems, "; ")
 	}
-	res := ModuleResult{Summary: summary}
 	slices.Sort(domains)
-	list := slices.Compact(domains)
-	for len(list) > 0 {
-		n := min(len(list), maxDomainsPerEvent)
-		res.Events = append(res.Events, Event{Kind: EventDomainsDiscovered, Items: list[:n], From: SpamModule})
-		list = list[n:]
+	return ModuleResult{Summary: summary, Events: domainEvents(slices.Compact(domains), SpamModule)}, nil
+}
+
+// domainEvents are domains-discovered events from a module, maxDomainsPerEvent
+// domains each.
+func domainEvents(domains []string, from string) []Event {
+	var evs []Event
+	for len(domains) > 0 {
+		n := min(len(domains), maxDomainsPerEvent)
+		evs = append(evs, Event{Kind: EventDomainsDiscovered, Items: domains[:n], From: from})
+		domains = domains[n:]
 	}
-	return res, nil
+	return evs
 }
 
 // longCollection runs an activity that may read for hours (an archive, an
