@@ -12,7 +12,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 TIP := bin/tip
 GO_TEST_FLAGS ?=
 
-.PHONY: help build tools up down status wipe demo doctor test test-unit bench lint fmt workflowcheck clean
+.PHONY: help build tools up down status wipe demo doctor test test-unit bench bench-flux lint fmt workflowcheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -64,6 +64,13 @@ bench: tools ## measure parse, load and refresh against their targets (minutes);
 	  TIP_BENCH_RESULTS="$$out" TIP_BENCH_VERSION="$(VERSION)" \
 	    go test -tags bench -count=1 -timeout 40m -run '^TestBench$$' -v ./bench/ && \
 	  cp "$$out" "$(TIP_STATE_DIR)/bench/latest.txt" && echo && cat "$$out"
+
+bench-flux: tools ## monitor 10,000 lab flux domains at a 5-minute cadence on a test stack (about 20 min; TIP_BENCH_FLUX_N=10000,20000 for more); results in state/bench/
+	@mkdir -p "$(TIP_STATE_DIR)/bench"
+	@out="$(TIP_STATE_DIR)/bench/flux-$$(date -u +%Y%m%dT%H%M%SZ).txt"; \
+	  TIP_BENCH_RESULTS="$$out" TIP_BENCH_VERSION="$(VERSION)" \
+	    go test -tags bench -count=1 -timeout 120m -run '^TestFluxScale$$' -v ./bench/ && \
+	  cp "$$out" "$(TIP_STATE_DIR)/bench/flux-latest.txt" && echo && cat "$$out"
 
 lint: workflowcheck ## gofmt, go vet and workflowcheck must be clean
 	@out=$$(gofmt -l .); \

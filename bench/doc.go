@@ -15,7 +15,12 @@
 //   - agent: the spamtrap agent publishing a 100,000-mail Maildir on one core
 //     (target: 5,000 mails/s);
 //   - agent-pull: a collector pulling batches from an agent over loopback
-//     HTTPS (target: 50 MB/s).
+//     HTTPS (target: 50 MB/s);
+//   - flux scale (TestFluxScale, `make bench-flux`, about 20 minutes): 10,000
+//     flux monitors at a 5-minute cadence on a `tip worker` against the lab's
+//     DNS, their checks' lateness (target: p99 under 30 s), the worker's memory
+//     per domain (target: under 50 KB), the CPU per check of the worker, the
+//     Temporal server and PostgreSQL, and which of them bounds it.
 //
 // They measure ratios within one run on one machine rather than pass or fail on
 // absolute times, and need the real services, so they sit behind the bench build

@@ -1,0 +1,530 @@
+//go:build bench
+
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/internal/devstack"
+	"github.com/tip-project/tip/internal/testenv"
+	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/starter"
+	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/worker"
+	"github.com/tip-project/tip/workflows"
+)
+
+// What issue 7 asks of one 2-core machine running the local stack: 10,000
+// monitored domains at a 5-minute cadence, the 99th percentile of check lateness
+// under 30 s and the worker's memory under 50 KB per domain.
+const (
+	fluxDomainsTarget  = 10_000
+	fluxLatenessTarget = 30 * time.Second
+	fluxMemoryTarget   = 50 << 10
+)
+
+// TestFluxScale measures flux monitors at scale on the test stack (the Temporal
+// dev server, PostgreSQL) and the lab's DNS, with a `tip worker` process:
+//
+//	go test -tags bench -count=1 -timeout 90m -run TestFluxScale -v ./bench/
+//
+// TIP_BENCH_FLUX_N sets the domain counts (comma-separated, each measured on a
+// fresh worker and database; default 10000), TIP_BENCH_FLUX_CADENCE the cadence
+// (default 5m) and TIP_BENCH_FLUX_WINDOW how long each is measured once every
+// monitor runs (default two cadences). `make bench-flux` runs it.
+func TestFluxScale(t *testing.T) {
+	r := newReport()
+	benchFlux(t, r)
+	r.write(t)
+}
+
+func benchFlux(t *testing.T, r *report) {
+	counts := []int{fluxDomainsTarget}
+	if s := os.Getenv("TIP_BENCH_FLUX_N"); s != "" {
+		counts = nil
+		for f := range strings.SplitSeq(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				t.Fatalf("TIP_BENCH_FLUX_N=%q: want positive numbers, comma-separated", s)
+			}
+			counts = append(counts, n)
+		}
+	}
+	cadence := envDuration(t, "TIP_BENCH_FLUX_CADENCE", 5*time.Minute)
+	window := envDuration(t, "TIP_BENCH_FLUX_WINDOW", 2*cadence)
+	gc := 10 // what README advises for a worker holding thousands of monitors
+	if s := os.Getenv("TIP_BENCH_FLUX_GC"); s != "" {
+		var err error
+		if gc, err = strconv.Atoi(s); err != nil {
+			t.Fatalf("TIP_BENCH_FLUX_GC=%q: want a whole number (worker.gc_percent)", s)
+		}
+	}
+
+	tip := testenv.BuildTip(t)
+	w := world.NewWorld(1)
+	// The lab in real time (a TTL is a TTL), two lab days in; every name below a
+	// flux zone answers with the zone's rotating botnet (the zones are wildcards),
+	// so N monitored names are N subdomains of the flux zones still up for the
+	// whole run: the lab's DNS server answers them as it answers the zones.
+	clock := world.NewClock(labTime, 1)
+	var zones []string
+	end := labTime.Add(time.Duration(len(counts)) * (cadence + window + 10*time.Minute))
+	for _, d := range w.DomainsOf(world.SingleFlux, world.DoubleFlux) {
+		if d.TakedownAt.IsZero() || d.TakedownAt.After(end) {
+			zones = append(zones, d.Name)
+		}
+	}
+	if len(zones) == 0 {
+		t.Fatal("the lab has no flux zone up for the run")
+	}
+	env := fluxEnv{tip: tip, dns: testenv.LabDNS(t, w, clock), asns: testenv.LabASNTable(t, w), zones: zones,
+		cadence: cadence, window: window, gc: gc}
+	var results []fluxRun
+	for i, n := range counts {
+		res := env.run(t, n, i == len(counts)-1)
+		results = append(results, res)
+		res.report(t, r)
+	}
+	best := 0
+	for _, res := range results {
+		if res.met() && res.n > best {
+			best = res.n
+		}
+	}
+	r.add(t, "flux scale: largest N with p99 lateness < %s and < %s per domain: %d (target %d: %s)",
+		fluxLatenessTarget, kib(fluxMemoryTarget), best, fluxDomainsTarget, met(best >= fluxDomainsTarget))
+}
+
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		t.Fatalf("%s=%q: want a duration such as 5m", name, s)
+	}
+	return d
+}
+
+func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
+
+type fluxEnv struct {
+	tip, dns, asns  string
+	zones           []string
+	cadence, window time.Duration
+	gc              int // the worker's gc_percent
+}
+
+// fluxRun is what one N measured.
+type fluxRun struct {
+	n               int
+	cadence, window time.Duration
+	cache, gc       int           // the worker's workflow cache and gc_percent
+	ramp            time.Duration // to start the n monitors, spread over one cadence
+	settled         time.Duration // until every monitor had made its first check
+	startErrors     int64
+	checks          int64 // in the window
+	expected        float64
+	failed          int64           // checks without an answer
+	late            []time.Duration // p50, p90, p99, max
+	idleRSS         int64
+	idleMem, mem    workerMem // the worker's live heap and stacks before any monitor, and after the window
+	rss, peakRSS    int64     // the worker's in the window: last and highest
+	cpu             map[string]time.Duration
+	busy            time.Duration // the whole machine's CPU time in the window
+	eventsPerCheck  float64
+}
+
+// run monitors n domains with a fresh worker and database and measures one window.
+func (e fluxEnv) run(t *testing.T, n int, last bool) fluxRun {
+	t.Helper()
+	ctx := context.Background()
+	stack := testenv.Stack(t)
+	cfg := testenv.Config(t)
+	cfg.Postgres.DSN = testenv.NewDatabase(t)
+	cfg = testenv.NewBucket(t, cfg)
+	cfg.Flux.Resolvers, cfg.Flux.ASNTable = e.dns, e.asns
+	// One DNS server answers every query here; its limit is not what is measured.
+	cfg.Flux.QPS = 100_000
+	cfg.Flux.MinCheck, cfg.Flux.MaxCheck = e.cadence, e.cadence
+	// The worker keeps every monitor in its cache, as README advises.
+	cfg.Worker.WorkflowCache = max(cfg.Worker.WorkflowCache, n+n/10)
+	cfg.Worker.MetricsAddress = testenv.FreeAddr(t) // for its live heap and heap profile
+	cfg.Worker.GCPercent = e.gc
+	res := fluxRun{n: n, cadence: e.cadence, window: e.window, cache: cfg.Worker.WorkflowCache, gc: e.gc, cpu: map[string]time.Duration{}}
+
+	c, err := starter.Dial(ctx, cfg.Temporal, nil, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	db, err := storage.OpenDB(ctx, cfg.Postgres.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	wp := testenv.StartWorker(t, e.tip, cfg)
+	waitForPoller(t, c, cfg.Temporal.TaskQueue)
+	time.Sleep(2 * time.Second)
+	if res.idleRSS, _, err = wp.Usage(); err != nil {
+		t.Fatal(err)
+	}
+	res.idleMem = liveHeap(t, cfg.Worker.MetricsAddress, "")
+
+	// Start the monitors spread over one cadence, as triage starts them over time:
+	// started all at once, their checks would stay bunched into one burst a cadence.
+	domains := make([]string, n)
+	for i := range domains {
+		domains[i] = fmt.Sprintf("m%05d.%s", i, e.zones[i%len(e.zones)])
+	}
+	mc := worker.FluxConfig(cfg).Monitor
+	jobs := make(chan string)
+	var wg sync.WaitGroup
+	var startErrs atomic.Int64
+	var firstErr atomic.Value
+	for range 16 {
+		wg.Go(func() {
+			for d := range jobs {
+				_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: activities.MonitorID(d), TaskQueue: cfg.Temporal.TaskQueue},
+					activities.MonitorWorkflow, activities.MonitorStart{Domain: d, Config: mc})
+				if err != nil {
+					startErrs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		})
+	}
+	begin := time.Now()
+	for i, d := range domains {
+		if wait := time.Until(begin.Add(e.cadence * time.Duration(i) / time.Duration(n))); wait > 0 {
+			time.Sleep(wait)
+		}
+		jobs <- d
+	}
+	close(jobs)
+	wg.Wait()
+	res.ramp, res.startErrors = time.Since(begin), startErrs.Load()
+	if res.startErrors > 0 {
+		t.Errorf("%d of %d monitors did not start: %v", res.startErrors, n, firstErr.Load())
+	}
+	// Steady state: every monitor has made its first check (started monitors
+	// queue up for their first tasks while the server is busy starting others).
+	for {
+		var first int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(DISTINCT domain) FROM flux_observations`).Scan(&first); err != nil {
+			t.Fatal(err)
+		}
+		if first >= n {
+			break
+		}
+		if time.Since(begin) > 3*e.cadence {
+			t.Fatalf("%d of %d monitors made a first check in %s", first, n, 3*e.cadence)
+		}
+		time.Sleep(time.Second)
+	}
+	res.settled = time.Since(begin)
+	if wait := time.Until(begin.Add(e.cadence)); wait > 0 {
+		time.Sleep(wait)
+	}
+
+	// The window: every monitor runs; sample the worker's memory, and take the
+	// CPU time of the worker, the Temporal server, PostgreSQL and this process
+	// (the lab's DNS and ASN table) at both ends.
+	procs := fluxProcesses(t, ctx, stack, wp)
+	cpu0 := cpuOf(procs)
+	busy0 := machineBusy(t)
+	from := time.Now()
+	tick := time.NewTicker(5 * time.Second)
+	for time.Since(from) < e.window {
+		<-tick.C
+		rss, _, err := wp.Usage()
+		if err != nil {
+			t.Fatalf("the worker is gone: %v", err)
+		}
+		res.rss, res.peakRSS = rss, max(res.peakRSS, rss)
+	}
+	tick.Stop()
+	to := time.Now()
+	cpu1 := cpuOf(procs)
+	res.busy = machineBusy(t) - busy0
+	for name := range cpu1 {
+		res.cpu[name] = cpu1[name] - cpu0[name]
+	}
+
+	// Lateness of every check in the window, as each check recorded it.
+	var p50, p90, p99, pmax int64
+	err = db.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE status <> 'NOERROR'),
+		coalesce(percentile_disc(0.5) WITHIN GROUP (ORDER BY late_ms), 0),
+		coalesce(percentile_disc(0.9) WITHIN GROUP (ORDER BY late_ms), 0),
+		coalesce(percentile_disc(0.99) WITHIN GROUP (ORDER BY late_ms), 0),
+		coalesce(max(late_ms), 0)
+		FROM flux_observations WHERE at >= $1 AND at < $2`, from, to).Scan(&res.checks, &res.failed, &p50, &p90, &p99, &pmax)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ms := range []int64{p50, p90, p99, pmax} {
+		res.late = append(res.late, time.Duration(ms)*time.Millisecond)
+	}
+	res.expected = float64(n) * to.Sub(from).Seconds() / e.cadence.Seconds()
+	if res.checks == 0 {
+		t.Fatalf("no check recorded in the window of %s", e.window)
+	}
+	if float64(res.checks) < 0.5*res.expected {
+		t.Errorf("%d checks in the window, %0.f expected: the monitors fell behind", res.checks, res.expected)
+	}
+	res.eventsPerCheck = eventsPerCheck(t, c, domains[0])
+	res.mem = liveHeap(t, cfg.Worker.MetricsAddress, fmt.Sprintf("flux-heap-%d.pprof", n))
+
+	if !last { // the next N gets the machine to itself
+		terminateMonitors(t, c, domains)
+	}
+	return res
+}
+
+// met reports whether the run met issue 7's lateness and memory targets.
+func (f fluxRun) met() bool {
+	return f.startErrors == 0 && len(f.late) == 4 && f.late[2] < fluxLatenessTarget && f.perDomain() < fluxMemoryTarget &&
+		float64(f.checks) >= 0.9*f.expected
+}
+
+// perDomain is the worker's memory per monitored domain: its resident memory at
+// the end of the window over its idle memory before any monitor, per domain.
+func (f fluxRun) perDomain() float64 { return float64(f.rss-f.idleRSS) / float64(f.n) }
+
+func (f fluxRun) report(t *testing.T, r *report) {
+	t.Helper()
+	secs := f.window.Seconds()
+	r.add(t, "flux scale: %d domains at a %s cadence (%.1f checks/s): check lateness p50 %s p90 %s p99 %s max %s (target p99 < %s: %s); %d checks in %s, %.0f expected, %d unanswered",
+		f.n, f.cadence, float64(f.n)/f.cadence.Seconds(), f.late[0], f.late[1], f.late[2], f.late[3], fluxLatenessTarget,
+		met(f.late[2] < fluxLatenessTarget), f.checks, f.window, f.expected, f.failed)
+	r.add(t, "flux scale:   worker memory %s per domain (RSS %s idle, %s at the end, %s at most; workflow cache %d, gc_percent %d; target < %s: %s); per domain: live heap %s, goroutine stacks %s, %.1f goroutines",
+		kib(f.perDomain()), mib(f.idleRSS), mib(f.rss), mib(f.peakRSS), f.cache, f.gc, kib(fluxMemoryTarget), met(f.perDomain() < fluxMemoryTarget),
+		kib(float64(f.mem.heap-f.idleMem.heap)/float64(f.n)), kib(float64(f.mem.stacks-f.idleMem.stacks)/float64(f.n)),
+		float64(f.mem.goroutines-f.idleMem.goroutines)/float64(f.n))
+	var parts []string
+	top, topCPU := "", time.Duration(0)
+	for _, name := range []string{"worker", "temporal", "postgres", "lab"} {
+		d := f.cpu[name]
+		parts = append(parts, fmt.Sprintf("%s %.2f ms (%.0f%% of a core)", name, perCheckMS(d, f.checks), 100*d.Seconds()/secs))
+		if d > topCPU {
+			top, topCPU = name, d
+		}
+	}
+	r.add(t, "flux scale:   CPU per check: %s; machine %.0f%% busy of 2 cores (other work included); %.1f history events per check; monitors started over %s, all checking after %s",
+		strings.Join(parts, ", "), 100*f.busy.Seconds()/secs/2, f.eventsPerCheck, f.ramp.Round(time.Second), f.settled.Round(time.Second))
+	bound := fmt.Sprintf("%s, the largest CPU user", top)
+	if f.busy.Seconds()/secs/2 < 0.8 {
+		bound += " (the machine is not saturated: what is left is latency, not CPU)"
+	}
+	r.add(t, "flux scale:   bounded by: %s", bound)
+}
+
+func perCheckMS(d time.Duration, checks int64) float64 {
+	return float64(d.Microseconds()) / 1000 / float64(max(checks, 1))
+}
+
+// liveHeap collects the worker's garbage and reads its live heap from its
+// metrics; with a file name, it keeps the heap profile beside the results
+// ($TIP_BENCH_RESULTS) for `go tool pprof`.
+func liveHeap(t *testing.T, addr, profile string) workerMem {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1") // gc=1: collected first
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("heap profile: %s %v", resp.Status, err)
+	}
+	if out := os.Getenv("TIP_BENCH_RESULTS"); out != "" && profile != "" {
+		path := filepath.Join(filepath.Dir(out), profile)
+		if err := os.WriteFile(path, prof, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("heap profile: go tool pprof -top %s", path)
+	}
+	m := workerMetrics(t, addr)
+	return workerMem{heap: int64(m["go_memstats_heap_alloc_bytes"]), stacks: int64(m["go_memstats_stack_inuse_bytes"]),
+		goroutines: int64(m["go_goroutines"])}
+}
+
+// workerMem is what a worker's memory holds.
+type workerMem struct{ heap, stacks, goroutines int64 }
+
+// workerMetrics are the worker's Prometheus gauges without labels, by name.
+func workerMetrics(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			out[name] = f
+		}
+	}
+	if _, ok := out["go_memstats_heap_alloc_bytes"]; !ok {
+		t.Fatal("the worker's metrics have no go_memstats_heap_alloc_bytes")
+	}
+	return out
+}
+
+// waitForPoller waits until a worker polls the task queue for workflow tasks.
+func waitForPoller(t *testing.T, c client.Client, queue string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		d, err := c.DescribeTaskQueue(context.Background(), queue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		if err == nil && len(d.GetPollers()) > 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no worker polls %s after a minute", queue)
+}
+
+// fluxProcesses are the processes whose CPU time the benchmark takes, by name.
+func fluxProcesses(t *testing.T, ctx context.Context, stack *devstack.Stack, wp *testenv.WorkerProcess) map[string][]int {
+	t.Helper()
+	procs := map[string][]int{"worker": {wp.Pid()}, "lab": {os.Getpid()}}
+	for _, st := range stack.Status(ctx) {
+		switch st.Service {
+		case devstack.Temporal:
+			procs["temporal"] = []int{st.PID}
+		case devstack.Postgres:
+			// The postmaster and its backends (one per pooled connection).
+			procs["postgres"] = append([]int{st.PID}, childrenOf(st.PID)...)
+		}
+	}
+	if len(procs["temporal"]) == 0 || len(procs["postgres"]) == 0 {
+		t.Fatalf("the stack's Temporal or PostgreSQL process is missing: %v", procs)
+	}
+	return procs
+}
+
+func childrenOf(pid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
+		if err != nil {
+			continue
+		}
+		for line := range strings.SplitSeq(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "PPid:"); ok && strings.TrimSpace(v) == strconv.Itoa(pid) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// cpuOf sums the CPU time of each name's processes (a process gone since counts
+// nothing: backends live as long as the pools' connections).
+func cpuOf(procs map[string][]int) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for name, pids := range procs {
+		for _, pid := range pids {
+			if _, cpu, err := testenv.ProcessUsage(pid); err == nil {
+				out[name] += cpu
+			}
+		}
+	}
+	return out
+}
+
+// machineBusy is the CPU time every process of the machine has spent (/proc/stat).
+func machineBusy(t *testing.T) time.Duration {
+	t.Helper()
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	// cpu user nice system idle iowait irq softirq steal ...
+	var ticks int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * (time.Second / 100)
+}
+
+// eventsPerCheck is a monitor's history length over the checks it made.
+func eventsPerCheck(t *testing.T, c client.Client, domain string) float64 {
+	t.Helper()
+	ctx := context.Background()
+	d, err := c.DescribeWorkflowExecution(ctx, activities.MonitorID(domain), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.QueryWorkflow(ctx, activities.MonitorID(domain), "", workflows.QueryFluxState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st workflows.MonitorStatus
+	if err := v.Get(&st); err != nil {
+		t.Fatal(err)
+	}
+	return float64(d.GetWorkflowExecutionInfo().GetHistoryLength()) / float64(max(st.Checks, 1))
+}
+
+// terminateMonitors ends a run's monitors so the next run has the server to itself.
+func terminateMonitors(t *testing.T, c client.Client, domains []string) {
+	t.Helper()
+	jobs := make(chan string)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 16 {
+		wg.Go(func() {
+			for d := range jobs {
+				if err := c.TerminateWorkflow(context.Background(), activities.MonitorID(d), "", "benchmark run over"); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	for _, d := range slices.Clone(domains) {
+		jobs <- d
+	}
+	close(jobs)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Logf("%d monitors could not be terminated", n)
+	}
+}
