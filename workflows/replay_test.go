@@ -22,6 +22,9 @@ func TestReplayRecordedHistories(t *testing.T) {
 		// From TestFluxTriageAndMonitorsOnTheLab (TIP_RECORD_HISTORIES=DIR): a
 		// monitor through a worker restart to its stop signal, and a triage run.
 		{"testdata/flux-monitor.history.json", FluxMonitor},
+		// Recorded after workflow version flux-publish-changes (search attributes
+		// upserted on changes, not at every check); the one above ran before it.
+		{"testdata/flux-monitor-publish-changes.history.json", FluxMonitor},
 		{"testdata/flux-triage.history.json", FluxTriage},
 	}
 	for _, c := range cases {
