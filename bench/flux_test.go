@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -526,7 +525,7 @@ func terminateMonitors(t *testing.T, c client.Client, domains []string) {
 			}
 		})
 	}
-	for _, d := range slices.Clone(domains) {
+	for _, d := range domains {
 		jobs <- d
 	}
 	close(jobs)
