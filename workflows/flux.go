@@ -25,8 +25,9 @@ const triageBatch = 100
 
 // FluxTriage judges the domains other modules found (domains-discovered events):
 // each due domain (never triaged, or benign and seen again after the cool-down)
-// is resolved twice, the second time once the first answers' TTLs have passed,
-// and scored; a fluxy one gets its monitor (Signal-With-Start on flux/<domain>).
+// is resolved twice, the second time once the first answers' TTLs have passed
+// (every batch of triageBatch domains first, then one wait, then every batch
+// again), and scored; a fluxy one gets its monitor (Signal-With-Start on flux/<domain>).
 func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 5 * time.Minute,
@@ -62,30 +63,68 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 	verdicts := map[flux.Verdict]int{}
 	watched := 0
 	var problems []string
-	for batch := range slices.Chunk(plan.Due, triageBatch) {
-		var first, second []flux.Observation
-		if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &first); err != nil {
-			problems = append(problems, rootCause(err))
-			continue
-		}
-		if err := workflow.Sleep(ctx, flux.ResolveAgainAfter(first, plan.MaxWait)); err != nil {
-			return ModuleResult{}, err
-		}
-		if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &second); err != nil {
-			problems = append(problems, rootCause(err))
-			continue
-		}
+	assess := func(batch []string, first, second []flux.Observation) {
 		var out activities.TriageOutcome
 		// One origin per batch: the first domain's (spam, almost always).
 		in := activities.AssessInput{Origin: origin[batch[0]], First: first, Second: second}
 		if err := workflow.ExecuteActivity(actx, a.AssessDomains, in).Get(ctx, &out); err != nil {
 			problems = append(problems, rootCause(err))
-			continue
+			return
 		}
 		for _, v := range allVerdicts {
 			verdicts[v] += out.Verdicts[v]
 		}
 		watched += len(out.Watched)
+	}
+	batches := slices.Collect(slices.Chunk(plan.Due, triageBatch))
+	if workflow.GetVersion(ctx, "triage-one-wait", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		// Runs started before triage-one-wait waited once per batch: a run of
+		// thousands of domains waited longer than the module's timeout.
+		for _, batch := range batches {
+			var first, second []flux.Observation
+			if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &first); err != nil {
+				problems = append(problems, rootCause(err))
+				continue
+			}
+			if err := workflow.Sleep(ctx, flux.ResolveAgainAfter(first, plan.MaxWait)); err != nil {
+				return ModuleResult{}, err
+			}
+			if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &second); err != nil {
+				problems = append(problems, rootCause(err))
+				continue
+			}
+			assess(batch, first, second)
+		}
+	} else {
+		// Every batch resolved, one wait past the longest TTL seen (at most
+		// MaxWait), every batch resolved again: a run takes two resolutions of
+		// its domains and one wait, however many there are.
+		firsts := make([][]flux.Observation, len(batches))
+		var all []flux.Observation
+		for i, batch := range batches {
+			if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &firsts[i]); err != nil {
+				problems = append(problems, rootCause(err))
+				firsts[i] = nil
+				continue
+			}
+			all = append(all, firsts[i]...)
+		}
+		if len(all) > 0 {
+			if err := workflow.Sleep(ctx, flux.ResolveAgainAfter(all, plan.MaxWait)); err != nil {
+				return ModuleResult{}, err
+			}
+		}
+		for i, batch := range batches {
+			if firsts[i] == nil {
+				continue
+			}
+			var second []flux.Observation
+			if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &second); err != nil {
+				problems = append(problems, rootCause(err))
+				continue
+			}
+			assess(batch, firsts[i], second)
+		}
 	}
 	summary := fmt.Sprintf("%d domains reported, %d due, %s; %d monitors started or signalled",
 		len(domains), len(plan.Due), verdictCounts(verdicts), watched)

@@ -904,7 +904,7 @@ func domainIndex(d string) int {
 	return i
 }
 
-func TestFluxTriageResolvesEachBatchTwiceATTLApart(t *testing.T) {
+func TestFluxTriageResolvesEveryBatchThenAgainAfterTheLongestTTL(t *testing.T) {
 	r := newTriageRun(t)
 	reported := spamDomains(0, 260)
 	due := reported[10:] // the first ten were judged benign lately
@@ -961,21 +961,19 @@ func TestFluxTriageResolvesEachBatchTwiceATTLApart(t *testing.T) {
 		t.Errorf("PlanTriage got %v, want the 260 domains reported, each once, in order", r.planned)
 	}
 	batches := [][]string{due[:100], due[100:200], due[200:]}
-	waits := []time.Duration{301 * time.Second, 10 * time.Minute, time.Second} // max TTL + 1 s, within MaxWait
 	if len(r.resolved) != 2*len(batches) || len(r.assessed) != len(batches) {
 		t.Fatalf("%d resolutions and %d assessments, want %d and %d", len(r.resolved), len(r.assessed), 2*len(batches), len(batches))
 	}
 	origins := []string{SpamModule, SpamModule, "agents"} // each batch's first domain's
 	for i, b := range batches {
-		first, second, in := r.resolved[2*i], r.resolved[2*i+1], r.assessed[i]
+		// Every batch first, then one wait past the longest TTL seen (an hour,
+		// so MaxWait), then every batch again.
+		first, second, in := r.resolved[i], r.resolved[len(batches)+i], r.assessed[i]
 		if !slices.Equal(first.domains, b) || !slices.Equal(second.domains, b) {
 			t.Errorf("batch %d resolved %d and %d domains, want %d: %v...", i, len(first.domains), len(second.domains), len(b), b[0])
 		}
-		if gap := second.at.Sub(first.at); gap != waits[i] {
-			t.Errorf("batch %d resolved again %s after the first, want %s", i, gap, waits[i])
-		}
-		if i > 0 && !first.at.Equal(r.resolved[2*i-1].at) {
-			t.Errorf("batch %d waited %s after the previous one", i, first.at.Sub(r.resolved[2*i-1].at))
+		if !first.at.Equal(t0) || !second.at.Equal(t0.Add(10*time.Minute)) {
+			t.Errorf("batch %d resolved at +%s and +%s, want at once and after the one wait of 10m", i, first.at.Sub(t0), second.at.Sub(t0))
 		}
 		if in.Origin != origins[i] || len(in.First) != len(b) || len(in.Second) != len(b) {
 			t.Fatalf("batch %d assessed from %q with %d and %d resolutions", i, in.Origin, len(in.First), len(in.Second))
@@ -989,10 +987,32 @@ func TestFluxTriageResolvesEachBatchTwiceATTLApart(t *testing.T) {
 	}
 }
 
+func TestFluxTriageWaitsOnceForAllBatches(t *testing.T) {
+	// Once a cost: each batch of 100 waited for its own TTLs, so a run of
+	// thousands of domains waited longer than the module's timeout.
+	r := newTriageRun(t) // every answer has a TTL of 300 s
+	r.run(Event{Kind: EventDomainsDiscovered, From: SpamModule, Items: spamDomains(0, 1000)})
+	if len(r.resolved) != 20 || len(r.assessed) != 10 {
+		t.Fatalf("%d resolutions and %d assessments, want 20 and 10", len(r.resolved), len(r.assessed))
+	}
+	for i, c := range r.resolved {
+		want := t0
+		if i >= 10 {
+			want = t0.Add(301 * time.Second)
+		}
+		if !c.at.Equal(want) {
+			t.Errorf("resolution %d at +%s, want +%s", i, c.at.Sub(t0), want.Sub(t0))
+		}
+	}
+	if took := r.env.Now().Sub(t0); took != 301*time.Second {
+		t.Errorf("1,000 domains took %s, want one wait of 301s", took)
+	}
+}
+
 func TestFluxTriageReportsFailedBatchesAndGoesOn(t *testing.T) {
 	r := newTriageRun(t)
 	r.resolveErr = func(n int) error {
-		if n == 3 { // the second batch's first resolution
+		if n == 2 { // the second batch's first resolution
 			return temporal.NewNonRetryableApplicationError("resolver 10.0.0.53 unreachable", "Resolve", nil)
 		}
 		return nil

@@ -26,6 +26,9 @@ func TestReplayRecordedHistories(t *testing.T) {
 		// upserted on changes, not at every check); the one above ran before it.
 		{"testdata/flux-monitor-publish-changes.history.json", FluxMonitor},
 		{"testdata/flux-triage.history.json", FluxTriage},
+		// After workflow version triage-one-wait (every batch, one wait, every
+		// batch again); the one above waited per batch.
+		{"testdata/flux-triage-one-wait.history.json", FluxTriage},
 	}
 	for _, c := range cases {
 		r := worker.NewWorkflowReplayer()
