@@ -189,7 +189,7 @@ func (e fluxEnv) run(t *testing.T, n int, last bool) fluxRun {
 	if res.idleRSS, _, err = wp.Usage(); err != nil {
 		t.Fatal(err)
 	}
-	res.idleMem = liveHeap(t, cfg.Worker.MetricsAddress, "")
+	res.idleMem = workerMemory(t, cfg.Worker.MetricsAddress, "")
 
 	// Start the monitors spread over a cadence, as triage starts them over time:
 	// started all at once, their checks would stay bunched into one burst a
@@ -297,7 +297,7 @@ func (e fluxEnv) run(t *testing.T, n int, last bool) fluxRun {
 		t.Errorf("%d checks in the window, %0.f expected: the monitors fell behind", res.checks, res.expected)
 	}
 	res.eventsPerCheck = eventsPerCheck(t, c, domains[0])
-	res.mem = liveHeap(t, cfg.Worker.MetricsAddress, fmt.Sprintf("flux-heap-%d.pprof", n))
+	res.mem = workerMemory(t, cfg.Worker.MetricsAddress, fmt.Sprintf("flux-heap-%d.pprof", n))
 
 	if !last { // the next N gets the machine to itself
 		terminateMonitors(t, c, domains)
@@ -347,10 +347,10 @@ func perCheckMS(d time.Duration, checks int64) float64 {
 	return float64(d.Microseconds()) / 1000 / float64(max(checks, 1))
 }
 
-// liveHeap collects the worker's garbage and reads its live heap from its
+// workerMemory collects the worker's garbage and reads its live heap and stacks from its
 // metrics; with a file name, it keeps the heap profile beside the results
 // ($TIP_BENCH_RESULTS) for `go tool pprof`.
-func liveHeap(t *testing.T, addr, profile string) workerMem {
+func workerMemory(t *testing.T, addr, profile string) workerMem {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1") // gc=1: collected first
 	if err != nil {

@@ -99,18 +99,17 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 		// Every batch resolved, one wait past the longest TTL seen (at most
 		// MaxWait), every batch resolved again: a run takes two resolutions of
 		// its domains and one wait, however many there are.
-		firsts := make([][]flux.Observation, len(batches))
-		var all []flux.Observation
+		firsts := make([][]flux.Observation, len(batches)) // nil: the batch did not resolve
+		wait := time.Duration(0)                           // the longest batch's; 0 while none resolved
 		for i, batch := range batches {
 			if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &firsts[i]); err != nil {
 				problems = append(problems, rootCause(err))
-				firsts[i] = nil
 				continue
 			}
-			all = append(all, firsts[i]...)
+			wait = max(wait, flux.ResolveAgainAfter(firsts[i], plan.MaxWait))
 		}
-		if len(all) > 0 {
-			if err := workflow.Sleep(ctx, flux.ResolveAgainAfter(all, plan.MaxWait)); err != nil {
+		if wait > 0 {
+			if err := workflow.Sleep(ctx, wait); err != nil {
 				return ModuleResult{}, err
 			}
 		}
