@@ -27,13 +27,15 @@ for row in "${TOOLS[@]}"; do
 done
 
 # Debian packages: PostgreSQL 15 (the private cluster), 7-Zip (the lab builds real
-# .7z spam archives; TIP's reader is tested against them) and Dovecot (the lab's IMAP
-# spamtrap). Installed only when missing.
+# .7z spam archives; TIP's reader is tested against them), Dovecot (the lab's IMAP
+# spamtrap) and Chromium (the browser tests drive it headless). Installed only when
+# missing.
 pg_bin=${TIP_PG_BIN:-/usr/lib/postgresql/15/bin}
 missing=()
 [[ -x $pg_bin/initdb && -x $pg_bin/pg_ctl ]] || missing+=(postgresql)
 command -v 7z >/dev/null || missing+=(p7zip-full)
 [[ -x /usr/sbin/dovecot ]] || missing+=(dovecot-imapd)
+[[ -x ${TIP_CHROMIUM:-/usr/bin/chromium} ]] || missing+=(chromium)
 if ((${#missing[@]})); then
   echo "tools: installing Debian packages: ${missing[*]}" >&2
   sudo=""
