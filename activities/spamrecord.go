@@ -11,6 +11,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/tip-project/tip/agent"
 	"github.com/tip-project/tip/ipasn"
 	"github.com/tip-project/tip/mail"
 	"github.com/tip-project/tip/storage"
@@ -66,6 +67,16 @@ func (r *spamRecorder) addFacts(name string, facts mail.Facts, raw []byte) (full
 		if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != facts.SHA256 {
 			return false, fmt.Errorf("mail %s: the raw copy does not hash to %s", name, facts.SHA256)
 		}
+		if d := mail.Digest(raw); facts.Digest != "" && facts.Digest != d {
+			return false, fmt.Errorf("mail %s: the raw copy's digest is %s, not %s", name, d, facts.Digest)
+		} else {
+			facts.Digest = d
+		}
+	}
+	// Facts without a digest (an agent older than digests, keeping no raw copy) are
+	// known by their SHA-256 alone.
+	if !agent.ValidSHA256(facts.Digest) {
+		facts.Digest = facts.SHA256
 	}
 	rec, err := spamRecord(facts, r.asn)
 	if err != nil {
@@ -145,7 +156,7 @@ func spamRecord(facts mail.Facts, asn *ipasn.Table) (storage.SpamRecord, error) 
 	if err != nil {
 		return storage.SpamRecord{}, err
 	}
-	rec := storage.SpamRecord{SHA256: facts.SHA256, Size: facts.Size, ReceivedAt: facts.Received, HELO: facts.HELO,
+	rec := storage.SpamRecord{SHA256: facts.SHA256, Digest: facts.Digest, Size: facts.Size, ReceivedAt: facts.Received, HELO: facts.HELO,
 		EnvelopeFrom: facts.EnvelopeFrom, From: facts.From, ReplyTo: facts.ReplyTo, Trap: facts.To, MessageID: facts.MessageID,
 		Subject: facts.Subject, XMailer: facts.XMailer, Campaign: facts.CampaignKey, Defects: facts.Defects, Facts: js}
 	if facts.Received != nil && facts.DateParsed != nil {

@@ -19,6 +19,7 @@
 package mail
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -107,6 +108,11 @@ func (l Limits) withDefaults() Limits {
 // Facts is what TIP keeps about one mail; `tip spam parse` prints it as JSON.
 type Facts struct {
 	SHA256 string `json:"sha256"` // of the raw message: its S3 key
+	// Digest identifies the mail whatever its line ends: the SHA-256 of the raw
+	// message with every CRLF read as LF. A mail read from a file (LF) and the same
+	// mail fetched over IMAP (which sends CRLF) have one digest, and TIP records
+	// them as one mail seen twice.
+	Digest string `json:"digest"`
 	Size   int64  `json:"size"`
 
 	// SenderIP is the true sender by the trust rules (canonical; an IPv4-mapped
@@ -258,11 +264,31 @@ func (b *buffers) release() {
 	bufferPool.Put(b)
 }
 
+// Digest is the SHA-256 of raw with every CRLF read as LF (Facts.Digest), hashed
+// as it is read: no copy of the message is made.
+func Digest(raw []byte) string {
+	h := sha256.New()
+	for len(raw) > 0 {
+		i := bytes.Index(raw, crlf)
+		if i < 0 {
+			h.Write(raw)
+			break
+		}
+		h.Write(raw[:i])
+		h.Write(crlf[1:])
+		raw = raw[i+2:]
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+var crlf = []byte("\r\n")
+
 // Extract takes one raw message apart. It never fails: problems become Defects.
 // A message over Limits.MaxSize is recorded with its digest, size and headers.
 func Extract(raw []byte, cfg Config) (f Facts) {
 	sum := sha256.Sum256(raw)
 	f.SHA256 = hex.EncodeToString(sum[:])
+	f.Digest = Digest(raw)
 	f.Size = int64(len(raw))
 	f.SenderHop = -1
 	f.Hops, f.URLs, f.Domains = []Hop{}, []URL{}, []string{}

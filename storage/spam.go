@@ -14,7 +14,8 @@ import (
 // SpamRecord is one mail to record: its facts (as columns and as the whole
 // extraction in JSON) and where it was seen.
 type SpamRecord struct {
-	SHA256        string
+	SHA256        string // of the raw copy: its S3 key, and the mail's key once recorded
+	Digest        string // mail.Digest: a second copy of the mail (other line ends) is a sighting of the first
 	Size          int64
 	ReceivedAt    *time.Time
 	SenderIP      netip.Addr // invalid when none was found
@@ -58,6 +59,9 @@ func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int,
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, r := range batch {
+			if r.Digest == "" {
+				r.Digest = r.SHA256
+			}
 			var ip *netip.Addr
 			if r.SenderIP.IsValid() {
 				a := r.SenderIP
@@ -75,21 +79,26 @@ func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int,
 			if len(facts) == 0 {
 				facts = json.RawMessage("{}")
 			}
-			b.Queue(`INSERT INTO spam_messages (sha256, size, received_at, sender_ip, sender_asn, sender_country, helo,
+			// A mail already recorded under its digest (another copy of it, with
+			// other line ends) keeps its row: this copy is a sighting of it.
+			b.Queue(`INSERT INTO spam_messages (sha256, digest, size, received_at, sender_ip, sender_asn, sender_country, helo,
 				    envelope_from, from_addr, reply_to, trap, message_id, subject, date_skew_s, x_mailer, campaign, defects, facts)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-				ON CONFLICT (sha256) DO NOTHING`,
-				r.SHA256, r.Size, r.ReceivedAt, ip, asn, r.SenderCountry, r.HELO, r.EnvelopeFrom, r.From, r.ReplyTo, r.Trap,
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+				ON CONFLICT DO NOTHING`,
+				r.SHA256, r.Digest, r.Size, r.ReceivedAt, ip, asn, r.SenderCountry, r.HELO, r.EnvelopeFrom, r.From, r.ReplyTo, r.Trap,
 				r.MessageID, r.Subject, r.DateSkew, r.XMailer, r.Campaign, defects, facts)
 			for _, u := range r.URLs {
-				b.Queue(`INSERT INTO spam_urls (sha256, url, host, registrable) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-					r.SHA256, u.URL, u.Host, u.Registrable)
+				b.Queue(`INSERT INTO spam_urls (sha256, url, host, registrable)
+					SELECT sha256, $2, $3, $4 FROM spam_messages WHERE digest = $1 ON CONFLICT DO NOTHING`,
+					r.Digest, u.URL, u.Host, u.Registrable)
 			}
 			for i, a := range r.Attachments {
-				b.Queue(`INSERT INTO spam_attachments (sha256, idx, name, type, size, content_sha256) VALUES ($1, $2, $3, $4, $5, $6)
-					ON CONFLICT DO NOTHING`, r.SHA256, i, a.Name, a.Type, a.Size, a.ContentSHA256)
+				b.Queue(`INSERT INTO spam_attachments (sha256, idx, name, type, size, content_sha256)
+					SELECT sha256, $2, $3, $4, $5, $6 FROM spam_messages WHERE digest = $1 ON CONFLICT DO NOTHING`,
+					r.Digest, i, a.Name, a.Type, a.Size, a.ContentSHA256)
 			}
-			b.Queue(`INSERT INTO spam_sightings (origin, name, sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, r.Origin, r.Name, r.SHA256)
+			b.Queue(`INSERT INTO spam_sightings (origin, name, sha256)
+				SELECT $1, $2, sha256 FROM spam_messages WHERE digest = $3 ON CONFLICT DO NOTHING`, r.Origin, r.Name, r.Digest)
 		}
 		br := tx.SendBatch(ctx, b)
 		for _, r := range batch {

@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tip-project/tip/mail"
 	"github.com/tip-project/tip/storage"
 )
 
@@ -67,6 +69,44 @@ func TestRecordSpamIsIdempotentAndRemembersSightings(t *testing.T) {
 	}
 	if r, err := db.SpamArchive(ctx, u); err != nil || r.IngestedAt == nil || r.ETag != `"e"` || r.Members != 3 {
 		t.Fatalf("archive: %+v, %v", r, err)
+	}
+}
+
+// TestACopyWithOtherLineEndsIsASighting: the same mail read from a file (LF) and
+// fetched over IMAP (CRLF) hashes differently but has one digest: it is recorded
+// once, under the first copy's SHA-256, with both sightings; its URLs and
+// attachments once.
+func TestACopyWithOtherLineEndsIsASighting(t *testing.T) {
+	ctx := context.Background()
+	db := openFresh(t)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lf := []byte("Subject: hi\nMessage-ID: <1@x>\n\nhttp://evil.example/a\n")
+	crlf := bytes.ReplaceAll(lf, []byte("\n"), []byte("\r\n"))
+	rec := func(raw []byte, origin, name string) storage.SpamRecord {
+		f := mail.Extract(raw, mail.Config{})
+		return storage.SpamRecord{SHA256: f.SHA256, Digest: f.Digest, Size: f.Size, Subject: "hi",
+			URLs:        []storage.SpamURL{{URL: "http://evil.example/a", Host: "evil.example", Registrable: "evil.example"}},
+			Attachments: []storage.SpamAttachment{{Name: "a.zip", Type: "application/zip", Size: 10, ContentSHA256: "ff"}},
+			Origin:      origin, Name: name}
+	}
+	first, second := rec(lf, "archive:x", "2026/09/01/1.txt"), rec(crlf, "imap:trap", "7:1")
+	if first.SHA256 == second.SHA256 || first.Digest != second.Digest {
+		t.Fatalf("sha256 %s and %s, digests %s and %s", first.SHA256, second.SHA256, first.Digest, second.Digest)
+	}
+	for i, b := range [][]storage.SpamRecord{{first}, {second}, {first, second}} {
+		n, err := db.RecordSpam(ctx, b)
+		if want := map[int]int{0: 1}[i]; err != nil || n != want {
+			t.Fatalf("batch %d: %d new, %v; want %d", i, n, err, want)
+		}
+	}
+	var msgs, urls, atts int
+	var shas []string
+	db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM spam_messages), (SELECT count(*) FROM spam_urls),
+		(SELECT count(*) FROM spam_attachments), (SELECT array_agg(sha256 ORDER BY origin) FROM spam_sightings)`).Scan(&msgs, &urls, &atts, &shas)
+	if msgs != 1 || urls != 1 || atts != 1 || !slices.Equal(shas, []string{first.SHA256, first.SHA256}) {
+		t.Fatalf("%d messages, %d urls, %d attachments, sightings of %v", msgs, urls, atts, shas)
 	}
 }
 
