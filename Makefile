@@ -35,19 +35,12 @@ status: build ## show the local stack's services
 wipe: down ## stop the local stack and delete its data
 	$(TIP) dev wipe
 
-demo: tools build ## bring up the stack, the lab, its spamtrap agent and a worker, then prove the whole path with tip doctor
+demo: tools build ## from the local stack, the lab, its spamtrap agent and a worker, run TIP's whole loop and summarise it (a few minutes)
 	$(TIP) dev up --lab --worker
 	$(TIP) doctor
 	$(TIP) core start
 	@echo
-	$(TIP) lab summary
-	@echo
-	@echo "TIP is running. Web UI: http://127.0.0.1:8233/namespaces/tip/workflows"
-	@echo "  bin/tip doctor        check every service and run a probe workflow"
-	@echo "  bin/tip dev status    where each service runs"
-	@echo "  bin/tip agents list   the lab's spamtrap agent (https://127.0.0.1:8443, on trap-three.org's Maildir) and its last sync"
-	@echo "  bin/tip spam stats    the spam so far, by origin: the lab's archive, its IMAP trap and agent:lab-agent"
-	@echo "  make down             stop everything (data stays); make wipe deletes it"
+	$(TIP) dev demo
 
 doctor: build ## check every service
 	$(TIP) doctor

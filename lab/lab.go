@@ -122,14 +122,14 @@ func New(cfg Config, log *slog.Logger) (*Lab, error) {
 		log:     log,
 	}
 	if cfg.AgentSpamPerDay > 0 {
-		l.AgentSpam = newAgentSpam(w, cfg.AgentSpamPerDay)
+		l.AgentSpam = NewAgentSpam(w, cfg.AgentSpamPerDay)
 	}
 	return l, nil
 }
 
 // newAgentSpam is the spam of the agent's trap: a stream of its own, from the
 // same campaigns as the rest.
-func newAgentSpam(w *world.World, perDay int) *spam.Generator {
+func NewAgentSpam(w *world.World, perDay int) *spam.Generator {
 	return spam.NewGenerator(w, spam.Options{PerDay: perDay, Stream: "agent", Traps: []world.TrapMX{w.AgentTrapMX}})
 }
 
@@ -144,7 +144,7 @@ func AgentTrapRules(seed uint64) (mx []string, mxAddrs, trusted []netip.Prefix) 
 	w := world.NewWorld(seed)
 	mx = []string{w.AgentTrapMX.Name}
 	mxAddrs = []netip.Prefix{netip.PrefixFrom(w.AgentTrapMX.Addr, w.AgentTrapMX.Addr.BitLen())}
-	for _, a := range newAgentSpam(w, 1).TrustedRelays() {
+	for _, a := range NewAgentSpam(w, 1).TrustedRelays() {
 		trusted = append(trusted, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return mx, mxAddrs, trusted

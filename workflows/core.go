@@ -157,7 +157,7 @@ func DefaultModules(cfg config.Config) []ModuleSpec {
 		{Name: FluxTriageModule, Workflow: "FluxTriage", Interval: cfg.Flux.Interval, Enabled: true, Timeout: 2 * time.Hour,
 			Consumes: []string{EventDomainsDiscovered}},
 		// Grouping the flux domains reads every address seen: less often than triage.
-		{Name: FluxNetworksModule, Workflow: "FluxNetworks", Interval: 10 * cfg.Flux.Interval, Enabled: true, Timeout: time.Hour},
+		{Name: FluxNetworksModule, Workflow: "FluxNetworks", Interval: cfg.Flux.NetworksInterval, Enabled: true, Timeout: time.Hour},
 	}
 }
 

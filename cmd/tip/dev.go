@@ -120,7 +120,7 @@ func devCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(up, down, status, wipe)
+	cmd.AddCommand(up, down, status, wipe, devDemoCmd(a, stack))
 	return cmd
 }
 

@@ -34,43 +34,8 @@ func TestDevUpLabRunsAnAgentTheCoreSyncs(t *testing.T) {
 	ctx := context.Background()
 	tip := testenv.BuildTip(t)
 
-	// The repository's layout: config/spam-lab.yaml beside the state folder.
-	root, err := os.MkdirTemp("", "tip-devlab-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chmod(root, 0o755) // Dovecot's users must reach the lab's Maildir
-	s, err := devstack.Ephemeral(filepath.Join(root, "state"), testenv.ToolsDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Log = slog.New(slog.DiscardHandler)
-	t.Cleanup(func() {
-		_ = s.Stop(ctx, devstack.Agent)
-		_ = s.Stop(ctx, devstack.Lab)
-		if t.Failed() {
-			for _, svc := range []devstack.Service{devstack.Lab, devstack.Agent} {
-				if log, err := os.ReadFile(filepath.Join(s.Dir(svc), string(svc)+".log")); err == nil {
-					t.Logf("%s log:\n%s", svc, log)
-				}
-			}
-		}
-		os.RemoveAll(root)
-	})
-	shipped, err := os.ReadFile(filepath.Join("..", "..", "config", "spam-lab.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
-	onOurPorts := strings.NewReplacer("127.0.0.1:8480", port(s.LabHTTPPort), "127.0.0.1:1143", port(s.LabIMAPPort),
-		"127.0.0.1:8443", port(s.AgentPort)).Replace(string(shipped))
-	catalogPath := filepath.Join(root, "config", "spam-lab.yaml")
-	if err := os.MkdirAll(filepath.Dir(catalogPath), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(catalogPath, []byte(onOurPorts), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ls := newLabLayout(t)
+	s, catalogPath, onOurPorts, port := ls.stack, ls.spamCatalog, ls.spamShipped, ls.port
 	cfg := startCollectorOn(t, catalogPath)
 
 	if err := upLab(ctx, s, tip, catalogPath, slog.New(slog.DiscardHandler)); err != nil {
@@ -216,6 +181,71 @@ func TestDevUpLabRunsAnAgentTheCoreSyncs(t *testing.T) {
 	if later, err := db.AgentCursor(ctx, labAgentName); err != nil || later.Version <= cur.Version || later.Mails <= cur.Mails {
 		t.Fatalf("cursor after a later sync %+v (was %+v), %v", later, cur, err)
 	}
+}
+
+// labLayout is the repository's layout for a test of the demo: config/ with the
+// shipped lab catalogs rewritten to this test's ports, beside the state folder of
+// an ephemeral stack whose lab and agent services the test starts (Temporal,
+// PostgreSQL and MinIO are testenv's).
+type labLayout struct {
+	root  string
+	stack *devstack.Stack
+	// spamCatalog and blacklistCatalog are the rewritten copies of
+	// config/spam-lab.yaml and config/lab.yaml; spamShipped is the former's text.
+	spamCatalog, blacklistCatalog string
+	spamShipped                   string
+	port                          func(int) string
+}
+
+func newLabLayout(t *testing.T) *labLayout {
+	t.Helper()
+	ctx := context.Background()
+	root, err := os.MkdirTemp("", "tip-devlab-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(root, 0o755) // Dovecot's users must reach the lab's Maildir
+	s, err := devstack.Ephemeral(filepath.Join(root, "state"), testenv.ToolsDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Log = slog.New(slog.DiscardHandler)
+	t.Cleanup(func() {
+		_ = s.Stop(ctx, devstack.Agent)
+		_ = s.Stop(ctx, devstack.Lab)
+		if t.Failed() {
+			for _, svc := range []devstack.Service{devstack.Lab, devstack.Agent} {
+				if log, err := os.ReadFile(filepath.Join(s.Dir(svc), string(svc)+".log")); err == nil {
+					t.Logf("%s log:\n%s", svc, log)
+				}
+			}
+		}
+		os.RemoveAll(root)
+	})
+	l := &labLayout{root: root, stack: s, port: func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }}
+	onOurPorts := strings.NewReplacer("127.0.0.1:8480", l.port(s.LabHTTPPort), "127.0.0.1:1143", l.port(s.LabIMAPPort),
+		"127.0.0.1:8443", l.port(s.AgentPort))
+	for _, c := range []struct {
+		name string
+		path *string
+	}{{"spam-lab.yaml", &l.spamCatalog}, {"lab.yaml", &l.blacklistCatalog}} {
+		shipped, err := os.ReadFile(filepath.Join("..", "..", "config", c.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		*c.path = filepath.Join(root, "config", c.name)
+		text := onOurPorts.Replace(string(shipped))
+		if c.name == "spam-lab.yaml" {
+			l.spamShipped = text
+		}
+		if err := os.MkdirAll(filepath.Dir(*c.path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(*c.path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
 }
 
 // changedLines lists the lines of b that differ from a's at the same place.

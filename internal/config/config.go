@@ -56,6 +56,9 @@ type Flux struct {
 	Allowlist string `yaml:"allowlist" env:"TIP_FLUX_ALLOWLIST"`
 	// Interval is the delay from the end of one triage run to the next.
 	Interval time.Duration `yaml:"interval" env:"TIP_FLUX_INTERVAL"`
+	// NetworksInterval is the delay from the end of one grouping of the monitored
+	// domains into flux networks (and listing their addresses) to the next.
+	NetworksInterval time.Duration `yaml:"networks_interval" env:"TIP_FLUX_NETWORKS_INTERVAL"`
 	// TriageWait bounds how long triage's second resolution waits for the first
 	// answers' TTLs to pass: past a TTL a caching resolver answers anew.
 	TriageWait time.Duration `yaml:"triage_wait" env:"TIP_FLUX_TRIAGE_WAIT"`
@@ -153,7 +156,7 @@ func Default() Config {
 		// The lab's authoritative server answers for every lab zone.
 		Flux: Flux{Resolvers: "127.0.0.1:5354", QPS: 200, ASNTable: "http://127.0.0.1:8480/iptoasn/ip2asn-combined.tsv.gz",
 			// The lab's TTLs pass at the lab clock's speed: 10 s is past any of them.
-			Interval: time.Minute, TriageWait: 10 * time.Second, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
+			Interval: time.Minute, NetworksInterval: 3 * time.Minute, TriageWait: 10 * time.Second, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
 			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour},
 		Log: Log{Level: "info", Format: "text"},
 	}
@@ -224,6 +227,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: blacklists.interval %s is shorter than a minute", c.Blacklists.Interval)
 	case c.Flux.Interval < 10*time.Second:
 		return fmt.Errorf("config: flux.interval %s is shorter than 10s", c.Flux.Interval)
+	case c.Flux.NetworksInterval < time.Minute:
+		return fmt.Errorf("config: flux.networks_interval %s is shorter than a minute", c.Flux.NetworksInterval)
 	case c.Flux.MinCheck < time.Second || c.Flux.MaxCheck < c.Flux.MinCheck:
 		return fmt.Errorf("config: flux.min_check %s and max_check %s: want 1s <= min_check <= max_check", c.Flux.MinCheck, c.Flux.MaxCheck)
 	case c.Flux.TriageWait < time.Second:

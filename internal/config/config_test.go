@@ -71,6 +71,7 @@ func TestLoadErrorsSayWhere(t *testing.T) {
 		"bad env bool":     {env: map[string]string{"TIP_S3_SECURE": "sure"}, want: "TIP_S3_SECURE"},
 		"bad env int":      {env: map[string]string{"TIP_WORKER_WORKFLOW_CACHE": "10k"}, want: "TIP_WORKER_WORKFLOW_CACHE"},
 		"bad env number":   {env: map[string]string{"TIP_FLUX_QPS": "fast"}, want: "TIP_FLUX_QPS"},
+		"short networks":   {env: map[string]string{"TIP_FLUX_NETWORKS_INTERVAL": "30s"}, want: "flux.networks_interval"},
 		"negative cache":   {env: map[string]string{"TIP_WORKER_WORKFLOW_CACHE": "-1"}, want: "worker.workflow_cache"},
 		"scheme endpoint":  {env: map[string]string{"TIP_S3_ENDPOINT": "http://minio:9000"}, want: "without a scheme"},
 		"short retention":  {env: map[string]string{"TIP_TEMPORAL_RETENTION": "1h"}, want: "shorter than one day"},

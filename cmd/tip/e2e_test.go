@@ -1,0 +1,500 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/internal/testenv"
+	"github.com/tip-project/tip/lab"
+	"github.com/tip-project/tip/lab/spam"
+	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/starter"
+	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows"
+)
+
+// TestDemoLoopEndToEnd is `make demo` as a test: the lab and its spamtrap agent
+// as `tip dev up --lab` starts them, a worker, and the core with every module.
+// It waits, as `tip dev demo` does, until the whole loop has shown itself —
+// blacklists loaded and weighted, spam from the archive, the IMAP trap and the
+// agent, its domains triaged, flux monitors checking, flux agents listed and
+// weighted — then holds what TIP recorded against the lab's ground truth.
+//
+// The intervals are shorter than the demo's so the loop closes in about two
+// minutes, and the catalog leaves out the lab's million-line feed (its load is
+// the benchmark's business): everything else is the demo's.
+func TestDemoLoopEndToEnd(t *testing.T) {
+	testenv.Stack(t) // skips in -short mode
+	ctx := context.Background()
+	tip := testenv.BuildTip(t)
+	ls := newLabLayout(t)
+	s := ls.stack
+	dropLines(t, ls.blacklistCatalog, "name: lab-large")
+	labURL := "http://" + ls.port(s.LabHTTPPort)
+
+	cfg := startCollectorOn(t, ls.spamCatalog, func(c *config.Config) {
+		c.Blacklists.Catalog = ls.blacklistCatalog
+		c.Blacklists.Interval = 30 * time.Second
+		c.Spam.Interval = 10 * time.Second
+		c.Flux.Resolvers = ls.port(s.LabDNSPort)
+		c.Flux.ASNTable = labURL + "/iptoasn/ip2asn-combined.tsv.gz"
+		c.Flux.Interval = 10 * time.Second
+		c.Flux.NetworksInterval = 30 * time.Second
+		c.Flux.MinCheck = 5 * time.Second
+	})
+	if err := upLab(ctx, s, tip, ls.spamCatalog, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := starter.Dial(ctx, cfg.Temporal, slog.New(slog.DiscardHandler), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close) // after the monitors are stopped, below
+	if _, _, err := starter.StartCore(ctx, tc, cfg.Temporal.TaskQueue, workflows.CoreInput{Modules: workflows.DefaultModules(cfg)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = tc.TerminateWorkflow(ctx, workflows.CoreWorkflowID, "", "test over")
+		stopMonitors(t, tc)
+	})
+	db, err := storage.OpenDB(ctx, cfg.Postgres.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	counts, missing, err := watchLoop(ctx, db, 4*time.Minute, time.Second, func(s loopStep, after time.Duration, detail string) {
+		t.Logf("%6s  %s: %s", after.Round(time.Second), s.Name, detail)
+	})
+	if err != nil || len(missing) > 0 {
+		t.Fatalf("the loop did not close: %v; missing: %s", err, strings.Join(missing, "; "))
+	}
+	// The modules keep running while the facts are read: stop the core first so
+	// its children do not change them underneath (monitors keep checking; what
+	// they add is checked against the same truth).
+	if err := tc.TerminateWorkflow(ctx, workflows.CoreWorkflowID, "", "loop closed"); err != nil {
+		t.Fatal(err)
+	}
+	coreEnded := time.Now()
+
+	var clock lab.ClockState
+	getJSON(t, labURL+"/clock", &clock)
+	w := world.NewWorld(clock.Seed)
+	truth := newLoopTruth(w, clock)
+
+	t.Run("sources and weights", func(t *testing.T) { checkSources(t, ctx, db) })
+	t.Run("spam facts", func(t *testing.T) { checkSpam(t, ctx, db, truth) })
+	t.Run("flux detections", func(t *testing.T) { checkFlux(t, ctx, db, tc, cfg, truth) })
+	t.Run("routed between modules", func(t *testing.T) { checkRouting(t, ctx, db, truth, coreEnded) })
+	t.Run("summary", func(t *testing.T) {
+		var b strings.Builder
+		printDemoSummary(&b, counts, s, cfg.Temporal.Namespace)
+		out := b.String()
+		for _, want := range []string{"blacklists ", "spam ", "flux triage ", "flux monitors ", "flux networks ",
+			s.TemporalUI() + "/namespaces/" + cfg.Temporal.Namespace + "/workflows", "bin/tip status"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the summary lacks %q:\n%s", want, out)
+			}
+		}
+	})
+}
+
+// loopTruth is what the lab knows, at the end of the test, about what TIP saw.
+type loopTruth struct {
+	w     *world.World
+	at    time.Time // lab time when the truth was taken...
+	wall  time.Time // ...at this wall time
+	speed float64
+	bot   map[netip.Addr]string // every flux bot address and its network
+	// mails by Message-ID, from the archive's and IMAP trap's stream and the agent's.
+	mails map[string]spam.Truth
+}
+
+func newLoopTruth(w *world.World, clock lab.ClockState) loopTruth {
+	lt := loopTruth{w: w, at: clock.Now, wall: time.Now(), speed: clock.Speed, bot: map[netip.Addr]string{}, mails: map[string]spam.Truth{}}
+	for _, n := range w.Networks {
+		for _, a := range n.Pool {
+			lt.bot[a] = n.Name
+		}
+	}
+	for _, d := range w.Domains {
+		if d.Class.IsFlux() {
+			for _, a := range slices.Concat(d.Pool, d.PoolV6, d.NSPool) {
+				lt.bot[a] = d.Network
+			}
+		}
+	}
+	cfg := lab.DefaultConfig("")
+	for _, g := range []*spam.Generator{spam.NewGenerator(w, spam.Options{PerDay: cfg.SpamPerDay}), lab.NewAgentSpam(w, cfg.AgentSpamPerDay)} {
+		for _, m := range g.Between(w.Start, clock.Now.Add(time.Hour)) {
+			if m.Truth.MessageID != "" {
+				lt.mails[m.Truth.MessageID] = m.Truth
+			}
+		}
+	}
+	return lt
+}
+
+// labTime is the lab time at wall time t.
+func (lt loopTruth) labTime(t time.Time) time.Time {
+	return lt.at.Add(-time.Duration(float64(lt.wall.Sub(t)) * lt.speed))
+}
+
+// domain is the lab zone of a host name (www.example.org's is example.org), or
+// nil for a name of no lab zone.
+func (lt loopTruth) domain(name string) *world.Domain {
+	for _, d := range lt.w.Domains {
+		if d.Name == name || strings.HasSuffix(name, "."+d.Name) {
+			return d
+		}
+	}
+	return nil
+}
+
+// checkSources: every source of the catalog ran, the lab's dead feed is dead and
+// weighs nothing, its HTML page is failing and weighs less than any healthy feed,
+// and TIP's own two sources list what spam and flux found and are weighted.
+func checkSources(t *testing.T, ctx context.Context, db *storage.DB) {
+	hs, err := db.SourcesHealth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]storage.SourceHealth{}
+	minOK := 1.0
+	for _, h := range hs {
+		by[h.Name] = h
+		if h.Health == "ok" && !strings.HasPrefix(h.Name, "tip-") {
+			minOK = min(minOK, h.Weight)
+		}
+	}
+	if len(hs) != 26 { // the lab catalog's 25 feeds but the large one, and TIP's own two
+		t.Errorf("%d sources, want 26", len(hs))
+	}
+	for _, h := range hs {
+		switch h.Name {
+		case "et-compromised":
+			if h.Health != "dead" || h.Weight != 0 || h.LastHTTPStatus != 404 {
+				t.Errorf("the lab's 404 feed: %+v", h)
+			}
+		case "blocklistde-strongips":
+			// Failing, then dead after storage.DeadAfter malformed runs in a row.
+			if (h.Health != "failing" && h.Health != "dead") || h.LastStatus != "malformed" || h.Weight >= minOK {
+				t.Errorf("the lab's HTML page feed: %+v (healthy feeds weigh at least %.2f)", h, minOK)
+			}
+		default:
+			if h.Health != "ok" || h.Weight <= 0 || h.Active == 0 {
+				t.Errorf("%s: health %s, weight %.2f, %d active listings", h.Name, h.Health, h.Weight, h.Active)
+			}
+		}
+	}
+	for _, own := range ownSources {
+		if _, ok := by[own]; !ok {
+			t.Errorf("TIP's own source %s is not among the sources", own)
+		}
+	}
+}
+
+// checkSpam: every mail recorded is one the lab sent, with the lab's true sender,
+// recorded once, under the origin that can see it (the agent's trap is only the
+// agent's), and every sender listed as tip-spamtrap-senders is a true sender.
+func checkSpam(t *testing.T, ctx context.Context, db *storage.DB, lt loopTruth) {
+	rows, err := db.Pool.Query(ctx, `
+		SELECT m.message_id, coalesce(host(m.sender_ip), ''), coalesce(m.sender_asn, 0), m.trap,
+		       array_agg(DISTINCT split_part(s.origin, ':', 1) ORDER BY split_part(s.origin, ':', 1))
+		  FROM spam_messages m JOIN spam_sightings s USING (sha256)
+		 GROUP BY m.sha256`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := map[string]int{}
+	var n, matched, unknown, wrongSender int
+	senders := map[string]bool{} // as TIP recorded them
+	for rows.Next() {
+		var id, ip, trap string
+		var asn int
+		var kinds []string
+		if err := rows.Scan(&id, &ip, &asn, &trap, &kinds); err != nil {
+			t.Fatal(err)
+		}
+		if ip != "" {
+			senders[ip] = true
+		}
+		if id == "" { // a malformed mail may have none
+			continue
+		}
+		n++
+		seen[id]++
+		m, ok := lt.mails[id]
+		if !ok {
+			if unknown++; unknown <= 3 {
+				t.Logf("mail %s is none the lab sent", id)
+			}
+			continue
+		}
+		matched++
+		if m.SenderIP.IsValid() && ip != m.SenderIP.String() {
+			wrongSender++
+			if wrongSender <= 3 {
+				t.Errorf("mail %s: sender %s, the lab's true sender %s", id, ip, m.SenderIP)
+			}
+		}
+		agentTrap := m.TrapMX == lt.w.AgentTrapMX.Name
+		if agentTrap != slices.Equal(kinds, []string{"agent"}) {
+			t.Errorf("mail %s of trap MX %s was seen by %v", id, m.TrapMX, kinds)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for id, k := range seen {
+		if k > 1 {
+			t.Errorf("message %s recorded %d times", id, k)
+		}
+	}
+	if matched < n*95/100 {
+		t.Errorf("%d of %d mails with a Message-ID matched the lab's", matched, n)
+	}
+	t.Logf("%d mails, %d matched to the lab's truth, %d with a wrong sender", n, matched, wrongSender)
+
+	listed := activeListings(t, ctx, db, activities.SpamSendersSource)
+	if len(listed) == 0 {
+		t.Fatalf("%s lists nothing", activities.SpamSendersSource)
+	}
+	for _, v := range listed {
+		if !senders[v] {
+			t.Errorf("%s lists %s, the sender of no mail recorded", activities.SpamSendersSource, v)
+		}
+	}
+}
+
+// checkFlux: every domain TIP calls flux is one of the lab's flux domains, every
+// lab flux domain it triaged while the domain answered is monitored, one monitor
+// runs per domain, the networks it found are the lab's botnets, and every address
+// listed as tip-flux-agents is a bot of the lab.
+func checkFlux(t *testing.T, ctx context.Context, db *storage.DB, tc client.Client, cfg config.Config, lt loopTruth) {
+	all, err := db.FluxDomains(ctx, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	monitored := map[string]bool{}
+	for _, d := range all {
+		isFlux := d.Verdict == "flux" || d.Verdict == "double-flux"
+		if d.Monitor == "watching" || d.Monitor == "stable" {
+			monitored[d.Domain] = true
+		}
+		wd := lt.domain(d.Domain)
+		if wd == nil {
+			// Spam names hosts of no lab zone too (a random domain answers
+			// SERVFAIL): never flux.
+			if isFlux {
+				t.Errorf("%s, of no lab zone, was called %s", d.Domain, d.Verdict)
+			}
+			continue
+		}
+		switch {
+		case isFlux && !wd.Class.IsFlux():
+			t.Errorf("%s (%s) was called %s", d.Domain, wd.Class, d.Verdict)
+		case !isFlux && wd.Class.IsFlux() && !wasTakenDown(wd, lt.labTime(d.TriagedAt).Add(time.Hour)):
+			t.Errorf("flux domain %s (%s) was called %s: %s", d.Domain, wd.Class, d.Verdict, d.Reason)
+		}
+		if isFlux && d.Monitor == "" {
+			t.Errorf("%s is %s but has no monitor", d.Domain, d.Verdict)
+		}
+	}
+	if len(monitored) == 0 {
+		t.Fatal("no monitor runs")
+	}
+	// One monitor per domain: Temporal runs exactly the monitors PostgreSQL knows.
+	var running []string
+	var token []byte
+	for {
+		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: cfg.Temporal.Namespace,
+			Query:         fmt.Sprintf(`WorkflowType = "FluxMonitor" AND ExecutionStatus = "Running" AND TaskQueue = %q`, cfg.Temporal.TaskQueue),
+			NextPageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range resp.Executions {
+			running = append(running, strings.TrimPrefix(e.Execution.WorkflowId, activities.MonitorID("")))
+		}
+		if token = resp.NextPageToken; len(token) == 0 {
+			break
+		}
+	}
+	slices.Sort(running)
+	if !slices.Equal(running, sortedKeys(monitored)) {
+		t.Errorf("Temporal runs monitors for %v; PostgreSQL has %v watching", running, sortedKeys(monitored))
+	}
+
+	nets, err := db.FluxNetworks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nets {
+		var labNets []string
+		for _, d := range n.Domains {
+			if wd := lt.domain(d); wd != nil && !slices.Contains(labNets, wd.Network) {
+				labNets = append(labNets, wd.Network)
+			}
+		}
+		if len(labNets) != 1 {
+			t.Errorf("network %s (%v) spans the lab's botnets %v", n.Name, n.Domains, labNets)
+		}
+	}
+	listed := activeListings(t, ctx, db, activities.FluxAgentsSource)
+	for _, v := range listed {
+		a, err := netip.ParseAddr(v)
+		if err != nil || lt.bot[a] == "" {
+			t.Errorf("%s lists %s, no bot of the lab", activities.FluxAgentsSource, v)
+		}
+	}
+	t.Logf("%d domains triaged, %d monitored, %d networks, %d flux agents listed", len(all), len(monitored), len(nets), len(listed))
+}
+
+// checkRouting: the domains of the spam reached triage as events of spam-collect,
+// and new domains of the blacklists as events of blacklist-refresh. Every lab
+// domain of a mail recorded a minute before the core stopped was triaged (a later
+// one may still have been on its way); a domain the blacklists named first keeps
+// blacklist-refresh as its origin.
+func checkRouting(t *testing.T, ctx context.Context, db *storage.DB, lt loopTruth, coreEnded time.Time) {
+	origins := map[string]string{}
+	all, err := db.FluxDomains(ctx, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range all {
+		origins[d.Domain] = d.Origin
+	}
+	rows, err := db.Pool.Query(ctx, `SELECT u.registrable, min(m.first_seen) FROM spam_urls u JOIN spam_messages m USING (sha256)
+		WHERE u.registrable <> '' GROUP BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var inSpam, fromSpam int
+	for rows.Next() {
+		var d string
+		var first time.Time
+		if err := rows.Scan(&d, &first); err != nil {
+			t.Fatal(err)
+		}
+		if lt.domain(d) == nil {
+			continue
+		}
+		inSpam++
+		switch origins[d] {
+		case workflows.SpamModule:
+			fromSpam++
+		case "":
+			if first.Before(coreEnded.Add(-time.Minute)) {
+				t.Errorf("%s, in spam since %s, never reached triage", d, first.Format(time.TimeOnly))
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if fromSpam == 0 {
+		t.Errorf("none of the %d lab domains in the spam reached triage from spam-collect", inSpam)
+	}
+	var fromLists int
+	for _, o := range origins {
+		if o == workflows.BlacklistModule {
+			fromLists++
+		}
+	}
+	if fromLists == 0 {
+		t.Errorf("no domain of the blacklists reached triage from blacklist-refresh")
+	}
+	t.Logf("%d lab domains in the spam, %d triaged from spam-collect; %d from blacklist-refresh", inSpam, fromSpam, fromLists)
+}
+
+func wasTakenDown(d *world.Domain, before time.Time) bool {
+	return !d.TakedownAt.IsZero() && d.TakedownAt.Before(before)
+}
+
+func activeListings(t *testing.T, ctx context.Context, db *storage.DB, source string) []string {
+	t.Helper()
+	rows, err := db.Pool.Query(ctx, `SELECT i.value FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.source = $1 AND l.active`, source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+}
+
+// dropLines removes from the file the lines containing s.
+func dropLines(t *testing.T, path, s string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, s) {
+			keep = append(keep, l)
+		}
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(keep, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stopMonitors ends the flux monitors the test's core started.
+func stopMonitors(t *testing.T, tc client.Client) {
+	ctx := context.Background()
+	resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: `WorkflowType = "FluxMonitor" AND ExecutionStatus = "Running"`, PageSize: 1000})
+	if err != nil {
+		t.Logf("list monitors: %v", err)
+		return
+	}
+	for _, e := range resp.Executions {
+		_ = tc.TerminateWorkflow(ctx, e.Execution.WorkflowId, e.Execution.RunId, "test over")
+	}
+}
