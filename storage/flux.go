@@ -258,15 +258,21 @@ func scanFluxDomain(row pgx.Row) (FluxDomain, error) {
 // name. monitor filters by monitor state ("" all, "any" every monitored domain);
 // verdict filters by verdict ("" all).
 func (db *DB) FluxDomains(ctx context.Context, monitor, verdict string) ([]FluxDomain, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT `+fluxDomainColumns+` FROM flux_domains
+	return db.fluxDomains(ctx, "flux domains", `
 		WHERE ($1 = '' OR $1 = 'any' AND monitor IS NOT NULL OR monitor = $1) AND ($2 = '' OR verdict = $2)
 		ORDER BY monitor IS NULL, domain`, monitor, verdict)
+}
+
+// fluxDomains reads the flux_domains rows that the rest of a query (where,
+// order, limit) picks; what names the read in errors.
+func (db *DB) fluxDomains(ctx context.Context, what, rest string, args ...any) ([]FluxDomain, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT `+fluxDomainColumns+` FROM flux_domains `+rest, args...)
 	if err != nil {
-		return nil, fmt.Errorf("flux domains: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FluxDomain, error) { return scanFluxDomain(r) })
 	if err != nil {
-		return nil, fmt.Errorf("flux domains: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
 }

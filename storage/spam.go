@@ -266,10 +266,8 @@ func (db *DB) SpamStats(ctx context.Context, top int) (SpamStats, error) {
 		GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`); err != nil {
 		return s, err
 	}
-	// One row per collector: a mailbox or an agent by its name, an archive by its
-	// index (its months together).
-	if s.Origins, err = counts(`SELECT CASE WHEN origin LIKE 'archive:%' THEN regexp_replace(origin, '/[^/]*$', '/') ELSE origin END,
-		count(DISTINCT sha256) FROM spam_sightings GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`); err != nil {
+	if s.Origins, err = counts(`SELECT ` + originGroup + `, count(DISTINCT sha256) FROM spam_sightings
+		GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`); err != nil {
 		return s, err
 	}
 	rows, err := db.Pool.Query(ctx, `SELECT campaign, count(*), count(DISTINCT sender_ip), min(subject),
@@ -284,6 +282,10 @@ func (db *DB) SpamStats(ctx context.Context, top int) (SpamStats, error) {
 	})
 	return s, err
 }
+
+// originGroup names a sighting's collector: a mailbox or an agent by its origin,
+// an archive by its index (its months together).
+const originGroup = `CASE WHEN origin LIKE 'archive:%' THEN regexp_replace(origin, '/[^/]*$', '/') ELSE origin END`
 
 // SpamFacts returns a stored mail's extracted facts (JSON) and where it was seen.
 func (db *DB) SpamFacts(ctx context.Context, sha string) (json.RawMessage, []string, error) {

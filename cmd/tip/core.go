@@ -115,15 +115,7 @@ func printCoreStatus(w io.Writer, st workflows.CoreStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MODULE\tSTATE\tINTERVAL\tNEXT RUN\tRUNNING\tLAST\tPENDING")
 	for _, m := range st.Modules {
-		state := "scheduled"
-		switch {
-		case m.Running != "":
-			state = "running"
-		case m.Paused:
-			state = "paused"
-		case !m.Enabled:
-			state = "disabled"
-		}
+		state := moduleState(m)
 		next := "-"
 		if m.Running == "" && !m.Next.IsZero() && m.Enabled && !m.Paused {
 			next = m.Next.UTC().Format(time.RFC3339) + " (in " + time.Until(m.Next).Round(time.Second).String() + ")"
@@ -157,6 +149,20 @@ func printCoreStatus(w io.Writer, st workflows.CoreStatus) {
 	}
 }
 
+// moduleState is a module's state in Core's timetable: running, paused,
+// disabled or scheduled.
+func moduleState(m workflows.ModuleStatus) string {
+	switch {
+	case m.Running != "":
+		return "running"
+	case m.Paused:
+		return "paused"
+	case !m.Enabled:
+		return "disabled"
+	}
+	return "scheduled"
+}
+
 func firstNonEmpty(s ...string) string {
 	for _, v := range s {
 		if v != "" {
@@ -166,10 +172,11 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
+// oneLine folds s onto one line of at most max characters, ending in … when cut.
 func oneLine(s string, max int) string {
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		return s[:max-1] + "…"
+	if r := []rune(s); len(r) > max {
+		return string(r[:max-1]) + "…"
 	}
 	return s
 }

@@ -130,15 +130,9 @@ func runDoctor(ctx context.Context, cfg config.Config, probeTimeout time.Duratio
 // checkWorker looks for pollers on the task queue and, if there are any, runs the
 // probe workflow through them.
 func checkWorker(ctx context.Context, c client.Client, cfg config.Temporal, timeout time.Duration) checkResult {
-	tq, err := c.DescribeTaskQueue(ctx, cfg.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+	recent, err := pollers(ctx, c, cfg)
 	if err != nil {
-		return checkResult{"worker", fail, starter.ExplainTemporal(cfg.Address, err).Error()}
-	}
-	recent := 0
-	for _, p := range tq.GetPollers() {
-		if time.Since(p.GetLastAccessTime().AsTime()) < 2*time.Minute {
-			recent++
-		}
+		return checkResult{"worker", fail, err.Error()}
 	}
 	if recent == 0 {
 		return checkResult{"worker", warn, fmt.Sprintf("no worker polls task queue %q; start one with `tip worker` (or `make demo`)", cfg.TaskQueue)}
@@ -159,4 +153,20 @@ func checkWorker(ctx context.Context, c client.Client, cfg config.Temporal, time
 	}
 	return checkResult{"worker", ok, fmt.Sprintf("%d worker(s) poll %q; probe %s ran on %s: PostgreSQL %s schema %d, wrote and read %s in bucket %s",
 		recent, cfg.TaskQueue, run.GetID(), r.Worker, r.PostgresVersion, r.SchemaVersion, r.BlobKey, r.Bucket)}
+}
+
+// pollers counts the workers that polled the task queue for activities in the
+// last two minutes.
+func pollers(ctx context.Context, c client.Client, cfg config.Temporal) (int, error) {
+	tq, err := c.DescribeTaskQueue(ctx, cfg.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+	if err != nil {
+		return 0, starter.ExplainTemporal(cfg.Address, err)
+	}
+	recent := 0
+	for _, p := range tq.GetPollers() {
+		if time.Since(p.GetLastAccessTime().AsTime()) < 2*time.Minute {
+			recent++
+		}
+	}
+	return recent, nil
 }

@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/internal/testenv"
+	"github.com/tip-project/tip/starter"
+	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows"
+)
+
+// fixedStatus is a report as the demo's stack gives one, with every kind of row.
+func fixedStatus() statusReport {
+	now := time.Date(2026, 9, 2, 12, 0, 0, 0, time.UTC)
+	long := strings.Repeat("a very long error that goes on ", 10)
+	running := int64(3)
+	return statusReport{
+		Now:      now,
+		Temporal: temporalStatus{Address: "127.0.0.1:7233", Namespace: "tip", TaskQueue: "tip", Workers: 2},
+		Postgres: postgresStatus{Address: "127.0.0.1:5433"},
+		S3:       s3Status{Endpoint: "127.0.0.1:9000", Bucket: "tip"},
+		Core: &workflows.CoreStatus{Iteration: 41, Modules: []workflows.ModuleStatus{
+			{Name: "blacklist-refresh", Enabled: true, Next: now.Add(90 * time.Second),
+				Last: &workflows.RunResult{Status: workflows.RunCompleted, Finished: now.Add(-30 * time.Second), Summary: "25 sources: 23 loaded,\n1 dead"}},
+			{Name: "flux-triage", Enabled: true, Paused: true, PendingEvents: 2, DroppedEvents: 5},
+			{Name: "spam-collect", Enabled: true, Running: "spam-collect/20260902T115950Z", RunningSince: now.Add(-10 * time.Second),
+				Last: &workflows.RunResult{ChildID: "spam-collect/20260902T115800Z", Status: workflows.RunFailed, Finished: now.Add(-2 * time.Hour), Error: long}},
+		}},
+		Flux: &fluxStatus{FluxCounts: storage.FluxCounts{Watching: 2, Stable: 1, Paused: 1, Stopped: 7, Networks: 2}, Top: []storage.FluxDomain{
+			{Domain: "lone9.cn", Monitor: storage.MonitorWatching, Verdict: "flux", Score: 117.14, IPs: 20, ASNs: 16, Network: "dorro.ru"},
+			{Domain: "katre.su", Monitor: storage.MonitorPaused, Verdict: "double-flux", Score: 77.4, IPs: 10, ASNs: 10},
+		}},
+		FluxWorkflows: &running,
+		Sources: []storage.SourceHealth{
+			{Name: "spamhaus-drop", Health: "ok", Weight: 0.81},
+			{Name: "et-compromised", Health: "dead", LastStatus: "dead", LastRun: now.Add(-5 * time.Minute), ConsecutiveFailures: 3,
+				LastError: "http://127.0.0.1:8480/feeds/emergingthreats/compromised-ips.txt answers 404 Not Found: the feed is gone"},
+			{Name: "blocklistde-strongips", Health: "failing", LastStatus: "malformed", LastRun: now.Add(-5 * time.Minute), ConsecutiveFailures: 1,
+				LastError: "malformed feed: an HTML page", Weight: 0.37},
+			{Name: "sslbl-sslblacklist", Health: "ok", Weight: 0.95},
+			{Name: "new-feed", Health: "never-run"},
+		},
+		Spam: []storage.SpamCollector{
+			{Name: "archive:lab-archive", Mails: 752, LastRun: ptr(now.Add(-time.Minute)), LastMail: ptr(now.Add(-50 * time.Hour))},
+			{Name: "agent:lab-agent", Mails: 0},
+		},
+		Problems: []storage.Problem{
+			{Where: "allowlist tranco-top", What: "fetch failed", Error: "connection reset"},
+			{At: now.Add(-5 * time.Minute), Where: "source et-compromised", What: "dead", Error: "answers 404", Repeats: 3},
+			{At: now.Add(-2 * time.Hour), Where: "module spam-collect", What: "failed", Error: long},
+			{At: now.Add(-3 * time.Hour), Where: "source flaky", What: "failed", Error: "timeout", Recovered: true},
+		},
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func render(r statusReport, errorRows int) string {
+	var b bytes.Buffer
+	printReport(&b, r, errorRows, statusWidth)
+	return b.String()
+}
+
+func TestPrintReportShowsEverySectionInTheWidth(t *testing.T) {
+	out := render(fixedStatus(), 8)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	for _, l := range lines {
+		if n := utf8.RuneCountInString(l); n > statusWidth {
+			t.Errorf("a line of %d characters, more than %d: %q", n, statusWidth, l)
+		}
+		if strings.HasSuffix(l, " ") {
+			t.Errorf("trailing spaces: %q", l)
+		}
+	}
+	if len(lines) > 45 {
+		t.Errorf("%d lines: more than a screen", len(lines))
+	}
+	wantLines(t, out,
+		"TIP status at 2026-09-02 12:00:00 UTC",
+		"temporal 127.0.0.1:7233 (namespace tip, queue tip): 2 workers polling",
+		"postgres 127.0.0.1:5433 · s3 127.0.0.1:9000 (bucket tip)",
+		"core: tip-core, 3 modules, iteration 41",
+		"  MODULE             STATE      NEXT     LAST RUN          EVENTS               LAST RESULT",
+		"  blacklist-refresh  scheduled  in 1m    ok 30s ago        0                    25 sources: 23 load…",
+		"  flux-triage        paused     -        never             2 (5 items dropped)  -",
+		"  spam-collect       running    for 10s  failed 2h00m ago  0                    a very long error t…",
+		"flux: 4 running (2 watching, 1 stable, 1 paused) · Temporal runs 3: MISMATCH · 2 networks",
+		"  DOMAIN    MONITOR   VERDICT      SCORE  IPS  ASNS  NETWORK",
+		"  lone9.cn  watching  flux         117.1  20   16    dorro.ru",
+		"  katre.su  paused    double-flux  77.4   10   10    -",
+		"sources: 5 — 2 ok, 1 failing, 1 dead, 1 never run",
+		"  et-compromised         dead     dead 5m ago, 3 in a row  http://127.0.0.1:8480/feeds/emergingthre…",
+		"  blocklistde-strongips  failing  malformed 5m ago         malformed feed: an HTML page",
+		"  top weights: sslbl-sslblacklist 0.95, spamhaus-drop 0.81, blocklistde-strongips 0.37",
+		"spam: 2 collectors",
+		"  COLLECTOR            MAILS  LAST GOOD RUN  LAST MAIL",
+		"  archive:lab-archive  752    1m ago         2d ago",
+		"  agent:lab-agent      0      -              -",
+		"errors: the 4 most recent",
+		"  now?       allowlist tranco-top   fetch failed       connection reset",
+		"  5m ago     source et-compromised  dead ×3            answers 404",
+		"  2h00m ago  module spam-collect    failed             a very long error that goes on a very long e…",
+		"  3h00m ago  source flaky           failed (ok since)  timeout",
+	)
+}
+
+// wantLines checks that each of want is a whole line of out.
+func wantLines(t *testing.T, out string, want ...string) {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	for _, w := range want {
+		if !slices.Contains(lines, w) {
+			t.Errorf("no line %q in:\n%s", w, out)
+		}
+	}
+}
+
+func TestPrintReportSaysWhatCouldNotBeRead(t *testing.T) {
+	r := fixedStatus()
+	r.Temporal.Error = "temporal at 127.0.0.1:7233 is not reachable (connection refused)"
+	r.Core, r.FluxWorkflows, r.Problems = nil, nil, nil
+	r.ProblemsErrors = []string{"temporal unreachable"}
+	wantLines(t, render(r, 8),
+		"temporal 127.0.0.1:7233 (namespace tip, queue tip): unreachable (temporal at 127.0.0.1:7233 is not …",
+		"core: unreachable (temporal at 127.0.0.1:7233 is not reachable (connection refused))",
+		"flux: 4 running (2 watching, 1 stable, 1 paused) · Temporal: unreachable (temporal at 127.0.0.1:723…",
+		"sources: 5 — 2 ok, 1 failing, 1 dead, 1 never run",
+		"errors: none recorded (not read: temporal unreachable)",
+	)
+
+	r = fixedStatus()
+	r.Postgres = postgresStatus{Error: "postgres at 127.0.0.1:5433 is not reachable (connection refused)"}
+	r.Flux, r.Sources, r.Spam = nil, nil, nil
+	r.CoreError = ""
+	out := render(r, 0)
+	wantLines(t, out,
+		"postgres: unreachable (postgres at 127.0.0.1:5433 is not reachable (connection refused))",
+		"core: tip-core, 3 modules, iteration 41",
+		"flux: Temporal runs 3 · the database: unreachable (postgres at 127.0.0.1:5433 is not reachable (con…",
+		"sources: unreachable (postgres at 127.0.0.1:5433 is not reachable (connection refused))",
+		"spam: unreachable (postgres at 127.0.0.1:5433 is not reachable (connection refused))",
+	)
+	if strings.Contains(out, "errors:") {
+		t.Errorf("--errors 0 shows errors:\n%s", out)
+	}
+}
+
+func TestNewestProblemsFirstThoseWithNoTime(t *testing.T) {
+	t0 := time.Date(2026, 9, 2, 12, 0, 0, 0, time.UTC)
+	pg := []storage.Problem{{Where: "allowlist a"}, {At: t0, Where: "source s"}, {At: t0.Add(-time.Hour), Where: "source old"}}
+	temporal := []storage.Problem{{At: t0.Add(time.Minute), Where: "workflow agent/x"}, {At: t0.Add(-time.Minute), Where: "module m"}}
+	var got []string
+	for _, p := range newestProblems(4, pg, temporal) {
+		got = append(got, p.Where)
+	}
+	if want := []string{"allowlist a", "workflow agent/x", "source s", "module m"}; !slices.Equal(got, want) {
+		t.Errorf("newest problems %v, want %v", got, want)
+	}
+}
+
+func TestStatusAgesAndClippedLines(t *testing.T) {
+	for d, want := range map[time.Duration]string{-time.Second: "0s", 45 * time.Second: "45s", 12*time.Minute + 59*time.Second: "12m",
+		3*time.Hour + 5*time.Minute: "3h05m", 47 * time.Hour: "47h00m", 100 * time.Hour: "4d"} {
+		if got := age(d); got != want {
+			t.Errorf("age(%s) = %q, want %q", d, got, want)
+		}
+	}
+	if got := clipLines("ab  \nabcdef\nabcé\n", 4); got != "ab\nabc…\nabcé\n" {
+		t.Errorf("clipLines = %q", got)
+	}
+}
+
+func TestSpamCollectorsOfTheCatalog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spam.yaml")
+	fp := strings.Repeat("ab", 32)
+	if err := os.WriteFile(path, []byte(`traps:
+  - {name: one, mx: [mx.one.example]}
+archives:
+  - {name: lab, index: "http://lab.example/spam-archive/", trap: all}
+  - {name: flat, index: "http://lab.example/spam/index.html", trap: all}
+mailboxes:
+  - {name: trap, address: "127.0.0.1:1143", tls: none, username: u, password_env: P, trap: all}
+agents:
+  - {name: mx1, url: "https://mx1.example:8443", token_env: T, fingerprint: "`+fp+`"}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := catalog.LoadSpam(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []storage.SpamCollector{
+		{Name: "archive:lab", Origin: "archive:http://lab.example/spam-archive/"},
+		{Name: "archive:flat", Origin: "archive:http://lab.example/spam/"},
+		{Name: "imap:trap", Origin: "imap:trap"},
+		{Name: "agent:mx1", Origin: "agent:mx1"},
+	}
+	if got := spamCollectors(c); !slices.Equal(got, want) {
+		t.Errorf("collectors %+v\nwant %+v", got, want)
+	}
+}
+
+// With neither PostgreSQL nor Temporal answering, status still prints what it
+// tried and exits 1; --json says the same.
+func TestStatusWithNothingToReadExitsOne(t *testing.T) {
+	t.Chdir(t.TempDir())
+	t.Setenv("TIP_TEMPORAL_ADDRESS", testenv.FreeAddr(t))
+	t.Setenv("TIP_POSTGRES_DSN", "postgres://tip:tip@"+testenv.FreeAddr(t)+"/tip?sslmode=disable&connect_timeout=2")
+	for _, args := range [][]string{{"status"}, {"status", "--json"}} {
+		out, err := runTip(t, args...)
+		var exit exitError
+		if !errors.As(err, &exit) || exit != 1 {
+			t.Errorf("tip %v = %v, want exit status 1\n%s", args, err, out)
+		}
+		if !strings.Contains(out, "not reachable") {
+			t.Errorf("tip %v does not say why:\n%s", args, out)
+		}
+	}
+}
+
+// TestStatusShowsTheRunningStack runs the core on a worker with a blacklist
+// catalog of two feeds, one of them gone (404), and a spam catalog whose only
+// collector is an agent without a token: status shows the core's modules with
+// their results, the feeds' health, the agent with no good run, and both
+// failures under errors (the dead feed from PostgreSQL, the failed agent sync
+// from Temporal).
+func TestStatusShowsTheRunningStack(t *testing.T) {
+	testenv.Stack(t) // skips in -short mode
+	ctx := context.Background()
+	feeds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/good.txt" {
+			fmt.Fprint(w, "198.51.100.7\n198.51.100.8\n")
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer feeds.Close()
+	sources := filepath.Join(t.TempDir(), "sources.yaml")
+	if err := os.WriteFile(sources, []byte(fmt.Sprintf(`sources:
+  - {name: good-feed, url: "%[1]s/good.txt", format: ip-list, type: ipv4}
+  - {name: gone-feed, url: "%[1]s/gone.txt", format: ip-list, type: ipv4}
+`, feeds.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TIP_TEST_STATUS_TOKEN", "") // the agent's token is missing: its syncs fail at once
+	cfg := startCollector(t, `traps:
+  - {name: one, mx: [mx.one.example]}
+agents:
+  - {name: tokenless, url: "https://127.0.0.1:9", token_env: TIP_TEST_STATUS_TOKEN, fingerprint: "`+strings.Repeat("ab", 32)+`"}
+`, func(c *config.Config) { c.Blacklists.Catalog = sources })
+	t.Setenv("TIP_BLACKLISTS_CATALOG", sources)
+	if out, err := runTip(t, "core", "start"); err != nil {
+		t.Fatalf("core start: %v\n%s", err, out)
+	}
+	tc, err := starter.Dial(ctx, cfg.Temporal, slog.New(slog.DiscardHandler), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	defer func() { _ = tc.TerminateWorkflow(ctx, workflows.CoreWorkflowID, "", "test over") }()
+
+	var out string
+	waitFor(t, 45*time.Second, "the first runs' results and failures in tip status", func() (bool, string) {
+		out, err = runTip(t, "status")
+		return err == nil && strings.Contains(out, "source gone-feed") && strings.Contains(out, "workflow agent/tokenless") &&
+			strings.Contains(out, "ok ") && !strings.Contains(out, "never  "), errText(err) + "\n" + out
+	})
+	t.Logf("tip status:\n%s", out)
+	lines := strings.Split(out, "\n")
+	hasLine := func(prefix string, parts ...string) bool {
+		return slices.ContainsFunc(lines, func(l string) bool {
+			if !strings.HasPrefix(l, prefix) {
+				return false
+			}
+			for _, p := range parts {
+				if !strings.Contains(l, p) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	for _, want := range []struct {
+		prefix string
+		parts  []string
+	}{
+		{"temporal " + cfg.Temporal.Address, []string{"queue test-", "): 1 worker"}}, // cut at the width: the queue's name is long
+		{"core: tip-core, 4 modules", nil},
+		{"  blacklist-refresh  ", []string{" ok ", "2 sources: 1 loaded, 1 dead"}},
+		{"  spam-collect  ", []string{" ok ", "0 new mails"}},
+		{"  flux-triage  ", []string{" ok "}},
+		{"  flux-networks  ", []string{" ok "}},
+		{"flux: 0 running (0 watching, 0 stable, 0 paused) · Temporal runs 0 · 0 networks", nil},
+		{"sources: 4 — 3 ok, 0 failing, 1 dead", nil}, // and TIP's own two, from the spam and flux modules
+		{"  gone-feed ", []string{"dead", "404"}},
+		{"  agent:tokenless  ", []string{" 0 ", " - "}},
+		{"errors: the 2 most recent", nil},
+		{"  ", []string{"source gone-feed", "dead", "404"}},
+		{"  ", []string{"workflow agent/tokenless", "failed", "agent tokenless: no token: set TIP_TEST_STATUS_TOKEN"}},
+	} {
+		if !hasLine(want.prefix, want.parts...) {
+			t.Errorf("no line starting %q with %q", want.prefix, want.parts)
+		}
+	}
+
+	out, err = runTip(t, "status", "--json", "--errors", "5")
+	var r statusReport
+	if err != nil || json.Unmarshal([]byte(out), &r) != nil {
+		t.Fatalf("status --json = %v\n%s", err, out)
+	}
+	var where []string
+	for _, p := range r.Problems {
+		where = append(where, p.Where)
+	}
+	spamResult := ""
+	if r.Core != nil {
+		for _, m := range r.Core.Modules {
+			if m.Name == workflows.SpamModule && m.Last != nil {
+				spamResult = m.Last.Summary
+			}
+		}
+	}
+	if !strings.Contains(spamResult, "problems: tokenless: agent tokenless: no token") {
+		t.Errorf("spam-collect's last result %q does not name the agent's failure", spamResult)
+	}
+	if r.Core == nil || len(r.Core.Modules) != 4 || r.Temporal.Workers != 1 || len(r.Sources) != 4 || r.FluxWorkflows == nil ||
+		!slices.Contains(where, "source gone-feed") || !slices.Contains(where, "workflow agent/tokenless") {
+		t.Errorf("status --json: core %+v, workers %d, %d sources, problems %v", r.Core, r.Temporal.Workers, len(r.Sources), where)
+	}
+}
