@@ -54,7 +54,11 @@ func (a *Activities) syncAgent(ctx context.Context, ag catalog.Agent, res Ingest
 	if err != nil {
 		return res, temporal.NewNonRetryableApplicationError(err.Error(), "AgentToken", nil)
 	}
-	client := &agent.Client{URL: ag.URL, Token: token, Fingerprint: ag.Fingerprint}
+	pin, err := ag.Pin()
+	if err != nil {
+		return res, temporal.NewNonRetryableApplicationError(err.Error(), "AgentPin", nil)
+	}
+	client := &agent.Client{URL: ag.URL, Token: token, Fingerprint: pin}
 	cur, err := a.DB.AgentCursor(ctx, ag.Name)
 	if err != nil {
 		return res, err

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tip-project/tip/agent"
 )
 
 // Spam is the spamtrap catalog: the traps (whose trust rules pick each mail's true
@@ -39,7 +41,11 @@ type Agent struct {
 	TokenEnv  string `json:"token_env,omitempty"`
 	TokenFile string `json:"token_file,omitempty"`
 	// Fingerprint pins the agent's certificate: the SHA-256 of its DER bytes, hex.
-	Fingerprint string        `json:"fingerprint"`
+	// CertFile pins the certificate in that PEM file instead (relative: to the
+	// catalog's folder), read at every sync: a collector beside its agent, as in
+	// the demo, follows a reinstalled agent's new certificate. One of the two.
+	Fingerprint string        `json:"fingerprint,omitempty"`
+	CertFile    string        `json:"certificate_file,omitempty"`
 	Raw         bool          `json:"raw"` // also pull the raw mails (the token needs scope raw)
 	Interval    time.Duration `json:"interval"`
 	Enabled     bool          `json:"enabled"`
@@ -73,6 +79,19 @@ func (a Agent) ReadSecret() (string, error) {
 		return s, nil
 	}
 	return a.Token, nil
+}
+
+// Pin is the fingerprint the agent's certificate must have: Fingerprint, or that
+// of the certificate in CertFile.
+func (a Agent) Pin() (string, error) {
+	if a.CertFile == "" {
+		return a.Fingerprint, nil
+	}
+	fp, err := agent.CertFingerprint(a.CertFile)
+	if err != nil {
+		return "", fmt.Errorf("agent %s: certificate_file: %w", a.Name, err)
+	}
+	return fp, nil
 }
 
 // Trap is one spamtrap's mail setup.
@@ -306,11 +325,15 @@ func ParseSpam(path string, data []byte) (*Spam, error) {
 					a.Fingerprint, err = Fingerprint(v.Value)
 					return err
 				},
-				"raw":      func(v *yaml.Node) error { return v.Decode(&a.Raw) },
-				"interval": func(v *yaml.Node) (err error) { a.Interval, err = duration(v.Value, 10*time.Second); return },
-				"enabled":  func(v *yaml.Node) error { return v.Decode(&a.Enabled) },
-			}, "name", "url", "fingerprint"); err != nil {
+				"certificate_file": func(v *yaml.Node) error { a.CertFile = relativeTo(path, v.Value); return nil },
+				"raw":              func(v *yaml.Node) error { return v.Decode(&a.Raw) },
+				"interval":         func(v *yaml.Node) (err error) { a.Interval, err = duration(v.Value, 10*time.Second); return },
+				"enabled":          func(v *yaml.Node) error { return v.Decode(&a.Enabled) },
+			}, "name", "url"); err != nil {
 				return nil, err
+			}
+			if (a.Fingerprint == "") == (a.CertFile == "") {
+				return nil, &Error{path, n.Line, field + ".fingerprint", "give one of fingerprint (the agent certificate's SHA-256, as `tip agent init` prints it) and certificate_file"}
 			}
 			switch given := btoi(a.Token != "") + btoi(a.TokenEnv != "") + btoi(a.TokenFile != ""); {
 			case given == 0:
@@ -486,7 +509,8 @@ func SetAgent(path string, a Agent) (bool, error) {
 }
 
 func agentEntry(a Agent) [][2]string {
-	kv := [][2]string{{"name", a.Name}, {"url", a.URL}, {"token_env", a.TokenEnv}, {"token_file", a.TokenFile}, {"fingerprint", a.Fingerprint}}
+	kv := [][2]string{{"name", a.Name}, {"url", a.URL}, {"token_env", a.TokenEnv}, {"token_file", a.TokenFile}, {"fingerprint", a.Fingerprint},
+		{"certificate_file", a.CertFile}}
 	if a.Raw {
 		kv = append(kv, [2]string{"raw", "true"})
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tip-project/tip/agent"
 	"github.com/tip-project/tip/lab/spam"
 	"github.com/tip-project/tip/lab/world"
 )
@@ -71,7 +72,8 @@ func TestSpamCatalogErrors(t *testing.T) {
 		"agent over http":  {head + "agents:\n  - {name: a, url: \"http://mx.x.org:8443\", token_env: T, fingerprint: \"ab:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd\"}\n", "agents[0].url: \"http://mx.x.org:8443\": an agent serves HTTPS only"},
 		"agent no token":   {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", fingerprint: \"ab:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd\"}\n", "agents[0].token_env: missing"},
 		"agent bad pin":    {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T, fingerprint: abcd}\n", "agents[0].fingerprint: \"abcd\": want the certificate's SHA-256"},
-		"agent no pin":     {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T}\n", "agents[0].fingerprint: missing"},
+		"agent no pin":     {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T}\n", "agents[0].fingerprint: give one of fingerprint"},
+		"agent two pins":   {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T, certificate_file: c.pem, fingerprint: \"" + strings.Repeat("ab", 32) + "\"}\n", "agents[0].fingerprint: give one of fingerprint"},
 		"agent two tokens": {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T, token_file: t.token, fingerprint: \"ab:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd\"}\n", "agents[0].token_env: give one of token_env, token_file and token"},
 	} {
 		_, err := ParseSpam("x.yaml", []byte(c.yaml))
@@ -145,6 +147,36 @@ func TestAddAgentWritesNoTokenAndValidates(t *testing.T) {
 	}
 	if again, _ := os.ReadFile(p); string(again) != string(data) {
 		t.Error("a refused agent changed the file")
+	}
+}
+
+// An agent's certificate may be pinned by its file (certificate_file, relative to
+// the catalog's folder): the pin is its fingerprint as the file is now.
+func TestAgentCertificateFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "spam.yaml")
+	os.WriteFile(p, []byte("traps:\n  - {name: t, mx: [mx.example.org]}\nagents:\n"+
+		"  - {name: mx1, url: \"https://mx1.example.org:8443\", token_env: T, certificate_file: agent/tls/cert.pem}\n"), 0o644)
+	c, err := LoadSpam(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag := c.Agents[0]
+	if ag.CertFile != filepath.Join(dir, "agent", "tls", "cert.pem") || ag.Fingerprint != "" {
+		t.Fatalf("certificate_file resolved to %q, fingerprint %q", ag.CertFile, ag.Fingerprint)
+	}
+	if _, err := ag.Pin(); err == nil || !strings.Contains(err.Error(), "certificate_file") {
+		t.Fatalf("Pin without the file = %v", err)
+	}
+	for range 2 { // a reinstalled agent: a new certificate, a new pin
+		os.MkdirAll(filepath.Dir(ag.CertFile), 0o700)
+		want, err := agent.WriteSelfSigned(ag.CertFile, filepath.Join(dir, "agent", "tls", "key.pem"), []string{"127.0.0.1"}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ag.Pin(); err != nil || got != want {
+			t.Fatalf("Pin = %q, %v; want %s", got, err, want)
+		}
 	}
 }
 

@@ -78,6 +78,9 @@ func agentsCmd(a *app) *cobra.Command {
 			}
 			var rows []row
 			for _, ag := range c.Agents {
+				if fp, err := ag.Pin(); err == nil {
+					ag.Fingerprint = fp // the pin of its certificate_file, as it is now
+				}
 				cur, err := db.AgentCursor(cmd.Context(), ag.Name)
 				if err != nil {
 					return err

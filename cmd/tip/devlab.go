@@ -49,7 +49,8 @@ func upLab(ctx context.Context, s *devstack.Stack, tip, spamCatalog string, log 
 //     a fingerprint, of this install's own) with the trap's trust rules, and a
 //     collector token of scope raw kept in collector/lab-agent.token (mode 0600);
 //   - on every up, the agent started unless it runs, and its entry in the spam
-//     catalog set to its URL, token file and fingerprint (left alone when so).
+//     catalog set to its URL, token file and certificate file (left alone when
+//     so, as in the shipped catalog).
 //
 // The token never enters the catalog nor a workflow history: the catalog names its
 // file, which the worker's sync activity reads.
@@ -101,18 +102,22 @@ func startLabAgent(ctx context.Context, s *devstack.Stack, tip, spamCatalog stri
 	if err := s.StartTip(ctx, devstack.Agent, tip, nil, "agent", "serve", "--dir", dir); err != nil {
 		return err
 	}
-	fp, err := agent.CertFingerprint(c.Path(c.TLS.Cert))
+	cert := c.Path(c.TLS.Cert)
+	fp, err := agent.CertFingerprint(cert)
 	if err != nil {
 		return err
 	}
+	// The collector pins the certificate in the agent's own folder: a new install
+	// (after `tip dev wipe`) is pinned anew without the catalog changing, so the
+	// shipped config/spam-lab.yaml stays as it is.
 	entry := catalog.Agent{Name: labAgentName, URL: "https://" + c.Listen, TokenFile: pathFrom(spamCatalog, tokenFile),
-		Fingerprint: fp, Raw: true, Interval: time.Minute, Enabled: true}
+		CertFile: pathFrom(spamCatalog, cert), Raw: true, Interval: time.Minute, Enabled: true}
 	changed, err := catalog.SetAgent(spamCatalog, entry)
 	if err != nil {
 		return fmt.Errorf("register the lab's agent: %w", err)
 	}
 	if changed {
-		log.Info("agent registered in the spam catalog", "agent", labAgentName, "catalog", spamCatalog, "url", entry.URL, "fingerprint", fp)
+		log.Info("agent registered in the spam catalog", "agent", labAgentName, "catalog", spamCatalog, "url", entry.URL, "certificate", cert, "fingerprint", fp)
 	}
 	return nil
 }

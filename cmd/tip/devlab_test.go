@@ -24,9 +24,10 @@ import (
 
 // TestDevUpLabRunsAnAgentTheCoreSyncs starts the lab and its spamtrap agent the way
 // `tip dev up --lab` does, beside a collector whose spam catalog is the shipped
-// config/spam-lab.yaml (on this test's ports). Up registers the agent with this
-// install's fingerprint and a token kept out of the catalog; a second up changes
-// nothing; a fresh install is pinned anew. Once lab time has passed, the agent publishes the spam of its trap, the
+// config/spam-lab.yaml (on this test's ports). Up starts the agent with a token
+// kept out of the catalog and leaves the shipped catalog as it is: it pins the
+// certificate in the agent's folder, so a fresh install is pinned anew without a
+// change to the catalog either. Once lab time has passed, the agent publishes the spam of its trap, the
 // core's spam-collect syncs it, and the spam stats show agent:lab-agent beside the
 // lab's archive and IMAP mailbox; later mail is published and pulled in turn.
 func TestDevUpLabRunsAnAgentTheCoreSyncs(t *testing.T) {
@@ -46,10 +47,9 @@ func TestDevUpLabRunsAnAgentTheCoreSyncs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Up wrote this install's fingerprint and nothing else: the shipped entry is
-	// the one up writes.
-	if changed := changedLines(onOurPorts, string(registered)); len(changed) != 1 || !strings.Contains(changed[0], "fingerprint: "+fp) {
-		t.Fatalf("up changed the catalog's lines %q; want only the fingerprint %s", changed, fp)
+	// The shipped entry is the one up writes: the catalog is as shipped.
+	if changed := changedLines(onOurPorts, string(registered)); len(changed) != 0 {
+		t.Fatalf("up changed the catalog's lines %q", changed)
 	}
 	tokenFile := filepath.Join(s.StateDir, "collector", labAgentName+".token")
 	fi, err := os.Stat(tokenFile)
@@ -90,8 +90,8 @@ func TestDevUpLabRunsAnAgentTheCoreSyncs(t *testing.T) {
 		t.Fatalf("fingerprint of the new install %s (was %s), %v", fp, old, err)
 	}
 	registered, _ = os.ReadFile(catalogPath)
-	if changed := changedLines(onOurPorts, string(registered)); len(changed) != 1 || !strings.Contains(changed[0], "fingerprint: "+fp) {
-		t.Fatalf("up of a new install changed the catalog's lines %q; want only the fingerprint %s", changed, fp)
+	if changed := changedLines(onOurPorts, string(registered)); len(changed) != 0 {
+		t.Fatalf("up of a new install changed the catalog's lines %q", changed)
 	}
 	if again, _ := os.ReadFile(tokenFile); len(again) == 0 || string(again) == string(token) {
 		t.Fatalf("the new install's token: %q", again)
