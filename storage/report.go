@@ -85,6 +85,11 @@ func (db *DB) MetricsHistory(ctx context.Context, since time.Time, points int) (
 	return out, nil
 }
 
+// RunSteps are the lengths RunHistory slices time into.
+var RunSteps = []time.Duration{time.Second, 5 * time.Second, 10 * time.Second, 15 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour}
+
 // RunCount is how many runs of a source ended with a status in one slice of time.
 type RunCount struct {
 	Start  time.Time `json:"start"` // the slice's
@@ -94,8 +99,9 @@ type RunCount struct {
 }
 
 // RunHistory counts the source runs that finished since a time by source and
-// status, in at most slices equal slices of the time from the first to the last
-// (each at least a second long), oldest first; step is a slice's length.
+// status, in slices of time of one length (step: the first of RunSteps that
+// makes at most slices of them, at least 3) starting at multiples of it, oldest
+// first.
 func (db *DB) RunHistory(ctx context.Context, since time.Time, slices int) (step time.Duration, counts []RunCount, err error) {
 	var lo, hi *time.Time
 	if err := db.Pool.QueryRow(ctx, `SELECT min(finished_at), max(finished_at) FROM source_runs WHERE finished_at >= $1`, since).Scan(&lo, &hi); err != nil {
@@ -104,13 +110,19 @@ func (db *DB) RunHistory(ctx context.Context, since time.Time, slices int) (step
 	if lo == nil {
 		return 0, nil, nil
 	}
-	// slices-1 steps from the first run reach the last: it starts the last slice
-	step = hi.Sub(*lo) / time.Duration(max(slices-1, 1))
-	step = max(step.Truncate(time.Second)+time.Second, time.Second)
+	// the first slice may start a step before the first run
+	need := hi.Sub(*lo) / time.Duration(max(slices-2, 1))
+	step = RunSteps[len(RunSteps)-1]
+	for _, s := range RunSteps {
+		if s >= need {
+			step = s
+			break
+		}
+	}
 	rows, err := db.Pool.Query(ctx, `
-		SELECT date_bin($2::interval, finished_at, $3) AS start, source, status, count(*)
+		SELECT date_bin($2::interval, finished_at, timestamptz '2000-01-01 00:00:00+00') AS start, source, status, count(*)
 		  FROM source_runs WHERE finished_at >= $1
-		 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`, since, step, *lo)
+		 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`, since, step)
 	if err != nil {
 		return 0, nil, fmt.Errorf("run history: %w", err)
 	}

@@ -8,29 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/internal/seed"
 	"github.com/tip-project/tip/storage"
 )
 
-// seeded returns a migrated database holding seed's world.
-func seeded(t *testing.T) (*storage.DB, *seed.World) {
-	t.Helper()
-	ctx := context.Background()
-	db := openFresh(t)
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	w, err := seed.Write(ctx, &activities.Activities{DB: db, Blobs: newStore(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return db, w
-}
-
 func TestReportReadsTheSeededWorld(t *testing.T) {
 	ctx := context.Background()
-	db, w := seeded(t)
+	db, w := seed.New(t)
 
 	tot, err := db.Totals(ctx)
 	if err != nil {
@@ -85,18 +69,23 @@ func TestReportReadsTheSeededWorld(t *testing.T) {
 
 	t.Run("run history", func(t *testing.T) {
 		step, counts, err := db.RunHistory(ctx, time.Time{}, 50)
-		if err != nil || step < time.Second {
+		if err != nil || !slices.Contains(storage.RunSteps, step) {
 			t.Fatalf("step %s, %v", step, err)
 		}
+		starts := map[time.Time]bool{}
 		got := map[string]map[string]int{}
 		for _, c := range counts {
 			if got[c.Source] == nil {
 				got[c.Source] = map[string]int{}
 			}
 			got[c.Source][c.Status] += c.Runs
-			if c.Start.After(time.Now()) {
-				t.Errorf("slice in the future: %+v", c)
+			if c.Start.After(time.Now()) || !c.Start.Equal(c.Start.Truncate(step)) {
+				t.Errorf("slice not on a multiple of %s or in the future: %+v", step, c)
 			}
+			starts[c.Start] = true
+		}
+		if len(starts) > 50 {
+			t.Errorf("%d slices", len(starts))
 		}
 		for s, byStatus := range w.Runs {
 			for status, n := range byStatus {
@@ -210,7 +199,7 @@ func TestMetricsHistoryOfAnOlderSchemaSaysSo(t *testing.T) {
 
 func TestMetricsHistoryDropsWhatIsOlderThanAYear(t *testing.T) {
 	ctx := context.Background()
-	db, w := seeded(t)
+	db, w := seed.New(t)
 	// the first refresh as if it were a year and a day ago
 	if _, err := db.Pool.Exec(ctx, `UPDATE source_metrics_history SET computed_at = computed_at - $1::interval
 		WHERE computed_at = (SELECT min(computed_at) FROM source_metrics_history)`, storage.MetricsHistoryKeep+24*time.Hour); err != nil {

@@ -12,11 +12,13 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/flux"
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
 )
 
@@ -93,6 +95,34 @@ func sources() []source {
 		{list(OddSource, "ip-list", "ipv4", 0.4), [Refreshes]round{
 			{lines: addrs("45.10.0", 1, 3)}, {lines: addrs("45.10.0", 1, 3)}, {lines: addrs("45.10.0", 1, 3)}}},
 	}
+}
+
+// New returns a fresh, migrated database of the test stack (internal/testenv)
+// holding what Write writes, with a bucket of its own; both go when the test ends.
+func New(t testing.TB) (*storage.DB, *World) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := storage.OpenDB(ctx, testenv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := storage.NewBlobStoreFromConfig(testenv.NewBucket(t, testenv.Config(t)).S3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := blobs.EnsureBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	blobs.SpoolDir = t.TempDir()
+	w, err := Write(ctx, &activities.Activities{DB: db, Blobs: blobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, w
 }
 
 // Write seeds the database and bucket of a: Refreshes refreshes of five sources
