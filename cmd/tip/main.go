@@ -100,6 +100,7 @@ S3-compatible storage.`,
 		fluxCmd(a),
 		lookupCmd(a),
 		blacklistsCmd(a),
+		reportCmd(a),
 	)
 	return root
 }
