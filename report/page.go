@@ -191,7 +191,7 @@ func weightsSection(d *Data) section {
 		Intro: "After every refresh TIP weighs each blacklist source from 0 to 1 by its accuracy, exclusive share, " +
 			"timeliness and health (README, Blacklists); a line per source, a point per refresh."}
 	if d.MetricsNote != "" {
-		s.Empty = "No history of the weights in this database: " + d.MetricsNote + "."
+		s.Empty = "No weights over time: " + d.MetricsNote + "."
 		return s
 	}
 	times := distinctTimes(d.Metrics)

@@ -70,8 +70,10 @@
       scales[category] = {type: "linear", axis: category, min: lo, max: hi, afterBuildTicks: timeTicks,
         ticks: {callback: function (v) { return clock(v, this.tipStep); }, maxRotation: 0, autoSkip: false}};
     } else {
+      // a few bars are each labelled (turned if need be); many, every so often
+      var many = !horizontal && (spec.labels || []).length > 24;
       scales[category] = {type: "category", axis: category, stacked: !!spec.stacked,
-        ticks: {autoSkip: !horizontal, maxRotation: 0, autoSkipPadding: 12}};
+        ticks: {autoSkip: many, maxRotation: many ? 0 : 45, autoSkipPadding: 12}};
     }
     spec.axes.forEach(function (a) {
       var s = {type: "linear", axis: horizontal ? "x" : "y", stacked: !!spec.stacked,

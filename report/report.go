@@ -97,7 +97,8 @@ func Collect(ctx context.Context, db *storage.DB, o Options) (*Data, error) {
 	}
 	d.Metrics, err = db.MetricsHistory(ctx, o.Since, o.Points)
 	if errors.Is(err, storage.ErrSchemaBehind) {
-		d.MetricsNote, err = err.Error(), nil
+		d.MetricsNote, err = "this database predates their history (migration 12): `tip migrate` adds it "+
+			"(a worker migrates when it starts), and every refresh after that adds a point", nil
 	}
 	if err != nil {
 		return nil, err

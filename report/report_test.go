@@ -69,8 +69,8 @@ func TestAnEmptyDatabaseMakesAPageSayingSo(t *testing.T) {
 		t.Error("a canvas without data")
 	}
 	// the schema note of a database not migrated yet
-	note := write(t, &report.Data{Generated: time.Now(), MetricsNote: "database schema is behind this binary"})
-	if !strings.Contains(note, "No history of the weights in this database: database schema is behind this binary.") {
+	note := write(t, &report.Data{Generated: time.Now(), MetricsNote: "this database predates their history"})
+	if !strings.Contains(note, "No weights over time: this database predates their history.") {
 		t.Error("the weights section does not say why it has no history")
 	}
 }
