@@ -175,11 +175,19 @@ func (b *Browser) record(ev any) {
 	}
 }
 
-// Run runs actions in the tab, bounded by ctx and Timeout.
+// Run runs actions in the tab, in order, bounded by ctx and Timeout.
 func (b *Browser) Run(ctx context.Context, actions ...chromedp.Action[chromedp.Void]) error {
+	_, err := Do(ctx, b, chromedp.Steps(actions...))
+	return err
+}
+
+// Do runs a chromedp action that returns a value (chromedp.Text,
+// chromedp.Evaluate, chromedp.Screenshot, ...) in the tab, bounded by ctx and
+// Timeout.
+func Do[T any](ctx context.Context, b *Browser, action chromedp.Action[T]) (T, error) {
 	run, cancel := b.bound(ctx)
 	defer cancel()
-	return chromedp.Do(run, actions...)
+	return chromedp.Run(run, action)
 }
 
 // bound derives a context of the tab that ends with ctx or after Timeout.
@@ -222,9 +230,7 @@ func (b *Browser) Navigate(ctx context.Context, url string) error {
 // Eval evaluates a JavaScript expression in the page (awaiting a promise) and
 // decodes its JSON value into out (nil ignores it).
 func (b *Browser) Eval(ctx context.Context, expr string, out any) error {
-	run, cancel := b.bound(ctx)
-	defer cancel()
-	raw, err := chromedp.Run(run, chromedp.Evaluate[[]byte](expr, chromedp.EvalAwaitPromise))
+	raw, err := Do(ctx, b, chromedp.Evaluate[[]byte](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
 		return fmt.Errorf("browser: evaluate %.60q: %w", expr, err)
 	}
@@ -242,9 +248,7 @@ func (b *Browser) Eval(ctx context.Context, expr string, out any) error {
 
 // WaitFor waits until a JavaScript expression is truthy, up to Timeout.
 func (b *Browser) WaitFor(ctx context.Context, expr string) error {
-	run, cancel := b.bound(ctx)
-	defer cancel()
-	if _, err := chromedp.Run(run, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(Timeout))); err != nil {
+	if _, err := Do(ctx, b, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(Timeout))); err != nil {
 		return fmt.Errorf("browser: waiting for %.60q: %w", expr, err)
 	}
 	return nil
@@ -278,9 +282,7 @@ func (b *Browser) flush() {
 // artifacts and returns its path; a failure fails the test.
 func (b *Browser) Screenshot(t testing.TB, name string) string {
 	t.Helper()
-	run, cancel := b.bound(context.Background())
-	defer cancel()
-	png, err := chromedp.Run(run, chromedp.FullScreenshot(100))
+	png, err := Do(context.Background(), b, chromedp.FullScreenshot(100))
 	return save(t, name, png, err)
 }
 
@@ -288,9 +290,7 @@ func (b *Browser) Screenshot(t testing.TB, name string) string {
 // as name.png among the test's artifacts and returns its path.
 func (b *Browser) ScreenshotElement(t testing.TB, name, selector string) string {
 	t.Helper()
-	run, cancel := b.bound(context.Background())
-	defer cancel()
-	png, err := chromedp.Run(run, chromedp.Screenshot(chromedp.CSS(selector)))
+	png, err := Do(context.Background(), b, chromedp.Screenshot(chromedp.CSS(selector)))
 	return save(t, name, png, err)
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/tip-project/tip/internal/browser"
 )
 
@@ -48,6 +50,9 @@ window.done = true;</script>`)
 	var title string
 	if err := b.Eval(ctx, `Promise.resolve(document.title)`, &title); err != nil || title != "drawn" {
 		t.Errorf("title %q, %v", title, err)
+	}
+	if text, err := browser.Do(ctx, b, chromedp.Text(chromedp.CSS("div"))); err != nil || text != "tall" {
+		t.Errorf("a chromedp action: %q, %v", text, err)
 	}
 	full := b.Screenshot(t, "full")
 	part := b.ScreenshotElement(t, "canvas", "#c")
