@@ -123,6 +123,9 @@ func (db *DB) ComputeSourceMetrics(ctx context.Context) ([]SourceMetrics, error)
 				return err
 			}
 		}
+		if err := appendMetricsHistory(ctx, tx, now); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM source_overlap`); err != nil {
 			return err
 		}
@@ -140,6 +143,27 @@ func (db *DB) ComputeSourceMetrics(ctx context.Context) ([]SourceMetrics, error)
 		return nil, fmt.Errorf("source metrics: %w", err)
 	}
 	return out, nil
+}
+
+// MetricsHistoryKeep is how long source_metrics_history keeps a refresh's metrics.
+const MetricsHistoryKeep = 365 * 24 * time.Hour
+
+// appendMetricsHistory copies the metrics just stored (computed at now) into the
+// history and drops what is older than MetricsHistoryKeep.
+func appendMetricsHistory(ctx context.Context, tx pgx.Tx, now time.Time) error {
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO source_metrics_history (computed_at, source, volume, added_share, churn_share, exclusive_share, shared,
+		                                    mean_latency_s, persistence_s, accuracy, health, weight, allowlisted, reserved)
+		SELECT computed_at, source, volume, added_share, churn_share, exclusive_share, shared,
+		       mean_latency_s, persistence_s, accuracy, health, weight, allowlisted, reserved
+		  FROM source_metrics WHERE computed_at = $1
+		ON CONFLICT DO NOTHING`, now); err != nil {
+		return fmt.Errorf("metrics history: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM source_metrics_history WHERE computed_at < $1`, now.Add(-MetricsHistoryKeep)); err != nil {
+		return fmt.Errorf("metrics history: %w", err)
+	}
+	return nil
 }
 
 // Accuracy is the share of a source's entries that are not benign by reference:

@@ -218,6 +218,9 @@ type SpamStats struct {
 	Domains   []CountRow    `json:"top_url_domains"`
 	Campaigns []CampaignRow `json:"top_campaigns"`
 	Origins   []CountRow    `json:"origins"` // archive:<index>, imap:<mailbox>, agent:<name>
+	// WithSender counts the mails whose true sender was found: what the ASN
+	// and country rows share out.
+	WithSender int64 `json:"mails_with_sender"`
 }
 
 // CountRow is a key and how many mails it has.
@@ -239,8 +242,8 @@ type CampaignRow struct {
 // Stats computes the spam summary; top lists hold at most top rows.
 func (db *DB) SpamStats(ctx context.Context, top int) (SpamStats, error) {
 	var s SpamStats
-	err := db.Pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT sender_ip), min(received_at), max(received_at),
-		count(*) FILTER (WHERE cardinality(defects) > 0) FROM spam_messages`).Scan(&s.Mails, &s.Senders, &s.First, &s.Last, &s.Defective)
+	err := db.Pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT sender_ip), count(sender_ip), min(received_at), max(received_at),
+		count(*) FILTER (WHERE cardinality(defects) > 0) FROM spam_messages`).Scan(&s.Mails, &s.Senders, &s.WithSender, &s.First, &s.Last, &s.Defective)
 	if err != nil {
 		return s, fmt.Errorf("spam stats: %w", err)
 	}

@@ -101,6 +101,7 @@ S3-compatible storage.`,
 		lookupCmd(a),
 		blacklistsCmd(a),
 		statusCmd(a),
+		reportCmd(a),
 	)
 	return root
 }

@@ -1,0 +1,92 @@
+package report
+
+import (
+	"encoding/json"
+	"math"
+	"net/netip"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tip-project/tip/flux"
+	"github.com/tip-project/tip/storage"
+)
+
+func TestVendoredChartJSIsTheRecordedVersionAndInlinable(t *testing.T) {
+	version, err := os.ReadFile("assets/VERSION")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _, _ := strings.Cut(string(version), " ")
+	if !strings.Contains(chartJS[:200], "Chart.js v"+v) {
+		t.Errorf("assets/chart.umd.min.js is not Chart.js %s: %.80q", v, chartJS)
+	}
+	for _, js := range []string{chartJS, renderJS} {
+		if regexp.MustCompile(`(?i)</script|<!--`).MatchString(js) {
+			t.Error("a script holds </script or <!--: it cannot be inlined")
+		}
+	}
+}
+
+func TestValuesAreJSONWithGaps(t *testing.T) {
+	b, err := json.Marshal(values{1, math.NaN(), 0.25, math.Inf(1), 3e9})
+	if err != nil || string(b) != `[1,null,0.25,null,3e+09]` {
+		t.Errorf("%s, %v", b, err)
+	}
+}
+
+func TestHeatRunsWhiteToRedWithLegibleInk(t *testing.T) {
+	for _, c := range []struct {
+		share      float64
+		color, ink string
+	}{{0, "#ffffff", "#111"}, {0.5, "#fb6a4a", "#111"}, {1, "#67000d", "#fff"}, {2, "#67000d", "#fff"}} {
+		if color, ink := heat(c.share); color != c.color || ink != c.ink {
+			t.Errorf("heat(%v) = %s on %s, want %s on %s", c.share, ink, color, c.ink, c.color)
+		}
+	}
+}
+
+func TestCountChartAddsOther(t *testing.T) {
+	c := countChart("x", "x", []storage.CountRow{{Key: "AS1", Mails: 5}, {Key: "AS2", Mails: 3}}, 10, "#000")
+	if strings.Join(c.Labels, ",") != "AS1,AS2,other" || len(c.Sets) != 1 || c.Sets[0].Values[2] != 2 || c.Sets[0].Colors[2] == "#000" {
+		t.Errorf("%+v", c)
+	}
+	if c := countChart("x", "x", []storage.CountRow{{Key: "AS1", Mails: 5}}, 5, "#000"); len(c.Labels) != 1 {
+		t.Errorf("nothing else, yet %v", c.Labels)
+	}
+}
+
+func TestFluxPointsCountWhatEachCheckHadSeen(t *testing.T) {
+	t0 := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+	rec := func(ip string, asn uint32, ttl uint32) flux.Record {
+		return flux.Record{Addr: netip.MustParseAddr(ip), ASN: asn, TTL: ttl}
+	}
+	obs := []flux.Observation{
+		{At: t0, Status: flux.NoError, A: []flux.Record{rec("1.0.0.1", 1, 60), rec("1.0.0.2", 1, 90)}},
+		{At: t0.Add(time.Minute), Status: flux.NXDomain},
+		{At: t0.Add(2 * time.Minute), Status: flux.NoError, A: []flux.Record{rec("2.0.0.1", 2, 30), rec("3.0.0.1", 3, 30)},
+			AAAA: []flux.Record{rec("2001:db8::1", 3, 120)}},
+	}
+	checks := []storage.FluxCheck{{Obs: obs[0]}, {Obs: obs[1]}, {Obs: obs[2], Prev: &obs[0]}}
+	at := func(m time.Duration, asn uint32) storage.FluxSighting {
+		return storage.FluxSighting{FirstSeen: t0.Add(m * time.Minute), ASN: asn}
+	}
+	seen := []storage.FluxSighting{at(0, 1), at(0, 1), at(2, 2), at(2, 3), at(2, 3)}
+	ps := fluxPoints(checks, seen)
+	want := []FluxPoint{
+		{IPs: 2, ASNs: 1, SeenIPs: 2, SeenASNs: 1, TTL: 60, Score: math.NaN()},
+		{IPs: 0, ASNs: 0, SeenIPs: 2, SeenASNs: 1, TTL: math.NaN(), Score: math.NaN()},
+		// the score pools the A records of this answer and the one before: 4 addresses in 3 ASNs
+		{IPs: 3, ASNs: 2, SeenIPs: 5, SeenASNs: 3, TTL: 30, Score: flux.HolzScore(4, 3)},
+	}
+	same := func(a, b float64) bool { return a == b || math.IsNaN(a) && math.IsNaN(b) }
+	for i, p := range ps {
+		w := want[i]
+		if !p.At.Equal(obs[i].At) || p.IPs != w.IPs || p.ASNs != w.ASNs || p.SeenIPs != w.SeenIPs || p.SeenASNs != w.SeenASNs ||
+			!same(p.TTL, w.TTL) || !same(p.Score, w.Score) {
+			t.Errorf("point %d = %+v, want %+v", i, p, w)
+		}
+	}
+}
