@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,11 +19,13 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/internal/browser"
 	"github.com/tip-project/tip/internal/config"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/spam"
 	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/report/reporttest"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows"
@@ -100,6 +104,21 @@ func TestDemoLoopEndToEnd(t *testing.T) {
 	t.Run("spam facts", func(t *testing.T) { checkSpam(t, ctx, db, truth) })
 	t.Run("flux detections", func(t *testing.T) { checkFlux(t, ctx, db, tc, cfg, truth) })
 	t.Run("routed between modules", func(t *testing.T) { checkRouting(t, ctx, db, truth, coreEnded) })
+	t.Run("report in a browser", func(t *testing.T) { checkReport(t, ctx, db, truth) })
+	t.Run("web UI lists the runs", func(t *testing.T) { checkWebUI(t, ctx, db, tc, cfg) })
+	t.Run("status", func(t *testing.T) {
+		out, err := runTip(t, "status")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		monitors := counts.Monitors["watching"] + counts.Monitors["stable"]
+		for _, want := range []string{workflows.BlacklistModule, workflows.SpamModule, workflows.FluxTriageModule, workflows.FluxNetworksModule,
+			fmt.Sprintf("Temporal runs %d", monitors), "et-compromised", "agent:" + labAgentName, "imap:lab-imap"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("tip status lacks %q:\n%s", want, out)
+			}
+		}
+	})
 	t.Run("summary", func(t *testing.T) {
 		var b strings.Builder
 		printDemoSummary(&b, counts, s, cfg.Temporal.Namespace)
@@ -111,6 +130,160 @@ func TestDemoLoopEndToEnd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// checkReport: `tip report` of the loop opens offline in Chromium with every
+// chart drawn, and what it draws is the lab's: the spam's ASNs and countries are
+// the lab's, each flux panel is a monitored lab flux domain, and the overlap heat
+// map covers every source.
+func checkReport(t *testing.T, ctx context.Context, db *storage.DB, lt loopTruth) {
+	dir := filepath.Join(t.TempDir(), "report")
+	out, err := runTip(t, "report", "--out", dir)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	b := browser.New(t)
+	r, err := reporttest.ReadRendered(ctx, b, filepath.Join(dir, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Screenshot(t, "report")
+	for _, sec := range []string{"weights", "health", "overlap", "spam", "flux"} {
+		b.ScreenshotElement(t, "report-"+sec, "#"+sec)
+	}
+	if !r.Ready || len(r.Errors) > 0 || len(r.Empty) > 0 {
+		t.Errorf("report: ready %v, errors %q, empty sections %q", r.Ready, r.Errors, r.Empty)
+	}
+	for _, u := range r.Requests {
+		if !strings.HasPrefix(u, "file://") {
+			t.Errorf("the report loaded %s: it must need no network", u)
+		}
+	}
+	for _, c := range r.Charts {
+		if c.Painted == 0 {
+			t.Errorf("chart %s (%s) was not drawn", c.ID, c.Title)
+		}
+	}
+	labASNs, labCountries := map[string]bool{"other": true}, map[string]bool{"other": true}
+	for _, a := range lt.w.ASNs {
+		labASNs[fmt.Sprintf("AS%d", a.Number)], labCountries[a.Country] = true, true
+	}
+	for id, known := range map[string]map[string]bool{"spam-asn": labASNs, "spam-country": labCountries} {
+		c := r.Chart(id)
+		if c == nil || len(c.Labels) == 0 {
+			t.Errorf("no chart %s", id)
+			continue
+		}
+		for _, l := range c.Labels {
+			if !known[l] {
+				t.Errorf("chart %s has a bar %q, none of the lab's", id, l)
+			}
+		}
+	}
+	var panels [][2]string
+	if err := b.Eval(ctx, `Array.from(document.querySelectorAll("#flux article.panel")).map((p) => [p.id, p.querySelector("h3").textContent])`, &panels); err != nil {
+		t.Fatal(err)
+	}
+	monitored, err := db.FluxDomains(ctx, "watching", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(panels) == 0 || len(panels) != min(len(monitored), 50) {
+		t.Errorf("%d flux panels for %d monitored domains", len(panels), len(monitored))
+	}
+	for _, p := range panels {
+		if d := lt.domain(p[1]); d == nil || !d.Class.IsFlux() {
+			t.Errorf("flux panel %s charts %s, no lab flux domain", p[0], p[1])
+		}
+		if r.Chart(p[0]+"-counts") == nil || r.Chart(p[0]+"-ttl") == nil {
+			t.Errorf("flux panel %s (%s) lacks its charts", p[0], p[1])
+		}
+	}
+	hs, err := db.SourcesHealth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := r.Grid("overlap-heatmap"); g == nil || len(g.Rows) != len(hs) || len(g.Columns) != len(hs) || g.Colored != len(hs)*len(hs) {
+		t.Errorf("overlap heat map of %d sources: %+v", len(hs), g)
+	}
+}
+
+// checkWebUI: the Temporal Web UI of the stack lists the loop's runs — the core,
+// the blacklist refreshes and each source's child, the spam collections, the
+// triage runs and one monitor per monitored domain, the last found by their
+// search attributes — and a monitor's page shows its search attributes.
+func checkWebUI(t *testing.T, ctx context.Context, db *storage.DB, tc client.Client, cfg config.Config) {
+	ui := testenv.Stack(t).TemporalUI()
+	if ui == "" {
+		t.Fatal("the test stack's Temporal has no Web UI")
+	}
+	b := browser.New(t)
+	list := func(name, query string, want ...string) string {
+		t.Helper()
+		u := ui + "/namespaces/" + url.PathEscape(cfg.Temporal.Namespace) + "/workflows?query=" +
+			url.QueryEscape(query+fmt.Sprintf(` AND TaskQueue = %q`, cfg.Temporal.TaskQueue))
+		if err := b.Navigate(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		var text string
+		// The list has loaded once its pager says "1–n of n".
+		cond := `/\d+–\d+\s+of\s+\d+/.test(document.body.innerText) && ` + jsIncludesAll(want)
+		if err := b.WaitFor(ctx, cond); err != nil {
+			_ = b.Eval(ctx, `document.body.innerText`, &text)
+			b.Screenshot(t, name)
+			t.Fatalf("the Web UI's list for %s lacks %q: %v\n%s", query, want, err, text)
+		}
+		b.Screenshot(t, name)
+		_ = b.Eval(ctx, `document.body.innerText`, &text)
+		return text
+	}
+	list("core", `WorkflowId = "`+workflows.CoreWorkflowID+`"`, workflows.CoreWorkflowID, "Core")
+	list("refreshes", `WorkflowType = "BlacklistRefresh"`, workflows.BlacklistModule+"/", "BlacklistRefresh")
+	list("source", `Source = "spamhaus-drop"`, "spamhaus-drop")
+	list("spam", `WorkflowType = "SpamCollect"`, workflows.SpamModule+"/")
+	list("triage", `WorkflowType = "FluxTriage"`, workflows.FluxTriageModule+"/")
+
+	monitored, err := db.FluxDomains(ctx, "watching", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range monitored {
+		ids = append(ids, activities.MonitorID(d.Domain))
+	}
+	text := list("monitors", `FluxState = "watching"`, ids...)
+	if want := fmt.Sprintf("of %d", len(ids)); !strings.Contains(text, want) {
+		t.Errorf("the Web UI lists other than %d watching monitors:\n%s", len(ids), text)
+	}
+
+	// One monitor's page, on its search attributes tab.
+	d := monitored[0]
+	desc, err := tc.DescribeWorkflowExecution(ctx, activities.MonitorID(d.Domain), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := ui + "/namespaces/" + url.PathEscape(cfg.Temporal.Namespace) + "/workflows/" + url.PathEscape(activities.MonitorID(d.Domain)) +
+		"/" + desc.WorkflowExecutionInfo.Execution.RunId + "/search-attributes"
+	if err := b.Navigate(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`"Domain": "` + d.Domain + `"`, `"FluxState": "watching"`, `"FluxIPs"`, `"FluxScore"`, `"Module": "flux"`}
+	if err := b.WaitFor(ctx, jsIncludesAll(want)); err != nil {
+		var text string
+		_ = b.Eval(ctx, `document.body.innerText`, &text)
+		t.Errorf("the monitor's search attributes lack %q: %v\n%s", want, err, text)
+	}
+	b.Screenshot(t, "monitor-search-attributes")
+}
+
+// jsIncludesAll is a JavaScript condition: the page's text holds every string.
+func jsIncludesAll(want []string) string {
+	var conds []string
+	for _, w := range want {
+		q, _ := json.Marshal(w)
+		conds = append(conds, "document.body.innerText.includes("+string(q)+")")
+	}
+	return "(" + strings.Join(append(conds, "true"), " && ") + ")"
 }
 
 // loopTruth is what the lab knows, at the end of the test, about what TIP saw.

@@ -350,9 +350,13 @@ func sanitize(name string) string {
 	}, name)
 }
 
-// moduleRoot walks up from the working folder (a test's package) to go.mod.
+// startDir is the working folder the test binary started in, its package's
+// folder: a test may change folder (t.Chdir) before it saves a screenshot.
+var startDir, startDirErr = os.Getwd()
+
+// moduleRoot walks up from the package's folder to go.mod.
 func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
+	dir, err := startDir, startDirErr
 	if err != nil {
 		return "", err
 	}
