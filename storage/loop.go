@@ -14,7 +14,7 @@ type LoopCounts struct {
 	SourcesRun    int   `json:"sources_run"`    // ...of which have run at least once
 	SourcesLoaded int   `json:"sources_loaded"` // ...whose last run loaded or found the feed unchanged
 	Weighted      int   `json:"weighted"`       // sources with metrics and a weight
-	Listed        int64 `json:"listed"`         // active listings of every source
+	Listed        int64 `json:"listed"`         // active listings of every source at the last weighting (counting them is slow)
 
 	Mails int64 `json:"mails"` // spam mails recorded
 	// SpamOrigins counts mails by where they were seen (archive:URL, imap:NAME,
@@ -52,7 +52,7 @@ func (db *DB) LoopCounts(ctx context.Context, ownSources ...string) (LoopCounts,
 		       (SELECT count(*) FROM sources s WHERE (SELECT status FROM source_runs r WHERE r.source = s.name
 		                                              ORDER BY finished_at DESC, id DESC LIMIT 1) IN ('loaded', 'unchanged')),
 		       (SELECT count(*) FROM source_metrics WHERE weight > 0),
-		       (SELECT count(*) FROM listings WHERE active),
+		       (SELECT coalesce(sum(volume), 0) FROM source_metrics),
 		       (SELECT count(*) FROM spam_messages),
 		       (SELECT count(*) FROM flux_observations),
 		       (SELECT count(DISTINCT network) FROM flux_domains WHERE network IS NOT NULL)`).

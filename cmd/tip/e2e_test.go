@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
+	"maps"
 	"net/netip"
 	"net/url"
 	"os"
@@ -95,8 +95,10 @@ func TestDemoLoopEndToEnd(t *testing.T) {
 	}
 	coreEnded := time.Now()
 
-	var clock lab.ClockState
-	getJSON(t, labURL+"/clock", &clock)
+	clock, err := labClock(labURL)
+	if err != nil {
+		t.Fatal(err)
+	}
 	w := world.NewWorld(clock.Seed)
 	truth := newLoopTruth(w, clock)
 
@@ -510,8 +512,8 @@ func checkFlux(t *testing.T, ctx context.Context, db *storage.DB, tc client.Clie
 		}
 	}
 	slices.Sort(running)
-	if !slices.Equal(running, sortedKeys(monitored)) {
-		t.Errorf("Temporal runs monitors for %v; PostgreSQL has %v watching", running, sortedKeys(monitored))
+	if !slices.Equal(running, slices.Sorted(maps.Keys(monitored))) {
+		t.Errorf("Temporal runs monitors for %v; PostgreSQL has %v watching", running, slices.Sorted(maps.Keys(monitored)))
 	}
 
 	nets, err := db.FluxNetworks(ctx)
@@ -617,27 +619,6 @@ func activeListings(t *testing.T, ctx context.Context, db *storage.DB, source st
 		out = append(out, v)
 	}
 	return out
-}
-
-func sortedKeys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("%s: %v", url, err)
-	}
 }
 
 // dropLines removes from the file the lines containing s.
