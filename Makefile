@@ -12,7 +12,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 TIP := bin/tip
 GO_TEST_FLAGS ?=
 
-.PHONY: help build tools up down status wipe demo doctor test test-unit bench bench-flux lint fmt workflowcheck clean
+.PHONY: help build tools tools-prod up down status wipe demo up-prod down-prod demo-prod doctor test test-unit bench bench-flux lint fmt workflowcheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,10 +42,39 @@ demo: tools build ## from the local stack, the lab, its spamtrap agent and a wor
 	@echo
 	$(TIP) dev demo
 
+# The production-like stack: the Temporal server on PostgreSQL (built from
+# go.temporal.io/server), the standalone Web UI, MinIO and two TIP workers, on the
+# local stack's addresses, its state in state/prod. Run one stack at a time. Its
+# spam catalog is a copy of config/spam-lab.yaml in its state folder, so the
+# paths in it (the agent's token and certificate, the lab's CA) are its own.
+PROD_STATE := $(TIP_STATE_DIR)/prod
+PROD := --prod --state $(PROD_STATE)
+PROD_ENV := TIP_SPAM_CATALOG=$(PROD_STATE)/spam-lab.yaml
+
+tools-prod: tools ## build the Temporal server, its SQL schema tool and the standalone Web UI into the tools folder (once, ~10 min cold)
+	deploy/local/tools.sh prod
+
+$(PROD_STATE)/spam-lab.yaml:
+	@mkdir -p $(PROD_STATE)
+	sed 's#\.\./state/##' config/spam-lab.yaml > $@
+
+up-prod: tools-prod build $(PROD_STATE)/spam-lab.yaml ## start the production-like stack (Temporal on PostgreSQL, Web UI, MinIO, two workers) and set TIP up in it
+	$(PROD_ENV) $(TIP) dev up $(PROD) --worker --workers 2
+
+down-prod: build ## stop the production-like stack; data stays
+	$(TIP) dev down $(PROD)
+
+demo-prod: tools-prod build $(PROD_STATE)/spam-lab.yaml ## make demo on the production-like stack, with two workers
+	$(PROD_ENV) $(TIP) dev up $(PROD) --lab --worker --workers 2
+	$(PROD_ENV) $(TIP) doctor
+	$(PROD_ENV) $(TIP) core start
+	@echo
+	$(PROD_ENV) $(TIP) dev demo $(PROD)
+
 doctor: build ## check every service
 	$(TIP) doctor
 
-test: tools build lint ## run every test: unit, workflow, and integration against real services
+test: tools tools-prod build lint ## run every test: unit, workflow, and integration against real services
 	go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./...
 
 test-unit: ## fast tests only (no services)

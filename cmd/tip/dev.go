@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -21,9 +24,13 @@ func envOr(name, def string) string {
 
 func devCmd(a *app) *cobra.Command {
 	var stateDir, toolsDir string
+	var prod bool
 	stack := func() *devstack.Stack {
 		s := devstack.Local(stateDir, toolsDir)
 		s.Log = a.log
+		if prod {
+			_ = s.Production() // fixed ports: cannot fail
+		}
 		return s
 	}
 	cmd := &cobra.Command{
@@ -32,8 +39,10 @@ func devCmd(a *app) *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&stateDir, "state", envOr("TIP_STATE_DIR", "state"), "folder for the services' data, logs and pid files ($TIP_STATE_DIR)")
 	cmd.PersistentFlags().StringVar(&toolsDir, "tools", envOr("TIP_TOOLS_DIR", ".tools/bin"), "folder with the temporal and minio binaries built by `make tools` ($TIP_TOOLS_DIR)")
+	cmd.PersistentFlags().BoolVar(&prod, "prod", false, "the production-like stack: the Temporal server on PostgreSQL and the standalone Web UI, built by `make tools-prod` (use its own --state folder)")
 
 	var withWorker, withLab bool
+	var workers int
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start every service that is not running, then set TIP up in them (idempotent)",
@@ -66,14 +75,23 @@ func devCmd(a *app) *cobra.Command {
 					return err
 				}
 				env := []string{"TIP_BLACKLISTS_CATALOG=" + catalogPath, "TIP_SPAM_CATALOG=" + spamPath}
-				if err := s.StartTip(cmd.Context(), devstack.Worker, self, env, "worker"); err != nil {
-					return err
+				for n := 1; n <= workers; n++ {
+					// Each worker serves its metrics on the next port.
+					wenv := env
+					if host, port, err := net.SplitHostPort(a.cfg.Worker.MetricsAddress); err == nil && n > 1 {
+						p, _ := strconv.Atoi(port)
+						wenv = append(slices.Clone(env), "TIP_WORKER_METRICS_ADDRESS="+net.JoinHostPort(host, strconv.Itoa(p+n-1)))
+					}
+					if err := s.StartTip(cmd.Context(), devstack.WorkerService(n), self, wenv, "worker"); err != nil {
+						return err
+					}
 				}
 			}
 			return printStatus(cmd, s)
 		},
 	}
-	up.Flags().BoolVar(&withWorker, "worker", false, "also run a `tip worker` in the background")
+	up.Flags().BoolVar(&withWorker, "worker", false, "also run `tip worker` processes in the background (--workers of them)")
+	up.Flags().IntVar(&workers, "workers", 1, "with --worker: how many worker processes (each on the next metrics port)")
 	up.Flags().BoolVar(&withLab, "lab", false, "also run the lab (`tip lab serve`), the simulated Internet, and a spamtrap agent on its agent trap, registered in the spam catalog")
 	down := &cobra.Command{
 		Use:   "down",

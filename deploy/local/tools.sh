@@ -15,6 +15,18 @@ TOOLS=(
   "workflowcheck go.temporal.io/sdk/contrib/tools/workflowcheck v0.6.0"
 )
 
+# `tools.sh prod` builds the production-like stack's Temporal instead: the server
+# and its SQL schema tool from go.temporal.io/server (the same server version the
+# CLI's dev server embeds) and the standalone Web UI. Each is a long build on a cold
+# module cache (about ten minutes on two cores); they are cached like the rest.
+if [[ ${1:-} == prod ]]; then
+  TOOLS=(
+    "temporal-server go.temporal.io/server/cmd/server v1.29.1"
+    "temporal-sql-tool go.temporal.io/server/cmd/tools/sql v1.29.1"
+    "temporal-ui-server github.com/temporalio/ui-server/v2/cmd/server v2.42.1"
+  )
+fi
+
 for row in "${TOOLS[@]}"; do
   read -r name pkg version <<<"$row"
   stamp="$TOOLS_DIR/.$name.version"
@@ -22,9 +34,14 @@ for row in "${TOOLS[@]}"; do
     continue
   fi
   echo "tools: building $name $version into $TOOLS_DIR (a few minutes on a cold module cache)" >&2
-  (cd /tmp && GOBIN="$TOOLS_DIR" GOFLAGS=-buildvcs=false go install "$pkg@$version")
+  # Each binary is named for the tool (several are called "server").
+  gobin=$(mktemp -d)
+  (cd /tmp && GOBIN="$gobin" GOFLAGS=-buildvcs=false go install "$pkg@$version")
+  mv "$gobin/$(basename "$pkg")" "$TOOLS_DIR/$name"
+  rmdir "$gobin"
   echo "$version" >"$stamp"
 done
+[[ ${1:-} == prod ]] && exit 0
 
 # Debian packages: PostgreSQL 15 (the private cluster), 7-Zip (the lab builds real
 # .7z spam archives; TIP's reader is tested against them), Dovecot (the lab's IMAP

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -44,6 +45,11 @@ type Stack struct {
 	PGUser, PGPassword, PGDatabase string
 	S3AccessKey, S3SecretKey       string
 	Namespace                      string // created by the dev server at start
+
+	// TemporalOnPostgres: the production-like stack (see Production), whose
+	// Temporal server listens on Server's ports besides the frontend's.
+	TemporalOnPostgres bool
+	Server             ServerPorts
 
 	Log *slog.Logger
 
@@ -109,7 +115,13 @@ func (s *Stack) repickPorts(svc Service) error {
 	case MinIO:
 		s.MinIOPort = ports[0]
 	case Temporal:
-		s.TemporalPort, s.TemporalHTTPPort, s.TemporalMetricPort, s.TemporalUIPort = ports[0], ports[1], ports[2], ports[3]
+		s.TemporalPort, s.TemporalHTTPPort, s.TemporalMetricPort = ports[0], ports[1], ports[2]
+		if s.TemporalOnPostgres {
+			return s.pickServerPorts()
+		}
+		s.TemporalUIPort = ports[3]
+	case TemporalUI:
+		s.TemporalUIPort = ports[0]
 	}
 	return nil
 }
@@ -165,7 +177,7 @@ func (s *Stack) Up(ctx context.Context) error {
 	if err := os.MkdirAll(s.StateDir, 0o755); err != nil {
 		return fmt.Errorf("state folder: %w", err)
 	}
-	for _, svc := range All {
+	for _, svc := range s.services() {
 		if err := s.Start(ctx, svc); err != nil {
 			return err
 		}
@@ -198,7 +210,12 @@ func (s *Stack) start(ctx context.Context, svc Service) error {
 	case MinIO:
 		return s.startMinIO(ctx)
 	case Temporal:
+		if s.TemporalOnPostgres {
+			return s.startTemporalServer(ctx)
+		}
 		return s.startTemporal(ctx)
+	case TemporalUI:
+		return s.startTemporalUI(ctx)
 	}
 	return fmt.Errorf("unknown service %q", svc)
 }
@@ -206,9 +223,14 @@ func (s *Stack) start(ctx context.Context, svc Service) error {
 // Down stops the services this stack started (found by their pid files and data
 // folder), newest first, and keeps their data.
 func (s *Stack) Down(ctx context.Context) error {
-	errs := []error{s.Stop(ctx, Worker), s.Stop(ctx, Agent), s.Stop(ctx, Lab)}
-	for i := len(All) - 1; i >= 0; i-- {
-		if err := s.Stop(ctx, All[i]); err != nil {
+	var errs []error
+	for _, w := range s.workerServices() {
+		errs = append(errs, s.Stop(ctx, w))
+	}
+	errs = append(errs, s.Stop(ctx, Agent), s.Stop(ctx, Lab))
+	all := s.services()
+	for i := len(all) - 1; i >= 0; i-- {
+		if err := s.Stop(ctx, all[i]); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -255,8 +277,9 @@ func (s *Stack) Dir(svc Service) string { return s.dir(svc) }
 
 // Status reports each service.
 func (s *Stack) Status(ctx context.Context) []Status {
-	out := make([]Status, 0, len(All)+1)
-	for _, svc := range append(All[:len(All):len(All)], Lab, Agent, Worker) {
+	all := s.services()
+	out := make([]Status, 0, len(all)+3)
+	for _, svc := range append(append(all[:len(all):len(all)], Lab, Agent), s.workerServices()...) {
 		st := Status{Service: svc}
 		switch svc {
 		case Postgres:
@@ -268,7 +291,11 @@ func (s *Stack) Status(ctx context.Context) []Status {
 			if s.MinIOConsolePort != 0 {
 				st.Detail = "console http://" + net.JoinHostPort(s.Host, strconv.Itoa(s.MinIOConsolePort))
 			}
-		case Worker, Lab:
+		case Lab:
+			st.PID, st.Running = s.processAlive(svc)
+			st.Detail = "log " + s.logFile(svc)
+		case TemporalUI:
+			st.Address = s.TemporalUI()
 			st.PID, st.Running = s.processAlive(svc)
 			st.Detail = "log " + s.logFile(svc)
 		case Agent:
@@ -278,9 +305,15 @@ func (s *Stack) Status(ctx context.Context) []Status {
 		case Temporal:
 			st.Address = s.TemporalAddress()
 			st.PID, st.Running = s.processAlive(svc)
-			if ui := s.TemporalUI(); ui != "" {
+			switch ui := s.TemporalUI(); {
+			case s.TemporalOnPostgres:
+				st.Detail = "server on PostgreSQL (databases " + TemporalDB + ", " + TemporalVisibilityDB + ")"
+			case ui != "":
 				st.Detail = "Web UI " + ui
 			}
+		default: // the workers
+			st.PID, st.Running = s.processAlive(svc)
+			st.Detail = "log " + s.logFile(svc)
 		}
 		if st.Running && st.Address != "" && !portOpen(st.Address) {
 			st.Detail = strings.TrimSpace("not answering yet; " + st.Detail)
@@ -461,6 +494,30 @@ func FreePorts(n int) ([]int, error) {
 		}
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// lowFreePorts is FreePorts below 32768, outside the kernel's ephemeral range:
+// the Temporal server records its membership ports as PostgreSQL smallints.
+func lowFreePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for p := 20000 + rand.IntN(10000); len(ports) < n && p < 32768; p++ {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		ls = append(ls, l)
+		ports = append(ports, p)
+	}
+	if len(ports) < n {
+		return nil, fmt.Errorf("free port: fewer than %d free below 32768", n)
 	}
 	return ports, nil
 }
