@@ -12,7 +12,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 TIP := bin/tip
 GO_TEST_FLAGS ?=
 
-.PHONY: help build tools tools-prod up down status wipe demo up-prod down-prod demo-prod doctor test test-unit bench bench-flux lint fmt workflowcheck clean
+.PHONY: help build tools tools-prod up down status wipe demo up-prod down-prod demo-prod doctor test test-faults test-unit bench bench-flux lint fmt workflowcheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ doctor: build ## check every service
 
 test: tools tools-prod build lint ## run every test: unit, workflow, and integration against real services
 	go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./...
+
+test-faults: tools tools-prod build ## the fault tests (workers killed, Temporal and PostgreSQL restarted or down, broken feeds) again on the production-like stack
+	TIP_TEST_STACK=prod go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./worker/reliability/
 
 test-unit: ## fast tests only (no services)
 	go test -short -count=1 ./...

@@ -1,7 +1,8 @@
 // Package testenv is the integration-test harness: a package's TestMain calls Main,
 // which starts real PostgreSQL, MinIO and Temporal dev-server processes on free
 // loopback ports in a temporary folder (through devstack, the code behind
-// `make up`), runs the tests and stops the services. In -short mode nothing starts
+// `make up`), runs the tests and stops the services. With TIP_TEST_STACK=prod the
+// stack is the production-like one: the Temporal server on PostgreSQL. In -short mode nothing starts
 // and integration tests skip; otherwise a missing tool fails the run instead of
 // silently skipping tests.
 package testenv
@@ -48,6 +49,12 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "testenv:", err)
 		return 1
 	}
+	if Production() {
+		if err := s.Production(); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv:", err)
+			return 1
+		}
+	}
 	s.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -68,6 +75,11 @@ func run(m *testing.M) int {
 	}
 	return code
 }
+
+// Production says whether the tests run on the production-like stack (the
+// Temporal server on PostgreSQL, devstack.Production) rather than the dev server:
+// TIP_TEST_STACK=prod, as `make test-faults` sets it.
+func Production() bool { return os.Getenv("TIP_TEST_STACK") == "prod" }
 
 // ToolsDir is where `make tools` put the temporal and minio binaries:
 // $TIP_TOOLS_DIR, else .tools/bin at the module root.
