@@ -265,13 +265,11 @@ func changedLines(a, b string) []string {
 
 func servicePID(t *testing.T, s *devstack.Stack, svc devstack.Service) int {
 	t.Helper()
-	for _, st := range s.Status(context.Background()) {
-		if st.Service == svc && st.Running {
-			return st.PID
-		}
+	pid, ok := s.PID(context.Background(), svc)
+	if !ok {
+		t.Fatalf("%s is not running", svc)
 	}
-	t.Fatalf("%s is not running", svc)
-	return 0
+	return pid
 }
 
 // waitFor polls done every half second until it holds, failing the test with

@@ -323,6 +323,16 @@ func (s *Stack) Status(ctx context.Context) []Status {
 	return out
 }
 
+// PID is the process id of one of the stack's services, if it runs.
+func (s *Stack) PID(ctx context.Context, svc Service) (int, bool) {
+	for _, st := range s.Status(ctx) {
+		if st.Service == svc && st.Running {
+			return st.PID, true
+		}
+	}
+	return 0, false
+}
+
 // Wipe removes the state folder; every service must be stopped first.
 func (s *Stack) Wipe(ctx context.Context) error {
 	for _, st := range s.Status(ctx) {

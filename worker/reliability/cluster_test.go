@@ -118,13 +118,11 @@ func restartMidRefresh(t *testing.T, svc devstack.Service) {
 
 func servicePID(t *testing.T, s *devstack.Stack, svc devstack.Service) int {
 	t.Helper()
-	for _, st := range s.Status(context.Background()) {
-		if st.Service == svc && st.Running {
-			return st.PID
-		}
+	pid, ok := s.PID(context.Background(), svc)
+	if !ok {
+		t.Fatalf("%s is not running", svc)
 	}
-	t.Fatalf("%s is not running", svc)
-	return 0
+	return pid
 }
 
 // loadHolder is the identity of the worker running a child's LoadSource.
