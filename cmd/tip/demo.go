@@ -183,10 +183,18 @@ func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, name
 		{"bin/tip blacklists export --format csv | head", "the blacklists with scores"},
 		{"bin/tip lab summary", "what the lab serves: feeds, spam archive, DNS, traps"},
 		{"bin/tip lab truth | less", "the lab's ground truth, to compare"},
-		{"make down", "stop everything (data stays); make wipe deletes it"},
+		stopLine(s),
 	} {
 		fmt.Fprintf(w, "  %-46s %s\n", l[0], l[1])
 	}
+}
+
+// stopLine says how to stop the stack the demo ran on.
+func stopLine(s *devstack.Stack) [2]string {
+	if s.TemporalOnPostgres {
+		return [2]string{"make down-prod", "stop the production-like stack (data stays in " + s.StateDir + ")"}
+	}
+	return [2]string{"make down", "stop everything (data stays); make wipe deletes it"}
 }
 
 // verdictOrder puts flux verdicts first in the summary.
