@@ -112,6 +112,20 @@ func (w *WorkerProcess) Kill(t testing.TB) {
 	}
 }
 
+// Stop sends SIGTERM, as a rolling restart does, and waits for the worker to
+// drain and exit.
+func (w *WorkerProcess) Stop(t testing.TB) {
+	t.Helper()
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the worker did not stop within 60 s of SIGTERM")
+	}
+}
+
 // Usage is what the worker process uses now: resident memory (VmRSS) and the CPU
 // time it has spent, user and system.
 func (w *WorkerProcess) Usage() (rss int64, cpu time.Duration, err error) {
