@@ -357,7 +357,11 @@ func (s *Stack) logFile(svc Service) string { return filepath.Join(s.dir(svc), s
 func (s *Stack) tool(name string) (string, error) {
 	p := filepath.Join(s.ToolsDir, name)
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("%s binary not found at %s: run `make tools` (builds it once into the tools folder)", name, p)
+		target := "make tools"
+		if strings.HasPrefix(name, "temporal-") { // the production-like stack's
+			target = "make tools-prod"
+		}
+		return "", fmt.Errorf("%s binary not found at %s: run `%s` (builds it once into the tools folder)", name, p, target)
 	}
 	return p, nil
 }

@@ -187,7 +187,15 @@ func TestMissingToolSaysHowToBuildIt(t *testing.T) {
 	s := newStack(t)
 	s.ToolsDir = t.TempDir()
 	err := s.Start(ctx, devstack.Temporal)
-	if err == nil || !strings.Contains(err.Error(), "make tools") {
+	if err == nil || !strings.Contains(err.Error(), "run `make tools`") {
 		t.Fatalf("Start without the temporal binary = %v", err)
+	}
+	// The production-like stack's server is built by its own target.
+	if err := s.Production(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx, devstack.Temporal); err == nil || !strings.Contains(err.Error(), "temporal-server binary not found") ||
+		!strings.Contains(err.Error(), "run `make tools-prod`") {
+		t.Fatalf("Start without the temporal-server binary = %v", err)
 	}
 }
