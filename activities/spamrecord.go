@@ -57,7 +57,7 @@ func (r *spamRecorder) add(name string, raw []byte, truncated bool) (full bool, 
 	if truncated {
 		facts.Defects = append(facts.Defects, fmt.Sprintf("larger than the %d-byte limit: stored and parsed truncated", r.cfg.Limits.MaxSize))
 	}
-	return r.addFacts(name, facts, raw)
+	return r.queue(name, facts, raw) // Extract hashed raw itself: nothing to check
 }
 
 // addFacts queues a mail whose facts were extracted elsewhere (by an agent), with
@@ -78,6 +78,11 @@ func (r *spamRecorder) addFacts(name string, facts mail.Facts, raw []byte) (full
 	if !agent.ValidSHA256(facts.Digest) {
 		facts.Digest = facts.SHA256
 	}
+	return r.queue(name, facts, raw)
+}
+
+// queue adds a mail's record (and raw copy, if any) to the batch.
+func (r *spamRecorder) queue(name string, facts mail.Facts, raw []byte) (full bool, err error) {
 	rec, err := spamRecord(facts, r.asn)
 	if err != nil {
 		return false, err

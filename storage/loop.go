@@ -25,10 +25,9 @@ type LoopCounts struct {
 	// (spam-collect, blacklist-refresh, cli); Verdicts by verdict.
 	Triaged  map[string]int `json:"triaged"`
 	Verdicts map[string]int `json:"verdicts"`
-	// Monitors counts domains by monitor state (watching, stable, paused, stopped).
-	Monitors map[string]int `json:"monitors"`
-	Checks   int64          `json:"checks"` // flux_observations: checks recorded by the monitors
-	Networks int            `json:"networks"`
+	// Flux counts the monitors by state, and the networks.
+	Flux   FluxCounts `json:"flux"`
+	Checks int64      `json:"checks"` // flux_observations: checks recorded by the monitors
 
 	// Own is, for TIP's own sources (tip-flux-agents, tip-spamtrap-senders), what
 	// they list and what the last weighting measured of them.
@@ -44,7 +43,7 @@ type OwnSource struct {
 
 // LoopCounts reads the counts; ownSources names TIP's own sources.
 func (db *DB) LoopCounts(ctx context.Context, ownSources ...string) (LoopCounts, error) {
-	c := LoopCounts{Triaged: map[string]int{}, Verdicts: map[string]int{}, Monitors: map[string]int{}, Own: map[string]OwnSource{},
+	c := LoopCounts{Triaged: map[string]int{}, Verdicts: map[string]int{}, Own: map[string]OwnSource{},
 		SpamOrigins: map[string]int64{}}
 	err := db.Pool.QueryRow(ctx, `
 		SELECT (SELECT count(*) FROM sources),
@@ -54,16 +53,17 @@ func (db *DB) LoopCounts(ctx context.Context, ownSources ...string) (LoopCounts,
 		       (SELECT count(*) FROM source_metrics WHERE weight > 0),
 		       (SELECT coalesce(sum(volume), 0) FROM source_metrics),
 		       (SELECT count(*) FROM spam_messages),
-		       (SELECT count(*) FROM flux_observations),
-		       (SELECT count(DISTINCT network) FROM flux_domains WHERE network IS NOT NULL)`).
-		Scan(&c.Sources, &c.SourcesRun, &c.SourcesLoaded, &c.Weighted, &c.Listed, &c.Mails, &c.Checks, &c.Networks)
+		       (SELECT count(*) FROM flux_observations)`).
+		Scan(&c.Sources, &c.SourcesRun, &c.SourcesLoaded, &c.Weighted, &c.Listed, &c.Mails, &c.Checks)
 	if err != nil {
 		return c, fmt.Errorf("loop counts: %w", err)
+	}
+	if c.Flux, err = db.FluxCounts(ctx); err != nil {
+		return c, err
 	}
 	rows, err := db.Pool.Query(ctx, `
 		SELECT 'origin', origin, count(*) FROM flux_domains GROUP BY origin
 		UNION ALL SELECT 'verdict', verdict, count(*) FROM flux_domains GROUP BY verdict
-		UNION ALL SELECT 'monitor', monitor, count(*) FROM flux_domains WHERE monitor IS NOT NULL GROUP BY monitor
 		UNION ALL SELECT 'spam', origin, count(DISTINCT sha256) FROM spam_sightings GROUP BY origin`)
 	if err != nil {
 		return c, fmt.Errorf("loop counts: %w", err)
@@ -79,7 +79,7 @@ func (db *DB) LoopCounts(ctx context.Context, ownSources ...string) (LoopCounts,
 			c.SpamOrigins[key] = n
 			continue
 		}
-		map[string]map[string]int{"origin": c.Triaged, "verdict": c.Verdicts, "monitor": c.Monitors}[kind][key] = int(n)
+		map[string]map[string]int{"origin": c.Triaged, "verdict": c.Verdicts}[kind][key] = int(n)
 	}
 	if err := rows.Err(); err != nil {
 		return c, err

@@ -46,12 +46,12 @@ var loopSteps = []loopStep{
 			c.Triaged[workflows.SpamModule], c.Triaged[workflows.BlacklistModule], flux)
 	}},
 	{"flux monitors checking their domains", func(c storage.LoopCounts) (bool, string) {
-		running := runningMonitors(c)
+		running := c.Flux.Running()
 		return running > 0 && c.Checks > int64(running), fmt.Sprintf("%d monitors, %d checks", running, c.Checks)
 	}},
 	{"flux agents listed in the blacklists", func(c storage.LoopCounts) (bool, string) {
 		o := c.Own[activities.FluxAgentsSource]
-		return c.Networks > 0 && o.Active > 0, fmt.Sprintf("%d networks; %d addresses listed as %s", c.Networks, o.Active, activities.FluxAgentsSource)
+		return c.Flux.Networks > 0 && o.Active > 0, fmt.Sprintf("%d networks; %d addresses listed as %s", c.Flux.Networks, o.Active, activities.FluxAgentsSource)
 	}},
 	{"flux agents weighted as a source", func(c storage.LoopCounts) (bool, string) {
 		o := c.Own[activities.FluxAgentsSource]
@@ -67,10 +67,6 @@ func spamKinds(c storage.LoopCounts) map[string]int64 {
 		out[kind] += n
 	}
 	return out
-}
-
-func runningMonitors(c storage.LoopCounts) int {
-	return c.Monitors["watching"] + c.Monitors["stable"] + c.Monitors["paused"]
 }
 
 // watchLoop polls the counts every poll until every step is done or timeout
@@ -161,9 +157,9 @@ func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, name
 		thousands(c.Mails), kinds["archive"], kinds["imap"], kinds["agent"], activities.SpamSendersSource, ss.Active)
 	fmt.Fprintf(w, "  flux triage    %d domains (%d from spam, %d from the blacklists): %s\n",
 		sumValues(c.Triaged), c.Triaged[workflows.SpamModule], c.Triaged[workflows.BlacklistModule], strings.Join(verdicts, ", "))
-	fmt.Fprintf(w, "  flux monitors  %d running, %d checks recorded\n", runningMonitors(c), c.Checks)
+	fmt.Fprintf(w, "  flux monitors  %d running, %d checks recorded\n", c.Flux.Running(), c.Checks)
 	fmt.Fprintf(w, "  flux networks  %d networks; %d flux agents listed as %s (weight %.2f)\n",
-		c.Networks, fa.Active, activities.FluxAgentsSource, fa.Weight)
+		c.Flux.Networks, fa.Active, activities.FluxAgentsSource, fa.Weight)
 	ui := s.TemporalUI()
 	if ui != "" {
 		base := ui + "/namespaces/" + url.PathEscape(namespace) + "/workflows"

@@ -113,7 +113,7 @@ func TestDemoLoopEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
-		monitors := counts.Monitors["watching"] + counts.Monitors["stable"]
+		monitors := counts.Flux.Watching + counts.Flux.Stable
 		for _, want := range []string{workflows.BlacklistModule, workflows.SpamModule, workflows.FluxTriageModule, workflows.FluxNetworksModule,
 			fmt.Sprintf("Temporal runs %d", monitors), "et-compromised", "agent:" + labAgentName, "imap:lab-imap"} {
 			if !strings.Contains(out, want) {
