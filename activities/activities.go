@@ -31,6 +31,9 @@ type Activities struct {
 	Resolver FluxResolver
 	// Flux configures triage and monitors.
 	Flux FluxConfig
+	// FetchesPerHost bounds the downloads (feeds, spam archives) in flight to one
+	// host at once, across every worker sharing the database; 0: no bound.
+	FetchesPerHost int
 
 	writerOnce sync.Once
 	writer     *fluxWriter

@@ -97,6 +97,13 @@ type validators struct{ etag, lastModified, sha256 string }
 // are returned as errors so Temporal retries them; answers that retrying cannot
 // change (404, other 4xx, too large) are outcomes in res.
 func (a *Activities) download(ctx context.Context, src catalog.Source, v validators, res *FetchResult) error {
+	// One of the host's download slots first: the source's timeout is the
+	// download's, not the wait's.
+	release, err := a.holdUpstream(ctx, src.URL)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if src.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, src.Timeout)

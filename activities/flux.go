@@ -232,7 +232,7 @@ func (a *Activities) CheckDomain(ctx context.Context, in CheckInput) (flux.Obser
 	if !in.Due.IsZero() {
 		late = max(o.At.Sub(in.Due), 0)
 	}
-	err = a.fluxWriter().write(ctx, storage.FluxWrite{Obs: o, State: in.State, Summary: in.Summary, Late: late})
+	err = a.fluxWriter().write(ctx, storage.FluxWrite{Obs: o, State: in.State, Summary: in.Summary, Late: late, Due: in.Due})
 	return o, err
 }
 

@@ -99,10 +99,14 @@ type FluxWrite struct {
 	State   string        // "" leaves the monitor's state as it is
 	Summary *flux.Summary // nil leaves the summary as it is
 	Late    time.Duration // how long after it was due the check ran
+	// Due is when the check was due: one check is recorded per due time (zero:
+	// unconstrained), so a check re-run after its worker died adds nothing.
+	Due time.Time
 }
 
 // RecordFluxChecks stores monitor checks in one transaction: the observations
-// (a retried write inserts nothing twice: they are keyed by domain and time), the
+// (a retried write inserts nothing twice: they are keyed by domain and time, and
+// by domain and due time, so a re-run of the same due check is not recorded), the
 // addresses of each newly inserted one into flux_ips, and the monitors' states
 // and summaries.
 func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
@@ -115,6 +119,7 @@ func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
 		addrs, lates      []int32
 		ttls              []*int32
 		data              [][]byte
+		dues              []*time.Time
 	)
 	for _, w := range ws {
 		o := w.Obs
@@ -125,6 +130,12 @@ func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
 		domains, ats, statuses, data = append(domains, o.Domain), append(ats, o.At.UTC()), append(statuses, string(o.Status)), append(data, raw)
 		addrs = append(addrs, int32(len(o.A)+len(o.AAAA)))
 		lates = append(lates, int32(min(w.Late.Milliseconds(), 1<<31-1)))
+		if w.Due.IsZero() {
+			dues = append(dues, nil)
+		} else {
+			due := w.Due.UTC()
+			dues = append(dues, &due)
+		}
 		if ttl, ok := o.MinTTL(); ok {
 			t := int32(min(ttl, 1<<31-1))
 			ttls = append(ttls, &t)
@@ -139,10 +150,10 @@ func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 	_, err = tx.Exec(ctx, `
 		WITH obs AS (
-		    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::int[], $5::int[], $6::jsonb[], $7::int[])
-		        AS o(domain, at, status, addrs, min_ttl, data, late_ms)),
+		    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::int[], $5::int[], $6::jsonb[], $7::int[], $8::timestamptz[])
+		        AS o(domain, at, status, addrs, min_ttl, data, late_ms, due)),
 		ins AS (
-		    INSERT INTO flux_observations (domain, at, status, addrs, min_ttl, data, late_ms)
+		    INSERT INTO flux_observations (domain, at, status, addrs, min_ttl, data, late_ms, due)
 		    SELECT * FROM obs ON CONFLICT DO NOTHING
 		    RETURNING domain, at, data),
 		ips AS (
@@ -160,7 +171,7 @@ func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
 		    seen = flux_ips.seen + excluded.seen,
 		    asn = CASE WHEN excluded.asn <> 0 THEN excluded.asn ELSE flux_ips.asn END,
 		    country = CASE WHEN excluded.country <> '' THEN excluded.country ELSE flux_ips.country END`,
-		domains, ats, statuses, addrs, ttls, data, lates)
+		domains, ats, statuses, addrs, ttls, data, lates, dues)
 	if err != nil {
 		return fmt.Errorf("record flux checks: %w", err)
 	}

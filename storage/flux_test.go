@@ -107,15 +107,28 @@ func TestRecordFluxChecksIsIdempotentAndGroupsNetworks(t *testing.T) {
 	if observations != 5 || seen != 2 || late != 1500 {
 		t.Errorf("%d observations, 198.51.100.2 seen %d times behind a.example, lateness %d ms; want 5, 2, 1500", observations, seen, late)
 	}
+	// A check re-run for the same due time (its worker died before Temporal
+	// heard of it) resolves again, later: it is not recorded a second time.
+	due := t0.Add(10 * time.Minute)
+	for i, at := range []time.Time{due.Add(200 * time.Millisecond), due.Add(31 * time.Second)} {
+		if err := db.RecordFluxChecks(ctx, []storage.FluxWrite{{Obs: obs("a.example", at, "198.51.100.2"), Due: due}}); err != nil {
+			t.Fatal(err)
+		}
+		db.Pool.QueryRow(ctx, `SELECT count(*) FROM flux_observations WHERE domain = 'a.example'`).Scan(&observations)
+		db.Pool.QueryRow(ctx, `SELECT seen FROM flux_ips WHERE domain = 'a.example' AND ip = '198.51.100.2' AND role = 'a'`).Scan(&seen)
+		if observations != 3 || seen != 3 {
+			t.Errorf("check %d for %s: %d observations of a.example, 198.51.100.2 seen %d times; want 3, 3", i+1, due.Format(time.TimeOnly), observations, seen)
+		}
+	}
 	var first, last time.Time
 	db.Pool.QueryRow(ctx, `SELECT first_seen, last_seen FROM flux_ips WHERE domain = 'a.example' AND ip = '198.51.100.2'`).Scan(&first, &last)
-	if !first.Equal(t0) || !last.Equal(t0.Add(5*time.Minute)) {
+	if !first.Equal(t0) || !last.Equal(due.Add(200*time.Millisecond)) {
 		t.Errorf("198.51.100.2 behind a.example: first %s, last %s", first, last)
 	}
 	if r, _ := db.FluxDomainRow(ctx, "a.example"); r.Monitor != storage.MonitorStable || r.Summary == nil || r.Summary.IPs != 3 || r.IPs != 3 || r.ASNs != 1 {
 		t.Errorf("a.example's row after a check with its state: %+v", r)
 	}
-	if got, err := db.FluxObservations(ctx, "a.example", 1); err != nil || len(got) != 1 || !got[0].At.Equal(t0.Add(5*time.Minute)) {
+	if got, err := db.FluxObservations(ctx, "a.example", 1); err != nil || len(got) != 1 || !got[0].At.Equal(due.Add(200*time.Millisecond)) {
 		t.Errorf("the newest observation of a.example: %+v, %v", got, err)
 	}
 

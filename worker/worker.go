@@ -95,12 +95,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The worker counts itself among the workers sharing the DNS rate before it
+	// takes work, and leaves when it stops.
+	pres := newPresence(db, identity, cfg.Temporal.TaskQueue, cfg.Flux.QPS, res, registry, log)
+	pres.beat(ctx)
+	presCtx, stopPresence := context.WithCancel(context.WithoutCancel(ctx))
+	presDone := make(chan struct{})
+	go func() { defer close(presDone); pres.run(presCtx) }()
+	defer func() { stopPresence(); <-presDone }()
 	debug.SetGCPercent(cfg.Worker.GCPercent)
 	// Set before the worker exists: the SDK reads it when the first worker starts.
 	sdkworker.SetStickyWorkflowCacheSize(cfg.Worker.WorkflowCache)
 	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.Worker.ShutdownTimeout})
 	Register(w, &activities.Activities{DB: db, Blobs: blobs, Identity: identity, CatalogPath: cfg.Blacklists.Catalog,
-		SpamCatalogPath: cfg.Spam.Catalog, Temporal: c, Resolver: res, Flux: FluxConfig(cfg)})
+		SpamCatalogPath: cfg.Spam.Catalog, Temporal: c, Resolver: res, Flux: FluxConfig(cfg), FetchesPerHost: cfg.Upstream.FetchesPerHost})
 	if err := w.Start(); err != nil {
 		return starter.ExplainTemporal(cfg.Temporal.Address, err)
 	}

@@ -198,7 +198,9 @@ func summarizeAllowlists(lists []activities.AllowlistResult) string {
 // fails the refresh.
 func SourceRefresh(ctx workflow.Context, src catalog.Source) (activities.LoadResult, error) {
 	runKey := workflow.GetInfo(ctx).WorkflowExecution.ID
-	fetchTimeout := src.Timeout + 30*time.Second
+	// The fetch may first wait for one of its host's download slots
+	// (upstream.fetches_per_host), up to one other download's timeout.
+	fetchTimeout := 2*src.Timeout + 30*time.Second
 	fctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: fetchTimeout,
 		HeartbeatTimeout:    time.Minute,

@@ -42,10 +42,11 @@ func newLimiter(rate float64, burst int) *limiter {
 // wait blocks until server may be sent a query, or fails at once when ctx ends
 // before that turn would come.
 func (l *limiter) wait(ctx context.Context, server string) error {
+	l.mu.Lock()
 	if l.rate <= 0 {
+		l.mu.Unlock()
 		return nil
 	}
-	l.mu.Lock()
 	now := l.now()
 	b, ok := l.buckets[server]
 	if !ok {
@@ -80,6 +81,22 @@ func (l *limiter) wait(ctx context.Context, server string) error {
 		return fmt.Errorf("resolver: rate limit for %s: %w", server, err)
 	}
 	return nil
+}
+
+// setRate changes the rate and burst for every server from now on: what each
+// bucket earned so far at the old rate is kept, up to the new burst.
+func (l *limiter) setRate(rate float64, burst int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	for _, b := range l.buckets {
+		if elapsed := now.Sub(b.last); elapsed > 0 && l.rate > 0 {
+			b.tokens = min(l.burst, b.tokens+elapsed.Seconds()*l.rate)
+		}
+		b.last = now
+		b.tokens = min(b.tokens, float64(max(burst, 1)))
+	}
+	l.rate, l.burst = rate, float64(max(burst, 1))
 }
 
 // maxBuckets bounds the map before idle buckets are dropped: iterative resolution of

@@ -171,3 +171,34 @@ func TestLimiterPrunesIdleServers(t *testing.T) {
 		t.Errorf("%d buckets, want 2: the idle ones were dropped", len(l.buckets))
 	}
 }
+
+// A worker's share of the rate changes as workers come and go: the turns after
+// the change are spaced at the new rate.
+func TestLimiterSetRate(t *testing.T) {
+	l, c := testLimiter(10, 1)
+	c.frozen = true
+	for range 3 {
+		if err := l.wait(context.Background(), "a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := c.sleeps(), []time.Duration{100 * ms, 200 * ms}; !slices.Equal(got, want) {
+		t.Fatalf("at 10/s slept %v, want %v", got, want)
+	}
+	// A second worker joins: this one's share halves. Its bucket is two turns in
+	// debt, now 200 ms each: the next turns come 600 and 800 ms from now.
+	l.setRate(5, 1)
+	for range 2 {
+		if err := l.wait(context.Background(), "a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := c.sleeps()[2:], []time.Duration{600 * ms, 800 * ms}; !slices.Equal(got, want) {
+		t.Errorf("at 5/s slept %v, want %v", got, want)
+	}
+	// No limit at all.
+	l.setRate(0, 1)
+	if err := l.wait(context.Background(), "a"); err != nil || len(c.sleeps()) != 4 {
+		t.Errorf("with no limit: %v, sleeps %v", err, c.sleeps())
+	}
+}

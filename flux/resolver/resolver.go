@@ -95,6 +95,16 @@ type Resolver struct {
 	log       *slog.Logger
 }
 
+// SetRate changes the per-server rate limit (queries per second; 0: none) of
+// every query from now on, with a second's worth of burst. A worker calls it with
+// its share of the rate TIP allows all workers together.
+func (r *Resolver) SetRate(rate float64) {
+	if rate < 0 {
+		rate = 0
+	}
+	r.limit.setRate(rate, max(1, int(rate)))
+}
+
 // New checks cfg and fills in its defaults.
 func New(cfg Config) (*Resolver, error) {
 	r := &Resolver{recursive: len(cfg.Recursive) > 0}

@@ -26,7 +26,18 @@ type Config struct {
 	Blacklists Blacklists `yaml:"blacklists"`
 	Spam       Spam       `yaml:"spam"`
 	Flux       Flux       `yaml:"flux"`
+	Upstream   Upstream   `yaml:"upstream"`
 	Log        Log        `yaml:"log"`
+}
+
+// Upstream bounds what TIP's workers together ask of one outside server, so that
+// adding workers does not hammer a feed's host (the DNS servers' bound is
+// flux.qps, shared the same way).
+type Upstream struct {
+	// FetchesPerHost is the most downloads (blacklist feeds, allowlists, spam
+	// archives) in flight to one host at once, counted across every worker of
+	// the database; 0: no bound.
+	FetchesPerHost int `yaml:"fetches_per_host" env:"TIP_UPSTREAM_FETCHES_PER_HOST"`
 }
 
 // Spam configures the spamtrap module.
@@ -47,7 +58,9 @@ type Flux struct {
 	// Roots are the servers iterative resolution starts from (host:port,
 	// comma-separated); empty: the Internet's root servers.
 	Roots string `yaml:"roots" env:"TIP_FLUX_ROOTS"`
-	// QPS is the most queries per second sent to one DNS server.
+	// QPS is the most queries per second sent to one DNS server by all the
+	// workers of the task queue together: each takes an equal share (qps / the
+	// live workers, as they record themselves in PostgreSQL).
 	QPS float64 `yaml:"qps" env:"TIP_FLUX_QPS"`
 	// ASNTable is the iptoasn.com table (URL) that attributes addresses to ASNs.
 	ASNTable string `yaml:"asn_table" env:"TIP_FLUX_ASN_TABLE"`
@@ -158,7 +171,8 @@ func Default() Config {
 			// The lab's TTLs pass at the lab clock's speed: 10 s is past any of them.
 			Interval: time.Minute, NetworksInterval: 3 * time.Minute, TriageWait: 10 * time.Second, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
 			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour},
-		Log: Log{Level: "info", Format: "text"},
+		Upstream: Upstream{FetchesPerHost: 2},
+		Log:      Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -237,6 +251,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: worker.workflow_cache %d: want 0 (no cache) or more", c.Worker.WorkflowCache)
 	case c.Worker.GCPercent < 10 || c.Worker.GCPercent > 1000:
 		return fmt.Errorf("config: worker.gc_percent %d: want 10 to 1000 (Go's default is 100)", c.Worker.GCPercent)
+	case c.Upstream.FetchesPerHost < 0:
+		return fmt.Errorf("config: upstream.fetches_per_host %d: want 0 (no bound) or more", c.Upstream.FetchesPerHost)
 	case c.Flux.QPS <= 0:
 		return fmt.Errorf("config: flux.qps %v: want more than 0", c.Flux.QPS)
 	case c.Flux.Lifetime <= 0 || c.Flux.NXDomainFor <= 0:

@@ -75,6 +75,7 @@ func StartWorker(t testing.TB, bin string, cfg config.Config) *WorkerProcess {
 		"TIP_FLUX_MAX_CHECK="+cfg.Flux.MaxCheck.String(),
 		"TIP_FLUX_LIFETIME="+cfg.Flux.Lifetime.String(),
 		"TIP_FLUX_NXDOMAIN_FOR="+cfg.Flux.NXDomainFor.String(),
+		"TIP_UPSTREAM_FETCHES_PER_HOST="+strconv.Itoa(cfg.Upstream.FetchesPerHost),
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {

@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/internal/config"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/storage"
@@ -27,60 +29,148 @@ const cadence = 10 * time.Second
 // was due.
 func TestRollingRestartKeepsEveryMonitor(t *testing.T) {
 	t.Parallel()
+	ms := startMonitors(t, 0, 10)
+	restarted := time.Now()
+	for i := range ms.workers {
+		ms.workers[i].Stop(t)
+		ms.workers[i] = testenv.StartWorker(t, ms.tip, ms.cfg)
+	}
+	// Every monitor checks twice after the last restart began.
+	waitChecked(t, ms.db, ms.domains, restarted, 2)
+	ms.checkOnePerDomain(t)
+	worst := ms.checkLateness(t, cadence)
+	t.Logf("%d monitors on 2 workers restarted one after the other: latest check %s after due", len(ms.domains), worst)
+}
+
+// TestWorkerKilledWhileMonitorsRun runs flux monitors on two `tip worker`
+// processes: they spread over both, and when the one holding more of them is
+// SIGKILLed the other takes them all over. Every monitor still runs, one per
+// domain, keeps checking, records each due check once, and none is later than a
+// cadence plus the time Temporal takes to see the worker gone (its sticky queue's
+// 5 s, or a workflow task's 10 s timeout when one was running).
+func TestWorkerKilledWhileMonitorsRun(t *testing.T) {
+	t.Parallel()
+	ms := startMonitors(t, 10, 12)
+	held := ms.holders(t)
+	byWorker := map[string]int{}
+	for _, w := range held {
+		byWorker[w]++
+	}
+	t.Logf("monitors per worker before the kill: %v", byWorker)
+	victim, survivor := ms.workers[0], ms.workers[1]
+	if byWorker[survivor.Identity] > byWorker[victim.Identity] {
+		victim, survivor = survivor, victim
+	}
+	if byWorker[victim.Identity] == 0 || byWorker[survivor.Identity] == 0 {
+		t.Fatalf("the monitors did not spread over the two workers: %v", byWorker)
+	}
+	if len(byWorker) != 2 {
+		t.Fatalf("monitors held by %v, not the two workers %s and %s", byWorker, victim.Identity, survivor.Identity)
+	}
+	killed := time.Now()
+	victim.Kill(t)
+	waitChecked(t, ms.db, ms.domains, killed, 2)
+
+	ms.checkOnePerDomain(t)
+	for id, w := range ms.holders(t) {
+		if w != survivor.Identity {
+			t.Errorf("%s is held by %q after the kill, not the surviving worker %s", id, w, survivor.Identity)
+		}
+	}
+	worst := ms.checkLateness(t, cadence+10*time.Second)
+	// A check re-run after the kill must not be recorded beside the one the
+	// killed worker recorded: no two observations of a domain within half a
+	// cadence.
+	var twins int
+	if err := ms.db.Pool.QueryRow(context.Background(), `
+		SELECT count(*) FROM (SELECT at - lag(at) OVER (PARTITION BY domain ORDER BY at) AS gap FROM flux_observations) g
+		 WHERE gap < $1::interval`, (cadence / 2).String()).Scan(&twins); err != nil {
+		t.Fatal(err)
+	}
+	if twins > 0 {
+		t.Errorf("%d checks recorded within half a cadence of the previous one: a re-run recorded twice", twins)
+	}
+	t.Logf("%d monitors, %d on the killed worker: all on the survivor, latest check %s after due", len(ms.domains), byWorker[victim.Identity], worst)
+}
+
+// monitorSetup is n flux monitors of lab domains on a cadence, run by two `tip
+// worker` processes.
+type monitorSetup struct {
+	cfg     config.Config
+	tip     string
+	c       client.Client
+	db      *storage.DB
+	workers []*testenv.WorkerProcess
+	domains []string
+}
+
+// startMonitors starts two workers and n monitors checking every cadence, of the
+// lab's flux domains that stay up from the offset-th on, and waits for each
+// one's first check. A monitor's workflow ID is its domain's in the whole
+// namespace, so tests running at once take distinct domains.
+func startMonitors(t *testing.T, offset, n int) *monitorSetup {
+	t.Helper()
 	testenv.Stack(t)
 	ctx := context.Background()
 	w := world.NewWorld(1)
 	clock := world.NewClock(w.Start.Add(24*time.Hour), 1)
-	var domains []string
+	ms := &monitorSetup{}
 	for _, d := range w.DomainsOf(world.SingleFlux, world.DoubleFlux) {
 		if d.TakedownAt.IsZero() || d.TakedownAt.After(clock.Now().Add(24*time.Hour)) {
-			domains = append(domains, d.Name)
+			ms.domains = append(ms.domains, d.Name)
 		}
 	}
-	domains = domains[:min(len(domains), 10)]
-	cfg := newConfig(t, "", testenv.NewDatabase(t))
-	cfg.Flux.Resolvers = testenv.LabDNS(t, w, clock)
-	cfg.Flux.ASNTable = testenv.LabASNTable(t, w)
-	cfg.Flux.MinCheck, cfg.Flux.MaxCheck = cadence, cadence
-	cfg.Flux.Lifetime, cfg.Flux.NXDomainFor = time.Hour, time.Hour
-	tip := testenv.BuildTip(t)
-	c := dial(t, cfg)
-	workers := []*testenv.WorkerProcess{testenv.StartWorker(t, tip, cfg), testenv.StartWorker(t, tip, cfg)}
-	t.Cleanup(func() { stopMonitors(c, cfg.Temporal.TaskQueue) })
+	if len(ms.domains) < offset+n {
+		t.Fatalf("the lab has %d flux domains that stay up, want %d", len(ms.domains), offset+n)
+	}
+	ms.domains = ms.domains[offset : offset+n]
+	ms.cfg = newConfig(t, "", testenv.NewDatabase(t))
+	ms.cfg.Flux.Resolvers = testenv.LabDNS(t, w, clock)
+	ms.cfg.Flux.ASNTable = testenv.LabASNTable(t, w)
+	ms.cfg.Flux.MinCheck, ms.cfg.Flux.MaxCheck = cadence, cadence
+	ms.cfg.Flux.Lifetime, ms.cfg.Flux.NXDomainFor = time.Hour, time.Hour
+	ms.tip = testenv.BuildTip(t)
+	ms.c = dial(t, ms.cfg)
+	ms.workers = []*testenv.WorkerProcess{testenv.StartWorker(t, ms.tip, ms.cfg), testenv.StartWorker(t, ms.tip, ms.cfg)}
+	t.Cleanup(func() { stopMonitors(ms.c, ms.cfg.Temporal.TaskQueue) })
 
-	acts := &activities.Activities{Temporal: c, Flux: worker.FluxConfig(cfg)}
-	for _, d := range domains {
+	acts := &activities.Activities{Temporal: ms.c, Flux: worker.FluxConfig(ms.cfg)}
+	for _, d := range ms.domains {
 		if err := acts.StartMonitor(ctx, d, activities.WatchRequest{Origin: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	db, err := storage.OpenDB(ctx, cfg.Postgres.DSN)
+	db, err := storage.OpenDB(ctx, ms.cfg.Postgres.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	waitChecked(t, db, domains, time.Now(), 1)
+	t.Cleanup(db.Close)
+	ms.db = db
+	waitChecked(t, db, ms.domains, time.Now(), 1)
+	return ms
+}
 
-	restarted := time.Now()
-	for i := range workers {
-		workers[i].Stop(t)
-		workers[i] = testenv.StartWorker(t, tip, cfg)
-	}
-	// Every monitor checks twice after the last restart began.
-	waitChecked(t, db, domains, restarted, 2)
-
-	running := runningMonitors(t, c, cfg.Temporal.TaskQueue)
-	want := make([]string, len(domains))
-	for i, d := range domains {
+// checkOnePerDomain: Temporal runs exactly one monitor for each domain.
+func (ms *monitorSetup) checkOnePerDomain(t *testing.T) {
+	t.Helper()
+	running := runningMonitors(t, ms.c, ms.cfg.Temporal.TaskQueue)
+	want := make([]string, len(ms.domains))
+	for i, d := range ms.domains {
 		want[i] = activities.MonitorID(d)
 	}
 	slices.Sort(want)
 	if !slices.Equal(running, want) {
 		t.Errorf("running monitors %v, want one for each of %v", running, want)
 	}
+}
+
+// checkLateness fails every check recorded later than bound after it was due,
+// and returns the latest.
+func (ms *monitorSetup) checkLateness(t *testing.T, bound time.Duration) time.Duration {
+	t.Helper()
 	var checks int
 	var worst time.Duration
-	rows, err := db.Pool.Query(ctx, `SELECT domain, at, late_ms FROM flux_observations ORDER BY domain, at`)
+	rows, err := ms.db.Pool.Query(context.Background(), `SELECT domain, at, late_ms FROM flux_observations ORDER BY domain, at`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,14 +183,38 @@ func TestRollingRestartKeepsEveryMonitor(t *testing.T) {
 			t.Fatal(err)
 		}
 		checks++
-		if l := time.Duration(ms) * time.Millisecond; l > worst {
-			worst = l
-		}
-		if time.Duration(ms)*time.Millisecond > cadence {
-			t.Errorf("%s checked at %s, %d ms after it was due (cadence %s)", d, at.Format(time.TimeOnly), ms, cadence)
+		late := time.Duration(ms) * time.Millisecond
+		worst = max(worst, late)
+		if late > bound {
+			t.Errorf("%s checked at %s, %s after it was due (bound %s)", d, at.Format(time.TimeOnly), late, bound)
 		}
 	}
-	t.Logf("%d monitors on 2 workers restarted one after the other: %d checks, latest %s after due", len(domains), checks, worst)
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d checks", checks)
+	return worst
+}
+
+// holders maps each monitor to the identity of the worker that completed its
+// latest workflow task: the worker its checks (local activities) run on.
+func (ms *monitorSetup) holders(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, d := range ms.domains {
+		id := activities.MonitorID(d)
+		it := ms.c.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			e, err := it.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a := e.GetWorkflowTaskCompletedEventAttributes(); a != nil {
+				out[id] = a.GetIdentity()
+			}
+		}
+	}
+	return out
 }
 
 // waitChecked waits until every domain has at least n checks recorded since.

@@ -194,7 +194,10 @@ func TestWorkerKilledMidArchiveIngestsEachMailOnce(t *testing.T) {
 	checkEachMailOnce(t, cfg, site)
 }
 
-// TestArchiveIngestSurvivesMinIODown stops MinIO for 20 s while a spam archive
+// minioOutage is how long the MinIO test keeps MinIO down.
+const minioOutage = 30 * time.Second
+
+// TestArchiveIngestSurvivesMinIODown stops MinIO for 30 s while a spam archive
 // is ingested: the ingest's attempts fail while it is down, retry, and every
 // mail ends up stored once, its raw copy included.
 func TestArchiveIngestSurvivesMinIODown(t *testing.T) {
@@ -209,7 +212,7 @@ func TestArchiveIngestSurvivesMinIODown(t *testing.T) {
 
 	run := startSpamCollect(t, c, cfg)
 	waitIngesting(t, c, cfg)
-	minioDown(t, s3, outage)
+	minioDown(t, s3, minioOutage)
 
 	res := finish(t, c, run, 4*time.Minute)
 	if !strings.Contains(res.Summary, archiveName(t)+": 1 of 1 archives changed") || strings.Contains(res.Summary, "problems") {
