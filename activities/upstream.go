@@ -70,7 +70,9 @@ func (a *Activities) keepLease(ctx context.Context, host string, slot int, holde
 			case <-done:
 				return
 			case <-t.C:
-				kept, err := a.DB.RenewUpstream(context.WithoutCancel(ctx), host, slot, holder, upstreamLease)
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upstreamLease/3)
+				kept, err := a.DB.RenewUpstream(rctx, host, slot, holder, upstreamLease)
+				cancel()
 				if err == nil && !kept {
 					// The lease expired (the database was unreachable for longer
 					// than it lasts) and another download may have the slot: the
