@@ -82,7 +82,7 @@ func devCmd(a *app) *cobra.Command {
 						p, _ := strconv.Atoi(port)
 						wenv = append(slices.Clone(env), "TIP_WORKER_METRICS_ADDRESS="+net.JoinHostPort(host, strconv.Itoa(p+n-1)))
 					}
-					if err := s.StartTip(cmd.Context(), devstack.WorkerService(n), self, wenv, "worker"); err != nil {
+					if err := s.StartTip(cmd.Context(), devstack.WorkerService(n), self, wenv, devstack.WorkerArgs()...); err != nil {
 						return err
 					}
 				}

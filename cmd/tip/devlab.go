@@ -99,7 +99,7 @@ func startLabAgent(ctx context.Context, s *devstack.Stack, tip, spamCatalog stri
 		}
 		log.Info("collector token made", "agent", c.ID, "token", name, "scope", agent.ScopeRaw, "file", tokenFile)
 	}
-	if err := s.StartTip(ctx, devstack.Agent, tip, nil, "agent", "serve", "--dir", dir); err != nil {
+	if err := s.StartTip(ctx, devstack.Agent, tip, nil, devstack.AgentArgs(dir)...); err != nil {
 		return err
 	}
 	cert := c.Path(c.TLS.Cert)

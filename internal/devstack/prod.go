@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -71,6 +73,14 @@ func WorkerService(n int) Service {
 	return Service(fmt.Sprintf("%s-%d", Worker, n))
 }
 
+// WorkerArgs are the arguments of the `tip` binary that run a worker process:
+// what `tip dev up --worker` starts as each WorkerService, and what deploy/ runs.
+func WorkerArgs() []string { return []string{"worker"} }
+
+// AgentArgs are the arguments of the `tip` binary that run a spamtrap agent from
+// its folder dir: what `tip dev up --lab` starts as Agent, and what deploy/ runs.
+func AgentArgs(dir string) []string { return []string{"agent", "serve", "--dir", dir} }
+
 // workerServices lists the worker processes this stack has folders for.
 func (s *Stack) workerServices() []Service {
 	out := []Service{Worker}
@@ -115,17 +125,13 @@ func (s *Stack) startTemporalServer(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(s.dir(Temporal), "config"), 0o755); err != nil {
 		return err
 	}
-	for _, db := range []struct{ name, schema string }{
-		{TemporalDB, "postgresql/v12/temporal"}, {TemporalVisibilityDB, "postgresql/v12/visibility"},
-	} {
-		if err := s.temporalSchema(ctx, sqlTool, db.name, db.schema); err != nil {
-			return err
-		}
+	if err := s.temporalSchema(ctx, sqlTool); err != nil {
+		return err
 	}
 	if err := s.writeServerConfig(); err != nil {
 		return err
 	}
-	pid, err := s.spawn(Temporal, nil, server, "--root", s.dir(Temporal), "--config", "config", "--env", "tip", "--allow-no-auth", "start")
+	pid, err := s.spawn(Temporal, nil, server, ServerArgs(s.dir(Temporal))...)
 	if err != nil {
 		return err
 	}
@@ -139,33 +145,75 @@ func (s *Stack) startTemporalServer(ctx context.Context) error {
 	return nil
 }
 
-// temporalSchema runs the schema tool on one database: create it unless it
-// exists, lay down the versioning tables on a new one, and update the schema to
-// the newest the tool embeds (nothing to do when it is current).
-func (s *Stack) temporalSchema(ctx context.Context, tool, db, schema string) error {
-	run := func(args ...string) (string, error) {
-		base := []string{"--plugin", "postgres12", "--endpoint", s.Host, "--port", strconv.Itoa(s.PostgresPort),
-			"--user", s.PGUser, "--password", s.PGPassword, "--database", db}
-		cmd := exec.CommandContext(ctx, tool, append(base, args...)...)
-		out, err := cmd.CombinedOutput()
+// SchemaParams say where the schema tool finds PostgreSQL and as whom.
+type SchemaParams struct {
+	Host           string
+	Port           string // a string, so a deployment may pass "$POSTGRES_PORT"
+	User, Password string
+}
+
+// SchemaStep is one run of the Temporal SQL schema tool (temporal-sql-tool) on
+// one of the server's databases. OKIfExists: the step fails harmlessly, saying
+// "already exists", on a database set up before.
+type SchemaStep struct {
+	Database   string
+	Args       []string // the tool's arguments, without the tool itself
+	OKIfExists bool
+}
+
+// SchemaSteps are the schema tool's runs that set up the server's two
+// databases, in order, for each: create it unless it exists, lay down the
+// versioning tables on a new one (setup-schema -v 0.0 fails on a database that has
+// them, the sign it was set up before), and update the schema to the newest the
+// tool embeds (nothing to do when it is current). The production-like stack runs
+// them at every up; deploy/ runs the same (go run ./deploy/gen writes them).
+func SchemaSteps(p SchemaParams) []SchemaStep {
+	var steps []SchemaStep
+	for _, db := range []struct{ name, schema string }{
+		{TemporalDB, "postgresql/v12/temporal"}, {TemporalVisibilityDB, "postgresql/v12/visibility"},
+	} {
+		base := []string{"--plugin", "postgres12", "--endpoint", p.Host, "--port", p.Port,
+			"--user", p.User, "--password", p.Password, "--database", db.name}
+		with := func(args ...string) []string { return append(slices.Clip(base), args...) }
+		steps = append(steps,
+			SchemaStep{Database: db.name, Args: with("create-database"), OKIfExists: true},
+			SchemaStep{Database: db.name, Args: with("setup-schema", "-v", "0.0"), OKIfExists: true},
+			SchemaStep{Database: db.name, Args: with("update-schema", "--schema-name", db.schema)},
+		)
+	}
+	return steps
+}
+
+// temporalSchema runs SchemaSteps with the schema tool against the stack's
+// PostgreSQL, each logged to the server's log.
+func (s *Stack) temporalSchema(ctx context.Context, tool string) error {
+	for _, step := range SchemaSteps(SchemaParams{Host: s.Host, Port: strconv.Itoa(s.PostgresPort), User: s.PGUser, Password: s.PGPassword}) {
+		out, err := exec.CommandContext(ctx, tool, step.Args...).CombinedOutput()
 		if logf, lerr := os.OpenFile(s.logFile(Temporal), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); lerr == nil {
-			fmt.Fprintf(logf, "$ temporal-sql-tool --database %s %s\n%s", db, strings.Join(args, " "), out)
+			fmt.Fprintf(logf, "$ temporal-sql-tool --database %s %s\n%s", step.Database, strings.Join(step.command(), " "), out)
 			logf.Close()
 		}
-		return string(out), err
-	}
-	if out, err := run("create-database"); err != nil && !strings.Contains(out, "already exists") {
-		return fmt.Errorf("temporal schema tool: create database %s: %v\n%s", db, err, out)
-	}
-	// setup-schema -v 0.0 creates the versioning tables; on a database that has
-	// them it fails, which is the sign it was set up before.
-	if out, err := run("setup-schema", "-v", "0.0"); err != nil && !strings.Contains(out, "already exists") {
-		return fmt.Errorf("temporal schema tool: set up %s: %v\n%s", db, err, out)
-	}
-	if out, err := run("update-schema", "--schema-name", schema); err != nil {
-		return fmt.Errorf("temporal schema tool: update %s to %s: %v\n%s", db, schema, err, out)
+		if err != nil && !(step.OKIfExists && strings.Contains(string(out), "already exists")) {
+			return fmt.Errorf("temporal schema tool: %s on %s: %v\n%s", strings.Join(step.command(), " "), step.Database, err, out)
+		}
 	}
 	return nil
+}
+
+// command is the step's subcommand and its flags, without the connection flags.
+func (st SchemaStep) command() []string {
+	for i, a := range st.Args {
+		if a == "--database" && i+2 <= len(st.Args) {
+			return st.Args[i+2:]
+		}
+	}
+	return st.Args
+}
+
+// ServerArgs are the Temporal server's arguments (after the temporal-server
+// binary) with its configuration in root/config/tip.yaml (ServerConfig).
+func ServerArgs(root string) []string {
+	return []string{"--root", root, "--config", "config", "--env", "tip", "--allow-no-auth", "start"}
 }
 
 func (s *Stack) postgresAddr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.PostgresPort)) }
@@ -203,24 +251,58 @@ func (s *Stack) registerNamespace(ctx context.Context) error {
 // and dynamic configuration (config/dynamic.yaml) into its folder.
 func (s *Stack) writeServerConfig() error {
 	dir := filepath.Join(s.dir(Temporal), "config")
-	f, err := os.Create(filepath.Join(dir, "tip.yaml"))
+	conf, err := ServerConfig(s.serverConfigParams())
 	if err != nil {
 		return err
 	}
-	err = serverConfig.Execute(f, map[string]any{"S": s, "PG": s.postgresAddr(), "Dynamic": filepath.Join(dir, "dynamic.yaml")})
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "tip.yaml"), conf, 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "dynamic.yaml"), []byte(dynamicConfig), 0o644)
+	return os.WriteFile(filepath.Join(dir, "dynamic.yaml"), []byte(DynamicConfig), 0o644)
 }
 
-// serverConfig is the Temporal server's configuration on the stack's PostgreSQL.
-// Four history shards suit one machine; a cluster sets more before its first
-// start (they cannot change later).
-var serverConfig = template.Must(template.New("server").Parse(`# Written by TIP's devstack at every start: edit the code, not this file.
+// serverConfigParams: the stack's server on loopback, its configuration in its folder.
+func (s *Stack) serverConfigParams() ServerConfigParams {
+	return ServerConfigParams{
+		Comment: "Written by TIP's devstack at every start: edit the code, not this file.",
+		BindIP:  s.Host, BroadcastAddress: s.Host, FrontendHost: s.Host,
+		Postgres: s.postgresAddr(), PGUser: s.PGUser, PGPassword: s.PGPassword,
+		FrontendPort: s.TemporalPort, FrontendHTTPPort: s.TemporalHTTPPort, MetricsPort: s.TemporalMetricPort,
+		Ports: s.Server, DynamicConfig: filepath.Join(s.dir(Temporal), "config", "dynamic.yaml"),
+	}
+}
+
+// ServerConfigParams are what the Temporal server's configuration depends on.
+// On loopback every address is the stack's host; in a container the server binds
+// 0.0.0.0 and broadcasts the container's own address to its peers.
+type ServerConfigParams struct {
+	Comment          string // the file's first line, after "# "
+	BindIP           string // every service's gRPC, membership and metrics listeners
+	BroadcastAddress string // the IP the server's services reach each other on
+	FrontendHost     string // the frontend's host in the cluster metadata
+	Postgres         string // host:port of PostgreSQL
+	PGUser           string
+	PGPassword       string
+	FrontendPort     int
+	FrontendHTTPPort int
+	MetricsPort      int
+	Ports            ServerPorts
+	DynamicConfig    string // path of the dynamic configuration (DynamicConfig)
+}
+
+// ServerConfig is the Temporal server's static configuration (its --env file).
+func ServerConfig(p ServerConfigParams) ([]byte, error) {
+	var b bytes.Buffer
+	if err := serverConfig.Execute(&b, p); err != nil {
+		return nil, fmt.Errorf("temporal server config: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// serverConfig is the Temporal server's configuration on PostgreSQL. Four history
+// shards suit one machine; a cluster sets more before its first start (they
+// cannot change later).
+var serverConfig = template.Must(template.New("server").Parse(`# {{.Comment}}
 log:
   stdout: true
   level: warn
@@ -233,10 +315,10 @@ persistence:
       sql:
         pluginName: postgres12
         databaseName: temporal
-        connectAddr: "{{.PG}}"
+        connectAddr: "{{.Postgres}}"
         connectProtocol: tcp
-        user: "{{.S.PGUser}}"
-        password: "{{.S.PGPassword}}"
+        user: "{{.PGUser}}"
+        password: "{{.PGPassword}}"
         maxConns: 20
         maxIdleConns: 20
         maxConnLifetime: 1h
@@ -244,44 +326,44 @@ persistence:
       sql:
         pluginName: postgres12
         databaseName: temporal_visibility
-        connectAddr: "{{.PG}}"
+        connectAddr: "{{.Postgres}}"
         connectProtocol: tcp
-        user: "{{.S.PGUser}}"
-        password: "{{.S.PGPassword}}"
+        user: "{{.PGUser}}"
+        password: "{{.PGPassword}}"
         maxConns: 10
         maxIdleConns: 10
         maxConnLifetime: 1h
 global:
   membership:
     maxJoinDuration: 30s
-    broadcastAddress: "{{.S.Host}}"
+    broadcastAddress: "{{.BroadcastAddress}}"
   metrics:
     prometheus:
       framework: tally
       timerType: histogram
-      listenAddress: "{{.S.Host}}:{{.S.TemporalMetricPort}}"
+      listenAddress: "{{.BindIP}}:{{.MetricsPort}}"
 services:
   frontend:
     rpc:
-      grpcPort: {{.S.TemporalPort}}
-      membershipPort: {{.S.Server.FrontendMembership}}
-      bindOnIP: "{{.S.Host}}"
-      httpPort: {{.S.TemporalHTTPPort}}
+      grpcPort: {{.FrontendPort}}
+      membershipPort: {{.Ports.FrontendMembership}}
+      bindOnIP: "{{.BindIP}}"
+      httpPort: {{.FrontendHTTPPort}}
   history:
     rpc:
-      grpcPort: {{.S.Server.History}}
-      membershipPort: {{.S.Server.HistoryMembership}}
-      bindOnIP: "{{.S.Host}}"
+      grpcPort: {{.Ports.History}}
+      membershipPort: {{.Ports.HistoryMembership}}
+      bindOnIP: "{{.BindIP}}"
   matching:
     rpc:
-      grpcPort: {{.S.Server.Matching}}
-      membershipPort: {{.S.Server.MatchingMembership}}
-      bindOnIP: "{{.S.Host}}"
+      grpcPort: {{.Ports.Matching}}
+      membershipPort: {{.Ports.MatchingMembership}}
+      bindOnIP: "{{.BindIP}}"
   worker:
     rpc:
-      grpcPort: {{.S.Server.Worker}}
-      membershipPort: {{.S.Server.WorkerMembership}}
-      bindOnIP: "{{.S.Host}}"
+      grpcPort: {{.Ports.Worker}}
+      membershipPort: {{.Ports.WorkerMembership}}
+      bindOnIP: "{{.BindIP}}"
 clusterMetadata:
   enableGlobalNamespace: false
   failoverVersionIncrement: 10
@@ -292,18 +374,19 @@ clusterMetadata:
       enabled: true
       initialFailoverVersion: 1
       rpcName: frontend
-      rpcAddress: "{{.S.Host}}:{{.S.TemporalPort}}"
-      httpAddress: "{{.S.Host}}:{{.S.TemporalHTTPPort}}"
+      rpcAddress: "{{.FrontendHost}}:{{.FrontendPort}}"
+      httpAddress: "{{.FrontendHost}}:{{.FrontendHTTPPort}}"
 dcRedirectionPolicy:
   policy: noop
 dynamicConfigClient:
-  filepath: "{{.Dynamic}}"
+  filepath: "{{.DynamicConfig}}"
   pollInterval: 10s
 `))
 
-// dynamicConfig: search attributes registered by `tip setup` are usable at once
-// (as on the dev server) rather than after the cache's refresh.
-const dynamicConfig = `system.forceSearchAttributesCacheRefreshOnRead:
+// DynamicConfig is the Temporal server's dynamic configuration: search
+// attributes registered by `tip setup` are usable at once (as on the dev server)
+// rather than after the cache's refresh.
+const DynamicConfig = `system.forceSearchAttributesCacheRefreshOnRead:
   - value: true
 `
 
