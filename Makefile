@@ -12,7 +12,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 TIP := bin/tip
 GO_TEST_FLAGS ?=
 
-.PHONY: help build tools tools-prod up down status wipe demo up-prod down-prod demo-prod doctor test test-faults test-unit bench bench-flux lint fmt workflowcheck clean
+.PHONY: help build tools tools-prod up down status wipe demo up-prod down-prod demo-prod doctor test test-deploy test-faults test-unit bench bench-flux lint fmt workflowcheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -74,8 +74,15 @@ demo-prod: tools-prod build $(PROD_STATE)/spam-lab.yaml ## make demo on the prod
 doctor: build ## check every service
 	$(TIP) doctor
 
-test: tools tools-prod build lint ## run every test: unit, workflow, and integration against real services
+test: tools tools-prod build lint ## run every test: unit, workflow, and integration against real services; then test-deploy
 	go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory test-deploy
+
+# deploy/validate is a Go module of its own (Helm, Kubernetes and compose-go stay
+# out of TIP's go.mod); its first build takes minutes, later runs seconds.
+test-deploy: ## check the container deployment files offline: generated files current, compose.yaml and the Helm chart loaded, rendered and checked against devstack
+	go test -count=1 ./deploy/gen/
+	cd deploy/validate && go vet ./... && go test $(GO_TEST_FLAGS) -count=1 -timeout 15m ./...
 
 test-faults: tools tools-prod build ## the fault tests (workers killed, Temporal and PostgreSQL restarted or down, broken feeds) again on the production-like stack
 	TIP_TEST_STACK=prod go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./worker/reliability/

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"text/template"
@@ -14,12 +15,13 @@ import (
 // it now, so a change to internal/devstack's builders reaches deploy/ or fails
 // here. Run `go run ./deploy/gen` from the repository's root to update them.
 func TestGeneratedFilesAreCurrent(t *testing.T) {
+	root = "../.."
 	files, err := Files()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for path, want := range files {
-		got, err := os.ReadFile("../../" + path)
+		got, err := os.ReadFile(filepath.Join(root, path))
 		if err != nil {
 			t.Errorf("%s: %v (run `go run ./deploy/gen`)", path, err)
 			continue
@@ -34,6 +36,7 @@ func TestGeneratedFilesAreCurrent(t *testing.T) {
 // the server has filled in its env calls, is the configuration devstack builds
 // for the same values.
 func TestServerConfigRendersAsDevstacks(t *testing.T) {
+	root = "../.."
 	files, err := Files()
 	if err != nil {
 		t.Fatal(err)

@@ -59,12 +59,24 @@ func Files() (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string][]byte{
+	files := map[string][]byte{
 		"deploy/compose/temporal/config/tip.yaml":     conf,
 		"deploy/compose/temporal/config/dynamic.yaml": append([]byte("# "+header+"\n"), devstack.DynamicConfig...),
 		"deploy/compose/temporal/schema.sh":           schemaScript(),
-	}, nil
+	}
+	// The Helm chart's default catalogs: it can read files inside its own folder only.
+	for _, name := range []string{"sources.yaml", "spam.yaml"} {
+		data, err := os.ReadFile(filepath.Join(root, "config", name))
+		if err != nil {
+			return nil, err
+		}
+		files["deploy/helm/tip/files/"+name] = append([]byte("# Copied by `go run ./deploy/gen` from config/"+name+": edit that file, not this one.\n"), data...)
+	}
+	return files, nil
 }
+
+// root is the repository's root: gen runs from it, its test from deploy/gen.
+var root = "."
 
 // SchemaParams are the schema job's connection settings: its environment's.
 var SchemaParams = devstack.SchemaParams{Host: "$POSTGRES_HOST", Port: "$POSTGRES_PORT", User: "$POSTGRES_USER", Password: "$POSTGRES_PASSWORD"}

@@ -1,0 +1,320 @@
+package validate
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tip-project/tip/internal/devstack"
+)
+
+const chartDir = "../helm/tip"
+
+// valueSets: the chart's defaults, and every optional part enabled.
+var valueSets = map[string][]string{"defaults": nil, "all": {filepath.Join(chartDir, "ci/all-values.yaml")}}
+
+// TestHelmChart: Helm's linter passes, and the chart renders with both value sets
+// into manifests that decode strictly into their Kubernetes types and run what
+// the production-like stack runs.
+func TestHelmChart(t *testing.T) {
+	for name, files := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			vals := readValues(t, files)
+			if err := lintChart(chartDir, vals); err != nil {
+				t.Error(err)
+			}
+			objs, err := renderChart(chartDir, vals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, err := range checkManifests(objs, name == "all") {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestHelmRejectsBrokenCopies: a copy of the chart with an unknown field, a
+// wrong command or a metrics port the probes do not use fails the checks.
+func TestHelmRejectsBrokenCopies(t *testing.T) {
+	for _, c := range []struct{ name, file, old, new, want string }{
+		{"unknown field", "templates/worker-deployment.yaml", "          imagePullPolicy:", "          pullPolicy: Always\n          imagePullPolicy:", "pullPolicy"},
+		{"wrong worker command", "templates/worker-deployment.yaml", `args: ["worker"]`, `args: ["work"]`, "worker"},
+		{"wrong agent command", "templates/agent.yaml", `args: ["agent", "serve", "--dir", "/var/lib/tip-agent"]`, `args: ["agent", "serve", "--dir", "/var/lib/agent"]`, "agent"},
+		{"setup is no hook", "templates/setup-job.yaml", "helm.sh/hook: post-install,post-upgrade", "example.org/hook: post-install", "hook"},
+		{"probe on another port", "templates/worker-deployment.yaml", `value: "0.0.0.0:{{ .Values.worker.metricsPort }}"`, `value: "0.0.0.0:9000"`, "metrics"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.CopyFS(dir, os.DirFS(chartDir)); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, c.file)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(data), c.old) {
+				t.Fatalf("%s has no %q", c.file, c.old)
+			}
+			if err := os.WriteFile(path, []byte(strings.Replace(string(data), c.old, c.new, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			objs, err := renderChart(dir, readValues(t, valueSets["all"]))
+			if err == nil {
+				err = errors.Join(checkManifests(objs, true)...)
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("the checks did not catch it (want an error about %q): %v", c.want, err)
+			}
+		})
+	}
+}
+
+func readValues(t *testing.T, files []string) map[string]any {
+	vals := map[string]any{}
+	for _, f := range files {
+		v, err := chartutil.ReadValuesFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals = chartutil.CoalesceTables(v.AsMap(), vals)
+	}
+	return vals
+}
+
+// lintChart runs Helm's linter (`helm lint`); warnings and errors fail.
+func lintChart(dir string, vals map[string]any) error {
+	var errs []error
+	for _, m := range lint.All(dir, vals, "tip", false).Messages {
+		if m.Severity >= support.WarningSev {
+			errs = append(errs, fmt.Errorf("helm lint: %s", m))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// renderChart renders the chart as `helm template tip CHART -n tip` does and
+// decodes every manifest strictly into its Kubernetes type: an unknown field, a
+// wrong type or an unknown kind fails.
+func renderChart(dir string, vals map[string]any) ([]any, error) {
+	ch, err := loader.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: "tip", Namespace: "tip", Revision: 1, IsInstall: true}, chartutil.DefaultCapabilities)
+	if err != nil {
+		return nil, err
+	}
+	files, err := engine.Render(ch, rv)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var objs []any
+	for _, n := range names {
+		if strings.HasSuffix(n, "NOTES.txt") || strings.HasSuffix(n, ".tpl") {
+			continue
+		}
+		for doc := range strings.SplitSeq(files[n], "\n---") {
+			var head struct{ APIVersion, Kind string }
+			if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
+				return nil, fmt.Errorf("%s: %v", n, err)
+			}
+			if head.Kind == "" {
+				continue // empty: a disabled part
+			}
+			obj, ok := kinds[head.APIVersion+"/"+head.Kind]
+			if !ok {
+				return nil, fmt.Errorf("%s: unexpected kind %s/%s", n, head.APIVersion, head.Kind)
+			}
+			o := reflect.New(reflect.TypeOf(obj).Elem()).Interface()
+			if err := yaml.UnmarshalStrict([]byte(doc), o); err != nil {
+				return nil, fmt.Errorf("%s: %s: %v", n, head.Kind, err)
+			}
+			objs = append(objs, o)
+		}
+	}
+	return objs, nil
+}
+
+var kinds = map[string]any{
+	"v1/ConfigMap": &corev1.ConfigMap{}, "v1/Secret": &corev1.Secret{}, "v1/Service": &corev1.Service{},
+	"apps/v1/Deployment": &appsv1.Deployment{}, "apps/v1/StatefulSet": &appsv1.StatefulSet{},
+	"batch/v1/Job": &batchv1.Job{}, "policy/v1/PodDisruptionBudget": &policyv1.PodDisruptionBudget{},
+	"autoscaling/v2/HorizontalPodAutoscaler": &autoscalingv2.HorizontalPodAutoscaler{},
+}
+
+// checkManifests lists what is wrong with the rendered objects; all: every
+// optional part is expected.
+func checkManifests(objs []any, all bool) []error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var deploy *appsv1.Deployment
+	var job *batchv1.Job
+	var agent *appsv1.StatefulSet
+	var pdb *policyv1.PodDisruptionBudget
+	var hpa *autoscalingv2.HorizontalPodAutoscaler
+	tipEnv := map[string]string{}
+	configMaps := map[string]*corev1.ConfigMap{}
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *appsv1.Deployment:
+			deploy = o
+		case *batchv1.Job:
+			job = o
+		case *appsv1.StatefulSet:
+			agent = o
+		case *policyv1.PodDisruptionBudget:
+			pdb = o
+		case *autoscalingv2.HorizontalPodAutoscaler:
+			hpa = o
+		case *corev1.ConfigMap:
+			configMaps[o.Name] = o
+			if strings.HasSuffix(o.Name, "-env") {
+				for k, v := range o.Data {
+					tipEnv[k] = v
+				}
+			}
+		case *corev1.Secret:
+			for k, v := range o.StringData {
+				tipEnv[k] = v
+			}
+		}
+	}
+	if deploy == nil || job == nil || pdb == nil {
+		return []error{fmt.Errorf("want a worker Deployment, a setup Job and a PodDisruptionBudget: %T", objs)}
+	}
+	if all && (agent == nil || hpa == nil) {
+		fail("all values: want the agent's StatefulSet and the workers' HorizontalPodAutoscaler")
+	}
+
+	// The worker: devstack's command, probes on its metrics address.
+	w := deploy.Spec.Template.Spec.Containers[0]
+	if !slices.Equal(w.Args, devstack.WorkerArgs()) || len(w.Command) > 0 {
+		fail("worker: args %q, want %q (what tip dev up --worker runs)", w.Args, devstack.WorkerArgs())
+	}
+	metrics := ""
+	for _, e := range w.Env {
+		tipEnv[e.Name] = e.Value
+		if e.Name == "TIP_WORKER_METRICS_ADDRESS" {
+			metrics = e.Value
+		}
+	}
+	var port int32
+	for _, p := range w.Ports {
+		if p.Name == "metrics" {
+			port = p.ContainerPort
+		}
+	}
+	if metrics != fmt.Sprintf("0.0.0.0:%d", port) {
+		fail("worker: TIP_WORKER_METRICS_ADDRESS %q is not its metrics port %d on every address", metrics, port)
+	}
+	for name, p := range map[string]*corev1.Probe{"startup": w.StartupProbe, "readiness": w.ReadinessProbe, "liveness": w.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/metrics" || p.HTTPGet.Port.String() != "metrics" {
+			fail("worker: its %s probe is not GET /metrics on the metrics port", name)
+		}
+	}
+	if grace, err := time.ParseDuration(tipEnv["TIP_WORKER_SHUTDOWN_TIMEOUT"]); err != nil || deploy.Spec.Template.Spec.TerminationGracePeriodSeconds == nil ||
+		time.Duration(*deploy.Spec.Template.Spec.TerminationGracePeriodSeconds)*time.Second <= grace {
+		fail("worker: the pod's grace period does not outlast TIP_WORKER_SHUTDOWN_TIMEOUT %q", tipEnv["TIP_WORKER_SHUTDOWN_TIMEOUT"])
+	}
+	if !all && (deploy.Spec.Replicas == nil || *deploy.Spec.Replicas < 2) {
+		fail("worker: want two or more replicas by default")
+	}
+	if err := checkTipArgs(w.Args); err != nil {
+		fail("worker: %v", err)
+	}
+	if all {
+		// With the chart's Secret, TIP's whole configuration is here: load it.
+		if err := checkTipEnv(tipEnv); err != nil {
+			fail("worker: %v", err)
+		}
+	} else {
+		for k := range tipEnv {
+			if !tipEnvNames()[k] {
+				fail("%s is not one of TIP's environment variables", k)
+			}
+		}
+	}
+	catalogs := map[string]bool{}
+	for _, m := range w.VolumeMounts {
+		catalogs[m.MountPath] = true
+	}
+	for _, k := range []string{"TIP_BLACKLISTS_CATALOG", "TIP_SPAM_CATALOG"} {
+		if !catalogs[filepath.Dir(tipEnv[k])] {
+			fail("worker: %s %s is not in a mounted folder", k, tipEnv[k])
+		}
+	}
+	for _, cm := range configMaps {
+		if strings.HasSuffix(cm.Name, "-catalogs") && (!strings.Contains(cm.Data["sources.yaml"], "sources:") || !strings.Contains(cm.Data["spam.yaml"], "traps:") && !all) {
+			fail("catalogs: the ConfigMap lacks a catalog: %v", cm.Data)
+		}
+	}
+
+	// PodDisruptionBudget and HPA aim at the workers.
+	if !labelsMatch(pdb.Spec.Selector.MatchLabels, deploy.Spec.Template.Labels) {
+		fail("the PodDisruptionBudget selects %v, not the workers %v", pdb.Spec.Selector.MatchLabels, deploy.Spec.Template.Labels)
+	}
+	if hpa != nil && (hpa.Spec.ScaleTargetRef.Kind != "Deployment" || hpa.Spec.ScaleTargetRef.Name != deploy.Name || deploy.Spec.Replicas != nil) {
+		fail("the HorizontalPodAutoscaler does not own the workers' replicas")
+	}
+
+	// tip setup, as a Helm hook after install and upgrade.
+	s := job.Spec.Template.Spec.Containers[0]
+	if !slices.Equal(s.Args, []string{"setup"}) || job.Annotations["helm.sh/hook"] != "post-install,post-upgrade" {
+		fail("setup: args %q, hook %q: want [setup] as a post-install,post-upgrade hook", s.Args, job.Annotations["helm.sh/hook"])
+	}
+
+	// The agent: devstack's command on its volume, its init a real tip command.
+	if agent != nil {
+		a := agent.Spec.Template.Spec.Containers[0]
+		dir := ""
+		for _, m := range a.VolumeMounts {
+			if m.Name == "data" {
+				dir = m.MountPath
+			}
+		}
+		if !slices.Equal(a.Args, devstack.AgentArgs(dir)) {
+			fail("agent: args %q, want %q (what tip dev up --lab runs, on its volume)", a.Args, devstack.AgentArgs(dir))
+		}
+		for _, c := range append(agent.Spec.Template.Spec.InitContainers, a) {
+			if err := checkTipArgs(c.Args); err != nil {
+				fail("agent %s: %v", c.Name, err)
+			}
+		}
+	}
+	return errs
+}
+
+func labelsMatch(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return len(selector) > 0
+}

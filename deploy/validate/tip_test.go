@@ -1,0 +1,113 @@
+package validate
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tip-project/tip/internal/config"
+)
+
+// tipBin is TIP's binary, built from the repository in TestMain: the commands the
+// deployment files run are checked against its real command tree.
+var tipBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tip-validate-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	tipBin = filepath.Join(dir, "tip")
+	if out, err := exec.Command("go", "-C", "../..", "build", "-o", tipBin, "./cmd/tip").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build tip: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// checkTipArgs runs `tip ARGS --help`: it fails on an unknown flag, and its usage
+// line names the subcommand ARGS start with, so an unknown subcommand shows too.
+func checkTipArgs(args []string) error {
+	var path []string
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			break
+		}
+		path = append(path, a)
+	}
+	cmd := exec.Command(tipBin, append(slices.Clone(args), "--help")...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Dir = os.TempDir()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("tip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if usage := "  tip " + strings.Join(path, " ") + " [flags]"; !strings.Contains(string(out), usage) {
+		return fmt.Errorf("tip %s: not a command of tip (its help has no %q)", strings.Join(args, " "), usage)
+	}
+	return nil
+}
+
+// checkTipEnv loads TIP's configuration from env alone, as a container would
+// (`tip config`), and refuses TIP_* variables TIP does not know.
+func checkTipEnv(env map[string]string) error {
+	known := tipEnvNames()
+	vars := []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range env {
+		if strings.HasPrefix(k, "TIP_") && !known[k] {
+			return fmt.Errorf("%s is not one of TIP's environment variables", k)
+		}
+		vars = append(vars, k+"="+v)
+	}
+	cmd := exec.Command(tipBin, "config")
+	cmd.Env = vars
+	cmd.Dir = os.TempDir()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("tip config with the environment %v: %v\n%s", env, err, out)
+	}
+	return nil
+}
+
+// tipEnvNames are the env tags of internal/config and the agent's folder.
+func tipEnvNames() map[string]bool {
+	names := map[string]bool{"TIP_AGENT_DIR": true, config.EnvFile: true}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if f.Type.Kind() == reflect.Struct && f.Type.String() != "time.Duration" {
+				walk(f.Type)
+			}
+			if name := f.Tag.Get("env"); name != "" {
+				names[name] = true
+			}
+		}
+	}
+	walk(reflect.TypeOf(config.Config{}))
+	return names
+}
+
+func TestTipChecksCanFail(t *testing.T) {
+	for _, args := range [][]string{{"work"}, {"worker", "--bogus"}, {"agent", "serv", "--dir", "/x"}} {
+		if err := checkTipArgs(args); err == nil {
+			t.Errorf("tip %q passed", args)
+		}
+	}
+	if err := checkTipArgs([]string{"agent", "serve", "--dir", "/x"}); err != nil {
+		t.Error(err)
+	}
+	for _, env := range []map[string]string{{"TIP_TEMPORAL_ADRESS": "x:7233"}, {"TIP_LOG_FORMAT": "xml"}} {
+		if err := checkTipEnv(env); err == nil {
+			t.Errorf("environment %v passed", env)
+		}
+	}
+}
