@@ -141,7 +141,8 @@ type fluxRun struct {
 	cadence, window time.Duration
 	cache, gc       int           // the worker's workflow cache and gc_percent
 	ramp            time.Duration // to start the n monitors, spread over one cadence
-	settled         time.Duration // until every monitor had made its first check
+	settled         time.Duration // until every monitor had made its first check (or the wait ended)
+	firstChecked    int           // monitors that had made a first check when the wait ended
 	startErrors     int64
 	checks          int64 // in the window
 	expected        float64
@@ -238,11 +239,16 @@ func (e fluxEnv) run(t *testing.T, n int, last bool) fluxRun {
 		if err := db.Pool.QueryRow(ctx, `SELECT count(DISTINCT domain) FROM flux_observations`).Scan(&first); err != nil {
 			t.Fatal(err)
 		}
+		res.firstChecked = first
 		if first >= n {
 			break
 		}
 		if time.Since(begin) > ramp+2*e.cadence {
-			t.Fatalf("%d of %d monitors made a first check in %s (started over %s)", first, n, ramp+2*e.cadence, ramp)
+			// Fallen behind: measure the window all the same, so the report says
+			// what bounds this N.
+			t.Errorf("%d of %d monitors made a first check in %s (started over %s): the stack fell behind",
+				first, n, (ramp + 2*e.cadence).Round(time.Second), ramp.Round(time.Second))
+			break
 		}
 		time.Sleep(time.Second)
 	}
@@ -307,7 +313,7 @@ func (e fluxEnv) run(t *testing.T, n int, last bool) fluxRun {
 
 // met reports whether the run met issue 7's lateness and memory targets.
 func (f fluxRun) met() bool {
-	return f.startErrors == 0 && len(f.late) == 4 && f.late[2] < fluxLatenessTarget && f.perDomain() < fluxMemoryTarget &&
+	return f.startErrors == 0 && f.firstChecked == f.n && len(f.late) == 4 && f.late[2] < fluxLatenessTarget && f.perDomain() < fluxMemoryTarget &&
 		float64(f.checks) >= 0.9*f.expected
 }
 
@@ -334,8 +340,12 @@ func (f fluxRun) report(t *testing.T, r *report) {
 			top, topCPU = name, d
 		}
 	}
-	r.add(t, "flux scale:   CPU per check: %s; machine %.0f%% busy of 2 cores (other work included); %.1f history events per check; monitors started over %s, all checking after %s",
-		strings.Join(parts, ", "), 100*f.busy.Seconds()/secs/2, f.eventsPerCheck, f.ramp.Round(time.Second), f.settled.Round(time.Second))
+	checking := fmt.Sprintf("all checking after %s", f.settled.Round(time.Second))
+	if f.firstChecked < f.n {
+		checking = fmt.Sprintf("FELL BEHIND: %d of %d checking after %s", f.firstChecked, f.n, f.settled.Round(time.Second))
+	}
+	r.add(t, "flux scale:   CPU per check: %s; machine %.0f%% busy of 2 cores (other work included); %.1f history events per check; monitors started over %s, %s",
+		strings.Join(parts, ", "), 100*f.busy.Seconds()/secs/2, f.eventsPerCheck, f.ramp.Round(time.Second), checking)
 	bound := fmt.Sprintf("%s, the largest CPU user", top)
 	if f.busy.Seconds()/secs/2 < 0.8 {
 		bound += " (the machine is not saturated: what is left is latency, not CPU)"
