@@ -70,17 +70,7 @@ func TestComposeRejectsBrokenCopies(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := copyCompose(t)
-			path := filepath.Join(dir, c.file)
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(string(data), c.old) {
-				t.Fatalf("%s has no %q", c.file, c.old)
-			}
-			if err := os.WriteFile(path, []byte(strings.Replace(string(data), c.old, c.new, 1)), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			breakFile(t, filepath.Join(dir, c.file), c.old, c.new)
 			p, err := loadCompose(dir, filepath.Join(dir, ".env.example"))
 			if c.loadFails {
 				if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -319,4 +309,20 @@ func toolVersion(name string) string {
 		return "(not in tools.sh)"
 	}
 	return string(m[1])
+}
+
+// breakFile replaces the first old in a copied file with new, failing when the
+// file has no old (the negative test would then prove nothing).
+func breakFile(t *testing.T, path, old, new string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), old) {
+		t.Fatalf("%s has no %q", filepath.Base(path), old)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(data), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -68,17 +68,7 @@ func TestHelmRejectsBrokenCopies(t *testing.T) {
 			if err := os.CopyFS(dir, os.DirFS(chartDir)); err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(dir, c.file)
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(string(data), c.old) {
-				t.Fatalf("%s has no %q", c.file, c.old)
-			}
-			if err := os.WriteFile(path, []byte(strings.Replace(string(data), c.old, c.new, 1)), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			breakFile(t, filepath.Join(dir, c.file), c.old, c.new)
 			objs, err := renderChart(dir, readValues(t, valueSets["all"]))
 			if err == nil {
 				err = errors.Join(checkManifests(objs, true)...)

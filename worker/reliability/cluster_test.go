@@ -145,11 +145,5 @@ func loadHolder(t *testing.T, c client.Client, childID string) string {
 // recorded for it.
 func checkAllLoaded(t *testing.T, l *lab, dsn string, kids map[string]string) {
 	t.Helper()
-	st := readStored(t, dsn)
-	for _, s := range clusterSources {
-		checkLoaded(t, l, st, s, kids[s])
-	}
-	if len(st.runs) != len(clusterSources) {
-		t.Errorf("runs recorded for %d sources, want %d", len(st.runs), len(clusterSources))
-	}
+	checkAllLoadedOf(t, l, dsn, clusterSources, kids)
 }
