@@ -133,6 +133,8 @@ func startMonitors(t *testing.T, offset, n int) *monitorSetup {
 	ms.c = dial(t, ms.cfg)
 	ms.workers = []*testenv.WorkerProcess{testenv.StartWorker(t, ms.tip, ms.cfg), testenv.StartWorker(t, ms.tip, ms.cfg)}
 	t.Cleanup(func() { stopMonitors(ms.c, ms.cfg.Temporal.TaskQueue) })
+	// Both must poll before the monitors start, or the first would take them all.
+	waitPolling(t, ms.c, ms.cfg.Temporal.TaskQueue, ms.workers)
 
 	acts := &activities.Activities{Temporal: ms.c, Flux: worker.FluxConfig(ms.cfg)}
 	for _, d := range ms.domains {
@@ -148,6 +150,34 @@ func startMonitors(t *testing.T, offset, n int) *monitorSetup {
 	ms.db = db
 	waitChecked(t, db, ms.domains, time.Now(), 1)
 	return ms
+}
+
+// waitPolling waits until every worker polls the task queue for workflow tasks.
+func waitPolling(t *testing.T, c client.Client, queue string, workers []*testenv.WorkerProcess) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := c.DescribeTaskQueue(context.Background(), queue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		polling := map[string]bool{}
+		if err == nil {
+			for _, p := range resp.GetPollers() {
+				polling[p.GetIdentity()] = true
+			}
+		}
+		missing := 0
+		for _, w := range workers {
+			if !polling[w.Identity] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d workers do not poll %s after a minute (pollers %v, %v)", missing, len(workers), queue, polling, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // checkOnePerDomain: Temporal runs exactly one monitor for each domain.
