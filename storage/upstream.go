@@ -30,34 +30,6 @@ func (db *DB) WorkerGone(ctx context.Context, identity string) error {
 	return nil
 }
 
-// LiveWorker is a worker as the workers table has it.
-type LiveWorker struct {
-	Identity  string    `json:"identity"`
-	TaskQueue string    `json:"task_queue"`
-	StartedAt time.Time `json:"started_at"`
-	SeenAt    time.Time `json:"seen_at"`
-}
-
-// LiveWorkers lists the workers of a task queue seen within liveFor, oldest first.
-func (db *DB) LiveWorkers(ctx context.Context, queue string, liveFor time.Duration) ([]LiveWorker, error) {
-	rows, err := db.Pool.Query(ctx, `
-		SELECT identity, task_queue, started_at, seen_at FROM workers
-		 WHERE task_queue = $1 AND seen_at > now() - $2::interval ORDER BY started_at, identity`, queue, liveFor)
-	if err != nil {
-		return nil, fmt.Errorf("workers: %w", err)
-	}
-	defer rows.Close()
-	var out []LiveWorker
-	for rows.Next() {
-		var w LiveWorker
-		if err := rows.Scan(&w.Identity, &w.TaskQueue, &w.StartedAt, &w.SeenAt); err != nil {
-			return nil, fmt.Errorf("workers: %w", err)
-		}
-		out = append(out, w)
-	}
-	return out, rows.Err()
-}
-
 // AcquireUpstream takes a free slot of an upstream that has slots of them for
 // holder, for ttl, and returns it; ok is false when every slot is held by a
 // lease that has not expired.

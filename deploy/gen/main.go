@@ -114,7 +114,7 @@ run() {
 		if st.OKIfExists {
 			ok = "yes"
 		}
-		fmt.Fprintf(&b, "echo %s\n", shellQuote("$ temporal-sql-tool --database "+st.Database+" "+strings.Join(subcommand(st.Args), " ")))
+		fmt.Fprintf(&b, "echo %s\n", shellQuote("$ temporal-sql-tool --database "+st.Database+" "+strings.Join(st.Command(), " ")))
 		words := []string{"run", ok}
 		for _, a := range st.Args {
 			words = append(words, shellWord(a))
@@ -122,17 +122,6 @@ run() {
 		b.WriteString(strings.Join(words, " ") + "\n")
 	}
 	return b.Bytes()
-}
-
-// subcommand drops the connection flags (up to --database DB), as the local
-// stack's log does.
-func subcommand(args []string) []string {
-	for i, a := range args {
-		if a == "--database" && i+2 <= len(args) {
-			return args[i+2:]
-		}
-	}
-	return args
 }
 
 var plainWord = regexp.MustCompile(`^[A-Za-z0-9_./:=,+-]+$`)

@@ -190,18 +190,18 @@ func (s *Stack) temporalSchema(ctx context.Context, tool string) error {
 	for _, step := range SchemaSteps(SchemaParams{Host: s.Host, Port: strconv.Itoa(s.PostgresPort), User: s.PGUser, Password: s.PGPassword}) {
 		out, err := exec.CommandContext(ctx, tool, step.Args...).CombinedOutput()
 		if logf, lerr := os.OpenFile(s.logFile(Temporal), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); lerr == nil {
-			fmt.Fprintf(logf, "$ temporal-sql-tool --database %s %s\n%s", step.Database, strings.Join(step.command(), " "), out)
+			fmt.Fprintf(logf, "$ temporal-sql-tool --database %s %s\n%s", step.Database, strings.Join(step.Command(), " "), out)
 			logf.Close()
 		}
 		if err != nil && !(step.OKIfExists && strings.Contains(string(out), "already exists")) {
-			return fmt.Errorf("temporal schema tool: %s on %s: %v\n%s", strings.Join(step.command(), " "), step.Database, err, out)
+			return fmt.Errorf("temporal schema tool: %s on %s: %v\n%s", strings.Join(step.Command(), " "), step.Database, err, out)
 		}
 	}
 	return nil
 }
 
-// command is the step's subcommand and its flags, without the connection flags.
-func (st SchemaStep) command() []string {
+// Command is the step's subcommand and its flags, without the connection flags.
+func (st SchemaStep) Command() []string {
 	for i, a := range st.Args {
 		if a == "--database" && i+2 <= len(st.Args) {
 			return st.Args[i+2:]

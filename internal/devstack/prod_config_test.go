@@ -49,7 +49,7 @@ func TestSchemaSteps(t *testing.T) {
 	}) {
 		t.Fatalf("schema steps:\n got %+v\nwant %+v", steps, want)
 	}
-	if got := steps[2].command(); !slices.Equal(got, []string{"update-schema", "--schema-name", "postgresql/v12/temporal"}) {
+	if got := steps[2].Command(); !slices.Equal(got, []string{"update-schema", "--schema-name", "postgresql/v12/temporal"}) {
 		t.Fatalf("logged command %q", got)
 	}
 }

@@ -361,6 +361,14 @@ func readStored(t *testing.T, dsn string) stored {
 	return st
 }
 
+// checkAllSourcesLoaded: the refresh's summary says all n sources loaded.
+func checkAllSourcesLoaded(t *testing.T, res workflows.ModuleResult, n int) {
+	t.Helper()
+	if want := fmt.Sprintf("%d sources: %[1]d loaded", n); !strings.Contains(res.Summary, want) {
+		t.Errorf("summary %q lacks %q", res.Summary, want)
+	}
+}
+
 // checkLoaded asserts that a source lists exactly what the lab serves, nothing
 // lost and nothing extra, and that the refresh recorded one loaded run for it,
 // under the child's run key, whose counts match (a first load adds everything).

@@ -79,9 +79,7 @@ func TestTwoWorkersKeepToTheFetchesPerHost(t *testing.T) {
 
 			run := startRefresh(t, c, cfg)
 			res := finish(t, c, run, 2*time.Minute)
-			if want := fmt.Sprintf("%d sources: %[1]d loaded", len(names)); !strings.Contains(res.Summary, want) {
-				t.Errorf("summary %q lacks %q", res.Summary, want)
-			}
+			checkAllSourcesLoaded(t, res, len(names))
 			most, total := counter.peak()
 			t.Logf("%d requests, at most %d at once", total, most)
 			switch {
