@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -32,6 +33,14 @@ type Config struct {
 	RateLimit     float64       `yaml:"rate_limit"` // requests per second per token
 	TLS           TLSFiles      `yaml:"tls"`
 	Trap          TrapRules     `yaml:"trap"`
+
+	// What a client can take of the HTTPS server, before and after it
+	// authenticates (Limits).
+	ClientRateLimit   float64       `yaml:"client_rate_limit"` // unauthenticated requests per second per client address
+	MaxConns          int           `yaml:"max_conns"`
+	MaxConnsPerClient int           `yaml:"max_conns_per_client"`
+	AuthTimeout       time.Duration `yaml:"auth_timeout"`
+	Metrics           string        `yaml:"metrics"` // host:port serving /metrics; "" serves none
 }
 
 // Maildir is one watched Maildir folder (with new/ and cur/) and its label.
@@ -72,9 +81,15 @@ func DefaultConfig(dir string) Config {
 	host, _ := os.Hostname()
 	return Config{
 		Dir: dir, ID: host, Listen: "127.0.0.1:8443", KeepRaw: true,
-		BatchMaxMails: 1000, BatchMaxWait: 10 * time.Second, ScanInterval: 2 * time.Second, RateLimit: 20,
-		TLS: TLSFiles{Cert: "tls/cert.pem", Key: "tls/key.pem"},
+		BatchMaxMails: 1000, BatchMaxWait: 10 * time.Second, ScanInterval: 2 * time.Second, RateLimit: DefaultRate,
+		TLS:             TLSFiles{Cert: "tls/cert.pem", Key: "tls/key.pem"},
+		ClientRateLimit: DefaultClientRate, MaxConns: DefaultMaxConns, MaxConnsPerClient: DefaultMaxConnsPerClient, AuthTimeout: DefaultAuthTimeout,
 	}
+}
+
+// Limits are the limits of the HTTPS server the configuration sets.
+func (c Config) Limits() Limits {
+	return Limits{Rate: c.RateLimit, ClientRate: c.ClientRateLimit, MaxConns: c.MaxConns, MaxConnsPerClient: c.MaxConnsPerClient, AuthTimeout: c.AuthTimeout}
 }
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
@@ -120,10 +135,16 @@ func (c Config) Check() error {
 		return fmt.Errorf("batch_max_wait %s: want a positive duration", c.BatchMaxWait)
 	case c.ScanInterval <= 0:
 		return fmt.Errorf("scan_interval %s: want a positive duration", c.ScanInterval)
-	case c.RateLimit <= 0:
-		return fmt.Errorf("rate_limit %g: want a positive number of requests per second", c.RateLimit)
 	case c.TLS.Cert == "" || c.TLS.Key == "":
 		return errors.New("tls: cert and key are both needed")
+	}
+	if err := c.Limits().Check(); err != nil {
+		return err
+	}
+	if c.Metrics != "" {
+		if _, port, err := net.SplitHostPort(c.Metrics); err != nil || port == "" {
+			return fmt.Errorf("metrics %q: want host:port, e.g. 127.0.0.1:9464, or nothing", c.Metrics)
+		}
 	}
 	seen := map[string]bool{}
 	for i, m := range c.Maildirs {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -32,20 +33,59 @@ func uniqueName(file string) (string, bool) {
 	return name, name != "" && len(name) <= 255 && utf8.ValidString(name)
 }
 
-// candidate is a file of new/ or cur/ whose identity is not yet published.
-type candidate struct {
+// A Maildir is read through os.Root: listing new/ and cur/ and opening a mail
+// cannot leave the Maildir, whatever its writers rename or link meanwhile. The
+// configured path is the operator's and is taken as it resolves (a symbolic
+// link there is followed); new/ and cur/ may be links only within the Maildir,
+// and a mail must be a regular file of its own, never a link: a symbolic link
+// is not followed (O_NOFOLLOW), a FIFO or device is not waited on (O_NONBLOCK)
+// nor read, and a hard link to one of the agent's own files (its key, tokens,
+// configuration) is refused. See docs/agent-protocol.md.
+
+// maildirSub is new/ or cur/ of a watched Maildir, open for a scan.
+type maildirSub struct {
 	md   Maildir
-	path string
-	name string // unique name
-	mod  time.Time
-	size int64
+	name string // "new" or "cur"
+	root *os.Root
 }
 
-// list adds the files of sub (new/ or cur/) of md whose unique names are unknown
-// to known to cands, and marks the known ones as still present (gen).
-func (p *Publisher) list(md Maildir, sub string, known map[string]*identity, cands []candidate, listed map[string]bool) ([]candidate, error) {
-	dir := filepath.Join(md.Path, sub)
-	names, err := readNames(dir)
+// openSub opens sub (new/ or cur/) of md for a scan; the caller closes it.
+func openSub(md Maildir, sub string) (*maildirSub, error) {
+	root, err := os.OpenRoot(md.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	d, err := root.OpenRoot(sub)
+	if err != nil {
+		return nil, err
+	}
+	return &maildirSub{md: md, name: sub, root: d}, nil
+}
+
+func (d *maildirSub) names() ([]string, error) {
+	f, err := d.root.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// candidate is a file of new/ or cur/ whose identity is not yet published.
+type candidate struct {
+	dir  *maildirSub
+	file string // its name in dir
+	path string // as logged
+	name string // unique name
+	fi   os.FileInfo
+	mod  time.Time
+}
+
+// list adds the files of d whose unique names are unknown to known to cands,
+// and marks the known ones as still present (gen).
+func (p *Publisher) list(d *maildirSub, known map[string]*identity, cands []candidate, listed map[string]bool) ([]candidate, error) {
+	names, err := d.names()
 	if err != nil {
 		return cands, err
 	}
@@ -62,29 +102,30 @@ func (p *Publisher) list(md Maildir, sub string, known map[string]*identity, can
 			continue // in new/ and cur/ at once: a move under way
 		}
 		listed[name] = true
-		cands = append(cands, candidate{md: md, path: filepath.Join(dir, file), name: name})
+		cands = append(cands, candidate{dir: d, file: file, path: filepath.Join(d.md.Path, d.name, file), name: name})
 	}
 	return cands, nil
 }
 
 // deliveryOrder stats the candidates (dropping those gone meanwhile: moved, to be
-// found under their new name by the next scan, or deleted) and sorts them by
-// modification time, the delivery time a batch records.
+// found under their new name by the next scan, or deleted; and those that are
+// not regular files) and sorts them by modification time, the delivery time a
+// batch records.
 func deliveryOrder(cands []candidate) []candidate {
 	out := cands[:0]
 	for _, c := range cands {
-		fi, err := os.Lstat(c.path)
+		fi, err := c.dir.root.Lstat(c.file)
 		if err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
-		c.mod, c.size = fi.ModTime().UTC(), fi.Size()
+		c.fi, c.mod = fi, fi.ModTime().UTC()
 		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b candidate) int {
 		if c := a.mod.Compare(b.mod); c != 0 {
 			return c
 		}
-		if c := strings.Compare(a.md.Folder, b.md.Folder); c != 0 {
+		if c := strings.Compare(a.dir.md.Folder, b.dir.md.Folder); c != 0 {
 			return c
 		}
 		return strings.Compare(a.name, b.name)
@@ -94,6 +135,55 @@ func deliveryOrder(cands []candidate) []candidate {
 
 // errGone says a mail was deleted or moved before it could be read.
 var errGone = errors.New("gone")
+
+// errReplaced says the name of a mail named another file when it was opened
+// than when it was listed: the next scan looks again.
+var errReplaced = errors.New("replaced since it was listed")
+
+// ownFiles are the agent's files a Maildir must never hand it: its TLS key and
+// certificate, tokens and configuration.
+func ownFiles(c Config) []os.FileInfo {
+	var out []os.FileInfo
+	for _, p := range []string{c.Path(c.TLS.Key), c.Path(c.TLS.Cert), filepath.Join(c.Dir, TokensFile), filepath.Join(c.Dir, ConfigFile)} {
+		if fi, err := os.Stat(p); err == nil {
+			out = append(out, fi)
+		}
+	}
+	return out
+}
+
+// openMail opens candidate c for reading: without following a symbolic link,
+// without waiting on a FIFO, and only when what it opened is the regular file
+// the listing saw, and none of own.
+func openMail(c candidate, own []os.FileInfo) (*os.File, os.FileInfo, error) {
+	f, err := c.dir.root.OpenFile(c.file, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, errGone
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+	case !os.SameFile(fi, c.fi):
+		// Also a symbolic link that stays in the Maildir, which os.Root follows.
+		err = errReplaced
+	case !fi.Mode().IsRegular():
+		err = fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	default:
+		for _, o := range own {
+			if os.SameFile(fi, o) {
+				err = fmt.Errorf("a link to the agent's own %s: refused", o.Name())
+			}
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
 
 // mailFile is a mail as read for extraction.
 type mailFile struct {
@@ -105,19 +195,17 @@ type mailFile struct {
 	off       int64 // where put placed it in the raw pack
 }
 
-// readMail reads one mail of about size bytes, at most limit bytes of it: what
-// extraction parses. For a larger mail it also hashes the whole file and, when
-// keepRaw, hands all of it to put, so the raw copy and the SHA-256 it is known
-// by are the mail's own.
-func readMail(path string, size, limit int64, keepRaw bool, put func(io.Reader) (string, int64, int64, error)) (mailFile, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return mailFile{}, errGone
-	}
+// readMail reads mail c (openMail), at most limit bytes of it: what extraction
+// parses. For a larger mail it also hashes the whole file and, when keepRaw,
+// hands all of it to put, so the raw copy and the SHA-256 it is known by are
+// the mail's own.
+func readMail(c candidate, own []os.FileInfo, limit int64, keepRaw bool, put func(io.Reader) (string, int64, int64, error)) (mailFile, error) {
+	f, fi, err := openMail(c, own)
 	if err != nil {
 		return mailFile{}, err
 	}
 	defer f.Close()
+	path, size := c.path, fi.Size()
 	if size <= limit {
 		// A delivered mail does not change: its size is known, one read takes it.
 		raw := make([]byte, size)

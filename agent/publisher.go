@@ -331,8 +331,12 @@ func (p *Publisher) scan(ctx context.Context) (int, error) {
 		listed := map[string]bool{}
 		complete := true
 		for _, sub := range []string{"new", "cur"} {
-			var err error
-			if cands, err = p.list(md, sub, known, cands, listed); err != nil {
+			d, err := openSub(md, sub)
+			if err == nil {
+				defer d.root.Close() // the candidates are read through it below
+				cands, err = p.list(d, known, cands, listed)
+			}
+			if err != nil {
 				p.log.Warn("agent: cannot list a Maildir", "folder", md.Folder, "err", err)
 				complete = false
 			}
@@ -346,11 +350,12 @@ func (p *Publisher) scan(ctx context.Context) (int, error) {
 		}
 	}
 	n := 0
+	own := ownFiles(p.cfg)
 	for _, c := range deliveryOrder(cands) {
 		if ctx.Err() != nil {
 			break
 		}
-		if err := p.add(c); err != nil {
+		if err := p.add(c, own); err != nil {
 			return n, p.fail(err)
 		}
 		if len(p.pending) >= p.cfg.BatchMaxMails {
@@ -371,8 +376,9 @@ type putError struct{ error }
 func (e putError) Unwrap() error { return e.error }
 
 // add reads one new mail into the open batch. A mail gone meanwhile is skipped;
-// one that cannot be read is logged and skipped until the next restart.
-func (p *Publisher) add(c candidate) error {
+// one that cannot be read, or is not a mail (openMail), is logged and skipped
+// until the next restart.
+func (p *Publisher) add(c candidate, own []os.FileInfo) error {
 	if p.beforeRead != nil {
 		p.beforeRead(c.path)
 	}
@@ -384,16 +390,20 @@ func (p *Publisher) add(c candidate) error {
 		}
 		return sha, size, off, nil
 	}
-	mf, err := readMail(c.path, c.size, limit, p.cfg.KeepRaw, put)
+	mf, err := readMail(c, own, limit, p.cfg.KeepRaw, put)
 	if errors.Is(err, errGone) {
+		return nil
+	}
+	if errors.Is(err, errReplaced) {
+		p.log.Warn("agent: a mail was replaced while being read, read again at the next scan", "folder", c.dir.md.Folder, "path", c.path)
 		return nil
 	}
 	if err != nil {
 		if pe := (putError{}); errors.As(err, &pe) {
 			return err
 		}
-		p.log.Warn("agent: cannot read a mail, skipped", "folder", c.md.Folder, "path", c.path, "err", err)
-		p.known[c.md.Folder][c.name] = &identity{gen: p.gen, state: isUnreadable}
+		p.log.Warn("agent: cannot read a mail, skipped", "folder", c.dir.md.Folder, "path", c.path, "err", err)
+		p.known[c.dir.md.Folder][c.name] = &identity{gen: p.gen, state: isUnreadable}
 		return nil
 	}
 	facts := mail.Extract(mf.raw, p.mcfg)
@@ -405,7 +415,7 @@ func (p *Publisher) add(c candidate) error {
 			kept = ", kept whole"
 		}
 		facts.Defects = append(facts.Defects, fmt.Sprintf("larger than the %d-byte limit: parsed truncated%s", limit, kept))
-		p.log.Warn("agent: mail over the size limit, parsed truncated", "folder", c.md.Folder, "name", c.name, "size", mf.size)
+		p.log.Warn("agent: mail over the size limit, parsed truncated", "folder", c.dir.md.Folder, "name", c.name, "size", mf.size)
 	case p.cfg.KeepRaw:
 		sha, _, off, err := p.store.PutRaw(bytes.NewReader(mf.raw))
 		if err != nil {
@@ -417,11 +427,11 @@ func (p *Publisher) add(c candidate) error {
 		}
 	}
 	id := &identity{gen: p.gen, state: isPending}
-	p.known[c.md.Folder][c.name] = id
+	p.known[c.dir.md.Folder][c.name] = id
 	if len(p.pending) == 0 {
 		p.first = time.Now()
 	}
-	p.pending = append(p.pending, Mail{Name: c.name, Folder: c.md.Folder, Delivered: c.mod, Raw: p.cfg.KeepRaw, RawOffset: mf.off, Facts: facts})
+	p.pending = append(p.pending, Mail{Name: c.name, Folder: c.dir.md.Folder, Delivered: c.mod, Raw: p.cfg.KeepRaw, RawOffset: mf.off, Facts: facts})
 	p.ids = append(p.ids, id)
 	return nil
 }

@@ -7,16 +7,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 )
 
 // Source is what the HTTPS server serves: the committed versions of an agent's
@@ -45,6 +50,7 @@ const (
 	maxItemLine           = 512      // one JSON line of a stream item, "\n" included
 	streamContentType     = "application/x-tip-batch-stream"
 	writeTimeout          = time.Minute // per write, so a stalled collector is dropped
+	maxMetricsConns       = 16          // open connections to the metrics listener
 )
 
 // Head is the answer to GET /v1/latest.
@@ -64,38 +70,72 @@ type ManifestPage struct {
 }
 
 // Server is the agent's HTTPS API. Every request needs a bearer token of
-// tokens.json; each token has its own request rate (a token bucket of rate
-// requests per second holding twice that). Every refused request is logged with
-// its reason, remote address and token name.
+// tokens.json; each token has its own request rate. Before a token is looked
+// at, each client address has a rate of requests that do not authenticate, and
+// the connections are held to Limits. Refusals are counted in the metrics and
+// logged sampled (events), with their reason, remote address and token name,
+// never a token or a query string.
 type Server struct {
-	src    Source
-	tokens *Tokens
-	log    *slog.Logger
-	limits *rateLimits
+	src     Source
+	tokens  *Tokens
+	log     *slog.Logger
+	lim     Limits
+	limits  *rateLimits[string]       // of the tokens, by name
+	clients *rateLimits[netip.Prefix] // of the client addresses, for requests that do not authenticate
+	ev      *events
+	open    atomic.Int64 // connections
+	conns   atomic.Pointer[connLimiter]
 }
 
-// NewServer serves src to the holders of tokens, rate requests per second each;
-// refusals are logged to log (nil: discarded).
+// NewServer serves src to the holders of tokens, rate requests per second each,
+// with the default Limits otherwise; refusals are logged to log (nil:
+// discarded). A rate out of [MinRate, MaxRate] is taken as the nearest bound.
 func NewServer(src Source, tokens *Tokens, rate float64, log *slog.Logger) *Server {
+	return newServer(src, tokens, Limits{Rate: rate}.withDefaults(), log)
+}
+
+// NewLimitedServer serves src to the holders of tokens within lim, whose zero
+// fields take their defaults; refusals are logged to log (nil: discarded).
+func NewLimitedServer(src Source, tokens *Tokens, lim Limits, log *slog.Logger) (*Server, error) {
+	lim = lim.withDefaults()
+	if err := lim.Check(); err != nil {
+		return nil, err
+	}
+	return newServer(src, tokens, lim, log), nil
+}
+
+func newServer(src Source, tokens *Tokens, lim Limits, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{src: src, tokens: tokens, log: log, limits: newRateLimits(rate, time.Now)}
+	s := &Server{src: src, tokens: tokens, log: log, lim: lim,
+		limits:  newRateLimits[string](lim.Rate, maxClientBuckets, time.Now),
+		clients: newRateLimits[netip.Prefix](lim.ClientRate, maxClientBuckets, time.Now)}
+	s.ev = newEvents(log, src, &s.open, time.Now)
+	return s
 }
 
 // Serve answers HTTPS on ln until ctx ends, then lets running requests finish
-// for up to ten seconds.
+// for up to ten seconds. tlsConf is ServerTLS's or ServerTLSConfig's.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConf *tls.Config) error {
+	cl := newConnLimiter(ln, s.lim, s.ev, &s.open)
+	s.conns.Store(cl)
 	hs := &http.Server{
 		Handler:           s,
 		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second, // also the TLS handshake's
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelInfo), // TLS handshake failures
+		ErrorLog:          log.New(serverErrorLog{s.ev}, "", 0),
+		ConnContext:       connContext,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams},
 	}
+	evCtx, stopEvents := context.WithCancel(context.Background())
+	evDone := make(chan struct{})
+	go func() { defer close(evDone); s.ev.run(evCtx) }()
+	defer func() { stopEvents(); <-evDone }()
 	errc := make(chan error, 1)
-	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	go func() { errc <- hs.ServeTLS(cl, "", "") }()
 	select {
 	case err := <-errc:
 		return err
@@ -107,6 +147,37 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConf *tls.Config
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = hs.Close()
 	}
+	<-errc
+	return err
+}
+
+// ServeMetrics answers GET /metrics on ln, plain HTTP in Prometheus's text
+// format, until ctx ends: the server's counters (requests, refusals by reason,
+// connections refused and closed, TLS handshake errors, open connections, the
+// latest batch) and the Go runtime's and process's. Bind it to loopback or a
+// management network: it carries no secret but tells how the agent is used.
+func (s *Server) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.ev.reg, promhttp.HandlerOpts{}))
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          log.New(serverErrorLog{s.ev}, "", 0),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(netutil.LimitListener(ln, maxMetricsConns)) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := hs.Shutdown(shut)
 	<-errc
 	return err
 }
@@ -123,18 +194,39 @@ const (
 	epRaw
 )
 
-// refusal is a request the server answers with an error.
+// refusal is a request the server answers with an error: its status, why (one
+// of the refused… kinds) and the reason told to the client, at most maxReason
+// bytes.
 type refusal struct {
 	status int
+	kind   string
 	reason string
 }
 
+// refuse is a refusal of a request that authenticated, its kind told by its
+// status.
 func refuse(status int, format string, args ...any) *refusal {
-	return &refusal{status: status, reason: fmt.Sprintf(format, args...)}
+	kind := refusedInternal
+	switch status {
+	case http.StatusBadRequest:
+		kind = refusedBadRequest
+	case http.StatusForbidden:
+		kind = refusedScope
+	case http.StatusNotFound:
+		kind = refusedNotFound
+	}
+	return refuseAs(status, kind, format, args...)
+}
+
+// refuseAs is a refusal of kind. Its reason may quote what the client sent:
+// anything shaped like a token is masked, as in the log.
+func refuseAs(status int, kind, format string, args ...any) *refusal {
+	return &refusal{status: status, kind: kind, reason: maskTokens(capText(fmt.Sprintf(format, args...), maxReason))}
 }
 
 // ServeHTTP answers one request of the API (docs/agent-protocol.md).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.ev.requests.Inc()
 	tk, ref := s.admit(w, r)
 	if ref == nil {
 		ref = s.serve(w, r, tk, s.log.With("remote", r.RemoteAddr, "token", tk.Name))
@@ -144,25 +236,43 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// admit authenticates the request and applies its token's rate limit. The Token
-// also comes with a refusal when it is known (expired, revoked, over its rate).
+// admit authenticates the request and applies the rate limits: first its
+// client address's, which every request takes from and an authenticated one
+// gives back, so only requests that do not authenticate count and an address
+// past its limit is refused before its token is looked at; then its token's.
+// The Token also comes with a refusal when it is known (expired, revoked, over
+// its rate).
 func (s *Server) admit(w http.ResponseWriter, r *http.Request) (Token, *refusal) {
+	client := clientOf(r.RemoteAddr)
+	if wait, ok := s.clients.allow(client); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		return Token{}, refuseAs(http.StatusTooManyRequests, refusedClientRate, "too many unauthenticated requests from this address")
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		return Token{}, refuse(http.StatusMethodNotAllowed, "method %s", r.Method)
+		return Token{}, refuseAs(http.StatusMethodNotAllowed, refusedMethod, "method %s", r.Method)
 	}
 	tk, err := s.tokens.Verify(bearer(r))
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tip-agent"`)
-		if errors.Is(err, ErrNoToken) || errors.Is(err, ErrUnknownToken) || errors.Is(err, ErrTokenExpired) || errors.Is(err, ErrTokenRevoked) {
-			return tk, refuse(http.StatusUnauthorized, "%v", err)
+		for _, e := range []struct {
+			err  error
+			kind string
+		}{{ErrNoToken, refusedNoToken}, {ErrUnknownToken, refusedUnknownToken}, {ErrTokenExpired, refusedExpiredToken}, {ErrTokenRevoked, refusedRevokedToken}} {
+			if errors.Is(err, e.err) {
+				return tk, refuseAs(http.StatusUnauthorized, e.kind, "%v", err)
+			}
 		}
-		s.log.Error("agent: tokens.json cannot be read; refusing every token", "err", err)
-		return Token{}, refuse(http.StatusUnauthorized, "tokens unavailable")
+		s.ev.note(tokensFileError, slog.LevelError, "agent: tokens.json cannot be read; refusing every token", slog.String("err", capText(err.Error(), maxReason)))
+		return Token{}, refuseAs(http.StatusUnauthorized, refusedTokensUnavailable, "tokens unavailable")
+	}
+	s.clients.refund(client)
+	if tc := connOf(r); tc != nil {
+		tc.authenticated()
 	}
 	if wait, ok := s.limits.allow(tk.Name); !ok {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
-		return tk, refuse(http.StatusTooManyRequests, "rate limit")
+		w.Header().Set("Retry-After", retryAfter(wait))
+		return tk, refuseAs(http.StatusTooManyRequests, refusedTokenRate, "rate limit")
 	}
 	return tk, nil
 }
@@ -498,18 +608,15 @@ func checkSize(f io.Seeker, want int64) error {
 	return err
 }
 
-// refused answers a refused request with {"error": reason} and logs it. The log
-// names the token (never the token itself), the remote address and the path as
-// sent, cut to a readable length.
+// refused answers a refused request with {"error": reason}, counts it and logs
+// it, sampled. The log names the token (never the token itself), the remote
+// address and the path as sent, without its query string and with anything
+// shaped like a token masked.
 func (s *Server) refused(w http.ResponseWriter, r *http.Request, name string, ref *refusal) {
-	path := r.URL.EscapedPath()
-	if r.URL.RawQuery != "" {
-		path += "?" + r.URL.RawQuery
-	}
-	if len(path) > 200 {
-		path = path[:200] + "…"
-	}
-	s.log.Warn("agent: refused", "status", ref.status, "reason", ref.reason, "remote", r.RemoteAddr, "token", name, "method", r.Method, "path", path)
+	s.ev.refused.WithLabelValues(ref.kind).Inc()
+	s.ev.note(ref.kind, slog.LevelWarn, "agent: refused", slog.Int("status", ref.status), slog.String("reason", ref.reason),
+		slog.String("remote", r.RemoteAddr), slog.String("token", name), slog.String("method", capText(r.Method, 16)),
+		slog.String("path", logPath(r.URL.EscapedPath())))
 	writeJSON(w, ref.status, map[string]string{"error": ref.reason})
 }
 
@@ -540,44 +647,4 @@ type extendingWriter struct {
 func (e *extendingWriter) Write(p []byte) (int, error) {
 	_ = e.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	return e.w.Write(p)
-}
-
-// rateLimits are the token buckets of the tokens, by name.
-type rateLimits struct {
-	rate, burst float64
-	now         func() time.Time
-
-	mu      sync.Mutex
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newRateLimits(rate float64, now func() time.Time) *rateLimits {
-	return &rateLimits{rate: rate, burst: max(2*rate, 1), now: now, buckets: map[string]*bucket{}}
-}
-
-// allow takes one request from the bucket of token name, or says how long until
-// the bucket holds one again.
-func (l *rateLimits) allow(name string) (time.Duration, bool) {
-	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buckets[name]
-	if b == nil {
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[name] = b
-	}
-	if d := now.Sub(b.last); d > 0 {
-		b.tokens = min(l.burst, b.tokens+d.Seconds()*l.rate)
-		b.last = now
-	}
-	if b.tokens >= 1 {
-		b.tokens--
-		return 0, true
-	}
-	return time.Duration((1 - b.tokens) / l.rate * float64(time.Second)), false
 }

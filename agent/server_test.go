@@ -20,6 +20,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tip-project/tip/mail"
 )
@@ -37,6 +40,7 @@ type testAgent struct {
 	facts, raw  string   // tokens of scope facts and raw
 	shas        []string // the raw mails, by batch then mail
 	log         *syncBuffer
+	srv         *Server
 }
 
 const testAgentID = "mx1.example.org"
@@ -89,8 +93,9 @@ func writeTestBatches(t testing.TB, dir string, counts ...int) []string {
 	return shas
 }
 
-// serveTestAgent serves dir over HTTPS on 127.0.0.1 until the test ends.
-func serveTestAgent(t testing.TB, dir string, rate float64, log *slog.Logger) (url, fingerprint string) {
+// serveTestAgent serves dir over HTTPS on 127.0.0.1 within lim until the test
+// ends.
+func serveTestAgent(t testing.TB, dir string, lim Limits, log *slog.Logger) (url, fingerprint string, srv *Server) {
 	t.Helper()
 	c := DefaultConfig(dir)
 	c.ID = testAgentID
@@ -110,16 +115,20 @@ func serveTestAgent(t testing.TB, dir string, rate float64, log *slog.Logger) (u
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv, err = NewLimitedServer(src, OpenTokens(dir), lim, log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- NewServer(src, OpenTokens(dir), rate, log).Serve(ctx, ln, conf) }()
+	go func() { done <- srv.Serve(ctx, ln, conf) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return "https://" + ln.Addr().String(), fp
+	return "https://" + ln.Addr().String(), fp, srv
 }
 
 func newTestAgent(t *testing.T, counts ...int) *testAgent {
@@ -134,7 +143,7 @@ func newTestAgent(t *testing.T, counts ...int) *testAgent {
 	if a.raw, _, err = a.tokens.Add("bob", ScopeRaw, 0); err != nil {
 		t.Fatal(err)
 	}
-	a.url, a.fingerprint = serveTestAgent(t, a.dir, 1000, slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	a.url, a.fingerprint, a.srv = serveTestAgent(t, a.dir, Limits{Rate: 1000}, slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	return a
 }
 
@@ -440,9 +449,13 @@ func TestPathTraversalRefused(t *testing.T) {
 		"/v1/latest/..",
 		"/v1%2flatest",
 	}
+	bad := 0
 	for _, target := range cases {
 		for _, token := range []string{a.raw, a.facts} {
 			code, body := a.do(t, target, token)
+			if code == http.StatusBadRequest {
+				bad++
+			}
 			if code != http.StatusBadRequest && !(code == http.StatusForbidden && token == a.facts) {
 				t.Errorf("%s: %d %s, want 400", target, code, body)
 			}
@@ -457,7 +470,12 @@ func TestPathTraversalRefused(t *testing.T) {
 			t.Errorf("%s: %d %s, want 404", target, code, body)
 		}
 	}
-	if log := a.log.String(); strings.Count(log, "status=400") < len(cases) || !strings.Contains(log, "remote=127.0.0.1:") || !strings.Contains(log, "token=bob") {
+	// Every refusal is counted; the first of each kind in a minute are logged
+	// with their status, remote address and token name.
+	if n := testutil.ToFloat64(a.srv.ev.refused.WithLabelValues(refusedBadRequest)); n != float64(bad) || bad < len(cases) {
+		t.Errorf("%v refusals with 400 counted, %d answered", n, bad)
+	}
+	if log := a.log.String(); strings.Count(log, "status=400") != eventSamples || !strings.Contains(log, "remote=127.0.0.1:") || !strings.Contains(log, "token=bob") {
 		t.Errorf("refusals not logged with status, remote address and token name:\n%.2000s", log)
 	}
 }
@@ -574,7 +592,7 @@ func TestRateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url, fp := serveTestAgent(t, dir, 1, slog.New(slog.DiscardHandler)) // 1/s, a burst of 2
+	url, fp, _ := serveTestAgent(t, dir, Limits{Rate: 1}, slog.New(slog.DiscardHandler)) // 1/s, a burst of 2
 	c := &Client{URL: url, Token: secret, Fingerprint: fp}
 	ctx := context.Background()
 	for range 2 {
@@ -599,7 +617,7 @@ func TestRateLimit(t *testing.T) {
 
 func TestRateBucket(t *testing.T) {
 	now := time.Unix(0, 0)
-	l := newRateLimits(2, func() time.Time { return now })
+	l := newRateLimits[string](2, 10, func() time.Time { return now })
 	for i := range 4 {
 		if _, ok := l.allow("a"); !ok {
 			t.Fatalf("request %d of the burst refused", i)
@@ -772,6 +790,75 @@ func FuzzRoute(f *testing.F) {
 			if q, _ := url.ParseQuery(u.RawQuery); len(q) > 0 {
 				t.Fatalf("%q: parameters accepted by an endpoint without any", target)
 			}
+		}
+	})
+}
+
+// A token sent in the query string (or the path) by mistake is never logged:
+// nor is any query string.
+func TestQueryStringNotLogged(t *testing.T) {
+	a := newTestAgent(t, 1)
+	for _, target := range []string{
+		"/v1/latest?token=" + a.raw,
+		"/v1/latest?access_token=" + url.QueryEscape(a.facts) + "&x=1",
+		"/v1/manifest?after=0&secret=hunter2",
+		"/v1/batches/" + a.raw,
+	} {
+		for _, token := range []string{"", a.raw} {
+			if code, _ := a.do(t, target, token); code == http.StatusOK {
+				t.Errorf("%s: 200", target)
+			}
+		}
+	}
+	log := a.log.String()
+	for _, secret := range []string{a.raw[5:], a.facts[5:], "hunter2", "?"} {
+		if strings.Contains(log, secret) {
+			t.Errorf("the log holds %q:\n%s", secret, log)
+		}
+	}
+	if !strings.Contains(log, "path=/v1/latest\n") || !strings.Contains(log, "path=/v1/batches/tipa_…") {
+		t.Errorf("the refusals are not logged with their paths:\n%s", log)
+	}
+}
+
+// A refusal's reason is cut to a readable length in the answer and the log,
+// whatever the client sent.
+func TestRefusalReasonCapped(t *testing.T) {
+	a := newTestAgent(t, 1)
+	long := strings.Repeat("9", 12_000)
+	for _, target := range []string{"/v1/batches/" + long, "/v1/batches?after=" + long, "/v1/manifest?limit=x" + long} {
+		code, body := a.do(t, target, a.raw)
+		var e struct{ Error string }
+		if code != http.StatusBadRequest || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" || len(e.Error) > maxReason {
+			t.Errorf("%.40s…: %d, a reason of %d bytes, want 400 and at most %d", target, code, len(e.Error), maxReason)
+		}
+	}
+	for line := range strings.Lines(a.log.String()) {
+		if len(line) > 1000 {
+			t.Errorf("a log line of %d bytes: %.300s…", len(line), line)
+		}
+	}
+}
+
+// FuzzLogPath: whatever path a client sends, the logged path is short, cut on
+// a character boundary, and holds nothing shaped like a token.
+func FuzzLogPath(f *testing.F) {
+	for _, s := range []string{"/v1/latest", "/v1/batches/tipa_" + strings.Repeat("A", 43), strings.Repeat("é", 150), strings.Repeat("x", 199) + "tipa_abc", "tipa_tipa_x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		got := logPath(path)
+		if len(got) > maxLogPath {
+			t.Fatalf("%d bytes logged", len(got))
+		}
+		if utf8.ValidString(path) && !utf8.ValidString(got) {
+			t.Fatalf("cut inside a character: %q", got)
+		}
+		if m := tokenLikeRE.FindAllString(got, -1); slices.ContainsFunc(m, func(s string) bool { return s != "tipa_" }) {
+			t.Fatalf("a token-shaped string logged: %q", got)
+		}
+		if reason := refuseAs(400, refusedBadRequest, "%s", path).reason; len(reason) > maxReason || strings.Contains(reason, "tipa_") && tokenLikeRE.FindString(reason) != "tipa_" {
+			t.Fatalf("reason %q", reason)
 		}
 	})
 }

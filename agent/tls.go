@@ -133,12 +133,28 @@ func WriteSelfSigned(certPath, keyPath string, names []string, now time.Time) (s
 }
 
 // ServerTLS is the TLS configuration the agent serves: the configured certificate
-// and key, TLS 1.2 at least (Go's default cipher suites, all with forward
-// secrecy and AEAD). It also returns the certificate's fingerprint.
+// and key, as ServerTLSConfig has it. It also returns the certificate's
+// fingerprint.
 func ServerTLS(c Config) (*tls.Config, string, error) {
 	cert, err := tls.LoadX509KeyPair(c.Path(c.TLS.Cert), c.Path(c.TLS.Key))
 	if err != nil {
 		return nil, "", fmt.Errorf("tls: %w", err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, Fingerprint(cert.Certificate[0]), nil
+	return ServerTLSConfig(cert), Fingerprint(cert.Certificate[0]), nil
+}
+
+// ServerTLSConfig is the TLS configuration of a server of TIP serving cert:
+// TLS 1.2 at least and, in TLS 1.2, only ECDHE key exchanges with AES-GCM or
+// ChaCha20-Poly1305: forward secrecy and AEAD. Go's defaults would also accept
+// the CBC suites with SHA-1 in TLS 1.2. TLS 1.3's suites are all AEAD with
+// forward secrecy and are not configurable.
+func ServerTLSConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+	}
 }

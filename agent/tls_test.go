@@ -3,6 +3,7 @@ package agent
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"os"
@@ -76,5 +77,44 @@ func TestEnsureCert(t *testing.T) {
 	os.Remove(c.Path(c.TLS.Cert))
 	if _, _, err := EnsureCert(c, nil); err == nil {
 		t.Fatal("a lone key was replaced")
+	}
+}
+
+// The agent's TLS 1.2 suites are ECDHE with AEAD only: a client offering
+// nothing else than a CBC suite with SHA-1 is refused, one offering AES-GCM is
+// served, and TLS 1.3 is served.
+func TestServerTLSSuites(t *testing.T) {
+	a := newTestAgent(t, 1)
+	addr := strings.TrimPrefix(a.url, "https://")
+	for _, tc := range []struct {
+		name  string
+		suite uint16
+		ok    bool
+	}{
+		{"ECDHE-ECDSA-AES128-SHA", tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, false},
+		{"ECDHE-ECDSA-AES256-SHA", tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, false},
+		{"ECDHE-ECDSA-AES128-SHA256", tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, false},
+		{"ECDHE-ECDSA-AES128-GCM-SHA256", tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, true},
+		{"ECDHE-ECDSA-CHACHA20-POLY1305", tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, true},
+	} {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tc.suite}})
+		if err == nil {
+			conn.Close()
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("TLS 1.2 with only %s: handshake error %v, want success %v", tc.name, err, tc.ok)
+		}
+	}
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	if err != nil {
+		t.Fatalf("TLS 1.3: %v", err)
+	}
+	conn.Close()
+	for _, id := range ServerTLSConfig(tls.Certificate{}).CipherSuites {
+		for _, s := range tls.InsecureCipherSuites() {
+			if s.ID == id {
+				t.Errorf("ServerTLSConfig offers %s", s.Name)
+			}
+		}
 	}
 }

@@ -26,6 +26,10 @@ const (
 	tokenPrefix  = "tipa_"
 )
 
+// MaxTokenTTL is the longest lifetime a token can be given: a hundred years
+// (36500 days), far past any use and far from time.Duration's bound.
+const MaxTokenTTL = 36500 * 24 * time.Hour
+
 // Scope is what a token may fetch.
 type Scope string
 
@@ -205,8 +209,8 @@ func (t *Tokens) Add(name string, scope Scope, ttl time.Duration) (string, Token
 	if _, err := ParseScope(string(scope)); err != nil {
 		return "", Token{}, err
 	}
-	if ttl < 0 {
-		return "", Token{}, fmt.Errorf("expiry %s: want a positive duration", ttl)
+	if ttl < 0 || ttl > MaxTokenTTL {
+		return "", Token{}, fmt.Errorf("expiry %s: want a positive duration up to %s (100 years)", ttl, MaxTokenTTL)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

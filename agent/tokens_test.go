@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -107,5 +108,19 @@ func TestTokens(t *testing.T) {
 	}
 	if _, err := tokens.Verify(secret); err == nil || errors.Is(err, ErrUnknownToken) {
 		t.Fatalf("a damaged tokens.json: %v", err)
+	}
+}
+
+// A token lives at most MaxTokenTTL (100 years); a longer or negative lifetime
+// is refused rather than wrapped around.
+func TestTokenLifetimeBounded(t *testing.T) {
+	tokens := OpenTokens(t.TempDir())
+	for _, ttl := range []time.Duration{-time.Hour, MaxTokenTTL + time.Second, math.MaxInt64} {
+		if _, _, err := tokens.Add("carol", ScopeRaw, ttl); err == nil {
+			t.Errorf("lifetime %v accepted", ttl)
+		}
+	}
+	if _, tk, err := tokens.Add("carol", ScopeRaw, MaxTokenTTL); err != nil || !tk.Expires.After(time.Now().AddDate(99, 0, 0)) {
+		t.Errorf("a lifetime of 100 years: %+v, %v", tk, err)
 	}
 }

@@ -166,10 +166,22 @@ func agentServeCmd(a *app, dir *string) *cobra.Command {
 				ln.Close()
 				return err
 			}
-			log.Info("agent serving", "listen", ln.Addr().String(), "fingerprint", fp, "latest", st.Latest(), "maildirs", len(c.Maildirs), "dir", c.Dir)
+			srv, err := agent.NewLimitedServer(st, agent.OpenTokens(c.Dir), c.Limits(), log)
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			var mln net.Listener
+			if c.Metrics != "" {
+				if mln, err = net.Listen("tcp", c.Metrics); err != nil {
+					ln.Close()
+					return fmt.Errorf("metrics: cannot listen on %s (%v): set metrics in agent.yaml to a free address, or remove it", c.Metrics, err)
+				}
+			}
+			log.Info("agent serving", "listen", ln.Addr().String(), "fingerprint", fp, "latest", st.Latest(), "maildirs", len(c.Maildirs), "dir", c.Dir, "metrics", c.Metrics)
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
-			errc := make(chan error, 2)
+			errc := make(chan error, 3)
 			go func() {
 				// The server reads the publisher's Store: it serves each batch once committed.
 				if err := pub.Run(ctx); err != nil {
@@ -178,13 +190,19 @@ func agentServeCmd(a *app, dir *string) *cobra.Command {
 				}
 				errc <- nil
 			}()
-			go func() {
-				errc <- agent.NewServer(st, agent.OpenTokens(c.Dir), c.RateLimit, log).Serve(ctx, ln, conf)
-			}()
-			// Either stopping (an error, or SIGINT/SIGTERM) stops the other.
+			go func() { errc <- srv.Serve(ctx, ln, conf) }()
+			running := 2
+			if mln != nil {
+				running++
+				go func() { errc <- srv.ServeMetrics(ctx, mln) }()
+			}
+			// One stopping (an error, or SIGINT/SIGTERM) stops the others.
 			err = <-errc
 			cancel()
-			return errors.Join(err, <-errc)
+			for range running - 1 {
+				err = errors.Join(err, <-errc)
+			}
+			return err
 		},
 	}
 }
@@ -301,17 +319,24 @@ batches; scope raw also the raw mails. A running agent accepts it at once.`,
 	return cmd
 }
 
-// parseTTL reads a lifetime: a Go duration (720h) or a number of days (90d).
+// parseTTL reads a lifetime: a Go duration (720h) or a number of days (90d), at
+// most agent.MaxTokenTTL (36500d).
 func parseTTL(s string) (time.Duration, error) {
+	const day = 24 * time.Hour
 	var d time.Duration
 	var err error
 	if days, ok := strings.CutSuffix(s, "d"); ok {
-		var n int
-		if n, err = strconv.Atoi(days); err == nil {
-			d = time.Duration(n) * 24 * time.Hour
+		var n uint64
+		// Checked against the bound before multiplying, so it cannot overflow.
+		if n, err = strconv.ParseUint(days, 10, 64); err == nil && n > uint64(agent.MaxTokenTTL/day) {
+			return 0, fmt.Errorf("--expires %q: at most %dd (100 years)", s, agent.MaxTokenTTL/day)
 		}
+		d = time.Duration(n) * day
 	} else {
 		d, err = time.ParseDuration(s)
+		if err == nil && d > agent.MaxTokenTTL {
+			return 0, fmt.Errorf("--expires %q: at most %dd (100 years)", s, agent.MaxTokenTTL/day)
+		}
 	}
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("--expires %q: want a positive duration such as 90d or 720h", s)

@@ -72,6 +72,7 @@ func TestAgentCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	c0.ScanInterval, c0.BatchMaxWait = 20*time.Millisecond, 50*time.Millisecond
+	c0.Metrics = testenv.FreeAddr(t)
 	if err := c0.Save(); err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +123,17 @@ func TestAgentCommands(t *testing.T) {
 		t.Fatalf("Raw = %q, %v", got, err)
 	}
 
+	// The metrics listener of agent.yaml serves the agent's counters.
+	resp, err := http.Get("http://" + c0.Metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(metrics, []byte("tip_agent_latest_version 1\n")) || !bytes.Contains(metrics, []byte("tip_agent_requests_total")) {
+		t.Fatalf("/metrics:\n%s", metrics)
+	}
+
 	if out, err := runTip(t, "agent", "token", "revoke", "alice", "--dir", dir); err != nil || !strings.Contains(out, "revoked alice") {
 		t.Fatalf("token revoke = %v\n%s", err, out)
 	}
@@ -141,5 +153,36 @@ func TestAgentCommands(t *testing.T) {
 	cancel()
 	if err := <-served; err != nil {
 		t.Fatalf("serve: %v", err)
+	}
+}
+
+// --expires takes days or a Go duration, positive and at most 100 years; a
+// number of days that would overflow a duration is refused, not wrapped.
+func TestParseTTL(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration // 0: refused
+	}{
+		{"90d", 90 * 24 * time.Hour},
+		{"720h", 720 * time.Hour},
+		{"36500d", agent.MaxTokenTTL},
+		{"876000h", agent.MaxTokenTTL},
+		{"36501d", 0},
+		{"999999999999d", 0},
+		{"18446744073709551615d", 0},
+		{"99999999999999999999999d", 0},
+		{"876001h", 0},
+		{"2562047h", 0},
+		{"0d", 0},
+		{"-1d", 0},
+		{"-5h", 0},
+		{"d", 0},
+		{"1.5d", 0},
+		{"soon", 0},
+	} {
+		got, err := parseTTL(tc.in)
+		if got != tc.want || (err == nil) != (tc.want != 0) {
+			t.Errorf("parseTTL(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
 	}
 }
