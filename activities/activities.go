@@ -17,8 +17,10 @@ import (
 type Activities struct {
 	DB    *storage.DB
 	Blobs *storage.BlobStore
-	// HTTP fetches feeds; nil means http.DefaultClient.
-	HTTP *http.Client
+	// ASNTableAllowPrivate lets the ASN tables be downloaded from loopback and
+	// private addresses, as the lab's are (flux.asn_table_allow_private). Every
+	// other download's allowance is its catalog's (allow_private).
+	ASNTableAllowPrivate bool
 	// CatalogPath is the source catalog (YAML) the blacklist module reads.
 	CatalogPath string
 	// SpamCatalogPath is the spamtrap catalog (YAML): traps, archives, mailboxes.
@@ -37,4 +39,10 @@ type Activities struct {
 
 	writerOnce sync.Once
 	writer     *fluxWriter
+	asnUnset   sync.Once // flux.asn_table unset is logged once (fluxASNs)
+
+	// httpClients make every download from outside (safehttp's, made on first
+	// use): [0] connects to public addresses only, [1] to private ones too.
+	httpOnce    sync.Once
+	httpClients [2]*http.Client
 }

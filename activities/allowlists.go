@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tip-project/tip/catalog"
@@ -101,7 +100,7 @@ func (a *Activities) refreshAllowlist(ctx context.Context, l catalog.Source) (Al
 	n := 0
 	opts := ParserOptions(l)
 	opts.KeepPublicSuffix = true // akamaized.net or blogspot.com serve benign pages too
-	_, stats, parseErr, copyErr := copyParsed(ctx, tx, "allow_staging", []string{"value", "rank"},
+	_, _, parseErr, copyErr := copyParsed(ctx, tx, "allow_staging", []string{"value", "rank"},
 		l.Format, opts, body, func(ind feeds.Indicator) []any {
 			n++
 			if l.Top > 0 && n > l.Top {
@@ -114,10 +113,7 @@ func (a *Activities) refreshAllowlist(ctx context.Context, l catalog.Source) (Al
 			return []any{ind.Value, rank}
 		})
 	switch {
-	case parseErr != nil:
-		if len(stats.BadSample) > 0 {
-			parseErr = fmt.Errorf("%w (e.g. %s)", parseErr, strings.Join(stats.BadSample, "; "))
-		}
+	case parseErr != nil: // a malformed feed's error quotes its bad lines
 		return r, fmt.Errorf("parse %s: %w", l.Name, parseErr)
 	case copyErr != nil:
 		return r, fmt.Errorf("load %s: %w", l.Name, copyErr)

@@ -3,10 +3,14 @@ package activities
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+
+	"github.com/tip-project/tip/internal/textcap"
 	"github.com/tip-project/tip/ipasn"
 )
 
@@ -26,6 +30,9 @@ type asnEntry struct {
 	loaded time.Time // when the table held was fetched or found unchanged
 	failed time.Time // when a fetch last failed
 	err    error     // why
+	// reported is the failure last logged: a table server that stays down, or a
+	// table that stays too large, is reported once, not at every retry.
+	reported string
 }
 
 // asnRetry is how long after a failed fetch the next is tried: the checks of
@@ -64,6 +71,7 @@ func (a *Activities) ASNTable(ctx context.Context, url string) (*ipasn.Table, er
 	case err != nil:
 		if ctx.Err() == nil { // a cancelled caller says nothing about the server
 			e.failed, e.err = time.Now(), err
+			asnReport(ctx, url, e, err)
 		}
 		if e.table != nil {
 			return e.table, nil
@@ -72,12 +80,42 @@ func (a *Activities) ASNTable(ctx context.Context, url string) (*ipasn.Table, er
 	case t != nil:
 		e.table, e.etag = t, etag
 	}
+	if e.reported != "" {
+		asnLogger(ctx).Info("ASN table loaded again", "url", url)
+		e.reported = ""
+	}
 	e.loaded = time.Now()
 	return e.table, nil
 }
 
+// asnReport logs a failure to load the table at url once, until it loads or
+// fails for another reason.
+func asnReport(ctx context.Context, url string, e *asnEntry, err error) {
+	if err.Error() == e.reported {
+		return
+	}
+	e.reported = err.Error()
+	held := "none: addresses go without origin ASNs"
+	if e.table != nil {
+		held = "the copy loaded " + e.loaded.UTC().Format(time.RFC3339)
+	}
+	asnLogger(ctx).Warn("ASN table unavailable", "url", url, "error", err, "serving", held)
+}
+
+// asnLogger is the activity's logger in an activity, and slog's otherwise (the CLI).
+func asnLogger(ctx context.Context) interface {
+	Info(string, ...any)
+	Warn(string, ...any)
+} {
+	if activity.IsActivity(ctx) {
+		return activity.GetLogger(ctx)
+	}
+	return slog.Default()
+}
+
 // fetchASNTable asks for the table at url, conditionally when e holds one; a nil
-// table without error means unchanged.
+// table without error means unchanged. The answer is read within a.asnLimits():
+// a table larger than they allow is refused, and the copy held serves on.
 func (a *Activities) fetchASNTable(ctx context.Context, url string, e *asnEntry) (*ipasn.Table, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -92,15 +130,26 @@ func (a *Activities) fetchASNTable(ctx context.Context, url string, e *asnEntry)
 		return nil, "", fmt.Errorf("asn table %s: %w", url, err)
 	}
 	defer resp.Body.Close()
+	lim := a.asnLimits()
 	switch {
 	case resp.StatusCode == http.StatusNotModified && e.table != nil:
 		return nil, "", nil
 	case resp.StatusCode != http.StatusOK:
-		return nil, "", fmt.Errorf("asn table %s answers %s", url, resp.Status)
+		return nil, "", fmt.Errorf("asn table %s answers %s", url, textcap.Cap(resp.Status, 100))
+	case resp.ContentLength > lim.MaxInput:
+		return nil, "", fmt.Errorf("asn table %s: %w: %d bytes to download, more than %d (ipasn.Limits.MaxInput)", url, ipasn.ErrTooLarge, resp.ContentLength, lim.MaxInput)
 	}
-	t, _, err := ipasn.Load(resp.Body)
+	t, _, err := lim.Load(resp.Body)
 	if err != nil {
 		return nil, "", fmt.Errorf("asn table %s: %w", url, err)
 	}
-	return t, resp.Header.Get("ETag"), nil
+	etag := resp.Header.Get("ETag")
+	if len(etag) > 256 { // not a validator worth sending back
+		etag = ""
+	}
+	return t, etag, nil
 }
+
+// asnLimits are the bounds of an ASN table load: FluxConfig.ASNLimits, its zero
+// fields filled with ipasn's defaults.
+func (a *Activities) asnLimits() ipasn.Limits { return a.Flux.ASNLimits.WithDefaults() }

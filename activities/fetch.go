@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/internal/safehttp"
 	"github.com/tip-project/tip/storage"
 )
 
@@ -120,8 +121,14 @@ func (a *Activities) download(ctx context.Context, src catalog.Source, v validat
 	if v.lastModified != "" {
 		req.Header.Set("If-Modified-Since", v.lastModified)
 	}
-	resp, err := a.httpClient().Do(req)
-	if err != nil {
+	resp, err := a.client(src.AllowPrivate).Do(req)
+	var refused *safehttp.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		// A destination TIP does not download from: retrying cannot change it.
+		res.Status, res.Error = FetchFailed, refusal(src.URL, refused)
+		return nil
+	case err != nil:
 		return fmt.Errorf("fetch %s: %w", src.Name, err)
 	}
 	defer resp.Body.Close()
@@ -162,11 +169,31 @@ func (a *Activities) download(ctx context.Context, src catalog.Source, v validat
 	return nil
 }
 
-func (a *Activities) httpClient() *http.Client {
-	if a.HTTP != nil {
-		return a.HTTP
+// client is the HTTP client of a download: allowPrivate (its catalog's
+// allow_private) lets it connect to loopback and private addresses.
+func (a *Activities) client(allowPrivate bool) *http.Client {
+	a.httpOnce.Do(func() {
+		a.httpClients = [2]*http.Client{safehttp.NewClient(safehttp.Options{}), safehttp.NewClient(safehttp.Options{AllowPrivate: true})}
+	})
+	if allowPrivate {
+		return a.httpClients[1]
 	}
-	return http.DefaultClient
+	return a.httpClients[0]
+}
+
+// httpClient is the client of the ASN tables (flux.asn_table, a spam catalog's
+// asn_table), which one worker-wide cache holds by URL: their allowance is
+// TIP's configuration's (flux.asn_table_allow_private), not a catalog's.
+func (a *Activities) httpClient() *http.Client { return a.client(a.ASNTableAllowPrivate) }
+
+// refusal says why the download of rawURL was not made, and how a catalog
+// allows it when the destination may be on the operator's own network.
+func refusal(rawURL string, refused *safehttp.RefusedError) string {
+	msg := rawURL + ": " + refused.Reason
+	if refused.Private {
+		msg += " (allow_private in the catalog lets a source reach loopback and private addresses)"
+	}
+	return msg
 }
 
 // progressReader heartbeats the bytes read so far, at most once a second.

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/internal/testenv"
+	"github.com/tip-project/tip/lab"
 	labfeeds "github.com/tip-project/tip/lab/feeds"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/storage"
@@ -32,7 +35,8 @@ func newActivities(t *testing.T) *Activities {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	return &Activities{DB: db, Blobs: blobs}
+	// The tests' ASN tables are served on loopback.
+	return &Activities{DB: db, Blobs: blobs, ASNTableAllowPrivate: true}
 }
 
 func fetch(t *testing.T, a *Activities, src catalog.Source) (FetchResult, error) {
@@ -42,7 +46,7 @@ func fetch(t *testing.T, a *Activities, src catalog.Source) (FetchResult, error)
 
 func labSource(srv *httptest.Server, name, path string) catalog.Source {
 	return catalog.Source{Name: name, URL: srv.URL + path, Format: "spamhaus-drop", Type: "cidr", Enabled: true,
-		Prior: 0.9, Timeout: 10 * time.Second, SizeLimit: 64 << 20}
+		Prior: 0.9, Timeout: 10 * time.Second, SizeLimit: 64 << 20, AllowPrivate: true}
 }
 
 func TestFetchStoresThenAsksConditionally(t *testing.T) {
@@ -180,5 +184,79 @@ func TestRateLimitSpacesEveryRequest(t *testing.T) {
 	}
 	if res.Status != FetchFailed || !strings.Contains(res.Error, "502") || !strings.Contains(res.Error, "no request before") || requests.Load() != 1 {
 		t.Fatalf("retried fetch = %+v after %d requests", res, requests.Load())
+	}
+}
+
+// A source reaches only public addresses unless its catalog allows private
+// ones: a feed on loopback, or one redirecting to the cloud metadata service,
+// ends the fetch as failed, saying why, without a request to it.
+func TestFetchRefusesPrivateDestinations(t *testing.T) {
+	a := newActivities(t)
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if r.URL.Path == "/moved" {
+			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/iam/security-credentials/", http.StatusFound)
+			return
+		}
+		io.WriteString(w, "1.2.3.0/24 ; SBL1\n")
+	}))
+	defer srv.Close()
+
+	src := labSource(srv, "on-loopback", "/drop.txt")
+	src.AllowPrivate = false
+	res, err := fetch(t, a, src)
+	if err != nil || res.Status != FetchFailed || !strings.Contains(res.Error, "127.0.0.1: loopback, not a public address") ||
+		!strings.Contains(res.Error, "allow_private") || requests.Load() != 0 {
+		t.Fatalf("a source on loopback = %+v, %v after %d requests", res, err, requests.Load())
+	}
+	mapped := src
+	mapped.Name, mapped.URL = "mapped", strings.Replace(srv.URL, "127.0.0.1", "[::ffff:127.0.0.1]", 1)+"/drop.txt"
+	if res, err := fetch(t, a, mapped); err != nil || res.Status != FetchFailed || !strings.Contains(res.Error, "loopback") || requests.Load() != 0 {
+		t.Fatalf("an IPv4-mapped loopback URL = %+v, %v after %d requests", res, err, requests.Load())
+	}
+
+	// The lab's catalog allows private destinations: the same feed loads.
+	src.AllowPrivate = true
+	if res, err := fetch(t, a, src); err != nil || res.Status != FetchChanged {
+		t.Fatalf("with allow_private = %+v, %v", res, err)
+	}
+	// Even so, a redirect to the cloud metadata service is refused.
+	moved := labSource(srv, "moved", "/moved")
+	res, err = fetch(t, a, moved)
+	if err != nil || res.Status != FetchFailed || !strings.Contains(res.Error, "169.254.169.254: the cloud metadata service") ||
+		strings.Contains(res.Error, "allow_private") {
+		t.Fatalf("a redirect to the metadata service = %+v, %v", res, err)
+	}
+}
+
+// The shipped lab catalog allows its feeds on loopback: each kind of download
+// it names (a feed, an allowlist) goes through.
+func TestLabCatalogReachesTheLab(t *testing.T) {
+	a := newActivities(t)
+	w := world.NewWorld(1)
+	clock := world.FixedClock(world.DefaultStart.Add(30 * time.Hour))
+	mux := http.NewServeMux()
+	mux.Handle("/feeds/", labfeeds.New(w, clock, labfeeds.Options{}).Handler())
+	mux.Handle("/allowlists/", lab.AllowlistHandler(w, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	data, err := os.ReadFile(filepath.Join("..", "config", "lab.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "lab.yaml")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(data), "http://127.0.0.1:8480", srv.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := catalog.Load(path, KnownFormat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed, _ := c.Source("spamhaus-drop")
+	for _, src := range []catalog.Source{feed, c.Allowlists[0]} {
+		if res, err := fetch(t, a, src); err != nil || res.Status != FetchChanged {
+			t.Errorf("%s: %+v, %v", src.Name, res, err)
+		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/feeds"
 	"github.com/tip-project/tip/flux"
+	"github.com/tip-project/tip/internal/textcap"
+	"github.com/tip-project/tip/ipasn"
 	"github.com/tip-project/tip/storage"
 )
 
@@ -27,7 +29,10 @@ type FluxResolver interface {
 
 // FluxConfig is what the flux activities need of TIP's configuration.
 type FluxConfig struct {
-	ASNTable  string        // iptoasn.com table URL
+	ASNTable string // iptoasn.com table URL
+	// ASNLimits bound every ASN table the worker loads (flux's and the spam
+	// catalog's); zero fields take ipasn's defaults.
+	ASNLimits ipasn.Limits
 	Allowlist string        // optional CDN allowlist file (flux.ParseAllowlist)
 	CoolDown  time.Duration // a benign domain is triaged again only when seen after this long
 	// TriageWait bounds the wait between a triage's two resolutions.
@@ -102,17 +107,22 @@ func NormalizeDomain(raw string) (string, bool) {
 	return ind.Value, err == nil && drop == ""
 }
 
+// MaxResolveResult bounds the JSON of ResolveDomains' result: AssessDomains takes
+// two of them, and stays under half of Temporal's 2 MB payload limit. A batch
+// of 100 ordinary domains takes about 100 KB; hostile answers shed detail to fit
+// (flux.ShedBatch) and say so.
+const MaxResolveResult = 512 << 10
+
 // ResolveDomains resolves each domain once, a few at a time, and annotates the
 // addresses with their origin AS. A domain that does not resolve is an
-// observation with status error, not a failure of the activity.
+// observation with status error, not a failure of the activity; without an ASN
+// table the observations say why they carry no ASNs (flux.Observation.NoASN).
+// The result stays within MaxResolveResult.
 func (a *Activities) ResolveDomains(ctx context.Context, domains []string) ([]flux.Observation, error) {
 	if a.Resolver == nil {
 		return nil, errors.New("resolve: the worker has no DNS resolver configured")
 	}
-	asns, err := a.ASNTable(ctx, a.Flux.ASNTable)
-	if err != nil {
-		return nil, err
-	}
+	asns, noASN := a.fluxASNs(ctx)
 	out := make([]flux.Observation, len(domains))
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
@@ -120,24 +130,52 @@ func (a *Activities) ResolveDomains(ctx context.Context, domains []string) ([]fl
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			out[i] = a.resolve(ctx, d, asns)
+			out[i] = a.resolve(ctx, d, asns, noASN)
 		})
 		if i%50 == 0 && activity.IsActivity(ctx) {
 			activity.RecordHeartbeat(ctx, i)
 		}
 	}
 	wg.Wait()
+	if n := flux.ShedBatch(out, MaxResolveResult); n > 0 {
+		asnLogger(ctx).Info("resolutions shed detail to fit the result's size bound", "observations", n, "bound", MaxResolveResult)
+	}
 	return out, ctx.Err()
 }
 
-// resolve is one resolution as an observation, annotated when a table is held.
-func (a *Activities) resolve(ctx context.Context, domain string, asns flux.ASLookup) flux.Observation {
+// fluxASNs is the table flux annotates addresses with or, when there is none,
+// nil and why: resolution goes on without origin ASNs, and what needs them says
+// so. A table that does not load is reported by ASNTable, one not configured
+// once by each Activities (a worker, a CLI run).
+func (a *Activities) fluxASNs(ctx context.Context) (flux.ASLookup, string) {
+	if a.Flux.ASNTable == "" {
+		a.asnUnset.Do(func() {
+			asnLogger(ctx).Warn("ASN table unavailable: flux.asn_table is not set; flux addresses go without origin ASNs")
+		})
+		return nil, "ASN table unavailable: flux.asn_table is not set"
+	}
+	t, err := a.ASNTable(ctx, a.Flux.ASNTable)
+	if err != nil {
+		return nil, textcap.Cap("ASN table unavailable: "+err.Error(), 300)
+	}
+	if t == nil { // a nil *ipasn.Table in the interface would not be nil
+		return nil, "ASN table unavailable"
+	}
+	return t, ""
+}
+
+// resolve is one resolution as an observation: annotated when a table is held;
+// otherwise, when it holds addresses, marked with noASN, why not.
+func (a *Activities) resolve(ctx context.Context, domain string, asns flux.ASLookup, noASN string) flux.Observation {
 	o, err := a.Resolver.Observe(ctx, domain)
 	if err != nil {
-		o = flux.Observation{Domain: domain, At: time.Now().UTC(), Status: flux.Failed, Error: err.Error()}
+		o = flux.Observation{Domain: domain, At: time.Now().UTC(), Status: flux.Failed, Error: textcap.Cap(err.Error(), flux.MaxDetail)}
 	}
-	if asns != nil {
+	switch {
+	case asns != nil:
 		o.Annotate(asns)
+	case len(o.A)+len(o.AAAA)+len(o.NS) > 0:
+		o.NoASN = noASN
 	}
 	return o
 }
@@ -223,16 +261,14 @@ func (a *Activities) CheckDomain(ctx context.Context, in CheckInput) (flux.Obser
 	if a.Resolver == nil {
 		return flux.Observation{}, errors.New("check: the worker has no DNS resolver configured")
 	}
-	asns, err := a.ASNTable(ctx, a.Flux.ASNTable)
-	if err != nil {
-		asns = nil // attribution waits for the table; the check does not
-	}
-	o := a.resolve(ctx, in.Domain, asns)
+	// Attribution waits for the table; the check does not.
+	asns, noASN := a.fluxASNs(ctx)
+	o := a.resolve(ctx, in.Domain, asns, noASN)
 	late := time.Duration(0)
 	if !in.Due.IsZero() {
 		late = max(o.At.Sub(in.Due), 0)
 	}
-	err = a.fluxWriter().write(ctx, storage.FluxWrite{Obs: o, State: in.State, Summary: in.Summary, Late: late, Due: in.Due})
+	err := a.fluxWriter().write(ctx, storage.FluxWrite{Obs: o, State: in.State, Summary: in.Summary, Late: late, Due: in.Due})
 	return o, err
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/feeds"
+	"github.com/tip-project/tip/internal/textcap"
 	"github.com/tip-project/tip/storage"
 )
 
@@ -62,8 +62,17 @@ func ParserOptions(s catalog.Source) feeds.Options {
 // LoadSource parses the fetched content straight from S3 into a staging table with
 // COPY and merges it into the listings in one transaction, together with the new
 // validators and the run's record. Non-loading outcomes (unchanged, dead, failed)
-// are recorded too. A retry of a committed load returns the recorded result.
+// are recorded too. A retry of a committed load returns the recorded result. The
+// result's error text and the error returned are capped at
+// storage.MaxErrorText: both may quote the feed, and both travel in Temporal
+// payloads (refused above 2 MB) into every refresh's summary.
 func (a *Activities) LoadSource(ctx context.Context, in LoadInput) (LoadResult, error) {
+	res, err := a.loadSource(ctx, in)
+	res.Error = storage.ErrorText(res.Error)
+	return res, textcap.Error(err, storage.MaxErrorText)
+}
+
+func (a *Activities) loadSource(ctx context.Context, in LoadInput) (LoadResult, error) {
 	res := LoadResult{Source: in.Source.Name}
 	if in.Fetch.Status == FetchNotDue || in.Fetch.Status == FetchRateLimited {
 		res.Status, res.Error = RunSkipped, in.Fetch.Error
@@ -117,10 +126,8 @@ func (a *Activities) LoadSource(ctx context.Context, in LoadInput) (LoadResult, 
 	}
 	switch {
 	case parseErr != nil && (errors.Is(parseErr, feeds.ErrMalformed) || errors.Is(parseErr, feeds.ErrUnknownFormat)):
+		// The error names the count of bad lines and quotes their samples.
 		res.Status, res.Error = RunMalformed, parseErr.Error()
-		if len(stats.BadSample) > 0 {
-			res.Error += " (e.g. " + strings.Join(stats.BadSample, "; ") + ")"
-		}
 		tx.Rollback(ctx) //nolint:errcheck
 		return res, a.recordOutcome(ctx, in, res, true)
 	case copyErr != nil:
@@ -292,7 +299,7 @@ func insertRun(ctx context.Context, tx pgx.Tx, in LoadInput, res LoadResult) err
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (source, run_key) DO NOTHING`,
 		in.Source.Name, in.RunKey, in.Fetch.StartedAt, res.Status, in.Fetch.HTTPStatus, in.Fetch.Bytes, in.Fetch.SHA256,
-		res.Entries, res.Added, res.Removed, res.Bad, res.Dropped, res.Error)
+		res.Entries, res.Added, res.Removed, res.Bad, res.Dropped, storage.ErrorText(res.Error))
 	if err != nil {
 		return fmt.Errorf("record run of %s: %w", in.Source.Name, err)
 	}

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -71,7 +72,7 @@ func TestLoadMatchesTheLabAcrossDaysAndRetries(t *testing.T) {
 	srv := httptest.NewServer(lab.Handler())
 	defer srv.Close()
 	src := catalog.Source{Name: "feodo-ipblocklist", URL: srv.URL + "/feeds/feodotracker/ipblocklist.txt", Format: "feodo-txt",
-		Type: "ipv4", Enabled: true, Prior: 0.9, Timeout: 10 * time.Second, SizeLimit: 64 << 20}
+		Type: "ipv4", Enabled: true, Prior: 0.9, Timeout: 10 * time.Second, SizeLimit: 64 << 20, AllowPrivate: true}
 
 	f1, r1 := fetchAndLoad(t, a, src, "day1")
 	want := truthValues(lab, "feodo-ipblocklist", clock.Now())
@@ -130,7 +131,8 @@ func TestLoadRecordsBrokenFeedsWithoutFailing(t *testing.T) {
 	srv := httptest.NewServer(lab.Handler())
 	defer srv.Close()
 	mk := func(name, path, format string) catalog.Source {
-		return catalog.Source{Name: name, URL: srv.URL + path, Format: format, Type: "ipv4", Enabled: true, Prior: 0.6, Timeout: 10 * time.Second, SizeLimit: 64 << 20}
+		return catalog.Source{Name: name, URL: srv.URL + path, Format: format, Type: "ipv4", Enabled: true, Prior: 0.6, Timeout: 10 * time.Second, SizeLimit: 64 << 20,
+			AllowPrivate: true}
 	}
 	cases := []struct {
 		src    catalog.Source
@@ -171,6 +173,57 @@ func TestLoadRecordsBrokenFeedsWithoutFailing(t *testing.T) {
 	a.DB.Pool.QueryRow(ctx, `SELECT entries FROM source_runs WHERE source = 'blocklistde-ssh'`).Scan(&entries)
 	if entries == 0 {
 		t.Error("truncated feed: nothing loaded")
+	}
+}
+
+// TestLoadBoundsErrorText: a feed with a few bad lines of 65 KB, and a fetch
+// error of a megabyte, give a result and a source_runs row of a few kilobytes at
+// most that still say how many lines were bad and show one.
+func TestLoadBoundsErrorText(t *testing.T) {
+	ctx := context.Background()
+	a := newActivities(t)
+	bad := strings.Repeat("\xff", 65_000)
+	body := "1.2.3.4\n" + strings.Repeat(bad+"\n", 5) + "5.6.7.8\n"
+	blob, err := a.Blobs.PutBytes(ctx, []byte(body), storage.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := catalog.Source{Name: "bad-lines", URL: "http://feeds.invalid/x", Format: "ip-list", Type: "ipv4", Enabled: true, Prior: 0.5}
+	for _, c := range []struct {
+		name  string
+		fetch FetchResult
+		want  []string
+	}{
+		{"malformed", FetchResult{Source: src.Name, Status: FetchChanged, SHA256: blob.SHA256, Bytes: blob.Size, HTTPStatus: 200},
+			[]string{"5 of 7 data lines bad", "line 2: "}},
+		{"failed fetch", FetchResult{Source: src.Name, Status: FetchFailed, HTTPStatus: 500, Error: "HTTP 500: " + strings.Repeat("<p>oops</p>", 100_000)},
+			[]string{"HTTP 500: <p>oops</p>", "more bytes)"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := runActivity[LoadResult](t, a, a.LoadSource, LoadInput{Source: src, Fetch: c.fetch, RunKey: c.name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			payload, _ := json.Marshal(res)
+			var recorded string
+			if err := a.DB.Pool.QueryRow(ctx, `SELECT error FROM source_runs WHERE source = $1 AND run_key = $2`, src.Name, c.name).Scan(&recorded); err != nil {
+				t.Fatal(err)
+			}
+			// JSON escapes a byte in up to 6 ("<" is \u003c), so the payload
+			// stays within a few times the capped text.
+			if len(res.Error) > storage.MaxErrorText || len(recorded) > storage.MaxErrorText || len(payload) > 16<<10 {
+				t.Errorf("error of %d bytes in a result of %d, recorded error of %d bytes", len(res.Error), len(payload), len(recorded))
+			}
+			for _, w := range c.want {
+				if !strings.Contains(res.Error, w) || !strings.Contains(recorded, w) {
+					t.Errorf("error %.300q… does not say %q", res.Error, w)
+				}
+			}
+			if strings.Count(res.Error, "line 2: ") > 1 {
+				t.Errorf("the samples are quoted twice: %.300q…", res.Error)
+			}
+			t.Logf("%s: error of %d bytes in a result of %d, recorded error %d bytes", c.name, len(res.Error), len(payload), len(recorded))
+		})
 	}
 }
 

@@ -1,8 +1,10 @@
 package activities
 
 import (
+	"log/slog"
 	"testing"
 
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tip-project/tip/internal/testenv"
@@ -14,7 +16,17 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // (heartbeats and activity info work as on a worker) and decodes its result.
 func runActivity[T any](t *testing.T, a *Activities, fn any, args ...any) (T, error) {
 	t.Helper()
+	return runLogged[T](t, nil, a, fn, args...)
+}
+
+// runLogged runs one activity in a test environment, logging to logger (nil: the
+// test suite's default logger).
+func runLogged[T any](t *testing.T, logger *slog.Logger, a *Activities, fn any, args ...any) (T, error) {
+	t.Helper()
 	var s testsuite.WorkflowTestSuite
+	if logger != nil {
+		s.SetLogger(log.NewStructuredLogger(logger))
+	}
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(a)
 	var out T

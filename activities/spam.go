@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/internal/safehttp"
 	"github.com/tip-project/tip/ipasn"
 	"github.com/tip-project/tip/mail"
 	"github.com/tip-project/tip/spamarchive"
@@ -98,8 +99,12 @@ func (a *Activities) ListSpamArchives(ctx context.Context, src catalog.SpamArchi
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "BadURL", err)
 	}
 	req.Header.Set("User-Agent", userAgent)
-	resp, err := a.httpClient().Do(req)
-	if err != nil {
+	resp, err := a.client(src.AllowPrivate).Do(req)
+	var refused *safehttp.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		return nil, temporal.NewNonRetryableApplicationError("archive index "+refusal(src.Index, refused), "Refused", err)
+	case err != nil:
 		return nil, fmt.Errorf("archive index %s: %w", src.Index, err)
 	}
 	defer resp.Body.Close()
@@ -141,10 +146,18 @@ type IngestResult struct {
 	Domains   []string `json:"domains,omitempty"`
 	SenderIPs []string `json:"sender_ips,omitempty"`
 	Bytes     int64    `json:"bytes"`
+	// Refused counts the mails a mailbox's server offered that were not taken
+	// (larger than asked for); RefusedSample says which and why, the first
+	// maxRefusedSample of them. Their UIDs are passed: they are not asked for again.
+	Refused       int      `json:"refused,omitempty"`
+	RefusedSample []string `json:"refused_sample,omitempty"`
 }
 
 // maxEventItems bounds the domains and addresses one ingest reports.
 const maxEventItems = 5000
+
+// maxRefusedSample bounds the refusals one poll reports by name.
+const maxRefusedSample = 10
 
 // IngestSpamArchive fetches one archive (conditionally; kept in S3 under its
 // SHA-256) and ingests every member not ingested before: the raw mail into S3 under
@@ -163,7 +176,7 @@ func (a *Activities) IngestSpamArchive(ctx context.Context, in ArchiveIngestInpu
 		return res, err
 	}
 	var f FetchResult
-	src := catalog.Source{Name: in.Archive.Name, URL: in.Archive.URL, Timeout: 30 * time.Minute, SizeLimit: 8 << 30}
+	src := catalog.Source{Name: in.Archive.Name, URL: in.Archive.URL, Timeout: 30 * time.Minute, SizeLimit: 8 << 30, AllowPrivate: in.Source.AllowPrivate}
 	if err := a.download(ctx, src, validators{row.ETag, row.LastModified, row.SHA}, &f); err != nil {
 		return res, err
 	}
@@ -385,9 +398,20 @@ func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res I
 	rec := a.newSpamRecorder(cfg, asn, &res)
 	_, _, err = spamimap.Poll(ctx, box, spamimap.Cursor{UIDValidity: v, LastUID: last}, spamimap.Options{MaxSize: cfg.Limits.MaxSize},
 		func(batch []spamimap.Mail, next spamimap.Cursor) error {
+			fetched := 0
 			for _, m := range batch {
-				truncated := cfg.Limits.MaxSize > 0 && int64(m.Size) > cfg.Limits.MaxSize
-				if _, err := rec.add(fmt.Sprintf("%d:%d", next.UIDValidity, m.UID), m.Raw, truncated); err != nil {
+				name := fmt.Sprintf("%d:%d", next.UIDValidity, m.UID)
+				if m.Refused != "" {
+					res.Refused++
+					if len(res.RefusedSample) < maxRefusedSample {
+						res.RefusedSample = append(res.RefusedSample, "UID "+name+": "+m.Refused)
+					}
+					activity.GetLogger(ctx).Warn("IMAP message refused", "mailbox", box.Name, "uid", name, "reason", m.Refused)
+					continue
+				}
+				fetched++
+				truncated := cfg.Limits.MaxSize > 0 && m.Size > cfg.Limits.MaxSize
+				if _, err := rec.add(name, m.Raw, truncated); err != nil {
 					return err
 				}
 			}
@@ -395,8 +419,8 @@ func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res I
 			if err := rec.flush(ctx); err != nil {
 				return err
 			}
-			res.Members += len(batch)
-			if err := a.DB.SetIMAPCursor(ctx, box.Name, next.UIDValidity, next.LastUID, len(batch)); err != nil {
+			res.Members += fetched
+			if err := a.DB.SetIMAPCursor(ctx, box.Name, next.UIDValidity, next.LastUID, fetched); err != nil {
 				return err
 			}
 			heartbeat(ctx, res.Members)
@@ -406,7 +430,7 @@ func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res I
 		return res, err
 	}
 	res.Status = "ingested"
-	if res.Members == 0 {
+	if res.Members == 0 && res.Refused == 0 {
 		res.Status = FetchUnchanged
 	}
 	rec.done()

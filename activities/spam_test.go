@@ -8,12 +8,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/spamimap/imaptest"
 )
 
 // spamLab serves a lab world's spam archive and ASN table, and writes a spam
@@ -184,5 +186,39 @@ func TestPollMailboxReadsTheSecretFromTheCatalogAndOnlyNewMail(t *testing.T) {
 	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_sightings WHERE origin = 'imap:trap'`).Scan(&seen)
 	if seen != delivered+more {
 		t.Fatalf("%d sightings, want %d", seen, delivered+more)
+	}
+}
+
+// A mailbox whose server answers a partial fetch with a 300 MiB literal: that
+// message is refused and recorded as such with its UID, the others stored, and
+// the cursor moves past it so the next poll does not ask for it again.
+func TestPollMailboxRecordsRefusedMail(t *testing.T) {
+	ctx := context.Background()
+	a := newActivities(t)
+	l := newSpamLab(t, 600)
+	msgs := l.Sent()[:3]
+	srv := imaptest.NewServer(t, imaptest.Options{Mails: map[uint32]string{1: string(msgs[0].Raw), 3: string(msgs[1].Raw), 4: string(msgs[2].Raw)},
+		Huge: map[uint32]int64{2: 300 << 20}})
+	y, _ := os.ReadFile(l.catalog)
+	y = append(y, fmt.Sprintf("mailboxes:\n  - {name: hostile, address: %q, tls: none, username: trap, password: pw, trap: all, interval: 1h}\n", srv.Addr())...)
+	os.WriteFile(l.catalog, y, 0o644)
+	a.SpamCatalogPath = l.catalog
+	plan, err := runActivity[SpamPlan](t, a, a.ReadSpamCatalog)
+	if err != nil || len(plan.Mailboxes) != 1 {
+		t.Fatalf("plan %+v, %v", plan, err)
+	}
+	res, err := runActivity[IngestResult](t, a, a.PollMailbox, plan.Mailboxes[0])
+	if err != nil || res.Members != 3 || res.New != 3 || res.Refused != 1 || len(res.RefusedSample) != 1 || res.Status != "ingested" {
+		t.Fatalf("poll %+v, %v", res, err)
+	}
+	if want := fmt.Sprintf("UID %d:2: the server answered with 314572800 bytes", imaptest.UIDValidity); !strings.HasPrefix(res.RefusedSample[0], want) {
+		t.Errorf("refusal %q, want it to start %q", res.RefusedSample[0], want)
+	}
+	if v, last, err := a.DB.IMAPCursor(ctx, "hostile"); err != nil || v != imaptest.UIDValidity || last != 4 {
+		t.Fatalf("cursor %d:%d, %v", v, last, err)
+	}
+	a.DB.Pool.Exec(ctx, `UPDATE collector_runs SET last_run = last_run - interval '2 hours'`)
+	if again, err := runActivity[IngestResult](t, a, a.PollMailbox, plan.Mailboxes[0]); err != nil || again.Members != 0 || again.Refused != 0 || again.Status != FetchUnchanged {
+		t.Fatalf("next poll %+v, %v", again, err)
 	}
 }

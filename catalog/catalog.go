@@ -35,6 +35,10 @@ type Source struct {
 	// Top keeps only the first Top entries of an allowlist (a top-sites ranking is
 	// benign only near its head); 0 keeps all. Allowlists only.
 	Top int `json:"top,omitempty"`
+	// AllowPrivate lets the download reach loopback, private and link-local
+	// addresses (the lab, a mirror on the LAN), directly or by a redirect; by
+	// default only public addresses are connected to.
+	AllowPrivate bool `json:"allow_private,omitempty"`
 }
 
 // Parser holds the options of the generic parser (and overrides for the others).
@@ -120,9 +124,15 @@ func Parse(path string, data []byte, knownFormat func(string) bool) (*Catalog, e
 	doc := root.Content[0]
 	defaults := Source{Enabled: true, Prior: 0.5, Interval: time.Hour, RateLimit: 0, Timeout: 60 * time.Second, SizeLimit: 1 << 30}
 	var sourcesNode, allowNode *yaml.Node
+	allowPrivate := false
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		k, v := doc.Content[i], doc.Content[i+1]
 		switch k.Value {
+		case "allow_private":
+			var err error
+			if allowPrivate, err = boolValue(v); err != nil {
+				return nil, &Error{path, v.Line, k.Value, err.Error()}
+			}
 		case "defaults":
 			if err := p.fields(v, "defaults", &defaults, true); err != nil {
 				return nil, err
@@ -132,7 +142,7 @@ func Parse(path string, data []byte, knownFormat func(string) bool) (*Catalog, e
 		case "allowlists":
 			allowNode = v
 		default:
-			return nil, &Error{path, k.Line, k.Value, "unknown key (want defaults, sources or allowlists)"}
+			return nil, &Error{path, k.Line, k.Value, "unknown key (want allow_private, defaults, sources or allowlists)"}
 		}
 	}
 	if sourcesNode == nil || sourcesNode.Kind != yaml.SequenceNode {
@@ -201,7 +211,24 @@ func Parse(path string, data []byte, knownFormat func(string) bool) (*Catalog, e
 			c.Allowlists = append(c.Allowlists, s)
 		}
 	}
+	if allowPrivate {
+		for i := range c.Sources {
+			c.Sources[i].AllowPrivate = true
+		}
+		for i := range c.Allowlists {
+			c.Allowlists[i].AllowPrivate = true
+		}
+	}
 	return c, nil
+}
+
+// boolValue reads a YAML boolean scalar.
+func boolValue(v *yaml.Node) (bool, error) {
+	b, err := strconv.ParseBool(v.Value)
+	if v.Kind != yaml.ScalarNode || err != nil {
+		return false, errors.New("want true or false")
+	}
+	return b, nil
 }
 
 // formatType is the indicator type a format's name implies for an allowlist.
@@ -234,6 +261,8 @@ func (p *parser) fields(n *yaml.Node, prefix string, s *Source, defaults bool) e
 			switch k.Value {
 			case "name", "url", "format", "type":
 				return bad("cannot have a default")
+			case "allow_private":
+				return bad("cannot have a default: set allow_private at the top of the catalog for every source")
 			}
 		}
 		if k.Value != "parser" && v.Kind != yaml.ScalarNode {
@@ -269,10 +298,9 @@ func (p *parser) fields(n *yaml.Node, prefix string, s *Source, defaults bool) e
 		case "timeout":
 			s.Timeout, err = duration(v.Value, time.Second)
 		case "enabled":
-			s.Enabled, err = strconv.ParseBool(v.Value)
-			if err != nil {
-				err = errors.New("want true or false")
-			}
+			s.Enabled, err = boolValue(v)
+		case "allow_private":
+			s.AllowPrivate, err = boolValue(v)
 		case "prior":
 			if p.allowlist {
 				return &Error{p.file, k.Line, field, "an allowlist has no prior: it is not a source of indicators"}

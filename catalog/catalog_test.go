@@ -111,11 +111,59 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		"allowlist dup":   {head + "allowlists:\n  - {name: a, url: \"https://x.org/t\", format: ip-list}\n", "x.yaml:7: allowlists[0].name: \"a\" is already used at line 2"},
 		"allowlist prior": {head + "allowlists:\n  - {name: t, url: \"https://x.org/t\", format: ip-list, prior: 1}\n", "allowlists[0].prior: an allowlist has no prior"},
 		"source top":      {head + "    top: 5\n", "x.yaml:6: sources[0].top: only allowlists"},
+		"private default": {"defaults: {allow_private: true}\n" + head, "x.yaml:1: defaults.allow_private: cannot have a default: set allow_private at the top"},
+		"private value":   {head + "    allow_private: sometimes\n", "x.yaml:6: sources[0].allow_private: want true or false"},
+		"private top":     {"allow_private: [yes]\n" + head, "x.yaml:1: allow_private: want true or false"},
 	}
 	for name, c := range cases {
 		_, err := Parse("x.yaml", []byte(c.yaml), known)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want it to contain %q", name, err, c.want)
+		}
+	}
+}
+
+// Private destinations are refused unless a source, or the catalog as a
+// whole (the lab's), allows them.
+func TestAllowPrivate(t *testing.T) {
+	sources := `sources:
+  - {name: public, url: "https://example.net/a.txt", format: ip-list, type: ipv4}
+  - {name: mirror, url: "http://10.1.2.3/a.txt", format: ip-list, type: ipv4, allow_private: true}
+allowlists:
+  - {name: ranks, url: "https://example.net/top.csv.zip", format: tranco-csv-zip}
+`
+	c, err := Parse("x.yaml", []byte(sources), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sources[0].AllowPrivate || !c.Sources[1].AllowPrivate || c.Allowlists[0].AllowPrivate {
+		t.Errorf("per source: %+v, allowlists %+v", c.Sources, c.Allowlists)
+	}
+	c, err = Parse("x.yaml", []byte("allow_private: true\n"+sources), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range append(c.Sources, c.Allowlists...) {
+		if !s.AllowPrivate {
+			t.Errorf("%s: the catalog allows private destinations, the source does not", s.Name)
+		}
+	}
+	lab, err := Load(filepath.Join("..", "config", "lab.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, err := Load(filepath.Join("..", "config", "sources.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range append(lab.Sources, lab.Allowlists...) {
+		if !s.AllowPrivate {
+			t.Errorf("lab.yaml: %s may not reach the lab on loopback", s.Name)
+		}
+	}
+	for _, s := range append(real.Sources, real.Allowlists...) {
+		if s.AllowPrivate {
+			t.Errorf("sources.yaml: %s may reach private addresses", s.Name)
 		}
 	}
 }

@@ -113,6 +113,10 @@ type SpamArchive struct {
 	Trap     string        `json:"trap"`
 	Interval time.Duration `json:"interval"`
 	Enabled  bool          `json:"enabled"`
+	// AllowPrivate lets the index and the archives it lists be downloaded from
+	// loopback, private and link-local addresses (the lab's); by default only
+	// public addresses are connected to.
+	AllowPrivate bool `json:"allow_private,omitempty"`
 }
 
 // Mailbox is an IMAP spamtrap mailbox.
@@ -193,9 +197,15 @@ func ParseSpam(path string, data []byte) (*Spam, error) {
 	doc := root.Content[0]
 	names := map[string]int{}
 	var archives, mailboxes, agents *yaml.Node
+	allowPrivate := false
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		k, v := doc.Content[i], doc.Content[i+1]
 		switch k.Value {
+		case "allow_private":
+			var err error
+			if allowPrivate, err = boolValue(v); err != nil {
+				return nil, &Error{path, v.Line, k.Value, err.Error()}
+			}
 		case "asn_table":
 			if _, err := httpURL(v.Value); err != nil {
 				return nil, &Error{path, v.Line, "asn_table", err.Error()}
@@ -223,7 +233,7 @@ func ParseSpam(path string, data []byte) (*Spam, error) {
 		case "agents":
 			agents = v
 		default:
-			return nil, &Error{path, k.Line, k.Value, "unknown key (want asn_table, traps, archives, mailboxes or agents)"}
+			return nil, &Error{path, k.Line, k.Value, "unknown key (want allow_private, asn_table, traps, archives, mailboxes or agents)"}
 		}
 	}
 	if len(s.Traps) == 0 {
@@ -243,14 +253,16 @@ func ParseSpam(path string, data []byte) (*Spam, error) {
 			field := fmt.Sprintf("archives[%d]", j)
 			a := SpamArchive{Interval: 6 * time.Hour, Enabled: true}
 			if err := fieldsOf(path, field, n, map[string]func(*yaml.Node) error{
-				"name":     func(v *yaml.Node) error { return setName(&a.Name, v) },
-				"index":    func(v *yaml.Node) error { _, err := httpURL(v.Value); a.Index = v.Value; return err },
-				"trap":     func(v *yaml.Node) error { a.Trap = v.Value; return nil },
-				"interval": func(v *yaml.Node) (err error) { a.Interval, err = duration(v.Value, time.Minute); return },
-				"enabled":  func(v *yaml.Node) error { return v.Decode(&a.Enabled) },
+				"name":          func(v *yaml.Node) error { return setName(&a.Name, v) },
+				"index":         func(v *yaml.Node) error { _, err := httpURL(v.Value); a.Index = v.Value; return err },
+				"trap":          func(v *yaml.Node) error { a.Trap = v.Value; return nil },
+				"interval":      func(v *yaml.Node) (err error) { a.Interval, err = duration(v.Value, time.Minute); return },
+				"enabled":       func(v *yaml.Node) error { return v.Decode(&a.Enabled) },
+				"allow_private": func(v *yaml.Node) (err error) { a.AllowPrivate, err = boolValue(v); return },
 			}, "name", "index", "trap"); err != nil {
 				return nil, err
 			}
+			a.AllowPrivate = a.AllowPrivate || allowPrivate
 			if err := trapRef(n, field, a.Trap); err != nil {
 				return nil, err
 			}

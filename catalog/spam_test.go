@@ -74,6 +74,8 @@ func TestSpamCatalogErrors(t *testing.T) {
 		"agent bad pin":    {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T, fingerprint: abcd}\n", "agents[0].fingerprint: \"abcd\": want the certificate's SHA-256"},
 		"agent no pin":     {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T}\n", "agents[0].fingerprint: give one of fingerprint"},
 		"agent two pins":   {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T, certificate_file: c.pem, fingerprint: \"" + strings.Repeat("ab", 32) + "\"}\n", "agents[0].fingerprint: give one of fingerprint"},
+		"private value":    {head + "archives:\n  - {name: a, index: \"https://x.org/\", trap: t, allow_private: 1x}\n", "x.yaml:5: archives[0].allow_private: want true or false"},
+		"private top":      {"allow_private: maybe\n" + head, "x.yaml:1: allow_private: want true or false"},
 		"agent two tokens": {head + "agents:\n  - {name: a, url: \"https://mx.x.org:8443\", token_env: T, token_file: t.token, fingerprint: \"ab:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd:cd\"}\n", "agents[0].token_env: give one of token_env, token_file and token"},
 	} {
 		_, err := ParseSpam("x.yaml", []byte(c.yaml))
@@ -234,5 +236,42 @@ func TestAgentTokenFileAndSetAgent(t *testing.T) {
 	}
 	if again, _ := os.ReadFile(p); string(again) != string(after) {
 		t.Error("a refused SetAgent changed the file")
+	}
+}
+
+// An archive reaches private addresses only when it, or the catalog as a whole
+// (the lab's), allows them.
+func TestSpamAllowPrivate(t *testing.T) {
+	body := `traps:
+  - {name: t, mx: [mx.example.org]}
+archives:
+  - {name: public, index: "https://x.org/spam/", trap: t}
+  - {name: mirror, index: "http://192.168.1.5/spam/", trap: t, allow_private: true}
+`
+	s, err := ParseSpam("x.yaml", []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Archives[0].AllowPrivate || !s.Archives[1].AllowPrivate {
+		t.Errorf("per archive: %+v", s.Archives)
+	}
+	// The key may come after the archives: it applies to all of them.
+	s, err = ParseSpam("x.yaml", []byte(body+"allow_private: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Archives[0].AllowPrivate || !s.Archives[1].AllowPrivate {
+		t.Errorf("catalog-wide: %+v", s.Archives)
+	}
+	for name, want := range map[string]bool{"spam.yaml": false, "spam-lab.yaml": true} {
+		c, err := LoadSpam(filepath.Join("..", "config", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range c.Archives {
+			if a.AllowPrivate != want {
+				t.Errorf("%s: archive %s allows private destinations: %v, want %v", name, a.Name, a.AllowPrivate, want)
+			}
+		}
 	}
 }

@@ -1,10 +1,11 @@
 // Package feeds parses public blacklist feeds — Spamhaus DROP and ASN-DROP,
 // abuse.ch Feodo Tracker, URLhaus and SSLBL, blocklist.de-style IP lists, DShield,
 // OpenPhish, PhishTank, FireHOL netsets, hosts files and a configurable generic
-// layout — into normalised indicators. Parsing streams in constant memory and
-// tolerates what real feeds do: comments, banners, CRLF, a UTF-8 byte order mark,
-// trailing spaces, blank lines, IPv6 where IPv4 was expected, a header row that
-// moved. It is plain Go: no network, no Temporal.
+// layout — into normalised indicators. Parsing streams in constant memory (a
+// line, a JSON token, a JSON record and its nesting are bounded; what exceeds a
+// bound is a bad line) and tolerates what real feeds do: comments, banners,
+// CRLF, a UTF-8 byte order mark, trailing spaces, blank lines, IPv6 where IPv4
+// was expected, a header row that moved. It is plain Go: no network, no Temporal.
 package feeds
 
 import (

@@ -3,7 +3,7 @@ package feeds
 import (
 	"archive/zip"
 	"bufio"
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -85,34 +85,45 @@ func spamhausASNDrop(p *parser, line string) error {
 	return p.add(ASN, strings.TrimSpace(v), Indicator{Ref: strings.TrimSpace(name)})
 }
 
+// The members the JSON formats read.
+var (
+	dropJSONFields    = []string{"type", "cidr", "sblid"}
+	asnDropJSONFields = []string{"type", "asn", "asname"}
+	feodoJSONFields   = []string{"ip_address", "port", "malware"}
+)
+
 func spamhausDropJSON(p *parser, line string) error {
-	var rec struct {
-		Type  string `json:"type"`
-		CIDR  string `json:"cidr"`
-		SBLID string `json:"sblid"`
+	v, err := p.jsonLine(line, dropJSONFields)
+	if err != nil {
+		return err
 	}
-	if err := json.Unmarshal([]byte(line), &rec); err != nil {
-		return fmt.Errorf("bad JSON: %v", err)
+	typ, err1 := v[0].str("type")
+	cidr, err2 := v[1].str("cidr")
+	sbl, err3 := v[2].str("sblid")
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return err
 	}
-	if rec.Type == "metadata" {
+	if typ == "metadata" {
 		return errHeader
 	}
-	return p.add(CIDR, rec.CIDR, Indicator{Ref: rec.SBLID})
+	return p.add(CIDR, cidr, Indicator{Ref: sbl})
 }
 
 func spamhausASNDropJSON(p *parser, line string) error {
-	var rec struct {
-		Type   string      `json:"type"`
-		ASN    json.Number `json:"asn"`
-		ASName string      `json:"asname"`
+	v, err := p.jsonLine(line, asnDropJSONFields)
+	if err != nil {
+		return err
 	}
-	if err := json.Unmarshal([]byte(line), &rec); err != nil {
-		return fmt.Errorf("bad JSON: %v", err)
+	typ, err1 := v[0].str("type")
+	asn, err2 := v[1].num("asn")
+	name, err3 := v[2].str("asname")
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return err
 	}
-	if rec.Type == "metadata" {
+	if typ == "metadata" {
 		return errHeader
 	}
-	return p.add(ASN, rec.ASN.String(), Indicator{Ref: rec.ASName})
+	return p.add(ASN, asn, Indicator{Ref: name})
 }
 
 // csvRow splits a CSV line; a row holding the header column key is learned as
@@ -232,45 +243,72 @@ func generic(p *parser, line string) error {
 }
 
 // feodoJSON streams the Feodo Tracker JSON array one object at a time; each
-// object counts as a line.
+// object counts as a line. A record that breaks a limit of jsonReader or holds a
+// member of the wrong kind is bad and skipped; broken JSON syntax, after which no
+// record can be found, makes the body malformed.
 func feodoJSON(p *parser, br *bufio.Reader) error {
-	dec := json.NewDecoder(br)
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("%w: not a JSON array: %v", ErrMalformed, err)
+	j := &jsonReader{r: br}
+	if b, _ := br.Peek(len(bom)); bytes.Equal(b, bom) {
+		br.Discard(len(bom)) //nolint:errcheck // the bytes are buffered
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
+	if c, err := j.space(); err != nil || c != '[' {
 		return fmt.Errorf("%w: not a JSON array", ErrMalformed)
 	}
-	for dec.More() {
-		var rec struct {
-			IP      string      `json:"ip_address"`
-			Port    json.Number `json:"port"`
-			Malware string      `json:"malware"`
-		}
+	j.skip1() // the '[': records start at depth 1
+	j.depth = 1
+	c, err := j.space()
+	vals := make([]jsonValue, len(feodoJSONFields))
+	for err == nil && c != ']' {
 		p.lineNo++
 		p.st.Lines++
-		if err := dec.Decode(&rec); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) {
-				p.bad(err.Error(), "")
-				continue
-			}
-			return fmt.Errorf("%w: JSON record %d: %v", ErrMalformed, p.lineNo, err)
-		}
-		err := p.add("ip", rec.IP, Indicator{Port: rec.Port.String(), Malware: rec.Malware})
-		if errors.As(err, new(emitError)) {
-			return err
+		err = j.record(feodoJSONFields, vals)
+		if re, ok := err.(recordError); ok {
+			p.bad(re.Error(), "")
+			err = j.skipRecord()
+		} else if err == nil {
+			err = feodoRecord(p, vals)
 		}
 		if err != nil {
-			p.bad(err.Error(), rec.IP)
+			break
+		}
+		if c, err = j.space(); err == nil {
+			switch c {
+			case ',':
+				j.skip1()
+				c, err = j.space()
+			case ']':
+			default:
+				err = j.syntax("want ',' or ']' after a record, found %q", c)
+			}
 		}
 	}
-	if _, err := dec.Token(); err != nil {
-		return fmt.Errorf("%w: unterminated JSON array: %v", ErrMalformed, err)
+	var ee emitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ee):
+		return err
+	case err == io.EOF || errors.Is(err, errJSONSyntax):
+		return fmt.Errorf("%w: JSON record %d: %v", ErrMalformed, p.lineNo, j.eof(err))
 	}
-	return nil
+	return fmt.Errorf("read JSON record %d: %w", p.lineNo, err)
+}
+
+// feodoRecord emits one Feodo Tracker C2 or counts it bad.
+func feodoRecord(p *parser, v []jsonValue) error {
+	ip, err1 := v[0].str("ip_address")
+	port, err2 := v[1].num("port")
+	malware, err3 := v[2].str("malware")
+	if err := errors.Join(err1, err2, err3); err != nil {
+		p.bad(err.Error(), "")
+		return nil
+	}
+	err := p.add("ip", ip, Indicator{Port: port, Malware: malware})
+	if err != nil && !errors.As(err, new(emitError)) {
+		p.bad(err.Error(), ip)
+		return nil
+	}
+	return err
 }
 
 // tranco is one `rank,domain` line; a first line whose rank is not a number is a

@@ -7,12 +7,18 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/tip-project/tip/internal/textcap"
 )
 
 // maxLine bounds a line; a longer one is counted bad and skipped.
 const maxLine = 64 << 10
 
-const badSamples = 5
+// badSamples bad lines are kept as samples, of at most maxSample bytes each.
+const (
+	badSamples = 5
+	maxSample  = 200
+)
 
 // format is one feed layout: comment prefixes and a function per data line, or a
 // whole-body parser for layouts that are not line-based.
@@ -36,6 +42,10 @@ type parser struct {
 	// header is set once the generic parser skipped its header row.
 	header bool
 	fields []string
+	// json reads the lines of a format with one JSON object a line.
+	json     *jsonReader
+	jsonSrc  *strings.Reader
+	jsonVals []jsonValue
 }
 
 // errHeader marks a data line that is a header, metadata or footer: counted
@@ -52,7 +62,10 @@ func (e emitError) Error() string { return e.err.Error() }
 // body (urlhaus-csv-zip spools the archive to a temporary file, since a ZIP is
 // read from its end). Entries are not deduplicated. Parse fails with
 // ErrMalformed for an HTML page, or when more than opts.MaxBadShare of the data
-// lines are bad; an error from emit stops it and is returned as is.
+// lines are bad; an error from emit stops it and is returned as is. An
+// ErrMalformed error after bad lines names their count and quotes
+// Stats.BadSample, so a caller need not add them; its text stays within a couple
+// of kilobytes.
 func Parse(format string, r io.Reader, opts Options, emit func(Indicator) error) (Stats, error) {
 	st := Stats{Dropped: map[string]int{}}
 	f, err := lookup(format)
@@ -86,6 +99,9 @@ func Parse(format string, r io.Reader, opts Options, emit func(Indicator) error)
 		var ee emitError
 		if errors.As(err, &ee) {
 			return st, ee.err
+		}
+		if errors.Is(err, ErrMalformed) && st.Bad > 0 {
+			err = fmt.Errorf("%w; %d bad lines before: %s", err, st.Bad, strings.Join(st.BadSample, "; "))
 		}
 		return st, err
 	}
@@ -232,18 +248,19 @@ func (p *parser) col(name string, def int) int {
 	return def
 }
 
+// bad counts a bad line and keeps the first few as samples, each cut to
+// maxSample bytes: a sample quotes hostile input, and it ends up in errors,
+// database rows and workflow payloads.
 func (p *parser) bad(why, line string) {
 	p.st.Bad++
-	if len(p.st.BadSample) < badSamples {
-		if len(line) > 80 {
-			line = line[:80] + "..."
-		}
-		s := fmt.Sprintf("line %d: %s", p.lineNo, why)
-		if line != "" && !strings.Contains(why, line) {
-			s += fmt.Sprintf(" (%q)", line)
-		}
-		p.st.BadSample = append(p.st.BadSample, s)
+	if len(p.st.BadSample) >= badSamples {
+		return
 	}
+	s := fmt.Sprintf("line %d: %s", p.lineNo, textcap.Cap(why, maxSample/2))
+	if line != "" && !strings.Contains(why, line) {
+		s += fmt.Sprintf(" (%q)", textcap.Cap(line, maxSample/4))
+	}
+	p.st.BadSample = append(p.st.BadSample, textcap.Cap(s, maxSample))
 }
 
 // add normalises a value and emits it with the context in extra, or counts why

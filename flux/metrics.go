@@ -77,6 +77,12 @@ type Metrics struct {
 	Recent        []Sighting   `json:"recent,omitempty"`          // the diversity window, oldest first
 	Hourly        []Bucket     `json:"hourly,omitempty"`          // oldest first
 	Daily         []Bucket     `json:"daily,omitempty"`           // oldest first
+	// NoASN counts the answers folded in without origin ASNs (Observation.NoASN):
+	// the ASN sets leave them out, and the pairs they are in are Unscored.
+	// PrevNoASN says the last answer was one.
+	NoASN     int  `json:"no_asn,omitempty"`
+	Unscored  int  `json:"unscored,omitempty"`
+	PrevNoASN bool `json:"prev_no_asn,omitempty"`
 }
 
 // TTLCount is how many answers had a given lowest TTL.
@@ -190,10 +196,19 @@ func (m *Metrics) answered(o Observation, hour, day *Bucket) {
 			m.JaccardSum += j
 			m.JaccardN++
 		}
-		m.Score = pairScore(m.Prev, o.A)
-		if m.JaccardN == 1 || m.Score > m.MaxScore {
-			m.MaxScore = m.Score
+		// A score without the ASNs of either answer would pass for a low one: the
+		// pair goes unscored, and Score stays the last pair's that was scored.
+		if o.NoASN == "" && !m.PrevNoASN {
+			m.Score = pairScore(m.Prev, o.A)
+			if m.JaccardN-m.Unscored == 1 || m.Score > m.MaxScore {
+				m.MaxScore = m.Score
+			}
+		} else {
+			m.Unscored++
 		}
+	}
+	if m.PrevNoASN = o.NoASN != ""; m.PrevNoASN {
+		m.NoASN++
 	}
 	m.Prev = m.Prev[:0]
 	for _, rs := range [][]Record{o.A, o.AAAA} {
@@ -342,6 +357,9 @@ type Summary struct {
 	NXDomainSince time.Time `json:"nxdomain_since,omitzero"`
 	FailingSince  time.Time `json:"failing_since,omitzero"`
 	Approximate   bool      `json:"approximate,omitempty"` // some count is past its exact range: an estimate
+	// NoASN counts the answers seen without origin ASNs (no ASN table then): the
+	// ASN counts and the scores leave them out.
+	NoASN int `json:"no_asn,omitempty"`
 }
 
 // Summary derives the reported figures; now is the time the rate windows end.
@@ -353,7 +371,7 @@ func (m *Metrics) Summary(now time.Time) Summary {
 		NSNames: m.NSNames.Len(), NSAddrs: m.NSAddrs.Len(), NSASNs: m.NSASNs.Len(),
 		MinTTL: m.MinTTL, MedianTTL: m.MedianTTL(), NewIPsPerHour: m.NewIPsPerHour(now, 24*time.Hour),
 		Jaccard: m.Jaccard, Diversity: m.Diversity(), Score: m.Score, MaxScore: m.MaxScore,
-		NXDomainSince: m.NXDomainSince, FailingSince: m.FailingSince,
+		NXDomainSince: m.NXDomainSince, FailingSince: m.FailingSince, NoASN: m.NoASN,
 		Approximate: m.ASNs.Full() || m.Prefixes.Full() || m.Countries.Full() || m.NSNames.Full() || m.NSASNs.Full() ||
 			m.IPs.Len() > m.IPs.Count || m.NSAddrs.Len() > m.NSAddrs.Count,
 	}

@@ -317,3 +317,35 @@ func TestMetricsWorstCaseIsBounded(t *testing.T) {
 			len(m.ASNs.Items), len(m.Prefixes.Items), len(m.NSNames.Items), len(m.TTLs), len(m.Daily), len(m.Hourly), len(m.Recent), s.Approximate)
 	}
 }
+
+// Answers without ASNs are counted as such and leave the score alone: a pair
+// with one of them is not scored, rather than scored as if in no ASN.
+func TestMetricsWithoutASNs(t *testing.T) {
+	var m Metrics
+	m.Add(obs(0, NoError, 60, addrs("10.1.0.1", "10.2.0.1", "10.3.0.1"), nil, nil))
+	m.Add(obs(time.Minute, NoError, 60, addrs("10.4.0.1", "10.5.0.1", "10.6.0.1"), nil, nil))
+	scored := m.Score
+	blind := obs(2*time.Minute, NoError, 60, addrs("10.7.0.1", "10.8.0.1", "10.9.0.1"), nil, nil)
+	for i := range blind.A {
+		blind.A[i].ASN, blind.A[i].Country = 0, ""
+	}
+	blind.NoASN = "ASN table unavailable: flux.asn_table is not set"
+	m.Add(blind)
+	m.Add(obs(3*time.Minute, NoError, 60, addrs("10.10.0.1", "10.11.0.1", "10.12.0.1"), nil, nil))
+	if m.Score != scored || m.MaxScore != scored || m.NoASN != 1 || m.Unscored != 2 || m.JaccardN != 3 {
+		t.Errorf("score %.1f, max %.1f (want %.1f both); %d answers without ASNs, %d pairs unscored of %d", m.Score, m.MaxScore, scored, m.NoASN, m.Unscored, m.JaccardN)
+	}
+	m.Add(obs(4*time.Minute, NoError, 60, addrs("10.13.0.1", "10.14.0.1", "10.15.0.1", "10.16.0.1"), nil, nil))
+	if s := m.Summary(m.LastObserved); s.NoASN != 1 || s.ASNs != 13 || m.Score != HolzScore(7, 7) {
+		t.Errorf("summary %+v, score %.1f", s, m.Score)
+	}
+	// A monitor whose first pair goes unscored still takes its first scored
+	// pair's score as the highest, however low.
+	var late Metrics
+	late.Add(blind)
+	late.Add(obs(5*time.Minute, NoError, 60, addrs("10.1.0.1"), nil, nil))
+	late.Add(obs(6*time.Minute, NoError, 60, addrs("10.2.0.1"), nil, nil))
+	if late.MaxScore != late.Score || late.Score >= 0 {
+		t.Errorf("score %.1f, max %.1f", late.Score, late.MaxScore)
+	}
+}

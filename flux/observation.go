@@ -48,6 +48,13 @@ type Observation struct {
 	A      []Record     `json:"a,omitempty"`
 	AAAA   []Record     `json:"aaaa,omitempty"`
 	NS     []NameServer `json:"ns,omitempty"`
+	// Dropped counts the records (A, AAAA, NS and NS addresses) the answers held
+	// past the observation's bounds (Bound, Shed): seen, but not kept.
+	Dropped int `json:"dropped,omitempty"`
+	// NoASN says why the addresses carry no origin AS: the ASN table was not to be
+	// had when the observation was annotated. Their ASN 0 means unknown then, not
+	// unrouted, and what counts ASNs leaves the observation out.
+	NoASN string `json:"no_asn,omitempty"`
 }
 
 // Answered reports whether the observation holds addresses of a live name.
@@ -113,6 +120,7 @@ func (o *Observation) Annotate(t ASLookup) {
 	if t == nil {
 		return
 	}
+	o.NoASN = ""
 	annotate := func(rs []Record) {
 		for i := range rs {
 			if as, ok := t.Lookup(rs[i].Addr); ok {

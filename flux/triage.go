@@ -17,7 +17,9 @@ const (
 	VerdictBenign     Verdict = "benign"          // not flux by the scores
 	VerdictCDN        Verdict = "cdn-allowlisted" // looks busy, but a known CDN serves it
 	VerdictNXDomain   Verdict = "nxdomain"        // the name does not exist (any more)
-	VerdictError      Verdict = "error"           // no resolution answered
+	// VerdictError: no resolution answered, or the answers leave flux or not to
+	// origin ASNs that were not to be had (Features.NoASN).
+	VerdictError Verdict = "error"
 )
 
 // Fluxy reports whether the verdict calls for a monitor.
@@ -62,6 +64,20 @@ type Features struct {
 	// NSChanged says the NS names or their addresses differ between the first and
 	// the last answered resolution: the name servers rotate (double flux).
 	NSChanged bool `json:"ns_changed"`
+	// Dropped counts the records the answers held past their bounds
+	// (Observation.Dropped): the counts above leave them out.
+	Dropped int `json:"dropped,omitempty"`
+	// NoASN says why the origin ASNs are unknown (Observation.NoASN): ASNs,
+	// Countries, Unrouted and NSASNs are then not counted, and the Holz score
+	// (Assessment.Score) not computed.
+	NoASN string `json:"no_asn,omitempty"`
+}
+
+// mayRotate is Rotating without its ASN criterion, which the addresses bound: no
+// more ASNs than addresses.
+func (f Features) mayRotate() bool {
+	return f.Answers >= 2 && f.Jaccard <= MaxRotationJaccard && f.AnswerDiversity >= MinAnswerDiversity &&
+		f.Diversity >= MinWindowDiversity && f.IPs >= MinRotationASNs
 }
 
 // Rotating is triage's second detector, FluxBuster's criteria over two answers: the
@@ -78,10 +94,14 @@ func (f Features) Rotating() bool {
 type Assessment struct {
 	Domain   string   `json:"domain"`
 	Features Features `json:"features"`
-	Score    float64  `json:"score"` // Holz flux-score
+	Score    float64  `json:"score"` // Holz flux-score; 0 when not Scored
 	Verdict  Verdict  `json:"verdict"`
 	Reason   string   `json:"reason"`
 }
+
+// Scored reports whether Score was computed: the domain answered, and the origin
+// ASNs of its addresses were known.
+func (a Assessment) Scored() bool { return a.Features.Answers > 0 && a.Features.NoASN == "" }
 
 // Triage judges a domain from two resolutions taken at least the first answer's
 // TTL apart (Holz et al.'s method). asns annotates the addresses with their origin
@@ -95,6 +115,12 @@ type Assessment struct {
 // prefilter (long TTLs), or fewer than CDNDisparity ASNs per address make benign;
 // what remains is flux, double-flux when the name servers changed between the
 // resolutions.
+//
+// Observations resolved without an ASN table (Observation.NoASN) leave the Holz
+// score, the rotation's ASN criterion and the CDN disparity unknown. Their
+// verdict is benign where no ASNs could make it flux (the prefilter fails, or the
+// addresses are too few for a positive score even in as many ASNs and the
+// answers do not rotate), and error, saying so, otherwise.
 func Triage(first, second Observation, asns ASLookup, allow *Allowlist) Assessment {
 	obs := []Observation{first, second}
 	if asns != nil {
@@ -136,17 +162,38 @@ func Triage(first, second Observation, asns ASLookup, allow *Allowlist) Assessme
 
 	f := features(answered)
 	res.Features = f
-	res.Score = HolzScore(f.IPs, f.ASNs)
+	score := "score not computed"
 	what := fmt.Sprintf("%s in %s and %s, min TTL %d s", count(f.IPs, "IP"), count(f.ASNs, "ASN"), count(f.Prefixes, "/16"), f.MinTTL)
+	if res.Scored() {
+		res.Score = HolzScore(f.IPs, f.ASNs)
+		score = fmt.Sprintf("score %+.1f", res.Score)
+	} else {
+		what = fmt.Sprintf("%s and %s, min TTL %d s; %s", count(f.IPs, "IP"), count(f.Prefixes, "/16"), f.MinTTL, f.NoASN)
+	}
 	if len(answered) < len(obs) {
 		what += fmt.Sprintf("; only %d of %d resolutions answered (%s)", len(answered), len(obs), strings.Join(failures, ", "))
 	}
+	if f.Dropped > 0 {
+		what += fmt.Sprintf("; %s past the answers' bounds not counted", count(f.Dropped, "record"))
+	}
 	if s, ok := allow.Domain(res.Domain); ok {
-		res.Verdict, res.Reason = VerdictCDN, fmt.Sprintf("allowlisted suffix %s (score %+.1f: %s)", s, res.Score, what)
+		res.Verdict, res.Reason = VerdictCDN, fmt.Sprintf("allowlisted suffix %s (%s: %s)", s, score, what)
 		return res
 	}
 	if allowedAll(answered, allow) {
-		res.Verdict, res.Reason = VerdictCDN, fmt.Sprintf("every address in an allowlisted ASN or prefix (score %+.1f: %s)", res.Score, what)
+		res.Verdict, res.Reason = VerdictCDN, fmt.Sprintf("every address in an allowlisted ASN or prefix (%s: %s)", score, what)
+		return res
+	}
+	if !res.Scored() {
+		switch {
+		case !f.Candidate:
+			res.Verdict, res.Reason = VerdictBenign, "TTLs fail FluxBuster's prefilter; "+score+": "+what
+		case HolzScore(f.IPs, f.IPs) <= 0 && !f.mayRotate():
+			res.Verdict, res.Reason = VerdictBenign, fmt.Sprintf("%s, but the Holz score of %s is ≤ 0 in any number of ASNs and the answers do not rotate: %s",
+				score, count(f.IPs, "IP"), what)
+		default:
+			res.Verdict, res.Reason = VerdictError, fmt.Sprintf("flux or not depends on the origin ASNs, unknown: %s", what)
+		}
 		return res
 	}
 	holz, rotating := res.Score > 0, f.Rotating()
@@ -234,6 +281,15 @@ func features(answered []Observation) Features {
 	f.NSNames, f.NSAddrs, f.NSASNs = countDistinct(nsNames), len(sortedAddrs(nsAddrs)), countDistinct(nsASNs)
 	if first, last := answered[0], answered[len(answered)-1]; len(answered) > 1 && len(first.NS) > 0 && len(last.NS) > 0 {
 		f.NSChanged = !slices.Equal(first.nsNames(), last.nsNames()) || !slices.Equal(first.nsAddrs(), last.nsAddrs())
+	}
+	for _, o := range answered {
+		f.Dropped += o.Dropped
+		if f.NoASN == "" {
+			f.NoASN = o.NoASN
+		}
+	}
+	if f.NoASN != "" {
+		f.ASNs, f.Countries, f.Unrouted, f.NSASNs = 0, 0, 0, 0
 	}
 	return f
 }

@@ -268,3 +268,39 @@ func TestTriageUsesAnnotations(t *testing.T) {
 		t.Fatalf("unannotated: %+v", bare.Features)
 	}
 }
+
+// Observations resolved without an ASN table say so: triage computes no score,
+// calls benign only what no ASNs could make flux, and leaves the rest to a later
+// triage with the reason. A table given to Triage annotates them after all.
+func TestTriageWithoutASNs(t *testing.T) {
+	const why = "ASN table unavailable: asn table http://192.0.2.1/ip2asn.tsv: connection refused"
+	noASN := func(o Observation) Observation { o.NoASN = why; return o }
+	cases := []struct {
+		name          string
+		first, second Observation
+		verdict       Verdict
+		reason        string
+	}{
+		{"10 bots rotating: flux with ASNs", answer(0, 120, bots(0, 5, 7)), answer(2*time.Minute, 120, bots(5, 5, 7)),
+			VerdictError, "flux or not depends on the origin ASNs, unknown: 10 IPs and 7 /16s, min TTL 120 s; " + why},
+		{"3 addresses: never flux", answer(0, 120, bots(0, 3, 3)), answer(2*time.Minute, 120, bots(0, 3, 3)),
+			VerdictBenign, "score not computed, but the Holz score of 3 IPs is ≤ 0 in any number of ASNs and the answers do not rotate"},
+		{"long TTLs", answer(0, 86400, bots(0, 5, 7)), answer(2*time.Minute, 86400, bots(5, 5, 7)),
+			VerdictBenign, "TTLs fail FluxBuster's prefilter; score not computed"},
+		{"gone", answer(0, 120, bots(0, 5, 7)), Observation{Domain: "example.test", Status: NXDomain},
+			VerdictNXDomain, "the name does not exist"},
+	}
+	for _, c := range cases {
+		got := Triage(noASN(c.first), noASN(c.second), nil, nil)
+		if got.Verdict != c.verdict || !strings.Contains(got.Reason, c.reason) || got.Scored() || got.Score != 0 {
+			t.Errorf("%s: %s (scored %v, %.1f) %q; want %s %q", c.name, got.Verdict, got.Scored(), got.Score, got.Reason, c.verdict, c.reason)
+		}
+		if f := got.Features; f.Answers > 0 && (f.NoASN != why || f.ASNs+f.Countries+f.Unrouted+f.NSASNs != 0) {
+			t.Errorf("%s: features %+v", c.name, f)
+		}
+	}
+	withTable := Triage(noASN(cases[0].first), noASN(cases[0].second), testTable(t), nil)
+	if withTable.Verdict != VerdictFlux || !withTable.Scored() || withTable.Features.NoASN != "" || withTable.Features.ASNs != 7 {
+		t.Errorf("annotated by Triage: %+v", withTable)
+	}
+}

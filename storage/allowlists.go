@@ -107,7 +107,7 @@ func (db *DB) AllowlistChecked(ctx context.Context, name, fetchErr string) error
 	args := []any{name}
 	if fetchErr != "" {
 		q = `UPDATE allowlists SET error = $2 WHERE name = $1`
-		args = append(args, fetchErr)
+		args = append(args, ErrorText(fetchErr))
 	}
 	if _, err := db.Pool.Exec(ctx, q, args...); err != nil {
 		return fmt.Errorf("allowlist %s: %w", name, err)

@@ -95,7 +95,7 @@ func (db *DB) ClaimFetch(ctx context.Context, name string, minGap time.Duration)
 
 // FetchAttemptFailed records why the last request for a source failed.
 func (db *DB) FetchAttemptFailed(ctx context.Context, name, why string) error {
-	if _, err := db.Pool.Exec(ctx, `UPDATE sources SET last_attempt_error = $2 WHERE name = $1`, name, why); err != nil {
+	if _, err := db.Pool.Exec(ctx, `UPDATE sources SET last_attempt_error = $2 WHERE name = $1`, name, ErrorText(why)); err != nil {
 		return fmt.Errorf("record fetch error of %s: %w", name, err)
 	}
 	return nil

@@ -173,7 +173,7 @@ func (db *DB) SpamArchiveIngested(ctx context.Context, r SpamArchiveRow) error {
 		ON CONFLICT (url) DO UPDATE SET name = excluded.name, period = excluded.period, etag = excluded.etag,
 		    last_modified = excluded.last_modified, content_sha256 = excluded.content_sha256, members = excluded.members,
 		    ingested_at = excluded.ingested_at, error = excluded.error`,
-		r.URL, r.Name, r.Period, r.ETag, r.LastModified, r.SHA, r.Members, r.Error)
+		r.URL, r.Name, r.Period, r.ETag, r.LastModified, r.SHA, r.Members, ErrorText(r.Error))
 	if err != nil {
 		return fmt.Errorf("record spam archive %s: %w", r.URL, err)
 	}

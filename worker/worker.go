@@ -108,7 +108,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	sdkworker.SetStickyWorkflowCacheSize(cfg.Worker.WorkflowCache)
 	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.Worker.ShutdownTimeout})
 	Register(w, &activities.Activities{DB: db, Blobs: blobs, Identity: identity, CatalogPath: cfg.Blacklists.Catalog,
-		SpamCatalogPath: cfg.Spam.Catalog, Temporal: c, Resolver: res, Flux: FluxConfig(cfg), FetchesPerHost: cfg.Upstream.FetchesPerHost})
+		SpamCatalogPath: cfg.Spam.Catalog, Temporal: c, Resolver: res, Flux: FluxConfig(cfg), FetchesPerHost: cfg.Upstream.FetchesPerHost,
+		ASNTableAllowPrivate: cfg.Flux.ASNTableAllowPrivate})
 	if err := w.Start(); err != nil {
 		return starter.ExplainTemporal(cfg.Temporal.Address, err)
 	}
@@ -190,7 +191,8 @@ func serveMetrics(addr string, registry *prom.Registry, log *slog.Logger) (*http
 	// Go's profiles (heap, goroutines, CPU) of a running worker, beside its metrics.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// Bounded like every server of TIP: a scraper that connects and stalls is dropped.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server", "err", err)

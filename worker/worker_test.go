@@ -167,6 +167,7 @@ func TestBlacklistRefreshEndToEnd(t *testing.T) {
 	defer srv.Close()
 	catalogPath := filepath.Join(t.TempDir(), "catalog.yaml")
 	os.WriteFile(catalogPath, []byte(fmt.Sprintf(`
+allow_private: true
 sources:
   - {name: feodo-ipblocklist, url: "%[1]s/feeds/feodotracker/ipblocklist.txt", format: feodo-txt, type: ipv4, prior: 0.9}
   - {name: spamhaus-drop, url: "%[1]s/feeds/spamhaus/drop.txt", format: spamhaus-drop, type: cidr, prior: 0.95}

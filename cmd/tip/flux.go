@@ -212,12 +212,10 @@ func probeCmd(a *app) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			acts := &activities.Activities{Resolver: res, Flux: worker.FluxConfig(a.cfg)}
-			// ResolveDomains annotates the addresses with their ASNs when the table loads.
-			if _, err := acts.ASNTable(ctx, cfg.ASNTable); err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: no ASN table (%v): ASN counts are 0\n", err)
-				acts.Flux.ASNTable = ""
-			}
+			// ResolveDomains annotates the addresses with their ASNs when the table
+			// loads; without it, it logs why once, and the verdicts say what that
+			// leaves unknown.
+			acts := &activities.Activities{Resolver: res, Flux: worker.FluxConfig(a.cfg), ASNTableAllowPrivate: a.cfg.Flux.ASNTableAllowPrivate}
 			allow, err := probeAllowlist(cfg)
 			if err != nil {
 				return err
@@ -250,12 +248,13 @@ func probeCmd(a *app) *cobra.Command {
 			}
 			type probe struct {
 				flux.Assessment
+				Scored      bool                `json:"scored"` // the score was computed (Assessment.Scored)
 				Resolutions [2]flux.Observation `json:"resolutions"`
 			}
 			var out []probe
 			for i := range domains {
 				as := flux.Triage(first[i], second[i], nil, allow) // annotated when resolved
-				out = append(out, probe{as, [2]flux.Observation{first[i], second[i]}})
+				out = append(out, probe{as, as.Scored(), [2]flux.Observation{first[i], second[i]}})
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), out)
@@ -263,14 +262,21 @@ func probeCmd(a *app) *cobra.Command {
 			w := cmd.OutOrStdout()
 			for _, p := range out {
 				f := p.Features
-				fmt.Fprintf(w, "%s: %s (score %.2f) — %s\n", p.Domain, p.Verdict, p.Score, p.Reason)
+				score, asns := "score not computed", fmt.Sprintf("in %d ASNs, %d /16s, %d countries", f.ASNs, f.Prefixes, f.Countries)
+				if p.Scored {
+					score = fmt.Sprintf("score %.2f", p.Score)
+				}
+				if f.NoASN != "" {
+					asns = fmt.Sprintf("in %d /16s (ASNs and countries not counted: the ASN table was unavailable)", f.Prefixes)
+				}
+				fmt.Fprintf(w, "%s: %s (%s) — %s\n", p.Domain, p.Verdict, score, p.Reason)
 				for i, o := range p.Resolutions {
 					ttl, _ := o.MinTTL()
 					fmt.Fprintf(w, "  resolution %d at %s: %s, %d A, %d AAAA, %d NS, min TTL %ds %s\n", i+1, o.At.Format(time.TimeOnly), o.Status,
 						len(o.A), len(o.AAAA), len(o.NS), ttl, o.Error)
 				}
-				fmt.Fprintf(w, "  features: %d IPs in %d ASNs, %d /16s, %d countries; D %.2f (per answer %.2f); Jaccard %.2f; NS %d names, %d addresses, changed %v\n",
-					f.IPs, f.ASNs, f.Prefixes, f.Countries, f.Diversity, f.AnswerDiversity, f.Jaccard, f.NSNames, f.NSAddrs, f.NSChanged)
+				fmt.Fprintf(w, "  features: %d IPs %s; D %.2f (per answer %.2f); Jaccard %.2f; NS %d names, %d addresses, changed %v\n",
+					f.IPs, asns, f.Diversity, f.AnswerDiversity, f.Jaccard, f.NSNames, f.NSAddrs, f.NSChanged)
 			}
 			return nil
 		},

@@ -3,6 +3,9 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"io"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -91,4 +94,74 @@ func TestFluxCommands(t *testing.T) {
 	if out, err := runTip(t, "flux", "list"); err != nil || !strings.Contains(out, fluxy) || !strings.Contains(out, "stopped") {
 		t.Errorf("list: %v\n%s", err, out)
 	}
+}
+
+// tip flux probe without an ASN table, unreachable or not configured: the
+// domains are resolved and judged all the same, the verdicts say what the
+// missing ASNs leave unknown, and the log says why once.
+func TestFluxProbeWithoutASNTable(t *testing.T) {
+	w := world.NewWorld(1)
+	clock := world.NewClock(world.DefaultStart.Add(12*time.Hour), 60)
+	fluxy, cdn := w.DomainsOf(world.SingleFlux)[5].Name, w.DomainsOf(world.CDNDomain)[0].Name
+	t.Setenv("TIP_FLUX_RESOLVERS", testenv.LabDNS(t, w, clock))
+	t.Setenv("TIP_FLUX_ASN_TABLE_ALLOW_PRIVATE", "true")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	for name, url := range map[string]string{"unreachable": "http://" + ln.Addr().String() + "/ip2asn.tsv", "not set": ""} {
+		t.Run(name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			t.Setenv("TIP_FLUX_ASN_TABLE", url)
+			var out string
+			logged := captureStderr(t, func() {
+				out, err = runTip(t, "flux", "probe", fluxy, cdn, "--max-wait", "2s", "--json")
+			})
+			if err != nil {
+				t.Fatalf("probe: %v\n%s", err, out)
+			}
+			var probes []struct {
+				flux.Assessment
+				Scored      bool                `json:"scored"`
+				Resolutions [2]flux.Observation `json:"resolutions"`
+			}
+			if err := json.Unmarshal([]byte(out[strings.Index(out, "["):]), &probes); err != nil {
+				t.Fatalf("probe --json: %v\n%s", err, out)
+			}
+			if len(probes) != 2 {
+				t.Fatalf("%d probes: %s", len(probes), out)
+			}
+			for _, p := range probes {
+				if p.Scored || !p.Resolutions[0].Answered() || !p.Resolutions[1].Answered() ||
+					!strings.Contains(p.Reason, "ASN table unavailable: ") || !strings.HasPrefix(p.Features.NoASN, "ASN table unavailable: ") {
+					t.Errorf("%s: %s (scored %v) %q; features %+v", p.Domain, p.Verdict, p.Scored, p.Reason, p.Features)
+				}
+			}
+			if n := strings.Count(logged, "ASN table unavailable"); n != 1 {
+				t.Errorf("the log says %d times that the table is unavailable, want once:\n%s", n, logged)
+			}
+		})
+	}
+}
+
+// captureStderr runs fn with os.Stderr, where tip logs, going to a pipe, and
+// returns what was written.
+func captureStderr(t *testing.T, fn func()) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := os.Stderr
+	os.Stderr = w
+	done := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(r)
+		done <- string(b)
+	}()
+	fn()
+	os.Stderr = saved
+	w.Close()
+	return <-done
 }

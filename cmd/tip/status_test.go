@@ -254,7 +254,8 @@ func TestStatusShowsTheRunningStack(t *testing.T) {
 	}))
 	defer feeds.Close()
 	sources := filepath.Join(t.TempDir(), "sources.yaml")
-	if err := os.WriteFile(sources, []byte(fmt.Sprintf(`sources:
+	if err := os.WriteFile(sources, []byte(fmt.Sprintf(`allow_private: true
+sources:
   - {name: good-feed, url: "%[1]s/good.txt", format: ip-list, type: ipv4}
   - {name: gone-feed, url: "%[1]s/gone.txt", format: ip-list, type: ipv4}
 `, feeds.URL)), 0o644); err != nil {

@@ -5,11 +5,13 @@ import (
 	"strings"
 
 	"github.com/tip-project/tip/flux"
+	"github.com/tip-project/tip/internal/textcap"
 )
 
-// Flux is the observation as the flux package scores and stores it. REFUSED (a
-// lame delegation) counts as SERVFAIL there: the servers could not answer.
-// Warnings become the observation's detail.
+// Flux is the observation as the flux package scores and stores it, within its
+// bounds (flux.Observation.Bound). REFUSED (a lame delegation) counts as
+// SERVFAIL there: the servers could not answer. Warnings become the
+// observation's detail.
 func (o Observation) Flux() flux.Observation {
 	out := flux.Observation{Domain: o.Domain, At: o.Time.UTC(), Error: strings.Join(o.Warnings, "; ")}
 	switch o.Status {
@@ -31,6 +33,7 @@ func (o Observation) Flux() flux.Observation {
 	for _, ns := range o.NS {
 		out.NS = append(out.NS, flux.NameServer{Name: ns.Name, TTL: ns.TTL, Addrs: records(ns.Addrs)})
 	}
+	out.Bound()
 	return out
 }
 
@@ -44,7 +47,7 @@ func (r *Resolver) Observe(ctx context.Context, domain string) (flux.Observation
 		if ctx.Err() != nil {
 			return fo, ctx.Err()
 		}
-		fo.Domain, fo.Status, fo.Error = domain, flux.Failed, err.Error()
+		fo.Domain, fo.Status, fo.Error = domain, flux.Failed, textcap.Cap(err.Error(), flux.MaxDetail)
 		if fo.At.IsZero() {
 			fo.At = r.cfg.Now().UTC()
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -242,24 +243,18 @@ func referral(m *dns.Msg, zone, name string) (child string, hosts []string, glue
 		return "", nil, nil
 	}
 	glue = map[string][]netip.Addr{}
+	for _, h := range hosts {
+		glue[h] = nil
+	}
 	for _, rr := range m.Extra {
 		owner := strings.ToLower(rr.Header().Name)
 		ip, ok := addrOf(rr)
-		if !ok || !dns.IsSubDomain(zone, owner) || !contains(hosts, owner) {
+		if _, host := glue[owner]; !ok || !host || !dns.IsSubDomain(zone, owner) {
 			continue
 		}
 		glue[owner] = append(glue[owner], ip)
 	}
 	return child, hosts, glue
-}
-
-func contains(names []string, name string) bool {
-	for _, n := range names {
-		if n == name {
-			return true
-		}
-	}
-	return false
 }
 
 // serverAddrs lists the glue addresses of hosts as ip:port, in the order of hosts.
@@ -468,14 +463,22 @@ func parent(name string) string {
 func (s *run) nsHosts(ctx context.Context, rrs []dns.RR, a answer) ([]NameServer, []string) {
 	var out []NameServer
 	var warnings []string
+	// The glue by owner, read once: a 64 KB answer may hold thousands of NS
+	// records and of address records, and matching each against each would cost
+	// millions of comparisons.
+	glue := map[string][]Addr{}
+	for _, g := range a.msg.Extra {
+		if ip, ok := addrOf(g); ok {
+			owner := strings.ToLower(g.Header().Name)
+			glue[owner] = append(glue[owner], Addr{IP: ip, TTL: min(g.Header().Ttl, s.r.cfg.MaxTTL)})
+		}
+	}
 	for i, rr := range rrs {
 		ns := rr.(*dns.NS)
 		host := strings.ToLower(dns.Fqdn(ns.Ns))
 		srv := NameServer{Name: bare(host), TTL: min(ns.Hdr.Ttl, s.r.cfg.MaxTTL)}
-		for _, g := range a.msg.Extra {
-			if ip, ok := addrOf(g); ok && strings.EqualFold(g.Header().Name, host) && dns.IsSubDomain(a.zone, host) {
-				srv.Addrs = append(srv.Addrs, Addr{IP: ip, TTL: min(g.Header().Ttl, s.r.cfg.MaxTTL)})
-			}
+		if dns.IsSubDomain(a.zone, host) {
+			srv.Addrs = slices.Clone(glue[host])
 		}
 		if len(srv.Addrs) == 0 && i < s.r.cfg.MaxNSHosts {
 			for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {

@@ -64,6 +64,10 @@ type Flux struct {
 	QPS float64 `yaml:"qps" env:"TIP_FLUX_QPS"`
 	// ASNTable is the iptoasn.com table (URL) that attributes addresses to ASNs.
 	ASNTable string `yaml:"asn_table" env:"TIP_FLUX_ASN_TABLE"`
+	// ASNTableAllowPrivate lets the ASN tables (this one and a spam catalog's
+	// asn_table) be downloaded from loopback and private addresses, as the
+	// lab's is; other downloads are allowed so by their catalog (allow_private).
+	ASNTableAllowPrivate bool `yaml:"asn_table_allow_private" env:"TIP_FLUX_ASN_TABLE_ALLOW_PRIVATE"`
 	// Allowlist is an optional file of CDN ASNs, prefixes and domain suffixes never
 	// called flux; the CIDR allowlists of the blacklist catalog apply too.
 	Allowlist string `yaml:"allowlist" env:"TIP_FLUX_ALLOWLIST"`
@@ -167,7 +171,7 @@ func Default() Config {
 		Blacklists: Blacklists{Catalog: "config/lab.yaml", Interval: 2 * time.Minute},
 		Spam:       Spam{Catalog: "config/spam-lab.yaml", Interval: time.Minute},
 		// The lab's authoritative server answers for every lab zone.
-		Flux: Flux{Resolvers: "127.0.0.1:5354", QPS: 200, ASNTable: "http://127.0.0.1:8480/iptoasn/ip2asn-combined.tsv.gz",
+		Flux: Flux{Resolvers: "127.0.0.1:5354", QPS: 200, ASNTable: "http://127.0.0.1:8480/iptoasn/ip2asn-combined.tsv.gz", ASNTableAllowPrivate: true,
 			// The lab's TTLs pass at the lab clock's speed: 10 s is past any of them.
 			Interval: time.Minute, NetworksInterval: 3 * time.Minute, TriageWait: 10 * time.Second, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
 			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour},

@@ -20,13 +20,21 @@ import (
 // the test ends, and returns its address.
 func LabDNS(t testing.TB, w *world.World, clock *world.Clock) string {
 	t.Helper()
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp, err := net.Listen("tcp", udp.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	var udp net.PacketConn
+	var tcp net.Listener
+	// The UDP port found free may be taken for TCP (by an outgoing connection to
+	// the test stack, say): then another.
+	for try := 0; tcp == nil; try++ {
+		var err error
+		if udp, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if tcp, err = net.Listen("tcp", udp.LocalAddr().String()); err != nil {
+			udp.Close()
+			if try == 20 {
+				t.Fatal(err)
+			}
+		}
 	}
 	srv := dnsd.New(w, clock, slog.New(slog.DiscardHandler))
 	go srv.Serve(udp, tcp)
