@@ -12,7 +12,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 TIP := bin/tip
 GO_TEST_FLAGS ?=
 
-.PHONY: help build tools tools-prod up down status wipe demo up-prod down-prod demo-prod doctor test test-deploy test-faults test-unit bench bench-flux lint fmt workflowcheck clean
+.PHONY: help build tools tools-prod up down status wipe demo up-prod down-prod demo-prod doctor test test-deploy test-faults test-unit fuzz bench bench-flux lint fmt workflowcheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -89,6 +89,20 @@ test-faults: tools tools-prod build ## the fault tests (workers killed, Temporal
 
 test-unit: ## fast tests only (no services)
 	go test -short -count=1 ./...
+
+# Every fuzz target for FUZZTIME each (go test runs their seed corpora and
+# testdata/fuzz in make test already); a crasher is written to the package's
+# testdata/fuzz/<target>/ by go test, where it becomes a seed to commit.
+FUZZTIME ?= 1m
+fuzz: ## run every fuzz target for FUZZTIME (default 1m) each; FUZZ=regexp picks targets
+	@set -e; re='$(FUZZ)'; grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(' . | sort | while read -r f; do \
+	  pkg=./$$(dirname "$${f#./}"); \
+	  for t in $$(grep -oE '^func Fuzz[A-Za-z0-9_]*' "$$f" | cut -d' ' -f2); do \
+	    [[ -n $$re && ! $$t =~ $$re ]] && continue; \
+	    echo "fuzz: $$pkg $$t for $(FUZZTIME)"; \
+	    go test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=10s "$$pkg"; \
+	  done; \
+	done
 
 bench: tools ## measure parse, load and refresh against their targets (minutes); results in state/bench/
 	@mkdir -p "$(TIP_STATE_DIR)/bench"
