@@ -33,6 +33,8 @@ type asnEntry struct {
 	// reported is the failure last logged: a table server that stays down, or a
 	// table that stays too large, is reported once, not at every retry.
 	reported string
+	// loading is closed when the download under way ends; nil when none is.
+	loading chan struct{}
 }
 
 // asnRetry is how long after a failed fetch the next is tried: the checks of
@@ -40,33 +42,74 @@ type asnEntry struct {
 // (nor hold them up with) a request each.
 const asnRetry = time.Minute
 
+// asnFetchTimeout bounds one download of a table (the real one, ~10 MB gzipped,
+// takes seconds): a server that sends a byte a minute fails it instead of
+// holding the worker's table forever.
+var asnFetchTimeout = 5 * time.Minute
+
 var asnTables = &asnCache{tables: map[string]*asnEntry{}}
 
 // ASNTable returns the ASN table at url, loading it once per worker and day
 // (conditionally, with the ETag of the copy held). A table that cannot be
 // refreshed keeps serving the copy held; with none, the error is returned. After
 // a failure the table is not asked for again for asnRetry.
+//
+// One caller downloads while the others go on: with a copy held they get it at
+// once, without one they wait for the download or their own context. A download
+// takes asnFetchTimeout at most, so a server that trickles its table holds
+// nobody for long.
 func (a *Activities) ASNTable(ctx context.Context, url string) (*ipasn.Table, error) {
 	if url == "" {
 		return nil, nil
 	}
+	for {
+		asnTables.mu.Lock()
+		e := asnTables.tables[url]
+		if e == nil {
+			e = &asnEntry{}
+			asnTables.tables[url] = e
+		}
+		switch {
+		case e.table != nil && time.Since(e.loaded) < asnTableTTL:
+			defer asnTables.mu.Unlock()
+			return e.table, nil
+		case time.Since(e.failed) < asnRetry:
+			defer asnTables.mu.Unlock()
+			if e.table != nil {
+				return e.table, nil
+			}
+			return nil, e.err
+		case e.loading != nil && e.table != nil:
+			defer asnTables.mu.Unlock()
+			return e.table, nil
+		case e.loading != nil:
+			done := e.loading
+			asnTables.mu.Unlock()
+			select {
+			case <-done:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("asn table %s: waiting for its download: %w", url, ctx.Err())
+			}
+		}
+		done := make(chan struct{})
+		e.loading = done
+		asnTables.mu.Unlock()
+		return a.loadASNTable(ctx, url, e, done)
+	}
+}
+
+// loadASNTable downloads the table of entry e and records the outcome; done
+// closes when it is recorded. Only the caller that set e.loading writes e
+// meanwhile, so the download reads e's table and ETag without the lock.
+func (a *Activities) loadASNTable(ctx context.Context, url string, e *asnEntry, done chan struct{}) (*ipasn.Table, error) {
+	fctx, cancel := context.WithTimeout(ctx, asnFetchTimeout)
+	t, etag, err := a.fetchASNTable(fctx, url, e)
+	cancel()
 	asnTables.mu.Lock()
 	defer asnTables.mu.Unlock()
-	e := asnTables.tables[url]
-	if e == nil {
-		e = &asnEntry{}
-		asnTables.tables[url] = e
-	}
-	switch {
-	case e.table != nil && time.Since(e.loaded) < asnTableTTL:
-		return e.table, nil
-	case time.Since(e.failed) < asnRetry:
-		if e.table != nil {
-			return e.table, nil
-		}
-		return nil, e.err
-	}
-	t, etag, err := a.fetchASNTable(ctx, url, e)
+	e.loading = nil
+	close(done)
 	switch {
 	case err != nil:
 		if ctx.Err() == nil { // a cancelled caller says nothing about the server

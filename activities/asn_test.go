@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -54,6 +55,106 @@ func TestASNTableAsksOnceAndRemembersAFailure(t *testing.T) {
 	if failing.Load() != 1 || serving.Load() != 1 {
 		t.Errorf("3 calls each asked the failing server %d times and the good one %d times, want 1 and 1", failing.Load(), serving.Load())
 	}
+}
+
+// A table server that trickles its answer holds nobody but the download: the
+// other callers get the copy held at once (or give up with their own context
+// when none is held), and the download ends at asnFetchTimeout.
+func TestASNTableSlowServerHoldsNobody(t *testing.T) {
+	defer func(d time.Duration) { asnFetchTimeout = d }(asnFetchTimeout)
+	asnFetchTimeout = 2 * time.Second
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	defer releaseAll()
+	var requests atomic.Int32
+	trickling := make(chan struct{}, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) == 1 {
+			ipasn.Write(w, []ipasn.Range{{First: netip.MustParseAddr("192.0.2.0"), Last: netip.MustParseAddr("192.0.2.255"), AS: ipasn.AS{Number: 64500, Country: "ZZ", Description: "TEST"}}})
+			return
+		}
+		w.Header().Set("Content-Length", "1000000")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprint(w, "192.0.2.0\t")
+		w.(http.Flusher).Flush()
+		trickling <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer srv.CloseClientConnections()
+	a := &Activities{ASNTableAllowPrivate: true}
+	if _, err := a.ASNTable(context.Background(), srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	asnTables.mu.Lock()
+	asnTables.tables[srv.URL].loaded = time.Now().Add(-2 * asnTableTTL)
+	asnTables.mu.Unlock()
+
+	downloaded := make(chan error, 1)
+	go func() {
+		_, err := a.ASNTable(context.Background(), srv.URL)
+		downloaded <- err
+	}()
+	<-trickling
+	got := make(chan *ipasn.Table, 1)
+	go func() {
+		tb, _ := a.ASNTable(context.Background(), srv.URL)
+		got <- tb
+	}()
+	select {
+	case tb := <-got:
+		if _, ok := tb.Lookup(netip.MustParseAddr("192.0.2.7")); !ok {
+			t.Error("a caller during the download did not get the copy held")
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("a caller waited on the trickling download instead of getting the copy held")
+		releaseAll()
+	}
+	select {
+	case err := <-downloaded:
+		if err != nil {
+			t.Errorf("the download's caller: %v, want the copy held", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("the trickling download went on past asnFetchTimeout (%s)", asnFetchTimeout)
+		releaseAll()
+	}
+	asnTables.mu.Lock()
+	err := asnTables.tables[srv.URL].err
+	asnTables.mu.Unlock()
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the failed download recorded %v, want its deadline", err)
+	}
+
+	// With no copy held, a caller waits for the download or its own context.
+	fresh := srv.URL + "/none"
+	freshDone := make(chan struct{})
+	go func() {
+		defer close(freshDone)
+		_, _ = a.ASNTable(context.Background(), fresh)
+	}()
+	<-trickling
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	waited := make(chan error, 1)
+	go func() {
+		_, err := a.ASNTable(ctx, fresh)
+		waited <- err
+	}()
+	select {
+	case err := <-waited:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("a caller with no copy held: %v, want its own deadline", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("a caller with no copy held outlived its own context")
+	}
+	releaseAll()
+	<-freshDone
 }
 
 // warnings is a slog handler that keeps the warnings logged through it.

@@ -194,3 +194,25 @@ func TestWorstCases(t *testing.T) {
 		})
 	}
 }
+
+// Defects quote what the mail says (boundaries, attachment and entry names) and
+// go to PostgreSQL with every mail: each is cut to maxDefectLen, so a spammer's
+// 60 KB names cost a few hundred bytes a defect.
+func TestDefectsAreBounded(t *testing.T) {
+	long := strings.Repeat("x", 60_000)
+	mails := [][]byte{
+		[]byte(plainHead + "Content-Type: multipart/mixed; boundary=\"" + long + "\"\n\n--" + long + "\nContent-Type: text/plain\n\nhi\n"),
+		withAttachment(long+".zip", []byte("PK\x03\x04 not a zip")),
+	}
+	for i, want := range []string{"missing closing MIME boundary \"xxx", "attachment \"xxx"} {
+		f := Extract(mails[i], Config{})
+		for _, d := range f.Defects {
+			if len(d) > maxDefectLen {
+				t.Errorf("a defect of %d bytes, want at most %d: %.80s…", len(d), maxDefectLen, d)
+			}
+		}
+		if !hasDefect(f, want) {
+			t.Errorf("no defect %s…: %.300q", want, f.Defects)
+		}
+	}
+}

@@ -31,6 +31,8 @@ import (
 
 	// Registers every charset golang.org/x/text knows with go-message.
 	_ "github.com/emersion/go-message/charset"
+
+	"github.com/tip-project/tip/internal/textcap"
 )
 
 // Config is one trap's view of its mail: which hosts are its own, and how much
@@ -198,6 +200,10 @@ type Attachment struct {
 // maxDefects bounds the defect list; hostile input could otherwise repeat one.
 const maxDefects = 50
 
+// maxDefectLen bounds one defect's text: defects quote the mail (header names,
+// boundaries, attachment names), and every mail's are kept in PostgreSQL.
+const maxDefectLen = 300
+
 // extractor is the state of one Extract call.
 type extractor struct {
 	*buffers
@@ -309,7 +315,7 @@ func (x *extractor) defect(format string, args ...any) {
 	if len(x.f.Defects) >= maxDefects {
 		return
 	}
-	d := fmt.Sprintf(format, args...)
+	d := textcap.Cap(fmt.Sprintf(format, args...), maxDefectLen)
 	if slices.Contains(x.f.Defects, d) {
 		return
 	}

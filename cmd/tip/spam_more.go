@@ -287,6 +287,12 @@ func spamIMAPCmd(a *app) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d fetched, %d new to TIP, %d with defects\n", box.Name, res.Members, res.New, res.Defective)
+			if res.Refused > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%d refused (left in the mailbox, not asked for again):\n", res.Refused)
+				for _, s := range res.RefusedSample {
+					fmt.Fprintf(cmd.OutOrStdout(), "  %s\n", s)
+				}
+			}
 			return nil
 		},
 	}
