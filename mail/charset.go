@@ -2,6 +2,7 @@ package mail
 
 import (
 	"bytes"
+	"encoding/base64"
 	"io"
 	"mime"
 	"strings"
@@ -28,6 +29,142 @@ var wordDecoder = &mime.WordDecoder{CharsetReader: func(cs string, r io.Reader) 
 	}
 	return bytes.NewReader(b), nil
 }}
+
+// lenientWords rewrites the base64 of each "B" encoded word of v that
+// mime.WordDecoder refuses but Python's email package reads (missing or excess
+// "=" padding, characters outside the alphabet; common in Japanese spam) to its
+// canonical form, so that the word decodes as Python decodes it. Words are
+// found as mime.WordDecoder.DecodeHeader finds them. repaired is false, and v
+// returned itself, when no word needed it.
+func lenientWords(v string) (out string, repaired bool) {
+	var sb strings.Builder
+	done := 0 // v[:done] is in sb
+	for rest := 0; ; {
+		start := strings.Index(v[rest:], "=?")
+		if start < 0 {
+			break
+		}
+		cur := rest + start + len("=?")
+		i := strings.IndexByte(v[cur:], '?')
+		if i < 0 {
+			break
+		}
+		cur += i + 1
+		if len(v) < cur+len("Q??=") || v[cur+1] != '?' {
+			break
+		}
+		enc := v[cur]
+		cur += 2
+		j := strings.Index(v[cur:], "?=")
+		if j < 0 {
+			break
+		}
+		text := v[cur : cur+j]
+		rest = cur + j + len("?=")
+		// Python's reader ends a word at its first "?=", so a text that starts
+		// with "=" is no word to it.
+		if enc != 'B' && enc != 'b' || canonicalBase64(text) || strings.HasPrefix(text, "=") {
+			continue
+		}
+		data, ok := wordBase64(text)
+		if !ok {
+			continue
+		}
+		sb.WriteString(v[done:cur])
+		sb.WriteString(base64.StdEncoding.EncodeToString(data))
+		done, repaired = cur+j, true
+	}
+	if !repaired {
+		return v, false
+	}
+	sb.WriteString(v[done:])
+	return sb.String(), true
+}
+
+// canonicalBase64 reports base64 that base64.StdEncoding decodes: whole groups
+// of the alphabet, "=" only as the padding of the last.
+func canonicalBase64(s string) bool {
+	n := len(s)
+	if n%4 != 0 {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		c := s[i]
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/':
+		case c == '=' && (i == n-1 || i == n-2 && s[n-1] == '='):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// wordBase64 decodes the base64 of a "B" encoded word as Python's email
+// package does (email._encoded_words.decode_b, which reads the text with
+// binascii.a2b_base64 after padding it): characters outside the alphabet are
+// skipped, "=" where no group is open is ignored, missing padding is supplied,
+// and the padding that closes a group ends the text. ok is false only for a
+// text with one character past its whole groups, which no base64 encoder
+// writes and Python does not decode either.
+func wordBase64(s string) (out []byte, ok bool) {
+	out = make([]byte, 0, len(s)*3/4+2)
+	var quad, pads int
+	var left byte
+	// The two "=" after the text are the padding Python supplies when the
+	// text alone does not decode.
+	for i := 0; i < len(s)+2; i++ {
+		c := byte('=')
+		if i < len(s) {
+			c = s[i]
+		}
+		if c == '=' {
+			if quad >= 2 {
+				pads++
+				if quad+pads >= 4 {
+					return out, true
+				}
+			}
+			continue
+		}
+		v := base64Value(c)
+		if v > 63 {
+			continue
+		}
+		pads = 0
+		switch quad {
+		case 0:
+			left = v
+		case 1:
+			out = append(out, left<<2|v>>4)
+			left = v & 0x0f
+		case 2:
+			out = append(out, left<<4|v>>2)
+			left = v & 0x03
+		case 3:
+			out = append(out, left<<6|v)
+		}
+		quad = (quad + 1) % 4
+	}
+	return out, quad == 0
+}
+
+// base64Value is the value of a base64 character, or 0xff.
+func base64Value(c byte) byte {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return c - 'A'
+	case c >= 'a' && c <= 'z':
+		return c - 'a' + 26
+	case c >= '0' && c <= '9':
+		return c - '0' + 52
+	case c == '+':
+		return 62
+	case c == '/':
+		return 63
+	}
+	return 0xff
+}
 
 // decodeCharset converts data in charset cs to UTF-8 with go-message's charset
 // tables; data said to be UTF-8 or ASCII is taken as it is.

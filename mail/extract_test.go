@@ -119,6 +119,31 @@ func TestFixtures(t *testing.T) {
 			subject: "Delivery Status Notification", fromName: "Mail Delivery System", from: "mailer-daemon@bounce.example",
 			to: "info@spamtrap-two.net", sender: "5.9.10.11", helo: "WIN-ABCDEF12345", envelope: "", skew: -1574,
 			urls: []string{"text http://dsn.example.com/retry"}},
+		{file: "mac-cr.eml",
+			// Every line ends in a bare CR, as old Mac clients saved mail: the
+			// folded Received chain, a folded Subject, nested multiparts, a
+			// quoted-printable body with a soft break and a base64 attachment
+			// are read as in an LF mail. Subject, names, addresses and the
+			// attachment's digest are Python's (3.11, email.policy.default).
+			subject: "Votre compte a été suspendu - action requise", fromName: "Crédit Service Client", from: "news@promo.example.fr",
+			to: "anna.smith@trap-one.org", messageID: "mac-cr.20260902101238@promo.example.fr", sender: "81.2.69.160",
+			helo: "mail.promo.example.fr", envelope: "news@promo.example.fr", xMailer: "Claris Emailer 2.0v3 (Macintosh)", skew: -87,
+			urls: []string{"text https://verif.example-secure.fr/reactiver?id=8812&ref=mail", "html https://verif.example-secure.fr/html",
+				"attachment http://cgu.example-secure.fr/cgu.html"},
+			attachments: []string{"conditions.txt text/plain 93 da95f860ce09a1bc01283c6bd2970af168e193fdf1cf5c077a1bfa5a46125ce9"}},
+		{file: "iso-2022-jp-padding.eml",
+			// ISO-2022-JP "B" encoded words with the padding quirks of Japanese
+			// spam: "==" where "=" belongs, none where "==" belongs, "=" or "=="
+			// after a whole group. The decoded values are Python's (3.11,
+			// email.policy.default), which reads such base64 leniently and
+			// records a defect, as TIP does.
+			subject: "【重要】楽天カードご利用確認のお願い", fromName: "楽天カード株式会社", from: "info@mail.rakuten-card.example.jp",
+			replyTo: "support@rakuten-card.example-login.jp", to: "anna.smith@trap-one.org",
+			messageID: "20260902120147.4F2A@mail.rakuten-card.example.jp", sender: "81.2.69.192",
+			helo: "smtp.mail.rakuten-card.example.jp", envelope: "info@mail.rakuten-card.example.jp", xMailer: "会員様 Mailer 3.1", skew: -22,
+			urls: []string{"text https://rakuten-card.example-login.jp/member/verify?id=20260902"},
+			defects: []string{"From: malformed base64 in an encoded word: read leniently", "Reply-To: malformed base64 in an encoded word: read leniently",
+				"Subject: malformed base64 in an encoded word: read leniently", "X-Mailer: malformed base64 in an encoded word: read leniently"}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f := readFixture(t, tc.file)

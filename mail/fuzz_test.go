@@ -26,6 +26,12 @@ func FuzzExtract(f *testing.F) {
 		f.Add(m.Raw)
 	}
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=a\n\n--a\nContent-Type: message/rfc822\n\nContent-Type: multipart/mixed; boundary=a\n\n--a\n"))
+	// Line ends as Python's email package reads them: bare CRs, and CRLF, CR
+	// and LF mixed, with a CR before an empty line and one at the very end.
+	f.Add([]byte("Received: from a (a [192.0.2.9])\r\tby mx1.trap-one.org; Tue, 1 Sep 2026 00:00:00 +0000\rSubject: cr\rContent-Type: multipart/mixed; boundary=b\r\r--b\rContent-Transfer-Encoding: quoted-printable\r\rhttp://x.example/=\ra\r--b--\r"))
+	f.Add([]byte("Subject: mixed\r\nFrom: a@b.example\rContent-Type: multipart/alternative; boundary=b\n\r\n--b\r\r\n--b\n\r--b--\r"))
+	// "B" encoded words in ISO-2022-JP with excess, missing and inner padding.
+	f.Add([]byte("From: =?ISO-2022-JP?B?GyRCM1pFNyUrITwlSTN0PDAycTxSGyhC=?= <a@b.example>\nSubject: =?ISO-2022-JP?B?GyRCIVo9RU1XIVsbKEI==?=\n =?ISO-2022-JP?B?GyRCM1pFNyUrITwlSRsoQg?= =?iso-2022-jp?b?QQ==QUI=?= =?ISO-2022-JP?B?Q?=\n\n"))
 	cfg := Config{TrapMX: []string{"mx1.trap-one.org"}, TrapMXAddrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")},
 		TrustedRelays: []netip.Prefix{netip.MustParsePrefix("20.154.87.238/32")}, Limits: fuzzLimits}
 	f.Fuzz(func(t *testing.T, raw []byte) {
@@ -49,6 +55,7 @@ func FuzzParseReceived(f *testing.F) {
 		"by 2002:a05::1 with SMTP id x;\n        Tue, 01 Sep 2026 03:00:00 -0700 (PDT)",
 		"(qmail 1 invoked from network); 1 Sep 2026 10:00:00 -0000",
 		"from ((((( [ ] ;;; by",
+		"from a.example (a.example [192.0.2.1])\r\tby mx.example with ESMTP id X;\r\tTue, 1 Sep 2026 00:00:00 +0000",
 	} {
 		f.Add(v)
 	}

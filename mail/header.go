@@ -136,6 +136,42 @@ func lineEnd(b []byte, i int) int {
 	return len(b)
 }
 
+// crToLF is msg with its bare CRs (those not before an LF) made LF. Python's
+// email package ends a line at CRLF, CR or LF alike (email.feedparser's
+// NLCRE), and mail saved by old Mac clients ends every line in a bare CR: read
+// so, such mail gives the facts of its LF form. msg is returned itself, with no
+// copy, when it has no bare CR; else a copy of the same length, so that sizes
+// and offsets hold (the raw message's hashes are taken before, of msg as it
+// came).
+func crToLF(msg []byte) []byte {
+	i := bareCR(msg)
+	if i < 0 {
+		return msg
+	}
+	out := bytes.Clone(msg)
+	for ; i < len(out); i++ {
+		if out[i] == '\r' && (i+1 == len(out) || out[i+1] != '\n') {
+			out[i] = '\n'
+		}
+	}
+	return out
+}
+
+// bareCR is the index of the first CR of b not followed by an LF, or -1.
+func bareCR(b []byte) int {
+	for off := 0; ; {
+		i := bytes.IndexByte(b[off:], '\r')
+		if i < 0 {
+			return -1
+		}
+		off += i
+		if off+1 == len(b) || b[off+1] != '\n' {
+			return off
+		}
+		off += 2
+	}
+}
+
 func trimEOL(line []byte) []byte {
 	if n := len(line); n > 0 && line[n-1] == '\n' {
 		line = line[:n-1]
@@ -225,12 +261,23 @@ func (x *extractor) text(v, name string) string {
 	if !strings.Contains(v, "=?") {
 		return v
 	}
+	v = x.lenientWords(v, name)
 	s, err := wordDecoder.DecodeHeader(v)
 	if err != nil {
 		x.defect("%s: %v", name, err)
 		return v
 	}
 	return s
+}
+
+// lenientWords makes the badly padded base64 of v's encoded words decode, as
+// Python's email package reads it, and reports it as Python does.
+func (x *extractor) lenientWords(v, name string) string {
+	v, repaired := lenientWords(v)
+	if repaired {
+		x.defect("%s: malformed base64 in an encoded word: read leniently", name)
+	}
+	return v
 }
 
 // eightBit turns a header value with raw 8-bit bytes into UTF-8 and reports it:
@@ -289,6 +336,9 @@ var addressParser = &netmail.AddressParser{WordDecoder: wordDecoder}
 // decoded display name. Broken values that net/mail refuses are read leniently.
 func (x *extractor) address(v, name string) (addr, display string) {
 	v = x.eightBit(v, name)
+	if strings.Contains(v, "=?") {
+		v = x.lenientWords(v, name)
+	}
 	if addr, display, ok := simpleAddress(v); ok {
 		return addr, display
 	}

@@ -7,7 +7,9 @@
 // Extraction is plain Go on the raw bytes of one message, built on
 // github.com/emersion/go-message's charset tables (bodies and RFC 2047 words),
 // net/mail for addresses, golang.org/x/net/html, and feeds.Normalize for URLs.
-// Headers and MIME parts are split here with bounded readers. It never fails
+// Headers and MIME parts are split here with bounded readers, and lines end at
+// CRLF, LF or a bare CR alike, as Python's email package reads mail; encoded
+// words with badly padded base64 decode as they do there. It never fails
 // and never panics: what is wrong with a message becomes a defect, and every
 // cost (size, nesting, parts, decoded bytes, headers, URLs, archive entries) is
 // bounded by Limits.
@@ -352,6 +354,7 @@ func (x *extractor) run(raw []byte) {
 	if over {
 		head = raw[:x.lim.MaxSize]
 	}
+	head = crToLF(head)
 	h, body := x.readHeader(head, true)
 	if len(h) == 0 {
 		x.defect("no header fields")
@@ -359,7 +362,7 @@ func (x *extractor) run(raw []byte) {
 	x.trace(h)
 	if !over {
 		x.entity(h, body, 0, "")
-		if x.unclosed && raw[len(raw)-1] != '\n' {
+		if x.unclosed && head[len(head)-1] != '\n' {
 			x.defect("message ends inside a line: truncated")
 		}
 	}

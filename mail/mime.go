@@ -37,7 +37,8 @@ func (x *extractor) entity(h header, body []byte, depth int, within string) {
 		_, name := x.disposition(h, params)
 		x.attachment(name, mt, params, data, true)
 		x.skel("m")
-		nh, nbody := x.readHeader(data, false)
+		// Its own line ends may be bare CRs where a transfer encoding hid them.
+		nh, nbody := x.readHeader(crToLF(data), false)
 		x.entity(nh, nbody, depth+1, SourceAttachment)
 	default:
 		x.leaf(h, mt, params, body, within)
@@ -312,7 +313,7 @@ func (x *extractor) disposition(h header, ctParams map[string]string) (string, s
 		name = ctParams["name"]
 	}
 	if strings.Contains(name, "=?") {
-		if d, err := wordDecoder.DecodeHeader(name); err == nil {
+		if d, err := wordDecoder.DecodeHeader(x.lenientWords(name, "file name")); err == nil {
 			name = d
 		}
 	}

@@ -18,8 +18,9 @@ import (
 //     by their unique part (the file name without its ":2,flags" info, so a
 //     message keeps its name when the reader flags it or moves it to cur/);
 //     tmp/ holds deliveries in progress and is skipped;
-//   - an mbox file (one starting with a "From " line): each message, with the
-//     ">From " quoting undone, named "mbox:<path>#<n>" (n from 1);
+//   - an mbox file (one starting with a "From " line ended by LF): each
+//     message, with the ">From " quoting undone, named "mbox:<path>#<n>" (n
+//     from 1);
 //   - any other file: one RFC 822 message, named by its file name;
 //   - any other folder: the files under it, named by their path in it (an
 //     unpacked spam archive's "2026/09/01/<name>.txt"), Maildirs inside it
@@ -141,7 +142,7 @@ func (w walker) file(path, name string) error {
 	}
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 64<<10)
-	if head, _ := br.Peek(5); string(head) == "From " {
+	if head, _ := br.Peek(1 << 10); bytes.HasPrefix(head, []byte("From ")) && !crLines(head) {
 		return w.mbox(br, path)
 	}
 	raw, err := io.ReadAll(io.LimitReader(br, w.max+1))
@@ -149,6 +150,15 @@ func (w walker) file(path, name string) error {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	return w.fn(name, raw)
+}
+
+// crLines reports a first line that ends in a bare CR: a file saved by an old
+// Mac client. Its "From " line is not an mbox separator (the mbox format splits
+// at LF, and so does Python's mailbox module): the file is one message, whose
+// "From " line Extract skips.
+func crLines(head []byte) bool {
+	i := bytes.IndexAny(head, "\r\n")
+	return i >= 0 && i+1 < len(head) && head[i] == '\r' && head[i+1] != '\n'
 }
 
 // mbox splits an mbox stream at "From " lines that start the file or follow an

@@ -92,6 +92,26 @@ func TestWalkFile(t *testing.T) {
 	}
 }
 
+// A file saved by an old Mac client, its lines ended in bare CRs, is one
+// message even when it starts with an mbox "From " line, and reaches the
+// callback as it is.
+func TestWalkBareCRFile(t *testing.T) {
+	dir := t.TempDir()
+	raw := strings.ReplaceAll("From mac@example.org Tue Sep  1 00:00:00 2026\nFrom: Mac User <mac@example.org>\nSubject: from a Mac\n\nhttps://mac.example.com/x\n", "\n", "\r")
+	path := filepath.Join(dir, "mac.eml")
+	if err := os.WriteFile(path, []byte(raw), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := walkAll(t, path)
+	if len(got) != 1 || got[0].raw != raw {
+		t.Fatalf("got %q", got)
+	}
+	f := Extract([]byte(got[0].raw), Config{})
+	if f.Subject != "from a Mac" || f.From != "mac@example.org" || len(f.URLs) != 1 {
+		t.Errorf("subject %q, from %q, urls %v", f.Subject, f.From, f.URLs)
+	}
+}
+
 // A callback's error stops the walk and comes back; fs.SkipAll stops it quietly.
 func TestWalkStops(t *testing.T) {
 	stop := errors.New("stop")
