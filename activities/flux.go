@@ -108,9 +108,10 @@ func NormalizeDomain(raw string) (string, bool) {
 }
 
 // MaxResolveResult bounds the JSON of ResolveDomains' result: AssessDomains takes
-// two of them, and stays under half of Temporal's 2 MB payload limit. A batch
-// of 100 ordinary domains takes about 100 KB; hostile answers shed detail to fit
-// (flux.ShedBatch) and say so.
+// two of them, or three (parts of them) for the domains resolved a third time,
+// and stays under Temporal's 2 MB payload limit. A batch of 100 ordinary domains
+// takes about 100 KB; hostile answers shed detail to fit (flux.ShedBatch) and
+// say so.
 const MaxResolveResult = 512 << 10
 
 // ResolveDomains resolves each domain once, a few at a time, and annotates the
@@ -180,28 +181,40 @@ func (a *Activities) resolve(ctx context.Context, domain string, asns flux.ASLoo
 	return o
 }
 
-// AssessInput is a triage batch's two resolutions, pairwise by index.
+// AssessInput is a triage batch's resolutions, pairwise by index: two of every
+// domain, and a third of those a first assessment left for one.
 type AssessInput struct {
 	Origin string             `json:"origin"`
 	First  []flux.Observation `json:"first"`
 	Second []flux.Observation `json:"second"`
+	// Third, when set, is a third resolution of every domain, taken once the
+	// second answers' TTLs ran out.
+	Third []flux.Observation `json:"third,omitempty"`
+	// LookAgainWithin, when above 0, leaves unjudged the domains a third
+	// resolution at most this long after the second may judge otherwise
+	// (flux.LookAgain): TriageOutcome.Again names them.
+	LookAgainWithin time.Duration `json:"look_again_within,omitempty"`
 }
 
 // TriageOutcome counts a batch's verdicts and names the domains whose monitors
-// were started (or already ran).
+// were started (or already ran), and those left for a third resolution.
 type TriageOutcome struct {
 	Verdicts map[flux.Verdict]int `json:"verdicts"`
 	Watched  []string             `json:"watched"`
+	// Again indexes the input's domains left unjudged for a third resolution
+	// (AssessInput.LookAgainWithin), in order.
+	Again []int `json:"again,omitempty"`
 }
 
-// AssessDomains judges each domain from its two resolutions (flux.Triage),
+// AssessDomains judges each domain from its resolutions (flux.TriageAll),
 // records the verdicts, and starts a monitor for each fluxy one with
 // Signal-With-Start on flux/<domain>: a domain never has two monitors, and one
-// already running just gets the signal.
+// already running just gets the signal. With LookAgainWithin, a benign domain
+// near flux (flux.LookAgain) is neither counted nor recorded but named in Again.
 func (a *Activities) AssessDomains(ctx context.Context, in AssessInput) (TriageOutcome, error) {
 	out := TriageOutcome{Verdicts: map[flux.Verdict]int{}}
-	if len(in.First) != len(in.Second) {
-		return out, fmt.Errorf("assess: %d first and %d second resolutions", len(in.First), len(in.Second))
+	if len(in.First) != len(in.Second) || in.Third != nil && len(in.Third) != len(in.First) {
+		return out, fmt.Errorf("assess: %d first, %d second and %d third resolutions", len(in.First), len(in.Second), len(in.Third))
 	}
 	allow, err := a.fluxAllowlist(ctx)
 	if err != nil {
@@ -210,10 +223,18 @@ func (a *Activities) AssessDomains(ctx context.Context, in AssessInput) (TriageO
 	var vs []storage.FluxVerdict
 	var fluxy []flux.Assessment
 	for i := range in.First {
+		looks := []flux.Observation{in.First[i], in.Second[i]}
+		if in.Third != nil {
+			looks = append(looks, in.Third[i])
+		}
 		// The observations were annotated when resolved; nil keeps those annotations.
-		as := flux.Triage(in.First[i], in.Second[i], nil, allow)
+		as := flux.TriageAll(looks, nil, allow)
+		if in.LookAgainWithin > 0 && in.Third == nil && flux.LookAgain(as, in.First[i], in.Second[i], in.LookAgainWithin) {
+			out.Again = append(out.Again, i)
+			continue
+		}
 		out.Verdicts[as.Verdict]++
-		vs = append(vs, storage.FluxVerdict{Assessment: as, Origin: in.Origin, At: in.Second[i].At})
+		vs = append(vs, storage.FluxVerdict{Assessment: as, Origin: in.Origin, At: looks[len(looks)-1].At})
 		if as.Verdict.Fluxy() {
 			fluxy = append(fluxy, as)
 		}

@@ -122,16 +122,30 @@ func (a Assessment) Scored() bool { return a.Features.Answers > 0 && a.Features.
 // addresses are too few for a positive score even in as many ASNs and the
 // answers do not rotate), and error, saying so, otherwise.
 func Triage(first, second Observation, asns ASLookup, allow *Allowlist) Assessment {
-	obs := []Observation{first, second}
+	return TriageAll([]Observation{first, second}, asns, allow)
+}
+
+// TriageAll is Triage over every resolution of a domain, in the order taken (at
+// least one): the answers pool, and "first" and "last" (Jaccard, NSChanged, the
+// NXDOMAIN rule) are the first and the last of them. A third resolution is taken
+// for the domains LookAgain picks.
+func TriageAll(looks []Observation, asns ASLookup, allow *Allowlist) Assessment {
+	obs := slices.Clone(looks)
+	if len(obs) == 0 {
+		return Assessment{Verdict: VerdictError, Reason: "no resolution"}
+	}
 	if asns != nil {
 		for i := range obs {
 			obs[i] = obs[i].clone()
 			obs[i].Annotate(asns)
 		}
 	}
-	res := Assessment{Domain: first.Domain}
-	if res.Domain == "" {
-		res.Domain = second.Domain
+	last := obs[len(obs)-1]
+	res := Assessment{}
+	for _, o := range obs {
+		if res.Domain == "" {
+			res.Domain = o.Domain
+		}
 	}
 	var answered []Observation
 	nx := 0
@@ -152,7 +166,7 @@ func Triage(first, second Observation, asns ASLookup, allow *Allowlist) Assessme
 		}
 	}
 	switch {
-	case second.Status == NXDomain || len(answered) == 0 && nx > 0:
+	case last.Status == NXDomain || len(answered) == 0 && nx > 0:
 		res.Verdict, res.Reason = VerdictNXDomain, "the name does not exist: "+strings.Join(failures, ", ")
 		return res
 	case len(answered) == 0:
@@ -349,15 +363,112 @@ func countPrefixes(sorted []netip.Addr) int {
 	return n
 }
 
-// ResolveAgainAfter is how long after the first resolutions of a triage the
-// second waits: past the longest of their TTLs (each answer's lowest), so a
-// rotating answer has rotated, and at least a second, but at most maxWait.
-func ResolveAgainAfter(first []Observation, maxWait time.Duration) time.Duration {
-	wait := time.Second
-	for _, o := range first {
-		if ttl, ok := o.MinTTL(); ok {
-			wait = max(wait, time.Duration(ttl)*time.Second+time.Second)
+// TTLMargin is waited past the longest TTL: a caching resolver counts a
+// record's TTL in whole seconds and still hands it out in the second it reaches
+// 0, and the workflow's clock and the worker's may differ by a little.
+const TTLMargin = 2 * time.Second
+
+// Wait is how long a triage waits before resolving again, and why.
+type Wait struct {
+	For time.Duration `json:"for"`
+	// Longest is the longest TTL the answers carried (seconds; 0 without records).
+	Longest uint32 `json:"longest"`
+	// Capped says the maximum wait came first: answers with a TTL of Longest were
+	// still in the resolver's cache when it ended.
+	Capped bool `json:"capped,omitempty"`
+}
+
+// ResolveAgainAfter is when a triage resolves its domains again, from the
+// moment the last of the observations was taken: once the longest TTL among
+// them (LongestTTL) and TTLMargin have passed, bounded by maxWait. Behind a
+// caching resolver the TTLs are what remains of its cached copies, and a copy is
+// handed out unchanged until it expires; a rotating answer (A and AAAA, and the
+// name servers of a double-flux domain) shows its next set only after that.
+// The NS records of most zones live for hours, so a batch of ordinary domains
+// usually waits the whole maxWait.
+func ResolveAgainAfter(obs []Observation, maxWait time.Duration) Wait {
+	longest, _ := LongestTTL(obs)
+	w := Wait{For: time.Duration(longest)*time.Second + TTLMargin, Longest: longest}
+	if w.For > maxWait {
+		w.For, w.Capped = max(maxWait, 0), true
+	}
+	return w
+}
+
+// String says what the wait was for, as `tip flux probe` reports it.
+func (w Wait) String() string {
+	if w.Capped {
+		return fmt.Sprintf("waited the maximum %s; TTLs of %d s had not run out: the answer may come from the resolver's cache", w.For, w.Longest)
+	}
+	if w.Longest == 0 {
+		return fmt.Sprintf("waited %s: the answers held no TTLs", w.For)
+	}
+	return fmt.Sprintf("waited %s: the answers' TTLs (max %d s) ran out", w.For, w.Longest)
+}
+
+// LongestTTL is the longest TTL in the observations: of the A and AAAA records,
+// the NS records and the name servers' addresses. ok is false without records.
+func LongestTTL(obs []Observation) (ttl uint32, ok bool) {
+	see := func(t uint32) { ttl, ok = max(ttl, t), true }
+	for _, o := range obs {
+		for _, rs := range [][]Record{o.A, o.AAAA} {
+			for _, r := range rs {
+				see(r.TTL)
+			}
+		}
+		for _, ns := range o.NS {
+			see(ns.TTL)
+			for _, r := range ns.Addrs {
+				see(r.TTL)
+			}
 		}
 	}
-	return min(wait, maxWait)
+	return ttl, ok
+}
+
+// LookAgain reports whether a benign verdict from two resolutions (Triage's a of
+// first and second) is near enough to flux for a third resolution, once the
+// second answers' TTLs have run out, to change it: the answers are scored and
+// pass FluxBuster's prefilter, and either
+//
+//   - the second answer brought addresses the first lacked, and one more answer
+//     bringing as many new addresses in as many new ASNs would make the Holz
+//     score positive or the answers rotate over MinRotationASNs ASNs (small
+//     RRsets, bots sharing networks); or
+//   - the second answer repeats the first within the first's TTL, so it may be
+//     the resolver's cached copy (the wait was capped), and what remains of its
+//     TTL, with TTLMargin, runs out within maxWait: the third sees the zone's
+//     next answer.
+func LookAgain(a Assessment, first, second Observation, maxWait time.Duration) bool {
+	f := a.Features
+	if a.Verdict != VerdictBenign || !a.Scored() || !f.Candidate || f.Answers < 2 {
+		return false
+	}
+	seen := map[netip.Addr]bool{}
+	seenASN := map[uint32]bool{}
+	for _, r := range first.A {
+		seen[r.Addr], seenASN[r.ASN] = true, true
+	}
+	newIPs, newASNs := 0, 0
+	fresh := map[uint32]bool{}
+	for _, r := range second.A {
+		if !seen[r.Addr] {
+			newIPs++
+			seen[r.Addr] = true
+		}
+		if r.ASN != 0 && !seenASN[r.ASN] && !fresh[r.ASN] {
+			newASNs++
+			fresh[r.ASN] = true
+		}
+	}
+	if newIPs > 0 {
+		// A CDN's edge servers stay within a network or two however many there are.
+		ips, asns := f.IPs+newIPs, f.ASNs+newASNs
+		return float64(asns) >= CDNDisparity*float64(ips) &&
+			(HolzScore(ips, asns) > 0 || asns >= MinRotationASNs && f.AnswerDiversity >= MinAnswerDiversity)
+	}
+	ttl, ok := LongestTTL([]Observation{{A: first.A, AAAA: first.AAAA}})
+	left, _ := LongestTTL([]Observation{{A: second.A, AAAA: second.AAAA}})
+	cached := ok && second.At.Sub(first.At) < time.Duration(ttl)*time.Second
+	return cached && time.Duration(left)*time.Second+TTLMargin <= maxWait
 }

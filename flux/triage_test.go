@@ -304,3 +304,106 @@ func TestTriageWithoutASNs(t *testing.T) {
 		t.Errorf("annotated by Triage: %+v", withTable)
 	}
 }
+
+// Behind a caching resolver every TTL is what remains of a cached copy: the
+// second resolution comes once the longest of them has run out, the name
+// servers' and the AAAA records' included, with a margin, at most maxWait.
+func TestResolveAgainAfter(t *testing.T) {
+	v6 := netip.MustParseAddr("2a00::1")
+	withAAAA := answer(0, 60, append(bots(0, 3, 3), v6))
+	withAAAA.AAAA[0].TTL = 240
+	dflux := answer(0, 30, bots(0, 5, 5), NameServer{Name: "ns1.example.test", TTL: 90, Addrs: []Record{{Addr: bots(9, 1, 1)[0], TTL: 120}}})
+	cases := []struct {
+		name    string
+		obs     []Observation
+		maxWait time.Duration
+		want    Wait
+		says    string
+	}{
+		{"the longest A TTL of the batch", []Observation{answer(0, 30, bots(0, 3, 3)), answer(0, 240, bots(3, 3, 3))}, 10 * time.Minute,
+			Wait{For: 242 * time.Second, Longest: 240}, "waited 4m2s: the answers' TTLs (max 240 s) ran out"},
+		{"an AAAA TTL longer than the A's", []Observation{withAAAA}, 10 * time.Minute,
+			Wait{For: 242 * time.Second, Longest: 240}, "(max 240 s) ran out"},
+		{"the name servers' addresses outlive the A records", []Observation{dflux}, 10 * time.Minute,
+			Wait{For: 122 * time.Second, Longest: 120}, "(max 120 s) ran out"},
+		{"an hour's TTL: the maximum, said so", []Observation{answer(0, 3600, bots(0, 3, 3))}, 10 * time.Minute,
+			Wait{For: 10 * time.Minute, Longest: 3600, Capped: true},
+			"waited the maximum 10m0s; TTLs of 3600 s had not run out: the answer may come from the resolver's cache"},
+		{"nothing answered", []Observation{{Status: NXDomain}, {Status: Failed}}, 10 * time.Minute,
+			Wait{For: TTLMargin}, "waited 2s: the answers held no TTLs"},
+		{"no wait allowed", []Observation{answer(0, 30, bots(0, 3, 3))}, 0, Wait{Longest: 30, Capped: true}, "waited the maximum 0s"},
+	}
+	for _, c := range cases {
+		got := ResolveAgainAfter(c.obs, c.maxWait)
+		if got != c.want || !strings.Contains(got.String(), c.says) {
+			t.Errorf("%s: %+v %q, want %+v %q", c.name, got, got, c.want, c.says)
+		}
+	}
+}
+
+// smallFlux is a flux domain's bots two at a time with a 30 s TTL: the first two
+// answers span 3 ASNs (one short of MinRotationASNs), the third brings a fourth.
+var smallFlux = []netip.Addr{
+	netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1"),
+	netip.MustParseAddr("10.1.1.1"), netip.MustParseAddr("10.3.0.1"),
+	netip.MustParseAddr("10.4.0.1"), netip.MustParseAddr("10.2.1.1"),
+}
+
+// A benign verdict near flux gets a third resolution; what one more answer
+// cannot change does not.
+func TestLookAgain(t *testing.T) {
+	tab := testTable(t)
+	at := func(o Observation) Observation { o.Annotate(tab); return o }
+	small := func(after time.Duration, k int) Observation { return at(answer(after, 30, smallFlux[k:k+2])) }
+	cases := []struct {
+		name          string
+		first, second Observation
+		maxWait       time.Duration
+		verdict       Verdict
+		want          bool
+	}{
+		{"two small answers rotating over 3 ASNs: a third may make 4", small(0, 0), small(2*time.Minute, 2), 10 * time.Minute, VerdictBenign, true},
+		{"a round-robin set: nothing new", at(answer(0, 60, bots(0, 4, 4))), at(answer(2*time.Minute, 60, bots(0, 4, 4))), 10 * time.Minute, VerdictBenign, false},
+		{"a CDN rotating in one network", at(answer(0, 20, cdnAddrs(0, 30))), at(answer(time.Minute, 20, cdnAddrs(30, 30))), 10 * time.Minute, VerdictBenign, false},
+		{"already flux", at(answer(0, 60, bots(0, 5, 10))), at(answer(2*time.Minute, 60, bots(5, 5, 10))), 10 * time.Minute, VerdictFlux, false},
+		{"the cached copy (TTL 900 s, 10 minutes later), its rest within the wait",
+			at(answer(0, 900, bots(0, 3, 3))), at(answer(10*time.Minute, 300, bots(0, 3, 3))), 10 * time.Minute, VerdictBenign, true},
+		{"the cached copy, its rest past the wait", at(answer(0, 3600, bots(0, 3, 3))), at(answer(10*time.Minute, 3000, bots(0, 3, 3))), 10 * time.Minute, VerdictBenign, false},
+		{"the same answer after its TTL: the zone's, not a cache's", at(answer(0, 60, bots(0, 3, 3))), at(answer(2*time.Minute, 60, bots(0, 3, 3))), 10 * time.Minute, VerdictBenign, false},
+		{"long TTLs fail the prefilter", at(answer(0, 86400, bots(0, 2, 3))), at(answer(2*time.Minute, 86400, bots(2, 2, 3))), 10 * time.Minute, VerdictBenign, false},
+	}
+	for _, c := range cases {
+		a := Triage(c.first, c.second, nil, nil)
+		if a.Verdict != c.verdict {
+			t.Fatalf("%s: verdict %s (%s), want %s", c.name, a.Verdict, a.Reason, c.verdict)
+		}
+		if got := LookAgain(a, c.first, c.second, c.maxWait); got != c.want {
+			t.Errorf("%s: LookAgain %v, want %v (%s)", c.name, got, c.want, a.Reason)
+		}
+	}
+	// The third answer decides: the small rotation spans 4 ASNs and is flux.
+	third := TriageAll([]Observation{small(0, 0), small(2*time.Minute, 2), small(4*time.Minute, 4)}, nil, nil)
+	if third.Verdict != VerdictFlux || third.Features.Answers != 3 || third.Features.ASNs < MinRotationASNs {
+		t.Errorf("three small answers: %s (%s)", third.Verdict, third.Reason)
+	}
+}
+
+// Three resolutions: the NXDOMAIN rule and the name servers' rotation read the
+// last, the features pool all three.
+func TestTriageAllThreeLooks(t *testing.T) {
+	tab := testTable(t)
+	gone := Observation{Domain: "example.test", At: t0.Add(4 * time.Minute), Status: NXDomain}
+	if got := TriageAll([]Observation{answer(0, 60, bots(0, 5, 10)), answer(2*time.Minute, 60, bots(5, 5, 10)), gone}, tab, nil); got.Verdict != VerdictNXDomain {
+		t.Errorf("taken down at the third look: %s (%s)", got.Verdict, got.Reason)
+	}
+	first := answer(0, 30, smallFlux[0:2], ns("ns1.example.test", bots(50, 1, 3)...))
+	second := answer(2*time.Minute, 30, smallFlux[2:4], ns("ns1.example.test", bots(50, 1, 3)...))
+	third := answer(4*time.Minute, 30, smallFlux[4:6], ns("ns2.example.test", bots(51, 1, 3)...))
+	got := TriageAll([]Observation{first, second, third}, tab, nil)
+	if got.Verdict != VerdictDoubleFlux || got.Features.IPs != 6 || got.Features.Answers != 3 || got.Features.Jaccard != 0 {
+		t.Errorf("three looks: %s %+v (%s)", got.Verdict, got.Features, got.Reason)
+	}
+	if got := TriageAll(nil, tab, nil); got.Verdict != VerdictError {
+		t.Errorf("no looks: %+v", got)
+	}
+}

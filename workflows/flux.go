@@ -25,9 +25,12 @@ const triageBatch = 100
 
 // FluxTriage judges the domains other modules found (domains-discovered events):
 // each due domain (never triaged, or benign and seen again after the cool-down)
-// is resolved twice, the second time once the first answers' TTLs have passed
-// (every batch of triageBatch domains first, then one wait, then every batch
-// again), and scored; a fluxy one gets its monitor (Signal-With-Start on flux/<domain>).
+// is resolved twice, the second time once the first answers' TTLs have run out
+// in the resolver's cache (every batch of triageBatch domains first, then one
+// durable timer, then every batch again), and scored; a benign one near flux
+// (flux.LookAgain) is resolved a third time, once the second answers' TTLs have
+// run out, and scored on all three. A fluxy one gets its monitor
+// (Signal-With-Start on flux/<domain>).
 func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 5 * time.Minute,
@@ -63,20 +66,22 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 	verdicts := map[flux.Verdict]int{}
 	watched := 0
 	var problems []string
-	assess := func(batch []string, first, second []flux.Observation) {
+	assess := func(batch []string, ain activities.AssessInput) (activities.TriageOutcome, bool) {
 		var out activities.TriageOutcome
 		// One origin per batch: the first domain's (spam, almost always).
-		in := activities.AssessInput{Origin: origin[batch[0]], First: first, Second: second}
-		if err := workflow.ExecuteActivity(actx, a.AssessDomains, in).Get(ctx, &out); err != nil {
+		ain.Origin = origin[batch[0]]
+		if err := workflow.ExecuteActivity(actx, a.AssessDomains, ain).Get(ctx, &out); err != nil {
 			problems = append(problems, rootCause(err))
-			return
+			return out, false
 		}
 		for _, v := range allVerdicts {
 			verdicts[v] += out.Verdicts[v]
 		}
 		watched += len(out.Watched)
+		return out, true
 	}
 	batches := slices.Collect(slices.Chunk(plan.Due, triageBatch))
+	third := 0 // domains resolved a third time
 	if workflow.GetVersion(ctx, "triage-one-wait", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		// Runs started before triage-one-wait waited once per batch: a run of
 		// thousands of domains waited longer than the module's timeout.
@@ -86,19 +91,22 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 				problems = append(problems, rootCause(err))
 				continue
 			}
-			if err := workflow.Sleep(ctx, flux.ResolveAgainAfter(first, plan.MaxWait)); err != nil {
+			if err := workflow.Sleep(ctx, flux.ResolveAgainAfter(first, plan.MaxWait).For); err != nil {
 				return ModuleResult{}, err
 			}
 			if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &second); err != nil {
 				problems = append(problems, rootCause(err))
 				continue
 			}
-			assess(batch, first, second)
+			assess(batch, activities.AssessInput{First: first, Second: second})
 		}
 	} else {
-		// Every batch resolved, one wait past the longest TTL seen (at most
-		// MaxWait), every batch resolved again: a run takes two resolutions of
-		// its domains and one wait, however many there are.
+		// Every batch resolved, one durable timer past the longest TTL seen (at
+		// most MaxWait; no worker holds anything meanwhile), every batch resolved
+		// again: a run takes two resolutions of its domains and one wait, however
+		// many there are. Runs from triage-third-look on give the domains near
+		// flux one more wait, together, and a third resolution.
+		lookAgain := workflow.GetVersion(ctx, "triage-third-look", workflow.DefaultVersion, 1) != workflow.DefaultVersion
 		firsts := make([][]flux.Observation, len(batches)) // nil: the batch did not resolve
 		wait := time.Duration(0)                           // the longest batch's; 0 while none resolved
 		for i, batch := range batches {
@@ -106,13 +114,14 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 				problems = append(problems, rootCause(err))
 				continue
 			}
-			wait = max(wait, flux.ResolveAgainAfter(firsts[i], plan.MaxWait))
+			wait = max(wait, flux.ResolveAgainAfter(firsts[i], plan.MaxWait).For)
 		}
 		if wait > 0 {
 			if err := workflow.Sleep(ctx, wait); err != nil {
 				return ModuleResult{}, err
 			}
 		}
+		var again againSet
 		for i, batch := range batches {
 			if firsts[i] == nil {
 				continue
@@ -122,15 +131,60 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 				problems = append(problems, rootCause(err))
 				continue
 			}
-			assess(batch, firsts[i], second)
+			ain := activities.AssessInput{First: firsts[i], Second: second}
+			if lookAgain {
+				ain.LookAgainWithin = plan.MaxWait
+			}
+			if out, ok := assess(batch, ain); ok {
+				again.add(batch, firsts[i], second, out.Again)
+			}
+		}
+		if len(again.names) > 0 {
+			if err := workflow.Sleep(ctx, flux.ResolveAgainAfter(again.second, plan.MaxWait).For); err != nil {
+				return ModuleResult{}, err
+			}
+			for lo := 0; lo < len(again.names); lo += triageBatch {
+				hi := min(lo+triageBatch, len(again.names))
+				batch := again.names[lo:hi]
+				var thirds []flux.Observation
+				if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &thirds); err != nil {
+					problems = append(problems, rootCause(err))
+					continue
+				}
+				third += len(batch)
+				assess(batch, activities.AssessInput{First: again.first[lo:hi], Second: again.second[lo:hi], Third: thirds})
+			}
 		}
 	}
 	summary := fmt.Sprintf("%d domains reported, %d due, %s; %d monitors started or signalled",
 		len(domains), len(plan.Due), verdictCounts(verdicts), watched)
+	if third > 0 {
+		summary += fmt.Sprintf("; %d resolved a third time", third)
+	}
 	if len(problems) > 0 {
 		summary += "; problems: " + strings.Join(problems, "; ")
 	}
 	return ModuleResult{Summary: summary}, nil
+}
+
+// againSet is what a triage run holds of the domains left for a third
+// resolution: their names and first two resolutions, pairwise by index.
+type againSet struct {
+	names         []string
+	first, second []flux.Observation
+}
+
+// add takes the domains of a batch its assessment named (by index; one out of
+// range is ignored).
+func (s *againSet) add(batch []string, first, second []flux.Observation, idx []int) {
+	for _, i := range idx {
+		if i < 0 || i >= len(batch) || i >= len(first) || i >= len(second) {
+			continue
+		}
+		s.names = append(s.names, batch[i])
+		s.first = append(s.first, first[i])
+		s.second = append(s.second, second[i])
+	}
 }
 
 var allVerdicts = []flux.Verdict{flux.VerdictFlux, flux.VerdictDoubleFlux, flux.VerdictBenign, flux.VerdictCDN, flux.VerdictNXDomain, flux.VerdictError}

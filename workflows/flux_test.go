@@ -998,14 +998,83 @@ func TestFluxTriageWaitsOnceForAllBatches(t *testing.T) {
 	for i, c := range r.resolved {
 		want := t0
 		if i >= 10 {
-			want = t0.Add(301 * time.Second)
+			want = t0.Add(302 * time.Second)
 		}
 		if !c.at.Equal(want) {
 			t.Errorf("resolution %d at +%s, want +%s", i, c.at.Sub(t0), want.Sub(t0))
 		}
 	}
-	if took := r.env.Now().Sub(t0); took != 301*time.Second {
-		t.Errorf("1,000 domains took %s, want one wait of 301s", took)
+	if took := r.env.Now().Sub(t0); took != 302*time.Second {
+		t.Errorf("1,000 domains took %s, want one wait of 302s", took)
+	}
+}
+
+func TestFluxTriageLooksAgainAtDomainsNearFlux(t *testing.T) {
+	r := newTriageRun(t)
+	// A TTLs of 60 s, and one domain's name servers at 120 s: the second
+	// resolution waits for those (a caching resolver keeps them as long). The
+	// domains assessed near flux answer their second resolution with 30 s.
+	near := func(i int) bool { return i%40 == 3 }
+	r.answer = func(d string, at time.Time) flux.Observation {
+		i := domainIndex(d)
+		o := flux.Observation{Domain: d, At: at, Status: flux.NoError, A: []flux.Record{agent(i, 60)}}
+		if i == 7 {
+			o.NS = []flux.NameServer{{Name: "ns1.s007.spam.example", TTL: 120}}
+		}
+		if near(i) && at.After(t0) {
+			o.A[0].TTL = 30
+		}
+		return o
+	}
+	r.judge = func(in activities.AssessInput) (activities.TriageOutcome, error) {
+		out := activities.TriageOutcome{Verdicts: map[flux.Verdict]int{}}
+		for k, o := range in.First {
+			switch {
+			case in.Third != nil:
+				out.Verdicts[flux.VerdictFlux]++
+				out.Watched = append(out.Watched, o.Domain)
+			case in.LookAgainWithin > 0 && near(domainIndex(o.Domain)):
+				out.Again = append(out.Again, k)
+			default:
+				out.Verdicts[flux.VerdictBenign]++
+			}
+		}
+		return out, nil
+	}
+	res := r.run(Event{Kind: EventDomainsDiscovered, From: SpamModule, Items: spamDomains(0, 150)})
+
+	want := "150 domains reported, 150 due, 4 flux, 146 benign; 4 monitors started or signalled; 4 resolved a third time"
+	if res.Summary != want {
+		t.Errorf("summary %q,\nwant %q", res.Summary, want)
+	}
+	if len(r.resolved) != 5 || len(r.assessed) != 3 {
+		t.Fatalf("%d resolutions and %d assessments, want 5 and 3", len(r.resolved), len(r.assessed))
+	}
+	second, third := t0.Add(122*time.Second), t0.Add((122+32)*time.Second)
+	for i, wantAt := range []time.Time{t0, t0, second, second, third} {
+		if got := r.resolved[i].at; !got.Equal(wantAt) {
+			t.Errorf("resolution %d at +%s, want +%s", i, got.Sub(t0), wantAt.Sub(t0))
+		}
+	}
+	names := []string{"s003.spam.example", "s043.spam.example", "s083.spam.example", "s123.spam.example"}
+	if !slices.Equal(r.resolved[4].domains, names) {
+		t.Errorf("third resolution of %v, want %v", r.resolved[4].domains, names)
+	}
+	for i, in := range r.assessed[:2] {
+		if in.LookAgainWithin != 10*time.Minute || in.Third != nil {
+			t.Errorf("assessment %d: look again within %s, %d third resolutions", i, in.LookAgainWithin, len(in.Third))
+		}
+	}
+	last := r.assessed[2]
+	if last.LookAgainWithin != 0 || last.Origin != SpamModule || len(last.First) != 4 || len(last.Second) != 4 || len(last.Third) != 4 {
+		t.Fatalf("third assessment: %+v", last)
+	}
+	for k, d := range names {
+		if last.First[k].Domain != d || !last.First[k].At.Equal(t0) || last.Second[k].Domain != d || !last.Second[k].At.Equal(second) ||
+			last.Third[k].Domain != d || !last.Third[k].At.Equal(third) {
+			t.Errorf("third assessment, pair %d: %s at %s, %s at %s, %s at %s; want %s", k, last.First[k].Domain, last.First[k].At,
+				last.Second[k].Domain, last.Second[k].At, last.Third[k].Domain, last.Third[k].At, d)
+		}
 	}
 }
 

@@ -228,33 +228,22 @@ func probeCmd(a *app) *cobra.Command {
 				}
 				domains = append(domains, d)
 			}
-			first, err := acts.ResolveDomains(ctx, domains)
-			if err != nil {
-				return err
-			}
 			if maxWait == 0 {
 				maxWait = cfg.TriageWait
 			}
-			wait := flux.ResolveAgainAfter(first, maxWait)
-			fmt.Fprintf(cmd.ErrOrStderr(), "resolving again in %s, past the answers' TTLs…\n", wait)
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			second, err := acts.ResolveDomains(ctx, domains)
+			looks, err := probeDomains(ctx, cmd.ErrOrStderr(), acts, domains, allow, maxWait)
 			if err != nil {
 				return err
 			}
 			type probe struct {
 				flux.Assessment
-				Scored      bool                `json:"scored"` // the score was computed (Assessment.Scored)
-				Resolutions [2]flux.Observation `json:"resolutions"`
+				Scored      bool               `json:"scored"` // the score was computed (Assessment.Scored)
+				Resolutions []flux.Observation `json:"resolutions"`
 			}
 			var out []probe
 			for i := range domains {
-				as := flux.Triage(first[i], second[i], nil, allow) // annotated when resolved
-				out = append(out, probe{as, as.Scored(), [2]flux.Observation{first[i], second[i]}})
+				as := flux.TriageAll(looks[i], nil, allow) // annotated when resolved
+				out = append(out, probe{as, as.Scored(), looks[i]})
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), out)
@@ -282,9 +271,57 @@ func probeCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&resolvers, "resolver", "", "recursive resolver(s) to ask, host:port, comma-separated (default: flux.resolvers of the configuration)")
-	cmd.Flags().DurationVar(&maxWait, "max-wait", 0, "wait at most this long for the first answers' TTLs before resolving again (default flux.triage_wait)")
+	cmd.Flags().DurationVar(&maxWait, "max-wait", 0, "wait at most this long for the answers' TTLs to run out before resolving again (default flux.triage_wait)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// probeDomains resolves the domains as triage does: once, again when the
+// longest TTL of the first answers has run out (at most maxWait), and a third
+// time, once the second answers' TTLs have run out, for the domains near flux
+// (flux.LookAgain). It says on w what each wait was for, and returns each
+// domain's resolutions in order.
+func probeDomains(ctx context.Context, w io.Writer, acts *activities.Activities, domains []string, allow *flux.Allowlist, maxWait time.Duration) ([][]flux.Observation, error) {
+	looks := make([][]flux.Observation, len(domains))
+	next := make([]int, len(domains)) // the domains resolved next, by index
+	for i := range next {
+		next[i] = i
+	}
+	for n := 1; n <= 3 && len(next) > 0; n++ {
+		names := make([]string, len(next))
+		var last []flux.Observation
+		for k, i := range next {
+			names[k] = domains[i]
+			if n > 1 {
+				last = append(last, looks[i][n-2])
+			}
+		}
+		if n > 1 {
+			wait := flux.ResolveAgainAfter(last, maxWait)
+			fmt.Fprintf(w, "resolving %d domain(s) again in %s…\n", len(next), wait.For)
+			select {
+			case <-time.After(wait.For):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			fmt.Fprintf(w, "resolution %d: %s\n", n, wait)
+		}
+		obs, err := acts.ResolveDomains(ctx, names)
+		if err != nil {
+			return nil, err
+		}
+		var near []int
+		for k, i := range next {
+			looks[i] = append(looks[i], obs[k])
+			if n == 2 && flux.LookAgain(flux.TriageAll(looks[i], nil, allow), looks[i][0], looks[i][1], maxWait) {
+				near = append(near, i)
+			}
+		}
+		if n > 1 {
+			next = near
+		}
+	}
+	return looks, nil
 }
 
 // probeAllowlist is the configured CDN allowlist file, if any (the probe runs

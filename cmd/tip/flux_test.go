@@ -145,6 +145,29 @@ func TestFluxProbeWithoutASNTable(t *testing.T) {
 	}
 }
 
+// tip flux probe says what it waited for: the lab's TTLs (minutes) outlast a
+// 1 s maximum wait, so the second answer may be a cache's.
+func TestFluxProbeSaysWhatItWaitedFor(t *testing.T) {
+	w := world.NewWorld(1)
+	clock := world.NewClock(world.DefaultStart.Add(12*time.Hour), 60)
+	fluxy := w.DomainsOf(world.SingleFlux)[5].Name
+	t.Setenv("TIP_FLUX_RESOLVERS", testenv.LabDNS(t, w, clock))
+	t.Setenv("TIP_FLUX_ASN_TABLE", testenv.LabASNTable(t, w))
+	t.Setenv("TIP_FLUX_ASN_TABLE_ALLOW_PRIVATE", "true")
+	t.Chdir(t.TempDir())
+	out, err := runTip(t, "flux", "probe", fluxy, "--max-wait", "1s")
+	if err != nil {
+		t.Fatalf("probe: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "resolution 2: waited the maximum 1s; TTLs of ") ||
+		!strings.Contains(out, " s had not run out: the answer may come from the resolver's cache") {
+		t.Errorf("probe does not say what it waited for:\n%s", out)
+	}
+	if !strings.Contains(out, "  resolution 2 at ") {
+		t.Errorf("probe does not show the second resolution:\n%s", out)
+	}
+}
+
 // captureStderr runs fn with os.Stderr, where tip logs, going to a pipe, and
 // returns what was written.
 func captureStderr(t *testing.T, fn func()) string {

@@ -45,14 +45,15 @@ done
 
 # Debian packages: PostgreSQL 15 (the private cluster), 7-Zip (the lab builds real
 # .7z spam archives; TIP's reader is tested against them), Dovecot (the lab's IMAP
-# spamtrap) and Chromium (the browser tests drive it headless). Installed only when
-# missing.
+# spamtrap), Chromium (the browser tests drive it headless) and Unbound (flux
+# triage is tested behind a real caching resolver). Installed only when missing.
 pg_bin=${TIP_PG_BIN:-/usr/lib/postgresql/15/bin}
 missing=()
 [[ -x $pg_bin/initdb && -x $pg_bin/pg_ctl ]] || missing+=(postgresql)
 command -v 7z >/dev/null || missing+=(p7zip-full)
 [[ -x /usr/sbin/dovecot ]] || missing+=(dovecot-imapd)
 [[ -x ${TIP_CHROMIUM:-/usr/bin/chromium} ]] || missing+=(chromium)
+[[ -x /usr/sbin/unbound ]] || missing+=(unbound)
 if ((${#missing[@]})); then
   echo "tools: installing Debian packages: ${missing[*]}" >&2
   sudo=""
