@@ -2,8 +2,12 @@ package activities
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"time"
 
@@ -17,11 +21,15 @@ type AllowlistResult struct {
 	Name    string `json:"name"`
 	Status  string `json:"status"` // loaded, unchanged, not-due, failed
 	Entries int    `json:"entries"`
+	// Skipped counts entries of the other kind than the list keeps (the
+	// addresses of a domain list): a MISP string warninglist mixes them.
+	Skipped int    `json:"skipped,omitempty"`
 	Error   string `json:"error,omitempty"`
 }
 
 // RefreshAllowlists fetches the catalog's allowlists that are due (conditional GET,
-// raw content kept in S3 like a feed's) and replaces the entries of those that
+// raw content kept in S3 like a feed's; a local file is read from disk at every
+// refresh and reloaded when its content changed) and replaces the entries of those that
 // changed, each in one transaction. A list that cannot be fetched or parsed keeps
 // its previous entries and records the problem: accuracy is then measured against
 // slightly older references, which is better than failing the refresh.
@@ -68,6 +76,18 @@ func (a *Activities) refreshAllowlist(ctx context.Context, l catalog.Source) (Al
 		return r, err
 	}
 	r.Entries = row.Entries
+	if path, ok := catalog.LocalPath(l.URL); ok {
+		f, sha, err := openLocal(path, l.SizeLimit)
+		if err != nil {
+			return r, err
+		}
+		defer f.Close()
+		if sha == row.SHA256 && row.Error == "" && row.LoadedAt != nil {
+			r.Status = FetchUnchanged
+			return r, a.DB.AllowlistChecked(ctx, l.Name, "")
+		}
+		return a.loadAllowlist(ctx, l, row, io.LimitReader(f, l.SizeLimit), "", "", sha)
+	}
 	if row.CheckedAt != nil && row.Error == "" && l.Interval > 0 && time.Since(*row.CheckedAt) < l.Interval*9/10 {
 		r.Status = FetchNotDue
 		return r, nil
@@ -89,19 +109,54 @@ func (a *Activities) refreshAllowlist(ctx context.Context, l catalog.Source) (Al
 		return r, err
 	}
 	defer body.Close()
+	return a.loadAllowlist(ctx, l, row, body, f.ETag, f.LastModified, f.SHA256)
+}
+
+// openLocal opens an allowlist file and hashes it, refusing one over the size
+// limit (a file is as untrusted a size as a download).
+func openLocal(path string, limit int64) (*os.File, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("allowlist file: %w", err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(f, limit+1))
+	if err == nil && n > limit {
+		err = fmt.Errorf("%s is larger than its size_limit of %d bytes", path, limit)
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, "", fmt.Errorf("allowlist file: %w", err)
+	}
+	return f, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// loadAllowlist parses body and replaces the list's entries in one transaction,
+// keeping only the entries of the kind the list holds (domains or ranges).
+func (a *Activities) loadAllowlist(ctx context.Context, l catalog.Source, row storage.AllowlistRow, body io.Reader,
+	etag, lastModified, sha string) (AllowlistResult, error) {
+	r := AllowlistResult{Name: l.Name, Entries: row.Entries}
 	tx, err := a.DB.Pool.Begin(ctx)
 	if err != nil {
 		return r, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE allow_staging (value text, rank integer) ON COMMIT DROP`); err != nil {
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE allow_staging (value text, rank integer, kind text) ON COMMIT DROP`); err != nil {
 		return r, err
 	}
-	n := 0
+	n, skipped := 0, 0
 	opts := ParserOptions(l)
 	opts.KeepPublicSuffix = true // akamaized.net or blogspot.com serve benign pages too
-	_, _, parseErr, copyErr := copyParsed(ctx, tx, "allow_staging", []string{"value", "rank"},
+	_, _, parseErr, copyErr := copyParsed(ctx, tx, "allow_staging", []string{"value", "rank", "kind"},
 		l.Format, opts, body, func(ind feeds.Indicator) []any {
+			kind := storage.AllowlistType(string(ind.Type))
+			if kind != row.Type {
+				skipped++
+				return []any{ind.Value, 0, kind} // deleted below: a nil row would stop the parse
+			}
 			n++
 			if l.Top > 0 && n > l.Top {
 				return nil
@@ -110,7 +165,7 @@ func (a *Activities) refreshAllowlist(ctx context.Context, l catalog.Source) (Al
 			if v, err := strconv.Atoi(ind.Ref); err == nil && v > 0 {
 				rank = v // a ranking's own rank
 			}
-			return []any{ind.Value, rank}
+			return []any{ind.Value, rank, kind}
 		})
 	switch {
 	case parseErr != nil: // a malformed feed's error quotes its bad lines
@@ -118,7 +173,11 @@ func (a *Activities) refreshAllowlist(ctx context.Context, l catalog.Source) (Al
 	case copyErr != nil:
 		return r, fmt.Errorf("load %s: %w", l.Name, copyErr)
 	}
-	if r.Entries, err = storage.ReplaceAllowlist(ctx, tx, l.Name, f.ETag, f.LastModified, f.SHA256); err != nil {
+	if _, err := tx.Exec(ctx, `DELETE FROM allow_staging WHERE kind <> $1`, row.Type); err != nil {
+		return r, fmt.Errorf("load %s: %w", l.Name, err)
+	}
+	r.Skipped = skipped
+	if r.Entries, err = storage.ReplaceAllowlist(ctx, tx, l.Name, etag, lastModified, sha); err != nil {
 		return r, fmt.Errorf("load %s: %w", l.Name, err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -120,3 +120,52 @@ func refreshAllowlistsAfter(t *testing.T, a *Activities, d time.Duration) []Allo
 	}
 	return refreshAllowlists(t, a)
 }
+
+// A MISP warninglist on disk, named by a path relative to the catalog, loads
+// without any download; an edit is picked up at the next refresh, an unchanged
+// file is not reloaded, and entries of the other kind are skipped.
+func TestLocalWarninglistAllowlist(t *testing.T) {
+	ctx := context.Background()
+	a := newActivities(t)
+	dir := t.TempDir()
+	a.CatalogPath = filepath.Join(dir, "catalog.yaml")
+	doc := "sources:\n  - {name: a, url: \"https://feeds.example/a\", format: ip-list, type: ipv4}\n" +
+		"allowlists:\n  - {name: ours, url: lists/ours.json, format: misp-warninglist, type: domain}\n"
+	if err := os.WriteFile(a.CatalogPath, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "lists"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(entries string) {
+		body := `{"description":"d","list":[` + entries + `],"name":"ours","type":"string","version":1}`
+		if err := os.WriteFile(filepath.Join(dir, "lists", "ours.json"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`"portal.example-cert.org","8.8.8.8","intranet.example-cert.org"`)
+	if res := refreshAllowlists(t, a); len(res) != 1 || res[0].Status != RunLoaded || res[0].Entries != 2 || res[0].Skipped != 1 {
+		t.Fatalf("first refresh: %+v", res)
+	}
+	if res := refreshAllowlists(t, a); res[0].Status != FetchUnchanged || res[0].Entries != 2 {
+		t.Fatalf("unchanged file: %+v", res)
+	}
+	write(`"portal.example-cert.org"`)
+	if res := refreshAllowlists(t, a); res[0].Status != RunLoaded || res[0].Entries != 1 {
+		t.Fatalf("edited file: %+v", res)
+	}
+	hits, err := a.DB.AllowlistHits(ctx, "domain", "portal.example-cert.org", "portal.example-cert.org", "example-cert.org")
+	if err != nil || len(hits) != 1 || hits[0].List != "ours" {
+		t.Fatalf("hits: %+v, %v", hits, err)
+	}
+	if err := os.Remove(filepath.Join(dir, "lists", "ours.json")); err != nil {
+		t.Fatal(err)
+	}
+	res := refreshAllowlists(t, a)
+	if res[0].Status != "failed" || !strings.Contains(res[0].Error, "ours.json") {
+		t.Fatalf("missing file: %+v", res)
+	}
+	if row, err := a.DB.Allowlist(ctx, "ours"); err != nil || row.Entries != 1 || row.Error == "" {
+		t.Fatalf("a missing file keeps the entries and records why: %+v, %v", row, err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -21,7 +22,10 @@ import (
 
 // Source is one feed.
 type Source struct {
-	Name      string        `json:"name"`
+	Name string `json:"name"`
+	// URL is where the feed is fetched; an allowlist's may be a file:// URL (an
+	// absolute path once loaded: a relative path in the catalog is relative to the
+	// catalog's folder), read from disk instead.
 	URL       string        `json:"url"`
 	Format    string        `json:"format"`
 	Type      string        `json:"type"` // indicator type: ipv4, ipv6, cidr, asn, domain, url, sha1
@@ -202,6 +206,9 @@ func Parse(path string, data []byte, knownFormat func(string) bool) (*Catalog, e
 				return nil, &Error{path, n.Line, field + ".name", fmt.Sprintf("%q is already used at line %d", s.Name, line)}
 			}
 			seen[s.Name] = n.Line
+			if s.Type == "" && s.Format == "misp-warninglist" {
+				return nil, &Error{path, n.Line, field + ".type", "missing: a misp-warninglist allowlist keeps domain (hostname, string and substring lists) or cidr (cidr and string lists of addresses) entries; say which"}
+			}
 			if s.Type == "" {
 				s.Type = formatType(s.Format)
 			}
@@ -220,6 +227,49 @@ func Parse(path string, data []byte, knownFormat func(string) bool) (*Catalog, e
 		}
 	}
 	return c, nil
+}
+
+// isLocal says whether an allowlist's url names a file on this machine: a
+// file:// URL, or anything without a scheme.
+func isLocal(v string) bool {
+	return strings.HasPrefix(v, "file://") || !strings.Contains(v, "://")
+}
+
+// localURL turns a file:// URL or a path (relative to the catalog's folder) into
+// the file:// URL of an absolute path.
+func (p *parser) localURL(v string) (string, error) {
+	name := v
+	if strings.HasPrefix(v, "file://") {
+		u, err := url.Parse(v)
+		if err != nil || (u.Host != "" && u.Host != "localhost") || u.Path == "" {
+			return "", fmt.Errorf("%q: want file:///absolute/path or a path", v)
+		}
+		name = u.Path
+	}
+	if name == "" {
+		return "", errors.New("empty path")
+	}
+	if !filepath.IsAbs(name) {
+		name = filepath.Join(filepath.Dir(p.file), name)
+	}
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		return "", fmt.Errorf("%q: %w", v, err)
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String(), nil
+}
+
+// LocalPath is the file an allowlist's url names, when it names one: such a list
+// is read from disk, never downloaded.
+func LocalPath(u string) (string, bool) {
+	if !strings.HasPrefix(u, "file://") {
+		return "", false
+	}
+	v, err := url.Parse(u)
+	if err != nil {
+		return "", false
+	}
+	return filepath.FromSlash(v.Path), true
 }
 
 // boolValue reads a YAML boolean scalar.
@@ -276,9 +326,19 @@ func (p *parser) fields(n *yaml.Node, prefix string, s *Source, defaults bool) e
 			}
 			s.Name = v.Value
 		case "url":
+			if p.allowlist && isLocal(v.Value) {
+				if s.URL, err = p.localURL(v.Value); err != nil {
+					return bad(err.Error())
+				}
+				continue
+			}
 			u, perr := url.Parse(v.Value)
 			if perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return bad(fmt.Sprintf("%q: want an http or https URL", v.Value))
+				want := "an http or https URL"
+				if p.allowlist {
+					want += ", a file:// URL or a path"
+				}
+				return bad(fmt.Sprintf("%q: want %s", v.Value, want))
 			}
 			s.URL = v.Value
 		case "format":

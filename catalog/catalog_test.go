@@ -167,3 +167,42 @@ allowlists:
 		}
 	}
 }
+
+func TestAllowlistsFromLocalFilesAndWarninglists(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sources.yaml")
+	doc := `sources:
+  - {name: a, url: "https://x/a", format: ip-list, type: ipv4}
+allowlists:
+  - {name: ours, url: "lists/ours.json", format: misp-warninglist, type: domain}
+  - {name: abs, url: "file:///srv/tip/resolvers.json", format: misp-warninglist, type: cidr}
+  - {name: up, url: "../up.txt", format: netset}
+`
+	c, err := Parse(path, []byte(doc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"ours": filepath.Join(dir, "lists", "ours.json"),
+		"abs":  "/srv/tip/resolvers.json",
+		"up":   filepath.Join(filepath.Dir(dir), "up.txt"),
+	}
+	for _, l := range c.Allowlists {
+		got, ok := LocalPath(l.URL)
+		if !ok || got != want[l.Name] {
+			t.Errorf("%s: url %q is the file %q (%v), want %q", l.Name, l.URL, got, ok, want[l.Name])
+		}
+	}
+	if _, ok := LocalPath("https://x/a"); ok {
+		t.Error("an https URL read as a local file")
+	}
+	for _, bad := range []struct{ doc, want string }{
+		{"sources:\n  - {name: a, url: lists/a.txt, format: ip-list, type: ipv4}\n", "want an http or https URL"},
+		{"sources:\n  - {name: a, url: \"https://x/a\", format: ip-list, type: ipv4}\nallowlists:\n  - {name: w, url: w.json, format: misp-warninglist}\n", "say which"},
+		{"sources:\n  - {name: a, url: \"https://x/a\", format: ip-list, type: ipv4}\nallowlists:\n  - {name: w, url: \"file://host/w.json\", format: netset}\n", "file:///absolute/path"},
+	} {
+		if _, err := Parse(path, []byte(bad.doc), nil); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: %v, want an error saying %q", bad.doc, err, bad.want)
+		}
+	}
+}

@@ -61,6 +61,8 @@ var formats = []format{
 		desc: "Tranco top-sites list: `rank,domain` lines (an allowlist; Ref is the rank)"},
 	{name: "tranco-csv-zip", typ: Domain, body: zipped(&trancoInner, "top-1m.csv"),
 		desc: "Tranco top-sites list as tranco-list.eu serves it: a ZIP holding top-1m.csv"},
+	{name: "misp-warninglist", body: mispWarninglist,
+		desc: "MISP warninglist list.json (an allowlist): cidr, hostname and string lists; substring entries that are domains; regex lists refused"},
 	{name: "generic", line: generic,
 		desc: "configured: comment prefix, separator, column, header, indicator type"},
 }

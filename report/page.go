@@ -176,7 +176,7 @@ func ptr(f float64) *float64 { return &f }
 
 func build(d *Data) page {
 	p := page{Data: d, ChartJS: template.JS(chartJS), RenderJS: template.JS(renderJS), CSS: template.CSS(pageCSS)}
-	p.Sections = []section{weightsSection(d), healthSection(d), overlapSection(d), spamSection(d), fluxSection(d)}
+	p.Sections = []section{weightsSection(d), healthSection(d), overlapSection(d), spamSection(d), fluxSection(d), overridesSection(d)}
 	for _, s := range p.Sections {
 		p.Charts = append(p.Charts, s.Charts...)
 		for _, pn := range s.Panels {
@@ -430,6 +430,52 @@ func spamSection(d *Data) section {
 	s.Charts = append(s.Charts, c)
 	s.Table = t
 	return s
+}
+
+func overridesSection(d *Data) section {
+	c := d.OverrideCount
+	s := section{ID: "overrides", Title: "Analyst overrides",
+		Intro: "What analysts corrected, with who, when and why: an allowed value (an indicator, a range or a domain with its " +
+			"subdomains) is never exported; a listing marked a false positive is not exported and counts against its " +
+			"source's accuracy while the source lists it."}
+	if d.OverridesNote != "" {
+		s.Empty = "Overrides could not be read: " + d.OverridesNote
+		return s
+	}
+	if len(d.Overrides) == 0 {
+		// not "no data": no override is a state worth stating, the usual one
+		s.Notes = append(s.Notes, "No override recorded: exports and weights are what the sources and allowlists make them.")
+		return s
+	}
+	s.Notes = append(s.Notes, fmt.Sprintf("%s allowed and %s false positives standing; %s overrides recorded in all%s.",
+		thousands(c.Allowed), thousands(c.FalsePositives), thousands(c.Recorded), shownOf(len(d.Overrides), c.Recorded)))
+	t := &table{Head: []string{"kind", "value", "source", "by", "when", "state", "reason"}}
+	for _, o := range d.Overrides {
+		src := o.Source
+		if o.Kind == storage.OverrideFP && src == "" {
+			src = "every source"
+		}
+		state := "standing"
+		switch {
+		case o.RemovedAt != nil:
+			state = "removed by " + o.RemovedBy + " " + o.RemovedAt.UTC().Format("2006-01-02 15:04")
+		case !o.Standing(d.Generated):
+			state = "expired " + o.ExpiresAt.UTC().Format("2006-01-02 15:04")
+		case o.ExpiresAt != nil:
+			state = "until " + o.ExpiresAt.UTC().Format("2006-01-02 15:04")
+		}
+		t.Rows = append(t.Rows, []string{o.Kind, o.Target(), src, o.Author, o.CreatedAt.UTC().Format("2006-01-02 15:04"), state, o.Reason})
+	}
+	s.Table = t
+	return s
+}
+
+// shownOf says how many of the recorded overrides the table shows, when not all.
+func shownOf(shown int, recorded int64) string {
+	if int64(shown) >= recorded {
+		return ""
+	}
+	return fmt.Sprintf(" (the latest %d shown)", shown)
 }
 
 // countChart is a bar chart of the top rows and, when they do not add up to

@@ -90,3 +90,39 @@ func TestFluxPointsCountWhatEachCheckHadSeen(t *testing.T) {
 		}
 	}
 }
+
+func TestOverridesTableShowsWhoWhenWhy(t *testing.T) {
+	now := time.Date(2026, 9, 2, 12, 0, 0, 0, time.UTC)
+	removed, expired := now.Add(-time.Hour), now.Add(-time.Minute)
+	d := &Data{Generated: now, OverrideCount: storage.OverrideCounts{Allowed: 1, FalsePositives: 1, Recorded: 5},
+		Overrides: []storage.Override{
+			{Kind: "fp", Match: "exact", Value: "9.9.9.9", Author: "carol", Reason: "a public resolver", CreatedAt: now.Add(-time.Hour)},
+			{Kind: "allow", Match: "suffix", Value: "example-cert.org", Author: "alice", Reason: "our own", CreatedAt: now.Add(-2 * time.Hour)},
+			{Kind: "allow", Match: "exact", Value: "1.1.1.1", Author: "bob", Reason: "resolver", CreatedAt: now.Add(-3 * time.Hour), RemovedAt: &removed, RemovedBy: "alice"},
+			{Kind: "allow", Match: "cidr", Value: "7.119.176.0/24", Author: "bob", Reason: "customer", CreatedAt: now.Add(-4 * time.Hour), ExpiresAt: &expired},
+		}}
+	s := overridesSection(d)
+	if s.Empty != "" || s.Table == nil || len(s.Table.Rows) != 4 {
+		t.Fatalf("section %+v", s)
+	}
+	want := [][]string{
+		{"fp", "9.9.9.9", "every source", "carol", "2026-09-02 11:00", "standing", "a public resolver"},
+		{"allow", "*.example-cert.org", "", "alice", "2026-09-02 10:00", "standing", "our own"},
+		{"allow", "1.1.1.1", "", "bob", "2026-09-02 09:00", "removed by alice 2026-09-02 11:00", "resolver"},
+		{"allow", "7.119.176.0/24", "", "bob", "2026-09-02 08:00", "expired 2026-09-02 11:59", "customer"},
+	}
+	for i, row := range want {
+		if strings.Join(s.Table.Rows[i], "|") != strings.Join(row, "|") {
+			t.Errorf("row %d = %q, want %q", i, s.Table.Rows[i], row)
+		}
+	}
+	if !strings.Contains(strings.Join(s.Notes, " "), "the latest 4 shown") {
+		t.Errorf("notes %q", s.Notes)
+	}
+	if s := overridesSection(&Data{}); s.Empty != "" || len(s.Notes) != 1 {
+		t.Errorf("no override is not an empty section (the lab's report has none): %+v", s)
+	}
+	if s := overridesSection(&Data{OverridesNote: "relation \"overrides\" does not exist"}); !strings.Contains(s.Empty, "could not be read") {
+		t.Errorf("an unreadable table: %+v", s)
+	}
+}

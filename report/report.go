@@ -42,6 +42,9 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// ReportOverrides is how many of the latest overrides a report lists.
+const ReportOverrides = 200
+
 // Data is what a report shows.
 type Data struct {
 	Generated time.Time
@@ -59,6 +62,11 @@ type Data struct {
 	RunStep time.Duration
 	Overlap storage.Overlap
 	Spam    storage.SpamStats
+	// Overrides are the analysts' overrides, standing or not, the newest first
+	// (at most ReportOverrides); OverridesNote says why they could not be read.
+	Overrides     []storage.Override
+	OverrideCount storage.OverrideCounts
+	OverridesNote string
 	// Flux holds the charted domains' timelines, of FluxMonitored monitored.
 	Flux          []FluxTimeline
 	FluxMonitored int
@@ -111,6 +119,13 @@ func Collect(ctx context.Context, db *storage.DB, o Options) (*Data, error) {
 	}
 	if d.Spam, err = db.SpamStats(ctx, o.Top); err != nil {
 		return nil, err
+	}
+	// A database not yet migrated to hold overrides still gets its report.
+	if d.OverrideCount, err = db.CountOverrides(ctx); err == nil {
+		d.Overrides, err = db.Overrides(ctx, "", true, ReportOverrides)
+	}
+	if err != nil {
+		d.OverridesNote = err.Error()
 	}
 	domains, total, err := db.MonitoredFluxDomains(ctx, o.Domains)
 	if err != nil {

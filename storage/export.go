@@ -12,7 +12,10 @@ import (
 // order. The score is the noisy-or of the listing sources' weights (README).
 // Allowlisted indicators (a top site, an address in a CDN range) are left out
 // unless includeAllowlisted: a blocklist that blocks google.com does more harm than
-// good.
+// good. Analyst overrides act whatever includeAllowlisted says: a value an analyst
+// allowed (and what would block it) is never exported, and a listing marked a
+// false positive does not count, so an indicator only its false positives list
+// is left out.
 func (db *DB) ExportListed(ctx context.Context, types []string, minScore float64, includeAllowlisted bool, fn func(export.Row) error) error {
 	rows, err := db.Pool.Query(ctx, `
 		SELECT i.type, i.value,
@@ -24,6 +27,8 @@ func (db *DB) ExportListed(ctx context.Context, types []string, minScore float64
 		  LEFT JOIN source_metrics m ON m.source = l.source
 		 WHERE l.active AND (coalesce(cardinality($1::text[]), 0) = 0 OR i.type = ANY($1))
 		   AND ($3 OR NOT `+allowlistedSQL+`)
+		   AND NOT `+analystAllowedSQL+`
+		   AND NOT `+falsePositiveSQL("l.source")+`
 		 GROUP BY i.type, i.value
 		HAVING 1 - exp(sum(ln(1 - least(coalesce(m.weight, s.prior), 0.999999)))) >= $2
 		 ORDER BY i.type, i.value`, types, minScore, includeAllowlisted)

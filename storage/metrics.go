@@ -19,7 +19,7 @@ type SourceMetrics struct {
 	Shared         int64    `json:"shared"`
 	MeanLatency    *float64 `json:"mean_latency_s,omitempty"`
 	Persistence    *float64 `json:"persistence_s,omitempty"`
-	Allowlisted    int64    `json:"allowlisted"` // active entries on an allowlist
+	Allowlisted    int64    `json:"allowlisted"` // active entries on an allowlist, allowed by an analyst or marked a false positive
 	Reserved       int64    `json:"reserved"`    // reserved/private entries the last load dropped
 	Accuracy       float64  `json:"accuracy"`
 	Health         float64  `json:"health"`
@@ -64,7 +64,8 @@ func (db *DB) ComputeSourceMetrics(ctx context.Context) ([]SourceMetrics, error)
 			     WHERE status = 'loaded' ORDER BY source, finished_at DESC, id DESC),
 			benign AS (
 			    SELECT a.source, count(*) AS n FROM act a JOIN indicators i ON i.id = a.indicator_id
-			     WHERE `+allowlistedSQL+` GROUP BY a.source)
+			     WHERE `+allowlistedSQL+` OR `+analystAllowedSQL+` OR `+falsePositiveSQL("a.source")+`
+			     GROUP BY a.source)
 			SELECT s.name, s.prior, s.consecutive_failures,
 			       coalesce((SELECT status FROM source_runs r WHERE r.source = s.name ORDER BY finished_at DESC, id DESC LIMIT 1), ''),
 			       coalesce(p.volume, 0), coalesce(p.exclusive, 0), coalesce(p.shared, 0), p.latency,
@@ -171,7 +172,8 @@ func appendMetricsHistory(ctx context.Context, tx pgx.Tx, now time.Time) error {
 //	accuracy = 1 − (allowlisted + reserved) / (volume + reserved)
 //
 // where allowlisted counts its active entries on an allowlist (a top site, a CDN
-// range) and reserved the entries in reserved or private space its last load
+// range), covered by an analyst's allow or marked a false positive of it (each
+// entry once), and reserved the entries in reserved or private space its last load
 // dropped (they never became listings). A source with no entries is not penalised.
 func Accuracy(volume, allowlisted, reserved int64) float64 {
 	if volume+reserved == 0 {

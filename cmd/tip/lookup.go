@@ -66,6 +66,13 @@ func lookupCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			overrides, err := db.OverridesCovering(cmd.Context(), string(ind.Type), ind.Value)
+			if err != nil {
+				return err
+			}
+			if overrides == nil {
+				overrides = []storage.Override{}
+			}
 			if ls == nil {
 				ls = []storage.Listing{}
 			}
@@ -75,7 +82,19 @@ func lookupCmd(a *app) *cobra.Command {
 			out := cmd.OutOrStdout()
 			if asJSON {
 				return json.NewEncoder(out).Encode(map[string]any{"query": ind, "score": storage.ScoreListings(ls, time.Now()),
-					"listings": ls, "allowlisted": allow})
+					"listings": ls, "allowlisted": allow, "overrides": overrides})
+			}
+			for _, o := range overrides {
+				when := o.CreatedAt.UTC().Format("2006-01-02 15:04")
+				if o.Kind == storage.OverrideAllow {
+					fmt.Fprintf(out, "allowed (%s) by %s on %s%s: %s; never exported\n", o.Target(), o.Author, when, until(o.ExpiresAt), o.Reason)
+					continue
+				}
+				of := "every source"
+				if o.Source != "" {
+					of = o.Source
+				}
+				fmt.Fprintf(out, "false positive of %s, marked by %s on %s: %s; that listing is not exported\n", of, o.Author, when, o.Reason)
 			}
 			for _, h := range allow {
 				rank := ""

@@ -132,6 +132,9 @@ type statusReport struct {
 	Spam      []storage.SpamCollector `json:"spam,omitempty"`
 	SpamError string                  `json:"spam_error,omitempty"`
 
+	Overrides      *overridesStatus `json:"overrides,omitempty"`
+	OverridesError string           `json:"overrides_error,omitempty"`
+
 	// Problems are the most recent problems of both stores, the newest first.
 	Problems       []storage.Problem `json:"problems"`
 	ProblemsErrors []string          `json:"problems_errors,omitempty"`
@@ -159,6 +162,15 @@ type s3Status struct {
 	Endpoint string `json:"endpoint"`
 	Bucket   string `json:"bucket"`
 }
+
+// overridesStatus counts the analysts' overrides and shows the latest made.
+type overridesStatus struct {
+	storage.OverrideCounts
+	Latest []storage.Override `json:"latest"`
+}
+
+// statusOverrides is how many of the latest overrides `tip status` shows.
+const statusOverrides = 5
 
 type fluxStatus struct {
 	storage.FluxCounts
@@ -249,6 +261,14 @@ func (r *statusReport) readPostgres(ctx context.Context, cfg config.Config, erro
 		r.SpamError = err.Error()
 	} else {
 		r.Spam = spam
+	}
+
+	if counts, err := db.CountOverrides(ctx); err != nil {
+		r.OverridesError = err.Error()
+	} else if latest, err := db.Overrides(ctx, "", true, statusOverrides); err != nil {
+		r.OverridesError = err.Error()
+	} else {
+		r.Overrides = &overridesStatus{OverrideCounts: counts, Latest: latest}
 	}
 
 	if r.pgProblems, err = db.Problems(ctx, errorRows); err != nil {
@@ -378,7 +398,7 @@ func printReport(w io.Writer, r statusReport, errorRows, width int) {
 	} else {
 		fmt.Fprintf(&b, "postgres %s · s3 %s (bucket %s)\n", r.Postgres.Address, r.S3.Endpoint, r.S3.Bucket)
 	}
-	for _, section := range []func(io.Writer, statusReport, int){printCoreSection, printFluxSection, printSourcesSection, printSpamSection} {
+	for _, section := range []func(io.Writer, statusReport, int){printCoreSection, printFluxSection, printSourcesSection, printSpamSection, printOverridesSection} {
 		fmt.Fprintln(&b)
 		section(&b, r, width)
 	}
@@ -529,6 +549,36 @@ func packLine(prefix string, items []string, sep string, width int) string {
 		line += next
 	}
 	return line + "\n"
+}
+
+func printOverridesSection(w io.Writer, r statusReport, _ int) {
+	if r.Overrides == nil {
+		if r.Postgres.Error != "" || r.OverridesError != "" {
+			fmt.Fprintf(w, "overrides: %s\n", unread(r.Postgres.Error, r.OverridesError))
+		}
+		return
+	}
+	o := r.Overrides
+	fmt.Fprintf(w, "overrides: %d allowed, %d false positive%s standing, %d recorded\n", o.Allowed, o.FalsePositives, plural(int(o.FalsePositives)), o.Recorded)
+	if len(o.Latest) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, v := range o.Latest {
+		what := v.Kind + " " + v.Target()
+		if v.Source != "" {
+			what += " (" + v.Source + ")"
+		}
+		state := ""
+		switch {
+		case v.RemovedAt != nil:
+			state = ", removed by " + v.RemovedBy
+		case !v.Standing(r.Now):
+			state = ", expired"
+		}
+		fmt.Fprintf(tw, "  %s\tby %s %s ago%s\t%s\n", what, v.Author, age(r.Now.Sub(v.CreatedAt)), state, v.Reason)
+	}
+	tw.Flush()
 }
 
 func printSpamSection(w io.Writer, r statusReport, _ int) {
