@@ -23,6 +23,11 @@ build: ## build bin/tip
 tools: ## build the pinned Temporal CLI, MinIO and workflowcheck into the tools folder; install PostgreSQL 15 if missing
 	deploy/local/tools.sh
 
+# TIP's defaults are the real Internet's; the lab's settings are one file, which
+# the targets that run the lab hand to every tip they start.
+LAB_CONFIG := $(CURDIR)/config/lab.tip.yaml
+up demo up-prod demo-prod doctor: export TIP_CONFIG = $(LAB_CONFIG)
+
 up: tools build ## start the local stack (Temporal + Web UI, PostgreSQL, MinIO) and set TIP up in it
 	$(TIP) dev up
 
@@ -41,6 +46,7 @@ demo: tools build ## from the local stack, the lab, its spamtrap agent and a wor
 	$(TIP) core start
 	@echo
 	$(TIP) dev demo
+	@echo "bin/tip on the lab: export TIP_CONFIG=$(LAB_CONFIG)"
 
 # The production-like stack: the Temporal server on PostgreSQL (built from
 # go.temporal.io/server), the standalone Web UI, MinIO and two TIP workers, on the
@@ -70,6 +76,7 @@ demo-prod: tools-prod build $(PROD_STATE)/spam-lab.yaml ## make demo on the prod
 	$(PROD_ENV) $(TIP) core start
 	@echo
 	$(PROD_ENV) $(TIP) dev demo $(PROD)
+	@echo "bin/tip on the lab: export TIP_CONFIG=$(LAB_CONFIG) $(PROD_ENV)"
 
 doctor: build ## check every service
 	$(TIP) doctor

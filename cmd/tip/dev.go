@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tip-project/tip/internal/config"
 	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/starter"
 )
@@ -49,6 +50,13 @@ func devCmd(a *app) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s := stack()
+			// The lab, the agent and the workers run in folders of their own: they
+			// read this command's configuration file by its absolute path.
+			tipEnv, err := configEnv(a.configPath)
+			if err != nil {
+				return err
+			}
+			s.TipEnv = tipEnv
 			if err := s.Up(cmd.Context()); err != nil {
 				return err
 			}
@@ -140,6 +148,20 @@ func devCmd(a *app) *cobra.Command {
 	}
 	cmd.AddCommand(up, down, status, wipe, devDemoCmd(a, stack))
 	return cmd
+}
+
+// configEnv names the configuration file tip reads with this --config flag
+// (config.Path) by its absolute path, as $TIP_CONFIG; nil when it reads none.
+func configEnv(flag string) ([]string, error) {
+	p := config.Path(flag)
+	if p == "" {
+		return nil, nil
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return nil, fmt.Errorf("configuration file %s: %w", p, err)
+	}
+	return []string{config.EnvFile + "=" + abs}, nil
 }
 
 func printStatus(cmd *cobra.Command, s *devstack.Stack) error {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -42,6 +45,8 @@ func doctorCmd(a *app) *cobra.Command {
 		Long: `Check Temporal (address, namespace, retention, search attributes), PostgreSQL
 (connection, schema version), S3 (credentials, bucket) and the workers: when a
 worker polls the task queue, run the probe workflow through it end to end.
+Warn of settings that do not fit where TIP runs: the lab's (config/lab.tip.yaml)
+in a deployment, and worker metrics (with Go's profiles) open to other hosts.
 Exits with status 1 when a check fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -70,6 +75,7 @@ func runDoctor(ctx context.Context, cfg config.Config, probeTimeout time.Duratio
 	add := func(service string, v verdict, format string, args ...any) {
 		out = append(out, checkResult{service, v, fmt.Sprintf(format, args...)})
 	}
+	out = append(out, checkSettings(cfg)...)
 
 	db, err := storage.OpenDB(ctx, cfg.Postgres.DSN)
 	if err != nil {
@@ -169,4 +175,97 @@ func pollers(ctx context.Context, c client.Client, cfg config.Temporal) (int, er
 		}
 	}
 	return recent, nil
+}
+
+// checkSettings warns of settings that do not fit where TIP runs. The lab's
+// (config.LabSettings) belong to the lab alone: with Temporal, PostgreSQL and S3
+// on loopback and both lab catalogs, TIP runs the lab (`make demo`); with a
+// service elsewhere, or a catalog that is not the lab's, it is a deployment,
+// which must not collect from the lab nor wait and download as the lab does.
+// Worker metrics on an address other hosts reach serve Go's profiles to them.
+func checkSettings(cfg config.Config) []checkResult {
+	var out []checkResult
+	warnf := func(format string, args ...any) {
+		out = append(out, checkResult{"config", warn, fmt.Sprintf(format, args...)})
+	}
+	if lab := cfg.LabSettings(); len(lab) > 0 {
+		var deployment string
+		switch remote := remoteService(cfg); {
+		case remote != "":
+			deployment = remote + " is not on loopback"
+		case !cfg.IsLabCatalog():
+			deployment = fmt.Sprintf("blacklists.catalog %s is not the lab's", cfg.Blacklists.Catalog)
+		case !cfg.IsLabSpamCatalog():
+			deployment = fmt.Sprintf("spam.catalog %s is not the lab's", cfg.Spam.Catalog)
+		}
+		if deployment != "" {
+			for _, l := range lab {
+				warnf("%s %s is the lab's (%s) in a deployment (%s): leave it out, the defaults are the real Internet's", l.Key, l.Value, l.Why, deployment)
+			}
+		}
+	}
+	if addr := cfg.Worker.MetricsAddress; addr != "" && !loopbackHost(hostOf(addr)) {
+		warnf("worker.metrics_address %s is reachable from other hosts: it serves Go's profiles (/debug/pprof/) beside /metrics, and a CPU profile costs CPU; keep it on loopback, or on a network only your Prometheus reaches", addr)
+	}
+	return out
+}
+
+// remoteService names the first of Temporal, PostgreSQL and S3 whose address is
+// not on loopback, with its setting; "" when all are.
+func remoteService(cfg config.Config) string {
+	if h := hostOf(cfg.Temporal.Address); !loopbackHost(h) {
+		return "temporal.address " + cfg.Temporal.Address
+	}
+	for _, h := range dsnHosts(cfg.Postgres.DSN) {
+		if !loopbackHost(h) && !strings.HasPrefix(h, "/") { // a path: a Unix socket, on this host
+			return "postgres.dsn host " + h
+		}
+	}
+	if h := hostOf(cfg.S3.Endpoint); !loopbackHost(h) {
+		return "s3.endpoint " + cfg.S3.Endpoint
+	}
+	return ""
+}
+
+// hostOf is the host of host:port (or the whole address without a port).
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+// dsnHosts are the hosts of a postgres:// URL or a key=value DSN (host= may
+// list several, comma-separated); none: libpq's default, a local socket.
+func dsnHosts(dsn string) []string {
+	var list string
+	if u, err := url.Parse(dsn); err == nil && strings.Contains(dsn, "://") {
+		list = u.Host
+		if h := u.Query().Get("host"); h != "" {
+			list = h
+		}
+	} else {
+		for _, f := range strings.Fields(dsn) {
+			if v, ok := strings.CutPrefix(f, "host="); ok {
+				list = v
+			}
+		}
+	}
+	var hosts []string
+	for _, h := range strings.Split(list, ",") {
+		if h = hostOf(strings.TrimSpace(h)); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+// loopbackHost says whether host is this machine alone: localhost or a
+// loopback address. An empty host (":9464") is every address, not loopback.
+func loopbackHost(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.Unmap().IsLoopback()
 }

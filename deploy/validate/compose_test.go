@@ -67,6 +67,7 @@ func TestComposeRejectsBrokenCopies(t *testing.T) {
 		{"schema step changed", "temporal/schema.sh", "--schema-name postgresql/v12/visibility\n", "--schema-name postgresql/v12/temporal\n", "schema", false},
 		{"setup not awaited", "compose.yaml", "      tip-setup:\n        condition: service_completed_successfully", "      tip-setup:\n        condition: service_started", "tip-worker: depends on tip-setup", false},
 		{"unknown TIP variable", "compose.yaml", "TIP_S3_REGION:", "TIP_S3_REGOIN:", "TIP_S3_REGOIN", false},
+		{"the lab's triage wait", "compose.yaml", "  TIP_LOG_FORMAT: json\n", "  TIP_LOG_FORMAT: json\n  TIP_FLUX_TRIAGE_WAIT: 10s\n", "flux.triage_wait 10s is the lab's", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := copyCompose(t)

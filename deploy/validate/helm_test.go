@@ -62,6 +62,7 @@ func TestHelmRejectsBrokenCopies(t *testing.T) {
 		{"wrong agent command", "templates/agent.yaml", `args: ["agent", "serve", "--dir", "/var/lib/tip-agent"]`, `args: ["agent", "serve", "--dir", "/var/lib/agent"]`, "agent"},
 		{"setup is no hook", "templates/setup-job.yaml", "helm.sh/hook: post-install,post-upgrade", "example.org/hook: post-install", "hook"},
 		{"probe on another port", "templates/worker-deployment.yaml", `value: "0.0.0.0:{{ .Values.worker.metricsPort }}"`, `value: "0.0.0.0:9000"`, "metrics"},
+		{"the lab's ASN table", "values.yaml", "  TIP_FLUX_QPS: \"200\"\n", "  TIP_FLUX_QPS: \"200\"\n  TIP_FLUX_ASN_TABLE: http://127.0.0.1:8480/iptoasn/ip2asn-combined.tsv.gz\n", "flux.asn_table http://127.0.0.1:8480"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -1,6 +1,8 @@
 package validate
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tip-project/tip/internal/config"
 )
@@ -58,7 +62,9 @@ func checkTipArgs(args []string) error {
 }
 
 // checkTipEnv loads TIP's configuration from env alone, as a container would
-// (`tip config`), and refuses TIP_* variables TIP does not know.
+// (`tip config`), and refuses TIP_* variables TIP does not know and any setting
+// that is the lab's (config/lab.tip.yaml), for a deployment runs on the real
+// Internet.
 func checkTipEnv(env map[string]string) error {
 	known := tipEnvNames()
 	vars := []string{"PATH=" + os.Getenv("PATH")}
@@ -71,10 +77,20 @@ func checkTipEnv(env map[string]string) error {
 	cmd := exec.Command(tipBin, "config")
 	cmd.Env = vars
 	cmd.Dir = os.TempDir()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("tip config with the environment %v: %v\n%s", env, err, out)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("tip config with the environment %v: %v\n%s", env, err, stderr.Bytes())
 	}
-	return nil
+	var cfg config.Config
+	if err := yaml.Unmarshal(out, &cfg); err != nil {
+		return fmt.Errorf("tip config printed what it cannot read back: %v\n%s", err, out)
+	}
+	for _, l := range cfg.LabSettings() {
+		err = errors.Join(err, fmt.Errorf("%s %s is the lab's (%s)", l.Key, l.Value, l.Why))
+	}
+	return err
 }
 
 // tipEnvNames are the env tags of internal/config and the agent's folder.
@@ -105,7 +121,8 @@ func TestTipChecksCanFail(t *testing.T) {
 	if err := checkTipArgs([]string{"agent", "serve", "--dir", "/x"}); err != nil {
 		t.Error(err)
 	}
-	for _, env := range []map[string]string{{"TIP_TEMPORAL_ADRESS": "x:7233"}, {"TIP_LOG_FORMAT": "xml"}} {
+	for _, env := range []map[string]string{{"TIP_TEMPORAL_ADRESS": "x:7233"}, {"TIP_LOG_FORMAT": "xml"}, {"TIP_FLUX_TRIAGE_WAIT": "10s"},
+		{"TIP_FLUX_RESOLVERS": "127.0.0.1:5354"}, {"TIP_BLACKLISTS_CATALOG": "/etc/tip/catalog/lab.yaml"}} {
 		if err := checkTipEnv(env); err == nil {
 			t.Errorf("environment %v passed", env)
 		}

@@ -1,6 +1,9 @@
 // Package config loads TIP's configuration: one YAML file plus TIP_* environment
-// overrides. The defaults match the local stack started by `make up`, so running
-// locally needs no configuration at all.
+// overrides. The defaults are a real deployment's on one machine: its services on
+// loopback at the local stack's addresses (`make up`), the real feeds, spam
+// archive and ASN table, fetched at intervals their publishers accept. The lab's
+// settings are a file of their own, config/lab.tip.yaml (LabFile), which
+// `make demo` and the test harness pass.
 package config
 
 import (
@@ -149,7 +152,13 @@ type Log struct {
 	Format string `yaml:"format" env:"TIP_LOG_FORMAT"` // text or json
 }
 
-// Default returns the configuration of the local stack (`make up`).
+// LabFile is the configuration of the lab (`tip lab serve`, `make demo`), from
+// the repository's root: its catalogs, DNS server and ASN table, and intervals
+// and waits for its clock, which runs 720 times faster than the real one.
+const LabFile = "config/lab.tip.yaml"
+
+// Default returns the configuration of a real deployment whose services are
+// those of the local stack (`make up`).
 func Default() Config {
 	return Config{
 		Temporal: Temporal{
@@ -167,13 +176,16 @@ func Default() Config {
 			Region:    "us-east-1",
 		},
 		Worker: Worker{MetricsAddress: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second, WorkflowCache: 10000, GCPercent: 100},
-		// The local stack collects from the lab, whose day passes in two minutes.
-		Blacklists: Blacklists{Catalog: "config/lab.yaml", Interval: 2 * time.Minute},
-		Spam:       Spam{Catalog: "config/spam-lab.yaml", Interval: time.Minute},
-		// The lab's authoritative server answers for every lab zone.
-		Flux: Flux{Resolvers: "127.0.0.1:5354", QPS: 200, ASNTable: "http://127.0.0.1:8480/iptoasn/ip2asn-combined.tsv.gz", ASNTableAllowPrivate: true,
-			// The lab's TTLs pass at the lab clock's speed: 10 s is past any of them.
-			Interval: time.Minute, NetworksInterval: 3 * time.Minute, TriageWait: 10 * time.Second, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
+		// The feeds and archives keep intervals of their own in their catalogs
+		// (a publisher's fair-use rule): these only say how often TIP looks.
+		Blacklists: Blacklists{Catalog: "config/sources.yaml", Interval: time.Hour},
+		Spam:       Spam{Catalog: "config/spam.yaml", Interval: 5 * time.Minute},
+		// No resolver: TIP resolves iteratively from the root servers, so every
+		// answer comes from the authoritative servers, no cache between.
+		Flux: Flux{QPS: 200, ASNTable: "https://iptoasn.com/data/ip2asn-combined.tsv.gz",
+			// Flux TTLs run to 300 s (Holz et al.), so a second resolution
+			// waits minutes for the first answers to expire in a cache.
+			Interval: 10 * time.Minute, NetworksInterval: time.Hour, TriageWait: 10 * time.Minute, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
 			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour},
 		Upstream: Upstream{FetchesPerHost: 2},
 		Log:      Log{Level: "info", Format: "text"},
@@ -183,11 +195,26 @@ func Default() Config {
 // EnvFile names the environment variable that points at the YAML file.
 const EnvFile = "TIP_CONFIG"
 
-// Load reads the YAML file at path (if path is empty: $TIP_CONFIG, then ./tip.yaml
-// when it exists), lays it over the defaults, then applies TIP_* environment
-// variables. Unknown keys are errors, so a typo never silently falls back to a default.
+// Load reads the YAML file Path(path) names, lays it over the defaults, then
+// applies TIP_* environment variables. Unknown keys are errors, so a typo never
+// silently falls back to a default.
 func Load(path string) (Config, error) {
 	cfg := Default()
+	if path = Path(path); path != "" {
+		var err error
+		if cfg, err = File(path); err != nil {
+			return cfg, err
+		}
+	}
+	if err := applyEnv(&cfg, os.LookupEnv); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// Path is the file Load reads: path, else $TIP_CONFIG, else ./tip.yaml when it
+// exists; empty: none, the defaults.
+func Path(path string) string {
 	if path == "" {
 		path = os.Getenv(EnvFile)
 	}
@@ -196,19 +223,21 @@ func Load(path string) (Config, error) {
 			path = "tip.yaml"
 		}
 	}
-	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return cfg, fmt.Errorf("config: %w", err)
-		}
-		if err := decodeYAML(data, &cfg); err != nil {
-			return cfg, fmt.Errorf("config %s: %w", path, err)
-		}
+	return path
+}
+
+// File is the YAML file at path laid over the defaults, without the environment
+// and unvalidated: what Load starts from.
+func File(path string) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
 	}
-	if err := applyEnv(&cfg, os.LookupEnv); err != nil {
-		return cfg, err
+	if err := decodeYAML(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
-	return cfg, cfg.Validate()
+	return cfg, nil
 }
 
 func decodeYAML(data []byte, cfg *Config) error {
@@ -275,34 +304,61 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// applyEnv walks the struct and sets every field whose `env` variable is present.
+// applyEnv sets every field whose `env` variable is present.
 func applyEnv(cfg *Config, lookup func(string) (string, bool)) error {
-	return walkEnv(reflect.ValueOf(cfg).Elem(), lookup)
-}
-
-func walkEnv(v reflect.Value, lookup func(string) (string, bool)) error {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f, fv := t.Field(i), v.Field(i)
-		if f.Type.Kind() == reflect.Struct {
-			if err := walkEnv(fv, lookup); err != nil {
-				return err
-			}
-			continue
-		}
-		name := f.Tag.Get("env")
-		if name == "" {
-			continue
-		}
+	return eachEnv(reflect.ValueOf(cfg).Elem(), func(name string, fv reflect.Value) error {
 		raw, ok := lookup(name)
 		if !ok {
-			continue
+			return nil
 		}
 		if err := setField(fv, raw); err != nil {
 			return fmt.Errorf("config: environment %s=%q: %w", name, raw, err)
 		}
+		return nil
+	})
+}
+
+// Env is c as TIP_* environment variables, NAME=value, one for every setting:
+// a process given them (and no file) loads c.
+func (c Config) Env() []string {
+	var env []string
+	_ = eachEnv(reflect.ValueOf(c), func(name string, fv reflect.Value) error {
+		env = append(env, name+"="+formatField(fv))
+		return nil
+	})
+	return env
+}
+
+// eachEnv calls fn for every field of the struct v that has an `env` tag.
+func eachEnv(v reflect.Value, fn func(name string, fv reflect.Value) error) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f, fv := t.Field(i), v.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			if err := eachEnv(fv, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		if name := f.Tag.Get("env"); name != "" {
+			if err := fn(name, fv); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// formatField writes a field as setField reads it back.
+func formatField(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case time.Duration:
+		return x.String()
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	default:
+		return fmt.Sprint(x)
+	}
 }
 
 func setField(v reflect.Value, raw string) error {

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -140,5 +141,138 @@ func TestExampleFileLoadsToTheDefaults(t *testing.T) {
 	}
 	if c != Default() {
 		t.Fatalf("example file:\n%+v\ndefaults:\n%+v", c, Default())
+	}
+}
+
+// TestDefaultsAreTheRealInternets: the built-in defaults hold no value of the
+// lab's: the real catalogs, the real ASN table on a public address, no lab DNS
+// server, a triage wait past real flux TTLs, intervals the publishers accept.
+func TestDefaultsAreTheRealInternets(t *testing.T) {
+	c := Default()
+	if lab := c.LabSettings(); len(lab) > 0 {
+		t.Errorf("lab settings among the defaults: %+v", lab)
+	}
+	for _, kv := range c.Env() {
+		for _, labValue := range []string{"127.0.0.1:8480", ":5354", "lab.yaml", "spam-lab.yaml", "/iptoasn/"} {
+			if strings.Contains(kv, labValue) {
+				t.Errorf("default %s holds the lab's %q", kv, labValue)
+			}
+		}
+	}
+	if c.Blacklists.Catalog != "config/sources.yaml" || c.Spam.Catalog != "config/spam.yaml" {
+		t.Errorf("catalogs %q, %q: want the real ones", c.Blacklists.Catalog, c.Spam.Catalog)
+	}
+	if c.Flux.ASNTable != "https://iptoasn.com/data/ip2asn-combined.tsv.gz" || c.Flux.ASNTableAllowPrivate {
+		t.Errorf("ASN table %q (allow_private %v): want iptoasn.com's, public addresses only", c.Flux.ASNTable, c.Flux.ASNTableAllowPrivate)
+	}
+	if c.Flux.Resolvers != "" {
+		t.Errorf("flux.resolvers %q: want iterative resolution", c.Flux.Resolvers)
+	}
+	// Holz et al. saw flux TTLs of 0 to 300 s: the wait must reach past them.
+	if c.Flux.TriageWait < 5*time.Minute {
+		t.Errorf("flux.triage_wait %s is shorter than real flux TTLs", c.Flux.TriageWait)
+	}
+	for name, d := range map[string]time.Duration{"blacklists.interval": c.Blacklists.Interval, "spam.interval": c.Spam.Interval,
+		"flux.interval": c.Flux.Interval, "flux.networks_interval": c.Flux.NetworksInterval} {
+		if d < 5*time.Minute {
+			t.Errorf("%s %s: the lab's pace, not a publisher's", name, d)
+		}
+	}
+}
+
+// oldDefaults are the built-in defaults TIP had while they were the lab's:
+// config/lab.tip.yaml must give exactly these, so the lab runs as it did.
+func oldDefaults() Config {
+	return Config{
+		Temporal:   Temporal{Address: "127.0.0.1:7233", Namespace: "tip", TaskQueue: "tip", Retention: 30 * 24 * time.Hour},
+		Postgres:   Postgres{DSN: "postgres://tip:tip@127.0.0.1:5433/tip?sslmode=disable"},
+		S3:         S3{Endpoint: "127.0.0.1:9000", AccessKey: "tipadmin", SecretKey: "tipadmin-secret", Bucket: "tip", Region: "us-east-1"},
+		Worker:     Worker{MetricsAddress: "127.0.0.1:9464", ShutdownTimeout: 30 * time.Second, WorkflowCache: 10000, GCPercent: 100},
+		Blacklists: Blacklists{Catalog: "config/lab.yaml", Interval: 2 * time.Minute},
+		Spam:       Spam{Catalog: "config/spam-lab.yaml", Interval: time.Minute},
+		Flux: Flux{Resolvers: "127.0.0.1:5354", QPS: 200, ASNTable: "http://127.0.0.1:8480/iptoasn/ip2asn-combined.tsv.gz", ASNTableAllowPrivate: true,
+			Interval: time.Minute, NetworksInterval: 3 * time.Minute, TriageWait: 10 * time.Second, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
+			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour},
+		Upstream: Upstream{FetchesPerHost: 2},
+		Log:      Log{Level: "info", Format: "text"},
+	}
+}
+
+// TestLabFileIsTheLabsOldDefaults: config/lab.tip.yaml over the defaults gives
+// every setting the lab ran with, and each of its own is recognised as the lab's.
+func TestLabFileIsTheLabsOldDefaults(t *testing.T) {
+	c, err := File(filepath.Join("..", "..", LabFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := oldDefaults()
+	got, exp := reflect.ValueOf(c), reflect.ValueOf(want)
+	for i := 0; i < got.NumField(); i++ {
+		if !reflect.DeepEqual(got.Field(i).Interface(), exp.Field(i).Interface()) {
+			t.Errorf("%s: lab file %+v, the lab's %+v", got.Type().Field(i).Name, got.Field(i).Interface(), exp.Field(i).Interface())
+		}
+	}
+	var keys []string
+	for _, l := range c.LabSettings() {
+		keys = append(keys, l.Key)
+	}
+	if want := "blacklists.catalog spam.catalog flux.resolvers flux.asn_table flux.asn_table_allow_private flux.triage_wait"; strings.Join(keys, " ") != want {
+		t.Errorf("lab settings found %q, want %q", keys, want)
+	}
+}
+
+func TestLabSettingsTellTheLabFromADeployment(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(*Config)
+		want string // the key found, "" for none
+	}{
+		{"prod stack's copy of the lab spam catalog", func(c *Config) { c.Spam.Catalog = "state/prod/spam-lab.yaml" }, "spam.catalog"},
+		{"own spam catalog", func(c *Config) { c.Spam.Catalog = "/etc/tip/spam.yaml" }, ""},
+		{"lab DNS among others", func(c *Config) { c.Flux.Resolvers = "10.0.0.53:53, 127.0.0.1:5354" }, "flux.resolvers"},
+		{"a local caching resolver", func(c *Config) { c.Flux.Resolvers = "127.0.0.1:53" }, ""},
+		{"the lab's ASN table on another port", func(c *Config) { c.Flux.ASNTable = "http://127.0.0.1:40123/iptoasn/ip2asn-combined.tsv.gz" }, "flux.asn_table"},
+		{"an ASN table mirror", func(c *Config) { c.Flux.ASNTable = "https://mirror.example.org/ip2asn-combined.tsv.gz" }, ""},
+		{"no ASN table", func(c *Config) { c.Flux.ASNTable = "" }, ""},
+		{"a wait of seconds", func(c *Config) { c.Flux.TriageWait = 30 * time.Second }, "flux.triage_wait"},
+		{"a wait of minutes", func(c *Config) { c.Flux.TriageWait = 5 * time.Minute }, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.edit(&c)
+			var got string
+			for _, l := range c.LabSettings() {
+				got += l.Key
+			}
+			if got != tc.want {
+				t.Errorf("lab settings %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestEnvLoadsBackTheSameConfig: a process started with Env alone (as the test
+// harness starts workers) runs with every setting of the configuration.
+func TestEnvLoadsBackTheSameConfig(t *testing.T) {
+	c, err := File(filepath.Join("..", "..", LabFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.S3.Secure, c.Flux.QPS, c.Flux.Roots, c.Worker.MetricsAddress = true, 12.5, "198.41.0.4:53", ""
+	env := map[string]string{}
+	for _, kv := range c.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	got := Default()
+	if err := applyEnv(&got, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if got != c {
+		t.Fatalf("from Env:\n%+v\nwant:\n%+v", got, c)
 	}
 }

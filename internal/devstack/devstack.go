@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,6 +51,11 @@ type Stack struct {
 	// Temporal server listens on Server's ports besides the frontend's.
 	TemporalOnPostgres bool
 	Server             ServerPorts
+
+	// TipEnv is added to the environment of every tip process StartTip starts,
+	// before the process's own: `tip dev up` names its configuration file here,
+	// by absolute path, for processes that run in folders of their own.
+	TipEnv []string
 
 	Log *slog.Logger
 
@@ -259,7 +265,7 @@ func (s *Stack) StartTip(ctx context.Context, svc Service, tipBinary string, env
 			return err
 		}
 	}
-	pid, err := s.spawn(svc, env, tipBinary, args...)
+	pid, err := s.spawn(svc, append(slices.Clone(s.TipEnv), env...), tipBinary, args...)
 	if err != nil {
 		return err
 	}

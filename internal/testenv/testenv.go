@@ -4,7 +4,9 @@
 // `make up`), runs the tests and stops the services. With TIP_TEST_STACK=prod the
 // stack is the production-like one: the Temporal server on PostgreSQL. In -short mode nothing starts
 // and integration tests skip; otherwise a missing tool fails the run instead of
-// silently skipping tests.
+// silently skipping tests. Tests run with the lab's settings (config/lab.tip.yaml),
+// as `make demo` does: Config starts from them, and Main names the file in
+// $TIP_CONFIG for the tip commands the tests run.
 package testenv
 
 import (
@@ -34,6 +36,10 @@ func Main(m *testing.M) {
 
 func run(m *testing.M) int {
 	flag.Parse()
+	if err := os.Setenv(config.EnvFile, LabConfigFile()); err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		return 1
+	}
 	if testing.Short() {
 		return m.Run()
 	}
@@ -87,13 +93,24 @@ func ToolsDir() string {
 	if d := os.Getenv("TIP_TOOLS_DIR"); d != "" {
 		return d
 	}
+	return filepath.Join(moduleRoot, ".tools", "bin")
+}
+
+// LabConfigFile is the lab's configuration, config/lab.tip.yaml, by absolute path.
+func LabConfigFile() string { return filepath.Join(moduleRoot, config.LabFile) }
+
+// moduleRoot is the folder of TIP's go.mod, found from the working directory the
+// test binary starts in (its package's folder), before a test changes it.
+var moduleRoot = findModuleRoot()
+
+func findModuleRoot() string {
 	dir, _ := os.Getwd()
 	for d := dir; d != "/"; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(d, ".tools", "bin")
+			return d
 		}
 	}
-	return filepath.Join(dir, ".tools", "bin")
+	return dir
 }
 
 // Stack returns the running test stack, skipping the test in -short mode.
@@ -108,11 +125,14 @@ func Stack(t testing.TB) *devstack.Stack {
 	return stack
 }
 
-// Config returns a TIP configuration pointing at the test stack. Each call gets its
-// own task queue so tests never steal each other's tasks.
+// Config returns the lab's TIP configuration pointing at the test stack. Each call
+// gets its own task queue so tests never steal each other's tasks.
 func Config(t testing.TB) config.Config {
 	s := Stack(t)
-	cfg := config.Default()
+	cfg, err := config.File(LabConfigFile())
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg.Temporal.Address = s.TemporalAddress()
 	cfg.Temporal.Namespace = s.Namespace
 	cfg.Temporal.TaskQueue = fmt.Sprintf("test-%s-%d", sanitize(t.Name()), seq.Add(1))

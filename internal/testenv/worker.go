@@ -34,7 +34,8 @@ type WorkerProcess struct {
 	Identity string // the worker's Temporal identity
 }
 
-// StartWorker runs `tip worker` (bin) configured through TIP_* variables only, and
+// StartWorker runs `tip worker` (bin) configured through TIP_* variables only (all
+// of cfg's, no file), and
 // kills it when the test ends; its log is shown if the test failed.
 func StartWorker(t testing.TB, bin string, cfg config.Config) *WorkerProcess {
 	t.Helper()
@@ -51,32 +52,8 @@ func StartWorker(t testing.TB, bin string, cfg config.Config) *WorkerProcess {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env,
-		"TIP_TEMPORAL_ADDRESS="+cfg.Temporal.Address,
-		"TIP_TEMPORAL_NAMESPACE="+cfg.Temporal.Namespace,
-		"TIP_TEMPORAL_TASK_QUEUE="+cfg.Temporal.TaskQueue,
-		"TIP_POSTGRES_DSN="+cfg.Postgres.DSN,
-		"TIP_S3_ENDPOINT="+cfg.S3.Endpoint,
-		"TIP_S3_ACCESS_KEY="+cfg.S3.AccessKey,
-		"TIP_S3_SECRET_KEY="+cfg.S3.SecretKey,
-		"TIP_S3_BUCKET="+cfg.S3.Bucket,
-		"TIP_WORKER_METRICS_ADDRESS="+cfg.Worker.MetricsAddress,
-		"TIP_BLACKLISTS_CATALOG="+cfg.Blacklists.Catalog,
-		"TIP_SPAM_CATALOG="+cfg.Spam.Catalog,
-		"TIP_LOG_LEVEL=warn",
-		"TIP_WORKER_WORKFLOW_CACHE="+strconv.Itoa(cfg.Worker.WorkflowCache),
-		"TIP_WORKER_GC_PERCENT="+strconv.Itoa(cfg.Worker.GCPercent),
-		"TIP_FLUX_RESOLVERS="+cfg.Flux.Resolvers,
-		"TIP_FLUX_ROOTS="+cfg.Flux.Roots,
-		"TIP_FLUX_QPS="+strconv.FormatFloat(cfg.Flux.QPS, 'g', -1, 64),
-		"TIP_FLUX_ASN_TABLE="+cfg.Flux.ASNTable,
-		"TIP_FLUX_ALLOWLIST="+cfg.Flux.Allowlist,
-		"TIP_FLUX_MIN_CHECK="+cfg.Flux.MinCheck.String(),
-		"TIP_FLUX_MAX_CHECK="+cfg.Flux.MaxCheck.String(),
-		"TIP_FLUX_LIFETIME="+cfg.Flux.Lifetime.String(),
-		"TIP_FLUX_NXDOMAIN_FOR="+cfg.Flux.NXDomainFor.String(),
-		"TIP_UPSTREAM_FETCHES_PER_HOST="+strconv.Itoa(cfg.Upstream.FetchesPerHost),
-	)
+	// Every setting of cfg, so nothing falls back to a default the test did not choose.
+	cmd.Env = append(append(cmd.Env, cfg.Env()...), "TIP_LOG_LEVEL=warn")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
