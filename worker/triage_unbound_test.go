@@ -423,20 +423,7 @@ func (z *ttlZone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 // test ends, and returns its address.
 func serveZone(t *testing.T, z *ttlZone) string {
 	t.Helper()
-	var udp net.PacketConn
-	var tcp net.Listener
-	for try := 0; tcp == nil; try++ {
-		var err error
-		if udp, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if tcp, err = net.Listen("tcp", udp.LocalAddr().String()); err != nil {
-			udp.Close()
-			if try == 20 {
-				t.Fatal(err)
-			}
-		}
-	}
+	udp, tcp := testenv.DNSListeners(t)
 	for _, srv := range []*dns.Server{{PacketConn: udp, Handler: z}, {Listener: tcp, Handler: z}} {
 		go srv.ActivateAndServe()
 		t.Cleanup(func() { _ = srv.Shutdown() })

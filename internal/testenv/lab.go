@@ -20,22 +20,7 @@ import (
 // the test ends, and returns its address.
 func LabDNS(t testing.TB, w *world.World, clock *world.Clock) string {
 	t.Helper()
-	var udp net.PacketConn
-	var tcp net.Listener
-	// The UDP port found free may be taken for TCP (by an outgoing connection to
-	// the test stack, say): then another.
-	for try := 0; tcp == nil; try++ {
-		var err error
-		if udp, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if tcp, err = net.Listen("tcp", udp.LocalAddr().String()); err != nil {
-			udp.Close()
-			if try == 20 {
-				t.Fatal(err)
-			}
-		}
-	}
+	udp, tcp := DNSListeners(t)
 	srv := dnsd.New(w, clock, slog.New(slog.DiscardHandler))
 	go srv.Serve(udp, tcp)
 	t.Cleanup(func() {
@@ -44,6 +29,27 @@ func LabDNS(t testing.TB, w *world.World, clock *world.Clock) string {
 		srv.Shutdown(ctx)
 	})
 	return udp.LocalAddr().String()
+}
+
+// DNSListeners opens a UDP socket and a TCP listener on one free loopback port,
+// for a DNS server of a test. The UDP port found free may be taken for TCP (by an
+// outgoing connection to the test stack, say): then another.
+func DNSListeners(t testing.TB) (net.PacketConn, net.Listener) {
+	t.Helper()
+	for try := 0; ; try++ {
+		udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tcp, err := net.Listen("tcp", udp.LocalAddr().String())
+		if err == nil {
+			return udp, tcp
+		}
+		udp.Close()
+		if try == 20 {
+			t.Fatal(err)
+		}
+	}
 }
 
 // LabASNTable serves the lab world's iptoasn table on loopback until the test
