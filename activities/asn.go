@@ -10,8 +10,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/tip-project/tip/internal/textcap"
 	"github.com/tip-project/tip/ipasn"
+	"github.com/tip-project/tip/textcap"
 )
 
 // asnTableTTL is how long a worker keeps an ASN table before asking for a newer

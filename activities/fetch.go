@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tip-project/tip/catalog"
-	"github.com/tip-project/tip/internal/safehttp"
+	"github.com/tip-project/tip/safehttp"
 	"github.com/tip-project/tip/storage"
 )
 

@@ -15,9 +15,9 @@ import (
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/feeds"
 	"github.com/tip-project/tip/flux"
-	"github.com/tip-project/tip/internal/textcap"
 	"github.com/tip-project/tip/ipasn"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/textcap"
 )
 
 // FluxResolver resolves a domain's A, AAAA and NS records (and the name servers'

@@ -13,8 +13,8 @@ import (
 
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/feeds"
-	"github.com/tip-project/tip/internal/textcap"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/textcap"
 )
 
 // Run outcomes recorded in source_runs.

@@ -15,9 +15,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tip-project/tip/catalog"
-	"github.com/tip-project/tip/internal/safehttp"
 	"github.com/tip-project/tip/ipasn"
 	"github.com/tip-project/tip/mail"
+	"github.com/tip-project/tip/safehttp"
 	"github.com/tip-project/tip/spamarchive"
 	"github.com/tip-project/tip/spamimap"
 	"github.com/tip-project/tip/storage"

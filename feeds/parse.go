@@ -8,7 +8,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/tip-project/tip/internal/textcap"
+	"github.com/tip-project/tip/textcap"
 )
 
 // maxLine bounds a line; a longer one is counted bad and skipped.

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/tip-project/tip/internal/textcap"
+	"github.com/tip-project/tip/textcap"
 )
 
 // Bounds of one observation. A fast-flux answer carries a handful to a few dozen

@@ -34,7 +34,7 @@ import (
 	// Registers every charset golang.org/x/text knows with go-message.
 	_ "github.com/emersion/go-message/charset"
 
-	"github.com/tip-project/tip/internal/textcap"
+	"github.com/tip-project/tip/textcap"
 )
 
 // Config is one trap's view of its mail: which hosts are its own, and how much

@@ -1,6 +1,6 @@
 package storage
 
-import "github.com/tip-project/tip/internal/textcap"
+import "github.com/tip-project/tip/textcap"
 
 // MaxErrorText bounds an error text recorded in a row (source_runs.error,
 // sources.last_attempt_error, allowlists.error, spam_archives.error). Such a text

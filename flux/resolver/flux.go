@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/tip-project/tip/flux"
-	"github.com/tip-project/tip/internal/textcap"
+	"github.com/tip-project/tip/textcap"
 )
 
 // Flux is the observation as the flux package scores and stores it, within its

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/tip-project/tip/internal/textcap"
+	"github.com/tip-project/tip/textcap"
 )
 
 func TestCap(t *testing.T) {
