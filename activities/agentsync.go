@@ -12,6 +12,7 @@ import (
 	"github.com/tip-project/tip/agent"
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // agentChunk bounds the batches one request of a sync streams.
@@ -24,18 +25,18 @@ const agentChunk = 64 << 20
 // cursor past it. A retry after a crash pulls the batch in flight again; its
 // sightings ("agent:<name>", "<folder>/<name>") make that a no-op, so every mail is
 // recorded exactly once.
-func (a *Activities) SyncAgent(ctx context.Context, ag catalog.Agent) (IngestResult, error) {
+func (a *Activities) SyncAgent(ctx context.Context, ag catalog.Agent) (contract.IngestResult, error) {
 	origin := "agent:" + ag.Name
-	res := IngestResult{Origin: origin}
+	res := contract.IngestResult{Origin: origin}
 	if due, err := a.claimRun(ctx, origin, ag.Interval); err != nil || !due {
-		res.Status = FetchNotDue
+		res.Status = contract.FetchNotDue
 		return res, err
 	}
 	res, err := a.syncAgent(ctx, ag, res)
 	return res, a.releaseOnError(ctx, origin, err)
 }
 
-func (a *Activities) syncAgent(ctx context.Context, ag catalog.Agent, res IngestResult) (IngestResult, error) {
+func (a *Activities) syncAgent(ctx context.Context, ag catalog.Agent, res contract.IngestResult) (contract.IngestResult, error) {
 	c, cfg, asn, err := a.spamSetup(ctx, catalog.AllTraps)
 	if err != nil {
 		return res, err
@@ -75,7 +76,7 @@ func (a *Activities) syncAgent(ctx context.Context, ag catalog.Agent, res Ingest
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("agent %s's latest batch is %d, below the %d already recorded: if it was reinstalled, `tip agents reset %s`",
 			ag.Name, latest.Latest, cur.Version, ag.Name), "AgentChanged", nil)
 	case latest.Latest == cur.Version:
-		res.Status = FetchUnchanged
+		res.Status = contract.FetchUnchanged
 		return res, a.DB.TouchAgentCursor(ctx, ag.Name)
 	}
 	rec := a.newSpamRecorder(cfg, asn, &res)

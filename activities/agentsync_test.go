@@ -20,6 +20,7 @@ import (
 	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // agentLab is a lab trap's Maildir watched by a real agent serving HTTPS on
@@ -110,18 +111,18 @@ func TestSyncAgentRecordsEachMailOnce(t *testing.T) {
 	l := newAgentLab(t, agent.ScopeRaw)
 	a.SpamCatalogPath = l.catalog
 	first := l.deliver(t)
-	plan, err := runActivity[SpamPlan](t, a, a.ReadSpamCatalog)
+	plan, err := runActivity[contract.SpamPlan](t, a, a.ReadSpamCatalog)
 	if err != nil || len(plan.Agents) != 1 {
 		t.Fatalf("plan %+v, %v", plan, err)
 	}
 	ag := plan.Agents[0]
 	ag.TokenEnv = "" // as it arrives through a workflow: the token is read from the catalog
-	sync := func() IngestResult {
+	sync := func() contract.IngestResult {
 		t.Helper()
 		if err := a.DB.ReleaseCollectorRun(ctx, "agent:mx1"); err != nil {
 			t.Fatal(err)
 		}
-		res, err := runActivity[IngestResult](t, a, a.SyncAgent, ag)
+		res, err := runActivity[contract.IngestResult](t, a, a.SyncAgent, ag)
 		if err != nil {
 			t.Fatalf("sync: %v", err)
 		}
@@ -159,7 +160,7 @@ func TestSyncAgentRecordsEachMailOnce(t *testing.T) {
 	}
 
 	// Up to date: nothing is pulled.
-	if again := sync(); again.Status != FetchUnchanged || again.Members != 0 {
+	if again := sync(); again.Status != contract.FetchUnchanged || again.Members != 0 {
 		t.Fatalf("up-to-date sync %+v", again)
 	}
 	// Only the new mail comes.
@@ -197,7 +198,7 @@ func TestSyncAgentRecordsEachMailOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.DB.ReleaseCollectorRun(ctx, "agent:mx1")
-	_, err = runActivity[IngestResult](t, a, a.SyncAgent, ag)
+	_, err = runActivity[contract.IngestResult](t, a, a.SyncAgent, ag)
 	var app *temporal.ApplicationError
 	if !errors.As(err, &app) || !app.NonRetryable() || app.Type() != "AgentTampered" {
 		t.Fatalf("sync of a tampered batch: %v", err)
@@ -221,7 +222,7 @@ func TestSyncAgentRecordsEachMailOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.DB.ReleaseCollectorRun(ctx, "agent:mx1")
-	_, err = runActivity[IngestResult](t, a, a.SyncAgent, ag)
+	_, err = runActivity[contract.IngestResult](t, a, a.SyncAgent, ag)
 	if !errors.As(err, &app) || !app.NonRetryable() || app.Type() != "AgentTampered" {
 		t.Fatalf("sync of a batch with a forged raw mail: %v", err)
 	}
@@ -236,14 +237,14 @@ func TestSyncAgentRefusesWhatRetryingCannotFix(t *testing.T) {
 	l := newAgentLab(t, agent.ScopeFacts)
 	a.SpamCatalogPath = l.catalog
 	l.deliver(t)
-	plan, err := runActivity[SpamPlan](t, a, a.ReadSpamCatalog)
+	plan, err := runActivity[contract.SpamPlan](t, a, a.ReadSpamCatalog)
 	if err != nil {
 		t.Fatal(err)
 	}
 	kind := func(ag catalog.Agent) string {
 		t.Helper()
 		a.DB.ReleaseCollectorRun(ctx, "agent:"+ag.Name)
-		_, err := runActivity[IngestResult](t, a, a.SyncAgent, ag)
+		_, err := runActivity[contract.IngestResult](t, a, a.SyncAgent, ag)
 		var app *temporal.ApplicationError
 		if !errors.As(err, &app) || !app.NonRetryable() {
 			t.Fatalf("sync: %v, want a non-retryable error", err)

@@ -14,18 +14,8 @@ import (
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/feeds"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
-
-// AllowlistResult is what a refresh did with one allowlist.
-type AllowlistResult struct {
-	Name    string `json:"name"`
-	Status  string `json:"status"` // loaded, unchanged, not-due, failed
-	Entries int    `json:"entries"`
-	// Skipped counts entries of the other kind than the list keeps (the
-	// addresses of a domain list): a MISP string warninglist mixes them.
-	Skipped int    `json:"skipped,omitempty"`
-	Error   string `json:"error,omitempty"`
-}
 
 // RefreshAllowlists fetches the catalog's allowlists that are due (conditional GET,
 // raw content kept in S3 like a feed's; a local file is read from disk at every
@@ -33,7 +23,7 @@ type AllowlistResult struct {
 // changed, each in one transaction. A list that cannot be fetched or parsed keeps
 // its previous entries and records the problem: accuracy is then measured against
 // slightly older references, which is better than failing the refresh.
-func (a *Activities) RefreshAllowlists(ctx context.Context) ([]AllowlistResult, error) {
+func (a *Activities) RefreshAllowlists(ctx context.Context) ([]contract.AllowlistResult, error) {
 	if a.CatalogPath == "" {
 		return nil, nil
 	}
@@ -52,7 +42,7 @@ func (a *Activities) RefreshAllowlists(ctx context.Context) ([]AllowlistResult, 
 	if err := a.DB.SyncAllowlists(ctx, rows); err != nil {
 		return nil, err
 	}
-	out := make([]AllowlistResult, 0, len(lists))
+	out := make([]contract.AllowlistResult, 0, len(lists))
 	for _, l := range lists {
 		r, err := a.refreshAllowlist(ctx, l)
 		if err != nil && ctx.Err() != nil {
@@ -69,8 +59,8 @@ func (a *Activities) RefreshAllowlists(ctx context.Context) ([]AllowlistResult, 
 	return out, nil
 }
 
-func (a *Activities) refreshAllowlist(ctx context.Context, l catalog.Source) (AllowlistResult, error) {
-	r := AllowlistResult{Name: l.Name}
+func (a *Activities) refreshAllowlist(ctx context.Context, l catalog.Source) (contract.AllowlistResult, error) {
+	r := contract.AllowlistResult{Name: l.Name}
 	row, err := a.DB.Allowlist(ctx, l.Name)
 	if err != nil {
 		return r, err
@@ -83,24 +73,24 @@ func (a *Activities) refreshAllowlist(ctx context.Context, l catalog.Source) (Al
 		}
 		defer f.Close()
 		if sha == row.SHA256 && row.Error == "" && row.LoadedAt != nil {
-			r.Status = FetchUnchanged
+			r.Status = contract.FetchUnchanged
 			return r, a.DB.AllowlistChecked(ctx, l.Name, "")
 		}
 		return a.loadAllowlist(ctx, l, row, io.LimitReader(f, l.SizeLimit), "", "", sha)
 	}
 	if row.CheckedAt != nil && row.Error == "" && l.Interval > 0 && time.Since(*row.CheckedAt) < l.Interval*9/10 {
-		r.Status = FetchNotDue
+		r.Status = contract.FetchNotDue
 		return r, nil
 	}
-	var f FetchResult
+	var f contract.FetchResult
 	if err := a.download(ctx, l, validators{row.ETag, row.LastMod, row.SHA256}, &f); err != nil {
 		return r, err
 	}
 	switch f.Status {
-	case FetchUnchanged:
-		r.Status = FetchUnchanged
+	case contract.FetchUnchanged:
+		r.Status = contract.FetchUnchanged
 		return r, a.DB.AllowlistChecked(ctx, l.Name, "")
-	case FetchChanged:
+	case contract.FetchChanged:
 	default: // dead or failed: keep the old entries
 		return r, errors.New(f.Error)
 	}
@@ -137,8 +127,8 @@ func openLocal(path string, limit int64) (*os.File, string, error) {
 // loadAllowlist parses body and replaces the list's entries in one transaction,
 // keeping only the entries of the kind the list holds (domains or ranges).
 func (a *Activities) loadAllowlist(ctx context.Context, l catalog.Source, row storage.AllowlistRow, body io.Reader,
-	etag, lastModified, sha string) (AllowlistResult, error) {
-	r := AllowlistResult{Name: l.Name, Entries: row.Entries}
+	etag, lastModified, sha string) (contract.AllowlistResult, error) {
+	r := contract.AllowlistResult{Name: l.Name, Entries: row.Entries}
 	tx, err := a.DB.Pool.Begin(ctx)
 	if err != nil {
 		return r, err
@@ -183,6 +173,6 @@ func (a *Activities) loadAllowlist(ctx context.Context, l catalog.Source, row st
 	if err := tx.Commit(ctx); err != nil {
 		return r, fmt.Errorf("load %s: %w", l.Name, err)
 	}
-	r.Status = RunLoaded
+	r.Status = contract.RunLoaded
 	return r, nil
 }

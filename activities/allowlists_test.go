@@ -16,11 +16,12 @@ import (
 	"github.com/tip-project/tip/lab"
 	labfeeds "github.com/tip-project/tip/lab/feeds"
 	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
-func refreshAllowlists(t *testing.T, a *Activities) []AllowlistResult {
+func refreshAllowlists(t *testing.T, a *Activities) []contract.AllowlistResult {
 	t.Helper()
-	out, err := runActivity[[]AllowlistResult](t, a, a.RefreshAllowlists)
+	out, err := runActivity[[]contract.AllowlistResult](t, a, a.RefreshAllowlists)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,12 +64,12 @@ func TestAccuracyCountsExactlyTheLabsFalsePositives(t *testing.T) {
 	}
 	sources = c.Sources
 	for _, src := range sources {
-		if _, r := fetchAndLoad(t, a, src, "r1"); r.Status != RunLoaded {
+		if _, r := fetchAndLoad(t, a, src, "r1"); r.Status != contract.RunLoaded {
 			t.Fatalf("%s: %+v", src.Name, r)
 		}
 	}
 	res := refreshAllowlists(t, a)
-	if len(res) != 2 || res[0].Status != RunLoaded || res[0].Entries != 10000 || res[1].Status != RunLoaded || res[1].Entries != len(w.CDNRanges()) {
+	if len(res) != 2 || res[0].Status != contract.RunLoaded || res[0].Entries != 10000 || res[1].Status != contract.RunLoaded || res[1].Entries != len(w.CDNRanges()) {
 		t.Fatalf("allowlists: %+v", res)
 	}
 	ms, err := a.DB.ComputeSourceMetrics(ctx)
@@ -106,14 +107,14 @@ func TestAccuracyCountsExactlyTheLabsFalsePositives(t *testing.T) {
 
 	// Nothing changed upstream: the next refresh asks conditionally and keeps the entries.
 	for _, r := range refreshAllowlistsAfter(t, a, 48*time.Hour) {
-		if r.Status != FetchUnchanged {
+		if r.Status != contract.FetchUnchanged {
 			t.Errorf("second refresh: %+v", r)
 		}
 	}
 }
 
 // refreshAllowlistsAfter refreshes as if d had passed since the last check.
-func refreshAllowlistsAfter(t *testing.T, a *Activities, d time.Duration) []AllowlistResult {
+func refreshAllowlistsAfter(t *testing.T, a *Activities, d time.Duration) []contract.AllowlistResult {
 	t.Helper()
 	if _, err := a.DB.Pool.Exec(context.Background(), `UPDATE allowlists SET checked_at = checked_at - $1::interval`, d); err != nil {
 		t.Fatal(err)
@@ -144,14 +145,14 @@ func TestLocalWarninglistAllowlist(t *testing.T) {
 		}
 	}
 	write(`"portal.example-cert.org","8.8.8.8","intranet.example-cert.org"`)
-	if res := refreshAllowlists(t, a); len(res) != 1 || res[0].Status != RunLoaded || res[0].Entries != 2 || res[0].Skipped != 1 {
+	if res := refreshAllowlists(t, a); len(res) != 1 || res[0].Status != contract.RunLoaded || res[0].Entries != 2 || res[0].Skipped != 1 {
 		t.Fatalf("first refresh: %+v", res)
 	}
-	if res := refreshAllowlists(t, a); res[0].Status != FetchUnchanged || res[0].Entries != 2 {
+	if res := refreshAllowlists(t, a); res[0].Status != contract.FetchUnchanged || res[0].Entries != 2 {
 		t.Fatalf("unchanged file: %+v", res)
 	}
 	write(`"portal.example-cert.org"`)
-	if res := refreshAllowlists(t, a); res[0].Status != RunLoaded || res[0].Entries != 1 {
+	if res := refreshAllowlists(t, a); res[0].Status != contract.RunLoaded || res[0].Entries != 1 {
 		t.Fatalf("edited file: %+v", res)
 	}
 	hits, err := a.DB.AllowlistHits(ctx, "domain", "portal.example-cert.org", "portal.example-cert.org", "example-cert.org")

@@ -22,6 +22,7 @@ import (
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/ipasn"
 	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // A table server that fails is asked once per asnRetry, not on every call; one
@@ -253,7 +254,7 @@ func TestCheckDomainWithoutASNTable(t *testing.T) {
 			logger := slog.New(warned)
 			a := &Activities{DB: base.DB, Resolver: res, Flux: FluxConfig{ASNTable: url}, ASNTableAllowPrivate: true}
 			for i := range 3 {
-				o, err := runLogged[flux.Observation](t, logger, a, a.CheckDomain, CheckInput{Domain: domain, Due: time.Now().Add(time.Duration(i) * time.Millisecond)})
+				o, err := runLogged[flux.Observation](t, logger, a, a.CheckDomain, contract.CheckInput{Domain: domain, Due: time.Now().Add(time.Duration(i) * time.Millisecond)})
 				if err != nil {
 					t.Fatalf("check %d: %v", i, err)
 				}

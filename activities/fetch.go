@@ -14,32 +14,8 @@ import (
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/safehttp"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
-
-// Fetch outcomes.
-const (
-	FetchChanged   = "changed"   // new content stored in S3, to be loaded
-	FetchUnchanged = "unchanged" // 304, or the same bytes as the last load
-	FetchDead      = "dead"      // 404/410: the feed is gone; not an error of the run
-	FetchFailed    = "failed"    // a permanent failure (4xx, over the size limit)
-	FetchNotDue    = "not-due"   // fetched successfully less than the source's interval ago
-	// FetchRateLimited: the source's rate limit forbids a request now (a manual
-	// refresh right after a scheduled one); nothing is recorded.
-	FetchRateLimited = "rate-limited"
-)
-
-// FetchResult says what a fetch found. Payloads stay small: the content is in S3.
-type FetchResult struct {
-	Source       string    `json:"source"`
-	Status       string    `json:"status"`
-	HTTPStatus   int       `json:"http_status"`
-	SHA256       string    `json:"sha256,omitempty"`
-	Bytes        int64     `json:"bytes"`
-	ETag         string    `json:"etag,omitempty"`
-	LastModified string    `json:"last_modified,omitempty"`
-	Error        string    `json:"error,omitempty"`
-	StartedAt    time.Time `json:"started_at"`
-}
 
 // userAgent names TIP to feed operators.
 const userAgent = "TIP-blacklist-collector/1 (+https://github.com/tip-project/tip)"
@@ -48,8 +24,8 @@ const userAgent = "TIP-blacklist-collector/1 (+https://github.com/tip-project/ti
 // loaded content) and streams a changed body into the blob store under its SHA-256.
 // Network errors and 5xx answers are returned as errors so Temporal retries them;
 // answers that retrying cannot change (404, other 4xx, too large) are results.
-func (a *Activities) FetchSource(ctx context.Context, src catalog.Source) (FetchResult, error) {
-	res := FetchResult{Source: src.Name, StartedAt: time.Now().UTC()}
+func (a *Activities) FetchSource(ctx context.Context, src catalog.Source) (contract.FetchResult, error) {
+	res := contract.FetchResult{Source: src.Name, StartedAt: time.Now().UTC()}
 	if err := a.DB.UpsertSource(ctx, storage.SourceRow{Name: src.Name, URL: src.URL, Format: src.Format, Type: src.Type, Prior: src.Prior, Enabled: src.Enabled}); err != nil {
 		return res, err
 	}
@@ -60,7 +36,7 @@ func (a *Activities) FetchSource(ctx context.Context, src catalog.Source) (Fetch
 	// A refresh runs every source, but each is fetched only as often as its catalog
 	// interval allows (with 10 % slack, since refreshes start after the last ended).
 	if !row.LastSuccess.IsZero() && src.Interval > 0 && time.Since(row.LastSuccess) < src.Interval*9/10 {
-		res.Status = FetchNotDue
+		res.Status = contract.FetchNotDue
 		return res, nil
 	}
 	// The rate limit spaces every request, retries included: upstreams that ask
@@ -74,10 +50,10 @@ func (a *Activities) FetchSource(ctx context.Context, src catalog.Source) (Fetch
 			wait := fmt.Sprintf("rate limit %s: no request before %s", src.RateLimit, next.UTC().Format(time.RFC3339))
 			if activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1 {
 				// a retry after a failure: the failure stands
-				res.Status, res.Error = FetchFailed, lastErr+"; "+wait
+				res.Status, res.Error = contract.FetchFailed, lastErr+"; "+wait
 				return res, nil
 			}
-			res.Status, res.Error = FetchRateLimited, wait
+			res.Status, res.Error = contract.FetchRateLimited, wait
 			return res, nil
 		}
 	}
@@ -97,7 +73,7 @@ type validators struct{ etag, lastModified, sha256 string }
 // changed body into the blob store, filling res. Network errors and 5xx answers
 // are returned as errors so Temporal retries them; answers that retrying cannot
 // change (404, other 4xx, too large) are outcomes in res.
-func (a *Activities) download(ctx context.Context, src catalog.Source, v validators, res *FetchResult) error {
+func (a *Activities) download(ctx context.Context, src catalog.Source, v validators, res *contract.FetchResult) error {
 	// One of the host's download slots first: the source's timeout is the
 	// download's, not the wait's.
 	release, err := a.holdUpstream(ctx, src.URL)
@@ -126,7 +102,7 @@ func (a *Activities) download(ctx context.Context, src catalog.Source, v validat
 	switch {
 	case errors.As(err, &refused):
 		// A destination TIP does not download from: retrying cannot change it.
-		res.Status, res.Error = FetchFailed, refusal(src.URL, refused)
+		res.Status, res.Error = contract.FetchFailed, refusal(src.URL, refused)
 		return nil
 	case err != nil:
 		return fmt.Errorf("fetch %s: %w", src.Name, err)
@@ -135,15 +111,15 @@ func (a *Activities) download(ctx context.Context, src catalog.Source, v validat
 	res.HTTPStatus = resp.StatusCode
 	switch {
 	case resp.StatusCode == http.StatusNotModified:
-		res.Status, res.ETag, res.LastModified, res.SHA256 = FetchUnchanged, v.etag, v.lastModified, v.sha256
+		res.Status, res.ETag, res.LastModified, res.SHA256 = contract.FetchUnchanged, v.etag, v.lastModified, v.sha256
 		return nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
-		res.Status, res.Error = FetchDead, fmt.Sprintf("%s answers %s: the feed is gone", src.URL, resp.Status)
+		res.Status, res.Error = contract.FetchDead, fmt.Sprintf("%s answers %s: the feed is gone", src.URL, resp.Status)
 		return nil
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 		return fmt.Errorf("fetch %s: %s answers %s", src.Name, src.URL, resp.Status)
 	case resp.StatusCode != http.StatusOK:
-		res.Status, res.Error = FetchFailed, fmt.Sprintf("%s answers %s", src.URL, resp.Status)
+		res.Status, res.Error = contract.FetchFailed, fmt.Sprintf("%s answers %s", src.URL, resp.Status)
 		return nil
 	}
 
@@ -158,13 +134,13 @@ func (a *Activities) download(ctx context.Context, src catalog.Source, v validat
 	}
 	res.Bytes = blob.Size
 	if blob.Size > limit {
-		res.Status, res.Error = FetchFailed, fmt.Sprintf("%s is larger than its size limit of %d bytes", src.URL, limit)
+		res.Status, res.Error = contract.FetchFailed, fmt.Sprintf("%s is larger than its size limit of %d bytes", src.URL, limit)
 		return nil
 	}
 	res.SHA256, res.ETag, res.LastModified = blob.SHA256, resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
-	res.Status = FetchChanged
+	res.Status = contract.FetchChanged
 	if blob.SHA256 == v.sha256 {
-		res.Status = FetchUnchanged // no validators upstream, but the same bytes
+		res.Status = contract.FetchUnchanged // no validators upstream, but the same bytes
 	}
 	return nil
 }

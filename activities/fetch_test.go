@@ -23,6 +23,7 @@ import (
 	labfeeds "github.com/tip-project/tip/lab/feeds"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // newActivities connects to a fresh database and bucket of the test stack.
@@ -39,9 +40,9 @@ func newActivities(t *testing.T) *Activities {
 	return &Activities{DB: db, Blobs: blobs, ASNTableAllowPrivate: true}
 }
 
-func fetch(t *testing.T, a *Activities, src catalog.Source) (FetchResult, error) {
+func fetch(t *testing.T, a *Activities, src catalog.Source) (contract.FetchResult, error) {
 	t.Helper()
-	return runActivity[FetchResult](t, a, a.FetchSource, src)
+	return runActivity[contract.FetchResult](t, a, a.FetchSource, src)
 }
 
 func labSource(srv *httptest.Server, name, path string) catalog.Source {
@@ -61,7 +62,7 @@ func TestFetchStoresThenAsksConditionally(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Status != FetchChanged || first.HTTPStatus != 200 || first.ETag == "" || first.Bytes == 0 {
+	if first.Status != contract.FetchChanged || first.HTTPStatus != 200 || first.ETag == "" || first.Bytes == 0 {
 		t.Fatalf("first fetch = %+v", first)
 	}
 	resp, _ := http.Get(src.URL)
@@ -75,7 +76,7 @@ func TestFetchStoresThenAsksConditionally(t *testing.T) {
 	// Not yet loaded: no validators stored, so the same bytes come again — and are
 	// recognised as changed, since nothing was loaded.
 	again, _ := fetch(t, a, src)
-	if again.Status != FetchChanged || again.SHA256 != first.SHA256 {
+	if again.Status != contract.FetchChanged || again.SHA256 != first.SHA256 {
 		t.Fatalf("refetch before load = %+v", again)
 	}
 	// Once loaded, the next fetch is conditional and answered 304.
@@ -83,22 +84,22 @@ func TestFetchStoresThenAsksConditionally(t *testing.T) {
 		t.Fatal(err)
 	}
 	cond, _ := fetch(t, a, src)
-	if cond.Status != FetchUnchanged || cond.HTTPStatus != http.StatusNotModified || cond.SHA256 != first.SHA256 {
+	if cond.Status != contract.FetchUnchanged || cond.HTTPStatus != http.StatusNotModified || cond.SHA256 != first.SHA256 {
 		t.Fatalf("conditional fetch = %+v", cond)
 	}
 	// A source fetched successfully less than its interval ago is not due.
 	hourly := src
 	hourly.Interval = time.Hour
-	if notDue, _ := fetch(t, a, hourly); notDue.Status != FetchNotDue || notDue.HTTPStatus != 0 {
+	if notDue, _ := fetch(t, a, hourly); notDue.Status != contract.FetchNotDue || notDue.HTTPStatus != 0 {
 		t.Fatalf("fetch within the interval = %+v", notDue)
 	}
-	if l := load(t, a, LoadInput{Source: hourly, Fetch: FetchResult{Source: src.Name, Status: FetchNotDue}, RunKey: "skip"}); l.Status != RunSkipped {
+	if l := load(t, a, contract.LoadInput{Source: hourly, Fetch: contract.FetchResult{Source: src.Name, Status: contract.FetchNotDue}, RunKey: "skip"}); l.Status != contract.RunSkipped {
 		t.Fatalf("load of a skipped fetch = %+v", l)
 	}
 	// A lab day later the feed changed: a new blob.
 	clock.Advance(24 * time.Hour)
 	next, _ := fetch(t, a, src)
-	if next.Status != FetchChanged || next.SHA256 == first.SHA256 {
+	if next.Status != contract.FetchChanged || next.SHA256 == first.SHA256 {
 		t.Fatalf("fetch after the feed changed = %+v", next)
 	}
 }
@@ -109,13 +110,13 @@ func TestFetchOutcomesOfBrokenFeeds(t *testing.T) {
 	defer srv.Close()
 
 	dead, err := fetch(t, a, labSource(srv, "et-compromised", "/feeds/emergingthreats/compromised-ips.txt"))
-	if err != nil || dead.Status != FetchDead || dead.HTTPStatus != 404 || !strings.Contains(dead.Error, "gone") {
+	if err != nil || dead.Status != contract.FetchDead || dead.HTTPStatus != 404 || !strings.Contains(dead.Error, "gone") {
 		t.Fatalf("dead feed = %+v, %v", dead, err)
 	}
 	big := labSource(srv, "lab-large", "/feeds/lab/large.txt")
 	big.SizeLimit = 1 << 20
 	tooBig, err := fetch(t, a, big)
-	if err != nil || tooBig.Status != FetchFailed || !strings.Contains(tooBig.Error, "size limit") {
+	if err != nil || tooBig.Status != contract.FetchFailed || !strings.Contains(tooBig.Error, "size limit") {
 		t.Fatalf("oversized feed = %+v, %v", tooBig, err)
 	}
 
@@ -131,7 +132,7 @@ func TestFetchOutcomesOfBrokenFeeds(t *testing.T) {
 	}))
 	defer forbidden.Close()
 	res, err := fetch(t, a, labSource(forbidden, "needs-key", "/x"))
-	if err != nil || res.Status != FetchFailed || !strings.Contains(res.Error, "403") {
+	if err != nil || res.Status != contract.FetchFailed || !strings.Contains(res.Error, "403") {
 		t.Fatalf("a 403 = %+v, %v", res, err)
 	}
 }
@@ -151,15 +152,15 @@ func TestRateLimitSpacesEveryRequest(t *testing.T) {
 	src.RateLimit = time.Hour
 
 	first, err := fetch(t, a, src)
-	if err != nil || first.Status != FetchChanged {
+	if err != nil || first.Status != contract.FetchChanged {
 		t.Fatalf("first fetch = %+v, %v", first, err)
 	}
 	// A manual refresh right after: no request, and the load skips it with the reason.
 	again, err := fetch(t, a, src)
-	if err != nil || again.Status != FetchRateLimited || !strings.Contains(again.Error, "rate limit 1h0m0s") || requests.Load() != 1 {
+	if err != nil || again.Status != contract.FetchRateLimited || !strings.Contains(again.Error, "rate limit 1h0m0s") || requests.Load() != 1 {
 		t.Fatalf("second fetch = %+v, %v after %d requests", again, err, requests.Load())
 	}
-	if l := load(t, a, LoadInput{Source: src, Fetch: again, RunKey: "r2"}); l.Status != RunSkipped || l.Error != again.Error {
+	if l := load(t, a, contract.LoadInput{Source: src, Fetch: again, RunKey: "r2"}); l.Status != contract.RunSkipped || l.Error != again.Error {
 		t.Fatalf("load of a rate-limited fetch = %+v", l)
 	}
 
@@ -171,18 +172,18 @@ func TestRateLimitSpacesEveryRequest(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterActivity(a)
-	env.ExecuteWorkflow(func(ctx workflow.Context) (FetchResult, error) {
+	env.ExecuteWorkflow(func(ctx workflow.Context) (contract.FetchResult, error) {
 		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3}})
-		var res FetchResult
+		var res contract.FetchResult
 		err := workflow.ExecuteActivity(ctx, a.FetchSource, src).Get(ctx, &res)
 		return res, err
 	})
-	var res FetchResult
+	var res contract.FetchResult
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != FetchFailed || !strings.Contains(res.Error, "502") || !strings.Contains(res.Error, "no request before") || requests.Load() != 1 {
+	if res.Status != contract.FetchFailed || !strings.Contains(res.Error, "502") || !strings.Contains(res.Error, "no request before") || requests.Load() != 1 {
 		t.Fatalf("retried fetch = %+v after %d requests", res, requests.Load())
 	}
 }
@@ -206,25 +207,25 @@ func TestFetchRefusesPrivateDestinations(t *testing.T) {
 	src := labSource(srv, "on-loopback", "/drop.txt")
 	src.AllowPrivate = false
 	res, err := fetch(t, a, src)
-	if err != nil || res.Status != FetchFailed || !strings.Contains(res.Error, "127.0.0.1: loopback, not a public address") ||
+	if err != nil || res.Status != contract.FetchFailed || !strings.Contains(res.Error, "127.0.0.1: loopback, not a public address") ||
 		!strings.Contains(res.Error, "allow_private") || requests.Load() != 0 {
 		t.Fatalf("a source on loopback = %+v, %v after %d requests", res, err, requests.Load())
 	}
 	mapped := src
 	mapped.Name, mapped.URL = "mapped", strings.Replace(srv.URL, "127.0.0.1", "[::ffff:127.0.0.1]", 1)+"/drop.txt"
-	if res, err := fetch(t, a, mapped); err != nil || res.Status != FetchFailed || !strings.Contains(res.Error, "loopback") || requests.Load() != 0 {
+	if res, err := fetch(t, a, mapped); err != nil || res.Status != contract.FetchFailed || !strings.Contains(res.Error, "loopback") || requests.Load() != 0 {
 		t.Fatalf("an IPv4-mapped loopback URL = %+v, %v after %d requests", res, err, requests.Load())
 	}
 
 	// The lab's catalog allows private destinations: the same feed loads.
 	src.AllowPrivate = true
-	if res, err := fetch(t, a, src); err != nil || res.Status != FetchChanged {
+	if res, err := fetch(t, a, src); err != nil || res.Status != contract.FetchChanged {
 		t.Fatalf("with allow_private = %+v, %v", res, err)
 	}
 	// Even so, a redirect to the cloud metadata service is refused.
 	moved := labSource(srv, "moved", "/moved")
 	res, err = fetch(t, a, moved)
-	if err != nil || res.Status != FetchFailed || !strings.Contains(res.Error, "169.254.169.254: the cloud metadata service") ||
+	if err != nil || res.Status != contract.FetchFailed || !strings.Contains(res.Error, "169.254.169.254: the cloud metadata service") ||
 		strings.Contains(res.Error, "allow_private") {
 		t.Fatalf("a redirect to the metadata service = %+v, %v", res, err)
 	}
@@ -255,7 +256,7 @@ func TestLabCatalogReachesTheLab(t *testing.T) {
 	}
 	feed, _ := c.Source("spamhaus-drop")
 	for _, src := range []catalog.Source{feed, c.Allowlists[0]} {
-		if res, err := fetch(t, a, src); err != nil || res.Status != FetchChanged {
+		if res, err := fetch(t, a, src); err != nil || res.Status != contract.FetchChanged {
 			t.Errorf("%s: %+v, %v", src.Name, res, err)
 		}
 	}

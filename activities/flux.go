@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,11 +12,11 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/catalog"
-	"github.com/tip-project/tip/feeds"
 	"github.com/tip-project/tip/flux"
 	"github.com/tip-project/tip/ipasn"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/textcap"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // FluxResolver resolves a domain's A, AAAA and NS records (and the name servers'
@@ -37,58 +36,18 @@ type FluxConfig struct {
 	CoolDown  time.Duration // a benign domain is triaged again only when seen after this long
 	// TriageWait bounds the wait between a triage's two resolutions.
 	TriageWait time.Duration
-	Monitor    MonitorConfig
-}
-
-// MonitorConfig bounds a flux monitor: its cadence and when it ends itself.
-type MonitorConfig struct {
-	MinCheck    time.Duration `json:"min_check"`
-	MaxCheck    time.Duration `json:"max_check"`
-	Lifetime    time.Duration `json:"lifetime"`
-	NXDomainFor time.Duration `json:"nxdomain_for"`
-	TaskQueue   string        `json:"task_queue,omitempty"` // where monitors run
-}
-
-// MonitorWorkflow is the registered name of the per-domain monitor, and the
-// signal triage sends with it (Signal-With-Start).
-const (
-	MonitorWorkflow = "FluxMonitor"
-	SignalWatch     = "watch"
-)
-
-// MonitorID is the workflow ID of a domain's monitor: one per domain.
-func MonitorID(domain string) string { return "flux/" + domain }
-
-// WatchRequest is the payload of the watch signal (and the reason a monitor
-// started): who asked, and triage's assessment when it was triage.
-type WatchRequest struct {
-	Origin     string           `json:"origin"`
-	Assessment *flux.Assessment `json:"assessment,omitempty"`
-}
-
-// MonitorStart is a new monitor's input: workflows.MonitorInput's JSON without
-// the state continue-as-new carries (the workflows package imports this one).
-type MonitorStart struct {
-	Domain string        `json:"domain"`
-	Config MonitorConfig `json:"config"`
-}
-
-// TriagePlan is what a triage run works on: the domains due, and how long the
-// second resolution may wait for the first answers' TTLs to pass.
-type TriagePlan struct {
-	Due     []string      `json:"due"`
-	MaxWait time.Duration `json:"max_wait"`
+	Monitor    contract.MonitorConfig
 }
 
 // PlanTriage normalises the domains other modules reported (NormalizeDomain;
 // what is not a domain to triage is dropped, each name counts once) and keeps
 // those due for triage: never triaged, or benign and seen again after the
 // cool-down.
-func (a *Activities) PlanTriage(ctx context.Context, domains []string) (TriagePlan, error) {
+func (a *Activities) PlanTriage(ctx context.Context, domains []string) (contract.TriagePlan, error) {
 	var names []string
 	seen := map[string]bool{}
 	for _, d := range domains {
-		d, ok := NormalizeDomain(d)
+		d, ok := flux.NormalizeDomain(d)
 		if !ok || seen[d] {
 			continue
 		}
@@ -96,15 +55,7 @@ func (a *Activities) PlanTriage(ctx context.Context, domains []string) (TriagePl
 		names = append(names, d)
 	}
 	due, err := a.DB.DueForTriage(ctx, names, time.Now().UTC(), a.Flux.CoolDown)
-	return TriagePlan{Due: due, MaxWait: a.Flux.TriageWait}, err
-}
-
-// NormalizeDomain is a reported name as TIP keys domains everywhere (feeds.Normalize:
-// lower case, IDNA, no trailing dot), and whether it is a domain to triage: not an
-// address, a single label, a public suffix or no host name at all.
-func NormalizeDomain(raw string) (string, bool) {
-	ind, drop, err := feeds.Normalize(feeds.Domain, strings.TrimSpace(raw))
-	return ind.Value, err == nil && drop == ""
+	return contract.TriagePlan{Due: due, MaxWait: a.Flux.TriageWait}, err
 }
 
 // MaxResolveResult bounds the JSON of ResolveDomains' result: AssessDomains takes
@@ -181,38 +132,13 @@ func (a *Activities) resolve(ctx context.Context, domain string, asns flux.ASLoo
 	return o
 }
 
-// AssessInput is a triage batch's resolutions, pairwise by index: two of every
-// domain, and a third of those a first assessment left for one.
-type AssessInput struct {
-	Origin string             `json:"origin"`
-	First  []flux.Observation `json:"first"`
-	Second []flux.Observation `json:"second"`
-	// Third, when set, is a third resolution of every domain, taken once the
-	// second answers' TTLs ran out.
-	Third []flux.Observation `json:"third,omitempty"`
-	// LookAgainWithin, when above 0, leaves unjudged the domains a third
-	// resolution at most this long after the second may judge otherwise
-	// (flux.LookAgain): TriageOutcome.Again names them.
-	LookAgainWithin time.Duration `json:"look_again_within,omitempty"`
-}
-
-// TriageOutcome counts a batch's verdicts and names the domains whose monitors
-// were started (or already ran), and those left for a third resolution.
-type TriageOutcome struct {
-	Verdicts map[flux.Verdict]int `json:"verdicts"`
-	Watched  []string             `json:"watched"`
-	// Again indexes the input's domains left unjudged for a third resolution
-	// (AssessInput.LookAgainWithin), in order.
-	Again []int `json:"again,omitempty"`
-}
-
 // AssessDomains judges each domain from its resolutions (flux.TriageAll),
 // records the verdicts, and starts a monitor for each fluxy one with
 // Signal-With-Start on flux/<domain>: a domain never has two monitors, and one
 // already running just gets the signal. With LookAgainWithin, a benign domain
 // near flux (flux.LookAgain) is neither counted nor recorded but named in Again.
-func (a *Activities) AssessDomains(ctx context.Context, in AssessInput) (TriageOutcome, error) {
-	out := TriageOutcome{Verdicts: map[flux.Verdict]int{}}
+func (a *Activities) AssessDomains(ctx context.Context, in contract.AssessInput) (contract.TriageOutcome, error) {
+	out := contract.TriageOutcome{Verdicts: map[flux.Verdict]int{}}
 	if len(in.First) != len(in.Second) || in.Third != nil && len(in.Third) != len(in.First) {
 		return out, fmt.Errorf("assess: %d first, %d second and %d third resolutions", len(in.First), len(in.Second), len(in.Third))
 	}
@@ -243,7 +169,7 @@ func (a *Activities) AssessDomains(ctx context.Context, in AssessInput) (TriageO
 		return out, err
 	}
 	for _, as := range fluxy {
-		if err := a.StartMonitor(ctx, as.Domain, WatchRequest{Origin: in.Origin, Assessment: &as}); err != nil {
+		if err := a.StartMonitor(ctx, as.Domain, contract.WatchRequest{Origin: in.Origin, Assessment: &as}); err != nil {
 			return out, err
 		}
 		out.Watched = append(out.Watched, as.Domain)
@@ -253,32 +179,23 @@ func (a *Activities) AssessDomains(ctx context.Context, in AssessInput) (TriageO
 
 // StartMonitor signals the monitor of domain, starting it first if it does not
 // run (Signal-With-Start on flux/<domain>).
-func (a *Activities) StartMonitor(ctx context.Context, domain string, req WatchRequest) error {
+func (a *Activities) StartMonitor(ctx context.Context, domain string, req contract.WatchRequest) error {
 	if a.Temporal == nil {
 		return errors.New("start monitor: the worker has no Temporal client")
 	}
-	_, err := a.Temporal.SignalWithStartWorkflow(ctx, MonitorID(domain), SignalWatch, req,
+	_, err := a.Temporal.SignalWithStartWorkflow(ctx, contract.MonitorWorkflowID(domain), contract.SignalFluxWatch, req,
 		client.StartWorkflowOptions{TaskQueue: a.Flux.Monitor.TaskQueue},
-		MonitorWorkflow, MonitorStart{Domain: domain, Config: a.Flux.Monitor})
+		contract.FluxMonitorWorkflow, contract.MonitorInput{Domain: domain, Config: a.Flux.Monitor})
 	if err != nil {
 		return fmt.Errorf("start monitor %s: %w", domain, err)
 	}
 	return nil
 }
 
-// CheckInput is one monitor check: the domain, when the check was due (for the
-// lateness measured), and the monitor's state and summary to record with it.
-type CheckInput struct {
-	Domain  string        `json:"domain"`
-	Due     time.Time     `json:"due"`
-	State   string        `json:"state,omitempty"`
-	Summary *flux.Summary `json:"summary,omitempty"`
-}
-
 // CheckDomain is a monitor's check, run as a local activity: one resolution,
 // annotated, recorded with the checks of other monitors in one write (the
 // worker's flux writer batches them) before it returns.
-func (a *Activities) CheckDomain(ctx context.Context, in CheckInput) (flux.Observation, error) {
+func (a *Activities) CheckDomain(ctx context.Context, in contract.CheckInput) (flux.Observation, error) {
 	if a.Resolver == nil {
 		return flux.Observation{}, errors.New("check: the worker has no DNS resolver configured")
 	}
@@ -312,33 +229,22 @@ func (a *Activities) NewListedDomains(ctx context.Context, since time.Time) ([]s
 	return a.DB.NewListedDomains(ctx, since, MaxListedDomainsToTriage)
 }
 
-// FluxAgentsSource is TIP's own blacklist source of the addresses seen in flux
-// networks: the bots (flux agents) behind the monitored domains.
-const FluxAgentsSource = "tip-flux-agents"
-
-// NetworksResult is what a networks run found and listed.
-type NetworksResult struct {
-	Networks int        `json:"networks"`
-	Largest  []string   `json:"largest,omitempty"` // "name (n domains, m IPs)", the largest few
-	Listed   LoadResult `json:"listed"`
-}
-
 // UpdateFluxNetworks groups the flux domains into networks by the flux agents
 // they share and lists every flux agent (storage.FluxAgentsSQL) under
 // FluxAgentsSource, merged like a feed's load and recorded as a run under runKey.
-func (a *Activities) UpdateFluxNetworks(ctx context.Context, runKey string) (NetworksResult, error) {
+func (a *Activities) UpdateFluxNetworks(ctx context.Context, runKey string) (contract.NetworksResult, error) {
 	nets, err := a.DB.UpdateFluxNetworks(ctx)
 	if err != nil {
-		return NetworksResult{}, err
+		return contract.NetworksResult{}, err
 	}
-	res := NetworksResult{Networks: len(nets)}
+	res := contract.NetworksResult{Networks: len(nets)}
 	for i, n := range nets {
 		if i == 3 {
 			break
 		}
 		res.Largest = append(res.Largest, fmt.Sprintf("%s (%d domains, %d IPs)", n.Name, len(n.Domains), n.IPs))
 	}
-	src := catalog.Source{Name: FluxAgentsSource, URL: "tip://flux", Format: "tip-flux", Type: "ip", Prior: 0.7, Enabled: true}
+	src := catalog.Source{Name: contract.FluxAgentsSource, URL: "tip://flux", Format: "tip-flux", Type: "ip", Prior: 0.7, Enabled: true}
 	res.Listed, err = a.refreshOwnSource(ctx, src, runKey, `INSERT INTO staging
 		SELECT CASE WHEN family(ip::inet) = 4 THEN 'ipv4' ELSE 'ipv6' END, ip, '' FROM (`+storage.FluxAgentsSQL+`) a(ip)`)
 	return res, err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tip-project/tip/flux"
 	"github.com/tip-project/tip/flux/resolver"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // hostileDNS answers every name with what fits in 64 KB over TCP (truncating over
@@ -81,7 +82,7 @@ func TestResolveDomainsResultIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(obs)
-	in, _ := json.Marshal(AssessInput{Origin: "spam", First: obs, Second: obs, Third: obs})
+	in, _ := json.Marshal(contract.AssessInput{Origin: "spam", First: obs, Second: obs, Third: obs})
 	t.Logf("100 domains of 4,000 A, 2,000 AAAA and 1,500 NS records each: %d KB of observations, %d KB of AssessDomains input", len(b)>>10, len(in)>>10)
 	if len(b) > MaxResolveResult || len(in) > 3*MaxResolveResult+1024 || len(in) > 2<<20 {
 		t.Errorf("%d bytes of observations, %d of assessment input", len(b), len(in))

@@ -15,39 +15,8 @@ import (
 	"github.com/tip-project/tip/feeds"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/textcap"
+	"github.com/tip-project/tip/workflows/contract"
 )
-
-// Run outcomes recorded in source_runs.
-const (
-	RunLoaded    = "loaded"
-	RunUnchanged = "unchanged"
-	RunDead      = "dead"
-	RunMalformed = "malformed"
-	RunFailed    = "failed"
-	// RunSkipped is not recorded: the source was not due for a fetch.
-	RunSkipped = "skipped"
-)
-
-// LoadInput names the fetched content to load and the refresh it belongs to.
-type LoadInput struct {
-	Source catalog.Source `json:"source"`
-	Fetch  FetchResult    `json:"fetch"`
-	// RunKey identifies this source run (the child workflow ID): a retried load
-	// with the same key records and merges nothing twice.
-	RunKey string `json:"run_key"`
-}
-
-// LoadResult is the recorded outcome of a source run.
-type LoadResult struct {
-	Source  string `json:"source"`
-	Status  string `json:"status"`
-	Entries int    `json:"entries"`
-	Added   int    `json:"added"`
-	Removed int    `json:"removed"`
-	Bad     int    `json:"bad_lines"`
-	Dropped int    `json:"dropped"`
-	Error   string `json:"error,omitempty"`
-}
 
 // ParserOptions turns a catalog source's parser settings into feeds.Options.
 func ParserOptions(s catalog.Source) feeds.Options {
@@ -66,32 +35,32 @@ func ParserOptions(s catalog.Source) feeds.Options {
 // result's error text and the error returned are capped at
 // storage.MaxErrorText: both may quote the feed, and both travel in Temporal
 // payloads (refused above 2 MB) into every refresh's summary.
-func (a *Activities) LoadSource(ctx context.Context, in LoadInput) (LoadResult, error) {
+func (a *Activities) LoadSource(ctx context.Context, in contract.LoadInput) (contract.LoadResult, error) {
 	res, err := a.loadSource(ctx, in)
 	res.Error = storage.ErrorText(res.Error)
 	return res, textcap.Error(err, storage.MaxErrorText)
 }
 
-func (a *Activities) loadSource(ctx context.Context, in LoadInput) (LoadResult, error) {
-	res := LoadResult{Source: in.Source.Name}
-	if in.Fetch.Status == FetchNotDue || in.Fetch.Status == FetchRateLimited {
-		res.Status, res.Error = RunSkipped, in.Fetch.Error
+func (a *Activities) loadSource(ctx context.Context, in contract.LoadInput) (contract.LoadResult, error) {
+	res := contract.LoadResult{Source: in.Source.Name}
+	if in.Fetch.Status == contract.FetchNotDue || in.Fetch.Status == contract.FetchRateLimited {
+		res.Status, res.Error = contract.RunSkipped, in.Fetch.Error
 		return res, nil
 	}
 	if prev, ok, err := a.recordedRun(ctx, in); err != nil || ok {
 		return prev, err
 	}
 	switch in.Fetch.Status {
-	case FetchUnchanged:
-		res.Status = RunUnchanged
+	case contract.FetchUnchanged:
+		res.Status = contract.RunUnchanged
 		return res, a.recordOutcome(ctx, in, res, false)
-	case FetchDead:
-		res.Status, res.Error = RunDead, in.Fetch.Error
+	case contract.FetchDead:
+		res.Status, res.Error = contract.RunDead, in.Fetch.Error
 		return res, a.recordOutcome(ctx, in, res, true)
-	case FetchFailed:
-		res.Status, res.Error = RunFailed, in.Fetch.Error
+	case contract.FetchFailed:
+		res.Status, res.Error = contract.RunFailed, in.Fetch.Error
 		return res, a.recordOutcome(ctx, in, res, true)
-	case FetchChanged:
+	case contract.FetchChanged:
 	default:
 		return res, fmt.Errorf("load %s: unknown fetch status %q", in.Source.Name, in.Fetch.Status)
 	}
@@ -127,7 +96,7 @@ func (a *Activities) loadSource(ctx context.Context, in LoadInput) (LoadResult, 
 	switch {
 	case parseErr != nil && (errors.Is(parseErr, feeds.ErrMalformed) || errors.Is(parseErr, feeds.ErrUnknownFormat)):
 		// The error names the count of bad lines and quotes their samples.
-		res.Status, res.Error = RunMalformed, parseErr.Error()
+		res.Status, res.Error = contract.RunMalformed, parseErr.Error()
 		tx.Rollback(ctx) //nolint:errcheck
 		return res, a.recordOutcome(ctx, in, res, true)
 	case copyErr != nil:
@@ -142,7 +111,7 @@ func (a *Activities) loadSource(ctx context.Context, in LoadInput) (LoadResult, 
 	if err := merge(ctx, tx, in.Source.Name, &res); err != nil {
 		return res, fmt.Errorf("load %s: merge: %w", in.Source.Name, err)
 	}
-	res.Status = RunLoaded
+	res.Status = contract.RunLoaded
 	if err := storage.SetValidators(ctx, tx, in.Source.Name, in.Fetch.ETag, in.Fetch.LastModified, in.Fetch.SHA256); err != nil {
 		return res, err
 	}
@@ -162,7 +131,7 @@ func (a *Activities) loadSource(ctx context.Context, in LoadInput) (LoadResult, 
 // successful load). A listing still listed is not touched: while active, its
 // last_seen is the source's last_success, which the caller sets in the same
 // transaction (storage.SetValidators).
-func merge(ctx context.Context, tx pgx.Tx, source string, res *LoadResult) error {
+func merge(ctx context.Context, tx pgx.Tx, source string, res *contract.LoadResult) error {
 	// temporary tables are never analysed automatically; without statistics the
 	// planner takes a million rows for a few
 	if _, err := tx.Exec(ctx, `ANALYZE staging`); err != nil {
@@ -257,8 +226,8 @@ func merge(ctx context.Context, tx pgx.Tx, source string, res *LoadResult) error
 const uniqueViolation = "23505"
 
 // recordedRun returns the outcome already recorded for this run key, if any.
-func (a *Activities) recordedRun(ctx context.Context, in LoadInput) (LoadResult, bool, error) {
-	r := LoadResult{Source: in.Source.Name}
+func (a *Activities) recordedRun(ctx context.Context, in contract.LoadInput) (contract.LoadResult, bool, error) {
+	r := contract.LoadResult{Source: in.Source.Name}
 	err := a.DB.Pool.QueryRow(ctx, `SELECT status, entries, added, removed, bad_lines, dropped, error
 		FROM source_runs WHERE source = $1 AND run_key = $2`, in.Source.Name, in.RunKey).
 		Scan(&r.Status, &r.Entries, &r.Added, &r.Removed, &r.Bad, &r.Dropped, &r.Error)
@@ -272,7 +241,7 @@ func (a *Activities) recordedRun(ctx context.Context, in LoadInput) (LoadResult,
 }
 
 // recordOutcome records a run that loads nothing, counting failures for health.
-func (a *Activities) recordOutcome(ctx context.Context, in LoadInput, res LoadResult, failure bool) error {
+func (a *Activities) recordOutcome(ctx context.Context, in contract.LoadInput, res contract.LoadResult, failure bool) error {
 	return pgx.BeginFunc(ctx, a.DB.Pool, func(tx pgx.Tx) error {
 		if err := a.DB.UpsertSource(ctx, storage.SourceRow{Name: in.Source.Name, URL: in.Source.URL, Format: in.Source.Format,
 			Type: in.Source.Type, Prior: in.Source.Prior, Enabled: in.Source.Enabled}); err != nil {
@@ -292,7 +261,7 @@ func (a *Activities) recordOutcome(ctx context.Context, in LoadInput, res LoadRe
 	})
 }
 
-func insertRun(ctx context.Context, tx pgx.Tx, in LoadInput, res LoadResult) error {
+func insertRun(ctx context.Context, tx pgx.Tx, in contract.LoadInput, res contract.LoadResult) error {
 	_, err := tx.Exec(ctx, `
 		INSERT INTO source_runs (source, run_key, started_at, status, http_status, bytes, blob_sha256,
 		                         entries, added, removed, bad_lines, dropped, error)

@@ -14,24 +14,25 @@ import (
 	labfeeds "github.com/tip-project/tip/lab/feeds"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
-func load(t *testing.T, a *Activities, in LoadInput) LoadResult {
+func load(t *testing.T, a *Activities, in contract.LoadInput) contract.LoadResult {
 	t.Helper()
-	res, err := runActivity[LoadResult](t, a, a.LoadSource, in)
+	res, err := runActivity[contract.LoadResult](t, a, a.LoadSource, in)
 	if err != nil {
 		t.Fatalf("load %s: %v", in.Source.Name, err)
 	}
 	return res
 }
 
-func fetchAndLoad(t *testing.T, a *Activities, src catalog.Source, runKey string) (FetchResult, LoadResult) {
+func fetchAndLoad(t *testing.T, a *Activities, src catalog.Source, runKey string) (contract.FetchResult, contract.LoadResult) {
 	t.Helper()
 	f, err := fetch(t, a, src)
 	if err != nil {
 		t.Fatalf("fetch %s: %v", src.Name, err)
 	}
-	return f, load(t, a, LoadInput{Source: src, Fetch: f, RunKey: runKey})
+	return f, load(t, a, contract.LoadInput{Source: src, Fetch: f, RunKey: runKey})
 }
 
 // active returns the values a source lists now.
@@ -77,7 +78,7 @@ func TestLoadMatchesTheLabAcrossDaysAndRetries(t *testing.T) {
 	f1, r1 := fetchAndLoad(t, a, src, "day1")
 	want := truthValues(lab, "feodo-ipblocklist", clock.Now())
 	got := active(t, a, src.Name)
-	if r1.Status != RunLoaded || len(got) != len(want) || r1.Added != len(want) || r1.Entries != len(want) {
+	if r1.Status != contract.RunLoaded || len(got) != len(want) || r1.Added != len(want) || r1.Entries != len(want) {
 		t.Fatalf("day 1: %+v; listed %d, truth %d", r1, len(got), len(want))
 	}
 	for v := range want {
@@ -86,7 +87,7 @@ func TestLoadMatchesTheLabAcrossDaysAndRetries(t *testing.T) {
 		}
 	}
 	// A retried load (same run key) returns the recorded result and changes nothing.
-	if again := load(t, a, LoadInput{Source: src, Fetch: f1, RunKey: "day1"}); again != r1 {
+	if again := load(t, a, contract.LoadInput{Source: src, Fetch: f1, RunKey: "day1"}); again != r1 {
 		t.Fatalf("retried load = %+v, first %+v", again, r1)
 	}
 	var runs, listings int
@@ -97,7 +98,7 @@ func TestLoadMatchesTheLabAcrossDaysAndRetries(t *testing.T) {
 	}
 
 	// Unchanged content: a conditional GET, recorded as unchanged.
-	if _, r := fetchAndLoad(t, a, src, "day1b"); r.Status != RunUnchanged {
+	if _, r := fetchAndLoad(t, a, src, "day1b"); r.Status != contract.RunUnchanged {
 		t.Fatalf("unchanged refresh = %+v", r)
 	}
 
@@ -116,7 +117,7 @@ func TestLoadMatchesTheLabAcrossDaysAndRetries(t *testing.T) {
 			removed++
 		}
 	}
-	if r2.Status != RunLoaded || r2.Added != added || r2.Removed != removed || len(active(t, a, src.Name)) != len(want2) {
+	if r2.Status != contract.RunLoaded || r2.Added != added || r2.Removed != removed || len(active(t, a, src.Name)) != len(want2) {
 		t.Fatalf("day 4: %+v, truth added %d removed %d listed %d", r2, added, removed, len(want2))
 	}
 	if added+removed == 0 {
@@ -139,9 +140,9 @@ func TestLoadRecordsBrokenFeedsWithoutFailing(t *testing.T) {
 		status string
 		errHas string
 	}{
-		{mk("blocklistde-strongips", "/feeds/blocklist.de/strongips.txt", "ip-list"), RunMalformed, "malformed"},
-		{mk("et-compromised", "/feeds/emergingthreats/compromised-ips.txt", "ip-list"), RunDead, "404"},
-		{mk("blocklistde-ssh", "/feeds/blocklist.de/ssh.txt", "ip-list"), RunLoaded, ""},
+		{mk("blocklistde-strongips", "/feeds/blocklist.de/strongips.txt", "ip-list"), contract.RunMalformed, "malformed"},
+		{mk("et-compromised", "/feeds/emergingthreats/compromised-ips.txt", "ip-list"), contract.RunDead, "404"},
+		{mk("blocklistde-ssh", "/feeds/blocklist.de/ssh.txt", "ip-list"), contract.RunLoaded, ""},
 	}
 	for _, c := range cases {
 		_, r := fetchAndLoad(t, a, c.src, "run1")
@@ -151,7 +152,7 @@ func TestLoadRecordsBrokenFeedsWithoutFailing(t *testing.T) {
 		var status, errText string
 		var failures int
 		a.DB.Pool.QueryRow(ctx, `SELECT r.status, r.error, s.consecutive_failures FROM source_runs r JOIN sources s ON s.name = r.source WHERE r.source = $1`, c.src.Name).Scan(&status, &errText, &failures)
-		if status != c.status || (c.status != RunLoaded) != (failures == 1) {
+		if status != c.status || (c.status != contract.RunLoaded) != (failures == 1) {
 			t.Errorf("%s recorded as %s (%q), %d consecutive failures", c.src.Name, status, errText, failures)
 		}
 	}
@@ -191,16 +192,16 @@ func TestLoadBoundsErrorText(t *testing.T) {
 	src := catalog.Source{Name: "bad-lines", URL: "http://feeds.invalid/x", Format: "ip-list", Type: "ipv4", Enabled: true, Prior: 0.5}
 	for _, c := range []struct {
 		name  string
-		fetch FetchResult
+		fetch contract.FetchResult
 		want  []string
 	}{
-		{"malformed", FetchResult{Source: src.Name, Status: FetchChanged, SHA256: blob.SHA256, Bytes: blob.Size, HTTPStatus: 200},
+		{"malformed", contract.FetchResult{Source: src.Name, Status: contract.FetchChanged, SHA256: blob.SHA256, Bytes: blob.Size, HTTPStatus: 200},
 			[]string{"5 of 7 data lines bad", "line 2: "}},
-		{"failed fetch", FetchResult{Source: src.Name, Status: FetchFailed, HTTPStatus: 500, Error: "HTTP 500: " + strings.Repeat("<p>oops</p>", 100_000)},
+		{"failed fetch", contract.FetchResult{Source: src.Name, Status: contract.FetchFailed, HTTPStatus: 500, Error: "HTTP 500: " + strings.Repeat("<p>oops</p>", 100_000)},
 			[]string{"HTTP 500: <p>oops</p>", "more bytes)"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			res, err := runActivity[LoadResult](t, a, a.LoadSource, LoadInput{Source: src, Fetch: c.fetch, RunKey: c.name})
+			res, err := runActivity[contract.LoadResult](t, a, a.LoadSource, contract.LoadInput{Source: src, Fetch: c.fetch, RunKey: c.name})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -239,7 +240,7 @@ func TestMergeWritesOnlyWhatChanged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mergeList := func(source string, values ...string) (LoadResult, time.Time) {
+	mergeList := func(source string, values ...string) (contract.LoadResult, time.Time) {
 		t.Helper()
 		return mergeValues(t, a, source, values...)
 	}
@@ -331,7 +332,7 @@ func TestMergeWritesOnlyWhatChanged(t *testing.T) {
 
 // mergeValues merges values as source's list, the way LoadSource does, and
 // returns the load's time.
-func mergeValues(t *testing.T, a *Activities, source string, values ...string) (LoadResult, time.Time) {
+func mergeValues(t *testing.T, a *Activities, source string, values ...string) (contract.LoadResult, time.Time) {
 	t.Helper()
 	res, at, err := tryMerge(a, source, values...)
 	if err != nil {
@@ -340,9 +341,9 @@ func mergeValues(t *testing.T, a *Activities, source string, values ...string) (
 	return res, at
 }
 
-func tryMerge(a *Activities, source string, values ...string) (LoadResult, time.Time, error) {
+func tryMerge(a *Activities, source string, values ...string) (contract.LoadResult, time.Time, error) {
 	ctx := context.Background()
-	var res LoadResult
+	var res contract.LoadResult
 	var at time.Time
 	err := pgx.BeginFunc(ctx, a.DB.Pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE staging (type text, value text, registrable text) ON COMMIT DROP`); err != nil {
@@ -382,7 +383,7 @@ func TestMergeListsWhatAnotherLoadInsertedMeanwhile(t *testing.T) {
 		t.Fatal(err)
 	}
 	type result struct {
-		res LoadResult
+		res contract.LoadResult
 		err error
 	}
 	done := make(chan result)

@@ -7,18 +7,8 @@ import (
 	"os"
 
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
-
-// ProbeReport says what a worker reached when it ran the storage probe.
-type ProbeReport struct {
-	Worker          string
-	Host            string
-	PostgresVersion string
-	SchemaVersion   int
-	S3Endpoint      string
-	Bucket          string
-	BlobKey         string
-}
 
 // probeContent is a fixed payload: its content-addressed key is the same on every
 // run, so probing never grows the bucket.
@@ -26,9 +16,9 @@ var probeContent = []byte("TIP storage probe: a worker wrote and read this objec
 
 // Probe proves that the worker reaching it can use PostgreSQL and S3: it reads the
 // server and schema versions, then writes the probe object and reads it back.
-func (a *Activities) Probe(ctx context.Context) (ProbeReport, error) {
+func (a *Activities) Probe(ctx context.Context) (contract.ProbeReport, error) {
 	host, _ := os.Hostname()
-	r := ProbeReport{Worker: a.Identity, Host: host, S3Endpoint: a.Blobs.Endpoint(), Bucket: a.Blobs.Bucket()}
+	r := contract.ProbeReport{Worker: a.Identity, Host: host, S3Endpoint: a.Blobs.Endpoint(), Bucket: a.Blobs.Bucket()}
 	if err := a.DB.Pool.QueryRow(ctx, "SHOW server_version").Scan(&r.PostgresVersion); err != nil {
 		return r, fmt.Errorf("probe postgres: %w", err)
 	}

@@ -21,27 +21,20 @@ import (
 	"github.com/tip-project/tip/spamarchive"
 	"github.com/tip-project/tip/spamimap"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
-
-// SpamPlan is what a spam collection run has to do, read from the spam catalog.
-type SpamPlan struct {
-	ASNTable  string                `json:"asn_table,omitempty"`
-	Archives  []catalog.SpamArchive `json:"archives,omitempty"`
-	Mailboxes []catalog.Mailbox     `json:"mailboxes,omitempty"`
-	Agents    []catalog.Agent       `json:"agents,omitempty"`
-}
 
 // ReadSpamCatalog loads the spamtrap catalog and returns its enabled collectors.
 // No catalog configured is not an error: there is nothing to collect.
-func (a *Activities) ReadSpamCatalog(ctx context.Context) (SpamPlan, error) {
+func (a *Activities) ReadSpamCatalog(ctx context.Context) (contract.SpamPlan, error) {
 	if a.SpamCatalogPath == "" {
-		return SpamPlan{}, nil
+		return contract.SpamPlan{}, nil
 	}
 	c, err := catalog.LoadSpam(a.SpamCatalogPath)
 	if err != nil {
-		return SpamPlan{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: %v", err), "BadCatalog", err)
+		return contract.SpamPlan{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: %v", err), "BadCatalog", err)
 	}
-	p := SpamPlan{ASNTable: c.ASNTable}
+	p := contract.SpamPlan{ASNTable: c.ASNTable}
 	for _, ar := range c.Archives {
 		if ar.Enabled {
 			p.Archives = append(p.Archives, ar)
@@ -128,31 +121,6 @@ func (a *Activities) ListSpamArchives(ctx context.Context, src catalog.SpamArchi
 	return out, nil
 }
 
-// ArchiveIngestInput names one archive to ingest.
-type ArchiveIngestInput struct {
-	Source  catalog.SpamArchive `json:"source"`
-	Archive spamarchive.Archive `json:"archive"`
-}
-
-// IngestResult says what an ingest stored. Domains and SenderIPs are the distinct
-// ones of the mail new to TIP in this run (bounded), for the core's events.
-type IngestResult struct {
-	Origin    string   `json:"origin"`
-	Status    string   `json:"status"` // ingested, unchanged
-	Members   int      `json:"members"`
-	New       int      `json:"new"`     // mails TIP had never seen
-	Skipped   int      `json:"skipped"` // names already ingested (delta)
-	Defective int      `json:"defective"`
-	Domains   []string `json:"domains,omitempty"`
-	SenderIPs []string `json:"sender_ips,omitempty"`
-	Bytes     int64    `json:"bytes"`
-	// Refused counts the mails a mailbox's server offered that were not taken
-	// (larger than asked for); RefusedSample says which and why, the first
-	// maxRefusedSample of them. Their UIDs are passed: they are not asked for again.
-	Refused       int      `json:"refused,omitempty"`
-	RefusedSample []string `json:"refused_sample,omitempty"`
-}
-
 // maxEventItems bounds the domains and addresses one ingest reports.
 const maxEventItems = 5000
 
@@ -164,9 +132,9 @@ const maxRefusedSample = 10
 // its own SHA-256, its facts into PostgreSQL, in batches that each commit with the
 // member names they cover. A retry after a crash skips what is recorded, so it
 // resumes at the last stored batch and records every mail exactly once.
-func (a *Activities) IngestSpamArchive(ctx context.Context, in ArchiveIngestInput) (IngestResult, error) {
+func (a *Activities) IngestSpamArchive(ctx context.Context, in contract.ArchiveIngestInput) (contract.IngestResult, error) {
 	origin := "archive:" + in.Archive.URL
-	res := IngestResult{Origin: origin}
+	res := contract.IngestResult{Origin: origin}
 	_, cfg, asn, err := a.spamSetup(ctx, in.Source.Trap)
 	if err != nil {
 		return res, err
@@ -175,18 +143,18 @@ func (a *Activities) IngestSpamArchive(ctx context.Context, in ArchiveIngestInpu
 	if err != nil {
 		return res, err
 	}
-	var f FetchResult
+	var f contract.FetchResult
 	src := catalog.Source{Name: in.Archive.Name, URL: in.Archive.URL, Timeout: 30 * time.Minute, SizeLimit: 8 << 30, AllowPrivate: in.Source.AllowPrivate}
 	if err := a.download(ctx, src, validators{row.ETag, row.LastModified, row.SHA}, &f); err != nil {
 		return res, err
 	}
 	switch f.Status {
-	case FetchUnchanged:
+	case contract.FetchUnchanged:
 		if row.IngestedAt != nil {
-			res.Status = FetchUnchanged
+			res.Status = contract.FetchUnchanged
 			return res, nil
 		}
-	case FetchChanged:
+	case contract.FetchChanged:
 	default:
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("archive %s: %s", in.Archive.URL, f.Error), "ArchiveFetch", nil)
 	}
@@ -309,37 +277,30 @@ func (a *Activities) blobToTemp(ctx context.Context, sha string) (string, error)
 	return tmp.Name(), nil
 }
 
-// SpamSendersSource is TIP's own blacklist source: the true senders of recent
-// spam, listed with the other sources so `tip lookup` and the exports show them.
-const SpamSendersSource = "tip-spamtrap-senders"
-
-// SpamSenderWindow is how long a sender stays listed after its last spam reached TIP.
-const SpamSenderWindow = 7 * 24 * time.Hour
-
 // RefreshSpamSenders lists every sender of spam TIP received in the last
 // SpamSenderWindow under SpamSendersSource — merged like a feed's load (new,
 // re-listed, removed) and recorded as a run of that source under runKey, so a
 // retry changes nothing twice.
-func (a *Activities) RefreshSpamSenders(ctx context.Context, runKey string) (LoadResult, error) {
-	src := catalog.Source{Name: SpamSendersSource, URL: "tip://spamtraps", Format: "tip-spamtraps", Type: "ip", Prior: 0.6, Enabled: true}
+func (a *Activities) RefreshSpamSenders(ctx context.Context, runKey string) (contract.LoadResult, error) {
+	src := catalog.Source{Name: contract.SpamSendersSource, URL: "tip://spamtraps", Format: "tip-spamtraps", Type: "ip", Prior: 0.6, Enabled: true}
 	return a.refreshOwnSource(ctx, src, runKey, `INSERT INTO staging
 		SELECT DISTINCT CASE WHEN family(sender_ip) = 4 THEN 'ipv4' ELSE 'ipv6' END, host(sender_ip), ''
-		  FROM spam_messages WHERE sender_ip IS NOT NULL AND first_seen > now() - $1::interval`, SpamSenderWindow)
+		  FROM spam_messages WHERE sender_ip IS NOT NULL AND first_seen > now() - $1::interval`, contract.SpamSenderWindow)
 }
 
 // refreshOwnSource lists what fill (an INSERT INTO staging (type, value,
 // registrable) with args) selects as TIP's own blacklist source src, merged like
 // a feed's load (new, re-listed, removed) and recorded as a run of src under
 // runKey, so a retry changes nothing twice.
-func (a *Activities) refreshOwnSource(ctx context.Context, src catalog.Source, runKey, fill string, args ...any) (LoadResult, error) {
-	in := LoadInput{Source: src, RunKey: runKey, Fetch: FetchResult{StartedAt: time.Now().UTC()}}
+func (a *Activities) refreshOwnSource(ctx context.Context, src catalog.Source, runKey, fill string, args ...any) (contract.LoadResult, error) {
+	in := contract.LoadInput{Source: src, RunKey: runKey, Fetch: contract.FetchResult{StartedAt: time.Now().UTC()}}
 	if err := a.DB.UpsertSource(ctx, storage.SourceRow{Name: src.Name, URL: src.URL, Format: src.Format, Type: src.Type, Prior: src.Prior, Enabled: true}); err != nil {
-		return LoadResult{}, err
+		return contract.LoadResult{}, err
 	}
 	if prev, ok, err := a.recordedRun(ctx, in); err != nil || ok {
 		return prev, err
 	}
-	res := LoadResult{Source: src.Name}
+	res := contract.LoadResult{Source: src.Name}
 	tx, err := a.DB.Pool.Begin(ctx)
 	if err != nil {
 		return res, err
@@ -354,7 +315,7 @@ func (a *Activities) refreshOwnSource(ctx context.Context, src catalog.Source, r
 	if err := merge(ctx, tx, src.Name, &res); err != nil {
 		return res, fmt.Errorf("%s: merge: %w", src.Name, err)
 	}
-	res.Status = RunLoaded
+	res.Status = contract.RunLoaded
 	if err := storage.SetValidators(ctx, tx, src.Name, "", "", ""); err != nil {
 		return res, err
 	}
@@ -368,18 +329,18 @@ func (a *Activities) refreshOwnSource(ctx context.Context, src catalog.Source, r
 // mail into S3 and facts into PostgreSQL, then the cursor, then the mailbox's after
 // policy. A crash between recording a batch and advancing the cursor fetches the
 // batch again next time; its sightings ("UIDVALIDITY:UID") make that a no-op.
-func (a *Activities) PollMailbox(ctx context.Context, box catalog.Mailbox) (IngestResult, error) {
+func (a *Activities) PollMailbox(ctx context.Context, box catalog.Mailbox) (contract.IngestResult, error) {
 	origin := "imap:" + box.Name
-	res := IngestResult{Origin: origin}
+	res := contract.IngestResult{Origin: origin}
 	if due, err := a.claimRun(ctx, origin, box.Interval); err != nil || !due {
-		res.Status = FetchNotDue
+		res.Status = contract.FetchNotDue
 		return res, err
 	}
 	res, err := a.pollMailbox(ctx, box, res)
 	return res, a.releaseOnError(ctx, origin, err)
 }
 
-func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res IngestResult) (IngestResult, error) {
+func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res contract.IngestResult) (contract.IngestResult, error) {
 	c, cfg, asn, err := a.spamSetup(ctx, box.Trap)
 	if err != nil {
 		return res, err
@@ -431,7 +392,7 @@ func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res I
 	}
 	res.Status = "ingested"
 	if res.Members == 0 && res.Refused == 0 {
-		res.Status = FetchUnchanged
+		res.Status = contract.FetchUnchanged
 	}
 	rec.done()
 	return res, nil

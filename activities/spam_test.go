@@ -16,6 +16,7 @@ import (
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/spamimap/imaptest"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // spamLab serves a lab world's spam archive and ASN table, and writes a spam
@@ -45,7 +46,7 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 	a := newActivities(t)
 	l := newSpamLab(t, 600)
 	a.SpamCatalogPath = l.catalog
-	plan, err := runActivity[SpamPlan](t, a, a.ReadSpamCatalog)
+	plan, err := runActivity[contract.SpamPlan](t, a, a.ReadSpamCatalog)
 	if err != nil || len(plan.Archives) != 1 {
 		t.Fatalf("plan %+v, %v", plan, err)
 	}
@@ -53,8 +54,8 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 	if err != nil || len(due) != 1 || due[0].Period != "2026-09" {
 		t.Fatalf("due %+v, %v", due, err)
 	}
-	in := ArchiveIngestInput{Source: plan.Archives[0], Archive: due[0]}
-	first, err := runActivity[IngestResult](t, a, a.IngestSpamArchive, in)
+	in := contract.ArchiveIngestInput{Source: plan.Archives[0], Archive: due[0]}
+	first, err := runActivity[contract.IngestResult](t, a, a.IngestSpamArchive, in)
 	msgs := l.Sent()
 	if err != nil || first.Members != len(msgs) || first.New != len(msgs) || first.Skipped != 0 || len(first.Domains) == 0 {
 		t.Fatalf("first ingest %+v (%d lab mails), %v", first, len(msgs), err)
@@ -96,12 +97,12 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 	}
 
 	// Unchanged archive: a 304, nothing read.
-	if again, err := runActivity[IngestResult](t, a, a.IngestSpamArchive, in); err != nil || again.Status != FetchUnchanged || again.New != 0 {
+	if again, err := runActivity[contract.IngestResult](t, a, a.IngestSpamArchive, in); err != nil || again.Status != contract.FetchUnchanged || again.New != 0 {
 		t.Fatalf("unchanged ingest %+v, %v", again, err)
 	}
 	// The month grows: only the new members are read.
 	l.Clock.Advance(6 * time.Hour)
-	grown, err := runActivity[IngestResult](t, a, a.IngestSpamArchive, in)
+	grown, err := runActivity[contract.IngestResult](t, a, a.IngestSpamArchive, in)
 	all := l.Sent()
 	if err != nil || grown.Skipped != len(msgs) || grown.New != len(all)-len(msgs) || grown.Members != len(all) {
 		t.Fatalf("delta ingest %+v; lab now has %d mails, had %d; %v", grown, len(all), len(msgs), err)
@@ -113,17 +114,17 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 	}
 
 	// The senders become TIP's own blacklist source.
-	senders, err := runActivity[LoadResult](t, a, a.RefreshSpamSenders, "run-1")
+	senders, err := runActivity[contract.LoadResult](t, a, a.RefreshSpamSenders, "run-1")
 	var distinct int
 	a.DB.Pool.QueryRow(ctx, `SELECT count(DISTINCT sender_ip) FROM spam_messages`).Scan(&distinct)
-	if err != nil || senders.Status != RunLoaded || senders.Entries != distinct || senders.Added != distinct || distinct == 0 {
+	if err != nil || senders.Status != contract.RunLoaded || senders.Entries != distinct || senders.Added != distinct || distinct == 0 {
 		t.Fatalf("senders %+v (distinct %d), %v", senders, distinct, err)
 	}
-	if again, err := runActivity[LoadResult](t, a, a.RefreshSpamSenders, "run-1"); err != nil || again != senders {
+	if again, err := runActivity[contract.LoadResult](t, a, a.RefreshSpamSenders, "run-1"); err != nil || again != senders {
 		t.Fatalf("retried senders refresh %+v, %v", again, err)
 	}
 	ls, err := a.DB.Lookup(ctx, "ipv4", all[0].Truth.SenderIP.String(), "", "")
-	if err != nil || len(ls) == 0 || ls[0].Source != SpamSendersSource {
+	if err != nil || len(ls) == 0 || ls[0].Source != contract.SpamSendersSource {
 		t.Fatalf("lookup of a spam sender: %+v, %v", ls, err)
 	}
 }
@@ -160,25 +161,25 @@ func TestPollMailboxReadsTheSecretFromTheCatalogAndOnlyNewMail(t *testing.T) {
 		dc.Addr(), dc.CertFile())...)
 	os.WriteFile(l.catalog, y, 0o644)
 	a.SpamCatalogPath = l.catalog
-	plan, err := runActivity[SpamPlan](t, a, a.ReadSpamCatalog)
+	plan, err := runActivity[contract.SpamPlan](t, a, a.ReadSpamCatalog)
 	if err != nil || len(plan.Mailboxes) != 1 || plan.Mailboxes[0].Secret() != "s3cret" {
 		t.Fatalf("plan %+v, %v", plan, err)
 	}
 	box := plan.Mailboxes[0]
 	box.PasswordEnv = "" // as it arrives through a workflow: no secret in the payload
-	first, err := runActivity[IngestResult](t, a, a.PollMailbox, box)
+	first, err := runActivity[contract.IngestResult](t, a, a.PollMailbox, box)
 	if err != nil || first.Members != delivered || first.New != delivered || len(first.SenderIPs) == 0 {
 		t.Fatalf("first poll %+v (delivered %d), %v", first, delivered, err)
 	}
 	// Within its interval the mailbox is not polled again.
-	if again, err := runActivity[IngestResult](t, a, a.PollMailbox, box); err != nil || again.Status != FetchNotDue {
+	if again, err := runActivity[contract.IngestResult](t, a, a.PollMailbox, box); err != nil || again.Status != contract.FetchNotDue {
 		t.Fatalf("second poll %+v, %v", again, err)
 	}
 	// Later, only the new mail comes.
 	l.Clock.Advance(2 * time.Hour)
 	more, _ := d.DeliverDue()
 	a.DB.Pool.Exec(ctx, `UPDATE collector_runs SET last_run = last_run - interval '2 hours'`)
-	next, err := runActivity[IngestResult](t, a, a.PollMailbox, box)
+	next, err := runActivity[contract.IngestResult](t, a, a.PollMailbox, box)
 	if err != nil || more == 0 || next.Members != more || next.New != more {
 		t.Fatalf("third poll %+v (delivered %d more), %v", next, more, err)
 	}
@@ -203,11 +204,11 @@ func TestPollMailboxRecordsRefusedMail(t *testing.T) {
 	y = append(y, fmt.Sprintf("mailboxes:\n  - {name: hostile, address: %q, tls: none, username: trap, password: pw, trap: all, interval: 1h}\n", srv.Addr())...)
 	os.WriteFile(l.catalog, y, 0o644)
 	a.SpamCatalogPath = l.catalog
-	plan, err := runActivity[SpamPlan](t, a, a.ReadSpamCatalog)
+	plan, err := runActivity[contract.SpamPlan](t, a, a.ReadSpamCatalog)
 	if err != nil || len(plan.Mailboxes) != 1 {
 		t.Fatalf("plan %+v, %v", plan, err)
 	}
-	res, err := runActivity[IngestResult](t, a, a.PollMailbox, plan.Mailboxes[0])
+	res, err := runActivity[contract.IngestResult](t, a, a.PollMailbox, plan.Mailboxes[0])
 	if err != nil || res.Members != 3 || res.New != 3 || res.Refused != 1 || len(res.RefusedSample) != 1 || res.Status != "ingested" {
 		t.Fatalf("poll %+v, %v", res, err)
 	}
@@ -218,7 +219,7 @@ func TestPollMailboxRecordsRefusedMail(t *testing.T) {
 		t.Fatalf("cursor %d:%d, %v", v, last, err)
 	}
 	a.DB.Pool.Exec(ctx, `UPDATE collector_runs SET last_run = last_run - interval '2 hours'`)
-	if again, err := runActivity[IngestResult](t, a, a.PollMailbox, plan.Mailboxes[0]); err != nil || again.Members != 0 || again.Refused != 0 || again.Status != FetchUnchanged {
+	if again, err := runActivity[contract.IngestResult](t, a, a.PollMailbox, plan.Mailboxes[0]); err != nil || again.Members != 0 || again.Refused != 0 || again.Status != contract.FetchUnchanged {
 		t.Fatalf("next poll %+v, %v", again, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tip-project/tip/ipasn"
 	"github.com/tip-project/tip/mail"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // spamBatch is how many mails are recorded per transaction (and per heartbeat);
@@ -39,14 +40,14 @@ type spamRecorder struct {
 	cfg              mail.Config
 	asn              *ipasn.Table
 	origin           string
-	res              *IngestResult
+	res              *contract.IngestResult
 	domains, senders map[string]bool
 	batch            []storage.SpamRecord
 	raws             [][]byte // the raw mails of batch that go to S3
 	bytes            int
 }
 
-func (a *Activities) newSpamRecorder(cfg mail.Config, asn *ipasn.Table, res *IngestResult) *spamRecorder {
+func (a *Activities) newSpamRecorder(cfg mail.Config, asn *ipasn.Table, res *contract.IngestResult) *spamRecorder {
 	return &spamRecorder{a: a, cfg: cfg, asn: asn, origin: res.Origin, res: res, domains: map[string]bool{}, senders: map[string]bool{}}
 }
 

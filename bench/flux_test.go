@@ -20,14 +20,13 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/worker"
-	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // maxStartRate is the most monitors the benchmark starts a second (see run).
@@ -210,8 +209,8 @@ func (e fluxEnv) run(t *testing.T, n int, last bool) fluxRun {
 	for range 16 {
 		wg.Go(func() {
 			for d := range jobs {
-				_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: activities.MonitorID(d), TaskQueue: cfg.Temporal.TaskQueue},
-					activities.MonitorWorkflow, activities.MonitorStart{Domain: d, Config: mc})
+				_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.MonitorWorkflowID(d), TaskQueue: cfg.Temporal.TaskQueue},
+					contract.FluxMonitorWorkflow, contract.MonitorInput{Domain: d, Config: mc})
 				if err != nil {
 					startErrs.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
@@ -505,15 +504,15 @@ func machineBusy(t *testing.T) time.Duration {
 func eventsPerCheck(t *testing.T, c client.Client, domain string) float64 {
 	t.Helper()
 	ctx := context.Background()
-	d, err := c.DescribeWorkflowExecution(ctx, activities.MonitorID(domain), "")
+	d, err := c.DescribeWorkflowExecution(ctx, contract.MonitorWorkflowID(domain), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := c.QueryWorkflow(ctx, activities.MonitorID(domain), "", workflows.QueryFluxState)
+	v, err := c.QueryWorkflow(ctx, contract.MonitorWorkflowID(domain), "", contract.QueryFluxState)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st workflows.MonitorStatus
+	var st contract.MonitorStatus
 	if err := v.Get(&st); err != nil {
 		t.Fatal(err)
 	}
@@ -529,7 +528,7 @@ func terminateMonitors(t *testing.T, c client.Client, domains []string) {
 	for range 16 {
 		wg.Go(func() {
 			for d := range jobs {
-				if err := c.TerminateWorkflow(context.Background(), activities.MonitorID(d), "", "benchmark run over"); err != nil {
+				if err := c.TerminateWorkflow(context.Background(), contract.MonitorWorkflowID(d), "", "benchmark run over"); err != nil {
 					failed.Add(1)
 				}
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // ingestDays is how far into its first month the lab's spam archive is when the
@@ -117,11 +118,11 @@ func ingestArchive(t *testing.T, tip string, mails int) ingestRun {
 	}
 	start := time.Now()
 	wf, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "bench/spam-collect/" + name, TaskQueue: cfg.Temporal.TaskQueue},
-		workflows.SpamCollect, workflows.ModuleInput{Module: workflows.SpamModule})
+		workflows.SpamCollect, contract.ModuleInput{Module: contract.SpamModule})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res workflows.ModuleResult
+	var res contract.ModuleResult
 	if err := wf.Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/tip-project/tip/feeds"
 	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/internal/testenv"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // loadTarget is how many times a bare COPY of the same rows the load may take.
@@ -64,19 +65,19 @@ func benchLoad(t *testing.T, l *lab, r *report) {
 	// where the load's time went without touching the load's code.
 	a := newActivities(t, "log_min_duration_statement = 0")
 	pglog := newServerLog(t)
-	load := func(runKey string) (activities.LoadResult, time.Duration, time.Duration, string) {
+	load := func(runKey string) (contract.LoadResult, time.Duration, time.Duration, string) {
 		t.Helper()
 		start := time.Now()
 		f, err := a.FetchSource(ctx, src)
 		fetchTook := time.Since(start)
-		if err != nil || f.Status != activities.FetchChanged {
+		if err != nil || f.Status != contract.FetchChanged {
 			t.Fatalf("fetch %s: %+v, %v", src.Name, f, err)
 		}
 		pglog.skip()
 		start = time.Now()
-		res, err := a.LoadSource(ctx, activities.LoadInput{Source: src, Fetch: f, RunKey: runKey})
+		res, err := a.LoadSource(ctx, contract.LoadInput{Source: src, Fetch: f, RunKey: runKey})
 		loadTook := time.Since(start)
-		if err != nil || res.Status != activities.RunLoaded {
+		if err != nil || res.Status != contract.RunLoaded {
 			t.Fatalf("load %s: %+v, %v", src.Name, res, err)
 		}
 		return res, fetchTook, loadTook, pglog.statements()

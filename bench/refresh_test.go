@@ -21,6 +21,7 @@ import (
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/worker"
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // refreshTarget is how many times its slowest source alone a refresh of every
@@ -96,22 +97,22 @@ func runRefresh(t *testing.T, l *lab, sources []string) refreshRun {
 	waitForWorker(t, c, cfg.Temporal.TaskQueue, stopped)
 
 	run := refreshRun{name: "all"}
-	in := workflows.ModuleInput{Module: workflows.BlacklistModule, Scheduled: time.Now()}
+	in := contract.ModuleInput{Module: contract.BlacklistModule, Scheduled: time.Now()}
 	if len(sources) > 0 {
 		run.name = strings.Join(sources, ",")
-		in.Events = []workflows.Event{{Kind: workflows.EventRefreshSources, Items: sources}}
+		in.Events = []contract.Event{{Kind: contract.EventRefreshSources, Items: sources}}
 	}
 	execCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	start := time.Now()
 	wf, err := c.ExecuteWorkflow(execCtx, client.StartWorkflowOptions{
-		ID:        fmt.Sprintf("%s/bench-%s-%d", workflows.BlacklistModule, run.name, start.UnixNano()),
+		ID:        fmt.Sprintf("%s/bench-%s-%d", contract.BlacklistModule, run.name, start.UnixNano()),
 		TaskQueue: cfg.Temporal.TaskQueue,
 	}, workflows.BlacklistRefresh, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res workflows.ModuleResult
+	var res contract.ModuleResult
 	if err := wf.Get(execCtx, &res); err != nil {
 		t.Fatalf("refresh %s: %v", run.name, err)
 	}

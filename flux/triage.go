@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tip-project/tip/feeds"
 )
 
 // Verdict is triage's conclusion about a domain.
@@ -471,4 +473,12 @@ func LookAgain(a Assessment, first, second Observation, maxWait time.Duration) b
 	left, _ := LongestTTL([]Observation{{A: second.A, AAAA: second.AAAA}})
 	cached := ok && second.At.Sub(first.At) < time.Duration(ttl)*time.Second
 	return cached && time.Duration(left)*time.Second+TTLMargin <= maxWait
+}
+
+// NormalizeDomain is a reported name as TIP keys domains everywhere (feeds.Normalize:
+// lower case, IDNA, no trailing dot), and whether it is a domain to triage: not an
+// address, a single label, a public suffix or no host name at all.
+func NormalizeDomain(raw string) (string, bool) {
+	ind, drop, err := feeds.Normalize(feeds.Domain, strings.TrimSpace(raw))
+	return ind.Value, err == nil && drop == ""
 }

@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 )
 
 // Dial connects to Temporal, or fails within seconds with one sentence naming the

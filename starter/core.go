@@ -10,13 +10,14 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // StartCore starts the Core workflow (ID tip-core) unless it already runs: then it
 // returns the running one's run ID and started=false, so starting twice is harmless.
-func StartCore(ctx context.Context, c client.Client, taskQueue string, in workflows.CoreInput) (runID string, started bool, err error) {
+func StartCore(ctx context.Context, c client.Client, taskQueue string, in contract.CoreInput) (runID string, started bool, err error) {
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        workflows.CoreWorkflowID,
+		ID:        contract.CoreWorkflowID,
 		TaskQueue: taskQueue,
 		// A running Core is kept (the start fails with AlreadyStarted, handled
 		// below); a closed one may be started again.
@@ -29,28 +30,28 @@ func StartCore(ctx context.Context, c client.Client, taskQueue string, in workfl
 	case errors.As(err, &already):
 		return already.RunId, false, nil
 	case err != nil:
-		return "", false, fmt.Errorf("start %s: %w", workflows.CoreWorkflowID, err)
+		return "", false, fmt.Errorf("start %s: %w", contract.CoreWorkflowID, err)
 	}
 	return run.GetRunID(), true, nil
 }
 
 // CoreStatus asks the running Core for its timetable.
-func CoreStatus(ctx context.Context, c client.Client) (workflows.CoreStatus, error) {
-	var st workflows.CoreStatus
-	v, err := c.QueryWorkflow(ctx, workflows.CoreWorkflowID, "", workflows.QueryStatus)
+func CoreStatus(ctx context.Context, c client.Client) (contract.CoreStatus, error) {
+	var st contract.CoreStatus
+	v, err := c.QueryWorkflow(ctx, contract.CoreWorkflowID, "", contract.QueryStatus)
 	if err != nil {
-		return st, fmt.Errorf("query %s: %w", workflows.CoreWorkflowID, explainCoreMissing(err))
+		return st, fmt.Errorf("query %s: %w", contract.CoreWorkflowID, explainCoreMissing(err))
 	}
 	if err := v.Get(&st); err != nil {
-		return st, fmt.Errorf("decode %s status: %w", workflows.CoreWorkflowID, err)
+		return st, fmt.Errorf("decode %s status: %w", contract.CoreWorkflowID, err)
 	}
 	return st, nil
 }
 
 // SignalCore sends a signal (workflows.SignalRunNow, ...) to the running Core.
 func SignalCore(ctx context.Context, c client.Client, name string, payload any) error {
-	if err := c.SignalWorkflow(ctx, workflows.CoreWorkflowID, "", name, payload); err != nil {
-		return fmt.Errorf("signal %s to %s: %w", name, workflows.CoreWorkflowID, explainCoreMissing(err))
+	if err := c.SignalWorkflow(ctx, contract.CoreWorkflowID, "", name, payload); err != nil {
+		return fmt.Errorf("signal %s to %s: %w", name, contract.CoreWorkflowID, explainCoreMissing(err))
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows"
 )

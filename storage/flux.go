@@ -15,15 +15,6 @@ import (
 	"github.com/tip-project/tip/flux"
 )
 
-// Monitor states recorded in flux_domains.monitor (and set as the FluxState
-// search attribute).
-const (
-	MonitorWatching = "watching" // checked at the cadence its TTLs call for
-	MonitorStable   = "stable"   // nothing new for a while: checked at the slowest cadence
-	MonitorPaused   = "paused"
-	MonitorStopped  = "stopped" // ended: taken down, its lifetime over, or stopped by hand
-)
-
 // FluxVerdict is one triage's outcome for a domain.
 type FluxVerdict struct {
 	Assessment flux.Assessment

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tip-project/tip/flux"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 func TestFluxTriageCoolDownAndMonitors(t *testing.T) {
@@ -24,7 +25,7 @@ func TestFluxTriageCoolDownAndMonitors(t *testing.T) {
 	if err := db.RecordTriage(ctx, []storage.FluxVerdict{verdict("benign.example", flux.VerdictBenign, t0), verdict("flux.example", flux.VerdictFlux, t0)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SetFluxMonitor(ctx, "flux.example", storage.MonitorWatching, nil, t0); err != nil {
+	if err := db.SetFluxMonitor(ctx, "flux.example", contract.MonitorWatching, nil, t0); err != nil {
 		t.Fatal(err)
 	}
 	// Within the cool-down nothing known is due; after it the benign domain is,
@@ -51,11 +52,11 @@ func TestFluxTriageCoolDownAndMonitors(t *testing.T) {
 	}
 	// A stopped monitor's domain can be triaged again after the cool-down.
 	sum := flux.Summary{Domain: "flux.example", IPs: 7}
-	if err := db.SetFluxMonitor(ctx, "flux.example", storage.MonitorStopped, &sum, t0.Add(48*time.Hour)); err != nil {
+	if err := db.SetFluxMonitor(ctx, "flux.example", contract.MonitorStopped, &sum, t0.Add(48*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	r, err = db.FluxDomainRow(ctx, "flux.example")
-	if err != nil || r.Monitor != storage.MonitorStopped || r.MonitorEnded == nil || r.Summary == nil || r.Summary.IPs != 7 || !r.MonitorSince.Equal(t0) {
+	if err != nil || r.Monitor != contract.MonitorStopped || r.MonitorEnded == nil || r.Summary == nil || r.Summary.IPs != 7 || !r.MonitorSince.Equal(t0) {
 		t.Errorf("stopped monitor row: %+v, %v", r, err)
 	}
 	if due, _ := db.DueForTriage(ctx, []string{"flux.example"}, t0.Add(49*time.Hour), 24*time.Hour); !slices.Equal(due, []string{"flux.example"}) {
@@ -85,13 +86,13 @@ func TestRecordFluxChecksIsIdempotentAndGroupsNetworks(t *testing.T) {
 			NS: []flux.NameServer{{Name: "ns1." + d, Addrs: rec("192.0.2.53")}}}
 	}
 	for _, d := range []string{"a.example", "b.example", "c.example", "lone.example"} {
-		if err := db.SetFluxMonitor(ctx, d, storage.MonitorWatching, nil, t0); err != nil {
+		if err := db.SetFluxMonitor(ctx, d, contract.MonitorWatching, nil, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	batch := []storage.FluxWrite{
 		{Obs: obs("a.example", t0, "198.51.100.1", "198.51.100.2"), Late: 1500 * time.Millisecond},
-		{Obs: obs("a.example", t0.Add(5*time.Minute), "198.51.100.2", "198.51.100.3"), State: storage.MonitorStable, Summary: &flux.Summary{IPs: 3}},
+		{Obs: obs("a.example", t0.Add(5*time.Minute), "198.51.100.2", "198.51.100.3"), State: contract.MonitorStable, Summary: &flux.Summary{IPs: 3}},
 		{Obs: obs("b.example", t0, "198.51.100.3", "203.0.113.9")},
 		{Obs: obs("c.example", t0, "203.0.113.9")},
 		{Obs: obs("lone.example", t0, "198.18.0.1")},
@@ -125,7 +126,7 @@ func TestRecordFluxChecksIsIdempotentAndGroupsNetworks(t *testing.T) {
 	if !first.Equal(t0) || !last.Equal(due.Add(200*time.Millisecond)) {
 		t.Errorf("198.51.100.2 behind a.example: first %s, last %s", first, last)
 	}
-	if r, _ := db.FluxDomainRow(ctx, "a.example"); r.Monitor != storage.MonitorStable || r.Summary == nil || r.Summary.IPs != 3 || r.IPs != 3 || r.ASNs != 1 {
+	if r, _ := db.FluxDomainRow(ctx, "a.example"); r.Monitor != contract.MonitorStable || r.Summary == nil || r.Summary.IPs != 3 || r.IPs != 3 || r.ASNs != 1 {
 		t.Errorf("a.example's row after a check with its state: %+v", r)
 	}
 	if got, err := db.FluxObservations(ctx, "a.example", 1); err != nil || len(got) != 1 || !got[0].At.Equal(due.Add(200*time.Millisecond)) {

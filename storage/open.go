@@ -4,7 +4,7 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 )
 
 // NewBlobStoreFromConfig builds the blob store TIP's configuration names.

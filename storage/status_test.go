@@ -9,6 +9,7 @@ import (
 
 	"github.com/tip-project/tip/flux"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 func TestFluxCountsAndTopMonitors(t *testing.T) {
@@ -26,8 +27,8 @@ func TestFluxCountsAndTopMonitors(t *testing.T) {
 	if err := db.RecordTriage(ctx, verdicts); err != nil {
 		t.Fatal(err)
 	}
-	for d, state := range map[string]string{"low.example": storage.MonitorWatching, "high.example": storage.MonitorWatching,
-		"mid.example": storage.MonitorStable, "paused.example": storage.MonitorPaused, "gone.example": storage.MonitorStopped} {
+	for d, state := range map[string]string{"low.example": contract.MonitorWatching, "high.example": contract.MonitorWatching,
+		"mid.example": contract.MonitorStable, "paused.example": contract.MonitorPaused, "gone.example": contract.MonitorStopped} {
 		if err := db.SetFluxMonitor(ctx, d, state, nil, t0); err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +62,7 @@ func TestFluxCountsAndTopMonitors(t *testing.T) {
 	if err != nil || !slices.Equal(names, []string{"high.example", "paused.example", "mid.example"}) {
 		t.Fatalf("top monitors %v, %v; want the running ones by score", names, err)
 	}
-	if top[0].IPs != 2 || top[0].ASNs != 2 || top[0].Monitor != storage.MonitorWatching || top[1].Monitor != storage.MonitorPaused {
+	if top[0].IPs != 2 || top[0].ASNs != 2 || top[0].Monitor != contract.MonitorWatching || top[1].Monitor != contract.MonitorPaused {
 		t.Errorf("top monitor rows: %+v", top)
 	}
 }

@@ -16,14 +16,14 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/tip-project/tip/activities"
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/worker"
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // The flux module on the real stack against the lab's DNS: triage of the lab's
@@ -90,9 +90,9 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 	// Triage, as the core runs it with the spam module's domains.
 	items := append(append([]string{}, fluxy...), benign...)
 	items = append(items, "NOT A DOMAIN", "203.0.113.7")
-	var res workflows.ModuleResult
+	var res contract.ModuleResult
 	execute(t, c, cfg.Temporal.TaskQueue, "flux-triage/"+t.Name(), workflows.FluxTriage,
-		workflows.ModuleInput{Module: workflows.FluxTriageModule, Events: []workflows.Event{{Kind: workflows.EventDomainsDiscovered, Items: items, From: "spam-collect"}}}, &res)
+		contract.ModuleInput{Module: contract.FluxTriageModule, Events: []contract.Event{{Kind: contract.EventDomainsDiscovered, Items: items, From: "spam-collect"}}}, &res)
 	t.Logf("triage: %s", res.Summary)
 	rows, err := db.FluxDomains(ctx, "", "")
 	if err != nil {
@@ -106,7 +106,7 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 		if r, ok := verdict[d]; !ok || (r.Verdict != "flux" && r.Verdict != "double-flux") {
 			t.Errorf("flux domain %s: verdict %q (%s)", d, r.Verdict, r.Reason)
 		}
-		if _, err := c.DescribeWorkflowExecution(ctx, activities.MonitorID(d), ""); err != nil {
+		if _, err := c.DescribeWorkflowExecution(ctx, contract.MonitorWorkflowID(d), ""); err != nil {
 			t.Errorf("flux domain %s has no monitor: %v", d, err)
 		}
 	}
@@ -115,7 +115,7 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 			t.Errorf("%s flagged %s (%s)", d, r.Verdict, r.Reason)
 		}
 		var nf *serviceerror.NotFound
-		if _, err := c.DescribeWorkflowExecution(ctx, activities.MonitorID(d), ""); !errors.As(err, &nf) {
+		if _, err := c.DescribeWorkflowExecution(ctx, contract.MonitorWorkflowID(d), ""); !errors.As(err, &nf) {
 			t.Errorf("benign domain %s has a monitor (%v)", d, err)
 		}
 	}
@@ -139,7 +139,7 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 	if after.Summary.IPs <= 1 || after.State == "" {
 		t.Errorf("state after the restart: %+v", after)
 	}
-	desc, err := c.DescribeWorkflowExecution(ctx, activities.MonitorID(watched), "")
+	desc, err := c.DescribeWorkflowExecution(ctx, contract.MonitorWorkflowID(watched), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,27 +151,27 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 	}
 
 	// The taken-down domain's monitor ends itself.
-	var end workflows.MonitorResult
+	var end contract.MonitorResult
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := c.GetWorkflow(wctx, activities.MonitorID(doomed.Name), "").Get(wctx, &end); err != nil {
+	if err := c.GetWorkflow(wctx, contract.MonitorWorkflowID(doomed.Name), "").Get(wctx, &end); err != nil {
 		t.Fatalf("monitor of the taken-down %s: %v", doomed.Name, err)
 	}
 	if !strings.Contains(end.Reason, "taken down") || end.Summary.NXDomainSince.IsZero() {
 		t.Errorf("monitor of %s ended: %+v", doomed.Name, end)
 	}
-	if r, err := db.FluxDomainRow(ctx, doomed.Name); err != nil || r.Monitor != storage.MonitorStopped || r.Summary == nil || r.MonitorEnded == nil {
+	if r, err := db.FluxDomainRow(ctx, doomed.Name); err != nil || r.Monitor != contract.MonitorStopped || r.Summary == nil || r.MonitorEnded == nil {
 		t.Errorf("row of %s after its monitor ended: %+v, %v", doomed.Name, r, err)
 	}
 
 	// The stop signal ends a monitor with its final summary.
-	if err := c.SignalWorkflow(ctx, activities.MonitorID(watched), "", workflows.SignalFluxStop, "test"); err != nil {
+	if err := c.SignalWorkflow(ctx, contract.MonitorWorkflowID(watched), "", contract.SignalFluxStop, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.GetWorkflow(wctx, activities.MonitorID(watched), "").Get(wctx, &end); err != nil || end.Reason != "stopped by hand: test" || end.Summary.IPs == 0 {
+	if err := c.GetWorkflow(wctx, contract.MonitorWorkflowID(watched), "").Get(wctx, &end); err != nil || end.Reason != "stopped by hand: test" || end.Summary.IPs == 0 {
 		t.Errorf("stopped monitor: %+v, %v", end, err)
 	}
-	recordHistory(t, c, activities.MonitorID(watched), "flux-monitor")
+	recordHistory(t, c, contract.MonitorWorkflowID(watched), "flux-monitor")
 	recordHistory(t, c, "flux-triage/"+t.Name(), "flux-triage")
 	obs, err := db.FluxObservations(ctx, watched, 0)
 	if err != nil || len(obs) < after.Checks {
@@ -182,7 +182,7 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 	// still running keep finding new ones meanwhile).
 	before := time.Now()
 	execute(t, c, cfg.Temporal.TaskQueue, "flux-networks/"+t.Name(), workflows.FluxNetworks,
-		workflows.ModuleInput{Module: workflows.FluxNetworksModule}, &res)
+		contract.ModuleInput{Module: contract.FluxNetworksModule}, &res)
 	t.Logf("networks: %s", res.Summary)
 	nets, err := db.FluxNetworks(ctx)
 	if err != nil || len(nets) == 0 {
@@ -204,16 +204,16 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 		t.Errorf("%d networks, the lab has %d botnets: %+v", len(nets), len(w.Networks), nets)
 	}
 	var listed, stray, seenBefore int
-	db.Pool.QueryRow(ctx, `SELECT count(*) FROM listings WHERE source = $1 AND active`, activities.FluxAgentsSource).Scan(&listed)
+	db.Pool.QueryRow(ctx, `SELECT count(*) FROM listings WHERE source = $1 AND active`, contract.FluxAgentsSource).Scan(&listed)
 	db.Pool.QueryRow(ctx, `SELECT count(*) FROM listings l JOIN indicators i ON i.id = l.indicator_id
-		WHERE l.source = $1 AND NOT EXISTS (SELECT 1 FROM flux_ips f WHERE host(f.ip) = i.value)`, activities.FluxAgentsSource).Scan(&stray)
+		WHERE l.source = $1 AND NOT EXISTS (SELECT 1 FROM flux_ips f WHERE host(f.ip) = i.value)`, contract.FluxAgentsSource).Scan(&stray)
 	// An observation is stamped when its look began and written up to a batch
 	// later: what was seen 10 s before the run was recorded before it.
 	db.Pool.QueryRow(ctx, `SELECT count(DISTINCT ip) FROM flux_ips i JOIN flux_domains d USING (domain)
 		WHERE i.first_seen < $1 AND (i.role = 'a' OR d.verdict = 'double-flux')`, before.Add(-10*time.Second)).Scan(&seenBefore)
 	if listed < seenBefore || stray != 0 {
 		t.Errorf("%s lists %d addresses (%d never seen behind a flux domain); the monitors had seen %d before the run",
-			activities.FluxAgentsSource, listed, stray, seenBefore)
+			contract.FluxAgentsSource, listed, stray, seenBefore)
 	}
 	// Every address listed is a bot of the lab: no CDN edge, no name server host.
 	bots := map[string]bool{}
@@ -222,7 +222,7 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 			bots[ip.String()] = true
 		}
 	}
-	rowsIP, err := db.Pool.Query(ctx, `SELECT i.value FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.source = $1`, activities.FluxAgentsSource)
+	rowsIP, err := db.Pool.Query(ctx, `SELECT i.value FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.source = $1`, contract.FluxAgentsSource)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,12 +294,12 @@ func execute(t *testing.T, c client.Client, queue, id string, wf, in, out any) {
 }
 
 // waitChecks queries a monitor until it has made at least n checks.
-func waitChecks(t *testing.T, c client.Client, domain string, n int) workflows.MonitorStatus {
+func waitChecks(t *testing.T, c client.Client, domain string, n int) contract.MonitorStatus {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
-	var st workflows.MonitorStatus
+	var st contract.MonitorStatus
 	for {
-		v, err := c.QueryWorkflow(context.Background(), activities.MonitorID(domain), "", workflows.QueryFluxState)
+		v, err := c.QueryWorkflow(context.Background(), contract.MonitorWorkflowID(domain), "", contract.QueryFluxState)
 		if err == nil {
 			err = v.Get(&st)
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/worker"
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // Triage on the real workflow and worker, its DNS through a real caching
@@ -87,10 +88,10 @@ func TestTriageBehindACachingResolver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var out workflows.ModuleResult
+	var out contract.ModuleResult
 	started := time.Now()
 	execute(t, c, cfg.Temporal.TaskQueue, "flux-triage/"+t.Name(), workflows.FluxTriage,
-		workflows.ModuleInput{Module: workflows.FluxTriageModule, Events: []workflows.Event{{Kind: workflows.EventDomainsDiscovered, Items: names, From: "spam-collect"}}}, &out)
+		contract.ModuleInput{Module: contract.FluxTriageModule, Events: []contract.Event{{Kind: contract.EventDomainsDiscovered, Items: names, From: "spam-collect"}}}, &out)
 	t.Logf("triage (max wait %s) took %s: %s", cfg.Flux.TriageWait, time.Since(started).Round(time.Second), out.Summary)
 	if !strings.Contains(out.Summary, "resolved a third time") {
 		t.Errorf("summary %q: the small flux name was not resolved a third time", out.Summary)

@@ -27,11 +27,12 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/flux/resolver"
-	"github.com/tip-project/tip/internal/config"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // Register puts every TIP workflow and activity on a worker.
@@ -46,7 +47,7 @@ func Register(w sdkworker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflow(workflows.AgentSync)
 	w.RegisterWorkflow(workflows.FluxTriage)
 	w.RegisterWorkflow(workflows.FluxNetworks)
-	w.RegisterWorkflowWithOptions(workflows.FluxMonitor, workflow.RegisterOptions{Name: activities.MonitorWorkflow})
+	w.RegisterWorkflowWithOptions(workflows.FluxMonitor, workflow.RegisterOptions{Name: contract.FluxMonitorWorkflow})
 	w.RegisterActivity(acts)
 }
 
@@ -160,7 +161,7 @@ func NewResolver(cfg config.Flux, log *slog.Logger) (*resolver.Resolver, error) 
 func FluxConfig(cfg config.Config) activities.FluxConfig {
 	f := cfg.Flux
 	return activities.FluxConfig{ASNTable: f.ASNTable, Allowlist: f.Allowlist, CoolDown: f.CoolDown, TriageWait: f.TriageWait,
-		Monitor: activities.MonitorConfig{MinCheck: f.MinCheck, MaxCheck: f.MaxCheck, Lifetime: f.Lifetime,
+		Monitor: contract.MonitorConfig{MinCheck: f.MinCheck, MaxCheck: f.MaxCheck, Lifetime: f.Lifetime,
 			NXDomainFor: f.NXDomainFor, TaskQueue: cfg.Temporal.TaskQueue}}
 }
 

@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/export"
 	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/internal/testenv"
@@ -26,6 +25,7 @@ import (
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/worker"
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -90,12 +90,12 @@ func TestWorkerRunsProbeServesMetricsAndStopsGracefully(t *testing.T) {
 	execCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	run, err := c.ExecuteWorkflow(execCtx, client.StartWorkflowOptions{
-		ID: workflows.ProbeWorkflowIDPrefix + t.Name(), TaskQueue: cfg.Temporal.TaskQueue,
+		ID: contract.ProbeWorkflowIDPrefix + t.Name(), TaskQueue: cfg.Temporal.TaskQueue,
 	}, workflows.Probe)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r activities.ProbeReport
+	var r contract.ProbeReport
 	if err := run.Get(execCtx, &r); err != nil {
 		t.Fatalf("probe through the worker: %v", err)
 	}
@@ -195,14 +195,14 @@ sources:
 	defer c.Close()
 	execCtx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
-	in := workflows.ModuleInput{Module: workflows.BlacklistModule, Events: []workflows.Event{{Kind: workflows.EventRefreshSources,
+	in := contract.ModuleInput{Module: contract.BlacklistModule, Events: []contract.Event{{Kind: contract.EventRefreshSources,
 		Items: []string{"feodo-ipblocklist", "spamhaus-drop", "et-compromised", "blocklistde-strongips"}}}}
 	run, err := c.ExecuteWorkflow(execCtx, client.StartWorkflowOptions{ID: "blacklist-refresh/" + t.Name(), TaskQueue: cfg.Temporal.TaskQueue},
 		workflows.BlacklistRefresh, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res workflows.ModuleResult
+	var res contract.ModuleResult
 	if err := run.Get(execCtx, &res); err != nil {
 		iter := c.GetWorkflowHistory(ctx, run.GetID(), "", false, 0)
 		for iter.HasNext() {

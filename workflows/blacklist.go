@@ -8,12 +8,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/workflows/contract"
 )
-
-// BlacklistModule is the core's name for the blacklist refresh.
-const BlacklistModule = "blacklist-refresh"
 
 // MaxConcurrentSources bounds the children of one refresh: far below Temporal's
 // pending-children limit and gentle on the worker.
@@ -22,7 +19,7 @@ const MaxConcurrentSources = 8
 // BlacklistRefresh fans out one SourceRefresh child per enabled source of the
 // catalog (at most MaxConcurrentSources at a time), tolerates the failure of any of
 // them, and fans in a summary for the core.
-func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
+func BlacklistRefresh(ctx workflow.Context, in contract.ModuleInput) (contract.ModuleResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		// metrics over millions of listings take tens of seconds on a busy machine
 		StartToCloseTimeout: 10 * time.Minute,
@@ -30,8 +27,8 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 		RetryPolicy: dbRetry,
 	})
 	var sources []catalog.Source
-	if err := workflow.ExecuteActivity(actx, a.ReadCatalog).Get(ctx, &sources); err != nil {
-		return ModuleResult{}, err
+	if err := workflow.ExecuteActivity(actx, contract.ReadCatalogActivity).Get(ctx, &sources); err != nil {
+		return contract.ModuleResult{}, err
 	}
 	sources = onlyRequested(sources, in.Events)
 	start := workflow.Now(ctx)
@@ -43,23 +40,23 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 		run := workflow.GetInfo(ctx).WorkflowExecution.RunID
 		unique = "." + run[max(0, len(run)-8):]
 	}
-	results := make([]activities.LoadResult, len(sources))
+	results := make([]contract.LoadResult, len(sources))
 	pending := 0
 	next := 0
 	sel := workflow.NewSelector(ctx)
 	launch := func(i int) {
 		src := sources[i]
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID: SourceRunID(src.Name, start) + unique,
+			WorkflowID: contract.SourceRunID(src.Name, start) + unique,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
-				Module.ValueSet(BlacklistModule), Source.ValueSet(src.Name)),
+				Module.ValueSet(contract.BlacklistModule), Source.ValueSet(src.Name)),
 		})
 		pending++
 		sel.AddFuture(workflow.ExecuteChildWorkflow(cctx, SourceRefresh, src), func(f workflow.Future) {
 			pending--
-			var r activities.LoadResult
+			var r contract.LoadResult
 			if err := f.Get(ctx, &r); err != nil {
-				r = activities.LoadResult{Source: src.Name, Status: activities.RunFailed, Error: err.Error()}
+				r = contract.LoadResult{Source: src.Name, Status: contract.RunFailed, Error: err.Error()}
 			}
 			results[i] = r
 		})
@@ -79,8 +76,8 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 			StartToCloseTimeout: 10 * time.Minute,
 			RetryPolicy:         dbRetry,
 		})
-		var lists []activities.AllowlistResult
-		if err := workflow.ExecuteActivity(alctx, a.RefreshAllowlists).Get(ctx, &lists); err != nil {
+		var lists []contract.AllowlistResult
+		if err := workflow.ExecuteActivity(alctx, contract.RefreshAllowlistsActivity).Get(ctx, &lists); err != nil {
 			workflow.GetLogger(ctx).Warn("allowlists not refreshed", "error", err)
 			summary += "; allowlists not refreshed: " + rootCause(err)
 		} else if s := summarizeAllowlists(lists); s != "" {
@@ -90,22 +87,22 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 	// Metrics and weights joined the fan-in after refreshes already ran without them.
 	if workflow.GetVersion(ctx, "source-metrics", workflow.DefaultVersion, 1) == 1 {
 		var weights string
-		if err := workflow.ExecuteActivity(actx, a.ComputeMetrics).Get(ctx, &weights); err != nil {
-			return ModuleResult{Summary: summary}, err
+		if err := workflow.ExecuteActivity(actx, contract.ComputeMetricsActivity).Get(ctx, &weights); err != nil {
+			return contract.ModuleResult{Summary: summary}, err
 		}
 		summary += "; " + weights
 	}
-	res := ModuleResult{Summary: summary}
+	res := contract.ModuleResult{Summary: summary}
 	// Domains new to the blacklists go to flux triage (they joined its inputs
 	// after refreshes already ran without them). Triage is worth little against
 	// a failed refresh, so a failure here is only mentioned.
 	if workflow.GetVersion(ctx, "listed-domains-to-triage", workflow.DefaultVersion, 1) == 1 {
 		var domains []string
-		if err := workflow.ExecuteActivity(actx, a.NewListedDomains, start).Get(ctx, &domains); err != nil {
+		if err := workflow.ExecuteActivity(actx, contract.NewListedDomainsActivity, start).Get(ctx, &domains); err != nil {
 			res.Summary += "; new domains not sent to triage: " + rootCause(err)
 		} else if len(domains) > 0 {
 			res.Summary += fmt.Sprintf("; %d new domains to flux triage", len(domains))
-			res.Events = domainEvents(domains, BlacklistModule)
+			res.Events = domainEvents(domains, contract.BlacklistModule)
 		}
 	}
 	return res, nil
@@ -115,15 +112,11 @@ func BlacklistRefresh(ctx workflow.Context, in ModuleInput) (ModuleResult, error
 // of outage (5 s, 10 s, 20 s, 40 s, then every minute; 10 attempts ≈ 7 min).
 var dbRetry = &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 10}
 
-// EventRefreshSources asks the next refresh to run only the named sources
-// (`tip blacklists refresh --source NAME`).
-const EventRefreshSources = "refresh-sources"
-
 // onlyRequested keeps the sources named by refresh-sources events, if there are any.
-func onlyRequested(sources []catalog.Source, events []Event) []catalog.Source {
+func onlyRequested(sources []catalog.Source, events []contract.Event) []catalog.Source {
 	var names []string
 	for _, ev := range events {
-		if ev.Kind == EventRefreshSources {
+		if ev.Kind == contract.EventRefreshSources {
 			names = append(names, ev.Items...)
 		}
 	}
@@ -142,16 +135,8 @@ func onlyRequested(sources []catalog.Source, events []Event) []catalog.Source {
 	return out
 }
 
-// SourceRunID names one source's run in a refresh, e.g.
-// "blacklist/spamhaus-drop/20260901T000000Z" (followed by ".<end of the refresh's
-// run ID>"); it is also the run's key in source_runs, so a retried load records
-// nothing twice.
-func SourceRunID(source string, at time.Time) string {
-	return "blacklist/" + source + "/" + at.UTC().Format(childIDTimeLayout)
-}
-
 // summarize counts outcomes: "25 sources: 20 loaded, 2 unchanged, 1 dead, ...".
-func summarize(results []activities.LoadResult) string {
+func summarize(results []contract.LoadResult) string {
 	counts := map[string]int{}
 	added, removed := 0, 0
 	var failed []string
@@ -159,12 +144,12 @@ func summarize(results []activities.LoadResult) string {
 		counts[r.Status]++
 		added += r.Added
 		removed += r.Removed
-		if r.Status == activities.RunDead || r.Status == activities.RunMalformed || r.Status == activities.RunFailed {
+		if r.Status == contract.RunDead || r.Status == contract.RunMalformed || r.Status == contract.RunFailed {
 			failed = append(failed, r.Source+" "+r.Status)
 		}
 	}
 	var parts []string
-	for _, k := range []string{activities.RunLoaded, activities.RunUnchanged, activities.RunSkipped, activities.RunDead, activities.RunMalformed, activities.RunFailed} {
+	for _, k := range []string{contract.RunLoaded, contract.RunUnchanged, contract.RunSkipped, contract.RunDead, contract.RunMalformed, contract.RunFailed} {
 		if counts[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
 		}
@@ -177,11 +162,11 @@ func summarize(results []activities.LoadResult) string {
 }
 
 // summarizeAllowlists mentions the allowlists that changed or failed.
-func summarizeAllowlists(lists []activities.AllowlistResult) string {
+func summarizeAllowlists(lists []contract.AllowlistResult) string {
 	var parts []string
 	for _, l := range lists {
 		switch l.Status {
-		case activities.RunLoaded:
+		case contract.RunLoaded:
 			parts = append(parts, fmt.Sprintf("%s %d entries", l.Name, l.Entries))
 		case "failed":
 			parts = append(parts, l.Name+" failed: "+l.Error)
@@ -196,7 +181,7 @@ func summarizeAllowlists(lists []activities.AllowlistResult) string {
 // SourceRefresh fetches one source and loads what changed. A fetch that still
 // fails after its retries is recorded as a failed run, so one broken feed never
 // fails the refresh.
-func SourceRefresh(ctx workflow.Context, src catalog.Source) (activities.LoadResult, error) {
+func SourceRefresh(ctx workflow.Context, src catalog.Source) (contract.LoadResult, error) {
 	runKey := workflow.GetInfo(ctx).WorkflowExecution.ID
 	// The fetch may first wait for one of its host's download slots
 	// (upstream.fetches_per_host), up to one other download's timeout.
@@ -207,9 +192,9 @@ func SourceRefresh(ctx workflow.Context, src catalog.Source) (activities.LoadRes
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2,
 			MaximumInterval: time.Minute, MaximumAttempts: 4},
 	})
-	var fetch activities.FetchResult
-	if err := workflow.ExecuteActivity(fctx, a.FetchSource, src).Get(ctx, &fetch); err != nil {
-		fetch = activities.FetchResult{Source: src.Name, Status: activities.FetchFailed, Error: rootCause(err), StartedAt: workflow.Now(ctx)}
+	var fetch contract.FetchResult
+	if err := workflow.ExecuteActivity(fctx, contract.FetchSourceActivity, src).Get(ctx, &fetch); err != nil {
+		fetch = contract.FetchResult{Source: src.Name, Status: contract.FetchFailed, Error: rootCause(err), StartedAt: workflow.Now(ctx)}
 	}
 	lctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
@@ -218,7 +203,7 @@ func SourceRefresh(ctx workflow.Context, src catalog.Source) (activities.LoadRes
 		HeartbeatTimeout: 30 * time.Second,
 		RetryPolicy:      &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 	})
-	var res activities.LoadResult
-	err := workflow.ExecuteActivity(lctx, a.LoadSource, activities.LoadInput{Source: src, Fetch: fetch, RunKey: runKey}).Get(ctx, &res)
+	var res contract.LoadResult
+	err := workflow.ExecuteActivity(lctx, contract.LoadSourceActivity, contract.LoadInput{Source: src, Fetch: fetch, RunKey: runKey}).Get(ctx, &res)
 	return res, err
 }

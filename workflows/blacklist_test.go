@@ -16,6 +16,7 @@ import (
 
 	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
@@ -29,37 +30,37 @@ func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
 		sources = append(sources, catalog.Source{Name: fmt.Sprintf("src-%02d", i), Format: "ip-list", Type: "ipv4"})
 	}
 	env.OnActivity(a.ReadCatalog, mock.Anything).Return(sources, nil)
-	env.OnActivity(a.FetchSource, mock.Anything, mock.Anything).Return(func(_ context.Context, src catalog.Source) (activities.FetchResult, error) {
+	env.OnActivity(a.FetchSource, mock.Anything, mock.Anything).Return(func(_ context.Context, src catalog.Source) (contract.FetchResult, error) {
 		switch src.Name {
 		case "src-03": // unreachable every time: retried, then recorded as failed
-			return activities.FetchResult{}, temporal.NewApplicationError("connection refused", "net")
+			return contract.FetchResult{}, temporal.NewApplicationError("connection refused", "net")
 		case "src-05":
-			return activities.FetchResult{Source: src.Name, Status: activities.FetchDead, Error: "404"}, nil
+			return contract.FetchResult{Source: src.Name, Status: contract.FetchDead, Error: "404"}, nil
 		}
-		return activities.FetchResult{Source: src.Name, Status: activities.FetchChanged, SHA256: "x"}, nil
+		return contract.FetchResult{Source: src.Name, Status: contract.FetchChanged, SHA256: "x"}, nil
 	})
 	var mu sync.Mutex
 	keys := map[string]string{}
-	env.OnActivity(a.LoadSource, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (activities.LoadResult, error) {
+	env.OnActivity(a.LoadSource, mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.LoadResult, error) {
 		mu.Lock()
 		keys[in.Source.Name] = in.RunKey
 		mu.Unlock()
 		switch in.Fetch.Status {
-		case activities.FetchFailed:
+		case contract.FetchFailed:
 			if !strings.Contains(in.Fetch.Error, "connection refused") {
-				return activities.LoadResult{}, errors.New("fetch error lost: " + in.Fetch.Error)
+				return contract.LoadResult{}, errors.New("fetch error lost: " + in.Fetch.Error)
 			}
-			return activities.LoadResult{Source: in.Source.Name, Status: activities.RunFailed, Error: in.Fetch.Error}, nil
-		case activities.FetchDead:
-			return activities.LoadResult{Source: in.Source.Name, Status: activities.RunDead}, nil
+			return contract.LoadResult{Source: in.Source.Name, Status: contract.RunFailed, Error: in.Fetch.Error}, nil
+		case contract.FetchDead:
+			return contract.LoadResult{Source: in.Source.Name, Status: contract.RunDead}, nil
 		}
-		return activities.LoadResult{Source: in.Source.Name, Status: activities.RunLoaded, Added: 10}, nil
+		return contract.LoadResult{Source: in.Source.Name, Status: contract.RunLoaded, Added: 10}, nil
 	})
 
 	// An allowlist that failed is reported but does not fail the refresh; metrics still run.
-	env.OnActivity(a.RefreshAllowlists, mock.Anything).Return([]activities.AllowlistResult{
-		{Name: "tranco-top", Status: activities.RunLoaded, Entries: 10000},
-		{Name: "cdn", Status: activities.FetchUnchanged, Entries: 12},
+	env.OnActivity(a.RefreshAllowlists, mock.Anything).Return([]contract.AllowlistResult{
+		{Name: "tranco-top", Status: contract.RunLoaded, Entries: 10000},
+		{Name: "cdn", Status: contract.FetchUnchanged, Entries: 12},
 		{Name: "broken", Status: "failed", Error: "answers 500"}}, nil).Once()
 	env.OnActivity(a.ComputeMetrics, mock.Anything).Return("weights of 12 sources computed (highest: src-00 0.90)", nil).Once()
 	// Domains new to the blacklists since the refresh began go to flux triage.
@@ -70,11 +71,11 @@ func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
 		}
 		return []string{"flux-one.example", "flux-two.example"}, nil
 	}).Once()
-	env.ExecuteWorkflow(BlacklistRefresh, ModuleInput{Module: BlacklistModule})
+	env.ExecuteWorkflow(BlacklistRefresh, contract.ModuleInput{Module: contract.BlacklistModule})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("refresh failed: %v", err)
 	}
-	var res ModuleResult
+	var res contract.ModuleResult
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
 	if strings.Contains(res.Summary, "cdn") {
 		t.Errorf("an unchanged allowlist is not news: %q", res.Summary)
 	}
-	want := []Event{{Kind: EventDomainsDiscovered, Items: []string{"flux-one.example", "flux-two.example"}, From: BlacklistModule}}
+	want := []contract.Event{{Kind: contract.EventDomainsDiscovered, Items: []string{"flux-one.example", "flux-two.example"}, From: contract.BlacklistModule}}
 	if !reflect.DeepEqual(res.Events, want) || !strings.Contains(res.Summary, "2 new domains to flux triage") {
 		t.Errorf("events %+v (summary %q), want %+v", res.Events, res.Summary, want)
 	}
@@ -102,13 +103,13 @@ func TestBlacklistRefreshSurvivesAllowlistFailure(t *testing.T) {
 	env.RegisterWorkflow(SourceRefresh)
 	env.RegisterActivity(&activities.Activities{})
 	env.OnActivity(a.ReadCatalog, mock.Anything).Return([]catalog.Source{{Name: "a"}}, nil)
-	env.OnActivity(a.FetchSource, mock.Anything, mock.Anything).Return(activities.FetchResult{Source: "a", Status: activities.FetchUnchanged}, nil)
-	env.OnActivity(a.LoadSource, mock.Anything, mock.Anything).Return(activities.LoadResult{Source: "a", Status: activities.RunUnchanged}, nil)
+	env.OnActivity(a.FetchSource, mock.Anything, mock.Anything).Return(contract.FetchResult{Source: "a", Status: contract.FetchUnchanged}, nil)
+	env.OnActivity(a.LoadSource, mock.Anything, mock.Anything).Return(contract.LoadResult{Source: "a", Status: contract.RunUnchanged}, nil)
 	env.OnActivity(a.RefreshAllowlists, mock.Anything).Return(nil, errors.New("database is shutting down"))
 	env.OnActivity(a.ComputeMetrics, mock.Anything).Return("weights of 1 source computed", nil).Once()
 	env.OnActivity(a.NewListedDomains, mock.Anything, mock.Anything).Return(nil, errors.New("database is shutting down"))
-	env.ExecuteWorkflow(BlacklistRefresh, ModuleInput{Module: BlacklistModule})
-	var res ModuleResult
+	env.ExecuteWorkflow(BlacklistRefresh, contract.ModuleInput{Module: contract.BlacklistModule})
+	var res contract.ModuleResult
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func TestOnlyRequestedSources(t *testing.T) {
 	if got := onlyRequested(all, nil); len(got) != 3 {
 		t.Fatalf("no request: %v", got)
 	}
-	got := onlyRequested(all, []Event{{Kind: "domains-discovered", Items: []string{"a"}}, {Kind: EventRefreshSources, Items: []string{"c", "zz"}}})
+	got := onlyRequested(all, []contract.Event{{Kind: "domains-discovered", Items: []string{"a"}}, {Kind: contract.EventRefreshSources, Items: []string{"c", "zz"}}})
 	if len(got) != 1 || got[0].Name != "c" {
 		t.Fatalf("requested c: %v", got)
 	}

@@ -7,164 +7,11 @@ import (
 	"sort"
 	"time"
 
+	"github.com/tip-project/tip/workflows/contract"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/tip-project/tip/internal/config"
 )
-
-// CoreWorkflowID is the ID of the one Core workflow of a deployment.
-const CoreWorkflowID = "tip-core"
-
-// Signals Core accepts and the query it answers.
-const (
-	SignalRunNow      = "run-now"      // ModuleSignal{Module}: run the module now (once, even if paused)
-	SignalPause       = "pause"        // ModuleSignal{Module}: start no new runs of the module
-	SignalResume      = "resume"       // ModuleSignal{Module}: schedule the module again
-	SignalSetInterval = "set-interval" // ModuleSignal{Module, Interval}: delay between a run's end and the next start
-	SignalEvent       = "event"        // Event: routed to the modules that consume its Kind
-	// SignalConfigure carries a new module list ([]ModuleSpec), e.g. after an
-	// upgrade added a module. It takes effect at a continue-as-new boundary: Core
-	// drains its running children, then continues with the new list, keeping the
-	// timetable of the modules it already had.
-	SignalConfigure = "configure"
-	QueryStatus     = "status" // returns CoreStatus
-)
-
-// Run outcomes recorded in RunResult.Status.
-const (
-	RunCompleted = "completed"
-	RunFailed    = "failed"
-)
-
-// Defaults for CoreInput's bounds.
-const (
-	DefaultMaxIterations   = 1000 // loop wake-ups per run before continuing as new
-	DefaultMaxPendingItems = 1000 // queued event items per module; older ones are dropped
-	childIDTimeLayout      = "20060102T150405Z"
-)
-
-// ModuleSpec says how Core runs one module: which child workflow, where, and how often.
-type ModuleSpec struct {
-	Name      string
-	Workflow  string        // child workflow type name
-	TaskQueue string        // empty: Core's own task queue
-	Interval  time.Duration // delay from the end of one run to the start of the next
-	Enabled   bool          // disabled modules run only on run-now
-	Consumes  []string      // event kinds handed to this module's runs
-	Timeout   time.Duration // optional limit on one run, so a stuck run cannot block its module forever
-}
-
-// Event is something a module found that another module consumes, e.g.
-// {Kind: "domains-discovered", Items: [...], From: "spam-ingest"}. Keep Items
-// small (names, S3 keys), never file contents.
-type Event struct {
-	Kind  string
-	Items []string
-	From  string
-}
-
-// ModuleSignal is the payload of run-now, pause, resume and set-interval.
-type ModuleSignal struct {
-	Module   string
-	Interval time.Duration // set-interval only
-}
-
-// ModuleInput is the single argument Core passes to every module run.
-type ModuleInput struct {
-	Module        string
-	Scheduled     time.Time // when Core started the run
-	Events        []Event   // events queued for the module since its last successful handoff
-	DroppedEvents int       // event items dropped because the queue was full
-}
-
-// ModuleResult is what a module run returns; its Events are routed like signalled ones.
-type ModuleResult struct {
-	Summary string
-	Events  []Event
-}
-
-// RunResult records how a module's last run went.
-type RunResult struct {
-	ChildID  string
-	Status   string // RunCompleted or RunFailed
-	Started  time.Time
-	Finished time.Time
-	Error    string
-	Summary  string
-}
-
-// ModuleState is Core's bookkeeping for one module; it is carried across continue-as-new.
-type ModuleState struct {
-	Name     string
-	Next     time.Time     // when the next run starts (if enabled and not paused)
-	Interval time.Duration // current interval (set-interval overrides the spec)
-	Paused   bool
-	RunNow   bool // a run-now waits to be served
-	Last     *RunResult
-	Pending  []Event // queued for the next run, oldest first
-	Dropped  int     // items dropped from Pending since the last handoff
-}
-
-// CoreState is everything Core carries across continue-as-new.
-type CoreState struct {
-	Modules  []ModuleState
-	Unrouted int // events whose kind no module consumes
-}
-
-// CoreInput starts Core. State is nil on the first start and set by continue-as-new.
-type CoreInput struct {
-	Modules         []ModuleSpec
-	State           *CoreState
-	MaxIterations   int // 0: DefaultMaxIterations
-	MaxPendingItems int // 0: DefaultMaxPendingItems
-}
-
-// ModuleStatus is one row of Core's timetable.
-type ModuleStatus struct {
-	Name          string
-	Workflow      string
-	Enabled       bool
-	Paused        bool
-	Interval      time.Duration
-	Next          time.Time // zero while running
-	Running       string    // child workflow ID of the run in progress
-	RunningSince  time.Time
-	Last          *RunResult
-	PendingEvents int // events queued for the next run
-	PendingItems  int // items in those events
-	DroppedEvents int // items dropped because the queue was full
-	Consumes      []string
-}
-
-// CoreStatus answers the status query.
-type CoreStatus struct {
-	Now            time.Time
-	Modules        []ModuleStatus
-	UnroutedEvents int
-	Iteration      int
-	Draining       bool // waiting for running children before continuing as new
-}
-
-// DefaultModules lists the modules `tip core start` schedules. Modules join this
-// list as their workflows are registered on the worker.
-func DefaultModules(cfg config.Config) []ModuleSpec {
-	return []ModuleSpec{
-		{Name: BlacklistModule, Workflow: "BlacklistRefresh", Interval: cfg.Blacklists.Interval, Enabled: true, Timeout: 2 * time.Hour,
-			Consumes: []string{EventRefreshSources}},
-		{Name: SpamModule, Workflow: "SpamCollect", Interval: cfg.Spam.Interval, Enabled: true, Timeout: 6 * time.Hour},
-		{Name: FluxTriageModule, Workflow: "FluxTriage", Interval: cfg.Flux.Interval, Enabled: true, Timeout: 2 * time.Hour,
-			Consumes: []string{EventDomainsDiscovered}},
-		// Grouping the flux domains reads every address seen: less often than triage.
-		{Name: FluxNetworksModule, Workflow: "FluxNetworks", Interval: cfg.Flux.NetworksInterval, Enabled: true, Timeout: time.Hour},
-	}
-}
-
-// ChildID names a module run, e.g. "blacklist-refresh/20260901T000000Z".
-func ChildID(module string, at time.Time) string {
-	return module + "/" + at.UTC().Format(childIDTimeLayout)
-}
 
 // Core is TIP's scheduler: it starts each module as a child workflow when due,
 // schedules the next run a fixed interval after the previous one finished (so runs
@@ -176,7 +23,7 @@ func ChildID(module string, at time.Time) string {
 // runs longer than a few hours, while the history limit is far away when the
 // suggestion comes. While draining, Core starts no new runs; due ones start right
 // after continue-as-new.
-func Core(ctx workflow.Context, in CoreInput) error {
+func Core(ctx workflow.Context, in contract.CoreInput) error {
 	c, err := newCore(ctx, in)
 	if err != nil {
 		return err
@@ -187,15 +34,15 @@ func Core(ctx workflow.Context, in CoreInput) error {
 type running struct {
 	id      string
 	started time.Time
-	input   ModuleInput
+	input   contract.ModuleInput
 	future  workflow.ChildWorkflowFuture
 }
 
 type core struct {
-	in       CoreInput
-	specs    map[string]ModuleSpec
+	in       contract.CoreInput
+	specs    map[string]contract.ModuleSpec
 	names    []string // sorted module names: the only iteration order
-	state    map[string]*ModuleState
+	state    map[string]*contract.ModuleState
 	routes   map[string][]string // event kind -> consuming modules, sorted
 	running  map[string]*running
 	unrouted int
@@ -204,17 +51,17 @@ type core struct {
 	log      log.Logger
 }
 
-func newCore(ctx workflow.Context, in CoreInput) (*core, error) {
+func newCore(ctx workflow.Context, in contract.CoreInput) (*core, error) {
 	if in.MaxIterations <= 0 {
-		in.MaxIterations = DefaultMaxIterations
+		in.MaxIterations = contract.DefaultMaxIterations
 	}
 	if in.MaxPendingItems <= 0 {
-		in.MaxPendingItems = DefaultMaxPendingItems
+		in.MaxPendingItems = contract.DefaultMaxPendingItems
 	}
 	c := &core{
 		in:      in,
-		specs:   map[string]ModuleSpec{},
-		state:   map[string]*ModuleState{},
+		specs:   map[string]contract.ModuleSpec{},
+		state:   map[string]*contract.ModuleState{},
 		routes:  map[string][]string{},
 		running: map[string]*running{},
 		log:     log.With(workflow.GetLogger(ctx), "workflow", "core"),
@@ -245,7 +92,7 @@ func newCore(ctx workflow.Context, in CoreInput) (*core, error) {
 	}
 	for _, name := range c.names {
 		if c.state[name] == nil { // a new module runs first at start
-			c.state[name] = &ModuleState{Name: name, Next: now, Interval: c.specs[name].Interval}
+			c.state[name] = &contract.ModuleState{Name: name, Next: now, Interval: c.specs[name].Interval}
 		}
 	}
 	return c, nil
@@ -253,8 +100,8 @@ func newCore(ctx workflow.Context, in CoreInput) (*core, error) {
 
 // sameModules compares two module lists field by field (reflect is off limits
 // in workflow code).
-func sameModules(a, b []ModuleSpec) bool {
-	return slices.EqualFunc(a, b, func(x, y ModuleSpec) bool {
+func sameModules(a, b []contract.ModuleSpec) bool {
+	return slices.EqualFunc(a, b, func(x, y contract.ModuleSpec) bool {
 		return x.Name == y.Name && x.Workflow == y.Workflow && x.TaskQueue == y.TaskQueue && x.Interval == y.Interval &&
 			x.Enabled == y.Enabled && x.Timeout == y.Timeout && slices.Equal(x.Consumes, y.Consumes)
 	})
@@ -262,7 +109,7 @@ func sameModules(a, b []ModuleSpec) bool {
 
 // validateModules checks a module list: names and workflows given, intervals
 // positive, no name twice.
-func validateModules(mods []ModuleSpec) error {
+func validateModules(mods []contract.ModuleSpec) error {
 	seen := map[string]bool{}
 	for _, s := range mods {
 		switch {
@@ -282,7 +129,7 @@ func (c *core) run(ctx workflow.Context) error {
 	if err := workflow.UpsertTypedSearchAttributes(ctx, Module.ValueSet("core")); err != nil {
 		return fmt.Errorf("upsert search attributes: %w", err)
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (CoreStatus, error) {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryStatus, func() (contract.CoreStatus, error) {
 		return c.status(workflow.Now(ctx)), nil
 	}); err != nil {
 		return fmt.Errorf("set query handler: %w", err)
@@ -332,9 +179,9 @@ type signal struct {
 }
 
 func (c *core) signalChannels(ctx workflow.Context) []signal {
-	module := func(name string, apply func(ctx workflow.Context, ms *ModuleState, sig ModuleSignal)) signal {
+	module := func(name string, apply func(ctx workflow.Context, ms *contract.ModuleState, sig contract.ModuleSignal)) signal {
 		return signal{workflow.GetSignalChannel(ctx, name), func(ch workflow.ReceiveChannel) bool {
-			var sig ModuleSignal
+			var sig contract.ModuleSignal
 			if !ch.ReceiveAsync(&sig) {
 				return false
 			}
@@ -347,16 +194,16 @@ func (c *core) signalChannels(ctx workflow.Context) []signal {
 		}}
 	}
 	return []signal{
-		module(SignalRunNow, func(_ workflow.Context, ms *ModuleState, _ ModuleSignal) {
+		module(contract.SignalRunNow, func(_ workflow.Context, ms *contract.ModuleState, _ contract.ModuleSignal) {
 			if c.running[ms.Name] != nil {
 				c.log.Info("run-now ignored: module is running", "module", ms.Name, "child", c.running[ms.Name].id)
 				return
 			}
 			ms.RunNow = true
 		}),
-		module(SignalPause, func(_ workflow.Context, ms *ModuleState, _ ModuleSignal) { ms.Paused = true }),
-		module(SignalResume, func(_ workflow.Context, ms *ModuleState, _ ModuleSignal) { ms.Paused = false }),
-		module(SignalSetInterval, func(ctx workflow.Context, ms *ModuleState, sig ModuleSignal) {
+		module(contract.SignalPause, func(_ workflow.Context, ms *contract.ModuleState, _ contract.ModuleSignal) { ms.Paused = true }),
+		module(contract.SignalResume, func(_ workflow.Context, ms *contract.ModuleState, _ contract.ModuleSignal) { ms.Paused = false }),
+		module(contract.SignalSetInterval, func(ctx workflow.Context, ms *contract.ModuleState, sig contract.ModuleSignal) {
 			if sig.Interval <= 0 {
 				c.log.Warn("set-interval ignored: interval must be positive", "module", ms.Name, "interval", sig.Interval)
 				return
@@ -370,8 +217,8 @@ func (c *core) signalChannels(ctx workflow.Context) []signal {
 				ms.Next = base.Add(sig.Interval)
 			}
 		}),
-		{workflow.GetSignalChannel(ctx, SignalConfigure), func(ch workflow.ReceiveChannel) bool {
-			var mods []ModuleSpec
+		{workflow.GetSignalChannel(ctx, contract.SignalConfigure), func(ch workflow.ReceiveChannel) bool {
+			var mods []contract.ModuleSpec
 			if !ch.ReceiveAsync(&mods) {
 				return false
 			}
@@ -386,8 +233,8 @@ func (c *core) signalChannels(ctx workflow.Context) []signal {
 			}
 			return true
 		}},
-		{workflow.GetSignalChannel(ctx, SignalEvent), func(ch workflow.ReceiveChannel) bool {
-			var ev Event
+		{workflow.GetSignalChannel(ctx, contract.SignalEvent), func(ch workflow.ReceiveChannel) bool {
+			var ev contract.Event
 			if !ch.ReceiveAsync(&ev) {
 				return false
 			}
@@ -398,7 +245,7 @@ func (c *core) signalChannels(ctx workflow.Context) []signal {
 }
 
 // route queues an event for every module that consumes its kind.
-func (c *core) route(ev Event) {
+func (c *core) route(ev contract.Event) {
 	consumers := c.routes[ev.Kind]
 	if len(consumers) == 0 {
 		c.unrouted++
@@ -407,14 +254,14 @@ func (c *core) route(ev Event) {
 	}
 	for _, name := range consumers {
 		ms := c.state[name]
-		ms.Pending = append(ms.Pending, Event{Kind: ev.Kind, From: ev.From, Items: slices.Clone(ev.Items)})
+		ms.Pending = append(ms.Pending, contract.Event{Kind: ev.Kind, From: ev.From, Items: slices.Clone(ev.Items)})
 		ms.Dropped += trimEvents(&ms.Pending, c.in.MaxPendingItems)
 	}
 }
 
 // trimEvents keeps the newest max items of a queue (an event without items counts
 // as one) and returns how many it dropped.
-func trimEvents(q *[]Event, max int) (dropped int) {
+func trimEvents(q *[]contract.Event, max int) (dropped int) {
 	total := 0
 	for _, ev := range *q {
 		total += max1(len(ev.Items))
@@ -472,11 +319,11 @@ func (c *core) startDue(ctx workflow.Context) {
 
 func (c *core) start(ctx workflow.Context, name string, now time.Time) {
 	ms, spec := c.state[name], c.specs[name]
-	id := ChildID(name, now)
+	id := contract.ChildID(name, now)
 	if ms.Last != nil && ms.Last.ChildID == id { // two runs within one second
-		id = ChildID(name, now) + "-2"
+		id = contract.ChildID(name, now) + "-2"
 	}
-	in := ModuleInput{Module: name, Scheduled: now, Events: ms.Pending, DroppedEvents: ms.Dropped}
+	in := contract.ModuleInput{Module: name, Scheduled: now, Events: ms.Pending, DroppedEvents: ms.Dropped}
 	ms.Pending, ms.Dropped, ms.RunNow = nil, 0, false
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:               id,
@@ -493,11 +340,11 @@ func (c *core) finish(ctx workflow.Context, name string, f workflow.Future) {
 	r, ms := c.running[name], c.state[name]
 	delete(c.running, name)
 	now := workflow.Now(ctx)
-	var res ModuleResult
+	var res contract.ModuleResult
 	err := f.Get(ctx, &res)
-	last := &RunResult{ChildID: r.id, Started: r.started, Finished: now, Summary: res.Summary, Status: RunCompleted}
+	last := &contract.RunResult{ChildID: r.id, Started: r.started, Finished: now, Summary: res.Summary, Status: contract.ModuleRunCompleted}
 	if err != nil {
-		last.Status, last.Error = RunFailed, rootCause(err)
+		last.Status, last.Error = contract.ModuleRunFailed, rootCause(err)
 		// The failed run may not have used its events: queue them again, before newer ones.
 		ms.Pending = append(slices.Clone(r.input.Events), ms.Pending...)
 		ms.Dropped += r.input.DroppedEvents + trimEvents(&ms.Pending, c.in.MaxPendingItems)
@@ -543,19 +390,19 @@ func (c *core) continueAsNew(ctx workflow.Context, signals []signal) error {
 	return workflow.NewContinueAsNewError(ctx, Core, in)
 }
 
-func (c *core) snapshot() *CoreState {
-	st := &CoreState{Unrouted: c.unrouted}
+func (c *core) snapshot() *contract.CoreState {
+	st := &contract.CoreState{Unrouted: c.unrouted}
 	for _, name := range c.names {
 		st.Modules = append(st.Modules, *c.state[name])
 	}
 	return st
 }
 
-func (c *core) status(now time.Time) CoreStatus {
-	st := CoreStatus{Now: now, UnroutedEvents: c.unrouted, Iteration: c.iter, Draining: c.draining}
+func (c *core) status(now time.Time) contract.CoreStatus {
+	st := contract.CoreStatus{Now: now, UnroutedEvents: c.unrouted, Iteration: c.iter, Draining: c.draining}
 	for _, name := range c.names {
 		ms, spec := c.state[name], c.specs[name]
-		row := ModuleStatus{
+		row := contract.ModuleStatus{
 			Name: name, Workflow: spec.Workflow, Enabled: spec.Enabled, Paused: ms.Paused,
 			Interval: ms.Interval, Next: ms.Next, Last: ms.Last, DroppedEvents: ms.Dropped,
 			PendingEvents: len(ms.Pending),

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tip-project/tip/workflows/contract"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -21,7 +22,7 @@ type run struct {
 	module   string
 	start    time.Time
 	end      time.Time
-	input    ModuleInput
+	input    contract.ModuleInput
 	moduleSA string
 }
 
@@ -31,17 +32,17 @@ type fakeModules struct {
 	mu       sync.Mutex
 	duration map[string]time.Duration
 	fail     map[string]int // how many runs fail first
-	emit     map[string][]Event
+	emit     map[string][]contract.Event
 	runs     []run
 	active   map[string]int
 	overlap  bool
 }
 
 func newFake() *fakeModules {
-	return &fakeModules{duration: map[string]time.Duration{}, fail: map[string]int{}, emit: map[string][]Event{}, active: map[string]int{}}
+	return &fakeModules{duration: map[string]time.Duration{}, fail: map[string]int{}, emit: map[string][]contract.Event{}, active: map[string]int{}}
 }
 
-func (f *fakeModules) Run(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
+func (f *fakeModules) Run(ctx workflow.Context, in contract.ModuleInput) (contract.ModuleResult, error) {
 	sa, _ := workflow.GetTypedSearchAttributes(ctx).GetKeyword(Module)
 	f.mu.Lock()
 	i := len(f.runs)
@@ -56,7 +57,7 @@ func (f *fakeModules) Run(ctx workflow.Context, in ModuleInput) (ModuleResult, e
 	f.mu.Unlock()
 	if d > 0 {
 		if err := workflow.Sleep(ctx, d); err != nil {
-			return ModuleResult{}, err
+			return contract.ModuleResult{}, err
 		}
 	}
 	f.mu.Lock()
@@ -64,9 +65,9 @@ func (f *fakeModules) Run(ctx workflow.Context, in ModuleInput) (ModuleResult, e
 	f.active[in.Module]--
 	f.mu.Unlock()
 	if failing {
-		return ModuleResult{}, temporal.NewNonRetryableApplicationError("feed unreachable", "Fetch", nil)
+		return contract.ModuleResult{}, temporal.NewNonRetryableApplicationError("feed unreachable", "Fetch", nil)
 	}
-	return ModuleResult{Summary: "ok " + in.Module, Events: emit}, nil
+	return contract.ModuleResult{Summary: "ok " + in.Module, Events: emit}, nil
 }
 
 // starts lists the offsets from t0 at which a module's runs started.
@@ -104,8 +105,8 @@ func newCoreEnv(t *testing.T, f *fakeModules, start time.Time) *testsuite.TestWo
 	return env
 }
 
-func spec(name string, interval time.Duration, consumes ...string) ModuleSpec {
-	return ModuleSpec{Name: name, Workflow: "fake-module", Interval: interval, Enabled: true, Consumes: consumes}
+func spec(name string, interval time.Duration, consumes ...string) contract.ModuleSpec {
+	return contract.ModuleSpec{Name: name, Workflow: "fake-module", Interval: interval, Enabled: true, Consumes: consumes}
 }
 
 func at(env *testsuite.TestWorkflowEnvironment, d time.Duration, fn func()) {
@@ -116,20 +117,20 @@ func send(env *testsuite.TestWorkflowEnvironment, name string, arg any) func() {
 	return func() { env.SignalWorkflow(name, arg) }
 }
 
-func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) CoreStatus {
+func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) contract.CoreStatus {
 	t.Helper()
-	v, err := env.QueryWorkflow(QueryStatus)
+	v, err := env.QueryWorkflow(contract.QueryStatus)
 	if err != nil {
 		t.Fatalf("query status: %v", err)
 	}
-	var st CoreStatus
+	var st contract.CoreStatus
 	if err := v.Get(&st); err != nil {
 		t.Fatalf("decode status: %v", err)
 	}
 	return st
 }
 
-func row(t *testing.T, st CoreStatus, module string) ModuleStatus {
+func row(t *testing.T, st contract.CoreStatus, module string) contract.ModuleStatus {
 	t.Helper()
 	for _, m := range st.Modules {
 		if m.Name == module {
@@ -137,11 +138,11 @@ func row(t *testing.T, st CoreStatus, module string) ModuleStatus {
 		}
 	}
 	t.Fatalf("status has no module %s: %+v", module, st)
-	return ModuleStatus{}
+	return contract.ModuleStatus{}
 }
 
 // runCore runs Core until it is cancelled at stop, and checks it ended by that.
-func runCore(t *testing.T, env *testsuite.TestWorkflowEnvironment, in CoreInput, stop time.Duration) {
+func runCore(t *testing.T, env *testsuite.TestWorkflowEnvironment, in contract.CoreInput, stop time.Duration) {
 	t.Helper()
 	at(env, stop, env.CancelWorkflow)
 	env.ExecuteWorkflow(Core, in)
@@ -166,7 +167,7 @@ func TestCoreSchedulesTheNextRunAnIntervalAfterTheLastEnded(t *testing.T) {
 	f := newFake()
 	f.duration["blacklist-refresh"] = 2 * time.Hour
 	env := newCoreEnv(t, f, t0)
-	runCore(t, env, CoreInput{Modules: []ModuleSpec{spec("blacklist-refresh", 6*time.Hour)}, MaxIterations: 100000}, 21*24*time.Hour-time.Hour)
+	runCore(t, env, contract.CoreInput{Modules: []contract.ModuleSpec{spec("blacklist-refresh", 6*time.Hour)}, MaxIterations: 100000}, 21*24*time.Hour-time.Hour)
 
 	starts := f.starts("blacklist-refresh")
 	if len(starts) != 63 { // 21 days at one run every 8 h
@@ -190,9 +191,9 @@ func TestCoreRunNowStartsAtOnceButNeverASecondConcurrentRun(t *testing.T) {
 	f := newFake()
 	f.duration["spam-ingest"] = time.Hour
 	env := newCoreEnv(t, f, t0)
-	at(env, 2*time.Hour, send(env, SignalRunNow, ModuleSignal{Module: "spam-ingest"}))
-	at(env, 150*time.Minute, send(env, SignalRunNow, ModuleSignal{Module: "spam-ingest"}))
-	runCore(t, env, CoreInput{Modules: []ModuleSpec{spec("spam-ingest", 24*time.Hour)}}, 30*time.Hour)
+	at(env, 2*time.Hour, send(env, contract.SignalRunNow, contract.ModuleSignal{Module: "spam-ingest"}))
+	at(env, 150*time.Minute, send(env, contract.SignalRunNow, contract.ModuleSignal{Module: "spam-ingest"}))
+	runCore(t, env, contract.CoreInput{Modules: []contract.ModuleSpec{spec("spam-ingest", 24*time.Hour)}}, 30*time.Hour)
 
 	if got, want := f.starts("spam-ingest"), hours(0, 2, 27); !reflect.DeepEqual(got, want) {
 		t.Fatalf("runs started at %v, want %v", got, want)
@@ -205,14 +206,14 @@ func TestCoreRunNowStartsAtOnceButNeverASecondConcurrentRun(t *testing.T) {
 func TestCorePauseStopsRunsAndResumeRestartsThem(t *testing.T) {
 	f := newFake()
 	env := newCoreEnv(t, f, t0)
-	at(env, time.Hour, send(env, SignalPause, ModuleSignal{Module: "agent-sync"}))
+	at(env, time.Hour, send(env, contract.SignalPause, contract.ModuleSignal{Module: "agent-sync"}))
 	at(env, 72*time.Hour, func() {
 		if st := queryStatus(t, env); !row(t, st, "agent-sync").Paused {
 			t.Errorf("status does not show agent-sync paused: %+v", st)
 		}
-		env.SignalWorkflow(SignalResume, ModuleSignal{Module: "agent-sync"})
+		env.SignalWorkflow(contract.SignalResume, contract.ModuleSignal{Module: "agent-sync"})
 	})
-	runCore(t, env, CoreInput{Modules: []ModuleSpec{spec("agent-sync", 6*time.Hour)}}, 85*time.Hour)
+	runCore(t, env, contract.CoreInput{Modules: []contract.ModuleSpec{spec("agent-sync", 6*time.Hour)}}, 85*time.Hour)
 
 	if got, want := f.starts("agent-sync"), hours(0, 72, 78, 84); !reflect.DeepEqual(got, want) {
 		t.Fatalf("runs started at %v, want %v", got, want)
@@ -223,8 +224,8 @@ func TestCoreSetIntervalChangesTheCadence(t *testing.T) {
 	f := newFake()
 	f.duration["flux-triage"] = 30 * time.Minute
 	env := newCoreEnv(t, f, t0)
-	at(env, time.Hour, send(env, SignalSetInterval, ModuleSignal{Module: "flux-triage", Interval: 2 * time.Hour}))
-	runCore(t, env, CoreInput{Modules: []ModuleSpec{spec("flux-triage", 12*time.Hour)}}, 8*time.Hour)
+	at(env, time.Hour, send(env, contract.SignalSetInterval, contract.ModuleSignal{Module: "flux-triage", Interval: 2 * time.Hour}))
+	runCore(t, env, contract.CoreInput{Modules: []contract.ModuleSpec{spec("flux-triage", 12*time.Hour)}}, 8*time.Hour)
 
 	// The first run ended at +0.5 h; the next starts 2 h after that, and so on.
 	if got, want := f.starts("flux-triage"), hours(0, 2.5, 5, 7.5); !reflect.DeepEqual(got, want) {
@@ -235,11 +236,11 @@ func TestCoreSetIntervalChangesTheCadence(t *testing.T) {
 func TestCoreRoutesEventsToTheConsumersNextRun(t *testing.T) {
 	f := newFake()
 	f.duration["spam-ingest"] = time.Hour
-	f.emit["spam-ingest"] = []Event{{Kind: "domains-discovered", Items: []string{"flux.example"}}}
+	f.emit["spam-ingest"] = []contract.Event{{Kind: "domains-discovered", Items: []string{"flux.example"}}}
 	env := newCoreEnv(t, f, t0)
-	signalled := Event{Kind: "domains-discovered", Items: []string{"a.example", "b.example"}, From: "cli"}
-	at(env, 3*time.Hour, send(env, SignalEvent, signalled))
-	at(env, 4*time.Hour, send(env, SignalEvent, Event{Kind: "nobody-wants-this", From: "cli"}))
+	signalled := contract.Event{Kind: "domains-discovered", Items: []string{"a.example", "b.example"}, From: "cli"}
+	at(env, 3*time.Hour, send(env, contract.SignalEvent, signalled))
+	at(env, 4*time.Hour, send(env, contract.SignalEvent, contract.Event{Kind: "nobody-wants-this", From: "cli"}))
 	at(env, 5*time.Hour, func() {
 		st := queryStatus(t, env)
 		if r := row(t, st, "flux-triage"); r.PendingEvents != 2 || r.PendingItems != 3 {
@@ -249,7 +250,7 @@ func TestCoreRoutesEventsToTheConsumersNextRun(t *testing.T) {
 			t.Errorf("unrouted events = %d, want 1", st.UnroutedEvents)
 		}
 	})
-	runCore(t, env, CoreInput{Modules: []ModuleSpec{
+	runCore(t, env, contract.CoreInput{Modules: []contract.ModuleSpec{
 		spec("spam-ingest", 48*time.Hour),
 		spec("flux-triage", 24*time.Hour, "domains-discovered"),
 	}}, 25*time.Hour)
@@ -261,7 +262,7 @@ func TestCoreRoutesEventsToTheConsumersNextRun(t *testing.T) {
 	if len(runs[0].input.Events) != 0 {
 		t.Fatalf("first run got events %+v before any was sent", runs[0].input.Events)
 	}
-	want := []Event{
+	want := []contract.Event{
 		{Kind: "domains-discovered", Items: []string{"flux.example"}, From: "spam-ingest"},
 		signalled,
 	}
@@ -278,10 +279,10 @@ func TestCoreRecordsAFailedRunAndReschedulesIt(t *testing.T) {
 	f.duration["blacklist-refresh"] = time.Hour
 	f.fail["blacklist-refresh"] = 1
 	env := newCoreEnv(t, f, t0)
-	at(env, 30*time.Minute, send(env, SignalEvent, Event{Kind: "ips-seen", Items: []string{"192.0.2.1"}}))
+	at(env, 30*time.Minute, send(env, contract.SignalEvent, contract.Event{Kind: "ips-seen", Items: []string{"192.0.2.1"}}))
 	at(env, 2*time.Hour, func() {
 		r := row(t, queryStatus(t, env), "blacklist-refresh")
-		if r.Last == nil || r.Last.Status != RunFailed || r.Last.Error != "feed unreachable" {
+		if r.Last == nil || r.Last.Status != contract.ModuleRunFailed || r.Last.Error != "feed unreachable" {
 			t.Errorf("last result = %+v, want failed with the child's error", r.Last)
 		}
 		if r.Last != nil && (!r.Last.Started.Equal(t0) || !r.Last.Finished.Equal(t0.Add(time.Hour))) {
@@ -299,11 +300,11 @@ func TestCoreRecordsAFailedRunAndReschedulesIt(t *testing.T) {
 	})
 	at(env, 7*time.Hour, func() {
 		r := row(t, queryStatus(t, env), "blacklist-refresh")
-		if r.Last == nil || r.Last.Status != RunCompleted || r.Last.Summary != "ok blacklist-refresh" || r.Last.Error != "" {
+		if r.Last == nil || r.Last.Status != contract.ModuleRunCompleted || r.Last.Summary != "ok blacklist-refresh" || r.Last.Error != "" {
 			t.Errorf("last result after the retry = %+v", r.Last)
 		}
 	})
-	runCore(t, env, CoreInput{Modules: []ModuleSpec{spec("blacklist-refresh", 4*time.Hour, "ips-seen")}}, 8*time.Hour)
+	runCore(t, env, contract.CoreInput{Modules: []contract.ModuleSpec{spec("blacklist-refresh", 4*time.Hour, "ips-seen")}}, 8*time.Hour)
 
 	if got, want := f.starts("blacklist-refresh"), hours(0, 5); !reflect.DeepEqual(got, want) {
 		t.Fatalf("runs started at %v, want %v", got, want)
@@ -315,7 +316,7 @@ func TestCoreRecordsAFailedRunAndReschedulesIt(t *testing.T) {
 }
 
 // continuedInput runs env to its continue-as-new and returns the new run's input.
-func continuedInput(t *testing.T, env *testsuite.TestWorkflowEnvironment) CoreInput {
+func continuedInput(t *testing.T, env *testsuite.TestWorkflowEnvironment) contract.CoreInput {
 	t.Helper()
 	if !env.IsWorkflowCompleted() {
 		t.Fatal("core did not continue as new")
@@ -324,7 +325,7 @@ func continuedInput(t *testing.T, env *testsuite.TestWorkflowEnvironment) CoreIn
 	if err := env.GetWorkflowError(); !errors.As(err, &can) {
 		t.Fatalf("core ended with %v, want continue-as-new", err)
 	}
-	var in CoreInput
+	var in contract.CoreInput
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &in); err != nil {
 		t.Fatalf("decode continue-as-new input: %v", err)
 	}
@@ -334,7 +335,7 @@ func continuedInput(t *testing.T, env *testsuite.TestWorkflowEnvironment) CoreIn
 func TestCoreContinuesAsNewWithItsStateAndWithoutLosingSignals(t *testing.T) {
 	f := newFake()
 	env := newCoreEnv(t, f, t0)
-	mods := []ModuleSpec{
+	mods := []contract.ModuleSpec{
 		spec("blacklist-refresh", 6*time.Hour),
 		spec("flux-triage", 24*time.Hour, "domains-discovered"),
 		spec("spam-ingest", 24*time.Hour),
@@ -343,24 +344,24 @@ func TestCoreContinuesAsNewWithItsStateAndWithoutLosingSignals(t *testing.T) {
 	// one workflow task: the first two are iterations 4 and 5, which reach the
 	// limit, so the other three are still buffered when Core continues as new.
 	at(env, time.Hour, func() {
-		env.SignalWorkflowSkippingWorkflowTask(SignalPause, ModuleSignal{Module: "spam-ingest"})
-		env.SignalWorkflowSkippingWorkflowTask(SignalEvent, Event{Kind: "domains-discovered", Items: []string{"a.example"}, From: "cli"})
-		env.SignalWorkflowSkippingWorkflowTask(SignalSetInterval, ModuleSignal{Module: "flux-triage", Interval: 12 * time.Hour})
-		env.SignalWorkflowSkippingWorkflowTask(SignalEvent, Event{Kind: "domains-discovered", Items: []string{"b.example"}, From: "cli"})
-		env.SignalWorkflow(SignalRunNow, ModuleSignal{Module: "spam-ingest"})
+		env.SignalWorkflowSkippingWorkflowTask(contract.SignalPause, contract.ModuleSignal{Module: "spam-ingest"})
+		env.SignalWorkflowSkippingWorkflowTask(contract.SignalEvent, contract.Event{Kind: "domains-discovered", Items: []string{"a.example"}, From: "cli"})
+		env.SignalWorkflowSkippingWorkflowTask(contract.SignalSetInterval, contract.ModuleSignal{Module: "flux-triage", Interval: 12 * time.Hour})
+		env.SignalWorkflowSkippingWorkflowTask(contract.SignalEvent, contract.Event{Kind: "domains-discovered", Items: []string{"b.example"}, From: "cli"})
+		env.SignalWorkflow(contract.SignalRunNow, contract.ModuleSignal{Module: "spam-ingest"})
 	})
-	env.ExecuteWorkflow(Core, CoreInput{Modules: mods, MaxIterations: 5})
+	env.ExecuteWorkflow(Core, contract.CoreInput{Modules: mods, MaxIterations: 5})
 	in := continuedInput(t, env)
 
 	if !reflect.DeepEqual(in.Modules, mods) || in.MaxIterations != 5 || in.State == nil {
 		t.Fatalf("continue-as-new input lost its configuration: %+v", in)
 	}
-	byName := map[string]ModuleState{}
+	byName := map[string]contract.ModuleState{}
 	for _, ms := range in.State.Modules {
 		byName[ms.Name] = ms
 	}
 	bl, ft, si := byName["blacklist-refresh"], byName["flux-triage"], byName["spam-ingest"]
-	if bl.Last == nil || bl.Last.Status != RunCompleted || !bl.Next.Equal(t0.Add(6*time.Hour)) {
+	if bl.Last == nil || bl.Last.Status != contract.ModuleRunCompleted || !bl.Next.Equal(t0.Add(6*time.Hour)) {
 		t.Fatalf("blacklist-refresh state = %+v, want last completed and next at +6h", bl)
 	}
 	if ft.Interval != 12*time.Hour || !ft.Next.Equal(t0.Add(12*time.Hour)) || len(ft.Pending) != 2 || ft.Pending[1].Items[0] != "b.example" {
@@ -399,14 +400,14 @@ func TestCoreContinuesAsNewOnlyOnceRunningChildrenFinished(t *testing.T) {
 	f := newFake()
 	f.duration["blacklist-refresh"] = 3 * time.Hour
 	env := newCoreEnv(t, f, t0)
-	mods := []ModuleSpec{spec("blacklist-refresh", 6*time.Hour), spec("flux-triage", time.Hour)}
+	mods := []contract.ModuleSpec{spec("blacklist-refresh", 6*time.Hour), spec("flux-triage", time.Hour)}
 	at(env, 2*time.Hour, func() {
 		st := queryStatus(t, env)
 		if !st.Draining || row(t, st, "blacklist-refresh").Running == "" {
 			t.Errorf("at +2h core should wait for blacklist-refresh: %+v", st)
 		}
 	})
-	env.ExecuteWorkflow(Core, CoreInput{Modules: mods, MaxIterations: 1})
+	env.ExecuteWorkflow(Core, contract.CoreInput{Modules: mods, MaxIterations: 1})
 	in := continuedInput(t, env)
 
 	if got := f.starts("flux-triage"); !reflect.DeepEqual(got, hours(0)) {
@@ -434,14 +435,14 @@ func TestCoreContinuesAsNewOnlyOnceRunningChildrenFinished(t *testing.T) {
 }
 
 func TestCoreRejectsInvalidModules(t *testing.T) {
-	for name, mods := range map[string][]ModuleSpec{
+	for name, mods := range map[string][]contract.ModuleSpec{
 		"no workflow":   {{Name: "x", Interval: time.Hour}},
 		"zero interval": {{Name: "x", Workflow: "w"}},
 		"duplicate":     {spec("x", time.Hour), spec("x", time.Hour)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			env := newCoreEnv(t, newFake(), t0)
-			env.ExecuteWorkflow(Core, CoreInput{Modules: mods})
+			env.ExecuteWorkflow(Core, contract.CoreInput{Modules: mods})
 			if err := env.GetWorkflowError(); err == nil {
 				t.Fatal("core accepted an invalid module list")
 			}
@@ -450,19 +451,19 @@ func TestCoreRejectsInvalidModules(t *testing.T) {
 }
 
 func TestTrimEventsKeepsTheNewestItems(t *testing.T) {
-	ev := func(kind string, items ...string) Event { return Event{Kind: kind, Items: items} }
+	ev := func(kind string, items ...string) contract.Event { return contract.Event{Kind: kind, Items: items} }
 	for _, tc := range []struct {
 		name    string
-		q       []Event
+		q       []contract.Event
 		max     int
-		want    []Event
+		want    []contract.Event
 		dropped int
 	}{
-		{"under the bound", []Event{ev("k", "a", "b")}, 3, []Event{ev("k", "a", "b")}, 0},
-		{"drops the oldest event", []Event{ev("k", "a"), ev("k", "b", "c")}, 2, []Event{ev("k", "b", "c")}, 1},
-		{"cuts into the oldest event", []Event{ev("k", "a", "b", "c"), ev("k", "d")}, 2, []Event{ev("k", "c"), ev("k", "d")}, 2},
-		{"empty events count as one", []Event{ev("k"), ev("k"), ev("k", "a")}, 2, []Event{ev("k"), ev("k", "a")}, 1},
-		{"one huge event", []Event{ev("k", "a", "b", "c", "d")}, 1, []Event{ev("k", "d")}, 3},
+		{"under the bound", []contract.Event{ev("k", "a", "b")}, 3, []contract.Event{ev("k", "a", "b")}, 0},
+		{"drops the oldest event", []contract.Event{ev("k", "a"), ev("k", "b", "c")}, 2, []contract.Event{ev("k", "b", "c")}, 1},
+		{"cuts into the oldest event", []contract.Event{ev("k", "a", "b", "c"), ev("k", "d")}, 2, []contract.Event{ev("k", "c"), ev("k", "d")}, 2},
+		{"empty events count as one", []contract.Event{ev("k"), ev("k"), ev("k", "a")}, 2, []contract.Event{ev("k"), ev("k", "a")}, 1},
+		{"one huge event", []contract.Event{ev("k", "a", "b", "c", "d")}, 1, []contract.Event{ev("k", "d")}, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q := tc.q
@@ -478,14 +479,14 @@ func TestCoreConfigureAddsAModuleAtTheNextContinueAsNew(t *testing.T) {
 	f := newFake()
 	f.duration["blacklist-refresh"] = 2 * time.Hour
 	env := newCoreEnv(t, f, t0)
-	old := []ModuleSpec{spec("blacklist-refresh", 6*time.Hour)}
-	added := append(append([]ModuleSpec{}, old...), spec("spam-collect", time.Hour))
+	old := []contract.ModuleSpec{spec("blacklist-refresh", 6*time.Hour)}
+	added := append(append([]contract.ModuleSpec{}, old...), spec("spam-collect", time.Hour))
 	at(env, time.Hour, func() {
-		env.SignalWorkflow(SignalConfigure, []ModuleSpec{{Name: "broken"}}) // invalid: ignored
-		env.SignalWorkflow(SignalConfigure, old)                            // unchanged: ignored
-		env.SignalWorkflow(SignalConfigure, added)                          // while the refresh runs
+		env.SignalWorkflow(contract.SignalConfigure, []contract.ModuleSpec{{Name: "broken"}}) // invalid: ignored
+		env.SignalWorkflow(contract.SignalConfigure, old)                                     // unchanged: ignored
+		env.SignalWorkflow(contract.SignalConfigure, added)                                   // while the refresh runs
 	})
-	env.ExecuteWorkflow(Core, CoreInput{Modules: old})
+	env.ExecuteWorkflow(Core, contract.CoreInput{Modules: old})
 	in := continuedInput(t, env)
 	if !reflect.DeepEqual(in.Modules, added) || in.State == nil || len(in.State.Modules) != 1 {
 		t.Fatalf("continued with %+v", in)

@@ -9,15 +9,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/flux"
-	"github.com/tip-project/tip/storage"
-)
-
-// The flux modules' names in the core.
-const (
-	FluxTriageModule   = "flux-triage"
-	FluxNetworksModule = "flux-networks"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // triageBatch is how many domains one pair of resolutions covers.
@@ -31,7 +24,7 @@ const triageBatch = 100
 // (flux.LookAgain) is resolved a third time, once the second answers' TTLs have
 // run out, and scored on all three. A fluxy one gets its monitor
 // (Signal-With-Start on flux/<domain>).
-func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
+func FluxTriage(ctx workflow.Context, in contract.ModuleInput) (contract.ModuleResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 5 * time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
@@ -45,11 +38,11 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 	var domains []string
 	origin := map[string]string{} // by normalised name, as the plan names them
 	for _, ev := range in.Events {
-		if ev.Kind != EventDomainsDiscovered {
+		if ev.Kind != contract.EventDomainsDiscovered {
 			continue
 		}
 		for _, d := range ev.Items {
-			name, _ := activities.NormalizeDomain(d)
+			name, _ := flux.NormalizeDomain(d)
 			if _, ok := origin[name]; !ok {
 				origin[name] = ev.From
 				domains = append(domains, d)
@@ -57,20 +50,20 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 		}
 	}
 	if len(domains) == 0 {
-		return ModuleResult{Summary: "no domains to triage"}, nil
+		return contract.ModuleResult{Summary: "no domains to triage"}, nil
 	}
-	var plan activities.TriagePlan
-	if err := workflow.ExecuteActivity(actx, a.PlanTriage, domains).Get(ctx, &plan); err != nil {
-		return ModuleResult{}, err
+	var plan contract.TriagePlan
+	if err := workflow.ExecuteActivity(actx, contract.PlanTriageActivity, domains).Get(ctx, &plan); err != nil {
+		return contract.ModuleResult{}, err
 	}
 	verdicts := map[flux.Verdict]int{}
 	watched := 0
 	var problems []string
-	assess := func(batch []string, ain activities.AssessInput) (activities.TriageOutcome, bool) {
-		var out activities.TriageOutcome
+	assess := func(batch []string, ain contract.AssessInput) (contract.TriageOutcome, bool) {
+		var out contract.TriageOutcome
 		// One origin per batch: the first domain's (spam, almost always).
 		ain.Origin = origin[batch[0]]
-		if err := workflow.ExecuteActivity(actx, a.AssessDomains, ain).Get(ctx, &out); err != nil {
+		if err := workflow.ExecuteActivity(actx, contract.AssessDomainsActivity, ain).Get(ctx, &out); err != nil {
 			problems = append(problems, rootCause(err))
 			return out, false
 		}
@@ -87,18 +80,18 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 		// thousands of domains waited longer than the module's timeout.
 		for _, batch := range batches {
 			var first, second []flux.Observation
-			if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &first); err != nil {
+			if err := workflow.ExecuteActivity(rctx, contract.ResolveDomainsActivity, batch).Get(ctx, &first); err != nil {
 				problems = append(problems, rootCause(err))
 				continue
 			}
 			if err := workflow.Sleep(ctx, flux.ResolveAgainAfter(first, plan.MaxWait).For); err != nil {
-				return ModuleResult{}, err
+				return contract.ModuleResult{}, err
 			}
-			if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &second); err != nil {
+			if err := workflow.ExecuteActivity(rctx, contract.ResolveDomainsActivity, batch).Get(ctx, &second); err != nil {
 				problems = append(problems, rootCause(err))
 				continue
 			}
-			assess(batch, activities.AssessInput{First: first, Second: second})
+			assess(batch, contract.AssessInput{First: first, Second: second})
 		}
 	} else {
 		// Every batch resolved, one durable timer past the longest TTL seen (at
@@ -110,7 +103,7 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 		firsts := make([][]flux.Observation, len(batches)) // nil: the batch did not resolve
 		wait := time.Duration(0)                           // the longest batch's; 0 while none resolved
 		for i, batch := range batches {
-			if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &firsts[i]); err != nil {
+			if err := workflow.ExecuteActivity(rctx, contract.ResolveDomainsActivity, batch).Get(ctx, &firsts[i]); err != nil {
 				problems = append(problems, rootCause(err))
 				continue
 			}
@@ -118,7 +111,7 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 		}
 		if wait > 0 {
 			if err := workflow.Sleep(ctx, wait); err != nil {
-				return ModuleResult{}, err
+				return contract.ModuleResult{}, err
 			}
 		}
 		var again againSet
@@ -127,11 +120,11 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 				continue
 			}
 			var second []flux.Observation
-			if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &second); err != nil {
+			if err := workflow.ExecuteActivity(rctx, contract.ResolveDomainsActivity, batch).Get(ctx, &second); err != nil {
 				problems = append(problems, rootCause(err))
 				continue
 			}
-			ain := activities.AssessInput{First: firsts[i], Second: second}
+			ain := contract.AssessInput{First: firsts[i], Second: second}
 			if lookAgain {
 				ain.LookAgainWithin = plan.MaxWait
 			}
@@ -141,18 +134,18 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 		}
 		if len(again.names) > 0 {
 			if err := workflow.Sleep(ctx, flux.ResolveAgainAfter(again.second, plan.MaxWait).For); err != nil {
-				return ModuleResult{}, err
+				return contract.ModuleResult{}, err
 			}
 			for lo := 0; lo < len(again.names); lo += triageBatch {
 				hi := min(lo+triageBatch, len(again.names))
 				batch := again.names[lo:hi]
 				var thirds []flux.Observation
-				if err := workflow.ExecuteActivity(rctx, a.ResolveDomains, batch).Get(ctx, &thirds); err != nil {
+				if err := workflow.ExecuteActivity(rctx, contract.ResolveDomainsActivity, batch).Get(ctx, &thirds); err != nil {
 					problems = append(problems, rootCause(err))
 					continue
 				}
 				third += len(batch)
-				assess(batch, activities.AssessInput{First: again.first[lo:hi], Second: again.second[lo:hi], Third: thirds})
+				assess(batch, contract.AssessInput{First: again.first[lo:hi], Second: again.second[lo:hi], Third: thirds})
 			}
 		}
 	}
@@ -164,7 +157,7 @@ func FluxTriage(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
 	if len(problems) > 0 {
 		summary += "; problems: " + strings.Join(problems, "; ")
 	}
-	return ModuleResult{Summary: summary}, nil
+	return contract.ModuleResult{Summary: summary}, nil
 }
 
 // againSet is what a triage run holds of the domains left for a third
@@ -205,31 +198,22 @@ func verdictCounts(vs map[flux.Verdict]int) string {
 // FluxNetworks groups the flux domains into networks by the addresses they
 // share and lists every address of a flux network as TIP's own blacklist source
 // tip-flux-agents.
-func FluxNetworks(ctx workflow.Context, in ModuleInput) (ModuleResult, error) {
+func FluxNetworks(ctx workflow.Context, in contract.ModuleInput) (contract.ModuleResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
-	var res activities.NetworksResult
-	if err := workflow.ExecuteActivity(actx, a.UpdateFluxNetworks, workflow.GetInfo(ctx).WorkflowExecution.ID).Get(ctx, &res); err != nil {
-		return ModuleResult{}, err
+	var res contract.NetworksResult
+	if err := workflow.ExecuteActivity(actx, contract.UpdateFluxNetworksActivity, workflow.GetInfo(ctx).WorkflowExecution.ID).Get(ctx, &res); err != nil {
+		return contract.ModuleResult{}, err
 	}
-	summary := fmt.Sprintf("%d flux networks; %s: %d listed (+%d -%d)", res.Networks, activities.FluxAgentsSource,
+	summary := fmt.Sprintf("%d flux networks; %s: %d listed (+%d -%d)", res.Networks, contract.FluxAgentsSource,
 		res.Listed.Entries, res.Listed.Added, res.Listed.Removed)
 	if len(res.Largest) > 0 {
 		summary += "; largest: " + strings.Join(res.Largest, ", ")
 	}
-	return ModuleResult{Summary: summary}, nil
+	return contract.ModuleResult{Summary: summary}, nil
 }
-
-// Signals and the query of a flux monitor.
-const (
-	SignalFluxPause       = "pause"
-	SignalFluxResume      = "resume"
-	SignalFluxStop        = "stop"
-	SignalFluxSetInterval = "set-interval" // a time.Duration; 0 returns to the TTL-driven cadence
-	QueryFluxState        = "state"
-)
 
 // Monitor tuning.
 const (
@@ -239,54 +223,11 @@ const (
 	maxStableSlowdown = 8   // a stable monitor checks at most this many times less often
 )
 
-// MonitorInput starts a monitor (activities.MonitorStart is its first input, the
-// same JSON without State); continue-as-new carries State.
-type MonitorInput struct {
-	Domain string                   `json:"domain"`
-	Config activities.MonitorConfig `json:"config"`
-	State  *MonitorState            `json:"state,omitempty"`
-}
-
-// MonitorState is what a monitor carries across continue-as-new: compact and
-// bounded (flux.Metrics bounds its sets and windows).
-type MonitorState struct {
-	Origin   string        `json:"origin"`
-	Started  time.Time     `json:"started"`
-	Metrics  flux.Metrics  `json:"metrics"`
-	Paused   bool          `json:"paused,omitempty"`
-	Interval time.Duration `json:"interval,omitempty"` // set-interval; 0: TTL-driven
-	Stable   int           `json:"stable,omitempty"`   // checks in a row without a new address
-	Checks   int           `json:"checks"`
-	Next     time.Time     `json:"next,omitzero"`      // the next check is due
-	State    string        `json:"state"`              // watching, stable, paused
-	Recorded string        `json:"recorded,omitempty"` // the state last recorded in PostgreSQL
-}
-
-// MonitorStatus answers the state query.
-type MonitorStatus struct {
-	Domain   string        `json:"domain"`
-	State    string        `json:"state"`
-	Origin   string        `json:"origin,omitempty"`
-	Started  time.Time     `json:"started"`
-	Checks   int           `json:"checks"`
-	Next     time.Time     `json:"next,omitzero"`
-	Interval time.Duration `json:"interval"`         // the cadence now
-	Pinned   bool          `json:"pinned,omitempty"` // set by set-interval
-	Summary  flux.Summary  `json:"summary"`
-}
-
-// MonitorResult is how a monitor ended.
-type MonitorResult struct {
-	Domain  string       `json:"domain"`
-	Reason  string       `json:"reason"`
-	Summary flux.Summary `json:"summary"`
-}
-
 // monitor is one FluxMonitor run's working state.
 type monitor struct {
 	domain string
-	cfg    activities.MonitorConfig
-	st     MonitorState
+	cfg    contract.MonitorConfig
+	st     contract.MonitorState
 	stop   string       // why the monitor ends; "" while it runs
 	sum    flux.Summary // of the metrics as they stand: set at start, after each check
 	// pauseKept: this run records pauses and ends paused monitors with their
@@ -310,12 +251,12 @@ type monitor struct {
 // ends itself with a final summary after NXDomainFor of NXDOMAIN or its
 // Lifetime. It continues as new when the server suggests it (or every
 // maxChecksPerRun checks), after draining the signals received.
-func FluxMonitor(ctx workflow.Context, in MonitorInput) (MonitorResult, error) {
+func FluxMonitor(ctx workflow.Context, in contract.MonitorInput) (contract.MonitorResult, error) {
 	m := &monitor{domain: in.Domain, cfg: in.Config, publishVersion: -2}
 	if in.State != nil {
 		m.st = *in.State
 	} else {
-		m.st = MonitorState{Started: workflow.Now(ctx), State: storage.MonitorWatching, Next: workflow.Now(ctx)}
+		m.st = contract.MonitorState{Started: workflow.Now(ctx), State: contract.MonitorWatching, Next: workflow.Now(ctx)}
 	}
 	m.actx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
@@ -326,17 +267,17 @@ func FluxMonitor(ctx workflow.Context, in MonitorInput) (MonitorResult, error) {
 		StartToCloseTimeout:    30 * time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumInterval: time.Minute},
 	})
-	if err := workflow.SetQueryHandler(ctx, QueryFluxState, func() (MonitorStatus, error) {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryFluxState, func() (contract.MonitorStatus, error) {
 		return m.status(workflow.Now(ctx)), nil
 	}); err != nil {
-		return MonitorResult{}, err
+		return contract.MonitorResult{}, err
 	}
 	m.signals = m.signalChannels(ctx)
 	if m.st.Recorded == "" { // a new monitor: its row says so before its first check
-		if err := workflow.ExecuteActivity(m.actx, a.SetMonitorState, m.domain, storage.MonitorWatching, (*flux.Summary)(nil)).Get(ctx, nil); err != nil {
-			return MonitorResult{}, err
+		if err := workflow.ExecuteActivity(m.actx, contract.SetMonitorStateActivity, m.domain, contract.MonitorWatching, (*flux.Summary)(nil)).Get(ctx, nil); err != nil {
+			return contract.MonitorResult{}, err
 		}
-		m.st.Recorded = storage.MonitorWatching
+		m.st.Recorded = contract.MonitorWatching
 	}
 	m.sum = m.st.Metrics.Summary(workflow.Now(ctx))
 	m.publish(ctx)
@@ -348,7 +289,7 @@ func FluxMonitor(ctx workflow.Context, in MonitorInput) (MonitorResult, error) {
 		now := workflow.Now(ctx)
 		if m.st.Paused {
 			if err := m.paused(ctx, now); err != nil {
-				return MonitorResult{}, err
+				return contract.MonitorResult{}, err
 			}
 			if m.stop != "" {
 				continue
@@ -356,7 +297,7 @@ func FluxMonitor(ctx workflow.Context, in MonitorInput) (MonitorResult, error) {
 		}
 		if !m.st.Paused && !now.Before(m.st.Next) {
 			if err := m.check(ctx); err != nil {
-				return MonitorResult{}, err
+				return contract.MonitorResult{}, err
 			}
 			checks++
 			m.publish(ctx)
@@ -367,8 +308,8 @@ func FluxMonitor(ctx workflow.Context, in MonitorInput) (MonitorResult, error) {
 			if m.stop != "" {
 				continue
 			}
-			return MonitorResult{}, workflow.NewContinueAsNewError(ctx, FluxMonitor,
-				MonitorInput{Domain: m.domain, Config: m.cfg, State: &m.st})
+			return contract.MonitorResult{}, workflow.NewContinueAsNewError(ctx, FluxMonitor,
+				contract.MonitorInput{Domain: m.domain, Config: m.cfg, State: &m.st})
 		}
 		m.wait(ctx, now)
 	}
@@ -383,29 +324,29 @@ func (m *monitor) signalChannels(ctx workflow.Context) []signal {
 		return signal{workflow.GetSignalChannel(ctx, name), apply}
 	}
 	return []signal{
-		on(activities.SignalWatch, func(ch workflow.ReceiveChannel) bool {
-			var req activities.WatchRequest
+		on(contract.SignalFluxWatch, func(ch workflow.ReceiveChannel) bool {
+			var req contract.WatchRequest
 			ok, _ := ch.ReceiveAsyncWithMoreFlag(&req)
 			if ok && m.st.Origin == "" {
 				m.st.Origin = req.Origin
 			}
 			return ok
 		}),
-		on(SignalFluxPause, func(ch workflow.ReceiveChannel) bool {
+		on(contract.SignalFluxPause, func(ch workflow.ReceiveChannel) bool {
 			ok := ch.ReceiveAsync(nil)
 			if ok {
 				m.st.Paused = true
 			}
 			return ok
 		}),
-		on(SignalFluxResume, func(ch workflow.ReceiveChannel) bool {
+		on(contract.SignalFluxResume, func(ch workflow.ReceiveChannel) bool {
 			ok := ch.ReceiveAsync(nil)
 			if ok && m.st.Paused {
 				m.st.Paused, m.st.Next = false, workflow.Now(ctx)
 			}
 			return ok
 		}),
-		on(SignalFluxStop, func(ch workflow.ReceiveChannel) bool {
+		on(contract.SignalFluxStop, func(ch workflow.ReceiveChannel) bool {
 			var why string
 			ok := ch.ReceiveAsync(&why)
 			if ok {
@@ -416,7 +357,7 @@ func (m *monitor) signalChannels(ctx workflow.Context) []signal {
 			}
 			return ok
 		}),
-		on(SignalFluxSetInterval, func(ch workflow.ReceiveChannel) bool {
+		on(contract.SignalFluxSetInterval, func(ch workflow.ReceiveChannel) bool {
 			var d time.Duration
 			if !ch.ReceiveAsync(&d) {
 				return false
@@ -443,13 +384,13 @@ func (m *monitor) paused(ctx workflow.Context, now time.Time) error {
 		m.stop = fmt.Sprintf("lifetime of %s over", m.cfg.Lifetime)
 		return nil
 	}
-	if m.st.Recorded == storage.MonitorPaused {
+	if m.st.Recorded == contract.MonitorPaused {
 		return nil
 	}
-	if err := workflow.ExecuteActivity(m.actx, a.SetMonitorState, m.domain, storage.MonitorPaused, &m.sum).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(m.actx, contract.SetMonitorStateActivity, m.domain, contract.MonitorPaused, &m.sum).Get(ctx, nil); err != nil {
 		return err
 	}
-	m.st.Recorded = storage.MonitorPaused
+	m.st.Recorded = contract.MonitorPaused
 	m.publish(ctx)
 	return nil
 }
@@ -489,7 +430,7 @@ func (m *monitor) drain(ctx workflow.Context) {
 // check resolves the domain (a local activity that also records the observation),
 // folds the answer into the metrics, and sets the next check.
 func (m *monitor) check(ctx workflow.Context) error {
-	in := activities.CheckInput{Domain: m.domain, Due: m.st.Next}
+	in := contract.CheckInput{Domain: m.domain, Due: m.st.Next}
 	state := m.st.State
 	if state != m.st.Recorded {
 		in.State = state
@@ -499,7 +440,7 @@ func (m *monitor) check(ctx workflow.Context) error {
 		in.Summary = &sum
 	}
 	var o flux.Observation
-	if err := workflow.ExecuteLocalActivity(m.lactx, a.CheckDomain, in).Get(ctx, &o); err != nil {
+	if err := workflow.ExecuteLocalActivity(m.lactx, contract.CheckDomainActivity, in).Get(ctx, &o); err != nil {
 		// A check that could not run or be recorded (the database away for
 		// minutes) is skipped, not the end of a monitor that runs for months.
 		workflow.GetLogger(ctx).Warn("flux check failed; next at the usual cadence", "domain", m.domain, "err", err)
@@ -519,9 +460,9 @@ func (m *monitor) check(ctx workflow.Context) error {
 	} else if o.Answered() {
 		m.st.Stable = 0
 	}
-	m.st.State = storage.MonitorWatching
+	m.st.State = contract.MonitorWatching
 	if m.st.Stable >= stableAfter {
-		m.st.State = storage.MonitorStable
+		m.st.State = contract.MonitorStable
 	}
 	switch {
 	case m.cfg.NXDomainFor > 0 && m.st.Metrics.NXDomainFor(now) >= m.cfg.NXDomainFor:
@@ -569,7 +510,7 @@ type published struct {
 func (m *monitor) publish(ctx workflow.Context) {
 	p := published{state: m.st.State, score: m.sum.Score, ips: int64(m.sum.IPs)}
 	if m.st.Paused {
-		p.state = storage.MonitorPaused
+		p.state = contract.MonitorPaused
 	}
 	if m.publishVersion == -2 {
 		m.publishVersion = workflow.GetVersion(ctx, "flux-publish-changes", workflow.DefaultVersion, 1)
@@ -585,26 +526,26 @@ func (m *monitor) publish(ctx workflow.Context) {
 }
 
 // status is the answer to the state query.
-func (m *monitor) status(now time.Time) MonitorStatus {
+func (m *monitor) status(now time.Time) contract.MonitorStatus {
 	state := m.st.State
 	if m.st.Paused {
-		state = storage.MonitorPaused
+		state = contract.MonitorPaused
 	}
 	next := m.st.Next
 	if m.st.Paused {
 		next = time.Time{}
 	}
-	return MonitorStatus{Domain: m.domain, State: state, Origin: m.st.Origin, Started: m.st.Started, Checks: m.st.Checks,
+	return contract.MonitorStatus{Domain: m.domain, State: state, Origin: m.st.Origin, Started: m.st.Started, Checks: m.st.Checks,
 		Next: next, Interval: m.interval(m.st.Metrics.MedianTTL()), Pinned: m.st.Interval > 0, Summary: m.st.Metrics.Summary(now)}
 }
 
 // finish records the final summary and ends the monitor.
-func (m *monitor) finish(ctx workflow.Context) (MonitorResult, error) {
+func (m *monitor) finish(ctx workflow.Context) (contract.MonitorResult, error) {
 	sum := m.st.Metrics.Summary(workflow.Now(ctx))
-	if err := workflow.ExecuteActivity(m.actx, a.SetMonitorState, m.domain, storage.MonitorStopped, &sum).Get(ctx, nil); err != nil {
-		return MonitorResult{}, err
+	if err := workflow.ExecuteActivity(m.actx, contract.SetMonitorStateActivity, m.domain, contract.MonitorStopped, &sum).Get(ctx, nil); err != nil {
+		return contract.MonitorResult{}, err
 	}
-	_ = workflow.UpsertTypedSearchAttributes(ctx, FluxState.ValueSet(storage.MonitorStopped))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, FluxState.ValueSet(contract.MonitorStopped))
 	workflow.GetLogger(ctx).Info("flux monitor ended", "domain", m.domain, "reason", m.stop, "ips", sum.IPs, "checks", m.st.Checks)
-	return MonitorResult{Domain: m.domain, Reason: m.stop, Summary: sum}, nil
+	return contract.MonitorResult{Domain: m.domain, Reason: m.stop, Summary: sum}, nil
 }

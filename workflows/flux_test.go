@@ -23,17 +23,17 @@ import (
 
 	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/flux"
-	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 const fluxDomain = "fast.flux.example"
 
 // monitorConfig is the configuration of the monitors under test: checks between
 // a minute and an hour apart, no end unless a test sets one.
-var monitorConfig = activities.MonitorConfig{MinCheck: time.Minute, MaxCheck: time.Hour}
+var monitorConfig = contract.MonitorConfig{MinCheck: time.Minute, MaxCheck: time.Hour}
 
-func monitorInput(cfg activities.MonitorConfig) MonitorInput {
-	return MonitorInput{Domain: fluxDomain, Config: cfg}
+func monitorInput(cfg contract.MonitorConfig) contract.MonitorInput {
+	return contract.MonitorInput{Domain: fluxDomain, Config: cfg}
 }
 
 // answerFunc is a fake DNS: what a resolution of the domain answers at a time.
@@ -104,8 +104,8 @@ type monitorRun struct {
 	env *testsuite.TestWorkflowEnvironment
 
 	mu     sync.Mutex
-	checks []activities.CheckInput // the local activity's inputs
-	times  []time.Time             // and when each ran
+	checks []contract.CheckInput // the local activity's inputs
+	times  []time.Time           // and when each ran
 	states []stateCall
 	fluxSA []string // the FluxState search attribute, as upserted
 	ipsSA  []int64  // the FluxIPs search attribute, as upserted
@@ -130,7 +130,7 @@ func newMonitorRun(t *testing.T, start time.Time, dns answerFunc) *monitorRun {
 	env.RegisterActivity(&activities.Activities{})
 	r := &monitorRun{t: t, env: env}
 	env.OnActivity(a.CheckDomain, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.CheckInput) (flux.Observation, error) {
+		func(_ context.Context, in contract.CheckInput) (flux.Observation, error) {
 			now := env.Now()
 			if r.fail != nil {
 				if err := r.fail(now); err != nil {
@@ -177,21 +177,21 @@ func newMonitorRun(t *testing.T, start time.Time, dns answerFunc) *monitorRun {
 func (r *monitorRun) at(d time.Duration, fn func()) { at(r.env, d, fn) }
 
 // query is the answer to the state query.
-func (r *monitorRun) query() MonitorStatus {
+func (r *monitorRun) query() contract.MonitorStatus {
 	r.t.Helper()
-	v, err := r.env.QueryWorkflow(QueryFluxState)
+	v, err := r.env.QueryWorkflow(contract.QueryFluxState)
 	if err != nil {
-		r.t.Fatalf("query %s: %v", QueryFluxState, err)
+		r.t.Fatalf("query %s: %v", contract.QueryFluxState, err)
 	}
-	var st MonitorStatus
+	var st contract.MonitorStatus
 	if err := v.Get(&st); err != nil {
-		r.t.Fatalf("decode %s: %v", QueryFluxState, err)
+		r.t.Fatalf("decode %s: %v", contract.QueryFluxState, err)
 	}
 	return st
 }
 
 // queryAt keeps the state query's answer at d after the start.
-func (r *monitorRun) queryAt(d time.Duration, into *MonitorStatus) {
+func (r *monitorRun) queryAt(d time.Duration, into *contract.MonitorStatus) {
 	r.at(d, func() { *into = r.query() })
 }
 
@@ -202,7 +202,7 @@ func (r *monitorRun) checkTimes() []time.Time {
 }
 
 // checkInputs are the inputs of the checks the run made.
-func (r *monitorRun) checkInputs() []activities.CheckInput {
+func (r *monitorRun) checkInputs() []contract.CheckInput {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.checks)
@@ -223,7 +223,7 @@ func (r *monitorRun) fluxStates() []string {
 
 // run executes the monitor and returns how it ended: its result, or the input
 // of the run it continued as.
-func (r *monitorRun) run(in MonitorInput) (*MonitorResult, *MonitorInput) {
+func (r *monitorRun) run(in contract.MonitorInput) (*contract.MonitorResult, *contract.MonitorInput) {
 	r.t.Helper()
 	r.env.ExecuteWorkflow(FluxMonitor, in)
 	if !r.env.IsWorkflowCompleted() {
@@ -233,10 +233,10 @@ func (r *monitorRun) run(in MonitorInput) (*MonitorResult, *MonitorInput) {
 	var can *workflow.ContinueAsNewError
 	switch {
 	case errors.As(err, &can):
-		if can.WorkflowType.Name != activities.MonitorWorkflow {
-			r.t.Fatalf("continued as %s, want %s", can.WorkflowType.Name, activities.MonitorWorkflow)
+		if can.WorkflowType.Name != contract.FluxMonitorWorkflow {
+			r.t.Fatalf("continued as %s, want %s", can.WorkflowType.Name, contract.FluxMonitorWorkflow)
 		}
-		var next MonitorInput
+		var next contract.MonitorInput
 		if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
 			r.t.Fatalf("decode continue-as-new input: %v", err)
 		}
@@ -244,7 +244,7 @@ func (r *monitorRun) run(in MonitorInput) (*MonitorResult, *MonitorInput) {
 	case err != nil:
 		r.t.Fatalf("monitor failed: %v", err)
 	}
-	var res MonitorResult
+	var res contract.MonitorResult
 	if err := r.env.GetWorkflowResult(&res); err != nil {
 		r.t.Fatal(err)
 	}
@@ -252,9 +252,9 @@ func (r *monitorRun) run(in MonitorInput) (*MonitorResult, *MonitorInput) {
 }
 
 // runFor executes the monitor, stops it (stop signal) at d, and returns its result.
-func (r *monitorRun) runFor(in MonitorInput, d time.Duration) MonitorResult {
+func (r *monitorRun) runFor(in contract.MonitorInput, d time.Duration) contract.MonitorResult {
 	r.t.Helper()
-	r.at(d, send(r.env, SignalFluxStop, "test over"))
+	r.at(d, send(r.env, contract.SignalFluxStop, "test over"))
 	res, next := r.run(in)
 	if res == nil {
 		r.t.Fatalf("continued as new after %d checks, want the stop signal to end the run", next.State.Checks)
@@ -265,14 +265,14 @@ func (r *monitorRun) runFor(in MonitorInput, d time.Duration) MonitorResult {
 // monitorLife is a monitor followed through its continue-as-new runs to its end.
 type monitorLife struct {
 	runs   []*monitorRun
-	inputs []MonitorInput // each run's input
-	result MonitorResult
+	inputs []contract.MonitorInput // each run's input
+	result contract.MonitorResult
 	end    time.Time
 }
 
 // live runs a monitor from t0, continuing as new as it asks, until it ends by
 // itself (at most maxRuns runs).
-func live(t *testing.T, in MonitorInput, dns answerFunc, maxRuns int) monitorLife {
+func live(t *testing.T, in contract.MonitorInput, dns answerFunc, maxRuns int) monitorLife {
 	t.Helper()
 	var l monitorLife
 	start := t0
@@ -299,8 +299,8 @@ func (l monitorLife) checkTimes() []time.Time {
 	return out
 }
 
-func (l monitorLife) checkInputs() []activities.CheckInput {
-	var out []activities.CheckInput
+func (l monitorLife) checkInputs() []contract.CheckInput {
+	var out []contract.CheckInput
 	for _, r := range l.runs {
 		out = append(out, r.checkInputs()...)
 	}
@@ -368,10 +368,10 @@ func sameJSON(t *testing.T, what string, got, want any) {
 
 // checkStopped checks how a monitor ended: the stopped state recorded once,
 // last, with the final summary the result carries, and shown in FluxState.
-func checkStopped(t *testing.T, last *monitorRun, calls []stateCall, res MonitorResult, checks int) {
+func checkStopped(t *testing.T, last *monitorRun, calls []stateCall, res contract.MonitorResult, checks int) {
 	t.Helper()
-	if len(calls) == 0 || calls[len(calls)-1].state != storage.MonitorStopped {
-		t.Fatalf("SetMonitorState calls %+v, want the last to record %s", calls, storage.MonitorStopped)
+	if len(calls) == 0 || calls[len(calls)-1].state != contract.MonitorStopped {
+		t.Fatalf("SetMonitorState calls %+v, want the last to record %s", calls, contract.MonitorStopped)
 	}
 	final := calls[len(calls)-1].summary
 	if final == nil {
@@ -381,8 +381,8 @@ func checkStopped(t *testing.T, last *monitorRun, calls []stateCall, res Monitor
 	if res.Domain != fluxDomain || final.Observations != checks {
 		t.Errorf("result for %q with %d observations, want %q and %d", res.Domain, final.Observations, fluxDomain, checks)
 	}
-	if sa := last.fluxStates(); len(sa) == 0 || sa[len(sa)-1] != storage.MonitorStopped {
-		t.Errorf("FluxState search attribute went %v, want it to end %s", sa, storage.MonitorStopped)
+	if sa := last.fluxStates(); len(sa) == 0 || sa[len(sa)-1] != contract.MonitorStopped {
+		t.Errorf("FluxState search attribute went %v, want it to end %s", sa, contract.MonitorStopped)
 	}
 }
 
@@ -440,20 +440,20 @@ func TestFluxMonitorStartsFromTriagesInput(t *testing.T) {
 	cfg := monitorConfig
 	cfg.MinCheck = 2 * time.Minute
 	r := newMonitorRun(t, t0, rotating(10))
-	r.at(0, send(r.env, activities.SignalWatch, activities.WatchRequest{Origin: SpamModule}))
-	var st MonitorStatus
+	r.at(0, send(r.env, contract.SignalFluxWatch, contract.WatchRequest{Origin: contract.SpamModule}))
+	var st contract.MonitorStatus
 	r.queryAt(31*time.Minute, &st)
-	r.at(61*time.Minute, send(r.env, SignalFluxStop, "test over"))
-	r.env.ExecuteWorkflow(activities.MonitorWorkflow, activities.MonitorStart{Domain: fluxDomain, Config: cfg})
-	var res MonitorResult
+	r.at(61*time.Minute, send(r.env, contract.SignalFluxStop, "test over"))
+	r.env.ExecuteWorkflow(contract.FluxMonitorWorkflow, contract.MonitorInput{Domain: fluxDomain, Config: cfg})
+	var res contract.MonitorResult
 	if err := r.env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := offsets(r.checkTimes()), every(0, time.Hour, 2*time.Minute); !slices.Equal(got, want) {
 		t.Errorf("checks at %v, want every MinCheck: %v", got, want)
 	}
-	if st.Domain != fluxDomain || st.Origin != SpamModule || st.Checks != 16 || st.Summary.IPs != 80 {
-		t.Errorf("state %+v, want %s from %s, 16 checks and 80 IPs", st, fluxDomain, SpamModule)
+	if st.Domain != fluxDomain || st.Origin != contract.SpamModule || st.Checks != 16 || st.Summary.IPs != 80 {
+		t.Errorf("state %+v, want %s from %s, 16 checks and 80 IPs", st, fluxDomain, contract.SpamModule)
 	}
 	checkStopped(t, r, r.stateCalls(), res, 31)
 }
@@ -461,21 +461,21 @@ func TestFluxMonitorStartsFromTriagesInput(t *testing.T) {
 func TestFluxMonitorStateFollowsStabilityPauseAndSetInterval(t *testing.T) {
 	r := newMonitorRun(t, t0, steady(300))
 	m := func(x float64) time.Duration { return time.Duration(x * float64(time.Minute)) }
-	var watching, stable, paused, resumed, pinned, clamped, unpinned, capped MonitorStatus
-	r.at(m(1), send(r.env, activities.SignalWatch, activities.WatchRequest{Origin: SpamModule}))
+	var watching, stable, paused, resumed, pinned, clamped, unpinned, capped contract.MonitorStatus
+	r.at(m(1), send(r.env, contract.SignalFluxWatch, contract.WatchRequest{Origin: contract.SpamModule}))
 	r.queryAt(m(32), &watching)
 	r.queryAt(m(62), &stable)
-	r.at(m(182), send(r.env, SignalFluxPause, nil))
+	r.at(m(182), send(r.env, contract.SignalFluxPause, nil))
 	r.queryAt(m(183), &paused)
-	r.at(m(302), send(r.env, SignalFluxResume, nil))
+	r.at(m(302), send(r.env, contract.SignalFluxResume, nil))
 	r.queryAt(m(303), &resumed)
-	r.at(m(365), send(r.env, SignalFluxSetInterval, 7*time.Minute))
+	r.at(m(365), send(r.env, contract.SignalFluxSetInterval, 7*time.Minute))
 	r.queryAt(m(366), &pinned)
-	r.at(m(485), send(r.env, SignalFluxSetInterval, 5*time.Second)) // below MinCheck
+	r.at(m(485), send(r.env, contract.SignalFluxSetInterval, 5*time.Second)) // below MinCheck
 	r.queryAt(m(485.5), &clamped)
-	r.at(m(545.5), send(r.env, SignalFluxSetInterval, time.Duration(0))) // back to the TTLs
+	r.at(m(545.5), send(r.env, contract.SignalFluxSetInterval, time.Duration(0))) // back to the TTLs
 	r.queryAt(m(546), &unpinned)
-	r.at(m(650), send(r.env, SignalFluxSetInterval, 7*24*time.Hour)) // above MaxCheck
+	r.at(m(650), send(r.env, contract.SignalFluxSetInterval, 7*24*time.Hour)) // above MaxCheck
 	r.queryAt(m(651), &capped)
 	res := r.runFor(monitorInput(monitorConfig), m(750))
 
@@ -496,30 +496,30 @@ func TestFluxMonitorStateFollowsStabilityPauseAndSetInterval(t *testing.T) {
 	at := func(x float64) time.Time { return t0.Add(m(x)) }
 	for _, c := range []struct {
 		name   string
-		got    MonitorStatus
+		got    contract.MonitorStatus
 		state  string
 		checks int
 		next   time.Time
 		every  time.Duration
 		pinned bool
 	}{
-		{"after 7 checks", watching, storage.MonitorWatching, 7, at(35), m(5), false},
-		{"after 13 checks", stable, storage.MonitorStable, 13, at(70), m(10), false},
-		{"paused", paused, storage.MonitorPaused, 25, time.Time{}, m(20), false},
-		{"resumed", resumed, storage.MonitorStable, 26, at(322), m(20), false},
-		{"set-interval 7m", pinned, storage.MonitorStable, 29, at(372), m(7), true},
-		{"set-interval 5s", clamped, storage.MonitorStable, 46, at(486), m(1), true},
-		{"set-interval 0", unpinned, storage.MonitorStable, 106, at(585.5), m(40), false},
-		{"set-interval a week", capped, storage.MonitorStable, 108, at(710), m(60), true},
+		{"after 7 checks", watching, contract.MonitorWatching, 7, at(35), m(5), false},
+		{"after 13 checks", stable, contract.MonitorStable, 13, at(70), m(10), false},
+		{"paused", paused, contract.MonitorPaused, 25, time.Time{}, m(20), false},
+		{"resumed", resumed, contract.MonitorStable, 26, at(322), m(20), false},
+		{"set-interval 7m", pinned, contract.MonitorStable, 29, at(372), m(7), true},
+		{"set-interval 5s", clamped, contract.MonitorStable, 46, at(486), m(1), true},
+		{"set-interval 0", unpinned, contract.MonitorStable, 106, at(585.5), m(40), false},
+		{"set-interval a week", capped, contract.MonitorStable, 108, at(710), m(60), true},
 	} {
 		st := c.got
 		if st.Domain != fluxDomain || st.State != c.state || st.Checks != c.checks || !st.Next.Equal(c.next) ||
 			st.Interval != c.every || st.Pinned != c.pinned {
 			t.Errorf("%s: state %+v,\nwant %s, %d checks, next %s, every %s, pinned %v", c.name, st, c.state, c.checks, c.next, c.every, c.pinned)
 		}
-		if st.Origin != SpamModule || !st.Started.Equal(t0) || st.Summary.IPs != 3 || st.Summary.Observations != st.Checks {
+		if st.Origin != contract.SpamModule || !st.Started.Equal(t0) || st.Summary.IPs != 3 || st.Summary.Observations != st.Checks {
 			t.Errorf("%s: origin %q, started %s, %d IPs in %d observations; want %s, %s, 3 IPs, one observation a check",
-				c.name, st.Origin, st.Started, st.Summary.IPs, st.Summary.Observations, SpamModule, t0)
+				c.name, st.Origin, st.Started, st.Summary.IPs, st.Summary.Observations, contract.SpamModule, t0)
 		}
 	}
 	if res.Reason != "stopped by hand: test over" {
@@ -577,7 +577,7 @@ func TestFluxMonitorOverThreeMonths(t *testing.T) {
 	// The row says watching before the first check, and stopped with the
 	// final summary at the end; the state change between rides on a check.
 	calls := l.stateCalls()
-	if len(calls) != 2 || calls[0].state != storage.MonitorWatching || calls[0].summary != nil || !calls[0].at.Equal(t0) {
+	if len(calls) != 2 || calls[0].state != contract.MonitorWatching || calls[0].summary != nil || !calls[0].at.Equal(t0) {
 		t.Errorf("SetMonitorState calls %+v, want watching at t0, then stopped", calls)
 	}
 	checkStopped(t, l.runs[len(l.runs)-1], calls, l.result, n)
@@ -585,7 +585,7 @@ func TestFluxMonitorOverThreeMonths(t *testing.T) {
 	for i, in := range inputs {
 		wantState := ""
 		if i == 577+12 { // the check after the 12th without a new address
-			wantState = storage.MonitorStable
+			wantState = contract.MonitorStable
 		}
 		if in.State != wantState || (in.Summary != nil) != (i%summaryEvery == 0 || in.State != "") || !in.Due.Equal(times[i]) {
 			t.Fatalf("check %d at +%s records state %q, summary %v, due +%s; want state %q, a summary every %d checks",
@@ -604,33 +604,33 @@ func TestFluxMonitorStopRules(t *testing.T) {
 	day := 24 * time.Hour
 	cases := []struct {
 		name    string
-		cfg     func(*activities.MonitorConfig)
+		cfg     func(*contract.MonitorConfig)
 		dns     answerFunc
 		signals func(r *monitorRun)
 		reason  string
 		end     time.Duration
 	}{
 		{"NXDOMAIN for NXDomainFor: taken down",
-			func(c *activities.MonitorConfig) { c.NXDomainFor = 3 * day; c.Lifetime = 90 * day },
+			func(c *contract.MonitorConfig) { c.NXDomainFor = 3 * day; c.Lifetime = 90 * day },
 			switchAt(t0.Add(day), rotating(300), nxdomain), nil,
 			"NXDOMAIN for 72h0m0s: taken down", 4 * day},
 		{"NXDOMAIN shorter than NXDomainFor: lives on to its lifetime",
-			func(c *activities.MonitorConfig) { c.NXDomainFor = 3 * day; c.Lifetime = 5 * day },
+			func(c *contract.MonitorConfig) { c.NXDomainFor = 3 * day; c.Lifetime = 5 * day },
 			switchAt(t0.Add(3*day), switchAt(t0.Add(day), rotating(900), nxdomain), rotating(900)), nil,
 			"lifetime of 120h0m0s over", 5 * day},
 		{"lifetime",
-			func(c *activities.MonitorConfig) { c.Lifetime = 10 * day },
+			func(c *contract.MonitorConfig) { c.Lifetime = 10 * day },
 			rotating(3600), nil,
 			"lifetime of 240h0m0s over", 10 * day},
 		{"stop signal",
-			func(c *activities.MonitorConfig) { c.Lifetime = 10 * day },
-			rotating(300), func(r *monitorRun) { r.at(182*time.Minute, send(r.env, SignalFluxStop, "false positive")) },
+			func(c *contract.MonitorConfig) { c.Lifetime = 10 * day },
+			rotating(300), func(r *monitorRun) { r.at(182*time.Minute, send(r.env, contract.SignalFluxStop, "false positive")) },
 			"stopped by hand: false positive", 182 * time.Minute},
 		{"stop signal without a reason, while paused",
-			func(c *activities.MonitorConfig) { c.Lifetime = 10 * day },
+			func(c *contract.MonitorConfig) { c.Lifetime = 10 * day },
 			rotating(300), func(r *monitorRun) {
-				r.at(62*time.Minute, send(r.env, SignalFluxPause, nil))
-				r.at(5*time.Hour, send(r.env, SignalFluxStop, nil))
+				r.at(62*time.Minute, send(r.env, contract.SignalFluxPause, nil))
+				r.at(5*time.Hour, send(r.env, contract.SignalFluxStop, nil))
 			},
 			"stopped by hand", 5 * time.Hour},
 	}
@@ -673,9 +673,9 @@ func TestFluxMonitorContinuesAsNewWithTheSignalsInFlight(t *testing.T) {
 	// arriving while that check runs; the server's suggestion, with two signals
 	// in one workflow task (the first wakes the monitor, the second waits in its
 	// channel). Either way no signal is lost: it is drained into the carried state.
-	pause := sig{SignalFluxPause, nil}
-	pin := sig{SignalFluxSetInterval, 20 * time.Minute}
-	watch := sig{activities.SignalWatch, activities.WatchRequest{Origin: "agents"}}
+	pause := sig{contract.SignalFluxPause, nil}
+	pin := sig{contract.SignalFluxSetInterval, 20 * time.Minute}
+	watch := sig{contract.SignalFluxWatch, contract.WatchRequest{Origin: "agents"}}
 	suggestAt := 182 * time.Minute
 	cases := []struct {
 		name     string
@@ -692,17 +692,17 @@ func TestFluxMonitorContinuesAsNewWithTheSignalsInFlight(t *testing.T) {
 		recorded string
 	}{
 		{"500 checks", false, nil,
-			500, t0.Add(499 * 5 * time.Minute), false, 0, "", t0.Add(500 * 5 * time.Minute), storage.MonitorWatching},
+			500, t0.Add(499 * 5 * time.Minute), false, 0, "", t0.Add(500 * 5 * time.Minute), contract.MonitorWatching},
 		{"500 checks, pause, set-interval and watch during the last", false, []sig{pause, pin, watch},
-			500, t0.Add(499 * 5 * time.Minute), true, 20 * time.Minute, "agents", t0.Add(499*5*time.Minute + 20*time.Minute), storage.MonitorWatching},
-		{"suggested", true, []sig{{SignalFluxResume, nil}},
-			37, t0.Add(suggestAt), false, 0, "", t0.Add(185 * time.Minute), storage.MonitorWatching},
+			500, t0.Add(499 * 5 * time.Minute), true, 20 * time.Minute, "agents", t0.Add(499*5*time.Minute + 20*time.Minute), contract.MonitorWatching},
+		{"suggested", true, []sig{{contract.SignalFluxResume, nil}},
+			37, t0.Add(suggestAt), false, 0, "", t0.Add(185 * time.Minute), contract.MonitorWatching},
 		{"suggested, with pause and set-interval", true, []sig{pause, pin},
-			37, t0.Add(suggestAt), true, 20 * time.Minute, "", t0.Add(suggestAt + 20*time.Minute), storage.MonitorPaused},
+			37, t0.Add(suggestAt), true, 20 * time.Minute, "", t0.Add(suggestAt + 20*time.Minute), contract.MonitorPaused},
 		{"suggested, with set-interval and pause", true, []sig{pin, pause},
-			37, t0.Add(suggestAt), true, 20 * time.Minute, "", t0.Add(suggestAt + 20*time.Minute), storage.MonitorWatching},
+			37, t0.Add(suggestAt), true, 20 * time.Minute, "", t0.Add(suggestAt + 20*time.Minute), contract.MonitorWatching},
 		{"suggested, with watch and pause", true, []sig{watch, pause},
-			37, t0.Add(suggestAt), true, 0, "agents", t0.Add(185 * time.Minute), storage.MonitorWatching},
+			37, t0.Add(suggestAt), true, 0, "agents", t0.Add(185 * time.Minute), contract.MonitorWatching},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -731,7 +731,7 @@ func TestFluxMonitorContinuesAsNewWithTheSignalsInFlight(t *testing.T) {
 					}
 				}
 			}
-			r.at(100*24*time.Hour, send(r.env, SignalFluxStop, "test over")) // so that a failure ends
+			r.at(100*24*time.Hour, send(r.env, contract.SignalFluxStop, "test over")) // so that a failure ends
 			res, next := r.run(monitorInput(monitorConfig))
 			if res != nil {
 				t.Fatalf("ended (%q) after %d checks, want it to continue as new", res.Reason, len(r.checkTimes()))
@@ -748,7 +748,7 @@ func TestFluxMonitorContinuesAsNewWithTheSignalsInFlight(t *testing.T) {
 				t.Errorf("carried paused %v, interval %s, origin %q, next +%s; want %v, %s, %q, +%s",
 					st.Paused, st.Interval, st.Origin, st.Next.Sub(t0), c.paused, c.interval, c.origin, c.next.Sub(t0))
 			}
-			if !st.Started.Equal(t0) || st.State != storage.MonitorWatching || st.Recorded != c.recorded {
+			if !st.Started.Equal(t0) || st.State != contract.MonitorWatching || st.Recorded != c.recorded {
 				t.Errorf("carried started %s, state %q, recorded %q", st.Started, st.State, st.Recorded)
 			}
 			sameJSON(t, "carried metrics vs the fake's answers folded", st.Metrics, fold(dns, r.checkTimes()))
@@ -764,8 +764,8 @@ func TestFluxMonitorNextRunCarriesOn(t *testing.T) {
 	first := newMonitorRun(t, t0, dns)
 	first.duringCheck = func(n int) {
 		if n == maxChecksPerRun {
-			first.env.SignalWorkflowSkippingWorkflowTask(SignalFluxPause, nil)
-			first.env.SignalWorkflowSkippingWorkflowTask(SignalFluxSetInterval, 20*time.Minute)
+			first.env.SignalWorkflowSkippingWorkflowTask(contract.SignalFluxPause, nil)
+			first.env.SignalWorkflowSkippingWorkflowTask(contract.SignalFluxSetInterval, 20*time.Minute)
 		}
 	}
 	res, next := first.run(monitorInput(monitorConfig))
@@ -775,9 +775,9 @@ func TestFluxMonitorNextRunCarriesOn(t *testing.T) {
 	start := first.env.Now()
 
 	r := newMonitorRun(t, start, dns)
-	var paused, resumed MonitorStatus
+	var paused, resumed contract.MonitorStatus
 	r.queryAt(time.Minute, &paused)
-	r.at(time.Hour, send(r.env, SignalFluxResume, nil))
+	r.at(time.Hour, send(r.env, contract.SignalFluxResume, nil))
 	r.queryAt(61*time.Minute, &resumed)
 	final := r.runFor(*next, 185*time.Minute)
 
@@ -789,15 +789,15 @@ func TestFluxMonitorNextRunCarriesOn(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("checks at %v after the new run started, want %v", got, want)
 	}
-	if paused.State != storage.MonitorPaused || paused.Checks != 500 || !paused.Next.IsZero() {
+	if paused.State != contract.MonitorPaused || paused.Checks != 500 || !paused.Next.IsZero() {
 		t.Errorf("new run before resume: %+v", paused)
 	}
-	if resumed.State != storage.MonitorWatching || resumed.Checks != 501 || !resumed.Pinned || resumed.Interval != 20*time.Minute ||
+	if resumed.State != contract.MonitorWatching || resumed.Checks != 501 || !resumed.Pinned || resumed.Interval != 20*time.Minute ||
 		!resumed.Started.Equal(t0) {
 		t.Errorf("new run after resume: %+v", resumed)
 	}
 	calls := r.stateCalls()
-	if len(calls) != 2 || calls[0].state != storage.MonitorPaused || !calls[0].at.Equal(start) {
+	if len(calls) != 2 || calls[0].state != contract.MonitorPaused || !calls[0].at.Equal(start) {
 		t.Errorf("SetMonitorState calls in the new run %+v, want the pause at its start and the final one", calls)
 	}
 	checkStopped(t, r, calls[min(1, len(calls)-1):], final, 500+len(want))
@@ -811,15 +811,15 @@ type triageRun struct {
 	t   *testing.T
 	env *testsuite.TestWorkflowEnvironment
 	// What the mocks do.
-	plan       func(domains []string) activities.TriagePlan
+	plan       func(domains []string) contract.TriagePlan
 	answer     func(domain string, at time.Time) flux.Observation
 	resolveErr func(call int) error // the n-th ResolveDomains (from 1)
-	judge      func(in activities.AssessInput) (activities.TriageOutcome, error)
+	judge      func(in contract.AssessInput) (contract.TriageOutcome, error)
 
 	mu       sync.Mutex
 	planned  [][]string
 	resolved []resolveCall
-	assessed []activities.AssessInput
+	assessed []contract.AssessInput
 }
 
 type resolveCall struct {
@@ -835,17 +835,17 @@ func newTriageRun(t *testing.T) *triageRun {
 	env.RegisterWorkflow(FluxTriage)
 	env.RegisterActivity(&activities.Activities{})
 	r := &triageRun{t: t, env: env,
-		plan: func(ds []string) activities.TriagePlan {
-			return activities.TriagePlan{Due: ds, MaxWait: 10 * time.Minute}
+		plan: func(ds []string) contract.TriagePlan {
+			return contract.TriagePlan{Due: ds, MaxWait: 10 * time.Minute}
 		},
 		answer: func(d string, at time.Time) flux.Observation {
 			return flux.Observation{Domain: d, At: at, Status: flux.NoError, A: []flux.Record{agent(1, 300)}}
 		},
-		judge: func(in activities.AssessInput) (activities.TriageOutcome, error) {
-			return activities.TriageOutcome{Verdicts: map[flux.Verdict]int{flux.VerdictBenign: len(in.First)}}, nil
+		judge: func(in contract.AssessInput) (contract.TriageOutcome, error) {
+			return contract.TriageOutcome{Verdicts: map[flux.Verdict]int{flux.VerdictBenign: len(in.First)}}, nil
 		},
 	}
-	env.OnActivity(a.PlanTriage, mock.Anything, mock.Anything).Return(func(_ context.Context, ds []string) (activities.TriagePlan, error) {
+	env.OnActivity(a.PlanTriage, mock.Anything, mock.Anything).Return(func(_ context.Context, ds []string) (contract.TriagePlan, error) {
 		r.mu.Lock()
 		r.planned = append(r.planned, ds)
 		r.mu.Unlock()
@@ -868,7 +868,7 @@ func newTriageRun(t *testing.T) *triageRun {
 		}
 		return out, nil
 	})
-	env.OnActivity(a.AssessDomains, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AssessInput) (activities.TriageOutcome, error) {
+	env.OnActivity(a.AssessDomains, mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.AssessInput) (contract.TriageOutcome, error) {
 		r.mu.Lock()
 		r.assessed = append(r.assessed, in)
 		r.mu.Unlock()
@@ -877,10 +877,10 @@ func newTriageRun(t *testing.T) *triageRun {
 	return r
 }
 
-func (r *triageRun) run(events ...Event) ModuleResult {
+func (r *triageRun) run(events ...contract.Event) contract.ModuleResult {
 	r.t.Helper()
-	r.env.ExecuteWorkflow(FluxTriage, ModuleInput{Module: FluxTriageModule, Scheduled: t0, Events: events})
-	var res ModuleResult
+	r.env.ExecuteWorkflow(FluxTriage, contract.ModuleInput{Module: contract.FluxTriageModule, Scheduled: t0, Events: events})
+	var res contract.ModuleResult
 	if err := r.env.GetWorkflowResult(&res); err != nil {
 		r.t.Fatalf("triage failed: %v", err)
 	}
@@ -908,8 +908,8 @@ func TestFluxTriageResolvesEveryBatchThenAgainAfterTheLongestTTL(t *testing.T) {
 	r := newTriageRun(t)
 	reported := spamDomains(0, 260)
 	due := reported[10:] // the first ten were judged benign lately
-	r.plan = func([]string) activities.TriagePlan {
-		return activities.TriagePlan{Due: due, MaxWait: 10 * time.Minute}
+	r.plan = func([]string) contract.TriagePlan {
+		return contract.TriagePlan{Due: due, MaxWait: 10 * time.Minute}
 	}
 	// The batches' longest TTLs: 300 s; an hour (longer than MaxWait); none, as
 	// none of the third batch's domains resolves.
@@ -926,8 +926,8 @@ func TestFluxTriageResolvesEveryBatchThenAgainAfterTheLongestTTL(t *testing.T) {
 		}
 		return flux.Observation{Domain: d, At: at, Status: flux.NoError, A: []flux.Record{agent(i, ttl), agent(i+1000, ttl+5)}}
 	}
-	r.judge = func(in activities.AssessInput) (activities.TriageOutcome, error) {
-		out := activities.TriageOutcome{Verdicts: map[flux.Verdict]int{}}
+	r.judge = func(in contract.AssessInput) (contract.TriageOutcome, error) {
+		out := contract.TriageOutcome{Verdicts: map[flux.Verdict]int{}}
 		for _, o := range in.First {
 			v := flux.VerdictBenign
 			switch i := domainIndex(o.Domain); {
@@ -948,9 +948,9 @@ func TestFluxTriageResolvesEveryBatchThenAgainAfterTheLongestTTL(t *testing.T) {
 		return out, nil
 	}
 	res := r.run(
-		Event{Kind: EventDomainsDiscovered, From: SpamModule, Items: reported[:200]},
-		Event{Kind: EventRefreshSources, From: "cli", Items: []string{"not.a.domain.event"}},
-		Event{Kind: EventDomainsDiscovered, From: "agents", Items: reported[190:]},
+		contract.Event{Kind: contract.EventDomainsDiscovered, From: contract.SpamModule, Items: reported[:200]},
+		contract.Event{Kind: contract.EventRefreshSources, From: "cli", Items: []string{"not.a.domain.event"}},
+		contract.Event{Kind: contract.EventDomainsDiscovered, From: "agents", Items: reported[190:]},
 	)
 
 	want := "260 domains reported, 250 due, 4 flux, 4 double-flux, 172 benign, 20 cdn-allowlisted, 50 error; 8 monitors started or signalled"
@@ -964,7 +964,7 @@ func TestFluxTriageResolvesEveryBatchThenAgainAfterTheLongestTTL(t *testing.T) {
 	if len(r.resolved) != 2*len(batches) || len(r.assessed) != len(batches) {
 		t.Fatalf("%d resolutions and %d assessments, want %d and %d", len(r.resolved), len(r.assessed), 2*len(batches), len(batches))
 	}
-	origins := []string{SpamModule, SpamModule, "agents"} // each batch's first domain's
+	origins := []string{contract.SpamModule, contract.SpamModule, "agents"} // each batch's first domain's
 	for i, b := range batches {
 		// Every batch first, then one wait past the longest TTL seen (an hour,
 		// so MaxWait), then every batch again.
@@ -991,7 +991,7 @@ func TestFluxTriageWaitsOnceForAllBatches(t *testing.T) {
 	// Once a cost: each batch of 100 waited for its own TTLs, so a run of
 	// thousands of domains waited longer than the module's timeout.
 	r := newTriageRun(t) // every answer has a TTL of 300 s
-	r.run(Event{Kind: EventDomainsDiscovered, From: SpamModule, Items: spamDomains(0, 1000)})
+	r.run(contract.Event{Kind: contract.EventDomainsDiscovered, From: contract.SpamModule, Items: spamDomains(0, 1000)})
 	if len(r.resolved) != 20 || len(r.assessed) != 10 {
 		t.Fatalf("%d resolutions and %d assessments, want 20 and 10", len(r.resolved), len(r.assessed))
 	}
@@ -1026,8 +1026,8 @@ func TestFluxTriageLooksAgainAtDomainsNearFlux(t *testing.T) {
 		}
 		return o
 	}
-	r.judge = func(in activities.AssessInput) (activities.TriageOutcome, error) {
-		out := activities.TriageOutcome{Verdicts: map[flux.Verdict]int{}}
+	r.judge = func(in contract.AssessInput) (contract.TriageOutcome, error) {
+		out := contract.TriageOutcome{Verdicts: map[flux.Verdict]int{}}
 		for k, o := range in.First {
 			switch {
 			case in.Third != nil:
@@ -1041,7 +1041,7 @@ func TestFluxTriageLooksAgainAtDomainsNearFlux(t *testing.T) {
 		}
 		return out, nil
 	}
-	res := r.run(Event{Kind: EventDomainsDiscovered, From: SpamModule, Items: spamDomains(0, 150)})
+	res := r.run(contract.Event{Kind: contract.EventDomainsDiscovered, From: contract.SpamModule, Items: spamDomains(0, 150)})
 
 	want := "150 domains reported, 150 due, 4 flux, 146 benign; 4 monitors started or signalled; 4 resolved a third time"
 	if res.Summary != want {
@@ -1066,7 +1066,7 @@ func TestFluxTriageLooksAgainAtDomainsNearFlux(t *testing.T) {
 		}
 	}
 	last := r.assessed[2]
-	if last.LookAgainWithin != 0 || last.Origin != SpamModule || len(last.First) != 4 || len(last.Second) != 4 || len(last.Third) != 4 {
+	if last.LookAgainWithin != 0 || last.Origin != contract.SpamModule || len(last.First) != 4 || len(last.Second) != 4 || len(last.Third) != 4 {
 		t.Fatalf("third assessment: %+v", last)
 	}
 	for k, d := range names {
@@ -1087,13 +1087,13 @@ func TestFluxTriageReportsFailedBatchesAndGoesOn(t *testing.T) {
 		return nil
 	}
 	judge := r.judge
-	r.judge = func(in activities.AssessInput) (activities.TriageOutcome, error) {
+	r.judge = func(in contract.AssessInput) (contract.TriageOutcome, error) {
 		if in.First[0].Domain == "s200.spam.example" {
-			return activities.TriageOutcome{}, temporal.NewNonRetryableApplicationError("record triage: database down", "DB", nil)
+			return contract.TriageOutcome{}, temporal.NewNonRetryableApplicationError("record triage: database down", "DB", nil)
 		}
 		return judge(in)
 	}
-	res := r.run(Event{Kind: EventDomainsDiscovered, From: SpamModule, Items: spamDomains(0, 250)})
+	res := r.run(contract.Event{Kind: contract.EventDomainsDiscovered, From: contract.SpamModule, Items: spamDomains(0, 250)})
 	want := "250 domains reported, 250 due, 100 benign; 0 monitors started or signalled; problems: resolver 10.0.0.53 unreachable; record triage: database down"
 	if res.Summary != want {
 		t.Errorf("summary %q,\nwant %q", res.Summary, want)
@@ -1106,21 +1106,21 @@ func TestFluxTriageReportsFailedBatchesAndGoesOn(t *testing.T) {
 func TestFluxTriageWithNothingDue(t *testing.T) {
 	cases := []struct {
 		name    string
-		events  []Event
+		events  []contract.Event
 		plan    []string
 		due     []string
 		summary string
 	}{
 		{"no events", nil, nil, nil, "no domains to triage"},
-		{"other events only", []Event{{Kind: EventRefreshSources, Items: []string{"abuse.ch"}}}, nil, nil, "no domains to triage"},
-		{"an empty event", []Event{{Kind: EventDomainsDiscovered, From: SpamModule}}, nil, nil, "no domains to triage"},
-		{"none due", []Event{{Kind: EventDomainsDiscovered, From: SpamModule, Items: []string{"a.example", "b.example", "a.example"}}},
+		{"other events only", []contract.Event{{Kind: contract.EventRefreshSources, Items: []string{"abuse.ch"}}}, nil, nil, "no domains to triage"},
+		{"an empty event", []contract.Event{{Kind: contract.EventDomainsDiscovered, From: contract.SpamModule}}, nil, nil, "no domains to triage"},
+		{"none due", []contract.Event{{Kind: contract.EventDomainsDiscovered, From: contract.SpamModule, Items: []string{"a.example", "b.example", "a.example"}}},
 			[]string{"a.example", "b.example"}, nil, "2 domains reported, 0 due, none judged; 0 monitors started or signalled"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := newTriageRun(t)
-			r.plan = func([]string) activities.TriagePlan { return activities.TriagePlan{Due: c.due, MaxWait: time.Minute} }
+			r.plan = func([]string) contract.TriagePlan { return contract.TriagePlan{Due: c.due, MaxWait: time.Minute} }
 			res := r.run(c.events...)
 			if res.Summary != c.summary {
 				t.Errorf("summary %q, want %q", res.Summary, c.summary)
@@ -1142,15 +1142,15 @@ func TestFluxNetworksSummary(t *testing.T) {
 	const id = "flux-networks/20260901T000000Z"
 	cases := []struct {
 		name    string
-		res     activities.NetworksResult
+		res     contract.NetworksResult
 		err     error
 		summary string
 	}{
-		{"networks", activities.NetworksResult{Networks: 4, Largest: []string{"net-1 (12 domains, 540 IPs)", "net-2 (3 domains, 40 IPs)"},
-			Listed: activities.LoadResult{Entries: 580, Added: 31, Removed: 7}}, nil,
+		{"networks", contract.NetworksResult{Networks: 4, Largest: []string{"net-1 (12 domains, 540 IPs)", "net-2 (3 domains, 40 IPs)"},
+			Listed: contract.LoadResult{Entries: 580, Added: 31, Removed: 7}}, nil,
 			"4 flux networks; tip-flux-agents: 580 listed (+31 -7); largest: net-1 (12 domains, 540 IPs), net-2 (3 domains, 40 IPs)"},
-		{"none", activities.NetworksResult{}, nil, "0 flux networks; tip-flux-agents: 0 listed (+0 -0)"},
-		{"failure", activities.NetworksResult{}, temporal.NewNonRetryableApplicationError("flux networks: database down", "DB", nil), ""},
+		{"none", contract.NetworksResult{}, nil, "0 flux networks; tip-flux-agents: 0 listed (+0 -0)"},
+		{"failure", contract.NetworksResult{}, temporal.NewNonRetryableApplicationError("flux networks: database down", "DB", nil), ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1160,15 +1160,15 @@ func TestFluxNetworksSummary(t *testing.T) {
 			env.RegisterActivity(&activities.Activities{})
 			env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: id})
 			var runKey string
-			env.OnActivity(a.UpdateFluxNetworks, mock.Anything, mock.Anything).Return(func(_ context.Context, key string) (activities.NetworksResult, error) {
+			env.OnActivity(a.UpdateFluxNetworks, mock.Anything, mock.Anything).Return(func(_ context.Context, key string) (contract.NetworksResult, error) {
 				runKey = key
 				return c.res, c.err
 			})
-			env.ExecuteWorkflow(FluxNetworks, ModuleInput{Module: FluxNetworksModule, Scheduled: t0})
+			env.ExecuteWorkflow(FluxNetworks, contract.ModuleInput{Module: contract.FluxNetworksModule, Scheduled: t0})
 			if runKey != id {
 				t.Errorf("networks recorded under run key %q, want the workflow ID %q", runKey, id)
 			}
-			var res ModuleResult
+			var res contract.ModuleResult
 			err := env.GetWorkflowResult(&res)
 			if c.err != nil {
 				if err == nil || !strings.Contains(err.Error(), "database down") {
@@ -1188,10 +1188,10 @@ func TestFluxNetworksSummary(t *testing.T) {
 func TestFluxMonitorPublishesAndRecordsPause(t *testing.T) {
 	// Once a bug: a pause was neither published in FluxState nor recorded in the monitor's row.
 	r := newMonitorRun(t, t0, steady(300))
-	r.at(62*time.Minute, send(r.env, SignalFluxPause, nil))
-	r.at(3*time.Hour, send(r.env, SignalFluxResume, nil))
+	r.at(62*time.Minute, send(r.env, contract.SignalFluxPause, nil))
+	r.at(3*time.Hour, send(r.env, contract.SignalFluxResume, nil))
 	r.runFor(monitorInput(monitorConfig), 4*time.Hour)
-	want := []string{storage.MonitorWatching, storage.MonitorStable, storage.MonitorPaused, storage.MonitorStable, storage.MonitorStopped}
+	want := []string{contract.MonitorWatching, contract.MonitorStable, contract.MonitorPaused, contract.MonitorStable, contract.MonitorStopped}
 	if got := r.fluxStates(); !slices.Equal(got, want) {
 		t.Errorf("FluxState went %v, want %v", got, want)
 	}
@@ -1204,8 +1204,8 @@ func TestFluxMonitorPublishesAndRecordsPause(t *testing.T) {
 			recorded = append(recorded, in.State)
 		}
 	}
-	if !slices.Contains(recorded, storage.MonitorPaused) {
-		t.Errorf("states recorded %v: never %s", recorded, storage.MonitorPaused)
+	if !slices.Contains(recorded, contract.MonitorPaused) {
+		t.Errorf("states recorded %v: never %s", recorded, contract.MonitorPaused)
 	}
 }
 
@@ -1238,7 +1238,7 @@ func TestFluxMonitorLifetimeEndsAPausedMonitor(t *testing.T) {
 	cfg := monitorConfig
 	cfg.Lifetime = 24 * time.Hour
 	r := newMonitorRun(t, t0, rotating(300))
-	r.at(62*time.Minute, send(r.env, SignalFluxPause, nil))
+	r.at(62*time.Minute, send(r.env, contract.SignalFluxPause, nil))
 	res := r.runFor(monitorInput(cfg), 30*24*time.Hour)
 	if res.Reason != "lifetime of 24h0m0s over" || r.env.Now().After(t0.Add(cfg.Lifetime+cfg.MaxCheck)) {
 		t.Errorf("ended at +%s: %q; want its lifetime over after a day", r.env.Now().Sub(t0), res.Reason)
@@ -1264,10 +1264,10 @@ func TestFluxMonitorSurvivesFailingChecks(t *testing.T) {
 func TestFluxMonitorIgnoresAMalformedSignal(t *testing.T) {
 	// Once a bug: a signal whose payload does not decode blocks the monitor in Receive until the next valid one.
 	r := newMonitorRun(t, t0, rotating(300))
-	var st MonitorStatus
-	r.at(32*time.Minute, send(r.env, SignalFluxSetInterval, "10m")) // a string, not a time.Duration
+	var st contract.MonitorStatus
+	r.at(32*time.Minute, send(r.env, contract.SignalFluxSetInterval, "10m")) // a string, not a time.Duration
 	r.queryAt(122*time.Minute, &st)
-	r.at(3*time.Hour, send(r.env, SignalFluxSetInterval, time.Duration(0))) // unblocks it
+	r.at(3*time.Hour, send(r.env, contract.SignalFluxSetInterval, time.Duration(0))) // unblocks it
 	r.runFor(monitorInput(monitorConfig), 4*time.Hour)
 	if st.Checks != 25 || st.Pinned {
 		t.Errorf("2 h after a malformed set-interval: %d checks, pinned %v; want the malformed one ignored: 25 checks", st.Checks, st.Pinned)
@@ -1278,14 +1278,14 @@ func TestFluxTriageKeepsTheOriginOfNormalisedNames(t *testing.T) {
 	// Once a bug: FluxTriage looks origins up by the names PlanTriage normalised, so a name reported in upper case or with a trailing dot loses its origin.
 	r := newTriageRun(t)
 	normalise := func(d string) string { return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".") }
-	r.plan = func(ds []string) activities.TriagePlan {
+	r.plan = func(ds []string) contract.TriagePlan {
 		var due []string
 		for _, d := range ds {
 			due = append(due, normalise(d))
 		}
-		return activities.TriagePlan{Due: due, MaxWait: time.Minute}
+		return contract.TriagePlan{Due: due, MaxWait: time.Minute}
 	}
-	r.run(Event{Kind: EventDomainsDiscovered, From: "agents", Items: []string{"Evil.Example.", "bad.example"}})
+	r.run(contract.Event{Kind: contract.EventDomainsDiscovered, From: "agents", Items: []string{"Evil.Example.", "bad.example"}})
 	if len(r.assessed) != 1 || r.assessed[0].Origin != "agents" {
 		var origins []string
 		for _, in := range r.assessed {

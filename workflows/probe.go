@@ -8,23 +8,17 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/workflows/contract"
 )
-
-// a names activities for ExecuteActivity; the worker registers the real value.
-var a *activities.Activities
-
-// ProbeWorkflowIDPrefix starts the ID of every probe run (`tip doctor`).
-const ProbeWorkflowIDPrefix = "tip-probe/"
 
 // Probe runs the storage probe on a worker, so `tip doctor` can prove end to end
 // that a worker polls the task queue and reaches PostgreSQL and S3.
-func Probe(ctx workflow.Context) (activities.ProbeReport, error) {
+func Probe(ctx workflow.Context) (contract.ProbeReport, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3, InitialInterval: time.Second},
 	})
-	var r activities.ProbeReport
-	err := workflow.ExecuteActivity(ctx, a.Probe).Get(ctx, &r)
+	var r contract.ProbeReport
+	err := workflow.ExecuteActivity(ctx, contract.ProbeActivity).Get(ctx, &r)
 	return r, err
 }

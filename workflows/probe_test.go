@@ -9,19 +9,20 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 func TestProbeReturnsTheWorkersReport(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterActivity(&activities.Activities{})
-	want := activities.ProbeReport{Worker: "1@host", PostgresVersion: "15.18", SchemaVersion: 1, BlobKey: "sha256/aa/bb/x"}
+	want := contract.ProbeReport{Worker: "1@host", PostgresVersion: "15.18", SchemaVersion: 1, BlobKey: "sha256/aa/bb/x"}
 	env.OnActivity(a.Probe, mock.Anything).Return(want, nil).Once()
 	env.ExecuteWorkflow(Probe)
 	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
 		t.Fatalf("workflow: completed=%v err=%v", env.IsWorkflowCompleted(), env.GetWorkflowError())
 	}
-	var got activities.ProbeReport
+	var got contract.ProbeReport
 	if err := env.GetWorkflowResult(&got); err != nil || got != want {
 		t.Fatalf("result = %+v, %v", got, err)
 	}
@@ -32,9 +33,9 @@ func TestProbeRetriesThenReportsTheFailure(t *testing.T) {
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterActivity(&activities.Activities{})
 	calls := 0
-	env.OnActivity(a.Probe, mock.Anything).Return(func(context.Context) (activities.ProbeReport, error) {
+	env.OnActivity(a.Probe, mock.Anything).Return(func(context.Context) (contract.ProbeReport, error) {
 		calls++
-		return activities.ProbeReport{}, errors.New("s3 at http://127.0.0.1:9000 is not reachable")
+		return contract.ProbeReport{}, errors.New("s3 at http://127.0.0.1:9000 is not reachable")
 	})
 	env.ExecuteWorkflow(Probe)
 	err := env.GetWorkflowError()

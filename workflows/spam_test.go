@@ -14,6 +14,7 @@ import (
 	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/spamarchive"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 func TestSpamCollectIngestsArchivesAndMailboxesAndReportsDomains(t *testing.T) {
@@ -23,7 +24,7 @@ func TestSpamCollectIngestsArchivesAndMailboxesAndReportsDomains(t *testing.T) {
 	env.RegisterWorkflow(SpamMailboxPoll)
 	env.RegisterWorkflow(AgentSync)
 	env.RegisterActivity(&activities.Activities{})
-	plan := activities.SpamPlan{
+	plan := contract.SpamPlan{
 		Archives:  []catalog.SpamArchive{{Name: "lab", Index: "http://x/spam/", Trap: "t"}},
 		Mailboxes: []catalog.Mailbox{{Name: "inbox", Trap: "t"}, {Name: "broken", Trap: "t"}},
 		Agents:    []catalog.Agent{{Name: "mx1"}, {Name: "mx2"}},
@@ -35,27 +36,27 @@ func TestSpamCollectIngestsArchivesAndMailboxesAndReportsDomains(t *testing.T) {
 	for i := 0; i < 2500; i++ {
 		domains = append(domains, fmt.Sprintf("d%04d.example", i))
 	}
-	env.OnActivity(a.IngestSpamArchive, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ArchiveIngestInput) (activities.IngestResult, error) {
+	env.OnActivity(a.IngestSpamArchive, mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.ArchiveIngestInput) (contract.IngestResult, error) {
 		if in.Archive.Period == "2026-08" {
-			return activities.IngestResult{Status: activities.FetchUnchanged}, nil
+			return contract.IngestResult{Status: contract.FetchUnchanged}, nil
 		}
-		return activities.IngestResult{Status: "ingested", New: 40, Members: 40, Domains: domains[:2000]}, nil
+		return contract.IngestResult{Status: "ingested", New: 40, Members: 40, Domains: domains[:2000]}, nil
 	})
-	env.OnActivity(a.PollMailbox, mock.Anything, mock.Anything).Return(func(_ context.Context, box catalog.Mailbox) (activities.IngestResult, error) {
+	env.OnActivity(a.PollMailbox, mock.Anything, mock.Anything).Return(func(_ context.Context, box catalog.Mailbox) (contract.IngestResult, error) {
 		if box.Name == "broken" {
-			return activities.IngestResult{}, errors.New("imap broken: login as trap: authentication failed")
+			return contract.IngestResult{}, errors.New("imap broken: login as trap: authentication failed")
 		}
-		return activities.IngestResult{Status: "ingested", New: 3, Members: 3, Domains: domains[1990:]}, nil
+		return contract.IngestResult{Status: "ingested", New: 3, Members: 3, Domains: domains[1990:]}, nil
 	})
-	env.OnActivity(a.SyncAgent, mock.Anything, mock.Anything).Return(func(_ context.Context, ag catalog.Agent) (activities.IngestResult, error) {
+	env.OnActivity(a.SyncAgent, mock.Anything, mock.Anything).Return(func(_ context.Context, ag catalog.Agent) (contract.IngestResult, error) {
 		if ag.Name == "mx2" {
-			return activities.IngestResult{}, temporal.NewNonRetryableApplicationError("agent mx2 refused the token", "AgentAuth", nil)
+			return contract.IngestResult{}, temporal.NewNonRetryableApplicationError("agent mx2 refused the token", "AgentAuth", nil)
 		}
-		return activities.IngestResult{Status: "ingested", New: 4, Members: 5, Domains: domains[:10]}, nil
+		return contract.IngestResult{Status: "ingested", New: 4, Members: 5, Domains: domains[:10]}, nil
 	})
-	env.OnActivity(a.RefreshSpamSenders, mock.Anything, mock.Anything).Return(activities.LoadResult{Status: activities.RunLoaded, Entries: 12, Added: 12}, nil)
-	env.ExecuteWorkflow(SpamCollect, ModuleInput{Module: SpamModule})
-	var res ModuleResult
+	env.OnActivity(a.RefreshSpamSenders, mock.Anything, mock.Anything).Return(contract.LoadResult{Status: contract.RunLoaded, Entries: 12, Added: 12}, nil)
+	env.ExecuteWorkflow(SpamCollect, contract.ModuleInput{Module: contract.SpamModule})
+	var res contract.ModuleResult
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestSpamCollectIngestsArchivesAndMailboxesAndReportsDomains(t *testing.T) {
 	// 2,500 distinct domains in events of at most 2,000.
 	n := 0
 	for _, ev := range res.Events {
-		if ev.Kind != EventDomainsDiscovered || ev.From != SpamModule || len(ev.Items) > maxDomainsPerEvent {
+		if ev.Kind != contract.EventDomainsDiscovered || ev.From != contract.SpamModule || len(ev.Items) > maxDomainsPerEvent {
 			t.Errorf("event %s from %s with %d items", ev.Kind, ev.From, len(ev.Items))
 		}
 		n += len(ev.Items)

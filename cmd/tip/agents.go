@@ -10,11 +10,11 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // agentsCmd is the collector's side of the spamtrap agents: the agents of the
@@ -130,17 +130,17 @@ func agentsCmd(a *app) *cobra.Command {
 			}
 			defer tc.Close()
 			run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "agent/" + ag.Name, TaskQueue: a.cfg.Temporal.TaskQueue,
-				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.Module.ValueSet(workflows.SpamModule), workflows.Source.ValueSet(ag.Name))},
+				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.Module.ValueSet(contract.SpamModule), workflows.Source.ValueSet(ag.Name))},
 				workflows.AgentSync, ag)
 			if err != nil {
 				return starter.ExplainTemporal(a.cfg.Temporal.Address, err)
 			}
-			var res activities.IngestResult
+			var res contract.IngestResult
 			if err := run.Get(ctx, &res); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if res.Status == activities.FetchUnchanged {
+			if res.Status == contract.FetchUnchanged {
 				fmt.Fprintf(out, "%s: up to date\n", ag.Name)
 				return nil
 			}

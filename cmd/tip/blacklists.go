@@ -14,6 +14,7 @@ import (
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 func blacklistsCmd(a *app) *cobra.Command {
@@ -35,13 +36,13 @@ func blacklistsCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			in := workflows.ModuleInput{Module: workflows.BlacklistModule, Scheduled: time.Now().UTC()}
+			in := contract.ModuleInput{Module: contract.BlacklistModule, Scheduled: time.Now().UTC()}
 			if len(sources) > 0 {
-				in.Events = []workflows.Event{{Kind: workflows.EventRefreshSources, Items: sources, From: "cli"}}
+				in.Events = []contract.Event{{Kind: contract.EventRefreshSources, Items: sources, From: "cli"}}
 			}
-			id := workflows.ChildID(workflows.BlacklistModule+"/manual", time.Now())
+			id := contract.ChildID(contract.BlacklistModule+"/manual", time.Now())
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: a.cfg.Temporal.TaskQueue,
-				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.Module.ValueSet(workflows.BlacklistModule))},
+				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.Module.ValueSet(contract.BlacklistModule))},
 				workflows.BlacklistRefresh, in)
 			if err != nil {
 				return starter.ExplainTemporal(a.cfg.Temporal.Address, err)
@@ -52,7 +53,7 @@ func blacklistsCmd(a *app) *cobra.Command {
 				return nil
 			}
 			done := make(chan error, 1)
-			var res workflows.ModuleResult
+			var res contract.ModuleResult
 			go func() { done <- run.Get(ctx, &res) }()
 			tick := time.NewTicker(5 * time.Second)
 			defer tick.Stop()

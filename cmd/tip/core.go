@@ -12,13 +12,13 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/starter"
-	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 func coreCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "core",
-		Short: "Start, inspect and steer the Core scheduler workflow (" + workflows.CoreWorkflowID + ")",
+		Short: "Start, inspect and steer the Core scheduler workflow (" + contract.CoreWorkflowID + ")",
 		Long: `Core is the one long-running workflow that runs every module (blacklist refresh,
 spam ingest, agent sync, flux triage) as a child workflow on its interval, a fixed
 delay after the previous run ended, and routes events between modules.`,
@@ -30,10 +30,10 @@ delay after the previous run ended, and routes events between modules.`,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
-					if err := starter.SignalCore(ctx, c, name, workflows.ModuleSignal{Module: args[0]}); err != nil {
+					if err := starter.SignalCore(ctx, c, name, contract.ModuleSignal{Module: args[0]}); err != nil {
 						return err
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "sent %s for %s to %s\n", name, args[0], workflows.CoreWorkflowID)
+					fmt.Fprintf(cmd.OutOrStdout(), "sent %s for %s to %s\n", name, args[0], contract.CoreWorkflowID)
 					return nil
 				})
 			},
@@ -66,8 +66,8 @@ delay after the previous run ended, and routes events between modules.`,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
-					mods := workflows.DefaultModules(a.cfg)
-					runID, started, err := starter.StartCore(ctx, c, a.cfg.Temporal.TaskQueue, workflows.CoreInput{Modules: mods})
+					mods := starter.DefaultModules(a.cfg)
+					runID, started, err := starter.StartCore(ctx, c, a.cfg.Temporal.TaskQueue, contract.CoreInput{Modules: mods})
 					if err != nil {
 						return err
 					}
@@ -75,22 +75,22 @@ delay after the previous run ended, and routes events between modules.`,
 					if !started {
 						// An upgrade may have added modules: Core adopts the list at
 						// its next continue-as-new (it ignores an unchanged one).
-						if err := starter.SignalCore(ctx, c, workflows.SignalConfigure, mods); err != nil {
+						if err := starter.SignalCore(ctx, c, contract.SignalConfigure, mods); err != nil {
 							return err
 						}
 						verb = "already running (module list sent)"
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "%s %s (run %s) on task queue %q\n", workflows.CoreWorkflowID, verb, runID, a.cfg.Temporal.TaskQueue)
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s (run %s) on task queue %q\n", contract.CoreWorkflowID, verb, runID, a.cfg.Temporal.TaskQueue)
 					return nil
 				})
 			},
 		},
 		status,
-		signal(workflows.SignalRunNow, "Run a module now, once, even if it is paused"),
-		signal(workflows.SignalPause, "Start no new runs of a module until it is resumed"),
-		signal(workflows.SignalResume, "Schedule a paused module again"),
+		signal(contract.SignalRunNow, "Run a module now, once, even if it is paused"),
+		signal(contract.SignalPause, "Start no new runs of a module until it is resumed"),
+		signal(contract.SignalResume, "Schedule a paused module again"),
 		&cobra.Command{
-			Use:   workflows.SignalSetInterval + " MODULE DURATION",
+			Use:   contract.SignalSetInterval + " MODULE DURATION",
 			Short: "Set the delay between the end of a module's run and the start of its next (e.g. 6h)",
 			Args:  cobra.ExactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -99,10 +99,10 @@ delay after the previous run ended, and routes events between modules.`,
 					return fmt.Errorf("interval %q: want a positive duration such as 30m or 6h", args[1])
 				}
 				return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
-					if err := starter.SignalCore(ctx, c, workflows.SignalSetInterval, workflows.ModuleSignal{Module: args[0], Interval: d}); err != nil {
+					if err := starter.SignalCore(ctx, c, contract.SignalSetInterval, contract.ModuleSignal{Module: args[0], Interval: d}); err != nil {
 						return err
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "sent set-interval %s for %s to %s\n", d, args[0], workflows.CoreWorkflowID)
+					fmt.Fprintf(cmd.OutOrStdout(), "sent set-interval %s for %s to %s\n", d, args[0], contract.CoreWorkflowID)
 					return nil
 				})
 			},
@@ -111,7 +111,7 @@ delay after the previous run ended, and routes events between modules.`,
 	return cmd
 }
 
-func printCoreStatus(w io.Writer, st workflows.CoreStatus) {
+func printCoreStatus(w io.Writer, st contract.CoreStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MODULE\tSTATE\tINTERVAL\tNEXT RUN\tRUNNING\tLAST\tPENDING")
 	for _, m := range st.Modules {
@@ -151,7 +151,7 @@ func printCoreStatus(w io.Writer, st workflows.CoreStatus) {
 
 // moduleState is a module's state in Core's timetable: running, paused,
 // disabled or scheduled.
-func moduleState(m workflows.ModuleStatus) string {
+func moduleState(m contract.ModuleStatus) string {
 	switch {
 	case m.Running != "":
 		return "running"

@@ -12,10 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/storage"
-	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // loopStep is one thing TIP's main loop must have shown before the demo calls it
@@ -27,7 +26,7 @@ type loopStep struct {
 }
 
 // ownSources are TIP's own blacklist sources, fed by the spam and flux modules.
-var ownSources = []string{activities.FluxAgentsSource, activities.SpamSendersSource}
+var ownSources = []string{contract.FluxAgentsSource, contract.SpamSendersSource}
 
 // loopSteps are the steps of the demo's story, in the order they usually happen.
 var loopSteps = []loopStep{
@@ -42,20 +41,20 @@ var loopSteps = []loopStep{
 	}},
 	{"spam's domains triaged for fast flux", func(c storage.LoopCounts) (bool, string) {
 		flux := c.Verdicts["flux"] + c.Verdicts["double-flux"]
-		return c.Triaged[workflows.SpamModule] > 0 && flux > 0, fmt.Sprintf("%d domains from spam, %d from the blacklists; %d flux or double-flux",
-			c.Triaged[workflows.SpamModule], c.Triaged[workflows.BlacklistModule], flux)
+		return c.Triaged[contract.SpamModule] > 0 && flux > 0, fmt.Sprintf("%d domains from spam, %d from the blacklists; %d flux or double-flux",
+			c.Triaged[contract.SpamModule], c.Triaged[contract.BlacklistModule], flux)
 	}},
 	{"flux monitors checking their domains", func(c storage.LoopCounts) (bool, string) {
 		running := c.Flux.Running()
 		return running > 0 && c.Checks > int64(running), fmt.Sprintf("%d monitors, %d checks", running, c.Checks)
 	}},
 	{"flux agents listed in the blacklists", func(c storage.LoopCounts) (bool, string) {
-		o := c.Own[activities.FluxAgentsSource]
-		return c.Flux.Networks > 0 && o.Active > 0, fmt.Sprintf("%d networks; %d addresses listed as %s", c.Flux.Networks, o.Active, activities.FluxAgentsSource)
+		o := c.Own[contract.FluxAgentsSource]
+		return c.Flux.Networks > 0 && o.Active > 0, fmt.Sprintf("%d networks; %d addresses listed as %s", c.Flux.Networks, o.Active, contract.FluxAgentsSource)
 	}},
 	{"flux agents weighted as a source", func(c storage.LoopCounts) (bool, string) {
-		o := c.Own[activities.FluxAgentsSource]
-		return o.Measured > 0, fmt.Sprintf("%s: weight %.2f over %d listings", activities.FluxAgentsSource, o.Weight, o.Measured)
+		o := c.Own[contract.FluxAgentsSource]
+		return o.Measured > 0, fmt.Sprintf("%s: weight %.2f over %d listings", contract.FluxAgentsSource, o.Weight, o.Measured)
 	}},
 }
 
@@ -144,7 +143,7 @@ with links and commands to try. ` + "`make demo`" + ` runs it after starting eve
 // printDemoSummary ends the demo: counts per module, where to look, what to try.
 func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, namespace string) {
 	kinds := spamKinds(c)
-	fa, ss := c.Own[activities.FluxAgentsSource], c.Own[activities.SpamSendersSource]
+	fa, ss := c.Own[contract.FluxAgentsSource], c.Own[contract.SpamSendersSource]
 	var verdicts []string
 	for v, n := range c.Verdicts {
 		verdicts = append(verdicts, fmt.Sprintf("%d %s", n, v))
@@ -154,12 +153,12 @@ func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, name
 	fmt.Fprintf(w, "  blacklists     %d sources (%d loaded at their last run), %s active listings, %d weighted\n",
 		c.Sources, c.SourcesLoaded, thousands(c.Listed), c.Weighted)
 	fmt.Fprintf(w, "  spam           %s mails: archive %d, IMAP %d, agent %d; senders listed as %s: %d\n",
-		thousands(c.Mails), kinds["archive"], kinds["imap"], kinds["agent"], activities.SpamSendersSource, ss.Active)
+		thousands(c.Mails), kinds["archive"], kinds["imap"], kinds["agent"], contract.SpamSendersSource, ss.Active)
 	fmt.Fprintf(w, "  flux triage    %d domains (%d from spam, %d from the blacklists): %s\n",
-		sumValues(c.Triaged), c.Triaged[workflows.SpamModule], c.Triaged[workflows.BlacklistModule], strings.Join(verdicts, ", "))
+		sumValues(c.Triaged), c.Triaged[contract.SpamModule], c.Triaged[contract.BlacklistModule], strings.Join(verdicts, ", "))
 	fmt.Fprintf(w, "  flux monitors  %d running, %d checks recorded\n", c.Flux.Running(), c.Checks)
 	fmt.Fprintf(w, "  flux networks  %d networks; %d flux agents listed as %s (weight %.2f)\n",
-		c.Flux.Networks, fa.Active, activities.FluxAgentsSource, fa.Weight)
+		c.Flux.Networks, fa.Active, contract.FluxAgentsSource, fa.Weight)
 	ui := s.TemporalUI()
 	if ui != "" {
 		base := ui + "/namespaces/" + url.PathEscape(namespace) + "/workflows"

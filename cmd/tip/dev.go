@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/starter"
 )

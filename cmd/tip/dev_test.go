@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 )
 
 // TestDevUpHandsItsConfigurationFileOn: the processes `tip dev up` starts run in

@@ -19,7 +19,7 @@ import (
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
-	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // TestDevUpLabRunsAnAgentTheCoreSyncs starts the lab and its spamtrap agent the way
@@ -117,16 +117,16 @@ func TestDevUpLabRunsAnAgentTheCoreSyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	var spamModule []workflows.ModuleSpec
-	for _, m := range workflows.DefaultModules(cfg) {
-		if m.Name == workflows.SpamModule {
+	var spamModule []contract.ModuleSpec
+	for _, m := range starter.DefaultModules(cfg) {
+		if m.Name == contract.SpamModule {
 			spamModule = append(spamModule, m)
 		}
 	}
-	if _, _, err := starter.StartCore(ctx, tc, cfg.Temporal.TaskQueue, workflows.CoreInput{Modules: spamModule}); err != nil {
+	if _, _, err := starter.StartCore(ctx, tc, cfg.Temporal.TaskQueue, contract.CoreInput{Modules: spamModule}); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = tc.TerminateWorkflow(ctx, workflows.CoreWorkflowID, "", "test over") }()
+	defer func() { _ = tc.TerminateWorkflow(ctx, contract.CoreWorkflowID, "", "test over") }()
 	db, err := storage.OpenDB(ctx, cfg.Postgres.DSN)
 	if err != nil {
 		t.Fatal(err)

@@ -14,11 +14,11 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tip-project/tip/activities"
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 type verdict int
@@ -146,14 +146,14 @@ func checkWorker(ctx context.Context, c client.Client, cfg config.Temporal, time
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       workflows.ProbeWorkflowIDPrefix + time.Now().UTC().Format("20060102T150405.000"),
+		ID:                       contract.ProbeWorkflowIDPrefix + time.Now().UTC().Format("20060102T150405.000"),
 		TaskQueue:                cfg.TaskQueue,
 		WorkflowExecutionTimeout: timeout,
 	}, workflows.Probe)
 	if err != nil {
 		return checkResult{"worker", fail, starter.ExplainTemporal(cfg.Address, err).Error()}
 	}
-	var r activities.ProbeReport
+	var r contract.ProbeReport
 	if err := run.Get(ctx, &r); err != nil {
 		return checkResult{"worker", fail, fmt.Sprintf("%d worker(s) poll %q but the probe workflow %s failed: %v", recent, cfg.TaskQueue, run.GetID(), err)}
 	}

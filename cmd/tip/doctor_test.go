@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 )
 
 // TestDoctorWarnsOfSettingsThatDoNotFitWhereTIPRuns: the lab's settings are

@@ -19,9 +19,8 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/internal/browser"
-	"github.com/tip-project/tip/internal/config"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/spam"
@@ -29,7 +28,7 @@ import (
 	"github.com/tip-project/tip/report/reporttest"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
-	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // TestDemoLoopEndToEnd is `make demo` as a test: the lab and its spamtrap agent
@@ -69,11 +68,11 @@ func TestDemoLoopEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(tc.Close) // after the monitors are stopped, below
-	if _, _, err := starter.StartCore(ctx, tc, cfg.Temporal.TaskQueue, workflows.CoreInput{Modules: workflows.DefaultModules(cfg)}); err != nil {
+	if _, _, err := starter.StartCore(ctx, tc, cfg.Temporal.TaskQueue, contract.CoreInput{Modules: starter.DefaultModules(cfg)}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = tc.TerminateWorkflow(ctx, workflows.CoreWorkflowID, "", "test over")
+		_ = tc.TerminateWorkflow(ctx, contract.CoreWorkflowID, "", "test over")
 		stopMonitors(t, tc)
 	})
 	db, err := storage.OpenDB(ctx, cfg.Postgres.DSN)
@@ -91,7 +90,7 @@ func TestDemoLoopEndToEnd(t *testing.T) {
 	// The modules keep running while the facts are read: stop the core first so
 	// its children do not change them underneath (monitors keep checking; what
 	// they add is checked against the same truth).
-	if err := tc.TerminateWorkflow(ctx, workflows.CoreWorkflowID, "", "loop closed"); err != nil {
+	if err := tc.TerminateWorkflow(ctx, contract.CoreWorkflowID, "", "loop closed"); err != nil {
 		t.Fatal(err)
 	}
 	coreEnded := time.Now()
@@ -148,7 +147,7 @@ func TestDemoLoopEndToEnd(t *testing.T) {
 			}
 			time.Sleep(time.Second)
 		}
-		for _, want := range []string{workflows.BlacklistModule, workflows.SpamModule, workflows.FluxTriageModule, workflows.FluxNetworksModule,
+		for _, want := range []string{contract.BlacklistModule, contract.SpamModule, contract.FluxTriageModule, contract.FluxNetworksModule,
 			"et-compromised", "agent:" + labAgentName, "imap:lab-imap"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("tip status lacks %q:\n%s", want, out)
@@ -273,11 +272,11 @@ func checkWebUI(t *testing.T, ctx context.Context, db *storage.DB, tc client.Cli
 		_ = b.Eval(ctx, `document.body.innerText`, &text)
 		return text
 	}
-	list("core", `WorkflowId = "`+workflows.CoreWorkflowID+`"`, workflows.CoreWorkflowID, "Core")
-	list("refreshes", `WorkflowType = "BlacklistRefresh"`, workflows.BlacklistModule+"/", "BlacklistRefresh")
+	list("core", `WorkflowId = "`+contract.CoreWorkflowID+`"`, contract.CoreWorkflowID, "Core")
+	list("refreshes", `WorkflowType = "BlacklistRefresh"`, contract.BlacklistModule+"/", "BlacklistRefresh")
 	list("source", `Source = "spamhaus-drop"`, "spamhaus-drop")
-	list("spam", `WorkflowType = "SpamCollect"`, workflows.SpamModule+"/")
-	list("triage", `WorkflowType = "FluxTriage"`, workflows.FluxTriageModule+"/")
+	list("spam", `WorkflowType = "SpamCollect"`, contract.SpamModule+"/")
+	list("triage", `WorkflowType = "FluxTriage"`, contract.FluxTriageModule+"/")
 
 	monitored, err := db.FluxDomains(ctx, "watching", "")
 	if err != nil {
@@ -285,7 +284,7 @@ func checkWebUI(t *testing.T, ctx context.Context, db *storage.DB, tc client.Cli
 	}
 	var ids []string
 	for _, d := range monitored {
-		ids = append(ids, activities.MonitorID(d.Domain))
+		ids = append(ids, contract.MonitorWorkflowID(d.Domain))
 	}
 	text := list("monitors", `FluxState = "watching"`, ids...)
 	if want := fmt.Sprintf("of %d", len(ids)); !strings.Contains(text, want) {
@@ -294,11 +293,11 @@ func checkWebUI(t *testing.T, ctx context.Context, db *storage.DB, tc client.Cli
 
 	// One monitor's page, on its search attributes tab.
 	d := monitored[0]
-	desc, err := tc.DescribeWorkflowExecution(ctx, activities.MonitorID(d.Domain), "")
+	desc, err := tc.DescribeWorkflowExecution(ctx, contract.MonitorWorkflowID(d.Domain), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := ui + "/namespaces/" + url.PathEscape(cfg.Temporal.Namespace) + "/workflows/" + url.PathEscape(activities.MonitorID(d.Domain)) +
+	u := ui + "/namespaces/" + url.PathEscape(cfg.Temporal.Namespace) + "/workflows/" + url.PathEscape(contract.MonitorWorkflowID(d.Domain)) +
 		"/" + desc.WorkflowExecutionInfo.Execution.RunId + "/search-attributes"
 	if err := b.Navigate(ctx, u); err != nil {
 		t.Fatal(err)
@@ -480,13 +479,13 @@ func checkSpam(t *testing.T, ctx context.Context, db *storage.DB, lt loopTruth) 
 	}
 	t.Logf("%d mails, %d matched to the lab's truth, %d with a wrong sender", n, matched, wrongSender)
 
-	listed := activeListings(t, ctx, db, activities.SpamSendersSource)
+	listed := activeListings(t, ctx, db, contract.SpamSendersSource)
 	if len(listed) == 0 {
-		t.Fatalf("%s lists nothing", activities.SpamSendersSource)
+		t.Fatalf("%s lists nothing", contract.SpamSendersSource)
 	}
 	for _, v := range listed {
 		if !senders[v] {
-			t.Errorf("%s lists %s, the sender of no mail recorded", activities.SpamSendersSource, v)
+			t.Errorf("%s lists %s, the sender of no mail recorded", contract.SpamSendersSource, v)
 		}
 	}
 }
@@ -505,7 +504,7 @@ func runningMonitorDomains(t *testing.T, ctx context.Context, tc client.Client, 
 			t.Fatal(err)
 		}
 		for _, e := range resp.Executions {
-			running = append(running, strings.TrimPrefix(e.Execution.WorkflowId, activities.MonitorID("")))
+			running = append(running, strings.TrimPrefix(e.Execution.WorkflowId, contract.MonitorWorkflowID("")))
 		}
 		if token = resp.NextPageToken; len(token) == 0 {
 			break
@@ -601,11 +600,11 @@ func checkFlux(t *testing.T, ctx context.Context, db *storage.DB, tc client.Clie
 			t.Errorf("network %s (%v) spans the lab's botnets %v", n.Name, n.Domains, labNets)
 		}
 	}
-	listed := activeListings(t, ctx, db, activities.FluxAgentsSource)
+	listed := activeListings(t, ctx, db, contract.FluxAgentsSource)
 	for _, v := range listed {
 		a, err := netip.ParseAddr(v)
 		if err != nil || lt.bot[a] == "" {
-			t.Errorf("%s lists %s, no bot of the lab", activities.FluxAgentsSource, v)
+			t.Errorf("%s lists %s, no bot of the lab", contract.FluxAgentsSource, v)
 		}
 	}
 	t.Logf("%d domains triaged, %d monitored, %d networks, %d flux agents listed", len(all), len(monitored), len(nets), len(listed))
@@ -643,7 +642,7 @@ func checkRouting(t *testing.T, ctx context.Context, db *storage.DB, lt loopTrut
 		}
 		inSpam++
 		switch origins[d] {
-		case workflows.SpamModule:
+		case contract.SpamModule:
 			fromSpam++
 		case "":
 			if first.Before(coreEnded.Add(-time.Minute)) {
@@ -659,7 +658,7 @@ func checkRouting(t *testing.T, ctx context.Context, db *storage.DB, lt loopTrut
 	}
 	var fromLists int
 	for _, o := range origins {
-		if o == workflows.BlacklistModule {
+		if o == contract.BlacklistModule {
 			fromLists++
 		}
 	}

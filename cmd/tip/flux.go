@@ -15,11 +15,11 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/flux"
-	"github.com/tip-project/tip/internal/config"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/worker"
-	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 func fluxCmd(a *app) *cobra.Command {
@@ -50,11 +50,11 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 					return err
 				}
 				return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
-					d, _ := activities.NormalizeDomain(args[0])
-					if err := c.SignalWorkflow(ctx, activities.MonitorID(d), "", name, arg); err != nil {
+					d, _ := flux.NormalizeDomain(args[0])
+					if err := c.SignalWorkflow(ctx, contract.MonitorWorkflowID(d), "", name, arg); err != nil {
 						return fmt.Errorf("%s %s: %w (is it watched? tip flux list)", name, d, err)
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "sent %s to %s\n", name, activities.MonitorID(d))
+					fmt.Fprintf(cmd.OutOrStdout(), "sent %s to %s\n", name, contract.MonitorWorkflowID(d))
 					return nil
 				})
 			},
@@ -70,14 +70,14 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 			return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
 				acts := &activities.Activities{Temporal: c, Flux: worker.FluxConfig(a.cfg)}
 				for _, arg := range args {
-					d, ok := activities.NormalizeDomain(arg)
+					d, ok := flux.NormalizeDomain(arg)
 					if !ok {
 						return fmt.Errorf("%q is not a domain to watch", arg)
 					}
-					if err := acts.StartMonitor(ctx, d, activities.WatchRequest{Origin: "cli"}); err != nil {
+					if err := acts.StartMonitor(ctx, d, contract.WatchRequest{Origin: "cli"}); err != nil {
 						return err
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "watching %s (workflow %s)\n", d, activities.MonitorID(d))
+					fmt.Fprintf(cmd.OutOrStdout(), "watching %s (workflow %s)\n", d, contract.MonitorWorkflowID(d))
 				}
 				return nil
 			})
@@ -119,7 +119,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 		Short: "A domain's verdict, monitor and timeline of IPs, ASNs, TTL and score",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, _ := activities.NormalizeDomain(args[0])
+			d, _ := flux.NormalizeDomain(args[0])
 			return withDB(cmd, func(ctx context.Context, db *storage.DB) error {
 				row, err := db.FluxDomainRow(ctx, d)
 				if err != nil {
@@ -173,12 +173,12 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 	networks.Flags().BoolVar(&netJSON, "json", false, "print one JSON object a line")
 
 	cmd.AddCommand(watch, list, show, networks, probeCmd(a),
-		signal(workflows.SignalFluxStop, "stop DOMAIN [REASON]", "End a domain's monitor (with its final summary)", func(args []string) (any, error) {
+		signal(contract.SignalFluxStop, "stop DOMAIN [REASON]", "End a domain's monitor (with its final summary)", func(args []string) (any, error) {
 			return strings.Join(args[1:], " "), nil
 		}),
-		signal(workflows.SignalFluxPause, "pause DOMAIN", "Stop checking a domain until resumed", noPayload),
-		signal(workflows.SignalFluxResume, "resume DOMAIN", "Check a paused domain again", noPayload),
-		signal(workflows.SignalFluxSetInterval, "set-interval DOMAIN DURATION", "Pin a monitor's cadence (0: back to its TTLs)", func(args []string) (any, error) {
+		signal(contract.SignalFluxPause, "pause DOMAIN", "Stop checking a domain until resumed", noPayload),
+		signal(contract.SignalFluxResume, "resume DOMAIN", "Check a paused domain again", noPayload),
+		signal(contract.SignalFluxSetInterval, "set-interval DOMAIN DURATION", "Pin a monitor's cadence (0: back to its TTLs)", func(args []string) (any, error) {
 			if len(args) != 2 {
 				return nil, errors.New("want DOMAIN DURATION, e.g. flux.example 5m")
 			}
@@ -222,7 +222,7 @@ func probeCmd(a *app) *cobra.Command {
 			}
 			var domains []string
 			for _, arg := range args {
-				d, ok := activities.NormalizeDomain(arg)
+				d, ok := flux.NormalizeDomain(arg)
 				if !ok {
 					return fmt.Errorf("%q is not a domain to probe", arg)
 				}
@@ -390,7 +390,7 @@ func printFluxShow(w io.Writer, r storage.FluxDomain, tl []timelinePoint) {
 		fmt.Fprintf(w, "  %s\n", r.Reason)
 	}
 	if r.Monitor != "" {
-		fmt.Fprintf(w, "monitor %s: %s", activities.MonitorID(r.Domain), r.Monitor)
+		fmt.Fprintf(w, "monitor %s: %s", contract.MonitorWorkflowID(r.Domain), r.Monitor)
 		if r.MonitorSince != nil {
 			fmt.Fprintf(w, " since %s", r.MonitorSince.UTC().Format(time.RFC3339))
 		}

@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/flux"
-	"github.com/tip-project/tip/internal/config"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // tip flux on the lab's DNS: probe judges without the stack; watch starts a
@@ -62,7 +63,7 @@ func TestFluxCommands(t *testing.T) {
 		out, err := runTip(t, "flux", "show", fluxy, "--json")
 		return err == nil && json.Unmarshal([]byte(out), &shown) == nil && len(shown.Timeline) >= 2, out
 	})
-	if shown.Monitor != storage.MonitorWatching || shown.Timeline[len(shown.Timeline)-1].IPs < 2 ||
+	if shown.Monitor != contract.MonitorWatching || shown.Timeline[len(shown.Timeline)-1].IPs < 2 ||
 		shown.Summary == nil || shown.Summary.Observations < len(shown.Timeline) {
 		t.Errorf("show: monitor %q, summary %+v, timeline %+v", shown.Monitor, shown.Summary, shown.Timeline)
 	}

@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/starter"
 )
 

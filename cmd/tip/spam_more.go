@@ -16,13 +16,13 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/mail"
 	"github.com/tip-project/tip/spamarchive"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 func spamExtraCmds(a *app) []*cobra.Command {
@@ -144,14 +144,14 @@ func spamIngestCmd(a *app) *cobra.Command {
 			defer tc.Close()
 			id := "spam/archive/" + src.Name + "/" + ar.Period
 			run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: a.cfg.Temporal.TaskQueue,
-				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.Module.ValueSet(workflows.SpamModule), workflows.Source.ValueSet(src.Name))},
-				workflows.SpamArchiveIngest, activities.ArchiveIngestInput{Source: src, Archive: ar})
+				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.Module.ValueSet(contract.SpamModule), workflows.Source.ValueSet(src.Name))},
+				workflows.SpamArchiveIngest, contract.ArchiveIngestInput{Source: src, Archive: ar})
 			if err != nil {
 				return starter.ExplainTemporal(a.cfg.Temporal.Address, err)
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "ingesting %s as %s\n", ar.URL, id)
-			var res activities.IngestResult
+			var res contract.IngestResult
 			done := make(chan error, 1)
 			go func() { done <- run.Get(ctx, &res) }()
 			tick := time.NewTicker(time.Second)
@@ -162,7 +162,7 @@ func spamIngestCmd(a *app) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					if res.Status == activities.FetchUnchanged {
+					if res.Status == contract.FetchUnchanged {
 						fmt.Fprintf(out, "%s: unchanged since its last complete ingest; nothing to read\n", ar.Name)
 						return nil
 					}
@@ -277,12 +277,12 @@ func spamIMAPCmd(a *app) *cobra.Command {
 			}
 			defer tc.Close()
 			run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "spam/imap/" + box.Name, TaskQueue: a.cfg.Temporal.TaskQueue,
-				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.Module.ValueSet(workflows.SpamModule), workflows.Mailbox.ValueSet(box.Name))},
+				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.Module.ValueSet(contract.SpamModule), workflows.Mailbox.ValueSet(box.Name))},
 				workflows.SpamMailboxPoll, *box)
 			if err != nil {
 				return starter.ExplainTemporal(a.cfg.Temporal.Address, err)
 			}
-			var res activities.IngestResult
+			var res contract.IngestResult
 			if err := run.Get(ctx, &res); err != nil {
 				return err
 			}

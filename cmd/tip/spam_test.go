@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/world"

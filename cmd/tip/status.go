@@ -19,12 +19,11 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/catalog"
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
-	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // statusWidth is the screen `tip status` fits in: no line is longer.
@@ -116,8 +115,8 @@ type statusReport struct {
 	Postgres postgresStatus `json:"postgres"`
 	S3       s3Status       `json:"s3"`
 
-	Core      *workflows.CoreStatus `json:"core,omitempty"`
-	CoreError string                `json:"core_error,omitempty"`
+	Core      *contract.CoreStatus `json:"core,omitempty"`
+	CoreError string               `json:"core_error,omitempty"`
 
 	Flux      *fluxStatus `json:"flux,omitempty"`
 	FluxError string      `json:"flux_error,omitempty"`
@@ -313,7 +312,7 @@ func (r *statusReport) readTemporal(ctx context.Context, cfg config.Config, erro
 		r.Core = &st
 		failedRuns = map[string]bool{}
 		for _, m := range st.Modules {
-			if l := m.Last; l != nil && l.Status == workflows.RunFailed {
+			if l := m.Last; l != nil && l.Status == contract.ModuleRunFailed {
 				failedRuns[l.ChildID] = true
 				r.temporalProblems = append(r.temporalProblems, storage.Problem{At: l.Finished, Where: "module " + m.Name, What: "failed", Error: l.Error})
 			}
@@ -322,7 +321,7 @@ func (r *statusReport) readTemporal(ctx context.Context, cfg config.Config, erro
 
 	queue := strings.ReplaceAll(cfg.Temporal.TaskQueue, "'", "")
 	n, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: cfg.Temporal.Namespace,
-		Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND TaskQueue = '%s'", activities.MonitorWorkflow, queue)})
+		Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND TaskQueue = '%s'", contract.FluxMonitorWorkflow, queue)})
 	if err != nil {
 		r.FluxWorkflowsError = starter.ExplainTemporal(cfg.Temporal.Address, err).Error()
 	} else {
@@ -424,7 +423,7 @@ func printCoreSection(w io.Writer, r statusReport, _ int) {
 		fmt.Fprintf(w, "core: %s\n", unread(r.Temporal.Error, r.CoreError))
 		return
 	}
-	fmt.Fprintf(w, "core: %s, %d modules, iteration %d", workflows.CoreWorkflowID, len(st.Modules), st.Iteration)
+	fmt.Fprintf(w, "core: %s, %d modules, iteration %d", contract.CoreWorkflowID, len(st.Modules), st.Iteration)
 	if st.Draining {
 		fmt.Fprint(w, ", waiting for its runs to continue as new")
 	}
@@ -451,7 +450,7 @@ func printCoreSection(w io.Writer, r statusReport, _ int) {
 		last, result := "never", "-"
 		if l := m.Last; l != nil {
 			last = "ok " + age(r.Now.Sub(l.Finished)) + " ago"
-			if l.Status != workflows.RunCompleted {
+			if l.Status != contract.ModuleRunCompleted {
 				last = l.Status + " " + age(r.Now.Sub(l.Finished)) + " ago"
 			}
 			result = oneLine(firstNonEmpty(l.Error, l.Summary, "-"), 200)

@@ -20,11 +20,11 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/catalog"
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
-	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // fixedStatus is a report as the demo's stack gives one, with every kind of row.
@@ -37,16 +37,16 @@ func fixedStatus() statusReport {
 		Temporal: temporalStatus{Address: "127.0.0.1:7233", Namespace: "tip", TaskQueue: "tip", Workers: 2},
 		Postgres: postgresStatus{Address: "127.0.0.1:5433"},
 		S3:       s3Status{Endpoint: "127.0.0.1:9000", Bucket: "tip"},
-		Core: &workflows.CoreStatus{Iteration: 41, Modules: []workflows.ModuleStatus{
+		Core: &contract.CoreStatus{Iteration: 41, Modules: []contract.ModuleStatus{
 			{Name: "blacklist-refresh", Enabled: true, Next: now.Add(90 * time.Second),
-				Last: &workflows.RunResult{Status: workflows.RunCompleted, Finished: now.Add(-30 * time.Second), Summary: "25 sources: 23 loaded,\n1 dead"}},
+				Last: &contract.RunResult{Status: contract.ModuleRunCompleted, Finished: now.Add(-30 * time.Second), Summary: "25 sources: 23 loaded,\n1 dead"}},
 			{Name: "flux-triage", Enabled: true, Paused: true, PendingEvents: 2, DroppedEvents: 5},
 			{Name: "spam-collect", Enabled: true, Running: "spam-collect/20260902T115950Z", RunningSince: now.Add(-10 * time.Second),
-				Last: &workflows.RunResult{ChildID: "spam-collect/20260902T115800Z", Status: workflows.RunFailed, Finished: now.Add(-2 * time.Hour), Error: long}},
+				Last: &contract.RunResult{ChildID: "spam-collect/20260902T115800Z", Status: contract.ModuleRunFailed, Finished: now.Add(-2 * time.Hour), Error: long}},
 		}},
 		Flux: &fluxStatus{FluxCounts: storage.FluxCounts{Watching: 2, Stable: 1, Paused: 1, Stopped: 7, Networks: 2}, Top: []storage.FluxDomain{
-			{Domain: "lone9.cn", Monitor: storage.MonitorWatching, Verdict: "flux", Score: 117.14, IPs: 20, ASNs: 16, Network: "dorro.ru"},
-			{Domain: "katre.su", Monitor: storage.MonitorPaused, Verdict: "double-flux", Score: 77.4, IPs: 10, ASNs: 10},
+			{Domain: "lone9.cn", Monitor: contract.MonitorWatching, Verdict: "flux", Score: 117.14, IPs: 20, ASNs: 16, Network: "dorro.ru"},
+			{Domain: "katre.su", Monitor: contract.MonitorPaused, Verdict: "double-flux", Score: 77.4, IPs: 10, ASNs: 10},
 		}},
 		FluxWorkflows: &running,
 		Sources: []storage.SourceHealth{
@@ -287,7 +287,7 @@ agents:
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	defer func() { _ = tc.TerminateWorkflow(ctx, workflows.CoreWorkflowID, "", "test over") }()
+	defer func() { _ = tc.TerminateWorkflow(ctx, contract.CoreWorkflowID, "", "test over") }()
 
 	var out string
 	waitFor(t, 45*time.Second, "the first runs' results and failures in tip status", func() (bool, string) {
@@ -345,7 +345,7 @@ agents:
 	spamResult := ""
 	if r.Core != nil {
 		for _, m := range r.Core.Modules {
-			if m.Name == workflows.SpamModule && m.Last != nil {
+			if m.Name == contract.SpamModule && m.Last != nil {
 				spamResult = m.Last.Summary
 			}
 		}

@@ -14,7 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 )
 
 // tipBin is TIP's binary, built from the repository in TestMain: the commands the
@@ -93,7 +93,7 @@ func checkTipEnv(env map[string]string) error {
 	return err
 }
 
-// tipEnvNames are the env tags of internal/config and the agent's folder.
+// tipEnvNames are the env tags of the config package and the agent's folder.
 func tipEnvNames() map[string]bool {
 	names := map[string]bool{"TIP_AGENT_DIR": true, config.EnvFile: true}
 	var walk func(t reflect.Type)

@@ -10,10 +10,10 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/starter"
-	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // TestProductionStackRunsTemporalOnPostgres: the production-like stack sets up
@@ -58,7 +58,7 @@ func TestProductionStackRunsTemporalOnPostgres(t *testing.T) {
 		t.Fatalf("Web UI: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	_ = workflows.CoreWorkflowID
+	_ = contract.CoreWorkflowID
 
 	if err := s.Up(ctx); err != nil {
 		t.Fatalf("second up: %v", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/tip-project/tip/flux"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // OddSource is a source name that is markup: a report must show it as text.
@@ -83,15 +84,15 @@ func sources() []source {
 			{lines: addrs("45.10.0", 1, 10)}, {lines: addrs("45.10.0", 1, 12)}, {lines: addrs("45.10.0", 1, 14)}}},
 		// half of it alpha's; the same body in the second refresh
 		{list("beta", "ip-list", "ipv4", 0.5), [Refreshes]round{
-			{lines: append(addrs("45.10.0", 6, 10), addrs("45.20.0", 1, 5)...)}, {status: activities.FetchUnchanged},
+			{lines: append(addrs("45.10.0", 6, 10), addrs("45.20.0", 1, 5)...)}, {status: contract.FetchUnchanged},
 			{lines: append(addrs("45.10.0", 6, 12), addrs("45.20.0", 1, 3)...)}}},
 		// domains, and a failure in the last refresh (its listings stay)
 		{list("gamma", "hosts", "domain", 0.6), [Refreshes]round{
 			{lines: hosts("evil-one.com", "evil-two.net", "evil-three.org")},
 			{lines: hosts("evil-one.com", "evil-two.net", "evil-four.ru")},
-			{status: activities.FetchFailed}}},
+			{status: contract.FetchFailed}}},
 		{list("gone", "ip-list", "ipv4", 0.9), [Refreshes]round{
-			{status: activities.FetchDead}, {status: activities.FetchDead}, {status: activities.FetchDead}}},
+			{status: contract.FetchDead}, {status: contract.FetchDead}, {status: contract.FetchDead}}},
 		{list(OddSource, "ip-list", "ipv4", 0.4), [Refreshes]round{
 			{lines: addrs("45.10.0", 1, 3)}, {lines: addrs("45.10.0", 1, 3)}, {lines: addrs("45.10.0", 1, 3)}}},
 	}
@@ -148,7 +149,7 @@ func Write(ctx context.Context, a *activities.Activities) (*World, error) {
 				return nil, err
 			}
 			w.Runs[s.Name][res.Status]++
-			if res.Status == activities.RunLoaded {
+			if res.Status == contract.RunLoaded {
 				w.Lists[s.Name] = listed(s.rounds[r].lines)
 			}
 		}
@@ -176,24 +177,24 @@ func listed(lines []string) []string {
 
 // load runs the blacklist load activity on a body stored in the bucket, as a
 // refresh does after its fetch.
-func load(ctx context.Context, a *activities.Activities, src catalog.Source, r round, runKey string) (activities.LoadResult, error) {
-	f := activities.FetchResult{Source: src.Name, Status: r.status, StartedAt: time.Now().UTC()}
+func load(ctx context.Context, a *activities.Activities, src catalog.Source, r round, runKey string) (contract.LoadResult, error) {
+	f := contract.FetchResult{Source: src.Name, Status: r.status, StartedAt: time.Now().UTC()}
 	switch r.status {
 	case "":
 		body := []byte(strings.Join(r.lines, "\n") + "\n")
 		b, err := a.Blobs.PutBytes(ctx, body, storage.PutOptions{ContentType: "text/plain"})
 		if err != nil {
-			return activities.LoadResult{}, err
+			return contract.LoadResult{}, err
 		}
-		f.Status, f.HTTPStatus, f.SHA256, f.Bytes = activities.FetchChanged, 200, b.SHA256, int64(len(body))
-	case activities.FetchUnchanged:
+		f.Status, f.HTTPStatus, f.SHA256, f.Bytes = contract.FetchChanged, 200, b.SHA256, int64(len(body))
+	case contract.FetchUnchanged:
 		f.HTTPStatus = 304
-	case activities.FetchDead:
+	case contract.FetchDead:
 		f.HTTPStatus, f.Error = 404, "404 Not Found"
-	case activities.FetchFailed:
+	case contract.FetchFailed:
 		f.HTTPStatus, f.Error = 403, "403 Forbidden"
 	}
-	res, err := a.LoadSource(ctx, activities.LoadInput{Source: src, Fetch: f, RunKey: runKey})
+	res, err := a.LoadSource(ctx, contract.LoadInput{Source: src, Fetch: f, RunKey: runKey})
 	if err != nil {
 		return res, fmt.Errorf("seed %s: %w", src.Name, err)
 	}
@@ -249,7 +250,7 @@ func writeFlux(ctx context.Context, db *storage.DB, w *World) error {
 	w.Triaged = []string{Benign, FluxBig, FluxQuiet, FluxSmall}
 	w.Monitored = []string{FluxBig, FluxQuiet, FluxSmall}
 	for _, d := range w.Monitored {
-		if err := db.SetFluxMonitor(ctx, d, storage.MonitorWatching, nil, Start); err != nil {
+		if err := db.SetFluxMonitor(ctx, d, contract.MonitorWatching, nil, Start); err != nil {
 			return err
 		}
 	}

@@ -23,7 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/internal/devstack"
 )
 

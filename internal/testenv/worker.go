@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 )
 
 // BuildTip builds the tip binary into the test's temporary folder.

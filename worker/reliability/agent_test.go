@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/tip-project/tip/agent"
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/internal/testenv"
 	tiplab "github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/trap"

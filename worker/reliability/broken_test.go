@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/internal/testenv"
 	labfeeds "github.com/tip-project/tip/lab/feeds"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // TestBrokenFeedsFailOnlyTheirOwnChild refreshes the lab's dead feed (404) and
@@ -21,8 +21,8 @@ func TestBrokenFeedsFailOnlyTheirOwnChild(t *testing.T) {
 	t.Parallel()
 	l := startLab(t, labfeeds.Options{SlowChunkDelay: 5 * time.Millisecond})
 	broken := map[string]struct{ status, errHas string }{
-		"et-compromised":        {activities.RunDead, "answers 404 Not Found: the feed is gone"},
-		"blocklistde-strongips": {activities.RunMalformed, "malformed feed: an HTML page"},
+		"et-compromised":        {contract.RunDead, "answers 404 Not Found: the feed is gone"},
+		"blocklistde-strongips": {contract.RunMalformed, "malformed feed: an HTML page"},
 	}
 	sources := []string{"et-compromised", "blocklistde-strongips", "blocklistde-bots", "spamhaus-drop-v4-json",
 		"spamhaus-asndrop", "feodo-ipblocklist-csv", "urlhaus-csv-dump", "sslbl-sslblacklist", "phishtank-online-valid",
@@ -105,7 +105,7 @@ func TestTruncatedFeedListsOnlyWhatItServes(t *testing.T) {
 		t.Fatalf("%s: runs %+v, want one", source, runs)
 	}
 	switch r := runs[0]; r.Status {
-	case activities.RunLoaded:
+	case contract.RunLoaded:
 		if r.Bad < 1 {
 			t.Errorf("%s loaded without counting its cut last line %q as bad: %+v", source, cut, r)
 		}
@@ -114,7 +114,7 @@ func TestTruncatedFeedListsOnlyWhatItServes(t *testing.T) {
 				t.Errorf("%s loaded but lost %s, which the feed served whole", source, v)
 			}
 		}
-	case activities.RunMalformed, activities.RunFailed:
+	case contract.RunMalformed, contract.RunFailed:
 		if r.Error == "" || len(got) > 0 {
 			t.Errorf("%s failed with error %q and lists %d indicators; want a clear error and nothing listed", source, r.Error, len(got))
 		}

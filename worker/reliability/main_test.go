@@ -24,9 +24,8 @@ import (
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tip-project/tip/activities"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/feeds"
-	"github.com/tip-project/tip/internal/config"
 	"github.com/tip-project/tip/internal/testenv"
 	labfeeds "github.com/tip-project/tip/lab/feeds"
 	"github.com/tip-project/tip/lab/world"
@@ -34,6 +33,7 @@ import (
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/worker"
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -188,7 +188,7 @@ func startRefresh(t *testing.T, c client.Client, cfg config.Config) client.Workf
 	t.Helper()
 	run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID: "blacklist-refresh/" + t.Name(), TaskQueue: cfg.Temporal.TaskQueue,
-	}, workflows.BlacklistRefresh, workflows.ModuleInput{Module: workflows.BlacklistModule})
+	}, workflows.BlacklistRefresh, contract.ModuleInput{Module: contract.BlacklistModule})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,11 +197,11 @@ func startRefresh(t *testing.T, c client.Client, cfg config.Config) client.Workf
 
 // finish waits for a refresh and fails the test, with the refresh's history,
 // if it fails or takes longer than timeout.
-func finish(t *testing.T, c client.Client, run client.WorkflowRun, timeout time.Duration) workflows.ModuleResult {
+func finish(t *testing.T, c client.Client, run client.WorkflowRun, timeout time.Duration) contract.ModuleResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var res workflows.ModuleResult
+	var res contract.ModuleResult
 	if err := run.Get(ctx, &res); err != nil {
 		iter := c.GetWorkflowHistory(context.Background(), run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		for iter.HasNext() {
@@ -311,7 +311,7 @@ func attempt(t *testing.T, c client.Client, workflowID, activityType string) (n 
 // listings and recorded runs.
 type stored struct {
 	listed map[string]map[string]bool
-	runs   map[string][]activities.LoadResult
+	runs   map[string][]contract.LoadResult
 	keys   map[string][]string // run keys, in the order of runs
 }
 
@@ -323,7 +323,7 @@ func readStored(t *testing.T, dsn string) stored {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	st := stored{listed: map[string]map[string]bool{}, runs: map[string][]activities.LoadResult{}, keys: map[string][]string{}}
+	st := stored{listed: map[string]map[string]bool{}, runs: map[string][]contract.LoadResult{}, keys: map[string][]string{}}
 	rows, err := db.Pool.Query(ctx, `SELECT l.source, i.value FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.active`)
 	if err != nil {
 		t.Fatal(err)
@@ -347,7 +347,7 @@ func readStored(t *testing.T, dsn string) stored {
 		t.Fatal(err)
 	}
 	for rows.Next() {
-		var r activities.LoadResult
+		var r contract.LoadResult
 		var key string
 		if err := rows.Scan(&r.Source, &key, &r.Status, &r.Entries, &r.Added, &r.Removed, &r.Bad, &r.Dropped, &r.Error); err != nil {
 			t.Fatal(err)
@@ -362,7 +362,7 @@ func readStored(t *testing.T, dsn string) stored {
 }
 
 // checkAllSourcesLoaded: the refresh's summary says all n sources loaded.
-func checkAllSourcesLoaded(t *testing.T, res workflows.ModuleResult, n int) {
+func checkAllSourcesLoaded(t *testing.T, res contract.ModuleResult, n int) {
 	t.Helper()
 	if want := fmt.Sprintf("%d sources: %[1]d loaded", n); !strings.Contains(res.Summary, want) {
 		t.Errorf("summary %q lacks %q", res.Summary, want)
@@ -398,7 +398,7 @@ func checkLoaded(t *testing.T, l *lab, st stored, source, runKey string) {
 		t.Errorf("%s: runs %+v under keys %v, want one under %s", source, runs, st.keys[source], runKey)
 		return
 	}
-	w := activities.LoadResult{Source: source, Status: activities.RunLoaded, Entries: len(want), Added: len(want), Dropped: dropped}
+	w := contract.LoadResult{Source: source, Status: contract.RunLoaded, Entries: len(want), Added: len(want), Dropped: dropped}
 	if runs[0] != w {
 		t.Errorf("%s: run recorded as %+v, want %+v", source, runs[0], w)
 	}

@@ -12,11 +12,12 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/activities"
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/worker"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // cadence is how often the rolling-restart test's monitors check.
@@ -138,7 +139,7 @@ func startMonitors(t *testing.T, offset, n int) *monitorSetup {
 
 	acts := &activities.Activities{Temporal: ms.c, Flux: worker.FluxConfig(ms.cfg)}
 	for _, d := range ms.domains {
-		if err := acts.StartMonitor(ctx, d, activities.WatchRequest{Origin: "test"}); err != nil {
+		if err := acts.StartMonitor(ctx, d, contract.WatchRequest{Origin: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -186,7 +187,7 @@ func (ms *monitorSetup) checkOnePerDomain(t *testing.T) {
 	running := runningMonitors(t, ms.c, ms.cfg.Temporal.TaskQueue)
 	want := make([]string, len(ms.domains))
 	for i, d := range ms.domains {
-		want[i] = activities.MonitorID(d)
+		want[i] = contract.MonitorWorkflowID(d)
 	}
 	slices.Sort(want)
 	if !slices.Equal(running, want) {
@@ -232,7 +233,7 @@ func (ms *monitorSetup) holders(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, d := range ms.domains {
-		id := activities.MonitorID(d)
+		id := contract.MonitorWorkflowID(d)
 		it := ms.c.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		for it.HasNext() {
 			e, err := it.Next()

@@ -16,14 +16,14 @@ import (
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tip-project/tip/activities"
-	"github.com/tip-project/tip/internal/config"
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/internal/testenv"
 	tiplab "github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
 // spamPerDay sizes the lab's spam so that its archive (one month, 20 lab hours in:
@@ -60,7 +60,7 @@ func startSpamCollect(t *testing.T, c client.Client, cfg config.Config) client.W
 	t.Helper()
 	run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID: "spam-collect/" + t.Name(), TaskQueue: cfg.Temporal.TaskQueue,
-	}, workflows.SpamCollect, workflows.ModuleInput{Module: workflows.SpamModule})
+	}, workflows.SpamCollect, contract.ModuleInput{Module: contract.SpamModule})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,9 +149,9 @@ func checkEachMailOnce(t *testing.T, cfg config.Config, site *tiplab.SpamSite) {
 }
 
 // ingestResult is the archive ingest's result.
-func ingestResult(t *testing.T, c client.Client) activities.IngestResult {
+func ingestResult(t *testing.T, c client.Client) contract.IngestResult {
 	t.Helper()
-	var r activities.IngestResult
+	var r contract.IngestResult
 	if err := c.GetWorkflow(context.Background(), archiveChild(t), "").Get(context.Background(), &r); err != nil {
 		t.Fatal(err)
 	}

@@ -135,7 +135,7 @@ func TestRedactedHidesSecrets(t *testing.T) {
 
 // The example file documents every key with its default; it must load and equal Default.
 func TestExampleFileLoadsToTheDefaults(t *testing.T) {
-	c, err := Load(filepath.Join("..", "..", "config", "tip.example.yaml"))
+	c, err := Load("tip.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func oldDefaults() Config {
 // TestLabFileIsTheLabsOldDefaults: config/lab.tip.yaml over the defaults gives
 // every setting the lab ran with, and each of its own is recognised as the lab's.
 func TestLabFileIsTheLabsOldDefaults(t *testing.T) {
-	c, err := File(filepath.Join("..", "..", LabFile))
+	c, err := File(filepath.Join("..", LabFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestLabSettingsTellTheLabFromADeployment(t *testing.T) {
 // TestEnvLoadsBackTheSameConfig: a process started with Env alone (as the test
 // harness starts workers) runs with every setting of the configuration.
 func TestEnvLoadsBackTheSameConfig(t *testing.T) {
-	c, err := File(filepath.Join("..", "..", LabFile))
+	c, err := File(filepath.Join("..", LabFile))
 	if err != nil {
 		t.Fatal(err)
 	}
