@@ -20,39 +20,65 @@ const MaxConcurrentSources = 8
 // catalog (at most MaxConcurrentSources at a time), tolerates the failure of any of
 // them, and fans in a summary for the core.
 func BlacklistRefresh(ctx workflow.Context, in contract.ModuleInput) (contract.ModuleResult, error) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	dbCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		// metrics over millions of listings take tens of seconds on a busy machine
 		StartToCloseTimeout: 10 * time.Minute,
 		// A database restart or a 20-s outage must not fail the refresh at its fan-in.
 		RetryPolicy: dbRetry,
 	})
 	var sources []catalog.Source
-	if err := workflow.ExecuteActivity(actx, contract.ReadCatalogActivity).Get(ctx, &sources); err != nil {
+	if err := workflow.ExecuteActivity(dbCtx, contract.ReadCatalogActivity).Get(ctx, &sources); err != nil {
 		return contract.ModuleResult{}, err
 	}
 	sources = onlyRequested(sources, in.Events)
 	start := workflow.Now(ctx)
-	// Two refreshes started in the same second (a manual one beside the core's)
-	// would name their children alike and the second set would fail to start: the
-	// IDs now end with a piece of the refresh's own run ID.
-	unique := ""
-	if workflow.GetVersion(ctx, "child-id-run-suffix", workflow.DefaultVersion, 1) == 1 {
-		run := workflow.GetInfo(ctx).WorkflowExecution.RunID
-		unique = "." + run[max(0, len(run)-8):]
+	results := fanOut(ctx, sources, start)
+	summary := summarize(results)
+	// A failure here only means accuracy is measured against older references.
+	var lists []contract.AllowlistResult
+	if err := workflow.ExecuteActivity(dbCtx, contract.RefreshAllowlistsActivity).Get(ctx, &lists); err != nil {
+		workflow.GetLogger(ctx).Warn("allowlists not refreshed", "error", err)
+		summary += "; allowlists not refreshed: " + rootCause(err)
+	} else if s := summarizeAllowlists(lists); s != "" {
+		summary += "; " + s
 	}
+	var weights string
+	if err := workflow.ExecuteActivity(dbCtx, contract.ComputeMetricsActivity).Get(ctx, &weights); err != nil {
+		return contract.ModuleResult{Summary: summary}, err
+	}
+	res := contract.ModuleResult{Summary: summary + "; " + weights}
+	// Domains new to the blacklists go to flux triage. Triage is worth little
+	// against a failed refresh, so a failure here is only mentioned.
+	var domains []string
+	if err := workflow.ExecuteActivity(dbCtx, contract.NewListedDomainsActivity, start).Get(ctx, &domains); err != nil {
+		res.Summary += "; new domains not sent to triage: " + rootCause(err)
+	} else if len(domains) > 0 {
+		res.Summary += fmt.Sprintf("; %d new domains to flux triage", len(domains))
+		res.Events = domainEvents(domains, contract.BlacklistModule)
+	}
+	return res, nil
+}
+
+// fanOut runs one SourceRefresh child per source, MaxConcurrentSources at a
+// time, and returns their results in the sources' order; a child that failed is
+// a failed run. The children's IDs (contract.SourceRunID) end with a piece of
+// the refresh's own run ID: two refreshes started in the same second (a manual
+// one beside the core's) name theirs apart.
+func fanOut(ctx workflow.Context, sources []catalog.Source, start time.Time) []contract.LoadResult {
+	run := workflow.GetInfo(ctx).WorkflowExecution.RunID
+	unique := "." + run[max(0, len(run)-8):]
 	results := make([]contract.LoadResult, len(sources))
-	pending := 0
-	next := 0
+	pending, next := 0, 0
 	sel := workflow.NewSelector(ctx)
 	launch := func(i int) {
 		src := sources[i]
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 			WorkflowID: contract.SourceRunID(src.Name, start) + unique,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
 				Module.ValueSet(contract.BlacklistModule), Source.ValueSet(src.Name)),
 		})
 		pending++
-		sel.AddFuture(workflow.ExecuteChildWorkflow(cctx, SourceRefresh, src), func(f workflow.Future) {
+		sel.AddFuture(workflow.ExecuteChildWorkflow(childCtx, SourceRefresh, src), func(f workflow.Future) {
 			pending--
 			var r contract.LoadResult
 			if err := f.Get(ctx, &r); err != nil {
@@ -68,44 +94,7 @@ func BlacklistRefresh(ctx workflow.Context, in contract.ModuleInput) (contract.M
 		}
 		sel.Select(ctx)
 	}
-	summary := summarize(results)
-	// Allowlists joined the fan-in after refreshes already ran without them. A
-	// failure here only means accuracy is measured against older references.
-	if workflow.GetVersion(ctx, "allowlists", workflow.DefaultVersion, 1) == 1 {
-		alctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: 10 * time.Minute,
-			RetryPolicy:         dbRetry,
-		})
-		var lists []contract.AllowlistResult
-		if err := workflow.ExecuteActivity(alctx, contract.RefreshAllowlistsActivity).Get(ctx, &lists); err != nil {
-			workflow.GetLogger(ctx).Warn("allowlists not refreshed", "error", err)
-			summary += "; allowlists not refreshed: " + rootCause(err)
-		} else if s := summarizeAllowlists(lists); s != "" {
-			summary += "; " + s
-		}
-	}
-	// Metrics and weights joined the fan-in after refreshes already ran without them.
-	if workflow.GetVersion(ctx, "source-metrics", workflow.DefaultVersion, 1) == 1 {
-		var weights string
-		if err := workflow.ExecuteActivity(actx, contract.ComputeMetricsActivity).Get(ctx, &weights); err != nil {
-			return contract.ModuleResult{Summary: summary}, err
-		}
-		summary += "; " + weights
-	}
-	res := contract.ModuleResult{Summary: summary}
-	// Domains new to the blacklists go to flux triage (they joined its inputs
-	// after refreshes already ran without them). Triage is worth little against
-	// a failed refresh, so a failure here is only mentioned.
-	if workflow.GetVersion(ctx, "listed-domains-to-triage", workflow.DefaultVersion, 1) == 1 {
-		var domains []string
-		if err := workflow.ExecuteActivity(actx, contract.NewListedDomainsActivity, start).Get(ctx, &domains); err != nil {
-			res.Summary += "; new domains not sent to triage: " + rootCause(err)
-		} else if len(domains) > 0 {
-			res.Summary += fmt.Sprintf("; %d new domains to flux triage", len(domains))
-			res.Events = domainEvents(domains, contract.BlacklistModule)
-		}
-	}
-	return res, nil
+	return results
 }
 
 // dbRetry retries activities that only touch the database through a few minutes
@@ -186,17 +175,17 @@ func SourceRefresh(ctx workflow.Context, src catalog.Source) (contract.LoadResul
 	// The fetch may first wait for one of its host's download slots
 	// (upstream.fetches_per_host), up to one other download's timeout.
 	fetchTimeout := 2*src.Timeout + 30*time.Second
-	fctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	fetchCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: fetchTimeout,
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2,
 			MaximumInterval: time.Minute, MaximumAttempts: 4},
 	})
 	var fetch contract.FetchResult
-	if err := workflow.ExecuteActivity(fctx, contract.FetchSourceActivity, src).Get(ctx, &fetch); err != nil {
+	if err := workflow.ExecuteActivity(fetchCtx, contract.FetchSourceActivity, src).Get(ctx, &fetch); err != nil {
 		fetch = contract.FetchResult{Source: src.Name, Status: contract.FetchFailed, Error: rootCause(err), StartedAt: workflow.Now(ctx)}
 	}
-	lctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	loadCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
 		// The load heartbeats every few seconds, merge included: a dead worker's
 		// load is retried elsewhere within half a minute.
@@ -204,6 +193,6 @@ func SourceRefresh(ctx workflow.Context, src catalog.Source) (contract.LoadResul
 		RetryPolicy:      &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 	})
 	var res contract.LoadResult
-	err := workflow.ExecuteActivity(lctx, contract.LoadSourceActivity, contract.LoadInput{Source: src, Fetch: fetch, RunKey: runKey}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(loadCtx, contract.LoadSourceActivity, contract.LoadInput{Source: src, Fetch: fetch, RunKey: runKey}).Get(ctx, &res)
 	return res, err
 }

@@ -325,14 +325,14 @@ func (c *core) start(ctx workflow.Context, name string, now time.Time) {
 	}
 	in := contract.ModuleInput{Module: name, Scheduled: now, Events: ms.Pending, DroppedEvents: ms.Dropped}
 	ms.Pending, ms.Dropped, ms.RunNow = nil, 0, false
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+	childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:               id,
 		TaskQueue:                spec.TaskQueue,
 		WorkflowExecutionTimeout: spec.Timeout,
 		TypedSearchAttributes:    temporal.NewSearchAttributes(Module.ValueSet(name)),
 	})
 	c.log.Info("starting module run", "module", name, "child", id, "events", len(in.Events))
-	c.running[name] = &running{id: id, started: now, input: in, future: workflow.ExecuteChildWorkflow(cctx, spec.Workflow, in)}
+	c.running[name] = &running{id: id, started: now, input: in, future: workflow.ExecuteChildWorkflow(childCtx, spec.Workflow, in)}
 }
 
 // finish records a finished run, routes its events and schedules the next run.

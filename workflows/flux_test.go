@@ -1183,7 +1183,7 @@ func TestFluxNetworksSummary(t *testing.T) {
 	}
 }
 
-// The tests below show bugs of workflows/flux.go (see knownBug).
+// The tests below guard bugs fixed in the monitor and triage workflows.
 
 func TestFluxMonitorPublishesAndRecordsPause(t *testing.T) {
 	// Once a bug: a pause was neither published in FluxState nor recorded in the monitor's row.
@@ -1206,6 +1206,39 @@ func TestFluxMonitorPublishesAndRecordsPause(t *testing.T) {
 	}
 	if !slices.Contains(recorded, contract.MonitorPaused) {
 		t.Errorf("states recorded %v: never %s", recorded, contract.MonitorPaused)
+	}
+}
+
+func TestFluxMonitorFromBeforePauseKeptKeepsItsOldPause(t *testing.T) {
+	// A monitor whose history predates workflow version flux-pause-kept (its old
+	// branch, which no recorded history takes) neither records nor publishes a pause.
+	r := newMonitorRun(t, t0, steady(300))
+	r.env.OnGetVersion("flux-pause-kept", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	r.at(62*time.Minute, send(r.env, contract.SignalFluxPause, nil))
+	r.at(3*time.Hour, send(r.env, contract.SignalFluxResume, nil))
+	r.runFor(monitorInput(monitorConfig), 4*time.Hour)
+	if got := r.fluxStates(); slices.Contains(got, contract.MonitorPaused) {
+		t.Errorf("FluxState went %v: the old branch publishes no pause", got)
+	}
+	for _, c := range r.stateCalls() {
+		if c.state == contract.MonitorPaused {
+			t.Errorf("the old branch recorded %s", c.state)
+		}
+	}
+}
+
+func TestFluxMonitorFromBeforePublishChangesPublishesEveryCheck(t *testing.T) {
+	// A monitor whose history predates workflow version flux-publish-changes
+	// upserts its search attributes at every check.
+	r := newMonitorRun(t, t0, rotating(300))
+	r.env.OnGetVersion("flux-publish-changes", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	r.runFor(monitorInput(monitorConfig), 2*time.Hour)
+	checks := len(r.checkTimes())
+	r.mu.Lock()
+	n := len(r.ipsSA)
+	r.mu.Unlock()
+	if n < checks {
+		t.Errorf("%d checks upserted FluxIPs %d times, want at every check", checks, n)
 	}
 }
 

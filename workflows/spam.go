@@ -22,12 +22,12 @@ const maxDomainsPerEvent = 2000
 // at a time per archive source), then lists the senders of recent spam as TIP's own
 // blacklist source and reports the new URL domains to the core.
 func SpamCollect(ctx workflow.Context, in contract.ModuleInput) (contract.ModuleResult, error) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	dbCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
 	var plan contract.SpamPlan
-	if err := workflow.ExecuteActivity(actx, contract.ReadSpamCatalogActivity).Get(ctx, &plan); err != nil {
+	if err := workflow.ExecuteActivity(dbCtx, contract.ReadSpamCatalogActivity).Get(ctx, &plan); err != nil {
 		return contract.ModuleResult{}, err
 	}
 	var parts, problems []string
@@ -35,18 +35,18 @@ func SpamCollect(ctx workflow.Context, in contract.ModuleInput) (contract.Module
 	newMail := 0
 	for _, src := range plan.Archives {
 		var due []spamarchive.Archive
-		if err := workflow.ExecuteActivity(actx, contract.ListSpamArchivesActivity, src).Get(ctx, &due); err != nil {
+		if err := workflow.ExecuteActivity(dbCtx, contract.ListSpamArchivesActivity, src).Get(ctx, &due); err != nil {
 			problems = append(problems, src.Name+": "+rootCause(err))
 			continue
 		}
 		ingested := 0
 		for _, ar := range due {
-			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-				WorkflowID:            "spam/archive/" + src.Name + "/" + ar.Period,
+			childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+				WorkflowID:            contract.ArchiveWorkflowID(src.Name, ar.Period),
 				TypedSearchAttributes: temporal.NewSearchAttributes(Module.ValueSet(contract.SpamModule), Source.ValueSet(src.Name)),
 			})
 			var r contract.IngestResult
-			err := workflow.ExecuteChildWorkflow(cctx, SpamArchiveIngest, contract.ArchiveIngestInput{Source: src, Archive: ar}).Get(ctx, &r)
+			err := workflow.ExecuteChildWorkflow(childCtx, SpamArchiveIngest, contract.ArchiveIngestInput{Source: src, Archive: ar}).Get(ctx, &r)
 			if err != nil {
 				problems = append(problems, ar.Name+": "+rootCause(err))
 				continue
@@ -60,12 +60,12 @@ func SpamCollect(ctx workflow.Context, in contract.ModuleInput) (contract.Module
 		parts = append(parts, fmt.Sprintf("%s: %d of %d archives changed", src.Name, ingested, len(due)))
 	}
 	for _, box := range plan.Mailboxes {
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID:            "spam/imap/" + box.Name,
+		childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID:            contract.MailboxWorkflowID(box.Name),
 			TypedSearchAttributes: temporal.NewSearchAttributes(Module.ValueSet(contract.SpamModule), Mailbox.ValueSet(box.Name)),
 		})
 		var r contract.IngestResult
-		if err := workflow.ExecuteChildWorkflow(cctx, SpamMailboxPoll, box).Get(ctx, &r); err != nil {
+		if err := workflow.ExecuteChildWorkflow(childCtx, SpamMailboxPoll, box).Get(ctx, &r); err != nil {
 			problems = append(problems, box.Name+": "+rootCause(err))
 			continue
 		}
@@ -73,29 +73,26 @@ func SpamCollect(ctx workflow.Context, in contract.ModuleInput) (contract.Module
 		domains = append(domains, r.Domains...)
 		parts = append(parts, fmt.Sprintf("%s: %d fetched", box.Name, r.Members))
 	}
-	// Agents came after the first runs: a run started before them replays without.
-	if workflow.GetVersion(ctx, "spam-agents", workflow.DefaultVersion, 1) == 1 {
-		for _, ag := range plan.Agents {
-			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-				WorkflowID:            "agent/" + ag.Name,
-				TypedSearchAttributes: temporal.NewSearchAttributes(Module.ValueSet(contract.SpamModule), Source.ValueSet(ag.Name)),
-			})
-			var r contract.IngestResult
-			if err := workflow.ExecuteChildWorkflow(cctx, AgentSync, ag).Get(ctx, &r); err != nil {
-				problems = append(problems, ag.Name+": "+rootCause(err))
-				continue
-			}
-			newMail += r.New
-			domains = append(domains, r.Domains...)
-			parts = append(parts, fmt.Sprintf("%s: %d mails pulled", ag.Name, r.Members))
+	for _, ag := range plan.Agents {
+		childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID:            contract.AgentWorkflowID(ag.Name),
+			TypedSearchAttributes: temporal.NewSearchAttributes(Module.ValueSet(contract.SpamModule), Agent.ValueSet(ag.Name)),
+		})
+		var r contract.IngestResult
+		if err := workflow.ExecuteChildWorkflow(childCtx, AgentSync, ag).Get(ctx, &r); err != nil {
+			problems = append(problems, ag.Name+": "+rootCause(err))
+			continue
 		}
+		newMail += r.New
+		domains = append(domains, r.Domains...)
+		parts = append(parts, fmt.Sprintf("%s: %d mails pulled", ag.Name, r.Members))
 	}
 	summary := fmt.Sprintf("%d new mails", newMail)
 	if len(parts) > 0 {
 		summary += "; " + strings.Join(parts, ", ")
 	}
 	var senders contract.LoadResult
-	if err := workflow.ExecuteActivity(actx, contract.RefreshSpamSendersActivity, workflow.GetInfo(ctx).WorkflowExecution.ID).Get(ctx, &senders); err != nil {
+	if err := workflow.ExecuteActivity(dbCtx, contract.RefreshSpamSendersActivity, workflow.GetInfo(ctx).WorkflowExecution.ID).Get(ctx, &senders); err != nil {
 		problems = append(problems, "senders: "+rootCause(err))
 	} else {
 		summary += fmt.Sprintf("; %s: %d listed (+%d -%d)", contract.SpamSendersSource, senders.Entries, senders.Added, senders.Removed)
