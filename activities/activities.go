@@ -1,48 +1,85 @@
-// Package activities holds every Temporal activity of TIP: thin adapters from the
-// domain packages to I/O. Activities are idempotent: a retry never duplicates a row
-// (natural keys and upserts) or an object (content-addressed keys).
+// Package activities holds TIP's Temporal activities: thin adapters from the
+// domain packages to I/O. Each module's activities are the exported methods of
+// one struct that holds only what the module needs — Blacklist, Spam,
+// AgentSync, Flux and Probe — behind the narrow store interfaces below, which
+// *storage.DB and *storage.BlobStore satisfy and tests fake. worker.Register
+// registers those structs, so every exported method is an activity a workflow
+// calls by the name workflows/contract gives it; helpers stay unexported or
+// live in shared parts (Downloads, ASNTables, Resolution).
+//
+// Activities are idempotent: a retry never duplicates a row (natural keys and
+// upserts) or an object (content-addressed keys).
 package activities
 
 import (
-	"net/http"
-	"sync"
+	"context"
+	"io"
+	"net/netip"
+	"time"
 
-	"go.temporal.io/sdk/client"
-
+	"github.com/tip-project/tip/flux"
 	"github.com/tip-project/tip/storage"
+	"github.com/tip-project/tip/workflows/contract"
 )
 
-// Activities carries the clients every activity uses. One value is registered with
-// the worker; workflows refer to its methods through a nil *Activities.
-type Activities struct {
-	DB    *storage.DB
-	Blobs *storage.BlobStore
-	// ASNTableAllowPrivate lets the ASN tables be downloaded from loopback and
-	// private addresses, as the lab's are (flux.asn_table_allow_private). Every
-	// other download's allowance is its catalog's (allow_private).
-	ASNTableAllowPrivate bool
-	// CatalogPath is the source catalog (YAML) the blacklist module reads.
-	CatalogPath string
-	// SpamCatalogPath is the spamtrap catalog (YAML): traps, archives, mailboxes.
-	SpamCatalogPath string
-	// Identity names the worker process in reports (the Temporal client identity).
-	Identity string
-	// Temporal starts and signals flux monitors (Signal-With-Start).
-	Temporal client.Client
-	// Resolver resolves domains for flux triage and monitors.
-	Resolver FluxResolver
-	// Flux configures triage and monitors.
-	Flux FluxConfig
-	// FetchesPerHost bounds the downloads (feeds, spam archives) in flight to one
-	// host at once, across every worker sharing the database; 0: no bound.
-	FetchesPerHost int
+// Blobs is the content-addressed blob store (storage.BlobStore).
+type Blobs interface {
+	Put(ctx context.Context, r io.Reader, o storage.PutOptions) (storage.Blob, error)
+	PutBytes(ctx context.Context, data []byte, o storage.PutOptions) (storage.Blob, error)
+	Open(ctx context.Context, sha string) (io.ReadCloser, storage.Blob, error)
+}
 
-	writerOnce sync.Once
-	writer     *fluxWriter
-	asnUnset   sync.Once // flux.asn_table unset is logged once (fluxASNs)
+// UpstreamSlots are the download slots per host that every worker sharing the
+// database counts against (storage.DB).
+type UpstreamSlots interface {
+	AcquireUpstream(ctx context.Context, upstream string, slots int, holder string, ttl time.Duration) (slot int, ok bool, err error)
+	RenewUpstream(ctx context.Context, upstream string, slot int, holder string, ttl time.Duration) (bool, error)
+	ReleaseUpstream(ctx context.Context, upstream string, slot int, holder string) error
+}
 
-	// httpClients make every download from outside (safehttp's, made on first
-	// use): [0] connects to public addresses only, [1] to private ones too.
-	httpOnce    sync.Once
-	httpClients [2]*http.Client
+// BlacklistStore is what the blacklist module reads and writes (storage.DB):
+// sources and their runs, listings, allowlists, metrics.
+type BlacklistStore interface {
+	UpsertSource(ctx context.Context, s storage.SourceRow) error
+	Source(ctx context.Context, name string) (storage.SourceRow, error)
+	ClaimFetch(ctx context.Context, name string, minGap time.Duration) (ok bool, next time.Time, lastErr string, err error)
+	FetchAttemptFailed(ctx context.Context, name, why string) error
+	BeginListingLoad(ctx context.Context, source string) (*storage.ListingLoad, error)
+	RecordedRun(ctx context.Context, source, runKey string) (contract.LoadResult, bool, error)
+	RecordRunOutcome(ctx context.Context, src storage.SourceRow, run storage.SourceRun) error
+	ComputeSourceMetrics(ctx context.Context) ([]storage.SourceMetrics, error)
+	NewListedDomains(ctx context.Context, since time.Time, limit int) ([]string, error)
+	SyncAllowlists(ctx context.Context, lists []storage.AllowlistRow) error
+	Allowlist(ctx context.Context, name string) (storage.AllowlistRow, error)
+	AllowlistChecked(ctx context.Context, name, fetchErr string) error
+	LoadAllowlist(ctx context.Context, name string, c storage.AllowlistContent) (entries, skipped int, err error)
+}
+
+// SpamStore is what the spam collectors read and write (storage.DB): their run
+// claims, the mails' facts, the archives ingested, and the IMAP and agent cursors.
+type SpamStore interface {
+	ClaimCollectorRun(ctx context.Context, name string, interval time.Duration) (bool, error)
+	ReleaseCollectorRun(ctx context.Context, name string) error
+	RecordSpam(ctx context.Context, batch []storage.SpamRecord) (newMails int, err error)
+	SeenNames(ctx context.Context, origin string) (map[string]bool, error)
+	SpamArchive(ctx context.Context, url string) (storage.SpamArchiveRow, error)
+	SpamArchiveIngested(ctx context.Context, r storage.SpamArchiveRow) error
+	IMAPCursor(ctx context.Context, mailbox string) (uidValidity, lastUID uint32, err error)
+	SetIMAPCursor(ctx context.Context, mailbox string, uidValidity, lastUID uint32, fetched int) error
+	AgentCursor(ctx context.Context, agent string) (storage.AgentCursor, error)
+	AdvanceAgentCursor(ctx context.Context, agent, agentID string, version uint64, mails int) error
+	TouchAgentCursor(ctx context.Context, agent string) error
+	RefreshSpamSenders(ctx context.Context, src storage.SourceRow, runKey string, window time.Duration) (contract.LoadResult, error)
+}
+
+// FluxStore is what the flux module reads and writes (storage.DB): triage
+// verdicts, monitors and their checks, networks and their agents.
+type FluxStore interface {
+	DueForTriage(ctx context.Context, domains []string, now time.Time, coolDown time.Duration) ([]string, error)
+	RecordTriage(ctx context.Context, vs []storage.FluxVerdict) error
+	AllowlistNets(ctx context.Context) ([]netip.Prefix, error)
+	SetFluxMonitor(ctx context.Context, domain, state string, summary *flux.Summary, at time.Time) error
+	RecordFluxChecks(ctx context.Context, ws []storage.FluxWrite) error
+	UpdateFluxNetworks(ctx context.Context) ([]storage.FluxNetwork, error)
+	RefreshFluxAgents(ctx context.Context, src storage.SourceRow, runKey string) (contract.LoadResult, error)
 }

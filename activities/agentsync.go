@@ -18,6 +18,12 @@ import (
 // agentChunk bounds the batches one request of a sync streams.
 const agentChunk = 64 << 20
 
+// AgentSync is the agent sync module's activity: it pulls what spamtrap agents
+// published.
+type AgentSync struct {
+	Spamtraps
+}
+
 // SyncAgent pulls the batches a spamtrap agent published since the last sync: it
 // asks for the latest version, streams the missing ones in chunks, keeps each
 // verified batch file in S3, records its mails (and, when the catalog says raw,
@@ -25,7 +31,7 @@ const agentChunk = 64 << 20
 // cursor past it. A retry after a crash pulls the batch in flight again; its
 // sightings ("agent:<name>", "<folder>/<name>") make that a no-op, so every mail is
 // recorded exactly once.
-func (a *Activities) SyncAgent(ctx context.Context, ag catalog.Agent) (contract.IngestResult, error) {
+func (a *AgentSync) SyncAgent(ctx context.Context, ag catalog.Agent) (contract.IngestResult, error) {
 	origin := "agent:" + ag.Name
 	res := contract.IngestResult{Origin: origin}
 	if due, err := a.claimRun(ctx, origin, ag.Interval); err != nil || !due {
@@ -36,7 +42,7 @@ func (a *Activities) SyncAgent(ctx context.Context, ag catalog.Agent) (contract.
 	return res, a.releaseOnError(ctx, origin, err)
 }
 
-func (a *Activities) syncAgent(ctx context.Context, ag catalog.Agent, res contract.IngestResult) (contract.IngestResult, error) {
+func (a *AgentSync) syncAgent(ctx context.Context, ag catalog.Agent, res contract.IngestResult) (contract.IngestResult, error) {
 	c, cfg, asn, err := a.spamSetup(ctx, catalog.AllTraps)
 	if err != nil {
 		return res, err
@@ -60,7 +66,7 @@ func (a *Activities) syncAgent(ctx context.Context, ag catalog.Agent, res contra
 		return res, temporal.NewNonRetryableApplicationError(err.Error(), "AgentPin", nil)
 	}
 	client := &agent.Client{URL: ag.URL, Token: token, Fingerprint: pin}
-	cur, err := a.DB.AgentCursor(ctx, ag.Name)
+	cur, err := a.Store.AgentCursor(ctx, ag.Name)
 	if err != nil {
 		return res, err
 	}
@@ -77,7 +83,7 @@ func (a *Activities) syncAgent(ctx context.Context, ag catalog.Agent, res contra
 			ag.Name, latest.Latest, cur.Version, ag.Name), "AgentChanged", nil)
 	case latest.Latest == cur.Version:
 		res.Status = contract.FetchUnchanged
-		return res, a.DB.TouchAgentCursor(ctx, ag.Name)
+		return res, a.Store.TouchAgentCursor(ctx, ag.Name)
 	}
 	rec := a.newSpamRecorder(cfg, asn, &res)
 	after := cur.Version
@@ -91,7 +97,7 @@ func (a *Activities) syncAgent(ctx context.Context, ag catalog.Agent, res contra
 			if err != nil {
 				return err
 			}
-			if err := a.DB.AdvanceAgentCursor(ctx, ag.Name, latest.Agent, it.Version, n); err != nil {
+			if err := a.Store.AdvanceAgentCursor(ctx, ag.Name, latest.Agent, it.Version, n); err != nil {
 				return err
 			}
 			after = it.Version
@@ -112,7 +118,7 @@ func (a *Activities) syncAgent(ctx context.Context, ag catalog.Agent, res contra
 }
 
 // loadAgentBatch keeps one streamed batch in S3, checks it, and records its mails.
-func (a *Activities) loadAgentBatch(ctx context.Context, ag catalog.Agent, client *agent.Client, agentID string,
+func (a *AgentSync) loadAgentBatch(ctx context.Context, ag catalog.Agent, client *agent.Client, agentID string,
 	it agent.StreamItem, body io.Reader, rec *spamRecorder) (int, error) {
 	spool, err := os.CreateTemp("", "tip-agent-batch-*")
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tip-project/tip/agent"
 	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
@@ -109,7 +110,7 @@ func TestSyncAgentRecordsEachMailOnce(t *testing.T) {
 	ctx := context.Background()
 	a := newActivities(t)
 	l := newAgentLab(t, agent.ScopeRaw)
-	a.SpamCatalogPath = l.catalog
+	a.setSpamCatalog(l.catalog)
 	first := l.deliver(t)
 	plan, err := runActivity[contract.SpamPlan](t, a, a.ReadSpamCatalog)
 	if err != nil || len(plan.Agents) != 1 {
@@ -139,7 +140,7 @@ func TestSyncAgentRecordsEachMailOnce(t *testing.T) {
 		sum := sha256.Sum256(m.Raw)
 		sha := hex.EncodeToString(sum[:])
 		var ip, name string
-		err := a.DB.Pool.QueryRow(ctx, `SELECT coalesce(host(m.sender_ip), ''), s.name FROM spam_messages m JOIN spam_sightings s ON s.sha256 = m.sha256
+		err := testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT coalesce(host(m.sender_ip), ''), s.name FROM spam_messages m JOIN spam_sightings s ON s.sha256 = m.sha256
 			WHERE m.sha256 = $1 AND s.origin = 'agent:mx1'`, sha).Scan(&ip, &name)
 		if err != nil {
 			t.Fatalf("%s not recorded: %v", m.Name, err)
@@ -178,8 +179,8 @@ func TestSyncAgentRecordsEachMailOnce(t *testing.T) {
 		t.Fatalf("sync after a reset %+v", again)
 	}
 	var mails, sightings int
-	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_messages`).Scan(&mails)
-	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_sightings WHERE origin = 'agent:mx1'`).Scan(&sightings)
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM spam_messages`).Scan(&mails)
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM spam_sightings WHERE origin = 'agent:mx1'`).Scan(&sightings)
 	if mails != first+more || sightings != first+more {
 		t.Fatalf("%d mails and %d sightings recorded, the lab delivered %d", mails, sightings, first+more)
 	}
@@ -235,7 +236,7 @@ func TestSyncAgentRefusesWhatRetryingCannotFix(t *testing.T) {
 	ctx := context.Background()
 	a := newActivities(t)
 	l := newAgentLab(t, agent.ScopeFacts)
-	a.SpamCatalogPath = l.catalog
+	a.setSpamCatalog(l.catalog)
 	l.deliver(t)
 	plan, err := runActivity[contract.SpamPlan](t, a, a.ReadSpamCatalog)
 	if err != nil {
@@ -265,7 +266,7 @@ func TestSyncAgentRefusesWhatRetryingCannotFix(t *testing.T) {
 		t.Errorf("an unknown token: %s", k)
 	}
 	var mails int
-	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_sightings`).Scan(&mails)
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM spam_sightings`).Scan(&mails)
 	if mails != 0 {
 		t.Errorf("%d mails recorded by refused syncs", mails)
 	}

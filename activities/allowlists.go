@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/tip-project/tip/catalog"
-	"github.com/tip-project/tip/feeds"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
 )
@@ -23,11 +21,11 @@ import (
 // changed, each in one transaction. A list that cannot be fetched or parsed keeps
 // its previous entries and records the problem: accuracy is then measured against
 // slightly older references, which is better than failing the refresh.
-func (a *Activities) RefreshAllowlists(ctx context.Context) ([]contract.AllowlistResult, error) {
-	if a.CatalogPath == "" {
+func (a *Blacklist) RefreshAllowlists(ctx context.Context) ([]contract.AllowlistResult, error) {
+	if a.Catalog == "" {
 		return nil, nil
 	}
-	c, err := catalog.Load(a.CatalogPath, KnownFormat)
+	c, err := catalog.Load(a.Catalog, KnownFormat)
 	if err != nil {
 		return nil, fmt.Errorf("source catalog: %w", err)
 	}
@@ -39,7 +37,7 @@ func (a *Activities) RefreshAllowlists(ctx context.Context) ([]contract.Allowlis
 			rows = append(rows, storage.AllowlistRow{Name: l.Name, URL: l.URL, Format: l.Format, Type: storage.AllowlistType(l.Type)})
 		}
 	}
-	if err := a.DB.SyncAllowlists(ctx, rows); err != nil {
+	if err := a.Store.SyncAllowlists(ctx, rows); err != nil {
 		return nil, err
 	}
 	out := make([]contract.AllowlistResult, 0, len(lists))
@@ -50,7 +48,7 @@ func (a *Activities) RefreshAllowlists(ctx context.Context) ([]contract.Allowlis
 		}
 		if err != nil {
 			r.Status, r.Error = "failed", err.Error()
-			if rerr := a.DB.AllowlistChecked(ctx, l.Name, r.Error); rerr != nil {
+			if rerr := a.Store.AllowlistChecked(ctx, l.Name, r.Error); rerr != nil {
 				return out, rerr
 			}
 		}
@@ -59,9 +57,9 @@ func (a *Activities) RefreshAllowlists(ctx context.Context) ([]contract.Allowlis
 	return out, nil
 }
 
-func (a *Activities) refreshAllowlist(ctx context.Context, l catalog.Source) (contract.AllowlistResult, error) {
+func (a *Blacklist) refreshAllowlist(ctx context.Context, l catalog.Source) (contract.AllowlistResult, error) {
 	r := contract.AllowlistResult{Name: l.Name}
-	row, err := a.DB.Allowlist(ctx, l.Name)
+	row, err := a.Store.Allowlist(ctx, l.Name)
 	if err != nil {
 		return r, err
 	}
@@ -74,7 +72,7 @@ func (a *Activities) refreshAllowlist(ctx context.Context, l catalog.Source) (co
 		defer f.Close()
 		if sha == row.SHA256 && row.Error == "" && row.LoadedAt != nil {
 			r.Status = contract.FetchUnchanged
-			return r, a.DB.AllowlistChecked(ctx, l.Name, "")
+			return r, a.Store.AllowlistChecked(ctx, l.Name, "")
 		}
 		return a.loadAllowlist(ctx, l, row, io.LimitReader(f, l.SizeLimit), "", "", sha)
 	}
@@ -83,13 +81,13 @@ func (a *Activities) refreshAllowlist(ctx context.Context, l catalog.Source) (co
 		return r, nil
 	}
 	var f contract.FetchResult
-	if err := a.download(ctx, l, validators{row.ETag, row.LastMod, row.SHA256}, &f); err != nil {
+	if err := a.Downloads.fetch(ctx, l, validators{row.ETag, row.LastMod, row.SHA256}, &f); err != nil {
 		return r, err
 	}
 	switch f.Status {
 	case contract.FetchUnchanged:
 		r.Status = contract.FetchUnchanged
-		return r, a.DB.AllowlistChecked(ctx, l.Name, "")
+		return r, a.Store.AllowlistChecked(ctx, l.Name, "")
 	case contract.FetchChanged:
 	default: // dead or failed: keep the old entries
 		return r, errors.New(f.Error)
@@ -126,53 +124,17 @@ func openLocal(path string, limit int64) (*os.File, string, error) {
 
 // loadAllowlist parses body and replaces the list's entries in one transaction,
 // keeping only the entries of the kind the list holds (domains or ranges).
-func (a *Activities) loadAllowlist(ctx context.Context, l catalog.Source, row storage.AllowlistRow, body io.Reader,
+func (a *Blacklist) loadAllowlist(ctx context.Context, l catalog.Source, row storage.AllowlistRow, body io.Reader,
 	etag, lastModified, sha string) (contract.AllowlistResult, error) {
 	r := contract.AllowlistResult{Name: l.Name, Entries: row.Entries}
-	tx, err := a.DB.Pool.Begin(ctx)
+	opts := ParserOptions(l)
+	opts.KeepPublicSuffix = true // akamaized.net or blogspot.com serve benign pages too
+	entries, skipped, err := a.Store.LoadAllowlist(ctx, l.Name, storage.AllowlistContent{Format: l.Format, Options: opts, Body: body,
+		Type: row.Type, Top: l.Top, Validators: storage.Validators{ETag: etag, LastModified: lastModified, SHA256: sha},
+		Progress: func(rows int) { heartbeat(ctx, rows) }})
 	if err != nil {
 		return r, err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE allow_staging (value text, rank integer, kind text) ON COMMIT DROP`); err != nil {
-		return r, err
-	}
-	n, skipped := 0, 0
-	opts := ParserOptions(l)
-	opts.KeepPublicSuffix = true // akamaized.net or blogspot.com serve benign pages too
-	_, _, parseErr, copyErr := copyParsed(ctx, tx, "allow_staging", []string{"value", "rank", "kind"},
-		l.Format, opts, body, func(ind feeds.Indicator) []any {
-			kind := storage.AllowlistType(string(ind.Type))
-			if kind != row.Type {
-				skipped++
-				return []any{ind.Value, 0, kind} // deleted below: a nil row would stop the parse
-			}
-			n++
-			if l.Top > 0 && n > l.Top {
-				return nil
-			}
-			rank := n
-			if v, err := strconv.Atoi(ind.Ref); err == nil && v > 0 {
-				rank = v // a ranking's own rank
-			}
-			return []any{ind.Value, rank, kind}
-		})
-	switch {
-	case parseErr != nil: // a malformed feed's error quotes its bad lines
-		return r, fmt.Errorf("parse %s: %w", l.Name, parseErr)
-	case copyErr != nil:
-		return r, fmt.Errorf("load %s: %w", l.Name, copyErr)
-	}
-	if _, err := tx.Exec(ctx, `DELETE FROM allow_staging WHERE kind <> $1`, row.Type); err != nil {
-		return r, fmt.Errorf("load %s: %w", l.Name, err)
-	}
-	r.Skipped = skipped
-	if r.Entries, err = storage.ReplaceAllowlist(ctx, tx, l.Name, etag, lastModified, sha); err != nil {
-		return r, fmt.Errorf("load %s: %w", l.Name, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return r, fmt.Errorf("load %s: %w", l.Name, err)
-	}
-	r.Status = contract.RunLoaded
+	r.Entries, r.Skipped, r.Status = entries, skipped, contract.RunLoaded
 	return r, nil
 }

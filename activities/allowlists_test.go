@@ -13,13 +13,14 @@ import (
 	"time"
 
 	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab"
 	labfeeds "github.com/tip-project/tip/lab/feeds"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
-func refreshAllowlists(t *testing.T, a *Activities) []contract.AllowlistResult {
+func refreshAllowlists(t *testing.T, a *stack) []contract.AllowlistResult {
 	t.Helper()
 	out, err := runActivity[[]contract.AllowlistResult](t, a, a.RefreshAllowlists)
 	if err != nil {
@@ -54,11 +55,11 @@ func TestAccuracyCountsExactlyTheLabsFalsePositives(t *testing.T) {
 	}
 	fmt.Fprintf(&yaml, "allowlists:\n  - {name: top, url: %q, format: tranco-csv-zip, top: 10000}\n  - {name: cdn, url: %q, format: netset}\n",
 		srv.URL+"/allowlists/tranco/top-1m.csv.zip", srv.URL+"/allowlists/cdn-ranges.txt")
-	a.CatalogPath = filepath.Join(t.TempDir(), "catalog.yaml")
-	if err := os.WriteFile(a.CatalogPath, []byte(yaml.String()), 0o644); err != nil {
+	a.Blacklist.Catalog = filepath.Join(t.TempDir(), "catalog.yaml")
+	if err := os.WriteFile(a.Blacklist.Catalog, []byte(yaml.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, err := catalog.Load(a.CatalogPath, KnownFormat)
+	c, err := catalog.Load(a.Blacklist.Catalog, KnownFormat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,9 +115,9 @@ func TestAccuracyCountsExactlyTheLabsFalsePositives(t *testing.T) {
 }
 
 // refreshAllowlistsAfter refreshes as if d had passed since the last check.
-func refreshAllowlistsAfter(t *testing.T, a *Activities, d time.Duration) []contract.AllowlistResult {
+func refreshAllowlistsAfter(t *testing.T, a *stack, d time.Duration) []contract.AllowlistResult {
 	t.Helper()
-	if _, err := a.DB.Pool.Exec(context.Background(), `UPDATE allowlists SET checked_at = checked_at - $1::interval`, d); err != nil {
+	if _, err := testenv.SQL(t, a.DB).Exec(context.Background(), `UPDATE allowlists SET checked_at = checked_at - $1::interval`, d); err != nil {
 		t.Fatal(err)
 	}
 	return refreshAllowlists(t, a)
@@ -129,10 +130,10 @@ func TestLocalWarninglistAllowlist(t *testing.T) {
 	ctx := context.Background()
 	a := newActivities(t)
 	dir := t.TempDir()
-	a.CatalogPath = filepath.Join(dir, "catalog.yaml")
+	a.Blacklist.Catalog = filepath.Join(dir, "catalog.yaml")
 	doc := "sources:\n  - {name: a, url: \"https://feeds.example/a\", format: ip-list, type: ipv4}\n" +
 		"allowlists:\n  - {name: ours, url: lists/ours.json, format: misp-warninglist, type: domain}\n"
-	if err := os.WriteFile(a.CatalogPath, []byte(doc), 0o644); err != nil {
+	if err := os.WriteFile(a.Blacklist.Catalog, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(filepath.Join(dir, "lists"), 0o755); err != nil {

@@ -11,12 +11,27 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/tip-project/tip/ipasn"
+	"github.com/tip-project/tip/safehttp"
 	"github.com/tip-project/tip/textcap"
 )
 
 // asnTableTTL is how long a worker keeps an ASN table before asking for a newer
 // one (iptoasn.com updates hourly; a day is plenty for attributing senders).
 const asnTableTTL = 24 * time.Hour
+
+// ASNTables loads the ASN tables addresses are mapped with (flux.asn_table, a
+// spam catalog's asn_table), each once per worker and day, shared by every
+// activity of the worker (the cache is the process's).
+type ASNTables struct {
+	Client *http.Client // safehttp's: flux.asn_table_allow_private lets it reach private addresses
+	Limits ipasn.Limits // bound every table loaded; zero fields: ipasn's defaults
+}
+
+// NewASNTables is the ASN tables of a worker, downloaded with a safehttp client
+// that reaches private addresses when allowPrivate.
+func NewASNTables(allowPrivate bool, limits ipasn.Limits) *ASNTables {
+	return &ASNTables{Client: safehttp.NewClient(safehttp.Options{AllowPrivate: allowPrivate}), Limits: limits}
+}
 
 // asnCache holds the ASN tables a worker loaded, by URL.
 type asnCache struct {
@@ -49,7 +64,7 @@ var asnFetchTimeout = 5 * time.Minute
 
 var asnTables = &asnCache{tables: map[string]*asnEntry{}}
 
-// ASNTable returns the ASN table at url, loading it once per worker and day
+// Table returns the ASN table at url, loading it once per worker and day
 // (conditionally, with the ETag of the copy held). A table that cannot be
 // refreshed keeps serving the copy held; with none, the error is returned. After
 // a failure the table is not asked for again for asnRetry.
@@ -58,7 +73,7 @@ var asnTables = &asnCache{tables: map[string]*asnEntry{}}
 // once, without one they wait for the download or their own context. A download
 // takes asnFetchTimeout at most, so a server that trickles its table holds
 // nobody for long.
-func (a *Activities) ASNTable(ctx context.Context, url string) (*ipasn.Table, error) {
+func (t *ASNTables) Table(ctx context.Context, url string) (*ipasn.Table, error) {
 	if url == "" {
 		return nil, nil
 	}
@@ -95,16 +110,16 @@ func (a *Activities) ASNTable(ctx context.Context, url string) (*ipasn.Table, er
 		done := make(chan struct{})
 		e.loading = done
 		asnTables.mu.Unlock()
-		return a.loadASNTable(ctx, url, e, done)
+		return t.load(ctx, url, e, done)
 	}
 }
 
-// loadASNTable downloads the table of entry e and records the outcome; done
+// load downloads the table of entry e and records the outcome; done
 // closes when it is recorded. Only the caller that set e.loading writes e
 // meanwhile, so the download reads e's table and ETag without the lock.
-func (a *Activities) loadASNTable(ctx context.Context, url string, e *asnEntry, done chan struct{}) (*ipasn.Table, error) {
+func (t *ASNTables) load(ctx context.Context, url string, e *asnEntry, done chan struct{}) (*ipasn.Table, error) {
 	fctx, cancel := context.WithTimeout(ctx, asnFetchTimeout)
-	t, etag, err := a.fetchASNTable(fctx, url, e)
+	tab, etag, err := t.fetch(fctx, url, e)
 	cancel()
 	asnTables.mu.Lock()
 	defer asnTables.mu.Unlock()
@@ -120,8 +135,8 @@ func (a *Activities) loadASNTable(ctx context.Context, url string, e *asnEntry, 
 			return e.table, nil
 		}
 		return nil, err
-	case t != nil:
-		e.table, e.etag = t, etag
+	case tab != nil:
+		e.table, e.etag = tab, etag
 	}
 	if e.reported != "" {
 		asnLogger(ctx).Info("ASN table loaded again", "url", url)
@@ -156,10 +171,10 @@ func asnLogger(ctx context.Context) interface {
 	return slog.Default()
 }
 
-// fetchASNTable asks for the table at url, conditionally when e holds one; a nil
-// table without error means unchanged. The answer is read within a.asnLimits():
+// fetch asks for the table at url, conditionally when e holds one; a nil
+// table without error means unchanged. The answer is read within t.Limits:
 // a table larger than they allow is refused, and the copy held serves on.
-func (a *Activities) fetchASNTable(ctx context.Context, url string, e *asnEntry) (*ipasn.Table, string, error) {
+func (t *ASNTables) fetch(ctx context.Context, url string, e *asnEntry) (*ipasn.Table, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, "", fmt.Errorf("asn table: %w", err)
@@ -168,12 +183,12 @@ func (a *Activities) fetchASNTable(ctx context.Context, url string, e *asnEntry)
 	if e.table != nil && e.etag != "" {
 		req.Header.Set("If-None-Match", e.etag)
 	}
-	resp, err := a.httpClient().Do(req)
+	resp, err := t.Client.Do(req)
 	if err != nil {
 		return nil, "", fmt.Errorf("asn table %s: %w", url, err)
 	}
 	defer resp.Body.Close()
-	lim := a.asnLimits()
+	lim := t.Limits.WithDefaults()
 	switch {
 	case resp.StatusCode == http.StatusNotModified && e.table != nil:
 		return nil, "", nil
@@ -182,7 +197,7 @@ func (a *Activities) fetchASNTable(ctx context.Context, url string, e *asnEntry)
 	case resp.ContentLength > lim.MaxInput:
 		return nil, "", fmt.Errorf("asn table %s: %w: %d bytes to download, more than %d (ipasn.Limits.MaxInput)", url, ipasn.ErrTooLarge, resp.ContentLength, lim.MaxInput)
 	}
-	t, _, err := lim.Load(resp.Body)
+	tab, _, err := lim.Load(resp.Body)
 	if err != nil {
 		return nil, "", fmt.Errorf("asn table %s: %w", url, err)
 	}
@@ -190,9 +205,5 @@ func (a *Activities) fetchASNTable(ctx context.Context, url string, e *asnEntry)
 	if len(etag) > 256 { // not a validator worth sending back
 		etag = ""
 	}
-	return t, etag, nil
+	return tab, etag, nil
 }
-
-// asnLimits are the bounds of an ASN table load: FluxConfig.ASNLimits, its zero
-// fields filled with ipasn's defaults.
-func (a *Activities) asnLimits() ipasn.Limits { return a.Flux.ASNLimits.WithDefaults() }

@@ -39,13 +39,13 @@ func TestASNTableAsksOnceAndRemembersAFailure(t *testing.T) {
 		ipasn.Write(w, []ipasn.Range{{First: netip.MustParseAddr("192.0.2.0"), Last: netip.MustParseAddr("192.0.2.255"), AS: ipasn.AS{Number: 64500, Country: "ZZ", Description: "TEST"}}})
 	}))
 	defer up.Close()
-	a := &Activities{ASNTableAllowPrivate: true}
+	a := NewASNTables(true, ipasn.Limits{})
 	ctx := context.Background()
 	for range 3 {
-		if tb, err := a.ASNTable(ctx, down.URL); err == nil || tb != nil {
+		if tb, err := a.Table(ctx, down.URL); err == nil || tb != nil {
 			t.Fatalf("a table from a server that is down: %v, %v", tb, err)
 		}
-		tb, err := a.ASNTable(ctx, up.URL)
+		tb, err := a.Table(ctx, up.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,8 +87,8 @@ func TestASNTableSlowServerHoldsNobody(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer srv.CloseClientConnections()
-	a := &Activities{ASNTableAllowPrivate: true}
-	if _, err := a.ASNTable(context.Background(), srv.URL); err != nil {
+	a := NewASNTables(true, ipasn.Limits{})
+	if _, err := a.Table(context.Background(), srv.URL); err != nil {
 		t.Fatal(err)
 	}
 	asnTables.mu.Lock()
@@ -97,13 +97,13 @@ func TestASNTableSlowServerHoldsNobody(t *testing.T) {
 
 	downloaded := make(chan error, 1)
 	go func() {
-		_, err := a.ASNTable(context.Background(), srv.URL)
+		_, err := a.Table(context.Background(), srv.URL)
 		downloaded <- err
 	}()
 	<-trickling
 	got := make(chan *ipasn.Table, 1)
 	go func() {
-		tb, _ := a.ASNTable(context.Background(), srv.URL)
+		tb, _ := a.Table(context.Background(), srv.URL)
 		got <- tb
 	}()
 	select {
@@ -136,14 +136,14 @@ func TestASNTableSlowServerHoldsNobody(t *testing.T) {
 	freshDone := make(chan struct{})
 	go func() {
 		defer close(freshDone)
-		_, _ = a.ASNTable(context.Background(), fresh)
+		_, _ = a.Table(context.Background(), fresh)
 	}()
 	<-trickling
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	waited := make(chan error, 1)
 	go func() {
-		_, err := a.ASNTable(ctx, fresh)
+		_, err := a.Table(ctx, fresh)
 		waited <- err
 	}()
 	select {
@@ -221,7 +221,7 @@ func TestResolveDomainsWithoutASNTable(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			warned := &warnings{}
 			logger := slog.New(warned)
-			a := &Activities{Resolver: res, Flux: FluxConfig{ASNTable: url}, ASNTableAllowPrivate: true}
+			a := &Flux{DNS: &Resolution{Resolver: res, ASN: NewASNTables(true, ipasn.Limits{}), ASNTable: url}}
 			for batch := range 2 {
 				obs, err := runLogged[[]flux.Observation](t, logger, a, a.ResolveDomains, domains)
 				if err != nil {
@@ -252,7 +252,7 @@ func TestCheckDomainWithoutASNTable(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			warned := &warnings{}
 			logger := slog.New(warned)
-			a := &Activities{DB: base.DB, Resolver: res, Flux: FluxConfig{ASNTable: url}, ASNTableAllowPrivate: true}
+			a := &Flux{Store: base.DB, DNS: &Resolution{Resolver: res, ASN: NewASNTables(true, ipasn.Limits{}), ASNTable: url}}
 			for i := range 3 {
 				o, err := runLogged[flux.Observation](t, logger, a, a.CheckDomain, contract.CheckInput{Domain: domain, Due: time.Now().Add(time.Duration(i) * time.Millisecond)})
 				if err != nil {
@@ -300,7 +300,7 @@ func TestASNTableLimits(t *testing.T) {
 	lim := ipasn.Limits{MaxInput: 1 << 20, MaxBytes: 1 << 20, MaxRows: 50}
 	warned := &warnings{}
 	ctx := context.Background()
-	a := &Activities{Flux: FluxConfig{ASNLimits: lim}, ASNTableAllowPrivate: true}
+	a := NewASNTables(true, lim)
 	defer slog.SetDefault(slog.Default())
 	slog.SetDefault(slog.New(warned)) // ASNTable logs through slog outside an activity
 
@@ -317,7 +317,7 @@ func TestASNTableLimits(t *testing.T) {
 		b := c.body
 		body.Store(&b)
 		declared.Store(c.declared)
-		tb, _, err := a.fetchASNTable(ctx, srv.URL, &asnEntry{})
+		tb, _, err := a.fetch(ctx, srv.URL, &asnEntry{})
 		if tb != nil || err == nil || !strings.Contains(err.Error(), c.err) {
 			t.Errorf("%s: %v, want an error saying %q", c.name, err, c.err)
 		}
@@ -326,7 +326,7 @@ func TestASNTableLimits(t *testing.T) {
 	good := rows(50)
 	body.Store(&good)
 	declared.Store(0)
-	tb, err := a.ASNTable(ctx, srv.URL)
+	tb, err := a.Table(ctx, srv.URL)
 	if err != nil || tb.Len() != 50 {
 		t.Fatalf("table within the limits: %v", err)
 	}
@@ -336,7 +336,7 @@ func TestASNTableLimits(t *testing.T) {
 	large := rows(60)
 	body.Store(&large)
 	for range 2 {
-		if held, err := a.ASNTable(ctx, srv.URL); err != nil || held != tb {
+		if held, err := a.Table(ctx, srv.URL); err != nil || held != tb {
 			t.Fatalf("the table held does not serve on: %v", err)
 		}
 		asnTables.mu.Lock()

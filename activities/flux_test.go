@@ -76,7 +76,7 @@ func TestResolveDomainsResultIsBounded(t *testing.T) {
 	for i := range 100 {
 		domains = append(domains, fmt.Sprintf("d%d.hostile.test", i))
 	}
-	a := &Activities{Resolver: res}
+	a := &Flux{DNS: &Resolution{Resolver: res}}
 	obs, err := runActivity[[]flux.Observation](t, a, a.ResolveDomains, domains)
 	if err != nil {
 		t.Fatal(err)

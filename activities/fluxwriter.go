@@ -18,7 +18,7 @@ const (
 // transaction per check. A check's write returns once its transaction commits,
 // so a check that returned is recorded.
 type fluxWriter struct {
-	db   *storage.DB
+	db   FluxStore
 	reqs chan fluxWriteReq
 }
 
@@ -27,9 +27,9 @@ type fluxWriteReq struct {
 	done chan error
 }
 
-func (a *Activities) fluxWriter() *fluxWriter {
+func (a *Flux) fluxWriter() *fluxWriter {
 	a.writerOnce.Do(func() {
-		a.writer = &fluxWriter{db: a.DB, reqs: make(chan fluxWriteReq, fluxWriteMax)}
+		a.writer = &fluxWriter{db: a.Store, reqs: make(chan fluxWriteReq, fluxWriteMax)}
 		go a.writer.run()
 	})
 	return a.writer

@@ -3,21 +3,21 @@ package activities
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tip-project/tip/catalog"
+	"github.com/tip-project/tip/internal/testenv"
 	labfeeds "github.com/tip-project/tip/lab/feeds"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
-func load(t *testing.T, a *Activities, in contract.LoadInput) contract.LoadResult {
+func load(t *testing.T, a *stack, in contract.LoadInput) contract.LoadResult {
 	t.Helper()
 	res, err := runActivity[contract.LoadResult](t, a, a.LoadSource, in)
 	if err != nil {
@@ -26,7 +26,7 @@ func load(t *testing.T, a *Activities, in contract.LoadInput) contract.LoadResul
 	return res
 }
 
-func fetchAndLoad(t *testing.T, a *Activities, src catalog.Source, runKey string) (contract.FetchResult, contract.LoadResult) {
+func fetchAndLoad(t *testing.T, a *stack, src catalog.Source, runKey string) (contract.FetchResult, contract.LoadResult) {
 	t.Helper()
 	f, err := fetch(t, a, src)
 	if err != nil {
@@ -36,8 +36,8 @@ func fetchAndLoad(t *testing.T, a *Activities, src catalog.Source, runKey string
 }
 
 // active returns the values a source lists now.
-func active(t *testing.T, a *Activities, source string) map[string]bool {
-	rows, err := a.DB.Pool.Query(context.Background(), `SELECT i.value FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.source = $1 AND l.active`, source)
+func active(t *testing.T, a *stack, source string) map[string]bool {
+	rows, err := testenv.SQL(t, a.DB).Query(context.Background(), `SELECT i.value FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.source = $1 AND l.active`, source)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,8 +91,8 @@ func TestLoadMatchesTheLabAcrossDaysAndRetries(t *testing.T) {
 		t.Fatalf("retried load = %+v, first %+v", again, r1)
 	}
 	var runs, listings int
-	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM source_runs WHERE source = $1`, src.Name).Scan(&runs)
-	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM listings WHERE source = $1`, src.Name).Scan(&listings)
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM source_runs WHERE source = $1`, src.Name).Scan(&runs)
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM listings WHERE source = $1`, src.Name).Scan(&listings)
 	if runs != 1 || listings != len(want) {
 		t.Fatalf("after a retry: %d runs, %d listings", runs, listings)
 	}
@@ -151,7 +151,7 @@ func TestLoadRecordsBrokenFeedsWithoutFailing(t *testing.T) {
 		}
 		var status, errText string
 		var failures int
-		a.DB.Pool.QueryRow(ctx, `SELECT r.status, r.error, s.consecutive_failures FROM source_runs r JOIN sources s ON s.name = r.source WHERE r.source = $1`, c.src.Name).Scan(&status, &errText, &failures)
+		testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT r.status, r.error, s.consecutive_failures FROM source_runs r JOIN sources s ON s.name = r.source WHERE r.source = $1`, c.src.Name).Scan(&status, &errText, &failures)
 		if status != c.status || (c.status != contract.RunLoaded) != (failures == 1) {
 			t.Errorf("%s recorded as %s (%q), %d consecutive failures", c.src.Name, status, errText, failures)
 		}
@@ -171,7 +171,7 @@ func TestLoadRecordsBrokenFeedsWithoutFailing(t *testing.T) {
 	// The truncated feed still loads what it has. (Its cut last line may itself
 	// parse, e.g. an IPv6 address cut short, so it is not always counted as bad.)
 	var entries int
-	a.DB.Pool.QueryRow(ctx, `SELECT entries FROM source_runs WHERE source = 'blocklistde-ssh'`).Scan(&entries)
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT entries FROM source_runs WHERE source = 'blocklistde-ssh'`).Scan(&entries)
 	if entries == 0 {
 		t.Error("truncated feed: nothing loaded")
 	}
@@ -207,7 +207,7 @@ func TestLoadBoundsErrorText(t *testing.T) {
 			}
 			payload, _ := json.Marshal(res)
 			var recorded string
-			if err := a.DB.Pool.QueryRow(ctx, `SELECT error FROM source_runs WHERE source = $1 AND run_key = $2`, src.Name, c.name).Scan(&recorded); err != nil {
+			if err := testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT error FROM source_runs WHERE source = $1 AND run_key = $2`, src.Name, c.name).Scan(&recorded); err != nil {
 				t.Fatal(err)
 			}
 			// JSON escapes a byte in up to 6 ("<" is \u003c), so the payload
@@ -228,187 +228,33 @@ func TestLoadBoundsErrorText(t *testing.T) {
 	}
 }
 
-// TestMergeWritesOnlyWhatChanged merges three lists of one source in turn and
-// checks every listing's dates: a listing still listed is not rewritten, yet
-// reads as seen at the source's last load; a removed one keeps the load that
-// last saw it; a re-listed one keeps its first sighting.
-func TestMergeWritesOnlyWhatChanged(t *testing.T) {
-	ctx := context.Background()
-	a := newActivities(t)
-	for _, name := range []string{"s", "other"} {
-		if err := a.DB.UpsertSource(ctx, storage.SourceRow{Name: name, URL: "https://x/" + name, Format: "ip-list", Type: "ipv4", Prior: 0.5, Enabled: true}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mergeList := func(source string, values ...string) (contract.LoadResult, time.Time) {
-		t.Helper()
-		return mergeValues(t, a, source, values...)
-	}
-	type listing struct {
-		firstSeen, lastSeen time.Time
-		active              bool
-		removedAt           *time.Time
-	}
-	listings := func(source string) map[string]listing {
-		t.Helper()
-		rows, err := a.DB.Pool.Query(ctx, `SELECT i.value, l.first_seen, l.last_seen, l.active, l.removed_at
-			FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.source = $1`, source)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		out := map[string]listing{}
-		for rows.Next() {
-			var v string
-			var l listing
-			if err := rows.Scan(&v, &l.firstSeen, &l.lastSeen, &l.active, &l.removedAt); err != nil {
-				t.Fatal(err)
-			}
-			out[v] = l
-		}
-		return out
-	}
-	versions := func() map[string]string { // each listing row's version, to see what a merge rewrote
-		t.Helper()
-		rows, err := a.DB.Pool.Query(ctx, `SELECT i.value, l.xmin::text FROM source_listings l
-			JOIN indicators i ON i.id = l.indicator_id JOIN sources s ON s.id = l.source_id WHERE s.name = 's'`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		out := map[string]string{}
-		for rows.Next() {
-			var v, x string
-			rows.Scan(&v, &x)
-			out[v] = x
-		}
-		return out
-	}
-
-	mergeList("other", "9.0.0.2") // an indicator another source listed first
-	r1, t1 := mergeList("s", "9.0.0.1", "9.0.0.2", "9.0.0.2", "9.0.0.3")
-	if r1.Entries != 3 || r1.Added != 3 || r1.Removed != 0 {
-		t.Fatalf("first load: %+v", r1)
-	}
-	v1 := versions()
-	r2, t2 := mergeList("s", "9.0.0.1", "9.0.0.2", "9.0.0.4")
-	if r2.Entries != 3 || r2.Added != 1 || r2.Removed != 1 {
-		t.Fatalf("second load: %+v", r2)
-	}
-	if v2 := versions(); v2["9.0.0.1"] != v1["9.0.0.1"] || v2["9.0.0.2"] != v1["9.0.0.2"] {
-		t.Errorf("listings still listed were rewritten: %v, then %v", v1, v2)
-	}
-	ls := listings("s")
-	if l := ls["9.0.0.1"]; !l.active || !l.firstSeen.Equal(t1) || !l.lastSeen.Equal(t2) || l.removedAt != nil {
-		t.Errorf("still listed: %+v, loads at %s and %s", l, t1, t2)
-	}
-	if l := ls["9.0.0.3"]; l.active || !l.lastSeen.Equal(t1) || l.removedAt == nil || !l.removedAt.Equal(t2) {
-		t.Errorf("removed: %+v, loads at %s and %s", l, t1, t2)
-	}
-	if l := ls["9.0.0.4"]; !l.active || !l.firstSeen.Equal(t2) || !l.lastSeen.Equal(t2) {
-		t.Errorf("new: %+v, load at %s", l, t2)
-	}
-
-	r3, t3 := mergeList("s", "9.0.0.3", "9.0.0.4")
-	if r3.Entries != 2 || r3.Added != 1 || r3.Removed != 2 {
-		t.Fatalf("third load: %+v", r3)
-	}
-	ls = listings("s")
-	if l := ls["9.0.0.3"]; !l.active || !l.firstSeen.Equal(t1) || !l.lastSeen.Equal(t3) || l.removedAt != nil {
-		t.Errorf("re-listed: %+v, loads at %s and %s", l, t1, t3)
-	}
-	if l := ls["9.0.0.1"]; l.active || !l.lastSeen.Equal(t2) || !l.removedAt.Equal(t3) {
-		t.Errorf("removed after two loads: %+v, loads at %s and %s", l, t2, t3)
-	}
-	if l := listings("other")["9.0.0.2"]; !l.active {
-		t.Errorf("another source's listing changed: %+v", l)
-	}
-	var indicators int
-	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM indicators`).Scan(&indicators)
-	if indicators != 4 {
-		t.Errorf("%d indicators, want 4", indicators)
-	}
-}
-
-// mergeValues merges values as source's list, the way LoadSource does, and
-// returns the load's time.
-func mergeValues(t *testing.T, a *Activities, source string, values ...string) (contract.LoadResult, time.Time) {
-	t.Helper()
-	res, at, err := tryMerge(a, source, values...)
+// TestLoadRecordsOutcomesOnOneConnection records runs that load nothing (a
+// failed, a dead, an unchanged fetch) through a pool of a single connection:
+// the source's row, its health and the run are one transaction, so the load
+// never waits for a second connection.
+func TestLoadRecordsOutcomesOnOneConnection(t *testing.T) {
+	cfg := testenv.NewBucket(t, testenv.Config(t))
+	cfg.Postgres.DSN = testenv.NewDatabase(t) + "&pool_max_conns=1"
+	db, blobs, err := storage.Prepare(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res, at
-}
-
-func tryMerge(a *Activities, source string, values ...string) (contract.LoadResult, time.Time, error) {
-	ctx := context.Background()
-	var res contract.LoadResult
-	var at time.Time
-	err := pgx.BeginFunc(ctx, a.DB.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE staging (type text, value text, registrable text) ON COMMIT DROP`); err != nil {
-			return err
+	t.Cleanup(db.Close)
+	a := &Blacklist{Store: db, Blobs: blobs, Downloads: &Downloads{Blobs: blobs}}
+	src := catalog.Source{Name: "s", URL: "https://feeds.invalid/s", Format: "ip-list", Type: "ipv4", Enabled: true, Prior: 0.5}
+	for _, f := range []contract.FetchResult{
+		{Source: src.Name, Status: contract.FetchFailed, HTTPStatus: 500, Error: "HTTP 500"},
+		{Source: src.Name, Status: contract.FetchDead, HTTPStatus: 404, Error: "HTTP 404"},
+		{Source: src.Name, Status: contract.FetchUnchanged, HTTPStatus: 304},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := a.LoadSource(ctx, contract.LoadInput{Source: src, Fetch: f, RunKey: f.Status})
+		cancel()
+		if err != nil {
+			t.Fatalf("load of a %s fetch: %v", f.Status, err)
 		}
-		for _, v := range values {
-			if _, err := tx.Exec(ctx, `INSERT INTO staging VALUES ('ipv4', $1, '')`, v); err != nil {
-				return err
-			}
+		if r, ok, err := db.RecordedRun(context.Background(), src.Name, f.Status); err != nil || !ok || r != res {
+			t.Fatalf("load of a %s fetch = %+v; recorded %+v, %v, %v", f.Status, res, r, ok, err)
 		}
-		if err := merge(ctx, tx, source, &res); err != nil {
-			return err
-		}
-		if err := storage.SetValidators(ctx, tx, source, "", "", ""); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, `SELECT now()`).Scan(&at)
-	})
-	return res, at, err
-}
-
-// TestMergeListsWhatAnotherLoadInsertedMeanwhile has a load insert an indicator
-// that another load inserted and committed while it ran: it is listed all the
-// same, once.
-func TestMergeListsWhatAnotherLoadInsertedMeanwhile(t *testing.T) {
-	ctx := context.Background()
-	a := newActivities(t)
-	if err := a.DB.UpsertSource(ctx, storage.SourceRow{Name: "s", URL: "https://x/s", Format: "ip-list", Type: "ipv4", Prior: 0.5, Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
-	other, err := a.DB.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Rollback(ctx) //nolint:errcheck
-	if _, err := other.Exec(ctx, `INSERT INTO indicators (type, value, first_seen) VALUES ('ipv4', '9.0.0.9', now())`); err != nil {
-		t.Fatal(err)
-	}
-	type result struct {
-		res contract.LoadResult
-		err error
-	}
-	done := make(chan result)
-	go func() {
-		res, _, err := tryMerge(a, "s", "9.0.0.8", "9.0.0.9")
-		done <- result{res, err}
-	}()
-	// the merge waits for the other insert of 9.0.0.9 to end; then it commits
-	for waiting := false; !waiting; {
-		time.Sleep(20 * time.Millisecond)
-		if err := a.DB.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%WITH feed%')`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := other.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if r := <-done; r.err != nil || r.res.Entries != 2 || r.res.Added != 2 {
-		t.Fatalf("merge: %+v, %v", r.res, r.err)
-	}
-	var indicators, listed int
-	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM indicators`).Scan(&indicators)
-	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM listings WHERE source = 's' AND active`).Scan(&listed)
-	if indicators != 2 || listed != 2 {
-		t.Fatalf("%d indicators, %d listed; want 2 and 2", indicators, listed)
 	}
 }

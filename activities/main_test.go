@@ -12,16 +12,16 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// runActivity runs one activity of a in Temporal's test activity environment
+// runActivity runs one activity of a (an activity struct) in Temporal's test activity environment
 // (heartbeats and activity info work as on a worker) and decodes its result.
-func runActivity[T any](t *testing.T, a *Activities, fn any, args ...any) (T, error) {
+func runActivity[T any](t *testing.T, a any, fn any, args ...any) (T, error) {
 	t.Helper()
 	return runLogged[T](t, nil, a, fn, args...)
 }
 
 // runLogged runs one activity in a test environment, logging to logger (nil: the
 // test suite's default logger).
-func runLogged[T any](t *testing.T, logger *slog.Logger, a *Activities, fn any, args ...any) (T, error) {
+func runLogged[T any](t *testing.T, logger *slog.Logger, a any, fn any, args ...any) (T, error) {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	if logger != nil {

@@ -24,13 +24,30 @@ import (
 	"github.com/tip-project/tip/workflows/contract"
 )
 
+// Spamtraps is what every spam collector shares: the spamtrap catalog, the
+// store of the mails' facts and cursors, the blob store of raw mail, and the ASN
+// tables senders are mapped with.
+type Spamtraps struct {
+	Store   SpamStore
+	Blobs   Blobs
+	ASN     *ASNTables
+	Catalog string // the spamtrap catalog (YAML): traps, archives, mailboxes, agents
+}
+
+// Spam is the spam module's activities: the catalog, the public archives, the
+// IMAP mailboxes, and the senders listed as TIP's own source.
+type Spam struct {
+	Spamtraps
+	Downloads *Downloads
+}
+
 // ReadSpamCatalog loads the spamtrap catalog and returns its enabled collectors.
 // No catalog configured is not an error: there is nothing to collect.
-func (a *Activities) ReadSpamCatalog(ctx context.Context) (contract.SpamPlan, error) {
-	if a.SpamCatalogPath == "" {
+func (a *Spam) ReadSpamCatalog(ctx context.Context) (contract.SpamPlan, error) {
+	if a.Catalog == "" {
 		return contract.SpamPlan{}, nil
 	}
-	c, err := catalog.LoadSpam(a.SpamCatalogPath)
+	c, err := catalog.LoadSpam(a.Catalog)
 	if err != nil {
 		return contract.SpamPlan{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: %v", err), "BadCatalog", err)
 	}
@@ -56,8 +73,8 @@ func (a *Activities) ReadSpamCatalog(ctx context.Context) (contract.SpamPlan, er
 // spamSetup is what a collector needs from the spam catalog, read once per
 // activity: the extraction setting of its trap, the ASN table (nil when none is
 // configured or it cannot be had: senders then stay unmapped), and the catalog.
-func (a *Activities) spamSetup(ctx context.Context, trap string) (*catalog.Spam, mail.Config, *ipasn.Table, error) {
-	c, err := catalog.LoadSpam(a.SpamCatalogPath)
+func (a *Spamtraps) spamSetup(ctx context.Context, trap string) (*catalog.Spam, mail.Config, *ipasn.Table, error) {
+	c, err := catalog.LoadSpam(a.Catalog)
 	if err != nil {
 		return nil, mail.Config{}, nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: %v", err), "BadCatalog", err)
 	}
@@ -66,7 +83,7 @@ func (a *Activities) spamSetup(ctx context.Context, trap string) (*catalog.Spam,
 		return nil, mail.Config{}, nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("spam catalog: no trap %q", trap), "BadCatalog", nil)
 	}
 	cfg := mail.Config{TrapMX: t.MX, TrapMXAddrs: t.MXAddrs, TrustedRelays: t.Trusted, Limits: mail.DefaultLimits()}
-	asn, err := a.ASNTable(ctx, c.ASNTable)
+	asn, err := a.ASN.Table(ctx, c.ASNTable)
 	if err != nil {
 		activity.GetLogger(ctx).Warn("sender ASNs unknown", "error", err)
 	}
@@ -77,7 +94,7 @@ func (a *Activities) spamSetup(ctx context.Context, trap string) (*catalog.Spam,
 // mail TIP has not ingested: those never ingested completely, and the two newest
 // (the current month grows in place; the previous one may still be rewritten once).
 // Each is then asked for conditionally, so an unchanged archive costs a 304.
-func (a *Activities) ListSpamArchives(ctx context.Context, src catalog.SpamArchive) (due []spamarchive.Archive, err error) {
+func (a *Spam) ListSpamArchives(ctx context.Context, src catalog.SpamArchive) (due []spamarchive.Archive, err error) {
 	claim := "archive:" + src.Name
 	if ok, err := a.claimRun(ctx, claim, src.Interval); err != nil || !ok {
 		return nil, err // not due: nothing to do this time
@@ -92,7 +109,7 @@ func (a *Activities) ListSpamArchives(ctx context.Context, src catalog.SpamArchi
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "BadURL", err)
 	}
 	req.Header.Set("User-Agent", userAgent)
-	resp, err := a.client(src.AllowPrivate).Do(req)
+	resp, err := a.Downloads.client(src.AllowPrivate).Do(req)
 	var refused *safehttp.RefusedError
 	switch {
 	case errors.As(err, &refused):
@@ -110,7 +127,7 @@ func (a *Activities) ListSpamArchives(ctx context.Context, src catalog.SpamArchi
 	}
 	var out []spamarchive.Archive
 	for i, ar := range all {
-		row, err := a.DB.SpamArchive(ctx, ar.URL)
+		row, err := a.Store.SpamArchive(ctx, ar.URL)
 		if err != nil {
 			return nil, err
 		}
@@ -132,20 +149,20 @@ const maxRefusedSample = 10
 // its own SHA-256, its facts into PostgreSQL, in batches that each commit with the
 // member names they cover. A retry after a crash skips what is recorded, so it
 // resumes at the last stored batch and records every mail exactly once.
-func (a *Activities) IngestSpamArchive(ctx context.Context, in contract.ArchiveIngestInput) (contract.IngestResult, error) {
+func (a *Spam) IngestSpamArchive(ctx context.Context, in contract.ArchiveIngestInput) (contract.IngestResult, error) {
 	origin := "archive:" + in.Archive.URL
 	res := contract.IngestResult{Origin: origin}
 	_, cfg, asn, err := a.spamSetup(ctx, in.Source.Trap)
 	if err != nil {
 		return res, err
 	}
-	row, err := a.DB.SpamArchive(ctx, in.Archive.URL)
+	row, err := a.Store.SpamArchive(ctx, in.Archive.URL)
 	if err != nil {
 		return res, err
 	}
 	var f contract.FetchResult
 	src := catalog.Source{Name: in.Archive.Name, URL: in.Archive.URL, Timeout: 30 * time.Minute, SizeLimit: 8 << 30, AllowPrivate: in.Source.AllowPrivate}
-	if err := a.download(ctx, src, validators{row.ETag, row.LastModified, row.SHA}, &f); err != nil {
+	if err := a.Downloads.fetch(ctx, src, validators{row.ETag, row.LastModified, row.SHA}, &f); err != nil {
 		return res, err
 	}
 	switch f.Status {
@@ -165,7 +182,7 @@ func (a *Activities) IngestSpamArchive(ctx context.Context, in contract.ArchiveI
 	}
 	defer os.Remove(file)
 
-	seen, err := a.DB.SeenNames(ctx, origin)
+	seen, err := a.Store.SeenNames(ctx, origin)
 	if err != nil {
 		return res, err
 	}
@@ -197,7 +214,7 @@ func (a *Activities) IngestSpamArchive(ctx context.Context, in contract.ArchiveI
 	if err != nil {
 		return res, fmt.Errorf("ingest %s: %w", in.Archive.Name, err)
 	}
-	if err := a.DB.SpamArchiveIngested(ctx, storage.SpamArchiveRow{URL: in.Archive.URL, Name: in.Archive.Name, Period: in.Archive.Period,
+	if err := a.Store.SpamArchiveIngested(ctx, storage.SpamArchiveRow{URL: in.Archive.URL, Name: in.Archive.Name, Period: in.Archive.Period,
 		ETag: f.ETag, LastModified: f.LastModified, SHA: f.SHA256, Members: res.Members}); err != nil {
 		return res, err
 	}
@@ -212,21 +229,21 @@ func (a *Activities) IngestSpamArchive(ctx context.Context, in contract.ArchiveI
 // machine); finding that claim, the retry would take its own run for a recent
 // one, end as not due, and leave the work the dead attempt did not finish until
 // the next run.
-func (a *Activities) claimRun(ctx context.Context, collector string, interval time.Duration) (bool, error) {
+func (a *Spamtraps) claimRun(ctx context.Context, collector string, interval time.Duration) (bool, error) {
 	if activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1 {
 		interval = 0
 	}
-	return a.DB.ClaimCollectorRun(ctx, collector, interval)
+	return a.Store.ClaimCollectorRun(ctx, collector, interval)
 }
 
 // releaseOnError lets a failed collector run be retried before its interval is
 // over. The error stays what it was (a non-retryable one too) unless the release
 // fails as well.
-func (a *Activities) releaseOnError(ctx context.Context, collector string, err error) error {
+func (a *Spamtraps) releaseOnError(ctx context.Context, collector string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if rerr := a.DB.ReleaseCollectorRun(context.WithoutCancel(ctx), collector); rerr != nil {
+	if rerr := a.Store.ReleaseCollectorRun(context.WithoutCancel(ctx), collector); rerr != nil {
 		return errors.Join(err, rerr)
 	}
 	return err
@@ -255,7 +272,7 @@ func bounded(set map[string]bool) []string {
 }
 
 // blobToTemp copies a blob to a temporary file (archive readers need random access).
-func (a *Activities) blobToTemp(ctx context.Context, sha string) (string, error) {
+func (a *Spam) blobToTemp(ctx context.Context, sha string) (string, error) {
 	body, _, err := a.Blobs.Open(ctx, sha)
 	if err != nil {
 		return "", err
@@ -281,55 +298,16 @@ func (a *Activities) blobToTemp(ctx context.Context, sha string) (string, error)
 // SpamSenderWindow under SpamSendersSource — merged like a feed's load (new,
 // re-listed, removed) and recorded as a run of that source under runKey, so a
 // retry changes nothing twice.
-func (a *Activities) RefreshSpamSenders(ctx context.Context, runKey string) (contract.LoadResult, error) {
-	src := catalog.Source{Name: contract.SpamSendersSource, URL: "tip://spamtraps", Format: "tip-spamtraps", Type: "ip", Prior: 0.6, Enabled: true}
-	return a.refreshOwnSource(ctx, src, runKey, `INSERT INTO staging
-		SELECT DISTINCT CASE WHEN family(sender_ip) = 4 THEN 'ipv4' ELSE 'ipv6' END, host(sender_ip), ''
-		  FROM spam_messages WHERE sender_ip IS NOT NULL AND first_seen > now() - $1::interval`, contract.SpamSenderWindow)
-}
-
-// refreshOwnSource lists what fill (an INSERT INTO staging (type, value,
-// registrable) with args) selects as TIP's own blacklist source src, merged like
-// a feed's load (new, re-listed, removed) and recorded as a run of src under
-// runKey, so a retry changes nothing twice.
-func (a *Activities) refreshOwnSource(ctx context.Context, src catalog.Source, runKey, fill string, args ...any) (contract.LoadResult, error) {
-	in := contract.LoadInput{Source: src, RunKey: runKey, Fetch: contract.FetchResult{StartedAt: time.Now().UTC()}}
-	if err := a.DB.UpsertSource(ctx, storage.SourceRow{Name: src.Name, URL: src.URL, Format: src.Format, Type: src.Type, Prior: src.Prior, Enabled: true}); err != nil {
-		return contract.LoadResult{}, err
-	}
-	if prev, ok, err := a.recordedRun(ctx, in); err != nil || ok {
-		return prev, err
-	}
-	res := contract.LoadResult{Source: src.Name}
-	tx, err := a.DB.Pool.Begin(ctx)
-	if err != nil {
-		return res, err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE staging (type text, value text, registrable text) ON COMMIT DROP`); err != nil {
-		return res, fmt.Errorf("%s: %w", src.Name, err)
-	}
-	if _, err := tx.Exec(ctx, fill, args...); err != nil {
-		return res, fmt.Errorf("%s: %w", src.Name, err)
-	}
-	if err := merge(ctx, tx, src.Name, &res); err != nil {
-		return res, fmt.Errorf("%s: merge: %w", src.Name, err)
-	}
-	res.Status = contract.RunLoaded
-	if err := storage.SetValidators(ctx, tx, src.Name, "", "", ""); err != nil {
-		return res, err
-	}
-	if err := insertRun(ctx, tx, in, res); err != nil {
-		return res, err
-	}
-	return res, tx.Commit(ctx)
+func (a *Spam) RefreshSpamSenders(ctx context.Context, runKey string) (contract.LoadResult, error) {
+	src := storage.SourceRow{Name: contract.SpamSendersSource, URL: "tip://spamtraps", Format: "tip-spamtraps", Type: "ip", Prior: 0.6, Enabled: true}
+	return a.Store.RefreshSpamSenders(ctx, src, runKey, contract.SpamSenderWindow)
 }
 
 // PollMailbox fetches the new mail of an IMAP spamtrap mailbox: each batch's raw
 // mail into S3 and facts into PostgreSQL, then the cursor, then the mailbox's after
 // policy. A crash between recording a batch and advancing the cursor fetches the
 // batch again next time; its sightings ("UIDVALIDITY:UID") make that a no-op.
-func (a *Activities) PollMailbox(ctx context.Context, box catalog.Mailbox) (contract.IngestResult, error) {
+func (a *Spam) PollMailbox(ctx context.Context, box catalog.Mailbox) (contract.IngestResult, error) {
 	origin := "imap:" + box.Name
 	res := contract.IngestResult{Origin: origin}
 	if due, err := a.claimRun(ctx, origin, box.Interval); err != nil || !due {
@@ -340,7 +318,7 @@ func (a *Activities) PollMailbox(ctx context.Context, box catalog.Mailbox) (cont
 	return res, a.releaseOnError(ctx, origin, err)
 }
 
-func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res contract.IngestResult) (contract.IngestResult, error) {
+func (a *Spam) pollMailbox(ctx context.Context, box catalog.Mailbox, res contract.IngestResult) (contract.IngestResult, error) {
 	c, cfg, asn, err := a.spamSetup(ctx, box.Trap)
 	if err != nil {
 		return res, err
@@ -352,7 +330,7 @@ func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res c
 			box.Password, box.PasswordEnv = m.Password, m.PasswordEnv
 		}
 	}
-	v, last, err := a.DB.IMAPCursor(ctx, box.Name)
+	v, last, err := a.Store.IMAPCursor(ctx, box.Name)
 	if err != nil {
 		return res, err
 	}
@@ -381,7 +359,7 @@ func (a *Activities) pollMailbox(ctx context.Context, box catalog.Mailbox, res c
 				return err
 			}
 			res.Members += fetched
-			if err := a.DB.SetIMAPCursor(ctx, box.Name, next.UIDValidity, next.LastUID, fetched); err != nil {
+			if err := a.Store.SetIMAPCursor(ctx, box.Name, next.UIDValidity, next.LastUID, fetched); err != nil {
 				return err
 			}
 			heartbeat(ctx, res.Members)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
@@ -45,7 +46,7 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 	ctx := context.Background()
 	a := newActivities(t)
 	l := newSpamLab(t, 600)
-	a.SpamCatalogPath = l.catalog
+	a.setSpamCatalog(l.catalog)
 	plan, err := runActivity[contract.SpamPlan](t, a, a.ReadSpamCatalog)
 	if err != nil || len(plan.Archives) != 1 {
 		t.Fatalf("plan %+v, %v", plan, err)
@@ -65,7 +66,7 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 	for _, m := range msgs {
 		sum := sha256.Sum256(m.Raw)
 		var ip *string
-		if err := a.DB.Pool.QueryRow(ctx, `SELECT host(sender_ip) FROM spam_messages WHERE sha256 = $1`, hex.EncodeToString(sum[:])).Scan(&ip); err != nil {
+		if err := testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT host(sender_ip) FROM spam_messages WHERE sha256 = $1`, hex.EncodeToString(sum[:])).Scan(&ip); err != nil {
 			t.Fatalf("%s not recorded: %v", m.Name, err)
 		}
 		got := ""
@@ -81,7 +82,7 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 	}
 	// With the rules of both traps, no mail lacks its trap's header.
 	var untrusted int
-	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_messages WHERE array_to_string(defects, ' ') LIKE '%no Received header written by the trap%'`).Scan(&untrusted)
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM spam_messages WHERE array_to_string(defects, ' ') LIKE '%no Received header written by the trap%'`).Scan(&untrusted)
 	if untrusted != 0 {
 		t.Fatalf("%d mails found no header of their trap's MX", untrusted)
 	}
@@ -108,7 +109,7 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 		t.Fatalf("delta ingest %+v; lab now has %d mails, had %d; %v", grown, len(all), len(msgs), err)
 	}
 	var stored int
-	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_messages`).Scan(&stored)
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM spam_messages`).Scan(&stored)
 	if stored != len(all) {
 		t.Fatalf("%d mails stored, the lab sent %d", stored, len(all))
 	}
@@ -116,7 +117,7 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 	// The senders become TIP's own blacklist source.
 	senders, err := runActivity[contract.LoadResult](t, a, a.RefreshSpamSenders, "run-1")
 	var distinct int
-	a.DB.Pool.QueryRow(ctx, `SELECT count(DISTINCT sender_ip) FROM spam_messages`).Scan(&distinct)
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(DISTINCT sender_ip) FROM spam_messages`).Scan(&distinct)
 	if err != nil || senders.Status != contract.RunLoaded || senders.Entries != distinct || senders.Added != distinct || distinct == 0 {
 		t.Fatalf("senders %+v (distinct %d), %v", senders, distinct, err)
 	}
@@ -160,7 +161,7 @@ func TestPollMailboxReadsTheSecretFromTheCatalogAndOnlyNewMail(t *testing.T) {
 	y = append(y, fmt.Sprintf("mailboxes:\n  - {name: trap, address: %q, tls: starttls, ca_file: %q, username: trap, password_env: TIP_TEST_IMAP_PASSWORD, trap: all, interval: 1h}\n",
 		dc.Addr(), dc.CertFile())...)
 	os.WriteFile(l.catalog, y, 0o644)
-	a.SpamCatalogPath = l.catalog
+	a.setSpamCatalog(l.catalog)
 	plan, err := runActivity[contract.SpamPlan](t, a, a.ReadSpamCatalog)
 	if err != nil || len(plan.Mailboxes) != 1 || plan.Mailboxes[0].Secret() != "s3cret" {
 		t.Fatalf("plan %+v, %v", plan, err)
@@ -178,13 +179,13 @@ func TestPollMailboxReadsTheSecretFromTheCatalogAndOnlyNewMail(t *testing.T) {
 	// Later, only the new mail comes.
 	l.Clock.Advance(2 * time.Hour)
 	more, _ := d.DeliverDue()
-	a.DB.Pool.Exec(ctx, `UPDATE collector_runs SET last_run = last_run - interval '2 hours'`)
+	testenv.SQL(t, a.DB).Exec(ctx, `UPDATE collector_runs SET last_run = last_run - interval '2 hours'`)
 	next, err := runActivity[contract.IngestResult](t, a, a.PollMailbox, box)
 	if err != nil || more == 0 || next.Members != more || next.New != more {
 		t.Fatalf("third poll %+v (delivered %d more), %v", next, more, err)
 	}
 	var seen int
-	a.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_sightings WHERE origin = 'imap:trap'`).Scan(&seen)
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM spam_sightings WHERE origin = 'imap:trap'`).Scan(&seen)
 	if seen != delivered+more {
 		t.Fatalf("%d sightings, want %d", seen, delivered+more)
 	}
@@ -203,7 +204,7 @@ func TestPollMailboxRecordsRefusedMail(t *testing.T) {
 	y, _ := os.ReadFile(l.catalog)
 	y = append(y, fmt.Sprintf("mailboxes:\n  - {name: hostile, address: %q, tls: none, username: trap, password: pw, trap: all, interval: 1h}\n", srv.Addr())...)
 	os.WriteFile(l.catalog, y, 0o644)
-	a.SpamCatalogPath = l.catalog
+	a.setSpamCatalog(l.catalog)
 	plan, err := runActivity[contract.SpamPlan](t, a, a.ReadSpamCatalog)
 	if err != nil || len(plan.Mailboxes) != 1 {
 		t.Fatalf("plan %+v, %v", plan, err)
@@ -218,7 +219,7 @@ func TestPollMailboxRecordsRefusedMail(t *testing.T) {
 	if v, last, err := a.DB.IMAPCursor(ctx, "hostile"); err != nil || v != imaptest.UIDValidity || last != 4 {
 		t.Fatalf("cursor %d:%d, %v", v, last, err)
 	}
-	a.DB.Pool.Exec(ctx, `UPDATE collector_runs SET last_run = last_run - interval '2 hours'`)
+	testenv.SQL(t, a.DB).Exec(ctx, `UPDATE collector_runs SET last_run = last_run - interval '2 hours'`)
 	if again, err := runActivity[contract.IngestResult](t, a, a.PollMailbox, plan.Mailboxes[0]); err != nil || again.Members != 0 || again.Refused != 0 || again.Status != contract.FetchUnchanged {
 		t.Fatalf("next poll %+v, %v", again, err)
 	}

@@ -36,7 +36,7 @@ const uploadConcurrency = 8
 // and a crash loses at most the batch in flight, which the next attempt records
 // again.
 type spamRecorder struct {
-	a                *Activities
+	a                *Spamtraps
 	cfg              mail.Config
 	asn              *ipasn.Table
 	origin           string
@@ -47,7 +47,7 @@ type spamRecorder struct {
 	bytes            int
 }
 
-func (a *Activities) newSpamRecorder(cfg mail.Config, asn *ipasn.Table, res *contract.IngestResult) *spamRecorder {
+func (a *Spamtraps) newSpamRecorder(cfg mail.Config, asn *ipasn.Table, res *contract.IngestResult) *spamRecorder {
 	return &spamRecorder{a: a, cfg: cfg, asn: asn, origin: res.Origin, res: res, domains: map[string]bool{}, senders: map[string]bool{}}
 }
 
@@ -110,7 +110,7 @@ func (r *spamRecorder) flush(ctx context.Context) error {
 	if err := r.a.putRaw(ctx, r.raws); err != nil {
 		return err
 	}
-	n, err := r.a.DB.RecordSpam(ctx, r.batch)
+	n, err := r.a.Store.RecordSpam(ctx, r.batch)
 	if err != nil {
 		return err
 	}
@@ -127,7 +127,7 @@ func (r *spamRecorder) done() {
 
 // putRaw stores raw mails in S3 under their SHA-256, uploadConcurrency at a time,
 // and returns the first error once all have finished.
-func (a *Activities) putRaw(ctx context.Context, raws [][]byte) error {
+func (a *Spamtraps) putRaw(ctx context.Context, raws [][]byte) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error

@@ -120,9 +120,9 @@ func (l *lab) largeBody(t *testing.T) []byte {
 	return b.Bytes()
 }
 
-// newActivities gives activities on a fresh database and bucket; settings
+// newActivities gives the blacklist activities on a fresh database and bucket; settings
 // ("name = value") apply to every session of that database.
-func newActivities(t *testing.T, settings ...string) *activities.Activities {
+func newActivities(t *testing.T, settings ...string) *activities.Blacklist {
 	t.Helper()
 	ctx := context.Background()
 	cfg := testenv.NewBucket(t, testenv.Config(t))
@@ -145,7 +145,7 @@ func newActivities(t *testing.T, settings ...string) *activities.Activities {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	return &activities.Activities{DB: db, Blobs: blobs}
+	return &activities.Blacklist{Store: db, Blobs: blobs, Downloads: &activities.Downloads{Blobs: blobs}}
 }
 
 // report collects the result lines of a run.

@@ -25,7 +25,6 @@ import (
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
-	"github.com/tip-project/tip/worker"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
@@ -201,7 +200,7 @@ func (e fluxEnv) run(t *testing.T, n int, last bool) fluxRun {
 	for i := range domains {
 		domains[i] = fmt.Sprintf("m%05d.%s", i, e.zones[i%len(e.zones)])
 	}
-	mc := worker.FluxConfig(cfg).Monitor
+	mc := starter.MonitorConfig(cfg)
 	jobs := make(chan string)
 	var wg sync.WaitGroup
 	var startErrs atomic.Int64
@@ -235,7 +234,7 @@ func (e fluxEnv) run(t *testing.T, n int, last bool) fluxRun {
 	// queue up for their first tasks while the server is busy starting others).
 	for {
 		var first int
-		if err := db.Pool.QueryRow(ctx, `SELECT count(DISTINCT domain) FROM flux_observations`).Scan(&first); err != nil {
+		if err := testenv.SQL(t, db).QueryRow(ctx, `SELECT count(DISTINCT domain) FROM flux_observations`).Scan(&first); err != nil {
 			t.Fatal(err)
 		}
 		res.firstChecked = first
@@ -282,7 +281,7 @@ func (e fluxEnv) run(t *testing.T, n int, last bool) fluxRun {
 
 	// Lateness of every check in the window, as each check recorded it.
 	var p50, p90, p99, pmax int64
-	err = db.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE status <> 'NOERROR'),
+	err = testenv.SQL(t, db).QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE status <> 'NOERROR'),
 		coalesce(percentile_disc(0.5) WITHIN GROUP (ORDER BY late_ms), 0),
 		coalesce(percentile_disc(0.9) WITHIN GROUP (ORDER BY late_ms), 0),
 		coalesce(percentile_disc(0.99) WITHIN GROUP (ORDER BY late_ms), 0),

@@ -23,6 +23,7 @@ import (
 	"github.com/tip-project/tip/feeds"
 	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/internal/testenv"
+	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
@@ -51,8 +52,12 @@ func benchLoad(t *testing.T, l *lab, r *report) {
 	// a change in what else the machine does during the run skews both sides alike.
 	bareCopy := func() (int64, time.Duration) {
 		base := newActivities(t)
+		sql := testenv.SQL(t, base.Store.(*storage.DB))
+		if err := sql.Ping(ctx); err != nil { // connected before the clock starts, as the load's pool is
+			t.Fatal(err)
+		}
 		start := time.Now()
-		n, err := base.DB.Pool.CopyFrom(ctx, pgx.Identifier{"indicators"},
+		n, err := sql.CopyFrom(ctx, pgx.Identifier{"indicators"},
 			[]string{"type", "value", "registrable", "first_seen"}, pgx.CopyFromRows(rows))
 		if err != nil {
 			t.Fatal(err)
@@ -100,7 +105,7 @@ func benchLoad(t *testing.T, l *lab, r *report) {
 	// the tables; ANALYZE now so the plans are the ones it would get. (Without
 	// statistics the planner may pick plans that take far longer than any steady
 	// state. The source's interval is dropped: it was fetched a moment ago.)
-	if _, err := a.DB.Pool.Exec(ctx, `ANALYZE indicators; ANALYZE source_listings`); err != nil {
+	if _, err := testenv.SQL(t, a.Store.(*storage.DB)).Exec(ctx, `ANALYZE indicators; ANALYZE source_listings`); err != nil {
 		t.Fatal(err)
 	}
 	src.Interval = 0

@@ -98,7 +98,7 @@ type FluxPoint struct {
 func Collect(ctx context.Context, db *storage.DB, o Options) (*Data, error) {
 	o = o.withDefaults()
 	d := &Data{Generated: time.Now().UTC(), Version: o.Version, Since: o.Since,
-		Origin: "PostgreSQL " + db.Addr() + "/" + db.Pool.Config().ConnConfig.Database}
+		Origin: "PostgreSQL " + db.Addr() + "/" + db.Database()}
 	var err error
 	if d.Totals, err = db.Totals(ctx); err != nil {
 		return nil, err

@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tip-project/tip/workflows"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
@@ -24,7 +23,7 @@ func StartCore(ctx context.Context, c client.Client, taskQueue string, in contra
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-	}, workflows.Core, in)
+	}, contract.CoreWorkflow, in)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &already):
@@ -33,6 +32,17 @@ func StartCore(ctx context.Context, c client.Client, taskQueue string, in contra
 		return "", false, fmt.Errorf("start %s: %w", contract.CoreWorkflowID, err)
 	}
 	return run.GetRunID(), true, nil
+}
+
+// EnsureCore starts Core with the module list, or, when it already runs, sends
+// it the list: an upgrade may have added modules, and Core adopts the list at
+// its next continue-as-new (it ignores an unchanged one).
+func EnsureCore(ctx context.Context, c client.Client, taskQueue string, mods []contract.ModuleSpec) (runID string, started bool, err error) {
+	runID, started, err = StartCore(ctx, c, taskQueue, contract.CoreInput{Modules: mods})
+	if err != nil || started {
+		return runID, started, err
+	}
+	return runID, false, SignalCore(ctx, c, contract.SignalConfigure, mods)
 }
 
 // CoreStatus asks the running Core for its timetable.
@@ -48,7 +58,7 @@ func CoreStatus(ctx context.Context, c client.Client) (contract.CoreStatus, erro
 	return st, nil
 }
 
-// SignalCore sends a signal (workflows.SignalRunNow, ...) to the running Core.
+// SignalCore sends a signal (contract.SignalRunNow, ...) to the running Core.
 func SignalCore(ctx context.Context, c client.Client, name string, payload any) error {
 	if err := c.SignalWorkflow(ctx, contract.CoreWorkflowID, "", name, payload); err != nil {
 		return fmt.Errorf("signal %s to %s: %w", name, contract.CoreWorkflowID, explainCoreMissing(err))

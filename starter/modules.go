@@ -20,3 +20,15 @@ func DefaultModules(cfg config.Config) []contract.ModuleSpec {
 		{Name: contract.FluxNetworksModule, Workflow: contract.FluxNetworksWorkflow, Interval: cfg.Flux.NetworksInterval, Enabled: true, Timeout: time.Hour},
 	}
 }
+
+// OriginCLI is the origin of what an operator asks for with the CLI: the events
+// of a run started by hand, a domain to watch.
+const OriginCLI = "cli"
+
+// MonitorConfig bounds the flux monitors a deployment starts (flux.min_check,
+// max_check, lifetime, nxdomain_for); they run on its task queue.
+func MonitorConfig(cfg config.Config) contract.MonitorConfig {
+	f := cfg.Flux
+	return contract.MonitorConfig{MinCheck: f.MinCheck, MaxCheck: f.MaxCheck, Lifetime: f.Lifetime,
+		NXDomainFor: f.NXDomainFor, TaskQueue: cfg.Temporal.TaskQueue}
+}

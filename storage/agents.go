@@ -22,7 +22,7 @@ type AgentCursor struct {
 func (db *DB) AgentCursor(ctx context.Context, agent string) (AgentCursor, error) {
 	c := AgentCursor{Agent: agent}
 	var v int64
-	err := db.Pool.QueryRow(ctx, `SELECT agent_id, version, mails, synced_at FROM agent_cursors WHERE agent = $1`, agent).
+	err := db.pool.QueryRow(ctx, `SELECT agent_id, version, mails, synced_at FROM agent_cursors WHERE agent = $1`, agent).
 		Scan(&c.AgentID, &v, &c.Mails, &c.SyncedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, nil
@@ -38,7 +38,7 @@ func (db *DB) AgentCursor(ctx context.Context, agent string) (AgentCursor, error
 // adding mails to its count. It never moves a cursor back: a retried sync that
 // lags behind another changes nothing.
 func (db *DB) AdvanceAgentCursor(ctx context.Context, agent, agentID string, version uint64, mails int) error {
-	_, err := db.Pool.Exec(ctx, `
+	_, err := db.pool.Exec(ctx, `
 		INSERT INTO agent_cursors (agent, agent_id, version, mails) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (agent) DO UPDATE SET agent_id = excluded.agent_id, version = excluded.version,
 		    mails = agent_cursors.mails + excluded.mails, synced_at = now()
@@ -52,7 +52,7 @@ func (db *DB) AdvanceAgentCursor(ctx context.Context, agent, agentID string, ver
 
 // TouchAgentCursor notes a sync that found nothing new.
 func (db *DB) TouchAgentCursor(ctx context.Context, agent string) error {
-	_, err := db.Pool.Exec(ctx, `UPDATE agent_cursors SET synced_at = now() WHERE agent = $1`, agent)
+	_, err := db.pool.Exec(ctx, `UPDATE agent_cursors SET synced_at = now() WHERE agent = $1`, agent)
 	return err
 }
 
@@ -60,6 +60,6 @@ func (db *DB) TouchAgentCursor(ctx context.Context, agent string) error {
 // so the next sync starts at its first batch; mails already recorded stay, and
 // their sightings make a second pass over them a no-op.
 func (db *DB) ResetAgentCursor(ctx context.Context, agent string) error {
-	_, err := db.Pool.Exec(ctx, `DELETE FROM agent_cursors WHERE agent = $1`, agent)
+	_, err := db.pool.Exec(ctx, `DELETE FROM agent_cursors WHERE agent = $1`, agent)
 	return err
 }

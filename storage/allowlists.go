@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tip-project/tip/feeds"
 )
 
 // AllowlistRow is what the database keeps about one allowlist.
@@ -36,7 +40,7 @@ func AllowlistType(indicatorType string) string {
 // SyncAllowlists records the catalog's allowlists and forgets the ones no longer in
 // it (with their entries), so a list removed from the catalog stops counting.
 func (db *DB) SyncAllowlists(ctx context.Context, lists []AllowlistRow) error {
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		names := make([]string, 0, len(lists))
 		for _, l := range lists {
 			names = append(names, l.Name)
@@ -60,7 +64,7 @@ func (db *DB) SyncAllowlists(ctx context.Context, lists []AllowlistRow) error {
 
 // Allowlists lists the recorded allowlists by name.
 func (db *DB) Allowlists(ctx context.Context) ([]AllowlistRow, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT name, url, format, type, etag, last_modified, content_sha256, entries,
+	rows, err := db.pool.Query(ctx, `SELECT name, url, format, type, etag, last_modified, content_sha256, entries,
 		checked_at, loaded_at, error FROM allowlists ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("allowlists: %w", err)
@@ -75,7 +79,7 @@ func (db *DB) Allowlists(ctx context.Context) ([]AllowlistRow, error) {
 // AllowlistNets lists the address blocks of every CIDR allowlist (CDN edge
 // ranges), each once.
 func (db *DB) AllowlistNets(ctx context.Context) ([]netip.Prefix, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT DISTINCT net FROM allowlist_nets ORDER BY net`)
+	rows, err := db.pool.Query(ctx, `SELECT DISTINCT net FROM allowlist_nets ORDER BY net`)
 	if err != nil {
 		return nil, fmt.Errorf("allowlist nets: %w", err)
 	}
@@ -109,15 +113,81 @@ func (db *DB) AllowlistChecked(ctx context.Context, name, fetchErr string) error
 		q = `UPDATE allowlists SET error = $2 WHERE name = $1`
 		args = append(args, ErrorText(fetchErr))
 	}
-	if _, err := db.Pool.Exec(ctx, q, args...); err != nil {
+	if _, err := db.pool.Exec(ctx, q, args...); err != nil {
 		return fmt.Errorf("allowlist %s: %w", name, err)
 	}
 	return nil
 }
 
-// ReplaceAllowlist swaps an allowlist's entries for those in the temporary table
+// AllowlistContent is new content of an allowlist to load: the feed to parse,
+// what of it to keep, and the validators it was fetched with.
+type AllowlistContent struct {
+	Format  string
+	Options feeds.Options
+	Body    io.Reader
+	// Type is the kind of entries the list holds (AllowlistType: domain or
+	// cidr); the feed's entries of the other kind are skipped.
+	Type string
+	// Top keeps the first Top entries of that kind; 0 keeps them all.
+	Top int
+	Validators
+	// Progress, unless nil, is called every 100,000 entries parsed with their count.
+	Progress func(rows int)
+}
+
+// LoadAllowlist replaces the entries of allowlist name by those parsed from c,
+// and records c's validators, in one transaction: a feed that does not parse
+// leaves the list as it was. An entry's rank is its position among the entries
+// kept, or the rank the feed gives it (a ranking's). It returns how many
+// entries the list holds now and how many of the other kind were skipped.
+func (db *DB) LoadAllowlist(ctx context.Context, name string, c AllowlistContent) (entries, skipped int, err error) {
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE allow_staging (value text, rank integer, kind text) ON COMMIT DROP`); err != nil {
+		return 0, 0, err
+	}
+	n := 0
+	_, _, parseErr, copyErr := copyParsed(ctx, tx, "allow_staging", []string{"value", "rank", "kind"},
+		c.Format, c.Options, c.Body, func(ind feeds.Indicator) []any {
+			kind := AllowlistType(string(ind.Type))
+			if kind != c.Type {
+				skipped++
+				return []any{ind.Value, 0, kind} // deleted below: a nil row would stop the parse
+			}
+			n++
+			if c.Top > 0 && n > c.Top {
+				return nil
+			}
+			rank := n
+			if v, err := strconv.Atoi(ind.Ref); err == nil && v > 0 {
+				rank = v // a ranking's own rank
+			}
+			return []any{ind.Value, rank, kind}
+		}, c.Progress)
+	switch {
+	case parseErr != nil: // a malformed feed's error quotes its bad lines
+		return 0, 0, fmt.Errorf("parse %s: %w", name, parseErr)
+	case copyErr != nil:
+		return 0, 0, fmt.Errorf("load %s: %w", name, copyErr)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM allow_staging WHERE kind <> $1`, c.Type); err != nil {
+		return 0, 0, fmt.Errorf("load %s: %w", name, err)
+	}
+	if entries, err = replaceAllowlist(ctx, tx, name, c.Validators); err != nil {
+		return 0, 0, fmt.Errorf("load %s: %w", name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, 0, fmt.Errorf("load %s: %w", name, err)
+	}
+	return entries, skipped, nil
+}
+
+// replaceAllowlist swaps an allowlist's entries for those in the temporary table
 // allow_staging (value text, rank integer) of tx, and records the new validators.
-func ReplaceAllowlist(ctx context.Context, tx pgx.Tx, name, etag, lastModified, sha string) (int, error) {
+func replaceAllowlist(ctx context.Context, tx pgx.Tx, name string, v Validators) (int, error) {
 	var typ string
 	if err := tx.QueryRow(ctx, `SELECT type FROM allowlists WHERE name = $1 FOR UPDATE`, name).Scan(&typ); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -156,7 +226,7 @@ func ReplaceAllowlist(ctx context.Context, tx pgx.Tx, name, etag, lastModified, 
 		return 0, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE allowlists SET etag = $2, last_modified = $3, content_sha256 = $4, entries = $5,
-		checked_at = now(), loaded_at = now(), error = '' WHERE name = $1`, name, etag, lastModified, sha, n); err != nil {
+		checked_at = now(), loaded_at = now(), error = '' WHERE name = $1`, name, v.ETag, v.LastModified, v.SHA256, n); err != nil {
 		return 0, err
 	}
 	return int(n), nil
@@ -188,10 +258,10 @@ func (db *DB) AllowlistHits(ctx context.Context, typ, value, host, registrable s
 	var err error
 	switch typ {
 	case "domain", "url":
-		rows, err = db.Pool.Query(ctx, `SELECT list, domain, rank FROM allowlist_domains
+		rows, err = db.pool.Query(ctx, `SELECT list, domain, rank FROM allowlist_domains
 			WHERE domain IN ($1, $2, $3) ORDER BY list, rank`, value, host, registrable)
 	case "ipv4", "ipv6", "cidr":
-		rows, err = db.Pool.Query(ctx, `SELECT list, net::text, 0 FROM allowlist_nets
+		rows, err = db.pool.Query(ctx, `SELECT list, net::text, 0 FROM allowlist_nets
 			WHERE net && $1::inet ORDER BY list, net`, value)
 	default:
 		return nil, nil

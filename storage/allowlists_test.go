@@ -2,35 +2,33 @@ package storage_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tip-project/tip/export"
+	"github.com/tip-project/tip/feeds"
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
 )
 
-// replace loads entries into an allowlist the way the activity does: staging, then
-// ReplaceAllowlist in one transaction.
-func replace(t *testing.T, db *storage.DB, name string, values ...string) int {
+// replace loads entries into an allowlist of type typ (domain or cidr) the way
+// the activity does: a domain list as a ranking (tranco-csv, ranked in order),
+// a CIDR list as a netset.
+func replace(t *testing.T, db *storage.DB, name, typ string, values ...string) int {
 	t.Helper()
-	ctx := context.Background()
-	var n int
-	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE allow_staging (value text, rank integer) ON COMMIT DROP`); err != nil {
-			return err
-		}
+	format, lines := "netset", values
+	if typ == "domain" {
+		format, lines = "tranco-csv", nil
 		for i, v := range values {
-			if _, err := tx.Exec(ctx, `INSERT INTO allow_staging VALUES ($1, $2)`, v, i+1); err != nil {
-				return err
-			}
+			lines = append(lines, fmt.Sprintf("%d,%s", i+1, v))
 		}
-		var err error
-		n, err = storage.ReplaceAllowlist(ctx, tx, name, `"e1"`, "", "abc")
-		return err
-	})
+	}
+	n, _, err := db.LoadAllowlist(context.Background(), name, storage.AllowlistContent{Format: format,
+		Options: feeds.Options{KeepPublicSuffix: true}, Body: strings.NewReader(strings.Join(lines, "\n") + "\n"),
+		Type: typ, Validators: storage.Validators{ETag: `"e1"`, SHA256: "abc"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,13 +49,13 @@ func TestAllowlistsMeasureAccuracyAndStayOutOfExports(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A ranking with a duplicate keeps its best rank.
-	if n := replace(t, db, "top", "google.com", "example.org", "google.com"); n != 2 {
+	if n := replace(t, db, "top", "domain", "google.com", "example.org", "google.com"); n != 2 {
 		t.Fatalf("top: %d entries, want 2", n)
 	}
-	if n := replace(t, db, "cdn", "104.16.0.0/13", "2606:4700::/32"); n != 2 {
+	if n := replace(t, db, "cdn", "cidr", "104.16.0.0/13", "2606:4700::/32"); n != 2 {
 		t.Fatalf("cdn: %d entries", n)
 	}
-	replace(t, db, "old", "9.0.0.0/8")
+	replace(t, db, "old", "cidr", "9.0.0.0/8")
 	// "old" leaves the catalog: it and its entries are forgotten.
 	if err := db.SyncAllowlists(ctx, []storage.AllowlistRow{
 		{Name: "top", URL: "https://x/top.zip", Format: "tranco-csv-zip", Type: "domain"},
@@ -68,7 +66,7 @@ func TestAllowlistsMeasureAccuracyAndStayOutOfExports(t *testing.T) {
 	if top, err := db.Allowlist(ctx, "top"); err != nil || top.Entries != 2 || top.ETag != `"e1"` || top.LoadedAt == nil {
 		t.Fatalf("top after sync: %+v, %v", top, err)
 	}
-	_, err := db.Pool.Exec(ctx, `
+	_, err := testenv.SQL(t, db).Exec(ctx, `
 		INSERT INTO sources (name, url, format, type, prior, enabled) VALUES
 		  ('dom', 'https://x/d', 'hosts', 'domain', 0.5, true),
 		  ('ips', 'https://x/i', 'ip-list', 'ipv4', 0.5, true),

@@ -21,7 +21,7 @@ type BlobRecord struct {
 // that records the same blob again only bumps last_seen and seen_count; it reports
 // whether the row was new.
 func (db *DB) RecordBlob(ctx context.Context, b Blob) (inserted bool, err error) {
-	err = db.Pool.QueryRow(ctx, `
+	err = db.pool.QueryRow(ctx, `
 		INSERT INTO blobs (sha256, size, stored_size, encoding, content_type)
 		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (sha256) DO UPDATE
@@ -37,7 +37,7 @@ func (db *DB) RecordBlob(ctx context.Context, b Blob) (inserted bool, err error)
 // LookupBlob returns the index row of a hash, or ErrNotFound.
 func (db *DB) LookupBlob(ctx context.Context, sha string) (BlobRecord, error) {
 	var r BlobRecord
-	err := db.Pool.QueryRow(ctx, `
+	err := db.pool.QueryRow(ctx, `
 		SELECT sha256, size, stored_size, encoding, content_type, first_seen, last_seen, seen_count
 		  FROM blobs WHERE sha256 = $1`, sha).
 		Scan(&r.SHA256, &r.Size, &r.StoredSize, &r.Encoding, &r.ContentType, &r.FirstSeen, &r.LastSeen, &r.SeenCount)

@@ -17,7 +17,7 @@ import (
 // false positive does not count, so an indicator only its false positives list
 // is left out.
 func (db *DB) ExportListed(ctx context.Context, types []string, minScore float64, includeAllowlisted bool, fn func(export.Row) error) error {
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		SELECT i.type, i.value,
 		       1 - exp(sum(ln(1 - least(coalesce(m.weight, s.prior), 0.999999)))) AS score,
 		       array_agg(l.source ORDER BY l.source)

@@ -42,7 +42,7 @@ func (db *DB) RecordTriage(ctx context.Context, vs []FluxVerdict) error {
 			WHERE flux_domains.triaged_at < excluded.triaged_at`,
 			v.Assessment.Domain, string(v.Assessment.Verdict), v.Assessment.Score, v.Assessment.Reason, feats, v.Origin, v.At)
 	}
-	if err := db.Pool.SendBatch(ctx, b).Close(); err != nil {
+	if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("record triage: %w", err)
 	}
 	return nil
@@ -55,7 +55,7 @@ func (db *DB) DueForTriage(ctx context.Context, domains []string, now time.Time,
 	if len(domains) == 0 {
 		return nil, nil
 	}
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		WITH seen AS (
 		    UPDATE flux_domains SET seen_at = greatest(seen_at, $2) WHERE domain = ANY($1)
 		    RETURNING domain, triaged_at, monitor)
@@ -134,7 +134,7 @@ func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
 			ttls = append(ttls, nil)
 		}
 	}
-	tx, err := db.Pool.Begin(ctx)
+	tx, err := db.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("record flux checks: %w", err)
 	}
@@ -202,7 +202,7 @@ func (db *DB) SetFluxMonitor(ctx context.Context, domain, state string, summary 
 			return err
 		}
 	}
-	_, err := db.Pool.Exec(ctx, `
+	_, err := db.pool.Exec(ctx, `
 		INSERT INTO flux_domains (domain, verdict, origin, triaged_at, seen_at, monitor, monitor_since, summary)
 		VALUES ($1, 'watched', 'cli', $3, $3, $2, $3, $4)
 		ON CONFLICT (domain) DO UPDATE SET monitor = $2,
@@ -268,7 +268,7 @@ func (db *DB) FluxDomains(ctx context.Context, monitor, verdict string) ([]FluxD
 // fluxDomains reads the flux_domains rows that the rest of a query (where,
 // order, limit) picks; what names the read in errors.
 func (db *DB) fluxDomains(ctx context.Context, what, rest string, args ...any) ([]FluxDomain, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT `+fluxDomainColumns+` FROM flux_domains `+rest, args...)
+	rows, err := db.pool.Query(ctx, `SELECT `+fluxDomainColumns+` FROM flux_domains `+rest, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -284,7 +284,7 @@ var ErrNoFluxDomain = errors.New("domain not known to the flux module")
 
 // FluxDomainRow reads one domain's row.
 func (db *DB) FluxDomainRow(ctx context.Context, domain string) (FluxDomain, error) {
-	d, err := scanFluxDomain(db.Pool.QueryRow(ctx, `SELECT `+fluxDomainColumns+` FROM flux_domains WHERE domain = $1`, domain))
+	d, err := scanFluxDomain(db.pool.QueryRow(ctx, `SELECT `+fluxDomainColumns+` FROM flux_domains WHERE domain = $1`, domain))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, fmt.Errorf("%s: %w", domain, ErrNoFluxDomain)
 	}
@@ -297,7 +297,7 @@ func (db *DB) FluxObservations(ctx context.Context, domain string, limit int) ([
 	if limit <= 0 {
 		limit = 1 << 30
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT data FROM (
+	rows, err := db.pool.Query(ctx, `SELECT data FROM (
 		SELECT at, data FROM flux_observations WHERE domain = $1 ORDER BY at DESC LIMIT $2) o ORDER BY at`, domain, limit)
 	if err != nil {
 		return nil, fmt.Errorf("flux observations %s: %w", domain, err)
@@ -334,16 +334,16 @@ const fluxAgentsSQL = `
 	 WHERE (d.verdict IN ('flux', 'double-flux') OR d.monitor IS NOT NULL)
 	   AND (i.role = 'a' OR d.verdict = 'double-flux' OR coalesce((d.summary->>'double_flux')::boolean, false))`
 
-// FluxAgentsSQL selects every flux agent's address once, as the text form of an
-// inet (for TIP's own blacklist source).
-const FluxAgentsSQL = `SELECT DISTINCT host(ip) FROM (` + fluxAgentsSQL + `) a`
+// fluxAgentAddrsSQL selects every flux agent's address once, as the text form of
+// an inet (for TIP's own blacklist source, RefreshFluxAgents).
+const fluxAgentAddrsSQL = `SELECT DISTINCT host(ip) FROM (` + fluxAgentsSQL + `) a`
 
 // UpdateFluxNetworks groups the domains judged flux (or monitored) into networks:
 // two domains are in one network when a flux agent (fluxAgentsSQL) was seen
 // behind both, transitively. Each domain's network is recorded (a domain sharing
 // nothing is a network of its own) and the networks returned, largest first.
 func (db *DB) UpdateFluxNetworks(ctx context.Context) ([]FluxNetwork, error) {
-	rows, err := db.Pool.Query(ctx, fluxAgentsSQL+` ORDER BY d.domain`)
+	rows, err := db.pool.Query(ctx, fluxAgentsSQL+` ORDER BY d.domain`)
 	if err != nil {
 		return nil, fmt.Errorf("flux networks: %w", err)
 	}
@@ -415,7 +415,7 @@ func (db *DB) UpdateFluxNetworks(ctx context.Context) ([]FluxNetwork, error) {
 			byRoot[r].ASNs++
 		}
 	}
-	if _, err := db.Pool.Exec(ctx, `
+	if _, err := db.pool.Exec(ctx, `
 		UPDATE flux_domains d SET network = n.network
 		  FROM unnest($1::text[], $2::text[]) AS n(domain, network)
 		 WHERE d.domain = n.domain AND d.network IS DISTINCT FROM n.network`, names, nets); err != nil {
@@ -440,7 +440,7 @@ func (db *DB) UpdateFluxNetworks(ctx context.Context) ([]FluxNetwork, error) {
 // FluxNetworks reads the networks as the last UpdateFluxNetworks recorded them,
 // largest first.
 func (db *DB) FluxNetworks(ctx context.Context) ([]FluxNetwork, error) {
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		WITH agents AS (`+fluxAgentsSQL+`)
 		SELECT d.network, array_agg(DISTINCT d.domain ORDER BY d.domain), count(DISTINCT a.ip), count(DISTINCT nullif(a.asn, 0))
 		  FROM flux_domains d LEFT JOIN agents a USING (domain)
@@ -465,7 +465,7 @@ func (db *DB) FluxNetworks(ctx context.Context) ([]FluxNetwork, error) {
 // first time at or after since (indicators of type domain first seen then), in
 // the order they were first seen.
 func (db *DB) NewListedDomains(ctx context.Context, since time.Time, limit int) ([]string, error) {
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		SELECT value FROM indicators
 		 WHERE type = 'domain' AND first_seen >= $1
 		 ORDER BY first_seen, id LIMIT $2`, since, limit)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tip-project/tip/flux"
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
 )
@@ -103,8 +104,8 @@ func TestRecordFluxChecksIsIdempotentAndGroupsNetworks(t *testing.T) {
 		}
 	}
 	var observations, seen, late int
-	db.Pool.QueryRow(ctx, `SELECT count(*), max(late_ms) FROM flux_observations`).Scan(&observations, &late)
-	db.Pool.QueryRow(ctx, `SELECT seen FROM flux_ips WHERE domain = 'a.example' AND ip = '198.51.100.2' AND role = 'a'`).Scan(&seen)
+	testenv.SQL(t, db).QueryRow(ctx, `SELECT count(*), max(late_ms) FROM flux_observations`).Scan(&observations, &late)
+	testenv.SQL(t, db).QueryRow(ctx, `SELECT seen FROM flux_ips WHERE domain = 'a.example' AND ip = '198.51.100.2' AND role = 'a'`).Scan(&seen)
 	if observations != 5 || seen != 2 || late != 1500 {
 		t.Errorf("%d observations, 198.51.100.2 seen %d times behind a.example, lateness %d ms; want 5, 2, 1500", observations, seen, late)
 	}
@@ -115,14 +116,14 @@ func TestRecordFluxChecksIsIdempotentAndGroupsNetworks(t *testing.T) {
 		if err := db.RecordFluxChecks(ctx, []storage.FluxWrite{{Obs: obs("a.example", at, "198.51.100.2"), Due: due}}); err != nil {
 			t.Fatal(err)
 		}
-		db.Pool.QueryRow(ctx, `SELECT count(*) FROM flux_observations WHERE domain = 'a.example'`).Scan(&observations)
-		db.Pool.QueryRow(ctx, `SELECT seen FROM flux_ips WHERE domain = 'a.example' AND ip = '198.51.100.2' AND role = 'a'`).Scan(&seen)
+		testenv.SQL(t, db).QueryRow(ctx, `SELECT count(*) FROM flux_observations WHERE domain = 'a.example'`).Scan(&observations)
+		testenv.SQL(t, db).QueryRow(ctx, `SELECT seen FROM flux_ips WHERE domain = 'a.example' AND ip = '198.51.100.2' AND role = 'a'`).Scan(&seen)
 		if observations != 3 || seen != 3 {
 			t.Errorf("check %d for %s: %d observations of a.example, 198.51.100.2 seen %d times; want 3, 3", i+1, due.Format(time.TimeOnly), observations, seen)
 		}
 	}
 	var first, last time.Time
-	db.Pool.QueryRow(ctx, `SELECT first_seen, last_seen FROM flux_ips WHERE domain = 'a.example' AND ip = '198.51.100.2'`).Scan(&first, &last)
+	testenv.SQL(t, db).QueryRow(ctx, `SELECT first_seen, last_seen FROM flux_ips WHERE domain = 'a.example' AND ip = '198.51.100.2'`).Scan(&first, &last)
 	if !first.Equal(t0) || !last.Equal(due.Add(200*time.Millisecond)) {
 		t.Errorf("198.51.100.2 behind a.example: first %s, last %s", first, last)
 	}
@@ -171,7 +172,7 @@ func TestNewListedDomainsAreTheDomainsFirstSeenSince(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
-	if _, err := db.Pool.Exec(ctx, `
+	if _, err := testenv.SQL(t, db).Exec(ctx, `
 		INSERT INTO indicators (type, value, registrable, first_seen) VALUES
 		  ('domain', 'old.example', 'old.example', $1::timestamptz - interval '1 hour'),
 		  ('domain', 'second.example', 'second.example', $1::timestamptz + interval '2 minutes'),

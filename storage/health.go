@@ -37,7 +37,7 @@ type SourceHealth struct {
 
 // SourcesHealth lists every known source with its latest run.
 func (db *DB) SourcesHealth(ctx context.Context) ([]SourceHealth, error) {
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		SELECT s.name, s.format, s.enabled, s.prior, s.consecutive_failures,
 		       (SELECT count(*) FROM listings l WHERE l.source = s.name AND l.active),
 		       coalesce(r.status, ''), coalesce(r.finished_at, 'epoch'), coalesce(r.http_status, 0),

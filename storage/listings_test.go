@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
 )
 
@@ -29,11 +30,11 @@ func TestListingsMigrationKeepsWhatWasListed(t *testing.T) {
 		t.Fatal("no listings_by_source_id migration")
 	}
 	for _, m := range ms[:split] {
-		if _, err := db.Pool.Exec(ctx, m.SQL); err != nil {
+		if _, err := testenv.SQL(t, db).Exec(ctx, m.SQL); err != nil {
 			t.Fatalf("%04d_%s: %v", m.Version, m.Name, err)
 		}
 	}
-	_, err = db.Pool.Exec(ctx, `
+	_, err = testenv.SQL(t, db).Exec(ctx, `
 		INSERT INTO sources (name, url, format, type, prior, enabled, last_success) VALUES
 		  ('a', 'https://x/a', 'ip-list', 'ipv4', 0.8, true, '2024-03-05 10:00+00'),
 		  ('b', 'https://x/b', 'ip-list', 'ipv4', 0.5, true, '2024-03-04 10:00+00');
@@ -56,7 +57,7 @@ func TestListingsMigrationKeepsWhatWasListed(t *testing.T) {
 	}
 	read := func() []row {
 		t.Helper()
-		rows, err := db.Pool.Query(ctx, `SELECT l.source, i.value, l.first_seen, l.last_seen, l.active, l.removed_at
+		rows, err := testenv.SQL(t, db).Query(ctx, `SELECT l.source, i.value, l.first_seen, l.last_seen, l.active, l.removed_at
 			FROM listings l JOIN indicators i ON i.id = l.indicator_id ORDER BY l.source, i.value`)
 		if err != nil {
 			t.Fatal(err)
@@ -74,7 +75,7 @@ func TestListingsMigrationKeepsWhatWasListed(t *testing.T) {
 	}
 	before := read()
 	for _, m := range ms[split:] {
-		if _, err := db.Pool.Exec(ctx, m.SQL); err != nil {
+		if _, err := testenv.SQL(t, db).Exec(ctx, m.SQL); err != nil {
 			t.Fatalf("%04d_%s: %v", m.Version, m.Name, err)
 		}
 	}

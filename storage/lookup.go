@@ -27,7 +27,7 @@ func (db *DB) Lookup(ctx context.Context, typ, value, host, registrable string) 
 	if typ == "ipv4" || typ == "ipv6" || typ == "cidr" {
 		addr = &value
 	}
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		WITH hits AS (
 		    SELECT i.id, i.type, i.value, 'exact' AS match FROM indicators i WHERE i.type = $1 AND i.value = $2
 		    UNION ALL

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tip-project/tip/export"
+	"github.com/tip-project/tip/internal/testenv"
 )
 
 func TestLookupFindsExactCoveringAndDomainListings(t *testing.T) {
@@ -14,7 +15,7 @@ func TestLookupFindsExactCoveringAndDomainListings(t *testing.T) {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, err := db.Pool.Exec(ctx, `
+	_, err := testenv.SQL(t, db).Exec(ctx, `
 		INSERT INTO sources (name, url, format, type, prior, enabled) VALUES
 		  ('drop', 'https://x/drop.txt', 'spamhaus-drop', 'cidr', 0.9, true),
 		  ('feodo', 'https://x/feodo.txt', 'feodo-txt', 'ipv4', 0.9, true),
@@ -71,7 +72,7 @@ func TestExportListedScoresAndFilters(t *testing.T) {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, err := db.Pool.Exec(ctx, `
+	_, err := testenv.SQL(t, db).Exec(ctx, `
 		INSERT INTO sources (name, url, format, type, prior, enabled) VALUES
 		  ('a', 'https://x/a', 'ip-list', 'ipv4', 0.5, true), ('b', 'https://x/b', 'ip-list', 'ipv4', 0.5, true);
 		INSERT INTO indicators (type, value, first_seen) VALUES

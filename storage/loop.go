@@ -45,7 +45,7 @@ type OwnSource struct {
 func (db *DB) LoopCounts(ctx context.Context, ownSources ...string) (LoopCounts, error) {
 	c := LoopCounts{Triaged: map[string]int{}, Verdicts: map[string]int{}, Own: map[string]OwnSource{},
 		SpamOrigins: map[string]int64{}}
-	err := db.Pool.QueryRow(ctx, `
+	err := db.pool.QueryRow(ctx, `
 		SELECT (SELECT count(*) FROM sources),
 		       (SELECT count(DISTINCT source) FROM source_runs),
 		       (SELECT count(*) FROM sources s WHERE (SELECT status FROM source_runs r WHERE r.source = s.name
@@ -61,7 +61,7 @@ func (db *DB) LoopCounts(ctx context.Context, ownSources ...string) (LoopCounts,
 	if c.Flux, err = db.FluxCounts(ctx); err != nil {
 		return c, err
 	}
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		SELECT 'origin', origin, count(*) FROM flux_domains GROUP BY origin
 		UNION ALL SELECT 'verdict', verdict, count(*) FROM flux_domains GROUP BY verdict
 		UNION ALL SELECT 'spam', origin, count(DISTINCT sha256) FROM spam_sightings GROUP BY origin`)
@@ -86,7 +86,7 @@ func (db *DB) LoopCounts(ctx context.Context, ownSources ...string) (LoopCounts,
 	}
 	for _, name := range ownSources {
 		var o OwnSource
-		err := db.Pool.QueryRow(ctx, `
+		err := db.pool.QueryRow(ctx, `
 			SELECT (SELECT count(*) FROM listings WHERE source = $1 AND active),
 			       coalesce((SELECT volume FROM source_metrics WHERE source = $1), 0),
 			       coalesce((SELECT weight FROM source_metrics WHERE source = $1), 0)`, name).Scan(&o.Active, &o.Measured, &o.Weight)

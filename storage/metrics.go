@@ -45,7 +45,7 @@ func Weight(m SourceMetrics) float64 {
 // metrics, weights and overlap matrix in one transaction, and returns the metrics.
 func (db *DB) ComputeSourceMetrics(ctx context.Context) ([]SourceMetrics, error) {
 	var out []SourceMetrics
-	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 			WITH act AS (SELECT source, indicator_id, first_seen FROM listings WHERE active),
 			firsts AS (SELECT indicator_id, min(first_seen) AS first, count(*) AS n FROM act GROUP BY indicator_id),

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
 )
 
@@ -16,7 +17,7 @@ func TestSourceMetricsFromListings(t *testing.T) {
 		t.Fatal(err)
 	}
 	// a lists 1,2,3 first; b lists 2,3,4 a day later; c lists 5 but is dead now.
-	_, err := db.Pool.Exec(ctx, `
+	_, err := testenv.SQL(t, db).Exec(ctx, `
 		INSERT INTO sources (name, url, format, type, prior, enabled, consecutive_failures) VALUES
 		  ('a', 'https://x/a', 'ip-list', 'ipv4', 0.8, true, 0),
 		  ('b', 'https://x/b', 'ip-list', 'ipv4', 0.5, true, 0),
@@ -57,7 +58,7 @@ func TestSourceMetricsFromListings(t *testing.T) {
 		t.Errorf("weights: a %.3f, b %.3f: the earlier, more trusted source must weigh more", a.Weight, b.Weight)
 	}
 	var share float64
-	if err := db.Pool.QueryRow(ctx, `SELECT share FROM source_overlap WHERE a = 'a' AND b = 'b'`).Scan(&share); err != nil || !near(share, 2.0/3) {
+	if err := testenv.SQL(t, db).QueryRow(ctx, `SELECT share FROM source_overlap WHERE a = 'a' AND b = 'b'`).Scan(&share); err != nil || !near(share, 2.0/3) {
 		t.Errorf("O[a,b] = %v, %v; want 2/3", share, err)
 	}
 	// Lookup carries the weights, and the score is the noisy-or of the listing sources.

@@ -98,7 +98,7 @@ func (db *DB) migrate(ctx context.Context, ms []Migration) ([]Migration, error) 
 			return nil, err
 		}
 	}
-	conn, err := db.Pool.Acquire(ctx)
+	conn, err := db.pool.Acquire(ctx)
 	if err != nil {
 		return nil, explainPG(db.addr, "", "", err)
 	}
@@ -145,12 +145,12 @@ func (db *DB) CheckSchema(ctx context.Context) error {
 		return err
 	}
 	var exists bool
-	if err := db.Pool.QueryRow(ctx, "SELECT to_regclass('tip_schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+	if err := db.pool.QueryRow(ctx, "SELECT to_regclass('tip_schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
 		return explainPG(db.addr, "", "", err)
 	}
 	applied := map[int]string{}
 	if exists {
-		conn, err := db.Pool.Acquire(ctx)
+		conn, err := db.pool.Acquire(ctx)
 		if err != nil {
 			return explainPG(db.addr, "", "", err)
 		}
@@ -165,11 +165,11 @@ func (db *DB) CheckSchema(ctx context.Context) error {
 // SchemaVersion is the highest applied migration, 0 for an empty database.
 func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 	var exists bool
-	if err := db.Pool.QueryRow(ctx, "SELECT to_regclass('tip_schema_migrations') IS NOT NULL").Scan(&exists); err != nil || !exists {
+	if err := db.pool.QueryRow(ctx, "SELECT to_regclass('tip_schema_migrations') IS NOT NULL").Scan(&exists); err != nil || !exists {
 		return 0, err
 	}
 	var v int
-	err := db.Pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM tip_schema_migrations").Scan(&v)
+	err := db.pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM tip_schema_migrations").Scan(&v)
 	return v, err
 }
 

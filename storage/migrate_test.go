@@ -53,7 +53,7 @@ func TestMigrateFromEmptyThenAgain(t *testing.T) {
 		t.Fatalf("CheckSchema after migrating: %v", err)
 	}
 	var tables int
-	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'blobs'").Scan(&tables); err != nil || tables != 1 {
+	if err := testenv.SQL(t, db).QueryRow(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'blobs'").Scan(&tables); err != nil || tables != 1 {
 		t.Fatalf("blobs table: %d, %v", tables, err)
 	}
 }
@@ -92,7 +92,7 @@ func TestSchemaNewerThanBinaryRefused(t *testing.T) {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Pool.Exec(ctx, "INSERT INTO tip_schema_migrations (version, name, checksum) VALUES (9999, 'from_the_future', 'x')"); err != nil {
+	if _, err := testenv.SQL(t, db).Exec(ctx, "INSERT INTO tip_schema_migrations (version, name, checksum) VALUES (9999, 'from_the_future', 'x')"); err != nil {
 		t.Fatal(err)
 	}
 	for name, err := range map[string]error{
@@ -116,7 +116,7 @@ func TestEditedMigrationRefused(t *testing.T) {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Pool.Exec(ctx, "UPDATE tip_schema_migrations SET checksum = 'edited' WHERE version = 1"); err != nil {
+	if _, err := testenv.SQL(t, db).Exec(ctx, "UPDATE tip_schema_migrations SET checksum = 'edited' WHERE version = 1"); err != nil {
 		t.Fatal(err)
 	}
 	_, err := db.Migrate(ctx)
@@ -179,7 +179,7 @@ func TestRecordBlobIsIdempotent(t *testing.T) {
 		t.Fatalf("row = %+v", r)
 	}
 	var rows int
-	_ = db.Pool.QueryRow(ctx, "SELECT count(*) FROM blobs").Scan(&rows)
+	_ = testenv.SQL(t, db).QueryRow(ctx, "SELECT count(*) FROM blobs").Scan(&rows)
 	if rows != 1 {
 		t.Fatalf("%d rows after three records of one blob", rows)
 	}

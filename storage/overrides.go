@@ -188,7 +188,7 @@ func (db *DB) AddOverride(ctx context.Context, o Override) (Override, error) {
 	if o.Kind != OverrideAllow && o.Kind != OverrideFP {
 		return o, fmt.Errorf("unknown override kind %q", o.Kind)
 	}
-	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if o.Kind == OverrideFP {
 			var n int
 			if err := tx.QueryRow(ctx, `SELECT count(*) FROM listings l JOIN indicators i ON i.id = l.indicator_id
@@ -223,7 +223,7 @@ func (db *DB) AddOverride(ctx context.Context, o Override) (Override, error) {
 // author, and returns it; ErrNotFound when none stands. An fp override is
 // removed for one source (or the every-source one when source is empty).
 func (db *DB) RemoveOverride(ctx context.Context, kind string, target Override, source, author string) (Override, error) {
-	rows, err := db.Pool.Query(ctx, `UPDATE overrides o SET removed_at = now(), removed_by = $6
+	rows, err := db.pool.Query(ctx, `UPDATE overrides o SET removed_at = now(), removed_by = $6
 		WHERE `+standingSQL+` AND kind = $1 AND match = $2 AND type = $3 AND value = $4 AND source = $5
 		RETURNING `+overrideColumns, kind, target.Match, target.Type, target.Value, source, author)
 	if err != nil {
@@ -255,7 +255,7 @@ func (db *DB) Overrides(ctx context.Context, kind string, all bool, limit int) (
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT `+overrideColumns+` FROM overrides o
+	rows, err := db.pool.Query(ctx, `SELECT `+overrideColumns+` FROM overrides o
 		WHERE ($1 = '' OR o.kind = $1) AND ($2 OR `+standingSQL+`)
 		ORDER BY o.created_at DESC, o.id DESC LIMIT nullif($3, -1)`, kind, all, limit)
 	if err != nil {
@@ -278,7 +278,7 @@ type OverrideCounts struct {
 // CountOverrides counts the overrides.
 func (db *DB) CountOverrides(ctx context.Context) (OverrideCounts, error) {
 	var c OverrideCounts
-	err := db.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE o.kind = 'allow' AND `+standingSQL+`),
+	err := db.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE o.kind = 'allow' AND `+standingSQL+`),
 		count(*) FILTER (WHERE o.kind = 'fp' AND `+standingSQL+`), count(*) FROM overrides o`).
 		Scan(&c.Allowed, &c.FalsePositives, &c.Recorded)
 	if err != nil {
@@ -295,7 +295,7 @@ func (db *DB) OverridesCovering(ctx context.Context, typ, value string) ([]Overr
 	if typ == "ipv4" || typ == "ipv6" || typ == "cidr" {
 		net = &value
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT `+overrideColumns+` FROM overrides o
+	rows, err := db.pool.Query(ctx, `SELECT `+overrideColumns+` FROM overrides o
 		WHERE `+standingSQL+` AND CASE o.kind
 		    WHEN 'allow' THEN `+coversSQL("$1::text", "$2::text", "$3::inet")+`
 		    ELSE o.type = $1 AND o.value = $2 END

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tip-project/tip/export"
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
 )
 
@@ -53,7 +54,7 @@ func TestParseOverrideTarget(t *testing.T) {
 // listing a subset.
 func seedOverrideWorld(t *testing.T, db *storage.DB) {
 	t.Helper()
-	_, err := db.Pool.Exec(context.Background(), `
+	_, err := testenv.SQL(t, db).Exec(context.Background(), `
 		INSERT INTO sources (name, url, format, type, prior, enabled) VALUES
 		  ('a', 'https://x/a', 'generic', 'domain', 0.6, true),
 		  ('b', 'https://x/b', 'generic', 'domain', 0.6, true);
@@ -138,7 +139,7 @@ func TestOverridesLeaveExportsAtOnce(t *testing.T) {
 	add(t, db, storage.OverrideFP, "9.9.9.9", "b")     // one source wrong: still listed by a
 	add(t, db, storage.OverrideFP, "evil.example", "") // every source wrong
 	expired := add(t, db, storage.OverrideAllow, "7.119.177.1", "")
-	if _, err := db.Pool.Exec(ctx, `UPDATE overrides SET expires_at = now() - interval '1 second' WHERE id = $1`, expired.ID); err != nil {
+	if _, err := testenv.SQL(t, db).Exec(ctx, `UPDATE overrides SET expires_at = now() - interval '1 second' WHERE id = $1`, expired.ID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -287,7 +288,7 @@ func TestFalsePositivesAndAllowsCountAgainstAccuracy(t *testing.T) {
 		t.Errorf("a: %+v (before %+v)", a, before["a"])
 	}
 	// an expired false positive counts no more
-	if _, err := db.Pool.Exec(ctx, `UPDATE overrides SET expires_at = $1 WHERE kind = 'fp' AND source = 'b'`, time.Now().Add(-time.Minute)); err != nil {
+	if _, err := testenv.SQL(t, db).Exec(ctx, `UPDATE overrides SET expires_at = $1 WHERE kind = 'fp' AND source = 'b'`, time.Now().Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if b := weights()["b"]; b.Allowlisted != 1 {

@@ -15,9 +15,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// DB is TIP's PostgreSQL database.
+// DB is TIP's PostgreSQL database. Every statement TIP runs on it, and every
+// transaction, is a method of DB (or of a value one returns, as ListingLoad).
 type DB struct {
-	Pool *pgxpool.Pool
+	pool *pgxpool.Pool
 	addr string // host:port, for error messages
 }
 
@@ -42,14 +43,24 @@ func OpenDB(ctx context.Context, dsn string) (*DB, error) {
 		pool.Close()
 		return nil, explainPG(addr, cfg.ConnConfig.User, cfg.ConnConfig.Database, err)
 	}
-	return &DB{Pool: pool, addr: addr}, nil
+	return &DB{pool: pool, addr: addr}, nil
 }
 
 // Addr is the server's host:port.
 func (db *DB) Addr() string { return db.addr }
 
+// Database is the name of the database on the server.
+func (db *DB) Database() string { return db.pool.Config().ConnConfig.Database }
+
+// ServerVersion is the PostgreSQL server's version, as it reports it.
+func (db *DB) ServerVersion(ctx context.Context) (string, error) {
+	var v string
+	err := db.pool.QueryRow(ctx, "SHOW server_version").Scan(&v)
+	return v, err
+}
+
 // Close releases every connection.
-func (db *DB) Close() { db.Pool.Close() }
+func (db *DB) Close() { db.pool.Close() }
 
 // explainPG turns a connection failure into one sentence: service, address, fix.
 func explainPG(addr, user, database string, err error) error {

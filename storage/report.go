@@ -28,7 +28,7 @@ type Totals struct {
 // Totals counts sources, indicators, active listings, spam and flux domains.
 func (db *DB) Totals(ctx context.Context) (Totals, error) {
 	var t Totals
-	err := db.Pool.QueryRow(ctx, `SELECT
+	err := db.pool.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM sources), (SELECT count(*) FROM indicators),
 		(SELECT count(*) FROM source_listings WHERE active), (SELECT count(*) FROM spam_messages),
 		(SELECT count(*) FROM flux_domains), (SELECT count(*) FROM flux_domains WHERE monitor IS NOT NULL),
@@ -56,13 +56,13 @@ type MetricsPoint struct {
 // ErrSchemaBehind (reading never migrates).
 func (db *DB) MetricsHistory(ctx context.Context, since time.Time, points int) ([]MetricsPoint, error) {
 	var exists bool
-	if err := db.Pool.QueryRow(ctx, `SELECT to_regclass('source_metrics_history') IS NOT NULL`).Scan(&exists); err != nil {
+	if err := db.pool.QueryRow(ctx, `SELECT to_regclass('source_metrics_history') IS NOT NULL`).Scan(&exists); err != nil {
 		return nil, fmt.Errorf("metrics history: %w", err)
 	}
 	if !exists {
 		return nil, fmt.Errorf("metrics history: %w: it has no source_metrics_history (migration 12); run `tip migrate` (the worker also migrates at start)", ErrSchemaBehind)
 	}
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		WITH times AS (SELECT DISTINCT computed_at AS at FROM source_metrics_history WHERE computed_at >= $1),
 		span AS (SELECT min(at) AS lo, max(at) AS hi, count(*) AS n FROM times),
 		picked AS (
@@ -104,7 +104,7 @@ type RunCount struct {
 // first.
 func (db *DB) RunHistory(ctx context.Context, since time.Time, slices int) (step time.Duration, counts []RunCount, err error) {
 	var lo, hi *time.Time
-	if err := db.Pool.QueryRow(ctx, `SELECT min(finished_at), max(finished_at) FROM source_runs WHERE finished_at >= $1`, since).Scan(&lo, &hi); err != nil {
+	if err := db.pool.QueryRow(ctx, `SELECT min(finished_at), max(finished_at) FROM source_runs WHERE finished_at >= $1`, since).Scan(&lo, &hi); err != nil {
 		return 0, nil, fmt.Errorf("run history: %w", err)
 	}
 	if lo == nil {
@@ -119,7 +119,7 @@ func (db *DB) RunHistory(ctx context.Context, since time.Time, slices int) (step
 			break
 		}
 	}
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		SELECT date_bin($2::interval, finished_at, timestamptz '2000-01-01 00:00:00+00') AS start, source, status, count(*)
 		  FROM source_runs WHERE finished_at >= $1
 		 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`, since, step)
@@ -149,7 +149,7 @@ type Overlap struct {
 // SourceOverlap reads the overlap matrix the last refresh stored.
 func (db *DB) SourceOverlap(ctx context.Context) (Overlap, error) {
 	var o Overlap
-	rows, err := db.Pool.Query(ctx, `SELECT source, volume FROM source_metrics ORDER BY source`)
+	rows, err := db.pool.Query(ctx, `SELECT source, volume FROM source_metrics ORDER BY source`)
 	if err != nil {
 		return o, fmt.Errorf("source overlap: %w", err)
 	}
@@ -177,7 +177,7 @@ func (db *DB) SourceOverlap(ctx context.Context) (Overlap, error) {
 			o.Share[i][i] = 1
 		}
 	}
-	rows, err = db.Pool.Query(ctx, `SELECT a, b, shared, share FROM source_overlap`)
+	rows, err = db.pool.Query(ctx, `SELECT a, b, shared, share FROM source_overlap`)
 	if err != nil {
 		return o, fmt.Errorf("source overlap: %w", err)
 	}
@@ -203,10 +203,10 @@ func (db *DB) SourceOverlap(ctx context.Context) (Overlap, error) {
 // how many are monitored in all.
 func (db *DB) MonitoredFluxDomains(ctx context.Context, limit int) ([]FluxDomain, int, error) {
 	var total int
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM flux_domains WHERE monitor IS NOT NULL`).Scan(&total); err != nil {
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM flux_domains WHERE monitor IS NOT NULL`).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("monitored flux domains: %w", err)
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT `+fluxDomainColumns+` FROM flux_domains WHERE monitor IS NOT NULL
+	rows, err := db.pool.Query(ctx, `SELECT `+fluxDomainColumns+` FROM flux_domains WHERE monitor IS NOT NULL
 		ORDER BY (SELECT count(*) FROM flux_ips i WHERE i.domain = flux_domains.domain AND i.role = 'a') DESC, domain
 		LIMIT $1`, limit)
 	if err != nil {
@@ -234,7 +234,7 @@ type FluxCheck struct {
 func (db *DB) FluxChecks(ctx context.Context, domain string, since time.Time, points int) ([]FluxCheck, int, error) {
 	var n int
 	var lo, hi *time.Time
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*), min(at), max(at) FROM flux_observations WHERE domain = $1 AND at >= $2`,
+	if err := db.pool.QueryRow(ctx, `SELECT count(*), min(at), max(at) FROM flux_observations WHERE domain = $1 AND at >= $2`,
 		domain, since).Scan(&n, &lo, &hi); err != nil {
 		return nil, 0, fmt.Errorf("flux checks of %s: %w", domain, err)
 	}
@@ -249,7 +249,7 @@ func (db *DB) FluxChecks(ctx context.Context, domain string, since time.Time, po
 		}
 		ticks[points-1] = *hi
 	}
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		WITH picked AS (
 		    SELECT at FROM flux_observations WHERE domain = $1 AND at >= $2 AND $3::timestamptz[] IS NULL
 		    UNION
@@ -311,7 +311,7 @@ type FluxSighting struct {
 // FluxSightings lists the A and AAAA addresses recorded behind a domain, first
 // seen first: the distinct addresses and ASNs it had at any time.
 func (db *DB) FluxSightings(ctx context.Context, domain string) ([]FluxSighting, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT first_seen, asn FROM flux_ips WHERE domain = $1 AND role = 'a' ORDER BY first_seen`, domain)
+	rows, err := db.pool.Query(ctx, `SELECT first_seen, asn FROM flux_ips WHERE domain = $1 AND role = 'a' ORDER BY first_seen`, domain)
 	if err != nil {
 		return nil, fmt.Errorf("flux sightings of %s: %w", domain, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tip-project/tip/internal/seed"
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
 )
 
@@ -189,7 +190,7 @@ func TestMetricsHistoryOfAnOlderSchemaSaysSo(t *testing.T) {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Pool.Exec(ctx, `DROP TABLE source_metrics_history`); err != nil {
+	if _, err := testenv.SQL(t, db).Exec(ctx, `DROP TABLE source_metrics_history`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.MetricsHistory(ctx, time.Time{}, 10); !errors.Is(err, storage.ErrSchemaBehind) {
@@ -201,7 +202,7 @@ func TestMetricsHistoryDropsWhatIsOlderThanAYear(t *testing.T) {
 	ctx := context.Background()
 	db, w := seed.New(t)
 	// the first refresh as if it were a year and a day ago
-	if _, err := db.Pool.Exec(ctx, `UPDATE source_metrics_history SET computed_at = computed_at - $1::interval
+	if _, err := testenv.SQL(t, db).Exec(ctx, `UPDATE source_metrics_history SET computed_at = computed_at - $1::interval
 		WHERE computed_at = (SELECT min(computed_at) FROM source_metrics_history)`, storage.MetricsHistoryKeep+24*time.Hour); err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,17 @@ type SourceRow struct {
 
 // UpsertSource records a catalog source, keeping its validators and health.
 func (db *DB) UpsertSource(ctx context.Context, s SourceRow) error {
-	_, err := db.Pool.Exec(ctx, `
+	return upsertSource(ctx, db.pool, s)
+}
+
+// execer runs a statement: the pool, or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// upsertSource is UpsertSource on the pool or in a transaction.
+func upsertSource(ctx context.Context, q execer, s SourceRow) error {
+	_, err := q.Exec(ctx, `
 		INSERT INTO sources (name, url, format, type, prior, enabled)
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (name) DO UPDATE SET
@@ -43,7 +53,7 @@ func (db *DB) UpsertSource(ctx context.Context, s SourceRow) error {
 func (db *DB) Source(ctx context.Context, name string) (SourceRow, error) {
 	var s SourceRow
 	var last *time.Time
-	err := db.Pool.QueryRow(ctx, `
+	err := db.pool.QueryRow(ctx, `
 		SELECT name, url, format, type, prior, enabled, etag, last_modified, content_sha256, last_success, consecutive_failures
 		  FROM sources WHERE name = $1`, name).
 		Scan(&s.Name, &s.URL, &s.Format, &s.Type, &s.Prior, &s.Enabled, &s.ETag, &s.LastModified, &s.ContentSHA256, &last, &s.ConsecutiveFailures)
@@ -59,14 +69,13 @@ func (db *DB) Source(ctx context.Context, name string) (SourceRow, error) {
 	return s, nil
 }
 
-// SetValidators stores the validators of content that was loaded, so the next fetch
-// can ask for it conditionally. Call it in the transaction that loads the content
-// (tx may be the pool), so validators never run ahead of the data.
-func SetValidators(ctx context.Context, tx interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}, name, etag, lastModified, sha string) error {
+// setValidators stores the validators of content that was loaded, so the next
+// fetch can ask for it conditionally, and counts the load as the source's last
+// success. It runs in the transaction that loads the content, so validators
+// never run ahead of the data.
+func setValidators(ctx context.Context, tx pgx.Tx, name string, v Validators) error {
 	_, err := tx.Exec(ctx, `UPDATE sources SET etag = $2, last_modified = $3, content_sha256 = $4,
-		last_success = now(), consecutive_failures = 0 WHERE name = $1`, name, etag, lastModified, sha)
+		last_success = now(), consecutive_failures = 0 WHERE name = $1`, name, v.ETag, v.LastModified, v.SHA256)
 	if err != nil {
 		return fmt.Errorf("set validators of %s: %w", name, err)
 	}
@@ -78,7 +87,7 @@ func SetValidators(ctx context.Context, tx interface {
 // one atomic statement, so two workers never both get the claim. Refused, it says
 // when the next request is allowed and why the last attempt failed, if it did.
 func (db *DB) ClaimFetch(ctx context.Context, name string, minGap time.Duration) (ok bool, next time.Time, lastErr string, err error) {
-	tag, err := db.Pool.Exec(ctx, `UPDATE sources SET last_attempt = now(), last_attempt_error = ''
+	tag, err := db.pool.Exec(ctx, `UPDATE sources SET last_attempt = now(), last_attempt_error = ''
 		WHERE name = $1 AND (last_attempt IS NULL OR last_attempt <= now() - $2::interval)`, name, minGap)
 	if err != nil {
 		return false, next, "", fmt.Errorf("claim fetch of %s: %w", name, err)
@@ -87,7 +96,7 @@ func (db *DB) ClaimFetch(ctx context.Context, name string, minGap time.Duration)
 		return true, next, "", nil
 	}
 	var last time.Time
-	if err := db.Pool.QueryRow(ctx, `SELECT last_attempt, last_attempt_error FROM sources WHERE name = $1`, name).Scan(&last, &lastErr); err != nil {
+	if err := db.pool.QueryRow(ctx, `SELECT last_attempt, last_attempt_error FROM sources WHERE name = $1`, name).Scan(&last, &lastErr); err != nil {
 		return false, next, "", fmt.Errorf("claim fetch of %s: %w", name, err)
 	}
 	return false, last.Add(minGap), lastErr, nil
@@ -95,7 +104,7 @@ func (db *DB) ClaimFetch(ctx context.Context, name string, minGap time.Duration)
 
 // FetchAttemptFailed records why the last request for a source failed.
 func (db *DB) FetchAttemptFailed(ctx context.Context, name, why string) error {
-	if _, err := db.Pool.Exec(ctx, `UPDATE sources SET last_attempt_error = $2 WHERE name = $1`, name, ErrorText(why)); err != nil {
+	if _, err := db.pool.Exec(ctx, `UPDATE sources SET last_attempt_error = $2 WHERE name = $1`, name, ErrorText(why)); err != nil {
 		return fmt.Errorf("record fetch error of %s: %w", name, err)
 	}
 	return nil

@@ -56,7 +56,7 @@ func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int,
 	if len(batch) == 0 {
 		return 0, nil
 	}
-	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, r := range batch {
 			if r.Digest == "" {
@@ -126,7 +126,7 @@ func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int,
 // SeenNames returns the mail names already recorded for an origin: what a delta
 // ingest skips.
 func (db *DB) SeenNames(ctx context.Context, origin string) (map[string]bool, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT name FROM spam_sightings WHERE origin = $1`, origin)
+	rows, err := db.pool.Query(ctx, `SELECT name FROM spam_sightings WHERE origin = $1`, origin)
 	if err != nil {
 		return nil, fmt.Errorf("seen names of %s: %w", origin, err)
 	}
@@ -154,7 +154,7 @@ type SpamArchiveRow struct {
 // SpamArchive reads an archive's row; a never-seen archive is a zero row with its URL.
 func (db *DB) SpamArchive(ctx context.Context, url string) (SpamArchiveRow, error) {
 	r := SpamArchiveRow{URL: url}
-	err := db.Pool.QueryRow(ctx, `SELECT name, period, etag, last_modified, content_sha256, members, ingested_at, error
+	err := db.pool.QueryRow(ctx, `SELECT name, period, etag, last_modified, content_sha256, members, ingested_at, error
 		FROM spam_archives WHERE url = $1`, url).Scan(&r.Name, &r.Period, &r.ETag, &r.LastModified, &r.SHA, &r.Members, &r.IngestedAt, &r.Error)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, nil
@@ -167,7 +167,7 @@ func (db *DB) SpamArchive(ctx context.Context, url string) (SpamArchiveRow, erro
 
 // SpamArchiveIngested records that an archive's content was ingested completely.
 func (db *DB) SpamArchiveIngested(ctx context.Context, r SpamArchiveRow) error {
-	_, err := db.Pool.Exec(ctx, `
+	_, err := db.pool.Exec(ctx, `
 		INSERT INTO spam_archives (url, name, period, etag, last_modified, content_sha256, members, ingested_at, error)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8)
 		ON CONFLICT (url) DO UPDATE SET name = excluded.name, period = excluded.period, etag = excluded.etag,
@@ -183,7 +183,7 @@ func (db *DB) SpamArchiveIngested(ctx context.Context, r SpamArchiveRow) error {
 // IMAPCursor reads how far a mailbox was read (zero values before its first poll).
 func (db *DB) IMAPCursor(ctx context.Context, mailbox string) (uidValidity, lastUID uint32, err error) {
 	var v, u int64
-	err = db.Pool.QueryRow(ctx, `SELECT uid_validity, last_uid FROM imap_cursors WHERE mailbox = $1`, mailbox).Scan(&v, &u)
+	err = db.pool.QueryRow(ctx, `SELECT uid_validity, last_uid FROM imap_cursors WHERE mailbox = $1`, mailbox).Scan(&v, &u)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, 0, nil
 	}
@@ -195,7 +195,7 @@ func (db *DB) IMAPCursor(ctx context.Context, mailbox string) (uidValidity, last
 
 // SetIMAPCursor records how far a mailbox was read, after its mail was recorded.
 func (db *DB) SetIMAPCursor(ctx context.Context, mailbox string, uidValidity, lastUID uint32, fetched int) error {
-	_, err := db.Pool.Exec(ctx, `
+	_, err := db.pool.Exec(ctx, `
 		INSERT INTO imap_cursors (mailbox, uid_validity, last_uid, fetched) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (mailbox) DO UPDATE SET uid_validity = excluded.uid_validity, last_uid = excluded.last_uid,
 		    polled_at = now(), fetched = imap_cursors.fetched + excluded.fetched`,
@@ -242,13 +242,13 @@ type CampaignRow struct {
 // Stats computes the spam summary; top lists hold at most top rows.
 func (db *DB) SpamStats(ctx context.Context, top int) (SpamStats, error) {
 	var s SpamStats
-	err := db.Pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT sender_ip), count(sender_ip), min(received_at), max(received_at),
+	err := db.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT sender_ip), count(sender_ip), min(received_at), max(received_at),
 		count(*) FILTER (WHERE cardinality(defects) > 0) FROM spam_messages`).Scan(&s.Mails, &s.Senders, &s.WithSender, &s.First, &s.Last, &s.Defective)
 	if err != nil {
 		return s, fmt.Errorf("spam stats: %w", err)
 	}
 	counts := func(q string) ([]CountRow, error) {
-		rows, err := db.Pool.Query(ctx, q, top)
+		rows, err := db.pool.Query(ctx, q, top)
 		if err != nil {
 			return nil, fmt.Errorf("spam stats: %w", err)
 		}
@@ -273,7 +273,7 @@ func (db *DB) SpamStats(ctx context.Context, top int) (SpamStats, error) {
 		GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`); err != nil {
 		return s, err
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT campaign, count(*), count(DISTINCT sender_ip), min(subject),
+	rows, err := db.pool.Query(ctx, `SELECT campaign, count(*), count(DISTINCT sender_ip), min(subject),
 		       coalesce(min(received_at), min(first_seen)), coalesce(max(received_at), max(first_seen))
 		  FROM spam_messages WHERE campaign <> '' GROUP BY campaign ORDER BY 2 DESC, 1 LIMIT $1`, top)
 	if err != nil {
@@ -293,14 +293,14 @@ const originGroup = `CASE WHEN origin LIKE 'archive:%' THEN regexp_replace(origi
 // SpamFacts returns a stored mail's extracted facts (JSON) and where it was seen.
 func (db *DB) SpamFacts(ctx context.Context, sha string) (json.RawMessage, []string, error) {
 	var facts json.RawMessage
-	err := db.Pool.QueryRow(ctx, `SELECT facts FROM spam_messages WHERE sha256 = $1`, sha).Scan(&facts)
+	err := db.pool.QueryRow(ctx, `SELECT facts FROM spam_messages WHERE sha256 = $1`, sha).Scan(&facts)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil, fmt.Errorf("%w: no mail %s", ErrNotFound, sha)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("spam mail %s: %w", sha, err)
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT origin || ' ' || name FROM spam_sightings WHERE sha256 = $1 ORDER BY seen_at`, sha)
+	rows, err := db.pool.Query(ctx, `SELECT origin || ' ' || name FROM spam_sightings WHERE sha256 = $1 ORDER BY seen_at`, sha)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -311,7 +311,7 @@ func (db *DB) SpamFacts(ctx context.Context, sha string) (json.RawMessage, []str
 // ClaimCollectorRun records that the collector name runs now, unless it ran less
 // than interval ago; one atomic statement, so two workers never both run it.
 func (db *DB) ClaimCollectorRun(ctx context.Context, name string, interval time.Duration) (bool, error) {
-	tag, err := db.Pool.Exec(ctx, `
+	tag, err := db.pool.Exec(ctx, `
 		INSERT INTO collector_runs (name, last_run) VALUES ($1, now())
 		ON CONFLICT (name) DO UPDATE SET last_run = now()
 		 WHERE collector_runs.last_run <= now() - $2::interval`, name, interval*9/10)
@@ -323,7 +323,7 @@ func (db *DB) ClaimCollectorRun(ctx context.Context, name string, interval time.
 
 // ReleaseCollectorRun forgets a claimed run that failed, so a retry may run at once.
 func (db *DB) ReleaseCollectorRun(ctx context.Context, name string) error {
-	if _, err := db.Pool.Exec(ctx, `DELETE FROM collector_runs WHERE name = $1`, name); err != nil {
+	if _, err := db.pool.Exec(ctx, `DELETE FROM collector_runs WHERE name = $1`, name); err != nil {
 		return fmt.Errorf("collector %s: %w", name, err)
 	}
 	return nil

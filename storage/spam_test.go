@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/mail"
 	"github.com/tip-project/tip/storage"
 )
@@ -49,13 +50,13 @@ func TestRecordSpamIsIdempotentAndRemembersSightings(t *testing.T) {
 		t.Fatalf("seen: %v, %v", seen, err)
 	}
 	var msgs, urls, atts, sightings int
-	db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM spam_messages), (SELECT count(*) FROM spam_urls),
+	testenv.SQL(t, db).QueryRow(ctx, `SELECT (SELECT count(*) FROM spam_messages), (SELECT count(*) FROM spam_urls),
 		(SELECT count(*) FROM spam_attachments), (SELECT count(*) FROM spam_sightings)`).Scan(&msgs, &urls, &atts, &sightings)
 	if msgs != 2 || urls != 2 || atts != 2 || sightings != 4 {
 		t.Fatalf("%d messages, %d urls, %d attachments, %d sightings", msgs, urls, atts, sightings)
 	}
 	var ip, subject string
-	db.Pool.QueryRow(ctx, `SELECT host(sender_ip), facts->>'subject' FROM spam_messages WHERE sha256 = 'aa'`).Scan(&ip, &subject)
+	testenv.SQL(t, db).QueryRow(ctx, `SELECT host(sender_ip), facts->>'subject' FROM spam_messages WHERE sha256 = 'aa'`).Scan(&ip, &subject)
 	if ip != "198.51.100.7" || subject != "hi" {
 		t.Fatalf("stored %s %q", ip, subject)
 	}
@@ -103,7 +104,7 @@ func TestACopyWithOtherLineEndsIsASighting(t *testing.T) {
 	}
 	var msgs, urls, atts int
 	var shas []string
-	db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM spam_messages), (SELECT count(*) FROM spam_urls),
+	testenv.SQL(t, db).QueryRow(ctx, `SELECT (SELECT count(*) FROM spam_messages), (SELECT count(*) FROM spam_urls),
 		(SELECT count(*) FROM spam_attachments), (SELECT array_agg(sha256 ORDER BY origin) FROM spam_sightings)`).Scan(&msgs, &urls, &atts, &shas)
 	if msgs != 1 || urls != 1 || atts != 1 || !slices.Equal(shas, []string{first.SHA256, first.SHA256}) {
 		t.Fatalf("%d messages, %d urls, %d attachments, sightings of %v", msgs, urls, atts, shas)
@@ -128,7 +129,7 @@ func TestIMAPCursor(t *testing.T) {
 		}
 	}
 	var fetched int
-	db.Pool.QueryRow(ctx, `SELECT fetched FROM imap_cursors WHERE mailbox = 'trap'`).Scan(&fetched)
+	testenv.SQL(t, db).QueryRow(ctx, `SELECT fetched FROM imap_cursors WHERE mailbox = 'trap'`).Scan(&fetched)
 	if fetched != 15 {
 		t.Fatalf("fetched %d, want 15", fetched)
 	}
@@ -214,7 +215,7 @@ func TestClaimCollectorRun(t *testing.T) {
 	if ok, err := db.ClaimCollectorRun(ctx, "archive:lab", time.Hour); err != nil || !ok {
 		t.Fatalf("another collector: %v, %v", ok, err)
 	}
-	db.Pool.Exec(ctx, `UPDATE collector_runs SET last_run = now() - interval '2 hours'`)
+	testenv.SQL(t, db).Exec(ctx, `UPDATE collector_runs SET last_run = now() - interval '2 hours'`)
 	if ok, err := db.ClaimCollectorRun(ctx, "imap:trap", time.Hour); err != nil || !ok {
 		t.Fatalf("after the interval: %v, %v", ok, err)
 	}

@@ -26,7 +26,7 @@ func (c FluxCounts) Running() int64 { return c.Watching + c.Stable + c.Paused }
 // FluxCounts counts flux_domains by monitor state, and the flux networks.
 func (db *DB) FluxCounts(ctx context.Context) (FluxCounts, error) {
 	var c FluxCounts
-	err := db.Pool.QueryRow(ctx, `
+	err := db.pool.QueryRow(ctx, `
 		SELECT count(*) FILTER (WHERE monitor = 'watching'), count(*) FILTER (WHERE monitor = 'stable'),
 		       count(*) FILTER (WHERE monitor = 'paused'), count(*) FILTER (WHERE monitor = 'stopped'),
 		       count(DISTINCT network)
@@ -66,7 +66,7 @@ type SpamCollector struct {
 // claim name the database does not know: its LastRun stays empty).
 func (db *DB) SpamCollectors(ctx context.Context, cs []SpamCollector) ([]SpamCollector, error) {
 	if len(cs) == 0 {
-		rows, err := db.Pool.Query(ctx, `SELECT DISTINCT `+originGroup+` FROM spam_sightings ORDER BY 1`)
+		rows, err := db.pool.Query(ctx, `SELECT DISTINCT `+originGroup+` FROM spam_sightings ORDER BY 1`)
 		if err != nil {
 			return nil, fmt.Errorf("spam collectors: %w", err)
 		}
@@ -85,7 +85,7 @@ func (db *DB) SpamCollectors(ctx context.Context, cs []SpamCollector) ([]SpamCol
 	for i, c := range cs {
 		names[i], origins[i] = c.Name, c.Origin
 	}
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		SELECT count(DISTINCT s.sha256), max(s.seen_at), r.last_run
 		  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(name, origin, i)
 		  LEFT JOIN spam_sightings s ON s.origin = c.origin OR (right(c.origin, 1) = '/' AND starts_with(s.origin, c.origin))
@@ -126,7 +126,7 @@ type Problem struct {
 // malformed or failed), each allowlist whose last fetch failed (the time of that
 // fetch is not kept), and each spam archive recorded with an error.
 func (db *DB) Problems(ctx context.Context, limit int) ([]Problem, error) {
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		SELECT at, kind || ' ' || name, what, error, repeats, recovered FROM (
 		    SELECT f.finished_at AS at, 'source' AS kind, s.name, f.status AS what, f.error,
 		           CASE WHEN f.id = l.id THEN s.consecutive_failures ELSE 0 END AS repeats, f.id <> l.id AS recovered

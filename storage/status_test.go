@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tip-project/tip/flux"
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
 )
@@ -147,7 +148,7 @@ func TestProblemsAreTheStoredFailuresNewestFirst(t *testing.T) {
 	t0 := time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
 	// The loader (activities) writes source runs and failure counts; storage has
 	// no write path of its own for them.
-	if _, err := db.Pool.Exec(ctx, `
+	if _, err := testenv.SQL(t, db).Exec(ctx, `
 		INSERT INTO source_runs (source, run_key, started_at, finished_at, status, http_status, error) VALUES
 		  ('dead-feed', 'r1', $1, $1, 'dead', 404, 'answered 404'),
 		  ('dead-feed', 'r2', $1::timestamptz + interval '2 minutes', $1::timestamptz + interval '2 minutes', 'dead', 404, 'answered 404 again'),
@@ -157,7 +158,7 @@ func TestProblemsAreTheStoredFailuresNewestFirst(t *testing.T) {
 		  ('broken-feed', 'r1', $1, $1::timestamptz - interval '1 hour', 'malformed', 200, 'an HTML page')`, t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Pool.Exec(ctx, `
+	if _, err := testenv.SQL(t, db).Exec(ctx, `
 		UPDATE sources SET consecutive_failures = 2 WHERE name = 'dead-feed';
 		UPDATE sources SET consecutive_failures = 1 WHERE name = 'broken-feed';`); err != nil {
 		t.Fatal(err)

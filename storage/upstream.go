@@ -10,7 +10,7 @@ import (
 // many workers of that queue are (it included): those seen within liveFor.
 func (db *DB) WorkerAlive(ctx context.Context, identity, queue string, liveFor time.Duration) (int, error) {
 	var live int
-	err := db.Pool.QueryRow(ctx, `
+	err := db.pool.QueryRow(ctx, `
 		WITH me AS (
 		    INSERT INTO workers (identity, task_queue, started_at, seen_at) VALUES ($1, $2, now(), now())
 		    ON CONFLICT (identity) DO UPDATE SET task_queue = $2, seen_at = now())
@@ -24,7 +24,7 @@ func (db *DB) WorkerAlive(ctx context.Context, identity, queue string, liveFor t
 
 // WorkerGone removes a stopping worker, so the others take its share at once.
 func (db *DB) WorkerGone(ctx context.Context, identity string) error {
-	if _, err := db.Pool.Exec(ctx, `DELETE FROM workers WHERE identity = $1`, identity); err != nil {
+	if _, err := db.pool.Exec(ctx, `DELETE FROM workers WHERE identity = $1`, identity); err != nil {
 		return fmt.Errorf("worker presence: %w", err)
 	}
 	return nil
@@ -35,7 +35,7 @@ func (db *DB) WorkerGone(ctx context.Context, identity string) error {
 // lease that has not expired.
 func (db *DB) AcquireUpstream(ctx context.Context, upstream string, slots int, holder string, ttl time.Duration) (slot int, ok bool, err error) {
 	for s := range slots {
-		tag, err := db.Pool.Exec(ctx, `
+		tag, err := db.pool.Exec(ctx, `
 			INSERT INTO upstream_leases (upstream, slot, holder, expires_at) VALUES ($1, $2, $3, now() + $4::interval)
 			ON CONFLICT (upstream, slot) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 			 WHERE upstream_leases.expires_at < now() OR upstream_leases.holder = excluded.holder`,
@@ -53,7 +53,7 @@ func (db *DB) AcquireUpstream(ctx context.Context, upstream string, slots int, h
 // RenewUpstream extends holder's lease of a slot by ttl from now; it reports
 // false when the lease is no longer holder's (it expired and was taken).
 func (db *DB) RenewUpstream(ctx context.Context, upstream string, slot int, holder string, ttl time.Duration) (bool, error) {
-	tag, err := db.Pool.Exec(ctx, `UPDATE upstream_leases SET expires_at = now() + $4::interval
+	tag, err := db.pool.Exec(ctx, `UPDATE upstream_leases SET expires_at = now() + $4::interval
 		WHERE upstream = $1 AND slot = $2 AND holder = $3`, upstream, slot, holder, ttl)
 	if err != nil {
 		return false, fmt.Errorf("upstream %s: %w", upstream, err)
@@ -63,7 +63,7 @@ func (db *DB) RenewUpstream(ctx context.Context, upstream string, slot int, hold
 
 // ReleaseUpstream frees holder's slot.
 func (db *DB) ReleaseUpstream(ctx context.Context, upstream string, slot int, holder string) error {
-	if _, err := db.Pool.Exec(ctx, `DELETE FROM upstream_leases WHERE upstream = $1 AND slot = $2 AND holder = $3`,
+	if _, err := db.pool.Exec(ctx, `DELETE FROM upstream_leases WHERE upstream = $1 AND slot = $2 AND holder = $3`,
 		upstream, slot, holder); err != nil {
 		return fmt.Errorf("upstream %s: %w", upstream, err)
 	}

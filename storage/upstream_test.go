@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/tip-project/tip/internal/testenv"
 )
 
 func TestWorkersAliveAndGone(t *testing.T) {
@@ -30,7 +32,7 @@ func TestWorkersAliveAndGone(t *testing.T) {
 		t.Errorf("a worker of another queue sees %d live", n)
 	}
 	// A worker not seen for longer than the window died: it is not counted.
-	if _, err := db.Pool.Exec(ctx, `UPDATE workers SET seen_at = now() - interval '31 seconds' WHERE identity = 'w2'`); err != nil {
+	if _, err := testenv.SQL(t, db).Exec(ctx, `UPDATE workers SET seen_at = now() - interval '31 seconds' WHERE identity = 'w2'`); err != nil {
 		t.Fatal(err)
 	}
 	if n := alive("w1", "tip"); n != 1 {
@@ -43,7 +45,7 @@ func TestWorkersAliveAndGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rows int
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM workers WHERE identity = 'w2'`).Scan(&rows); err != nil || rows != 0 {
+	if err := testenv.SQL(t, db).QueryRow(ctx, `SELECT count(*) FROM workers WHERE identity = 'w2'`).Scan(&rows); err != nil || rows != 0 {
 		t.Errorf("w2 stopped but keeps %d rows (%v)", rows, err)
 	}
 	if n := alive("w1", "tip"); n != 1 {
@@ -84,7 +86,7 @@ func TestUpstreamSlots(t *testing.T) {
 	}
 	// b's worker dies: its lease expires, and the slot is free again; b's renewal
 	// then says it lost it.
-	if _, err := db.Pool.Exec(ctx, `UPDATE upstream_leases SET expires_at = now() - interval '1 second' WHERE holder = 'b'`); err != nil {
+	if _, err := testenv.SQL(t, db).Exec(ctx, `UPDATE upstream_leases SET expires_at = now() - interval '1 second' WHERE holder = 'b'`); err != nil {
 		t.Fatal(err)
 	}
 	if s, ok := acquire("d"); !ok || s != b {

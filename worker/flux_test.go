@@ -204,12 +204,12 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 		t.Errorf("%d networks, the lab has %d botnets: %+v", len(nets), len(w.Networks), nets)
 	}
 	var listed, stray, seenBefore int
-	db.Pool.QueryRow(ctx, `SELECT count(*) FROM listings WHERE source = $1 AND active`, contract.FluxAgentsSource).Scan(&listed)
-	db.Pool.QueryRow(ctx, `SELECT count(*) FROM listings l JOIN indicators i ON i.id = l.indicator_id
+	testenv.SQL(t, db).QueryRow(ctx, `SELECT count(*) FROM listings WHERE source = $1 AND active`, contract.FluxAgentsSource).Scan(&listed)
+	testenv.SQL(t, db).QueryRow(ctx, `SELECT count(*) FROM listings l JOIN indicators i ON i.id = l.indicator_id
 		WHERE l.source = $1 AND NOT EXISTS (SELECT 1 FROM flux_ips f WHERE host(f.ip) = i.value)`, contract.FluxAgentsSource).Scan(&stray)
 	// An observation is stamped when its look began and written up to a batch
 	// later: what was seen 10 s before the run was recorded before it.
-	db.Pool.QueryRow(ctx, `SELECT count(DISTINCT ip) FROM flux_ips i JOIN flux_domains d USING (domain)
+	testenv.SQL(t, db).QueryRow(ctx, `SELECT count(DISTINCT ip) FROM flux_ips i JOIN flux_domains d USING (domain)
 		WHERE i.first_seen < $1 AND (i.role = 'a' OR d.verdict = 'double-flux')`, before.Add(-10*time.Second)).Scan(&seenBefore)
 	if listed < seenBefore || stray != 0 {
 		t.Errorf("%s lists %d addresses (%d never seen behind a flux domain); the monitors had seen %d before the run",
@@ -222,7 +222,7 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 			bots[ip.String()] = true
 		}
 	}
-	rowsIP, err := db.Pool.Query(ctx, `SELECT i.value FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.source = $1`, contract.FluxAgentsSource)
+	rowsIP, err := testenv.SQL(t, db).Query(ctx, `SELECT i.value FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.source = $1`, contract.FluxAgentsSource)
 	if err != nil {
 		t.Fatal(err)
 	}

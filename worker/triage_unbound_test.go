@@ -54,13 +54,13 @@ func TestTriageBehindACachingResolver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acts := &activities.Activities{Resolver: res, Flux: worker.FluxConfig(cfg), ASNTableAllowPrivate: true}
+	dns := &activities.Resolution{Resolver: res, ASN: activities.NewASNTables(true, ipasn.Limits{}), ASNTable: cfg.Flux.ASNTable}
 	names := zone.names()
-	first, err := acts.ResolveDomains(ctx, names)
+	first, err := dns.Resolve(ctx, names)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := acts.ResolveDomains(ctx, names)
+	second, err := dns.Resolve(ctx, names)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,19 +24,20 @@ import (
 	"go.temporal.io/sdk/client"
 	sdktally "go.temporal.io/sdk/contrib/tally"
 	sdkworker "go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/flux/resolver"
+	"github.com/tip-project/tip/ipasn"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
-// Register puts every TIP workflow and activity on a worker.
-func Register(w sdkworker.Registry, acts *activities.Activities) {
+// Register puts every TIP workflow and activity on a worker: each module's
+// activity struct, whose exported methods are all activities.
+func Register(w sdkworker.Registry, acts Activities) {
 	w.RegisterWorkflow(workflows.Probe)
 	w.RegisterWorkflow(workflows.Core)
 	w.RegisterWorkflow(workflows.BlacklistRefresh)
@@ -47,8 +48,42 @@ func Register(w sdkworker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflow(workflows.AgentSync)
 	w.RegisterWorkflow(workflows.FluxTriage)
 	w.RegisterWorkflow(workflows.FluxNetworks)
-	w.RegisterWorkflowWithOptions(workflows.FluxMonitor, workflow.RegisterOptions{Name: contract.FluxMonitorWorkflow})
-	w.RegisterActivity(acts)
+	w.RegisterWorkflow(workflows.FluxMonitor)
+	w.RegisterActivity(acts.Blacklist)
+	w.RegisterActivity(acts.Spam)
+	w.RegisterActivity(acts.AgentSync)
+	w.RegisterActivity(acts.Flux)
+	w.RegisterActivity(acts.Probe)
+}
+
+// Activities are a worker's activity structs, one per module.
+type Activities struct {
+	Blacklist *activities.Blacklist
+	Spam      *activities.Spam
+	AgentSync *activities.AgentSync
+	Flux      *activities.Flux
+	Probe     *activities.Probe
+}
+
+// NewActivities wires each module's activities to what it needs of the
+// worker's: storage, the Temporal client (flux monitors' starts), the DNS
+// resolver, and the configuration. identity names the worker.
+func NewActivities(cfg config.Config, db *storage.DB, blobs *storage.BlobStore, c client.Client, res activities.FluxResolver, identity string) Activities {
+	downloads := &activities.Downloads{Blobs: blobs, Slots: db, PerHost: cfg.Upstream.FetchesPerHost, Holder: identity}
+	asn := activities.NewASNTables(cfg.Flux.ASNTableAllowPrivate, ipasn.Limits{})
+	traps := activities.Spamtraps{Store: db, Blobs: blobs, ASN: asn, Catalog: cfg.Spam.Catalog}
+	monitors := starter.MonitorConfig(cfg)
+	return Activities{
+		Blacklist: &activities.Blacklist{Store: db, Blobs: blobs, Downloads: downloads, Catalog: cfg.Blacklists.Catalog},
+		Spam:      &activities.Spam{Spamtraps: traps, Downloads: downloads},
+		AgentSync: &activities.AgentSync{Spamtraps: traps},
+		Flux: &activities.Flux{Store: db, Config: FluxConfig(cfg),
+			DNS: &activities.Resolution{Resolver: res, ASN: asn, ASNTable: cfg.Flux.ASNTable},
+			Watch: func(ctx context.Context, domain string, req contract.WatchRequest) error {
+				return starter.WatchDomain(ctx, c, monitors.TaskQueue, monitors, domain, req)
+			}},
+		Probe: &activities.Probe{Store: db, Blobs: blobs, Identity: identity},
+	}
 }
 
 // Run prepares what the worker needs (schema, bucket, search attributes), then serves until ctx is cancelled (the caller wires SIGINT/SIGTERM to it), then
@@ -108,9 +143,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// Set before the worker exists: the SDK reads it when the first worker starts.
 	sdkworker.SetStickyWorkflowCacheSize(cfg.Worker.WorkflowCache)
 	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.Worker.ShutdownTimeout})
-	Register(w, &activities.Activities{DB: db, Blobs: blobs, Identity: identity, CatalogPath: cfg.Blacklists.Catalog,
-		SpamCatalogPath: cfg.Spam.Catalog, Temporal: c, Resolver: res, Flux: FluxConfig(cfg), FetchesPerHost: cfg.Upstream.FetchesPerHost,
-		ASNTableAllowPrivate: cfg.Flux.ASNTableAllowPrivate})
+	Register(w, NewActivities(cfg, db, blobs, c, res, identity))
 	if err := w.Start(); err != nil {
 		return starter.ExplainTemporal(cfg.Temporal.Address, err)
 	}
@@ -156,13 +189,10 @@ func NewResolver(cfg config.Flux, log *slog.Logger) (*resolver.Resolver, error) 
 	return r, nil
 }
 
-// FluxConfig is what the flux activities need of TIP's configuration; monitors
-// run on the worker's task queue.
+// FluxConfig is what the flux activities need of TIP's configuration.
 func FluxConfig(cfg config.Config) activities.FluxConfig {
 	f := cfg.Flux
-	return activities.FluxConfig{ASNTable: f.ASNTable, Allowlist: f.Allowlist, CoolDown: f.CoolDown, TriageWait: f.TriageWait,
-		Monitor: contract.MonitorConfig{MinCheck: f.MinCheck, MaxCheck: f.MaxCheck, Lifetime: f.Lifetime,
-			NXDomainFor: f.NXDomainFor, TaskQueue: cfg.Temporal.TaskQueue}}
+	return activities.FluxConfig{Allowlist: f.Allowlist, CoolDown: f.CoolDown, TriageWait: f.TriageWait}
 }
 
 // newMetricsScope reports the SDK's metrics into a Prometheus registry, with the

@@ -14,7 +14,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/workflows/contract"
 )
@@ -23,7 +22,7 @@ func TestBlacklistRefreshToleratesBrokenSources(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(SourceRefresh)
-	env.RegisterActivity(&activities.Activities{})
+	registerActivities(env)
 
 	var sources []catalog.Source
 	for i := 0; i < 12; i++ {
@@ -101,7 +100,7 @@ func TestBlacklistRefreshSurvivesAllowlistFailure(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(SourceRefresh)
-	env.RegisterActivity(&activities.Activities{})
+	registerActivities(env)
 	env.OnActivity(a.ReadCatalog, mock.Anything).Return([]catalog.Source{{Name: "a"}}, nil)
 	env.OnActivity(a.FetchSource, mock.Anything, mock.Anything).Return(contract.FetchResult{Source: "a", Status: contract.FetchUnchanged}, nil)
 	env.OnActivity(a.LoadSource, mock.Anything, mock.Anything).Return(contract.LoadResult{Source: "a", Status: contract.RunUnchanged}, nil)

@@ -21,7 +21,6 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/flux"
 	"github.com/tip-project/tip/workflows/contract"
 )
@@ -127,7 +126,7 @@ func newMonitorRun(t *testing.T, start time.Time, dns answerFunc) *monitorRun {
 	env := s.NewTestWorkflowEnvironment()
 	env.SetStartTime(start)
 	env.RegisterWorkflow(FluxMonitor)
-	env.RegisterActivity(&activities.Activities{})
+	registerActivities(env)
 	r := &monitorRun{t: t, env: env}
 	env.OnActivity(a.CheckDomain, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in contract.CheckInput) (flux.Observation, error) {
@@ -833,7 +832,7 @@ func newTriageRun(t *testing.T) *triageRun {
 	env := s.NewTestWorkflowEnvironment()
 	env.SetStartTime(t0)
 	env.RegisterWorkflow(FluxTriage)
-	env.RegisterActivity(&activities.Activities{})
+	registerActivities(env)
 	r := &triageRun{t: t, env: env,
 		plan: func(ds []string) contract.TriagePlan {
 			return contract.TriagePlan{Due: ds, MaxWait: 10 * time.Minute}
@@ -1157,7 +1156,7 @@ func TestFluxNetworksSummary(t *testing.T) {
 			var s testsuite.WorkflowTestSuite
 			env := s.NewTestWorkflowEnvironment()
 			env.RegisterWorkflow(FluxNetworks)
-			env.RegisterActivity(&activities.Activities{})
+			registerActivities(env)
 			env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: id})
 			var runKey string
 			env.OnActivity(a.UpdateFluxNetworks, mock.Anything, mock.Anything).Return(func(_ context.Context, key string) (contract.NetworksResult, error) {

@@ -8,16 +8,15 @@ import (
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
 func TestProbeReturnsTheWorkersReport(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
+	registerActivities(env)
 	want := contract.ProbeReport{Worker: "1@host", PostgresVersion: "15.18", SchemaVersion: 1, BlobKey: "sha256/aa/bb/x"}
-	env.OnActivity(a.Probe, mock.Anything).Return(want, nil).Once()
+	env.OnActivity(a.Probe.Probe, mock.Anything).Return(want, nil).Once()
 	env.ExecuteWorkflow(Probe)
 	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
 		t.Fatalf("workflow: completed=%v err=%v", env.IsWorkflowCompleted(), env.GetWorkflowError())
@@ -31,9 +30,9 @@ func TestProbeReturnsTheWorkersReport(t *testing.T) {
 func TestProbeRetriesThenReportsTheFailure(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
+	registerActivities(env)
 	calls := 0
-	env.OnActivity(a.Probe, mock.Anything).Return(func(context.Context) (contract.ProbeReport, error) {
+	env.OnActivity(a.Probe.Probe, mock.Anything).Return(func(context.Context) (contract.ProbeReport, error) {
 		calls++
 		return contract.ProbeReport{}, errors.New("s3 at http://127.0.0.1:9000 is not reachable")
 	})

@@ -30,78 +30,72 @@ func SpamCollect(ctx workflow.Context, in contract.ModuleInput) (contract.Module
 	if err := workflow.ExecuteActivity(dbCtx, contract.ReadSpamCatalogActivity).Get(ctx, &plan); err != nil {
 		return contract.ModuleResult{}, err
 	}
-	var parts, problems []string
-	var domains []string
-	newMail := 0
+	var run spamRun
 	for _, src := range plan.Archives {
 		var due []spamarchive.Archive
 		if err := workflow.ExecuteActivity(dbCtx, contract.ListSpamArchivesActivity, src).Get(ctx, &due); err != nil {
-			problems = append(problems, src.Name+": "+rootCause(err))
+			run.problems = append(run.problems, src.Name+": "+rootCause(err))
 			continue
 		}
-		ingested := 0
+		changed := 0
 		for _, ar := range due {
-			childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-				WorkflowID:            contract.ArchiveWorkflowID(src.Name, ar.Period),
-				TypedSearchAttributes: temporal.NewSearchAttributes(Module.ValueSet(contract.SpamModule), Source.ValueSet(src.Name)),
-			})
-			var r contract.IngestResult
-			err := workflow.ExecuteChildWorkflow(childCtx, SpamArchiveIngest, contract.ArchiveIngestInput{Source: src, Archive: ar}).Get(ctx, &r)
-			if err != nil {
-				problems = append(problems, ar.Name+": "+rootCause(err))
-				continue
+			r, ok := run.collect(ctx, ar.Name, contract.ArchiveWorkflowID(src.Name, ar.Period), Source.ValueSet(src.Name),
+				SpamArchiveIngest, contract.ArchiveIngestInput{Source: src, Archive: ar})
+			if ok && r.Status != contract.FetchUnchanged {
+				changed++
 			}
-			if r.Status != contract.FetchUnchanged {
-				ingested++
-			}
-			newMail += r.New
-			domains = append(domains, r.Domains...)
 		}
-		parts = append(parts, fmt.Sprintf("%s: %d of %d archives changed", src.Name, ingested, len(due)))
+		run.parts = append(run.parts, fmt.Sprintf("%s: %d of %d archives changed", src.Name, changed, len(due)))
 	}
 	for _, box := range plan.Mailboxes {
-		childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID:            contract.MailboxWorkflowID(box.Name),
-			TypedSearchAttributes: temporal.NewSearchAttributes(Module.ValueSet(contract.SpamModule), Mailbox.ValueSet(box.Name)),
-		})
-		var r contract.IngestResult
-		if err := workflow.ExecuteChildWorkflow(childCtx, SpamMailboxPoll, box).Get(ctx, &r); err != nil {
-			problems = append(problems, box.Name+": "+rootCause(err))
-			continue
+		if r, ok := run.collect(ctx, box.Name, contract.MailboxWorkflowID(box.Name), Mailbox.ValueSet(box.Name), SpamMailboxPoll, box); ok {
+			run.parts = append(run.parts, fmt.Sprintf("%s: %d fetched", box.Name, r.Members))
 		}
-		newMail += r.New
-		domains = append(domains, r.Domains...)
-		parts = append(parts, fmt.Sprintf("%s: %d fetched", box.Name, r.Members))
 	}
 	for _, ag := range plan.Agents {
-		childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID:            contract.AgentWorkflowID(ag.Name),
-			TypedSearchAttributes: temporal.NewSearchAttributes(Module.ValueSet(contract.SpamModule), Agent.ValueSet(ag.Name)),
-		})
-		var r contract.IngestResult
-		if err := workflow.ExecuteChildWorkflow(childCtx, AgentSync, ag).Get(ctx, &r); err != nil {
-			problems = append(problems, ag.Name+": "+rootCause(err))
-			continue
+		if r, ok := run.collect(ctx, ag.Name, contract.AgentWorkflowID(ag.Name), Agent.ValueSet(ag.Name), AgentSync, ag); ok {
+			run.parts = append(run.parts, fmt.Sprintf("%s: %d mails pulled", ag.Name, r.Members))
 		}
-		newMail += r.New
-		domains = append(domains, r.Domains...)
-		parts = append(parts, fmt.Sprintf("%s: %d mails pulled", ag.Name, r.Members))
 	}
-	summary := fmt.Sprintf("%d new mails", newMail)
-	if len(parts) > 0 {
-		summary += "; " + strings.Join(parts, ", ")
+	summary := fmt.Sprintf("%d new mails", run.newMail)
+	if len(run.parts) > 0 {
+		summary += "; " + strings.Join(run.parts, ", ")
 	}
 	var senders contract.LoadResult
 	if err := workflow.ExecuteActivity(dbCtx, contract.RefreshSpamSendersActivity, workflow.GetInfo(ctx).WorkflowExecution.ID).Get(ctx, &senders); err != nil {
-		problems = append(problems, "senders: "+rootCause(err))
+		run.problems = append(run.problems, "senders: "+rootCause(err))
 	} else {
 		summary += fmt.Sprintf("; %s: %d listed (+%d -%d)", contract.SpamSendersSource, senders.Entries, senders.Added, senders.Removed)
 	}
-	if len(problems) > 0 {
-		summary += "; problems: " + strings.Join(problems, "; ")
+	if len(run.problems) > 0 {
+		summary += "; problems: " + strings.Join(run.problems, "; ")
 	}
-	slices.Sort(domains)
-	return contract.ModuleResult{Summary: summary, Events: domainEvents(slices.Compact(domains), contract.SpamModule)}, nil
+	slices.Sort(run.domains)
+	return contract.ModuleResult{Summary: summary, Events: domainEvents(slices.Compact(run.domains), contract.SpamModule)}, nil
+}
+
+// spamRun is what a SpamCollect run gathers from its collectors' runs.
+type spamRun struct {
+	parts, problems []string // per collector, for the summary
+	domains         []string // the URL domains of the new mail
+	newMail         int
+}
+
+// collect runs one collector's child workflow (ID id, search attributes Module
+// and attr) and folds in its new mail; false when the run failed (a problem).
+func (r *spamRun) collect(ctx workflow.Context, name, id string, attr temporal.SearchAttributeUpdate, wf, in any) (contract.IngestResult, bool) {
+	childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            id,
+		TypedSearchAttributes: temporal.NewSearchAttributes(Module.ValueSet(contract.SpamModule), attr),
+	})
+	var res contract.IngestResult
+	if err := workflow.ExecuteChildWorkflow(childCtx, wf, in).Get(ctx, &res); err != nil {
+		r.problems = append(r.problems, name+": "+rootCause(err))
+		return res, false
+	}
+	r.newMail += res.New
+	r.domains = append(r.domains, res.Domains...)
+	return res, true
 }
 
 // domainEvents are domains-discovered events from a module, maxDomainsPerEvent

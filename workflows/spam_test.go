@@ -11,7 +11,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/spamarchive"
 	"github.com/tip-project/tip/workflows/contract"
@@ -23,7 +22,7 @@ func TestSpamCollectIngestsArchivesAndMailboxesAndReportsDomains(t *testing.T) {
 	env.RegisterWorkflow(SpamArchiveIngest)
 	env.RegisterWorkflow(SpamMailboxPoll)
 	env.RegisterWorkflow(AgentSync)
-	env.RegisterActivity(&activities.Activities{})
+	registerActivities(env)
 	plan := contract.SpamPlan{
 		Archives:  []catalog.SpamArchive{{Name: "lab", Index: "http://x/spam/", Trap: "t"}},
 		Mailboxes: []catalog.Mailbox{{Name: "inbox", Trap: "t"}, {Name: "broken", Trap: "t"}},

@@ -1,19 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
-	"github.com/tip-project/tip/workflows"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
@@ -39,12 +37,8 @@ func agentsCmd(a *app) *cobra.Command {
 				}
 				where = "the worker reads the token from " + ag.TokenFile
 			}
-			if err := catalog.AddAgent(a.cfg.Spam.Catalog, ag); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "added agent %s to %s; the spam module syncs it from its next run (%s)\n",
-				ag.Name, a.cfg.Spam.Catalog, where)
-			return nil
+			return a.addToSpamCatalog(cmd, "agent", ag.Name, func(path string) error { return catalog.AddAgent(path, ag) },
+				"syncs it from its next run ("+where+")")
 		},
 	}
 	f := add.Flags()
@@ -61,82 +55,48 @@ func agentsCmd(a *app) *cobra.Command {
 	add.MarkFlagsOneRequired("token-env", "token-file")
 	add.MarkFlagsMutuallyExclusive("token-env", "token-file")
 
-	var asJSON bool
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List the agents with the last batch recorded from each",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, db, err := spamCatalogDB(cmd, a)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			type row struct {
-				catalog.Agent
-				Cursor storage.AgentCursor `json:"cursor"`
-			}
-			var rows []row
-			for _, ag := range c.Agents {
-				if fp, err := ag.Pin(); err == nil {
-					ag.Fingerprint = fp // the pin of its certificate_file, as it is now
-				}
-				cur, err := db.AgentCursor(cmd.Context(), ag.Name)
-				if err != nil {
-					return err
-				}
-				rows = append(rows, row{ag, cur})
-			}
-			if asJSON {
-				return jsonLines(cmd.OutOrStdout(), rows)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "AGENT\tURL\tRAW\tENABLED\tAGENT ID\tBATCH\tMAILS\tLAST SYNC")
-			for _, r := range rows {
-				last := "never"
-				if r.Cursor.SyncedAt != nil {
-					last = r.Cursor.SyncedAt.UTC().Format(time.DateTime)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%t\t%t\t%s\t%d\t%d\t%s\n", r.Name, r.URL, r.Raw, r.Enabled, r.Cursor.AgentID, r.Cursor.Version, r.Cursor.Mails, last)
-			}
-			return tw.Flush()
-		},
+	type row struct {
+		catalog.Agent
+		Cursor storage.AgentCursor `json:"cursor"`
 	}
-	list.Flags().BoolVar(&asJSON, "json", false, "one JSON object a line")
+	list := listCollectorsCmd(a, "List the agents with the last batch recorded from each", func(c *catalog.Spam) []catalog.Agent { return c.Agents },
+		func(ctx context.Context, db *storage.DB, ag catalog.Agent) (row, error) {
+			if fp, err := ag.Pin(); err == nil {
+				ag.Fingerprint = fp // the pin of its certificate_file, as it is now
+			}
+			cur, err := db.AgentCursor(ctx, ag.Name)
+			return row{ag, cur}, err
+		},
+		"AGENT\tURL\tRAW\tENABLED\tAGENT ID\tBATCH\tMAILS\tLAST SYNC", func(r row) string {
+			last := "never"
+			if r.Cursor.SyncedAt != nil {
+				last = r.Cursor.SyncedAt.UTC().Format(time.DateTime)
+			}
+			return fmt.Sprintf("%s\t%s\t%t\t%t\t%s\t%d\t%d\t%s", r.Name, r.URL, r.Raw, r.Enabled, r.Cursor.AgentID, r.Cursor.Version, r.Cursor.Mails, last)
+		})
 
 	sync := &cobra.Command{
 		Use:   "sync NAME",
 		Short: "Sync one agent now (whatever its interval) and wait for the result",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
 			ag, err := catalogAgent(a, args[0])
 			if err != nil {
 				return err
 			}
-			db, err := storage.OpenDB(ctx, a.cfg.Postgres.DSN)
-			if err != nil {
-				return err
-			}
 			// Asked for now: the interval since the last sync does not apply.
-			err = db.ReleaseCollectorRun(ctx, "agent:"+ag.Name)
-			db.Close()
+			err = a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+				return db.ReleaseCollectorRun(ctx, "agent:"+ag.Name)
+			})
 			if err != nil {
 				return err
-			}
-			tc, err := starter.Dial(ctx, a.cfg.Temporal, a.log, client.Options{})
-			if err != nil {
-				return err
-			}
-			defer tc.Close()
-			run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "agent/" + ag.Name, TaskQueue: a.cfg.Temporal.TaskQueue,
-				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.Module.ValueSet(contract.SpamModule), workflows.Source.ValueSet(ag.Name))},
-				workflows.AgentSync, ag)
-			if err != nil {
-				return starter.ExplainTemporal(a.cfg.Temporal.Address, err)
 			}
 			var res contract.IngestResult
-			if err := run.Get(ctx, &res); err != nil {
+			err = a.withTemporal(cmd, func(ctx context.Context, c client.Client) (err error) {
+				res, err = starter.SyncAgent(ctx, c, a.cfg.Temporal, ag)
+				return err
+			})
+			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -157,12 +117,7 @@ func agentsCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if err := db.ResetAgentCursor(cmd.Context(), ag.Name); err != nil {
+			if err := a.withDB(cmd, func(ctx context.Context, db *storage.DB) error { return db.ResetAgentCursor(ctx, ag.Name) }); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: cursor reset; mails already recorded stay and are not recorded twice\n", ag.Name)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,16 +76,13 @@ func allowCmd(a *app) *cobra.Command {
 				return err
 			}
 			o.Kind, o.Reason = storage.OverrideAllow, reason
-			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if o, err = db.AddOverride(cmd.Context(), o); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "allowed %s (%s) by %s: left out of every export from now%s\n", o.Target(), o.Type, o.Author, until(o.ExpiresAt))
-			return nil
+			return a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+				if o, err = db.AddOverride(ctx, o); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "allowed %s (%s) by %s: left out of every export from now%s\n", o.Target(), o.Type, o.Author, until(o.ExpiresAt))
+				return nil
+			})
 		},
 	}
 	add.Flags().StringVar(&reason, "reason", "", "why the value is benign (required)")
@@ -117,16 +115,13 @@ func allowCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if o, err = db.RemoveOverride(cmd.Context(), storage.OverrideAllow, o, "", by); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed the allow of %s (made by %s: %s)\n", o.Target(), o.Author, o.Reason)
-			return nil
+			return a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+				if o, err = db.RemoveOverride(ctx, storage.OverrideAllow, o, "", by); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed the allow of %s (made by %s: %s)\n", o.Target(), o.Author, o.Reason)
+				return nil
+			})
 		},
 	}
 	remove.Flags().StringVar(&removeWho, "author", "", "who decides (default: the user running tip)")
@@ -142,25 +137,22 @@ func until(t *time.Time) string {
 }
 
 func listOverrides(cmd *cobra.Command, a *app, kind string, all, asJSON bool) error {
-	db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	rows, err := db.Overrides(cmd.Context(), kind, all, 0)
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		enc := json.NewEncoder(cmd.OutOrStdout())
-		for _, o := range rows {
-			if err := enc.Encode(o); err != nil {
-				return err
-			}
+	return a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+		rows, err := db.Overrides(ctx, kind, all, 0)
+		if err != nil {
+			return err
 		}
-		return nil
-	}
-	return printOverrides(cmd.OutOrStdout(), rows, time.Now())
+		if asJSON {
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			for _, o := range rows {
+				if err := enc.Encode(o); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		return printOverrides(cmd.OutOrStdout(), rows, time.Now())
+	})
 }
 
 // printOverrides draws overrides as a table, the newest first.

@@ -25,7 +25,7 @@ func TestAllowAndFalsePositiveActOnExportsAndLookupsAtOnce(t *testing.T) {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Pool.Exec(ctx, `
+	if _, err := testenv.SQL(t, db).Exec(ctx, `
 		INSERT INTO sources (name, url, format, type, prior, enabled) VALUES
 		  ('a', 'https://x/a', 'hosts', 'domain', 0.6, true), ('b', 'https://x/b', 'ip-list', 'ipv4', 0.6, true);
 		INSERT INTO indicators (type, value, registrable, first_seen) VALUES

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -8,12 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/tip-project/tip/export"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
-	"github.com/tip-project/tip/workflows"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
@@ -30,45 +29,26 @@ func blacklistsCmd(a *app) *cobra.Command {
 		Short: "Run a blacklist refresh now, of every enabled source or of the named ones",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			c, err := starter.Dial(ctx, a.cfg.Temporal, a.log, client.Options{})
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			in := contract.ModuleInput{Module: contract.BlacklistModule, Scheduled: time.Now().UTC()}
-			if len(sources) > 0 {
-				in.Events = []contract.Event{{Kind: contract.EventRefreshSources, Items: sources, From: "cli"}}
-			}
-			id := contract.ChildID(contract.BlacklistModule+"/manual", time.Now())
-			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: a.cfg.Temporal.TaskQueue,
-				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.Module.ValueSet(contract.BlacklistModule))},
-				workflows.BlacklistRefresh, in)
-			if err != nil {
-				return starter.ExplainTemporal(a.cfg.Temporal.Address, err)
-			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "started %s (run %s)\n", run.GetID(), run.GetRunID())
-			if !wait {
-				return nil
-			}
-			done := make(chan error, 1)
-			var res contract.ModuleResult
-			go func() { done <- run.Get(ctx, &res) }()
-			tick := time.NewTicker(5 * time.Second)
-			defer tick.Stop()
-			for {
-				select {
-				case err := <-done:
-					if err != nil {
-						return err
-					}
-					fmt.Fprintln(out, res.Summary)
-					return nil
-				case <-tick.C:
-					fmt.Fprintf(out, "  … %s still running (`tip sources` shows finished sources)\n", run.GetID())
+			return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
+				run, err := starter.StartBlacklistRefresh(ctx, c, a.cfg.Temporal, sources)
+				if err != nil {
+					return err
 				}
-			}
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "started %s (run %s)\n", run.GetID(), run.GetRunID())
+				if !wait {
+					return nil
+				}
+				var res contract.ModuleResult
+				err = starter.Await(ctx, run, &res, 5*time.Second, func() {
+					fmt.Fprintf(out, "  … %s still running (`tip sources` shows finished sources)\n", run.GetID())
+				})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(out, res.Summary)
+				return nil
+			})
 		},
 	}
 	refresh.Flags().StringSliceVar(&sources, "source", nil, "refresh only this source (repeatable)")
@@ -83,33 +63,30 @@ func blacklistsCmd(a *app) *cobra.Command {
 		Short: "Write the actively listed indicators with their scores: plain, csv, json, rpz (DNS firewall zone) or nft (nftables sets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			dst := cmd.OutOrStdout()
-			if outPath != "" && outPath != "-" {
-				f, err := os.Create(outPath)
+			return a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+				dst := cmd.OutOrStdout()
+				if outPath != "" && outPath != "-" {
+					f, err := os.Create(outPath)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					dst = f
+				}
+				w, err := export.New(format, dst, time.Now())
 				if err != nil {
 					return err
 				}
-				defer f.Close()
-				dst = f
-			}
-			w, err := export.New(format, dst, time.Now())
-			if err != nil {
-				return err
-			}
-			n := 0
-			if err := db.ExportListed(cmd.Context(), types, minScore, withAllowlisted, func(r export.Row) error { n++; return w.Write(r) }); err != nil {
-				return err
-			}
-			if err := w.Close(); err != nil {
-				return err
-			}
-			a.log.Info("exported", "indicators", n, "format", format, "min_score", minScore)
-			return nil
+				n := 0
+				if err := db.ExportListed(ctx, types, minScore, withAllowlisted, func(r export.Row) error { n++; return w.Write(r) }); err != nil {
+					return err
+				}
+				if err := w.Close(); err != nil {
+					return err
+				}
+				a.log.Info("exported", "indicators", n, "format", format, "min_score", minScore)
+				return nil
+			})
 		},
 	}
 	exp.Flags().StringVar(&format, "format", "plain", "one of "+strings.Join(export.Formats, ", "))

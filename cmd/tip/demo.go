@@ -114,26 +114,23 @@ and weighted in the blacklists. It prints each step as it happens, then a summar
 with links and commands to try. ` + "`make demo`" + ` runs it after starting everything.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Following TIP's main loop (at most %s; the lab lives a day every two minutes):\n", timeout)
-			c, missing, err := watchLoop(cmd.Context(), db, timeout, 2*time.Second, func(s loopStep, after time.Duration, detail string) {
-				fmt.Fprintf(out, "  %6s  %s: %s\n", after.Round(time.Second), s.Name, detail)
+			return a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "Following TIP's main loop (at most %s; the lab lives a day every two minutes):\n", timeout)
+				c, missing, err := watchLoop(ctx, db, timeout, 2*time.Second, func(s loopStep, after time.Duration, detail string) {
+					fmt.Fprintf(out, "  %6s  %s: %s\n", after.Round(time.Second), s.Name, detail)
+				})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(out)
+				printDemoSummary(out, c, stack(), a.cfg.Temporal.Namespace)
+				if len(missing) > 0 {
+					return fmt.Errorf("not seen within %s: %s; see `bin/tip status` and the worker's log in %s",
+						timeout, strings.Join(missing, "; "), stack().Dir(devstack.Worker))
+				}
+				return nil
 			})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(out)
-			printDemoSummary(out, c, stack(), a.cfg.Temporal.Namespace)
-			if len(missing) > 0 {
-				return fmt.Errorf("not seen within %s: %s; see `bin/tip status` and the worker's log in %s",
-					timeout, strings.Join(missing, "; "), stack().Dir(devstack.Worker))
-			}
-			return nil
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up waiting after this long")

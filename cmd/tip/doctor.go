@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/config"
@@ -50,7 +49,7 @@ in a deployment, and worker metrics (with Go's profiles) open to other hosts.
 Exits with status 1 when a check fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			results := runDoctor(cmd.Context(), a.cfg, timeout)
+			results := a.doctor(cmd.Context(), timeout)
 			failed := printDoctor(cmd.OutOrStdout(), results)
 			if failed {
 				return exitError(1)
@@ -70,14 +69,17 @@ func printDoctor(w io.Writer, results []checkResult) (failed bool) {
 	return failed
 }
 
-func runDoctor(ctx context.Context, cfg config.Config, probeTimeout time.Duration) []checkResult {
+// doctor checks every service and the workers, the probe workflow taking at
+// most probeTimeout.
+func (a *app) doctor(ctx context.Context, probeTimeout time.Duration) []checkResult {
+	cfg := a.cfg
 	var out []checkResult
 	add := func(service string, v verdict, format string, args ...any) {
 		out = append(out, checkResult{service, v, fmt.Sprintf(format, args...)})
 	}
 	out = append(out, checkSettings(cfg)...)
 
-	db, err := storage.OpenDB(ctx, cfg.Postgres.DSN)
+	db, err := a.openDB(ctx)
 	if err != nil {
 		add("postgres", fail, "%v", err)
 	} else {
@@ -102,7 +104,7 @@ func runDoctor(ctx context.Context, cfg config.Config, probeTimeout time.Duratio
 		add("s3", ok, "%s reachable, bucket %q present", blobs.Endpoint(), blobs.Bucket())
 	}
 
-	c, err := starter.Dial(ctx, cfg.Temporal, nil, client.Options{})
+	c, err := a.dial(ctx, nil)
 	if err != nil {
 		add("temporal", fail, "%v", err)
 		return out
@@ -136,7 +138,7 @@ func runDoctor(ctx context.Context, cfg config.Config, probeTimeout time.Duratio
 // checkWorker looks for pollers on the task queue and, if there are any, runs the
 // probe workflow through them.
 func checkWorker(ctx context.Context, c client.Client, cfg config.Temporal, timeout time.Duration) checkResult {
-	recent, err := pollers(ctx, c, cfg)
+	recent, err := starter.Pollers(ctx, c, cfg)
 	if err != nil {
 		return checkResult{"worker", fail, err.Error()}
 	}
@@ -145,13 +147,9 @@ func checkWorker(ctx context.Context, c client.Client, cfg config.Temporal, time
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       contract.ProbeWorkflowIDPrefix + time.Now().UTC().Format("20060102T150405.000"),
-		TaskQueue:                cfg.TaskQueue,
-		WorkflowExecutionTimeout: timeout,
-	}, workflows.Probe)
+	run, err := starter.StartProbe(ctx, c, cfg, timeout)
 	if err != nil {
-		return checkResult{"worker", fail, starter.ExplainTemporal(cfg.Address, err).Error()}
+		return checkResult{"worker", fail, err.Error()}
 	}
 	var r contract.ProbeReport
 	if err := run.Get(ctx, &r); err != nil {
@@ -159,22 +157,6 @@ func checkWorker(ctx context.Context, c client.Client, cfg config.Temporal, time
 	}
 	return checkResult{"worker", ok, fmt.Sprintf("%d worker(s) poll %q; probe %s ran on %s: PostgreSQL %s schema %d, wrote and read %s in bucket %s",
 		recent, cfg.TaskQueue, run.GetID(), r.Worker, r.PostgresVersion, r.SchemaVersion, r.BlobKey, r.Bucket)}
-}
-
-// pollers counts the workers that polled the task queue for activities in the
-// last two minutes.
-func pollers(ctx context.Context, c client.Client, cfg config.Temporal) (int, error) {
-	tq, err := c.DescribeTaskQueue(ctx, cfg.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
-	if err != nil {
-		return 0, starter.ExplainTemporal(cfg.Address, err)
-	}
-	recent := 0
-	for _, p := range tq.GetPollers() {
-		if time.Since(p.GetLastAccessTime().AsTime()) < 2*time.Minute {
-			recent++
-		}
-	}
-	return recent, nil
 }
 
 // checkSettings warns of settings that do not fit where TIP runs. The lab's

@@ -420,7 +420,7 @@ func checkSources(t *testing.T, ctx context.Context, db *storage.DB) {
 // recorded once, under the origin that can see it (the agent's trap is only the
 // agent's), and every sender listed as tip-spamtrap-senders is a true sender.
 func checkSpam(t *testing.T, ctx context.Context, db *storage.DB, lt loopTruth) {
-	rows, err := db.Pool.Query(ctx, `
+	rows, err := testenv.SQL(t, db).Query(ctx, `
 		SELECT m.message_id, coalesce(host(m.sender_ip), ''), coalesce(m.sender_asn, 0), m.trap,
 		       array_agg(DISTINCT split_part(s.origin, ':', 1) ORDER BY split_part(s.origin, ':', 1))
 		  FROM spam_messages m JOIN spam_sightings s USING (sha256)
@@ -624,7 +624,7 @@ func checkRouting(t *testing.T, ctx context.Context, db *storage.DB, lt loopTrut
 	for _, d := range all {
 		origins[d.Domain] = d.Origin
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT u.registrable, min(m.first_seen) FROM spam_urls u JOIN spam_messages m USING (sha256)
+	rows, err := testenv.SQL(t, db).Query(ctx, `SELECT u.registrable, min(m.first_seen) FROM spam_urls u JOIN spam_messages m USING (sha256)
 		WHERE u.registrable <> '' GROUP BY 1`)
 	if err != nil {
 		t.Fatal(err)
@@ -674,7 +674,7 @@ func wasTakenDown(d *world.Domain, before time.Time) bool {
 
 func activeListings(t *testing.T, ctx context.Context, db *storage.DB, source string) []string {
 	t.Helper()
-	rows, err := db.Pool.Query(ctx, `SELECT i.value FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.source = $1 AND l.active`, source)
+	rows, err := testenv.SQL(t, db).Query(ctx, `SELECT i.value FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.source = $1 AND l.active`, source)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,6 +65,20 @@ func jsonLines[T any](w io.Writer, items []T) error {
 	return nil
 }
 
+// listRows prints rows one JSON object a line (asJSON), or as a table: the
+// header, then line(row) for each, the columns separated by tabs.
+func listRows[T any](w io.Writer, asJSON bool, rows []T, header string, line func(T) string) error {
+	if asJSON {
+		return jsonLines(w, rows)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, line(r))
+	}
+	return tw.Flush()
+}
+
 func feedsParseCmd() *cobra.Command {
 	var (
 		format, typ string

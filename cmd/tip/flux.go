@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,6 +15,9 @@ import (
 	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/flux"
+	"github.com/tip-project/tip/fluxview"
+	"github.com/tip-project/tip/ipasn"
+	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/worker"
 	"github.com/tip-project/tip/workflows/contract"
@@ -31,14 +32,6 @@ re-resolves it for weeks or months. Domains from spam are triaged by the core's
 flux-triage module and the fluxy ones watched; domains sharing addresses form
 networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 	}
-	withDB := func(cmd *cobra.Command, fn func(ctx context.Context, db *storage.DB) error) error {
-		db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
-		if err != nil {
-			return err
-		}
-		defer db.Close()
-		return fn(cmd.Context(), db)
-	}
 	signal := func(name, use, short string, payload func(args []string) (any, error)) *cobra.Command {
 		return &cobra.Command{
 			Use:   use,
@@ -51,8 +44,8 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 				}
 				return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
 					d, _ := flux.NormalizeDomain(args[0])
-					if err := c.SignalWorkflow(ctx, contract.MonitorWorkflowID(d), "", name, arg); err != nil {
-						return fmt.Errorf("%s %s: %w (is it watched? tip flux list)", name, d, err)
+					if err := starter.SignalMonitor(ctx, c, d, name, arg); err != nil {
+						return err
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "sent %s to %s\n", name, contract.MonitorWorkflowID(d))
 					return nil
@@ -68,13 +61,13 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withTemporal(cmd, func(ctx context.Context, c client.Client) error {
-				acts := &activities.Activities{Temporal: c, Flux: worker.FluxConfig(a.cfg)}
+				monitor := starter.MonitorConfig(a.cfg)
 				for _, arg := range args {
 					d, ok := flux.NormalizeDomain(arg)
 					if !ok {
 						return fmt.Errorf("%q is not a domain to watch", arg)
 					}
-					if err := acts.StartMonitor(ctx, d, contract.WatchRequest{Origin: "cli"}); err != nil {
+					if err := starter.WatchDomain(ctx, c, monitor.TaskQueue, monitor, d, contract.WatchRequest{Origin: starter.OriginCLI}); err != nil {
 						return err
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "watching %s (workflow %s)\n", d, contract.MonitorWorkflowID(d))
@@ -91,7 +84,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 		Short: "List the watched domains (with --all, every domain triaged too)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+			return a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
 				filter := state
 				if filter == "" && !all {
 					filter = "any"
@@ -103,7 +96,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 				if listJSON {
 					return jsonLines(cmd.OutOrStdout(), rows)
 				}
-				printFluxList(cmd.OutOrStdout(), rows)
+				fluxview.List(cmd.OutOrStdout(), rows)
 				return nil
 			})
 		},
@@ -120,7 +113,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, _ := flux.NormalizeDomain(args[0])
-			return withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+			return a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
 				row, err := db.FluxDomainRow(ctx, d)
 				if err != nil {
 					return err
@@ -129,17 +122,17 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 				if err != nil {
 					return err
 				}
-				tl, sum := fluxTimeline(obs)
+				tl, sum := fluxview.Timeline(obs)
 				if row.Summary == nil || row.Summary.Observations < sum.Observations {
 					row.Summary = &sum // the monitor records its own every few checks: the replay is newer
 				}
 				if showJSON {
 					return writeJSON(cmd.OutOrStdout(), struct {
 						storage.FluxDomain
-						Timeline []timelinePoint `json:"timeline"`
+						Timeline []fluxview.Point `json:"timeline"`
 					}{row, tl})
 				}
-				printFluxShow(cmd.OutOrStdout(), row, tl)
+				fluxview.Show(cmd.OutOrStdout(), row, tl)
 				return nil
 			})
 		},
@@ -153,7 +146,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 		Short: "The flux networks: domains sharing addresses, as the last flux-networks run grouped them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+			return a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
 				nets, err := db.FluxNetworks(ctx)
 				if err != nil {
 					return err
@@ -161,12 +154,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 				if netJSON {
 					return jsonLines(cmd.OutOrStdout(), nets)
 				}
-				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "NETWORK\tDOMAINS\tIPS\tASNS\tMEMBERS")
-				for _, n := range nets {
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", n.Name, len(n.Domains), n.IPs, n.ASNs, oneLine(strings.Join(n.Domains, " "), 80))
-				}
-				return tw.Flush()
+				return fluxview.Networks(cmd.OutOrStdout(), nets)
 			})
 		},
 	}
@@ -212,10 +200,11 @@ func probeCmd(a *app) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			// ResolveDomains annotates the addresses with their ASNs when the table
-			// loads; without it, it logs why once, and the verdicts say what that
-			// leaves unknown.
-			acts := &activities.Activities{Resolver: res, Flux: worker.FluxConfig(a.cfg), ASNTableAllowPrivate: a.cfg.Flux.ASNTableAllowPrivate}
+			// The addresses are annotated with their ASNs when the table loads;
+			// without it, the reason is logged once, and the verdicts say what
+			// that leaves unknown.
+			dns := &activities.Resolution{Resolver: res, ASNTable: cfg.ASNTable,
+				ASN: activities.NewASNTables(cfg.ASNTableAllowPrivate, ipasn.Limits{})}
 			allow, err := probeAllowlist(cfg)
 			if err != nil {
 				return err
@@ -231,42 +220,19 @@ func probeCmd(a *app) *cobra.Command {
 			if maxWait == 0 {
 				maxWait = cfg.TriageWait
 			}
-			looks, err := probeDomains(ctx, cmd.ErrOrStderr(), acts, domains, allow, maxWait)
+			looks, err := probeDomains(ctx, cmd.ErrOrStderr(), dns, domains, allow, maxWait)
 			if err != nil {
 				return err
 			}
-			type probe struct {
-				flux.Assessment
-				Scored      bool               `json:"scored"` // the score was computed (Assessment.Scored)
-				Resolutions []flux.Observation `json:"resolutions"`
-			}
-			var out []probe
+			var out []fluxview.Probe
 			for i := range domains {
 				as := flux.TriageAll(looks[i], nil, allow) // annotated when resolved
-				out = append(out, probe{as, as.Scored(), looks[i]})
+				out = append(out, fluxview.Probe{Assessment: as, Scored: as.Scored(), Resolutions: looks[i]})
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), out)
 			}
-			w := cmd.OutOrStdout()
-			for _, p := range out {
-				f := p.Features
-				score, asns := "score not computed", fmt.Sprintf("in %d ASNs, %d /16s, %d countries", f.ASNs, f.Prefixes, f.Countries)
-				if p.Scored {
-					score = fmt.Sprintf("score %.2f", p.Score)
-				}
-				if f.NoASN != "" {
-					asns = fmt.Sprintf("in %d /16s (ASNs and countries not counted: the ASN table was unavailable)", f.Prefixes)
-				}
-				fmt.Fprintf(w, "%s: %s (%s) — %s\n", p.Domain, p.Verdict, score, p.Reason)
-				for i, o := range p.Resolutions {
-					ttl, _ := o.MinTTL()
-					fmt.Fprintf(w, "  resolution %d at %s: %s, %d A, %d AAAA, %d NS, min TTL %ds %s\n", i+1, o.At.Format(time.TimeOnly), o.Status,
-						len(o.A), len(o.AAAA), len(o.NS), ttl, o.Error)
-				}
-				fmt.Fprintf(w, "  features: %d IPs %s; D %.2f (per answer %.2f); Jaccard %.2f; NS %d names, %d addresses, changed %v\n",
-					f.IPs, asns, f.Diversity, f.AnswerDiversity, f.Jaccard, f.NSNames, f.NSAddrs, f.NSChanged)
-			}
+			fluxview.Probes(cmd.OutOrStdout(), out)
 			return nil
 		},
 	}
@@ -281,7 +247,7 @@ func probeCmd(a *app) *cobra.Command {
 // time, once the second answers' TTLs have run out, for the domains near flux
 // (flux.LookAgain). It says on w what each wait was for, and returns each
 // domain's resolutions in order.
-func probeDomains(ctx context.Context, w io.Writer, acts *activities.Activities, domains []string, allow *flux.Allowlist, maxWait time.Duration) ([][]flux.Observation, error) {
+func probeDomains(ctx context.Context, w io.Writer, dns *activities.Resolution, domains []string, allow *flux.Allowlist, maxWait time.Duration) ([][]flux.Observation, error) {
 	looks := make([][]flux.Observation, len(domains))
 	next := make([]int, len(domains)) // the domains resolved next, by index
 	for i := range next {
@@ -306,7 +272,7 @@ func probeDomains(ctx context.Context, w io.Writer, acts *activities.Activities,
 			}
 			fmt.Fprintf(w, "resolution %d: %s\n", n, wait)
 		}
-		obs, err := acts.ResolveDomains(ctx, names)
+		obs, err := dns.Resolve(ctx, names)
 		if err != nil {
 			return nil, err
 		}
@@ -336,126 +302,4 @@ func probeAllowlist(cfg config.Flux) (*flux.Allowlist, error) {
 	}
 	defer f.Close()
 	return flux.ParseAllowlist(f)
-}
-
-func printFluxList(w io.Writer, rows []storage.FluxDomain) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tMONITOR\tVERDICT\tSCORE\tIPS\tASNS\tNS\tSINCE\tNETWORK")
-	for _, r := range rows {
-		ns := "-"
-		if r.Summary != nil && r.Summary.Observations > 0 {
-			ns = fmt.Sprint(r.Summary.NSNames)
-		}
-		since := r.TriagedAt
-		if r.MonitorSince != nil {
-			since = *r.MonitorSince
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%d\t%d\t%s\t%s\t%s\n", r.Domain, firstNonEmpty(r.Monitor, "-"), r.Verdict, r.Score, r.IPs, r.ASNs, ns,
-			since.UTC().Format("2006-01-02 15:04"), firstNonEmpty(r.Network, "-"))
-	}
-	tw.Flush()
-}
-
-// timelinePoint is a monitor's running figures after one observation.
-type timelinePoint struct {
-	At     time.Time   `json:"at"`
-	Status flux.Status `json:"status"`
-	Answer int         `json:"answer"` // addresses in this answer
-	IPs    int         `json:"ips"`    // cumulative
-	ASNs   int         `json:"asns"`   // cumulative
-	NS     int         `json:"ns"`     // cumulative NS names
-	TTL    uint32      `json:"ttl"`    // this answer's lowest
-	Score  float64     `json:"score"`  // Holz score of this answer and the one before
-}
-
-// fluxTimeline replays the observations through the monitor's own metrics and
-// returns a point per observation and the summary after the last.
-func fluxTimeline(obs []flux.Observation) ([]timelinePoint, flux.Summary) {
-	var m flux.Metrics
-	var s flux.Summary
-	out := make([]timelinePoint, 0, len(obs))
-	for _, o := range obs {
-		m.Add(o)
-		s = m.Summary(o.At)
-		ttl, _ := o.MinTTL()
-		out = append(out, timelinePoint{At: o.At, Status: o.Status, Answer: len(o.A) + len(o.AAAA), IPs: s.IPs, ASNs: s.ASNs, NS: s.NSNames, TTL: ttl, Score: s.Score})
-	}
-	return out, s
-}
-
-func printFluxShow(w io.Writer, r storage.FluxDomain, tl []timelinePoint) {
-	fmt.Fprintf(w, "%s: %s, score %.2f (triaged %s, %d times, first reported by %s)\n", r.Domain, r.Verdict, r.Score,
-		r.TriagedAt.UTC().Format(time.RFC3339), r.Triages, firstNonEmpty(r.Origin, "-"))
-	if r.Reason != "" {
-		fmt.Fprintf(w, "  %s\n", r.Reason)
-	}
-	if r.Monitor != "" {
-		fmt.Fprintf(w, "monitor %s: %s", contract.MonitorWorkflowID(r.Domain), r.Monitor)
-		if r.MonitorSince != nil {
-			fmt.Fprintf(w, " since %s", r.MonitorSince.UTC().Format(time.RFC3339))
-		}
-		if r.MonitorEnded != nil {
-			fmt.Fprintf(w, ", ended %s", r.MonitorEnded.UTC().Format(time.RFC3339))
-		}
-		fmt.Fprintln(w)
-	}
-	if r.Network != "" {
-		fmt.Fprintf(w, "network: %s\n", r.Network)
-	}
-	if s := r.Summary; s != nil {
-		fmt.Fprintf(w, "summary: %d observations, %d IPs (%d IPv6) in %d ASNs, %d /16s, %d countries; %d NS names, %d NS addresses (churn %.2f, double flux %v); TTL min %ds median %ds; %.1f new IPs/h; max score %.1f\n",
-			s.Observations, s.IPs, s.IPv6, s.ASNs, s.Prefixes, s.Countries, s.NSNames, s.NSAddrs, s.NSChurn, s.DoubleFlux, s.MinTTL, s.MedianTTL, s.NewIPsPerHour, s.MaxScore)
-	}
-	if len(tl) == 0 {
-		fmt.Fprintln(w, "no observations recorded yet")
-		return
-	}
-	fmt.Fprintf(w, "\ntimeline: %d observations, %s to %s\n", len(tl), tl[0].At.UTC().Format("2006-01-02 15:04"), tl[len(tl)-1].At.UTC().Format("2006-01-02 15:04"))
-	const width = 60
-	series := []struct {
-		name string
-		v    func(timelinePoint) float64
-		last func(timelinePoint) string
-	}{
-		{"IPs (cumulative)", func(p timelinePoint) float64 { return float64(p.IPs) }, func(p timelinePoint) string { return fmt.Sprint(p.IPs) }},
-		{"ASNs (cumulative)", func(p timelinePoint) float64 { return float64(p.ASNs) }, func(p timelinePoint) string { return fmt.Sprint(p.ASNs) }},
-		{"IPs per answer", func(p timelinePoint) float64 { return float64(p.Answer) }, func(p timelinePoint) string { return fmt.Sprint(p.Answer) }},
-		{"TTL (s)", func(p timelinePoint) float64 { return float64(p.TTL) }, func(p timelinePoint) string { return fmt.Sprint(p.TTL) }},
-		{"score", func(p timelinePoint) float64 { return p.Score }, func(p timelinePoint) string { return fmt.Sprintf("%.1f", p.Score) }},
-	}
-	for _, s := range series {
-		vals := bucketMax(tl, width, s.v)
-		fmt.Fprintf(w, "  %-18s %s  %s\n", s.name, sparkline(vals), s.last(tl[len(tl)-1]))
-	}
-}
-
-// bucketMax spreads the points over at most width columns and keeps each
-// column's largest value.
-func bucketMax(tl []timelinePoint, width int, v func(timelinePoint) float64) []float64 {
-	n := min(len(tl), width)
-	out := make([]float64, n)
-	for i := range out {
-		lo, hi := i*len(tl)/n, (i+1)*len(tl)/n
-		out[i] = v(tl[lo])
-		for _, p := range tl[lo:hi] {
-			out[i] = max(out[i], v(p))
-		}
-	}
-	return out
-}
-
-// sparkline draws values as block characters between their minimum and maximum.
-func sparkline(vals []float64) string {
-	const bars = "▁▂▃▄▅▆▇█"
-	runes := []rune(bars)
-	lo, hi := slices.Min(vals), slices.Max(vals)
-	var b strings.Builder
-	for _, v := range vals {
-		i := 0
-		if hi > lo {
-			i = int((v - lo) / (hi - lo) * float64(len(runes)-1))
-		}
-		b.WriteRune(runes[i])
-	}
-	return b.String()
 }

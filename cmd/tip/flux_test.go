@@ -12,6 +12,7 @@ import (
 
 	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/flux"
+	"github.com/tip-project/tip/fluxview"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/storage"
@@ -57,7 +58,7 @@ func TestFluxCommands(t *testing.T) {
 	}
 	var shown struct {
 		storage.FluxDomain
-		Timeline []timelinePoint `json:"timeline"`
+		Timeline []fluxview.Point `json:"timeline"`
 	}
 	waitFor(t, time.Minute, "two checks shown", func() (bool, string) {
 		out, err := runTip(t, "flux", "show", fluxy, "--json")

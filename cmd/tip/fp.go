@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -41,32 +42,29 @@ source's accuracy, like an allowlisted entry, while the source lists it.
 			if err != nil {
 				return err
 			}
-			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			out := cmd.OutOrStdout()
-			if undo {
-				if o, err = db.RemoveOverride(cmd.Context(), storage.OverrideFP, o, source, by); err != nil {
+			return a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+				out := cmd.OutOrStdout()
+				if undo {
+					if o, err = db.RemoveOverride(ctx, storage.OverrideFP, o, source, by); err != nil {
+						return err
+					}
+					fmt.Fprintf(out, "the listing of %s is no longer marked a false positive (marked by %s: %s)\n", o.Value, o.Author, o.Reason)
+					return nil
+				}
+				if reason == "" {
+					return errors.New("--reason is required: say why, for whoever reads this later")
+				}
+				o.Kind, o.Source, o.Reason, o.Author = storage.OverrideFP, source, reason, by
+				if o, err = db.AddOverride(ctx, o); err != nil {
 					return err
 				}
-				fmt.Fprintf(out, "the listing of %s is no longer marked a false positive (marked by %s: %s)\n", o.Value, o.Author, o.Reason)
+				of := "every source's listing"
+				if o.Source != "" {
+					of = o.Source + "'s listing"
+				}
+				fmt.Fprintf(out, "marked %s of %s a false positive (by %s): out of the exports from now, against the accuracy at the next refresh\n", of, o.Value, o.Author)
 				return nil
-			}
-			if reason == "" {
-				return errors.New("--reason is required: say why, for whoever reads this later")
-			}
-			o.Kind, o.Source, o.Reason, o.Author = storage.OverrideFP, source, reason, by
-			if o, err = db.AddOverride(cmd.Context(), o); err != nil {
-				return err
-			}
-			of := "every source's listing"
-			if o.Source != "" {
-				of = o.Source + "'s listing"
-			}
-			fmt.Fprintf(out, "marked %s of %s a false positive (by %s): out of the exports from now, against the accuracy at the next refresh\n", of, o.Value, o.Author)
-			return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&source, "source", "", "the source whose listing is wrong (default: every source listing it)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -53,20 +54,19 @@ func lookupCmd(a *app) *cobra.Command {
 					host = u.Hostname()
 				}
 			}
-			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
-			if err != nil {
+			var ls []storage.Listing
+			var allow []storage.AllowHit
+			var overrides []storage.Override
+			err = a.withDB(cmd, func(ctx context.Context, db *storage.DB) (err error) {
+				if ls, err = db.Lookup(ctx, string(ind.Type), ind.Value, host, ind.Registrable); err != nil {
+					return err
+				}
+				if allow, err = db.AllowlistHits(ctx, string(ind.Type), ind.Value, host, ind.Registrable); err != nil {
+					return err
+				}
+				overrides, err = db.OverridesCovering(ctx, string(ind.Type), ind.Value)
 				return err
-			}
-			defer db.Close()
-			ls, err := db.Lookup(cmd.Context(), string(ind.Type), ind.Value, host, ind.Registrable)
-			if err != nil {
-				return err
-			}
-			allow, err := db.AllowlistHits(cmd.Context(), string(ind.Type), ind.Value, host, ind.Registrable)
-			if err != nil {
-				return err
-			}
-			overrides, err := db.OverridesCovering(cmd.Context(), string(ind.Type), ind.Value)
+			})
 			if err != nil {
 				return err
 			}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/starter"
+	"github.com/tip-project/tip/storage"
 )
 
 // version is set at build time: -ldflags "-X main.version=...".
@@ -31,14 +32,36 @@ type app struct {
 	log        *slog.Logger
 }
 
+// dial connects to the configured Temporal: every command's client comes from
+// here. The client logs to log; nil: it logs nothing (the screens of status and
+// doctor say what failed themselves).
+func (a *app) dial(ctx context.Context, log *slog.Logger) (client.Client, error) {
+	return starter.Dial(ctx, a.cfg.Temporal, log, client.Options{})
+}
+
 // withTemporal runs fn with a client of the configured Temporal, closed after.
 func (a *app) withTemporal(cmd *cobra.Command, fn func(ctx context.Context, c client.Client) error) error {
-	c, err := starter.Dial(cmd.Context(), a.cfg.Temporal, a.log, client.Options{})
+	c, err := a.dial(cmd.Context(), a.log)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	return fn(cmd.Context(), c)
+}
+
+// openDB opens the configured PostgreSQL: every command's database comes from here.
+func (a *app) openDB(ctx context.Context) (*storage.DB, error) {
+	return storage.OpenDB(ctx, a.cfg.Postgres.DSN)
+}
+
+// withDB runs fn with the configured PostgreSQL, closed after.
+func (a *app) withDB(cmd *cobra.Command, fn func(ctx context.Context, db *storage.DB) error) error {
+	db, err := a.openDB(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return fn(cmd.Context(), db)
 }
 
 func main() {

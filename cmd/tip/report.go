@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -29,17 +30,17 @@ spam by sender ASN and country, the top campaigns, and for the monitored flux
 domains with the most addresses a timeline of addresses, ASNs, TTL and score.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
-			if err != nil {
+			var d *report.Data
+			var start time.Time
+			err := a.withDB(cmd, func(ctx context.Context, db *storage.DB) (err error) {
+				o.Version, o.Points = version, points
+				if since > 0 {
+					o.Since = time.Now().Add(-since)
+				}
+				start = time.Now()
+				d, err = report.Collect(ctx, db, o)
 				return err
-			}
-			defer db.Close()
-			o.Version, o.Points = version, points
-			if since > 0 {
-				o.Since = time.Now().Add(-since)
-			}
-			start := time.Now()
-			d, err := report.Collect(cmd.Context(), db, o)
+			})
 			if err != nil {
 				return err
 			}

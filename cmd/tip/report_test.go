@@ -13,7 +13,7 @@ import (
 func TestReportWritesOnePageAndSaysWhereItIs(t *testing.T) {
 	db, _ := seed.New(t)
 	cfg := testenv.Config(t)
-	cfg.Postgres.DSN = db.Pool.Config().ConnString()
+	cfg.Postgres.DSN = testenv.DSN(t, db)
 	setEnv(t, cfg)
 	dir := filepath.Join(t.TempDir(), "report")
 	out, err := runTip(t, "report", "--out", dir, "--since", "8760h", "--domains", "1")

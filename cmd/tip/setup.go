@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -32,38 +33,34 @@ func migrateCmd(a *app) *cobra.Command {
 		Short: "Apply the schema migrations embedded in this binary to PostgreSQL",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			db, err := storage.OpenDB(ctx, a.cfg.Postgres.DSN)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			out := cmd.OutOrStdout()
-			if status {
+			return a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+				out := cmd.OutOrStdout()
+				if status {
+					v, err := db.SchemaVersion(ctx)
+					if err != nil {
+						return err
+					}
+					ms, err := storage.Migrations()
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(out, "database schema version %d; this binary knows %d\n", v, len(ms))
+					return db.CheckSchema(ctx)
+				}
+				applied, err := db.Migrate(ctx)
+				if err != nil {
+					return err
+				}
+				for _, m := range applied {
+					fmt.Fprintf(out, "applied %04d_%s\n", m.Version, m.Name)
+				}
 				v, err := db.SchemaVersion(ctx)
 				if err != nil {
 					return err
 				}
-				ms, err := storage.Migrations()
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(out, "database schema version %d; this binary knows %d\n", v, len(ms))
-				return db.CheckSchema(ctx)
-			}
-			applied, err := db.Migrate(ctx)
-			if err != nil {
-				return err
-			}
-			for _, m := range applied {
-				fmt.Fprintf(out, "applied %04d_%s\n", m.Version, m.Name)
-			}
-			v, err := db.SchemaVersion(ctx)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "schema at version %d (%d applied now)\n", v, len(applied))
-			return nil
+				fmt.Fprintf(out, "schema at version %d (%d applied now)\n", v, len(applied))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&status, "status", false, "only report the schema version; fail if it differs from this binary's")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
@@ -18,16 +19,15 @@ func sourcesCmd(a *app) *cobra.Command {
 		Short: "Show every blacklist source: health, last run, active listings, metrics, weight, last error; then the allowlists",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
-			if err != nil {
+			var hs []storage.SourceHealth
+			var lists []storage.AllowlistRow
+			err := a.withDB(cmd, func(ctx context.Context, db *storage.DB) (err error) {
+				if hs, err = db.SourcesHealth(ctx); err != nil {
+					return err
+				}
+				lists, err = db.Allowlists(ctx)
 				return err
-			}
-			defer db.Close()
-			hs, err := db.SourcesHealth(cmd.Context())
-			if err != nil {
-				return err
-			}
-			lists, err := db.Allowlists(cmd.Context())
+			})
 			if err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,8 +18,7 @@ func spamCmd(a *app) *cobra.Command {
 		Use:   "spam",
 		Short: "Spamtraps: what was harvested from archives and mailboxes, and the facts of each mail",
 	}
-	cmd.AddCommand(spamStatsCmd(a), spamShowCmd(a))
-	cmd.AddCommand(spamExtraCmds(a)...)
+	cmd.AddCommand(spamStatsCmd(a), spamShowCmd(a), spamParseCmd(a), spamIngestCmd(a), spamIMAPCmd(a))
 	return cmd
 }
 
@@ -30,12 +30,11 @@ func spamStatsCmd(a *app) *cobra.Command {
 		Short: "Top sender ASNs and countries, top URL domains and campaigns of the spam TIP holds",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := storage.OpenDB(cmd.Context(), a.cfg.Postgres.DSN)
-			if err != nil {
+			var st storage.SpamStats
+			err := a.withDB(cmd, func(ctx context.Context, db *storage.DB) (err error) {
+				st, err = db.SpamStats(ctx, top)
 				return err
-			}
-			defer db.Close()
-			st, err := db.SpamStats(cmd.Context(), top)
+			})
 			if err != nil {
 				return err
 			}
@@ -90,36 +89,32 @@ func spamShowCmd(a *app) *cobra.Command {
 		Short: "Print a mail's extracted facts (JSON) and where it was seen; --raw prints the raw mail from S3",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			db, err := storage.OpenDB(ctx, a.cfg.Postgres.DSN)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			facts, seen, err := db.SpamFacts(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if raw {
-				blobs, err := storage.NewBlobStoreFromConfig(a.cfg.S3)
+			return a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+				facts, seen, err := db.SpamFacts(ctx, args[0])
 				if err != nil {
 					return err
 				}
-				body, _, err := blobs.Open(ctx, args[0])
-				if err != nil {
+				out := cmd.OutOrStdout()
+				if raw {
+					blobs, err := storage.NewBlobStoreFromConfig(a.cfg.S3)
+					if err != nil {
+						return err
+					}
+					body, _, err := blobs.Open(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					defer body.Close()
+					_, err = io.Copy(out, body)
 					return err
 				}
-				defer body.Close()
-				_, err = io.Copy(out, body)
-				return err
-			}
-			var pretty bytes.Buffer
-			if err := json.Indent(&pretty, facts, "", "  "); err != nil {
-				return err
-			}
-			doc := map[string]any{"facts": json.RawMessage(pretty.Bytes()), "seen": seen}
-			return writeJSON(out, doc)
+				var pretty bytes.Buffer
+				if err := json.Indent(&pretty, facts, "", "  "); err != nil {
+					return err
+				}
+				doc := map[string]any{"facts": json.RawMessage(pretty.Bytes()), "seen": seen}
+				return writeJSON(out, doc)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&raw, "raw", false, "print the raw mail (RFC 822) as stored in S3; verified against its SHA-256")

@@ -119,24 +119,26 @@ func New(t testing.TB) (*storage.DB, *World) {
 		t.Fatal(err)
 	}
 	blobs.SpoolDir = t.TempDir()
-	w, err := Write(ctx, &activities.Activities{DB: db, Blobs: blobs})
+	w, err := Write(ctx, db, blobs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return db, w
 }
 
-// Write seeds the database and bucket of a: Refreshes refreshes of five sources
+// Write seeds the database and bucket (through the blacklist's own load
+// activity): Refreshes refreshes of five sources
 // (one dead, one failing at the end, one named OddSource), each followed by the
 // metrics computation; 91 mails from 13 ASNs in 4 campaigns; four triaged
 // domains, three monitored, two of them with checks.
-func Write(ctx context.Context, a *activities.Activities) (*World, error) {
+func Write(ctx context.Context, db *storage.DB, blobs *storage.BlobStore) (*World, error) {
+	a := &activities.Blacklist{Store: db, Blobs: blobs, Downloads: &activities.Downloads{Blobs: blobs}}
 	w := &World{Lists: map[string][]string{}, Runs: map[string]map[string]int{}, Checks: map[string][]flux.Observation{}}
 	srcs := sources()
 	for _, s := range srcs {
 		w.Sources = append(w.Sources, s.Name)
 		w.Runs[s.Name] = map[string]int{}
-		if err := a.DB.UpsertSource(ctx, storage.SourceRow{Name: s.Name, URL: s.URL, Format: s.Format, Type: s.Type,
+		if err := db.UpsertSource(ctx, storage.SourceRow{Name: s.Name, URL: s.URL, Format: s.Format, Type: s.Type,
 			Prior: s.Prior, Enabled: s.Enabled}); err != nil {
 			return nil, err
 		}
@@ -153,14 +155,14 @@ func Write(ctx context.Context, a *activities.Activities) (*World, error) {
 				w.Lists[s.Name] = listed(s.rounds[r].lines)
 			}
 		}
-		if _, err := a.DB.ComputeSourceMetrics(ctx); err != nil {
+		if _, err := db.ComputeSourceMetrics(ctx); err != nil {
 			return nil, err
 		}
 	}
-	if err := writeSpam(ctx, a.DB, w); err != nil {
+	if err := writeSpam(ctx, db, w); err != nil {
 		return nil, err
 	}
-	if err := writeFlux(ctx, a.DB, w); err != nil {
+	if err := writeFlux(ctx, db, w); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -177,7 +179,7 @@ func listed(lines []string) []string {
 
 // load runs the blacklist load activity on a body stored in the bucket, as a
 // refresh does after its fetch.
-func load(ctx context.Context, a *activities.Activities, src catalog.Source, r round, runKey string) (contract.LoadResult, error) {
+func load(ctx context.Context, a *activities.Blacklist, src catalog.Source, r round, runKey string) (contract.LoadResult, error) {
 	f := contract.FetchResult{Source: src.Name, Status: r.status, StartedAt: time.Now().UTC()}
 	switch r.status {
 	case "":

@@ -249,7 +249,7 @@ func TestAgentSyncWorkerKilledRecordsEachMailOnce(t *testing.T) {
 	// Mails recorded past the cursor: the killed worker died between recording a
 	// batch and advancing the cursor past it, and the retry records them again.
 	var recorded int64
-	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM spam_sightings WHERE origin = $1`, "agent:"+name).Scan(&recorded); err != nil {
+	if err := testenv.SQL(t, db).QueryRow(context.Background(), `SELECT count(*) FROM spam_sightings WHERE origin = $1`, "agent:"+name).Scan(&recorded); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("killed the worker %s after the sync's start, its cursor at version %d of %d (%d mails of %d; %d more recorded past it)",
@@ -277,7 +277,7 @@ func TestAgentSyncWorkerKilledRecordsEachMailOnce(t *testing.T) {
 func checkAgentMailsOnce(t *testing.T, db *storage.DB, s3 config.S3, name string, ag *labAgent) {
 	t.Helper()
 	ctx := context.Background()
-	rows, err := db.Pool.Query(ctx, `SELECT name, sha256 FROM spam_sightings WHERE origin = $1`, "agent:"+name)
+	rows, err := testenv.SQL(t, db).Query(ctx, `SELECT name, sha256 FROM spam_sightings WHERE origin = $1`, "agent:"+name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,10 +299,10 @@ func checkAgentMailsOnce(t *testing.T, db *storage.DB, s3 config.S3, name string
 		distinct[sha] = true
 	}
 	var messages, otherSightings int
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_messages`).Scan(&messages); err != nil {
+	if err := testenv.SQL(t, db).QueryRow(ctx, `SELECT count(*) FROM spam_messages`).Scan(&messages); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_sightings WHERE origin <> $1`, "agent:"+name).Scan(&otherSightings); err != nil {
+	if err := testenv.SQL(t, db).QueryRow(ctx, `SELECT count(*) FROM spam_sightings WHERE origin <> $1`, "agent:"+name).Scan(&otherSightings); err != nil {
 		t.Fatal(err)
 	}
 	blobs, err := storage.NewBlobStoreFromConfig(s3)

@@ -324,7 +324,7 @@ func readStored(t *testing.T, dsn string) stored {
 	}
 	defer db.Close()
 	st := stored{listed: map[string]map[string]bool{}, runs: map[string][]contract.LoadResult{}, keys: map[string][]string{}}
-	rows, err := db.Pool.Query(ctx, `SELECT l.source, i.value FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.active`)
+	rows, err := testenv.SQL(t, db).Query(ctx, `SELECT l.source, i.value FROM listings l JOIN indicators i ON i.id = l.indicator_id WHERE l.active`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func readStored(t *testing.T, dsn string) stored {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	rows, err = db.Pool.Query(ctx, `SELECT source, run_key, status, entries, added, removed, bad_lines, dropped, error
+	rows, err = testenv.SQL(t, db).Query(ctx, `SELECT source, run_key, status, entries, added, removed, bad_lines, dropped, error
 		FROM source_runs ORDER BY started_at`)
 	if err != nil {
 		t.Fatal(err)

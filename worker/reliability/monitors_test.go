@@ -11,12 +11,11 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tip-project/tip/activities"
 	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
-	"github.com/tip-project/tip/worker"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
@@ -83,7 +82,7 @@ func TestWorkerKilledWhileMonitorsRun(t *testing.T) {
 	// killed worker recorded: no two observations of a domain within half a
 	// cadence.
 	var twins int
-	if err := ms.db.Pool.QueryRow(context.Background(), `
+	if err := testenv.SQL(t, ms.db).QueryRow(context.Background(), `
 		SELECT count(*) FROM (SELECT at - lag(at) OVER (PARTITION BY domain ORDER BY at) AS gap FROM flux_observations) g
 		 WHERE gap < $1::interval`, (cadence / 2).String()).Scan(&twins); err != nil {
 		t.Fatal(err)
@@ -137,9 +136,9 @@ func startMonitors(t *testing.T, offset, n int) *monitorSetup {
 	// Both must poll before the monitors start, or the first would take them all.
 	waitPolling(t, ms.c, ms.cfg.Temporal.TaskQueue, ms.workers)
 
-	acts := &activities.Activities{Temporal: ms.c, Flux: worker.FluxConfig(ms.cfg)}
+	monitors := starter.MonitorConfig(ms.cfg)
 	for _, d := range ms.domains {
-		if err := acts.StartMonitor(ctx, d, contract.WatchRequest{Origin: "test"}); err != nil {
+		if err := starter.WatchDomain(ctx, ms.c, monitors.TaskQueue, monitors, d, contract.WatchRequest{Origin: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -201,7 +200,7 @@ func (ms *monitorSetup) checkLateness(t *testing.T, bound time.Duration) time.Du
 	t.Helper()
 	var checks int
 	var worst time.Duration
-	rows, err := ms.db.Pool.Query(context.Background(), `SELECT domain, at, late_ms FROM flux_observations ORDER BY domain, at`)
+	rows, err := testenv.SQL(t, ms.db).Query(context.Background(), `SELECT domain, at, late_ms FROM flux_observations ORDER BY domain, at`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +253,7 @@ func waitChecked(t *testing.T, db *storage.DB, domains []string, since time.Time
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		var behind int
-		err := db.Pool.QueryRow(context.Background(), `
+		err := testenv.SQL(t, db).QueryRow(context.Background(), `
 			SELECT count(*) FROM unnest($1::text[]) AS d(domain)
 			 WHERE (SELECT count(*) FROM flux_observations o WHERE o.domain = d.domain AND o.at >= $2) < $3`,
 			domains, since, n).Scan(&behind)

@@ -83,7 +83,7 @@ func waitIngesting(t *testing.T, c client.Client, cfg config.Config) {
 			t.Fatalf("%s ended (%s) before it could be interrupted; raise spamPerDay", child, info.GetStatus())
 		}
 		var n int
-		_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_sightings`).Scan(&n)
+		_ = testenv.SQL(t, db).QueryRow(ctx, `SELECT count(*) FROM spam_sightings`).Scan(&n)
 		return n > 0
 	})
 }
@@ -104,7 +104,7 @@ func checkEachMailOnce(t *testing.T, cfg config.Config, site *tiplab.SpamSite) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT name, sha256 FROM spam_sightings WHERE origin LIKE 'archive:%'`)
+	rows, err := testenv.SQL(t, db).Query(ctx, `SELECT name, sha256 FROM spam_sightings WHERE origin LIKE 'archive:%'`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func checkEachMailOnce(t *testing.T, cfg config.Config, site *tiplab.SpamSite) {
 		t.Fatal(err)
 	}
 	var messages int
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM spam_messages`).Scan(&messages); err != nil {
+	if err := testenv.SQL(t, db).QueryRow(ctx, `SELECT count(*) FROM spam_messages`).Scan(&messages); err != nil {
 		t.Fatal(err)
 	}
 	missing, wrong, noRaw := 0, 0, 0

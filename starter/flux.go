@@ -1,0 +1,48 @@
+package starter
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/tip-project/tip/config"
+	"github.com/tip-project/tip/workflows/contract"
+)
+
+// WatchDomain sends the watch signal to the monitor of domain, starting the
+// monitor first if it does not run (Signal-With-Start): what triage does for a
+// fluxy domain and `tip flux watch` for any.
+func WatchDomain(ctx context.Context, c client.Client, taskQueue string, cfg contract.MonitorConfig, domain string, req contract.WatchRequest) error {
+	_, err := c.SignalWithStartWorkflow(ctx, contract.MonitorWorkflowID(domain), contract.SignalFluxWatch, req,
+		client.StartWorkflowOptions{TaskQueue: taskQueue},
+		contract.FluxMonitorWorkflow, contract.MonitorInput{Domain: domain, Config: cfg})
+	if err != nil {
+		return fmt.Errorf("start monitor %s: %w", domain, err)
+	}
+	return nil
+}
+
+// SignalMonitor sends a signal (contract.SignalFluxStop, ...) to the running
+// monitor of domain.
+func SignalMonitor(ctx context.Context, c client.Client, domain, name string, payload any) error {
+	if err := c.SignalWorkflow(ctx, contract.MonitorWorkflowID(domain), "", name, payload); err != nil {
+		return fmt.Errorf("%s %s: %w (is it watched? tip flux list)", name, domain, err)
+	}
+	return nil
+}
+
+// RunningMonitors counts the FluxMonitor workflows running on the task queue.
+func RunningMonitors(ctx context.Context, c client.Client, cfg config.Temporal) (int64, error) {
+	n, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: cfg.Namespace,
+		Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND TaskQueue = '%s'", contract.FluxMonitorWorkflow, queryQueue(cfg))})
+	if err != nil {
+		return 0, ExplainTemporal(cfg.Address, err)
+	}
+	return n.GetCount(), nil
+}
+
+// queryQueue is the task queue's name as a visibility query may quote it.
+func queryQueue(cfg config.Temporal) string { return strings.ReplaceAll(cfg.TaskQueue, "'", "") }
