@@ -30,7 +30,74 @@ type Config struct {
 	Spam       Spam       `yaml:"spam"`
 	Flux       Flux       `yaml:"flux"`
 	Upstream   Upstream   `yaml:"upstream"`
+	DNS        DNS        `yaml:"dns"`
 	Log        Log        `yaml:"log"`
+}
+
+// DNS configures `tip serve dns`: TIP's blacklists served live as Response
+// Policy Zones (for resolvers, by zone transfer) and DNSBL zones (for mail
+// servers).
+type DNS struct {
+	// Listen is where it answers, UDP and TCP (host:port).
+	Listen string `yaml:"listen" env:"TIP_DNS_LISTEN"`
+	// MetricsAddress serves Prometheus /metrics; empty disables it.
+	MetricsAddress string `yaml:"metrics_address" env:"TIP_DNS_METRICS_ADDRESS"`
+	// NS and Hostmaster name the zones' name server and contact (their SOA).
+	NS         string `yaml:"ns" env:"TIP_DNS_NS"`
+	Hostmaster string `yaml:"hostmaster" env:"TIP_DNS_HOSTMASTER"`
+	// TTL of the records; NegativeTTL, how long a cache keeps "not listed".
+	TTL         time.Duration `yaml:"ttl" env:"TIP_DNS_TTL"`
+	NegativeTTL time.Duration `yaml:"negative_ttl" env:"TIP_DNS_NEGATIVE_TTL"`
+	// JournalKeep is how long an RPZ zone's changes stay for IXFR.
+	JournalKeep time.Duration `yaml:"journal_keep" env:"TIP_DNS_JOURNAL_KEEP"`
+	// Poll looks for listing changes this often besides PostgreSQL's
+	// notifications.
+	Poll time.Duration `yaml:"poll" env:"TIP_DNS_POLL"`
+	// RatePerClient bounds the queries a second of one client address; 0: no bound.
+	RatePerClient float64 `yaml:"rate_per_client" env:"TIP_DNS_RATE_PER_CLIENT"`
+	// TransferAllow are the networks (CIDRs, comma-separated) whose resolvers
+	// may transfer the RPZ zones.
+	TransferAllow string `yaml:"transfer_allow" env:"TIP_DNS_TRANSFER_ALLOW"`
+	// Notify are the secondaries (host:port, comma-separated) sent a NOTIFY at
+	// every new serial.
+	Notify string `yaml:"notify" env:"TIP_DNS_NOTIFY"`
+	// TSIG are the keys a zone transfer must be signed with; none: the ACL alone.
+	TSIG  []TSIGKey   `yaml:"tsig"`
+	RPZ   []RPZZone   `yaml:"rpz"`
+	DNSBL []DNSBLZone `yaml:"dnsbl"`
+}
+
+// TSIGKey is a TSIG key (RFC 8945) of zone transfers: its name, and its secret
+// (base64) in the environment variable SecretEnv (or, in a test, Secret).
+type TSIGKey struct {
+	Name      string `yaml:"name"`
+	Secret    string `yaml:"secret"`
+	SecretEnv string `yaml:"secret_env"`
+}
+
+// RPZZone is a Response Policy Zone: the listings it holds and its action
+// (nxdomain, nodata, passthru, drop, or local:ADDRESS|NAME).
+type RPZZone struct {
+	Name     string   `yaml:"name"`
+	Action   string   `yaml:"action"`
+	MinScore float64  `yaml:"min_score"`
+	Sources  []string `yaml:"sources"` // only these sources' listings; empty: all
+	Types    []string `yaml:"types"`   // domain, ipv4, ipv6, cidr, url; empty: all but url
+}
+
+// DNSBLZone is a DNSBL zone and its lists, each answering 127.0.0.CODE.
+type DNSBLZone struct {
+	Name  string      `yaml:"name"`
+	Lists []DNSBLList `yaml:"lists"`
+}
+
+// DNSBLList is one list of a DNSBL zone.
+type DNSBLList struct {
+	Code     int      `yaml:"code"`
+	Name     string   `yaml:"name"`
+	MinScore float64  `yaml:"min_score"`
+	Sources  []string `yaml:"sources"`
+	Types    []string `yaml:"types"`
 }
 
 // Upstream bounds what TIP's workers together ask of one outside server, so that
@@ -188,7 +255,17 @@ func Default() Config {
 			Interval: 10 * time.Minute, NetworksInterval: time.Hour, TriageWait: 10 * time.Minute, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
 			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour},
 		Upstream: Upstream{FetchesPerHost: 2},
-		Log:      Log{Level: "info", Format: "text"},
+		DNS: DNS{Listen: "127.0.0.1:5300", MetricsAddress: "127.0.0.1:9465", NS: "localhost.", TTL: 5 * time.Minute,
+			NegativeTTL: time.Minute, JournalKeep: 24 * time.Hour, Poll: 30 * time.Second, RatePerClient: 5000,
+			TransferAllow: "127.0.0.0/8,::1/128",
+			// Above 0.5 a listing is more likely right than wrong by its sources' weights.
+			RPZ: []RPZZone{{Name: "rpz.tip.", Action: "nxdomain", MinScore: 0.5}},
+			DNSBL: []DNSBLZone{{Name: "bl.tip.", Lists: []DNSBLList{
+				{Code: 2, Name: "aggregate", MinScore: 0.5},
+				{Code: 3, Name: "spamtrap senders", Sources: []string{"tip-spamtrap-senders"}},
+				{Code: 4, Name: "flux agents", Sources: []string{"tip-flux-agents"}},
+			}}}},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }
 

@@ -93,30 +93,9 @@ func (j *jsonWriter) Close() error      { return j.bw.Flush() }
 type rpzWriter struct{ w *bufio.Writer }
 
 func (z *rpzWriter) Write(r Row) error {
-	var owners []string
-	switch r.Type {
-	case "domain":
-		owners = []string{r.Value, "*." + r.Value}
-	case "url":
-		if h := urlHost(r.Value); h != "" {
-			if ip, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
-				owners = []string{RPZIP(netip.PrefixFrom(ip, ip.BitLen()))}
-			} else {
-				owners = []string{h}
-			}
-		}
-	case "ipv4", "ipv6":
-		ip, err := netip.ParseAddr(r.Value)
-		if err != nil {
-			return fmt.Errorf("rpz: %w", err)
-		}
-		owners = []string{RPZIP(netip.PrefixFrom(ip, ip.BitLen()))}
-	case "cidr":
-		p, err := netip.ParsePrefix(r.Value)
-		if err != nil {
-			return fmt.Errorf("rpz: %w", err)
-		}
-		owners = []string{RPZIP(p)}
+	owners, err := RPZOwners(r.Type, r.Value)
+	if err != nil {
+		return fmt.Errorf("rpz: %w", err)
 	}
 	for _, o := range owners {
 		if _, err := fmt.Fprintf(z.w, "%s CNAME . ; score %.2f %s\n", o, r.Score, strings.Join(r.Sources, ",")); err != nil {
@@ -124,6 +103,36 @@ func (z *rpzWriter) Write(r Row) error {
 		}
 	}
 	return nil
+}
+
+// RPZOwners are the owner names (relative to the zone) an indicator takes in a
+// Response Policy Zone: a domain and everything under it, a URL's host, an
+// address or block as an rpz-ip trigger. Other types (ASNs, hashes) have none.
+func RPZOwners(typ, value string) ([]string, error) {
+	switch typ {
+	case "domain":
+		return []string{value, "*." + value}, nil
+	case "url":
+		if h := urlHost(value); h != "" {
+			if ip, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+				return []string{RPZIP(netip.PrefixFrom(ip, ip.BitLen()))}, nil
+			}
+			return []string{h}, nil
+		}
+	case "ipv4", "ipv6":
+		ip, err := netip.ParseAddr(value)
+		if err != nil {
+			return nil, err
+		}
+		return []string{RPZIP(netip.PrefixFrom(ip, ip.BitLen()))}, nil
+	case "cidr":
+		p, err := netip.ParsePrefix(value)
+		if err != nil {
+			return nil, err
+		}
+		return []string{RPZIP(p)}, nil
+	}
+	return nil, nil
 }
 
 func (z *rpzWriter) Close() error { return z.w.Flush() }

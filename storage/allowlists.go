@@ -55,8 +55,12 @@ func (db *DB) SyncAllowlists(ctx context.Context, lists []AllowlistRow) error {
 				return fmt.Errorf("record allowlist %s: %w", l.Name, err)
 			}
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM allowlists WHERE name <> ALL($1)`, names); err != nil {
+		tag, err := tx.Exec(ctx, `DELETE FROM allowlists WHERE name <> ALL($1)`, names)
+		if err != nil {
 			return fmt.Errorf("forget allowlists: %w", err)
+		}
+		if tag.RowsAffected() > 0 {
+			return recordListingChange(ctx, tx, 0, ChangeSuppressions, 0)
 		}
 		return nil
 	})
@@ -178,6 +182,9 @@ func (db *DB) LoadAllowlist(ctx context.Context, name string, c AllowlistContent
 	}
 	if entries, err = replaceAllowlist(ctx, tx, name, c.Validators); err != nil {
 		return 0, 0, fmt.Errorf("load %s: %w", name, err)
+	}
+	if err := recordListingChange(ctx, tx, 0, ChangeSuppressions, 0); err != nil {
+		return 0, 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, 0, fmt.Errorf("load %s: %w", name, err)

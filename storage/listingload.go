@@ -111,6 +111,11 @@ func (l *ListingLoad) Merge(ctx context.Context) (Merged, error) {
 	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '256MB'`); err != nil {
 		return Merged{}, err
 	}
+	// The rows this merge changes carry its change number (listing_changes).
+	var seq int64
+	if err := tx.QueryRow(ctx, `SELECT nextval('listing_change_seq')`).Scan(&seq); err != nil {
+		return Merged{}, err
+	}
 	// The feed, deduplicated, carries the id of each indicator that existed before
 	// the statement (its snapshot). Those are listed unless they are already; the
 	// others are inserted, about in index order, and listed with no conflict check:
@@ -133,21 +138,21 @@ func (l *ListingLoad) Merge(ctx context.Context) (Merged, error) {
 		    `+onConflict+`
 		    RETURNING id),
 		listed_fresh AS (
-		    INSERT INTO source_listings (source_id, indicator_id, first_seen)
-		    SELECT $1, id, now() FROM fresh
+		    INSERT INTO source_listings (source_id, indicator_id, first_seen, changed_seq)
+		    SELECT $1, id, now(), $3 FROM fresh
 		    RETURNING 1),
 		listed_known AS (
-		    INSERT INTO source_listings (source_id, indicator_id, first_seen)
-		    SELECT $1, k.id, now() FROM known k
+		    INSERT INTO source_listings (source_id, indicator_id, first_seen, changed_seq)
+		    SELECT $1, k.id, now(), $3 FROM known k
 		     WHERE NOT EXISTS (SELECT FROM source_listings l WHERE l.indicator_id = k.id AND l.source_id = $1 AND l.active)
-		    ON CONFLICT (indicator_id, source_id) DO UPDATE SET active = true, last_seen = NULL, removed_at = NULL
+		    ON CONFLICT (indicator_id, source_id) DO UPDATE SET active = true, last_seen = NULL, removed_at = NULL, changed_seq = $3
 		    RETURNING 1),
 		removed AS (
-		    UPDATE source_listings l SET active = false, last_seen = coalesce($2, now()), removed_at = now()
+		    UPDATE source_listings l SET active = false, last_seen = coalesce($2, now()), removed_at = now(), changed_seq = $3
 		     WHERE l.source_id = $1 AND l.active AND NOT EXISTS (SELECT FROM known k WHERE k.id = l.indicator_id)
 		    RETURNING 1)
 		SELECT (SELECT count(*) FROM feed), (SELECT count(*) FROM known), (SELECT count(*) FROM listed_fresh),
-		       (SELECT count(*) FROM listed_known), (SELECT count(*) FROM removed)`, sourceID, lastSuccess).
+		       (SELECT count(*) FROM listed_known), (SELECT count(*) FROM removed)`, sourceID, lastSuccess, seq).
 			Scan(&entries, &known, &fresh, &added, &removed)
 	}
 	if _, err := tx.Exec(ctx, `SAVEPOINT merge`); err != nil {
@@ -168,14 +173,19 @@ func (l *ListingLoad) Merge(ctx context.Context) (Merged, error) {
 	added += fresh
 	if known+fresh < entries {
 		tag, err := tx.Exec(ctx, `
-			INSERT INTO source_listings (source_id, indicator_id, first_seen)
-			SELECT $1, i.id, now() FROM (SELECT DISTINCT type, value FROM staging) f
+			INSERT INTO source_listings (source_id, indicator_id, first_seen, changed_seq)
+			SELECT $1, i.id, now(), $2 FROM (SELECT DISTINCT type, value FROM staging) f
 			  JOIN indicators i ON i.type = f.type AND i.value = f.value
-			 WHERE NOT EXISTS (SELECT FROM source_listings l WHERE l.indicator_id = i.id AND l.source_id = $1)`, sourceID)
+			 WHERE NOT EXISTS (SELECT FROM source_listings l WHERE l.indicator_id = i.id AND l.source_id = $1)`, sourceID, seq)
 		if err != nil {
 			return Merged{}, err
 		}
 		added += int(tag.RowsAffected())
+	}
+	if added > 0 || removed > 0 {
+		if err := recordListingChange(ctx, tx, seq, ChangeListings, sourceID); err != nil {
+			return Merged{}, err
+		}
 	}
 	return Merged{Entries: entries, Added: added, Removed: removed}, nil
 }

@@ -138,7 +138,10 @@ func (db *DB) ComputeSourceMetrics(ctx context.Context) ([]SourceMetrics, error)
 			  FROM act x JOIN act y ON x.indicator_id = y.indicator_id AND x.source <> y.source
 			  JOIN vol v ON v.source = x.source
 			 GROUP BY x.source, y.source, v.n`)
-		return err
+		if err != nil {
+			return err
+		}
+		return recordListingChange(ctx, tx, 0, ChangeWeights, 0)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("source metrics: %w", err)

@@ -209,9 +209,12 @@ func (db *DB) AddOverride(ctx context.Context, o Override) (Override, error) {
 			o.Kind, o.Type, o.Value, o.Source, o.Author); err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, `INSERT INTO overrides (kind, match, type, value, net, source, reason, author, expires_at)
+		if err := tx.QueryRow(ctx, `INSERT INTO overrides (kind, match, type, value, net, source, reason, author, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id, created_at`,
-			o.Kind, o.Match, o.Type, o.Value, o.net, o.Source, o.Reason, o.Author, o.ExpiresAt).Scan(&o.ID, &o.CreatedAt)
+			o.Kind, o.Match, o.Type, o.Value, o.net, o.Source, o.Reason, o.Author, o.ExpiresAt).Scan(&o.ID, &o.CreatedAt); err != nil {
+			return err
+		}
+		return recordListingChange(ctx, tx, 0, ChangeSuppressions, 0)
 	})
 	if err != nil {
 		return o, fmt.Errorf("record %s override of %s: %w", o.Kind, o.Target(), err)
@@ -223,13 +226,19 @@ func (db *DB) AddOverride(ctx context.Context, o Override) (Override, error) {
 // author, and returns it; ErrNotFound when none stands. An fp override is
 // removed for one source (or the every-source one when source is empty).
 func (db *DB) RemoveOverride(ctx context.Context, kind string, target Override, source, author string) (Override, error) {
-	rows, err := db.pool.Query(ctx, `UPDATE overrides o SET removed_at = now(), removed_by = $6
-		WHERE `+standingSQL+` AND kind = $1 AND match = $2 AND type = $3 AND value = $4 AND source = $5
-		RETURNING `+overrideColumns, kind, target.Match, target.Type, target.Value, source, author)
-	if err != nil {
-		return Override{}, fmt.Errorf("remove %s override of %s: %w", kind, target.Target(), err)
-	}
-	got, err := pgx.CollectRows(rows, scanOverride)
+	var got []Override
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `UPDATE overrides o SET removed_at = now(), removed_by = $6
+			WHERE `+standingSQL+` AND kind = $1 AND match = $2 AND type = $3 AND value = $4 AND source = $5
+			RETURNING `+overrideColumns, kind, target.Match, target.Type, target.Value, source, author)
+		if err != nil {
+			return err
+		}
+		if got, err = pgx.CollectRows(rows, scanOverride); err != nil || len(got) == 0 {
+			return err
+		}
+		return recordListingChange(ctx, tx, 0, ChangeSuppressions, 0)
+	})
 	if err != nil {
 		return Override{}, fmt.Errorf("remove %s override of %s: %w", kind, target.Target(), err)
 	}

@@ -7,9 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -40,12 +37,11 @@ import (
 func TestTriageBehindACachingResolver(t *testing.T) {
 	ctx := context.Background()
 	cfg := testenv.Config(t)
-	bin := unboundBinary(t)
 	zone := newTTLZone()
 	auth := serveZone(t, zone)
 	cfg.Postgres.DSN = testenv.NewDatabase(t)
 	cfg = testenv.NewBucket(t, cfg)
-	cfg.Flux.Resolvers = startUnbound(t, bin, auth)
+	cfg.Flux.Resolvers = startUnbound(t, auth)
 	cfg.Flux.ASNTable = serveASNTable(t)
 	cfg.Flux.ASNTableAllowPrivate = true
 
@@ -118,103 +114,28 @@ func TestTriageBehindACachingResolver(t *testing.T) {
 	}
 }
 
-// unboundBinary finds Unbound (deploy/local/tools.sh installs it from Debian).
-func unboundBinary(t *testing.T) string {
+// startUnbound runs a real Unbound that forwards test. to auth, caching by the
+// answers' TTLs, and returns its address.
+func startUnbound(t *testing.T, auth string) string {
 	t.Helper()
-	for _, p := range []string{os.Getenv("TIP_UNBOUND"), "/usr/sbin/unbound"} {
-		if p != "" {
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-	}
-	if p, err := exec.LookPath("unbound"); err == nil {
-		return p
-	}
-	t.Fatal("unbound not found: install it (apt-get install unbound; deploy/local/tools.sh does) or set TIP_UNBOUND")
-	return ""
-}
-
-// startUnbound runs Unbound on a free loopback port, caching, forwarding the
-// zone test. to auth, until the test ends, and returns its address.
-func startUnbound(t *testing.T, bin, auth string) string {
-	t.Helper()
-	dir := t.TempDir()
-	addr := testenv.FreeAddr(t)
-	host, port, _ := net.SplitHostPort(addr)
 	ahost, aport, _ := net.SplitHostPort(auth)
-	conf := fmt.Sprintf(`server:
-	interface: %s
-	port: %s
-	do-ip6: no
-	access-control: 127.0.0.0/8 allow
-	username: ""
-	chroot: ""
-	directory: %q
-	pidfile: %q
-	do-daemonize: no
-	use-syslog: no
-	logfile: ""
-	verbosity: 1
-	num-threads: 1
+	addr, _ := testenv.StartUnbound(t, `	verbosity: 1
 	module-config: "iterator"
-	do-not-query-localhost: no
 	local-zone: "test." nodefault
 	domain-insecure: "test."
 	cache-min-ttl: 0
 	prefetch: no
 	serve-expired: no
-remote-control:
-	control-enable: no
-forward-zone:
+`, fmt.Sprintf(`forward-zone:
 	name: "test."
 	forward-addr: %s@%s
 	forward-no-cache: no
-`, host, port, dir, filepath.Join(dir, "unbound.pid"), ahost, aport)
-	path := filepath.Join(dir, "unbound.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(filepath.Join(filepath.Dir(bin), "unbound-checkconf"), path).CombinedOutput(); err != nil && !os.IsNotExist(err) {
-		t.Fatalf("unbound-checkconf: %v\n%s", err, out)
-	}
-	logf, err := os.Create(filepath.Join(dir, "unbound.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-d", "-c", path)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("unbound's log:\n%s", b)
-		}
+`, ahost, aport), func(addr string) bool {
+		// Up once it answers for the test zone.
+		m, _, err := (&dns.Client{Timeout: time.Second}).Exchange(new(dns.Msg).SetQuestion("test.", dns.TypeSOA), addr)
+		return err == nil && m.Rcode == dns.RcodeSuccess
 	})
-	// Up once it answers for the test zone.
-	q := new(dns.Msg).SetQuestion("test.", dns.TypeSOA)
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("unbound exited: %v\n%s", err, b)
-		default:
-		}
-		if m, _, err := (&dns.Client{Timeout: time.Second}).Exchange(q, addr); err == nil && m.Rcode == dns.RcodeSuccess {
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("unbound does not answer for test. after 20 s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return addr
 }
 
 // The scenario's addresses: each bot in a /16 and an AS of its own, the CDN's

@@ -121,7 +121,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	var metricsSrv *http.Server
 	if cfg.Worker.MetricsAddress != "" {
-		metricsSrv, err = serveMetrics(cfg.Worker.MetricsAddress, registry, log)
+		metricsSrv, err = ServeMetrics(cfg.Worker.MetricsAddress, registry, log)
 		if err != nil {
 			return err
 		}
@@ -212,7 +212,9 @@ func newMetricsScope(registry *prom.Registry, log *slog.Logger) (tally.Scope, in
 	return sdktally.NewPrometheusNamingScope(scope), closer
 }
 
-func serveMetrics(addr string, registry *prom.Registry, log *slog.Logger) (*http.Server, error) {
+// ServeMetrics serves a registry's metrics at /metrics, and Go's profiles, on
+// addr until the returned server is shut down.
+func ServeMetrics(addr string, registry *prom.Registry, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: cannot listen on %s (%v); set worker.metrics_address / TIP_WORKER_METRICS_ADDRESS to a free address, or empty to disable", addr, err)
