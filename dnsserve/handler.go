@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -81,6 +82,9 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	if udp {
 		m.Truncate(int(size))
+	}
+	if t := r.IsTsig(); t != nil && w.TsigStatus() == nil {
+		m.SetTsig(t.Hdr.Name, t.Algorithm, 300, time.Now().Unix()) // signed by the writer
 	}
 	w.WriteMsg(m)
 }

@@ -372,3 +372,19 @@ func TestBadQueriesGetClearRcodes(t *testing.T) {
 	time.Sleep(time.Second)
 	ask(t, addr, "1.0.0.127.bl.tip.", dns.TypeA)
 }
+
+func TestAskAndSerial(t *testing.T) {
+	f := newFakeStore()
+	f.set(1, true, "ipv4:192.0.2.7", "ipv6:2001:db8::7", "domain:evil.example")
+	_, addr := serve(t, testConfig, f)
+	ctx := context.Background()
+	for value, want := range map[string]string{"192.0.2.7": "127.0.0.2", "2001:db8::7": "127.0.0.2", "evil.example": "127.0.0.2", "192.0.2.8": ""} {
+		a, err := Ask(ctx, addr, "bl.tip", value)
+		if err != nil || strings.Join(a.Codes, ",") != want || (want != "" && !strings.Contains(a.TXT, "feed-a")) {
+			t.Errorf("%s: %+v, %v; want %q", value, a, err, want)
+		}
+	}
+	if s, err := Serial(ctx, addr, "rpz.tip"); err != nil || s != 1 {
+		t.Errorf("serial %d, %v", s, err)
+	}
+}

@@ -49,8 +49,57 @@ func internet(t *testing.T) string {
 	return addr
 }
 
+// listedDB is a fresh database where the source phish-feed (weight 0.9)
+// lists the domains.
+func listedDB(t *testing.T, domains ...string) *storage.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := storage.OpenDB(ctx, testenv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.UpsertSource(ctx, storage.SourceRow{Name: "phish-feed", URL: "https://feeds.example/p", Format: "hosts", Type: "domain", Prior: 0.9, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	load(t, db, "phish-feed", domains...)
+	return db
+}
+
+// startTIP serves cfg's zones from db on a free loopback port until the test ends.
+func startTIP(t *testing.T, cfg dnsserve.Config, db *storage.DB) (*dnsserve.Server, string) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := dnsserve.New(cfg, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	udp, tcp := testenv.DNSListeners(t)
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan struct{})
+	go func() { defer close(served); s.ServeListeners(sctx, udp, tcp) }()
+	t.Cleanup(func() { stop(); <-served })
+	return s, udp.LocalAddr().String()
+}
+
 // load lists the domains as source's whole list, as a blacklist refresh does.
 func load(t *testing.T, db *storage.DB, source string, domains ...string) {
+	t.Helper()
+	var body strings.Builder
+	for _, d := range domains {
+		fmt.Fprintf(&body, "0.0.0.0 %s\n", d)
+	}
+	loadList(t, db, source, "hosts", body.String())
+}
+
+// loadList loads a list in a feed format as source's whole list.
+func loadList(t *testing.T, db *storage.DB, source, format, body string) {
 	t.Helper()
 	ctx := context.Background()
 	l, err := db.BeginListingLoad(ctx, source)
@@ -58,11 +107,7 @@ func load(t *testing.T, db *storage.DB, source string, domains ...string) {
 		t.Fatal(err)
 	}
 	defer l.Rollback(ctx)
-	var body strings.Builder
-	for _, d := range domains {
-		fmt.Fprintf(&body, "0.0.0.0 %s\n", d)
-	}
-	if _, _, perr, cerr := l.CopyParsed(ctx, "hosts", feeds.Options{}, strings.NewReader(body.String()), nil); perr != nil || cerr != nil {
+	if _, _, perr, cerr := l.CopyParsed(ctx, format, feeds.Options{}, strings.NewReader(body), nil); perr != nil || cerr != nil {
 		t.Fatal(perr, cerr)
 	}
 	m, err := l.Merge(ctx)
@@ -93,44 +138,11 @@ func resolve(addr, name string) (int, string) {
 // policy's NXDOMAIN through it, and once a refresh removes the listing, TIP's
 // NOTIFY has Unbound transfer the change by IXFR and resolve the name again.
 func TestUnboundFollowsTheRPZZone(t *testing.T) {
-	ctx := context.Background()
-	db, err := storage.OpenDB(ctx, testenv.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.UpsertSource(ctx, storage.SourceRow{Name: "phish-feed", URL: "https://feeds.example/p", Format: "hosts", Type: "domain", Prior: 0.9, Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
-	load(t, db, "phish-feed", "evil-login.com", "bad-bank.net")
-
-	// TIP on a free port; Unbound's address is its NOTIFY target once known.
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp, err := net.Listen("tcp", udp.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tip := udp.LocalAddr().String()
+	db := listedDB(t, "evil-login.com", "bad-bank.net")
 	unboundAddr := testenv.FreeAddr(t)
 	cfg := dnsserve.Config{RPZ: []dnsserve.RPZ{{Name: "rpz.tip.", Selector: dnsserve.Selector{MinScore: 0.5}}},
 		TransferAllow: testenv.Loopback(), Notify: []string{unboundAddr}, Poll: time.Minute}
-	s, err := dnsserve.New(cfg, db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(ctx)
-	served := make(chan struct{})
-	go func() { defer close(served); s.ServeListeners(sctx, udp, tcp) }()
-	t.Cleanup(func() { stop(); <-served })
+	s, tip := startTIP(t, cfg, db)
 
 	thost, tport, _ := net.SplitHostPort(tip)
 	ihost, iport, _ := net.SplitHostPort(internet(t))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -36,6 +37,20 @@ func Print(w io.Writer, r Report, errorRows, width int) {
 		fmt.Fprintf(&b, "postgres: unreachable (%s)\n", r.Postgres.Error)
 	} else {
 		fmt.Fprintf(&b, "postgres %s · s3 %s (bucket %s)\n", r.Postgres.Address, r.S3.Endpoint, r.S3.Bucket)
+	}
+	if d := r.DNS; d != nil {
+		fmt.Fprintf(&b, "dns %s: ", d.Address)
+		if d.Error != "" {
+			fmt.Fprintf(&b, "not answering (tip serve dns: %s)\n", d.Error)
+		} else {
+			var zones []string
+			for z, s := range d.Serials {
+				zones = append(zones, fmt.Sprintf("%s serial %d", z, s))
+			}
+			sort.Strings(zones)
+			zones = append(zones, d.DNSBL...)
+			fmt.Fprintf(&b, "%s\n", strings.Join(zones, " · "))
+		}
 	}
 	for _, section := range []func(io.Writer, Report, int){printCoreSection, printFluxSection, printSourcesSection, printSpamSection, printOverridesSection} {
 		fmt.Fprintln(&b)

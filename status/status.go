@@ -13,8 +13,10 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/miekg/dns"
 	"github.com/tip-project/tip/catalog"
 	"github.com/tip-project/tip/config"
+	"github.com/tip-project/tip/dnsserve"
 	"github.com/tip-project/tip/starter"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
@@ -50,6 +52,8 @@ type Report struct {
 
 	Spam      []storage.SpamCollector `json:"spam,omitempty"`
 	SpamError string                  `json:"spam_error,omitempty"`
+
+	DNS *DNS `json:"dns,omitempty"`
 
 	Overrides      *Overrides `json:"overrides,omitempty"`
 	OverridesError string     `json:"overrides_error,omitempty"`
@@ -131,9 +135,37 @@ func Read(ctx context.Context, cfg config.Config, s Services, errorRows int) Rep
 		defer c.Close()
 		r.readTemporal(ctx, c, cfg.Temporal, errorRows)
 	})
+	if cfg.DNS.Listen != "" {
+		wg.Go(func() { r.DNS = readDNS(ctx, cfg.DNS) })
+	}
 	wg.Wait()
 	r.mergeProblems(errorRows)
 	return r
+}
+
+// DNS is what `tip serve dns` answers: its RPZ zones' serials, or why it
+// did not answer.
+type DNS struct {
+	Address string            `json:"address"`
+	Serials map[string]uint32 `json:"serials,omitempty"`
+	DNSBL   []string          `json:"dnsbl,omitempty"`
+	Error   string            `json:"error,omitempty"`
+}
+
+func readDNS(ctx context.Context, cfg config.DNS) *DNS {
+	d := &DNS{Address: cfg.Listen, Serials: map[string]uint32{}}
+	for _, z := range cfg.RPZ {
+		serial, err := dnsserve.Serial(ctx, cfg.Listen, z.Name)
+		if err != nil {
+			d.Error = err.Error()
+			return d
+		}
+		d.Serials[dns.Fqdn(z.Name)] = serial
+	}
+	for _, z := range cfg.DNSBL {
+		d.DNSBL = append(d.DNSBL, dns.Fqdn(z.Name))
+	}
+	return d
 }
 
 // Unreadable says whether neither PostgreSQL nor Temporal could be read.

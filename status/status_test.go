@@ -320,3 +320,18 @@ func TestReadWithNothingToRead(t *testing.T) {
 		t.Error("a report with Temporal read is unreadable")
 	}
 }
+
+func TestPrintShowsTheDNSServer(t *testing.T) {
+	var b strings.Builder
+	r := Report{Now: time.Now(), DNS: &DNS{Address: "127.0.0.1:5300", Serials: map[string]uint32{"rpz.tip.": 42}, DNSBL: []string{"bl.tip."}}}
+	Print(&b, r, 0, 200)
+	if !strings.Contains(b.String(), "dns 127.0.0.1:5300: rpz.tip. serial 42 · bl.tip.") {
+		t.Errorf("no DNS line:\n%s", b.String())
+	}
+	b.Reset()
+	r.DNS = &DNS{Address: "127.0.0.1:5300", Error: "connection refused"}
+	Print(&b, r, 0, 200)
+	if !strings.Contains(b.String(), "dns 127.0.0.1:5300: not answering (tip serve dns: connection refused)") {
+		t.Errorf("no DNS problem:\n%s", b.String())
+	}
+}

@@ -203,3 +203,14 @@ func scanListings(ctx context.Context, q querier, fn func(IndexedListing) error,
 	}
 	return rows.Err()
 }
+
+// SampleListing is one value a source lists now (the lowest), "" when it lists none.
+func (db *DB) SampleListing(ctx context.Context, source string) (string, error) {
+	var v string
+	err := db.pool.QueryRow(ctx, `SELECT coalesce(min(i.value), '') FROM listings l JOIN indicators i ON i.id = l.indicator_id
+		WHERE l.source = $1 AND l.active`, source).Scan(&v)
+	if err != nil {
+		return "", fmt.Errorf("sample of %s: %w", source, err)
+	}
+	return v, nil
+}

@@ -10,8 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/spf13/cobra"
 
+	"github.com/tip-project/tip/config"
+	"github.com/tip-project/tip/dnsserve"
 	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
@@ -124,7 +127,8 @@ with links and commands to try. ` + "`make demo`" + ` runs it after starting eve
 					return err
 				}
 				fmt.Fprintln(out)
-				printDemoSummary(out, c, stack(), a.cfg.Temporal.Namespace)
+				live := liveDNS(ctx, db, a.cfg.DNS)
+				printDemoSummary(out, c, stack(), a.cfg.Temporal.Namespace, live)
 				if len(missing) > 0 {
 					return fmt.Errorf("not seen within %s: %s; see `bin/tip status` and the worker's log in %s",
 						timeout, strings.Join(missing, "; "), stack().Dir(devstack.Worker))
@@ -138,7 +142,7 @@ with links and commands to try. ` + "`make demo`" + ` runs it after starting eve
 }
 
 // printDemoSummary ends the demo: counts per module, where to look, what to try.
-func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, namespace string) {
+func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, namespace, live string) {
 	kinds := spamKinds(c)
 	fa, ss := c.Own[contract.FluxAgentsSource], c.Own[contract.SpamSendersSource]
 	var verdicts []string
@@ -156,6 +160,9 @@ func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, name
 	fmt.Fprintf(w, "  flux monitors  %d running, %d checks recorded\n", c.Flux.Running(), c.Checks)
 	fmt.Fprintf(w, "  flux networks  %d networks; %d flux agents listed as %s (weight %.2f)\n",
 		c.Flux.Networks, fa.Active, contract.FluxAgentsSource, fa.Weight)
+	if live != "" {
+		fmt.Fprintf(w, "  live DNS       %s\n", live)
+	}
 	ui := s.TemporalUI()
 	if ui != "" {
 		base := ui + "/namespaces/" + url.PathEscape(namespace) + "/workflows"
@@ -179,6 +186,31 @@ func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, name
 	} {
 		fmt.Fprintf(w, "  %-46s %s\n", l[0], l[1])
 	}
+}
+
+// liveDNS says what `tip serve dns` answers: its RPZ zone's serial, and its
+// DNSBL's answer for a spamtrap sender; "" when no DNS server is configured.
+func liveDNS(ctx context.Context, db *storage.DB, cfg config.DNS) string {
+	if cfg.Listen == "" || len(cfg.RPZ) == 0 || len(cfg.DNSBL) == 0 {
+		return ""
+	}
+	serial, err := dnsserve.Serial(ctx, cfg.Listen, cfg.RPZ[0].Name)
+	if err != nil {
+		return fmt.Sprintf("not answering on %s (%v)", cfg.Listen, err)
+	}
+	out := fmt.Sprintf("%s serial %d on %s", dns.Fqdn(cfg.RPZ[0].Name), serial, cfg.Listen)
+	sender, err := db.SampleListing(ctx, contract.SpamSendersSource)
+	if err != nil || sender == "" {
+		return out
+	}
+	ans, err := dnsserve.Ask(ctx, cfg.Listen, cfg.DNSBL[0].Name, sender)
+	switch {
+	case err != nil:
+		return out + fmt.Sprintf("; %s: %v", cfg.DNSBL[0].Name, err)
+	case len(ans.Codes) == 0:
+		return out + fmt.Sprintf("; %s: not listed", ans.Query)
+	}
+	return out + fmt.Sprintf("; %s → %s (%s)", ans.Query, strings.Join(ans.Codes, ", "), ans.TXT)
 }
 
 // stopLine says how to stop the stack the demo ran on.

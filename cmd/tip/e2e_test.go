@@ -156,7 +156,7 @@ func TestDemoLoopEndToEnd(t *testing.T) {
 	})
 	t.Run("summary", func(t *testing.T) {
 		var b strings.Builder
-		printDemoSummary(&b, counts, s, cfg.Temporal.Namespace)
+		printDemoSummary(&b, counts, s, cfg.Temporal.Namespace, "")
 		out := b.String()
 		for _, want := range []string{"blacklists ", "spam ", "flux triage ", "flux monitors ", "flux networks ",
 			s.TemporalUI() + "/namespaces/" + cfg.Temporal.Namespace + "/workflows", "bin/tip status"} {

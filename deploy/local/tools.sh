@@ -45,8 +45,12 @@ done
 
 # Debian packages: PostgreSQL 15 (the private cluster), 7-Zip (the lab builds real
 # .7z spam archives; TIP's reader is tested against them), Dovecot (the lab's IMAP
-# spamtrap), Chromium (the browser tests drive it headless) and Unbound (flux
-# triage is tested behind a real caching resolver). Installed only when missing.
+# spamtrap), Chromium (the browser tests drive it headless), Unbound (flux triage
+# is tested behind a real caching resolver, and `tip serve dns` as its RPZ
+# primary), BIND (an RPZ secondary over TSIG, named-checkzone), Postfix and swaks
+# (a mail server refusing spam by TIP's DNSBL), nftables (the nft export checked),
+# and dnsperf and rbldnsd (the DNSBL benchmark). Installed only when missing; no
+# daemon is started: the tests run their own, on loopback.
 pg_bin=${TIP_PG_BIN:-/usr/lib/postgresql/15/bin}
 missing=()
 [[ -x $pg_bin/initdb && -x $pg_bin/pg_ctl ]] || missing+=(postgresql)
@@ -54,6 +58,13 @@ command -v 7z >/dev/null || missing+=(p7zip-full)
 [[ -x /usr/sbin/dovecot ]] || missing+=(dovecot-imapd)
 [[ -x ${TIP_CHROMIUM:-/usr/bin/chromium} ]] || missing+=(chromium)
 [[ -x /usr/sbin/unbound ]] || missing+=(unbound)
+[[ -x /usr/sbin/named ]] || missing+=(bind9)
+command -v named-checkzone >/dev/null || missing+=(bind9-utils)
+[[ -x /usr/sbin/postfix ]] || missing+=(postfix)
+command -v swaks >/dev/null || missing+=(swaks)
+[[ -x /usr/sbin/nft ]] || missing+=(nftables)
+command -v dnsperf >/dev/null || missing+=(dnsperf)
+[[ -x /usr/sbin/rbldnsd ]] || missing+=(rbldnsd)
 if ((${#missing[@]})); then
   echo "tools: installing Debian packages: ${missing[*]}" >&2
   sudo=""
@@ -67,6 +78,19 @@ if ((${#missing[@]})); then
   if [[ ! -f /etc/postgresql-common/createcluster.conf ]]; then
     echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
   fi
+  # Postfix's package asks what to configure: nothing (the tests configure their own).
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+  # Packages that would start system-wide daemons (named on port 53) do not:
+  # policy-rc.d forbids it for the install (Docker images already have one).
+  own_policy=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
   $sudo apt-get update -q
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}"
+  if [[ -n $own_policy ]]; then
+    $sudo rm -f /usr/sbin/policy-rc.d
+  fi
 fi

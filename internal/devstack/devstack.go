@@ -42,6 +42,8 @@ type Stack struct {
 	// lab's default; the agent's port is fixed when the agent is set up.
 	LabHTTPPort, LabDNSPort, LabIMAPPort int
 	AgentPort                            int
+	// DNSAddress is where `tip serve dns` answers (dns.listen), for the status.
+	DNSAddress string
 
 	PGUser, PGPassword, PGDatabase string
 	S3AccessKey, S3SecretKey       string
@@ -142,6 +144,7 @@ const (
 	Worker   Service = "worker" // a `tip worker` process, started on request after set-up
 	Lab      Service = "lab"    // `tip lab serve`, the simulated Internet
 	Agent    Service = "agent"  // `tip agent serve` on the lab's agent trap
+	DNS      Service = "dns"    // `tip serve dns`: the blacklists as RPZ and DNSBL zones
 )
 
 // All lists the services in start order.
@@ -233,7 +236,7 @@ func (s *Stack) Down(ctx context.Context) error {
 	for _, w := range s.workerServices() {
 		errs = append(errs, s.Stop(ctx, w))
 	}
-	errs = append(errs, s.Stop(ctx, Agent), s.Stop(ctx, Lab))
+	errs = append(errs, s.Stop(ctx, DNS), s.Stop(ctx, Agent), s.Stop(ctx, Lab))
 	all := s.services()
 	for i := len(all) - 1; i >= 0; i-- {
 		if err := s.Stop(ctx, all[i]); err != nil {
@@ -285,7 +288,7 @@ func (s *Stack) Dir(svc Service) string { return s.dir(svc) }
 func (s *Stack) Status(ctx context.Context) []Status {
 	all := s.services()
 	out := make([]Status, 0, len(all)+3)
-	for _, svc := range append(append(all[:len(all):len(all)], Lab, Agent), s.workerServices()...) {
+	for _, svc := range append(append(all[:len(all):len(all)], Lab, Agent, DNS), s.workerServices()...) {
 		st := Status{Service: svc}
 		switch svc {
 		case Postgres:
@@ -302,6 +305,10 @@ func (s *Stack) Status(ctx context.Context) []Status {
 			st.Detail = "log " + s.logFile(svc)
 		case TemporalUI:
 			st.Address = s.TemporalUI()
+			st.PID, st.Running = s.processAlive(svc)
+			st.Detail = "log " + s.logFile(svc)
+		case DNS:
+			st.Address = s.DNSAddress
 			st.PID, st.Running = s.processAlive(svc)
 			st.Detail = "log " + s.logFile(svc)
 		case Agent:

@@ -73,6 +73,10 @@ func WorkerService(n int) Service {
 	return Service(fmt.Sprintf("%s-%d", Worker, n))
 }
 
+// DNSArgs are the arguments of the `tip` binary that serve the blacklists over
+// DNS: what `tip dev up --dns` starts as DNS, and what deploy/ runs.
+func DNSArgs() []string { return []string{"serve", "dns"} }
+
 // WorkerArgs are the arguments of the `tip` binary that run a worker process:
 // what `tip dev up --worker` starts as each WorkerService, and what deploy/ runs.
 func WorkerArgs() []string { return []string{"worker"} }
