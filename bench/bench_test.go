@@ -41,6 +41,7 @@ func TestBench(t *testing.T) {
 	t.Run("ingest", func(t *testing.T) { benchIngest(t, r) })
 	t.Run("agent", func(t *testing.T) { benchAgent(t, r) })
 	t.Run("agent-pull", func(t *testing.T) { benchAgentPull(t, r) })
+	t.Run("dns", func(t *testing.T) { benchDNS(t, l, r) })
 	r.write(t)
 }
 

@@ -82,6 +82,7 @@ options {
 	recursion no;
 	notify no;
 	dnssec-validation no;
+	response-policy { zone "rpz.tip"; };
 };
 controls { };
 zone "rpz.tip" {

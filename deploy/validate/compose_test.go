@@ -123,7 +123,7 @@ func checkCompose(p *types.Project, dir string) []error {
 		}
 		return s
 	}
-	for _, name := range []string{"postgres", "temporal-schema", "temporal", "temporal-ui", "minio", "tip-setup", "tip-worker", "tip-agent-init", "tip-agent"} {
+	for _, name := range []string{"postgres", "temporal-schema", "temporal", "temporal-ui", "minio", "tip-setup", "tip-worker", "tip-dns", "tip-agent-init", "tip-agent"} {
 		svc(name)
 	}
 	if len(errs) > 0 {
@@ -183,6 +183,9 @@ func checkCompose(p *types.Project, dir string) []error {
 	if c := p.Services["tip-worker"].Command; !slices.Equal(c, devstack.WorkerArgs()) {
 		fail("tip-worker: command %q, want %q (what tip dev up --worker runs)", c, devstack.WorkerArgs())
 	}
+	if c := p.Services["tip-dns"].Command; !slices.Equal(c, devstack.DNSArgs()) {
+		fail("tip-dns: command %q, want %q (what tip dev up --dns runs)", c, devstack.DNSArgs())
+	}
 	if c := p.Services["tip-setup"].Command; !slices.Equal(c, []string{"setup"}) {
 		fail("tip-setup: command %q, want [setup]", c)
 	}
@@ -190,12 +193,12 @@ func checkCompose(p *types.Project, dir string) []error {
 	if c := p.Services["tip-agent"].Command; !slices.Equal(c, devstack.AgentArgs(agentDir)) {
 		fail("tip-agent: command %q, want %q (what tip dev up --lab runs, on its volume)", c, devstack.AgentArgs(agentDir))
 	}
-	for _, name := range []string{"tip-setup", "tip-worker", "tip-agent-init", "tip-agent"} {
+	for _, name := range []string{"tip-setup", "tip-worker", "tip-dns", "tip-agent-init", "tip-agent"} {
 		if err := checkTipArgs(p.Services[name].Command); err != nil {
 			fail("%s: %v", name, err)
 		}
 	}
-	for _, name := range []string{"tip-setup", "tip-worker"} {
+	for _, name := range []string{"tip-setup", "tip-worker", "tip-dns"} {
 		if err := checkTipEnv(env(p.Services[name])); err != nil {
 			fail("%s: %v", name, err)
 		}
@@ -216,6 +219,7 @@ func checkCompose(p *types.Project, dir string) []error {
 		{"tip-setup", "minio", types.ServiceConditionHealthy},
 		{"tip-setup", "temporal", types.ServiceConditionHealthy},
 		{"tip-worker", "tip-setup", types.ServiceConditionCompletedSuccessfully},
+		{"tip-dns", "tip-setup", types.ServiceConditionCompletedSuccessfully},
 		{"tip-agent", "tip-agent-init", types.ServiceConditionCompletedSuccessfully},
 	} {
 		if got := p.Services[d.svc].DependsOn[d.on].Condition; got != d.cond {

@@ -164,7 +164,7 @@ var kinds = map[string]any{
 func checkManifests(objs []any, all bool) []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	var deploy *appsv1.Deployment
+	var deploy, dnsDeploy *appsv1.Deployment
 	var job *batchv1.Job
 	var agent *appsv1.StatefulSet
 	var pdb *policyv1.PodDisruptionBudget
@@ -174,7 +174,11 @@ func checkManifests(objs []any, all bool) []error {
 	for _, o := range objs {
 		switch o := o.(type) {
 		case *appsv1.Deployment:
-			deploy = o
+			if strings.HasSuffix(o.Name, "-dns") {
+				dnsDeploy = o
+			} else {
+				deploy = o
+			}
 		case *batchv1.Job:
 			job = o
 		case *appsv1.StatefulSet:
@@ -196,8 +200,22 @@ func checkManifests(objs []any, all bool) []error {
 			}
 		}
 	}
-	if deploy == nil || job == nil || pdb == nil {
-		return []error{fmt.Errorf("want a worker Deployment, a setup Job and a PodDisruptionBudget: %T", objs)}
+	if deploy == nil || dnsDeploy == nil || job == nil || pdb == nil {
+		return []error{fmt.Errorf("want a worker Deployment, a dns Deployment, a setup Job and a PodDisruptionBudget: %T", objs)}
+	}
+	// tip serve dns: devstack's command, its metrics address the probed port.
+	d := dnsDeploy.Spec.Template.Spec.Containers[0]
+	if !slices.Equal(d.Args, devstack.DNSArgs()) || len(d.Command) > 0 {
+		fail("dns: args %q, want %q (what tip dev up --dns runs)", d.Args, devstack.DNSArgs())
+	}
+	if err := checkTipArgs(d.Args); err != nil {
+		fail("dns: %v", err)
+	}
+	for _, e := range d.Env {
+		if e.Name == "TIP_DNS_METRICS_ADDRESS" && (d.StartupProbe == nil || d.StartupProbe.HTTPGet == nil ||
+			!strings.HasSuffix(e.Value, ":"+fmt.Sprint(portNamed(d.Ports, "metrics")))) {
+			fail("dns: TIP_DNS_METRICS_ADDRESS %q is not the port its startup probe asks", e.Value)
+		}
 	}
 	if all && (agent == nil || hpa == nil) {
 		fail("all values: want the agent's StatefulSet and the workers' HorizontalPodAutoscaler")
@@ -308,4 +326,14 @@ func labelsMatch(selector, labels map[string]string) bool {
 		}
 	}
 	return len(selector) > 0
+}
+
+// portNamed is the container port of that name, 0 when none.
+func portNamed(ports []corev1.ContainerPort, name string) int32 {
+	for _, p := range ports {
+		if p.Name == name {
+			return p.ContainerPort
+		}
+	}
+	return 0
 }
