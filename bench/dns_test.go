@@ -45,8 +45,8 @@ func benchDNS(t *testing.T, l *lab, r *report) {
 		t.Fatalf("load: %+v, %v", res, err)
 	}
 	cfg := dnsserve.Config{
-		RPZ:   []dnsserve.RPZ{{Name: "rpz.tip."}},
-		DNSBL: []dnsserve.DNSBL{{Name: "bl.tip.", Lists: []dnsserve.List{{Code: 2, Name: "all"}}}},
+		RPZ:           []dnsserve.RPZ{{Name: "rpz.tip."}},
+		DNSBL:         []dnsserve.DNSBL{{Name: "bl.tip.", Lists: []dnsserve.List{{Code: 2, Name: "all"}}}},
 		TransferAllow: testenv.Loopback(), Poll: time.Hour,
 	}
 	heap := func() uint64 {
