@@ -86,7 +86,16 @@ func benchDNS(t *testing.T, l *lab, r *report) {
 		ips = append(ips, v)
 	}
 	rows.Close()
-	dir := t.TempDir()
+	// rbldnsd refuses to run as root and reads its files as nobody: a folder
+	// anyone can read, which a test's temporary folder (0700) is not.
+	dir, err := os.MkdirTemp("", "tip-bench-dns-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var queries, rbl strings.Builder
 	for _, ip := range ips {
 		o := strings.Split(ip, ".")
@@ -131,7 +140,7 @@ func benchDNS(t *testing.T, l *lab, r *report) {
 
 	rbldnsdAddr := testenv.FreeAddr(t)
 	rhost, rport, _ := net.SplitHostPort(rbldnsdAddr)
-	rcmd := exec.Command("rbldnsd", "-n", "-u", "root", "-w", dir, "-b", rhost+"/"+rport, "-4", "bl.tip:ip4set:bl.ip4set")
+	rcmd := exec.Command("rbldnsd", "-n", "-u", "nobody", "-w", dir, "-b", rhost+"/"+rport, "-4", "bl.tip:ip4set:bl.ip4set")
 	rlog, _ := os.Create(filepath.Join(dir, "rbldnsd.log"))
 	rcmd.Stdout, rcmd.Stderr = rlog, rlog
 	if err := rcmd.Start(); err != nil {
@@ -139,7 +148,7 @@ func benchDNS(t *testing.T, l *lab, r *report) {
 	}
 	defer func() { rcmd.Process.Kill(); rcmd.Wait() }()
 	for deadline := time.Now().Add(2 * time.Minute); ; {
-		m, _, err := (&dns.Client{Timeout: time.Second}).Exchange(new(dns.Msg).SetQuestion("2.0.0.127.bl.tip.", dns.TypeA), rbldnsdAddr)
+		m, _, err := (&dns.Client{Timeout: time.Second}).Exchange(new(dns.Msg).SetQuestion(strings.Fields(queries.String())[0]+".", dns.TypeA), rbldnsdAddr)
 		if err == nil && len(m.Answer) > 0 {
 			break
 		}

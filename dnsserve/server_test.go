@@ -2,6 +2,7 @@ package dnsserve
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -386,5 +387,40 @@ func TestAskAndSerial(t *testing.T) {
 	}
 	if s, err := Serial(ctx, addr, "rpz.tip"); err != nil || s != 1 {
 		t.Errorf("serial %d, %v", s, err)
+	}
+}
+
+func TestJournalKeepsWhatAnIXFRSpares(t *testing.T) {
+	z, err := newRPZZone(RPZ{Name: "rpz.tip."}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := range 1500 {
+		z.apply(&entry{typ: "ipv4", value: fmt.Sprintf("45.10.%d.%d", i/250, 1+i%250)}, true)
+	}
+	z.commit(1, now)
+	if _, ok := z.since(0); !ok {
+		t.Error("the journal lost the zone's first change")
+	}
+	// 1,500 records in the zone: a journal of 2,000 changes keeps the newest only.
+	for i := range 4 {
+		for j := range 500 {
+			e := &entry{typ: "ipv4", value: fmt.Sprintf("45.10.%d.%d", j/250, 1+j%250)}
+			z.apply(e, i%2 == 1)
+		}
+		z.commit(uint32(2+i), now)
+	}
+	if _, ok := z.since(0); ok {
+		t.Error("the journal kept more changes than the zone holds records")
+	}
+	if d, ok := z.since(4); !ok || len(d) != 1 || len(d[0].added) != 500 {
+		t.Errorf("the newest change: %v, %v", d, ok)
+	}
+	// Past its keep, a change is forgotten.
+	z.apply(&entry{typ: "domain", value: "late.example"}, true)
+	z.commit(10, now.Add(2*time.Hour))
+	if _, ok := z.since(4); ok {
+		t.Error("a change older than the journal's keep is still served")
 	}
 }

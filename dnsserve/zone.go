@@ -124,7 +124,8 @@ func (z *rpzZone) note(owner string, added bool) {
 }
 
 // commit closes the pending delta under a new serial (at least next; serials
-// wrap by RFC 1982 arithmetic) and forgets the journal past its keep.
+// wrap by RFC 1982 arithmetic) and forgets the journal past its keep, or past
+// as many records as the zone holds.
 func (z *rpzZone) commit(next uint32, now time.Time) {
 	if next == z.serial || int32(next-z.serial) < 0 {
 		next = z.serial + 1
@@ -145,6 +146,15 @@ func (z *rpzZone) commit(next uint32, now time.Time) {
 		z.journal = append(z.journal, d)
 	}
 	for len(z.journal) > 0 && now.Sub(z.journal[0].at) > z.keep {
+		z.journal = z.journal[1:]
+	}
+	// Past the zone's own size, a journal costs more than the AXFR it spares.
+	total := 0
+	for _, d := range z.journal {
+		total += len(d.added) + len(d.removed)
+	}
+	for len(z.journal) > 0 && total > max(len(z.owners), 1000) {
+		total -= len(z.journal[0].added) + len(z.journal[0].removed)
 		z.journal = z.journal[1:]
 	}
 }

@@ -40,7 +40,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "testenv:", err)
 		return 1
 	}
-	if testing.Short() {
+	if testing.Short() || fuzzing() {
 		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "tip-test-")
@@ -184,4 +184,16 @@ func NewDatabase(t testing.TB) string {
 func NewBucket(t testing.TB, cfg config.Config) config.Config {
 	cfg.S3.Bucket = fmt.Sprintf("t-%d-%d", time.Now().UnixNano()%1e9, seq.Add(1))
 	return cfg
+}
+
+// fuzzing says whether the binary fuzzes (go test -fuzz) or is one of the
+// fuzzer's workers: it runs fuzz targets only, which need no stack, and each
+// worker process would otherwise start one of its own.
+func fuzzing() bool {
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
 }
