@@ -36,6 +36,7 @@ type blZone struct {
 	DNSBL
 	origin string
 	lists  []*list
+	soaRR  []byte // its SOA's wire form after the owner (fast.go)
 }
 
 func newBLZone(z DNSBL) (*blZone, error) {

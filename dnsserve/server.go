@@ -145,6 +145,9 @@ func New(cfg Config, store Store, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, store: store, log: log, d: newData(rpz, lists), bl: bls, applied: map[int64]time.Time{}}
 	s.limiter = newLimiter(cfg.RatePerClient)
 	s.m = newMetrics(s)
+	for _, z := range bls {
+		z.soaRR = s.soaRR(z.origin)
+	}
 	return s, nil
 }
 
@@ -323,7 +326,7 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 func (s *Server) ServeListeners(ctx context.Context, udp net.PacketConn, tcp net.Listener) error {
 	mux := dns.HandlerFunc(s.ServeDNS)
 	servers := []*dns.Server{
-		{PacketConn: udp, Handler: mux, TsigSecret: s.cfg.TSIG, UDPSize: 1232, MsgAcceptFunc: acceptMsg},
+		{PacketConn: &fastConn{PacketConn: udp, s: s}, Handler: mux, TsigSecret: s.cfg.TSIG, UDPSize: 1232, MsgAcceptFunc: acceptMsg},
 		{Listener: tcp, Handler: mux, TsigSecret: s.cfg.TSIG, MsgAcceptFunc: acceptMsg,
 			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }},
 	}
