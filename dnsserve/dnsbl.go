@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DNSBL is one DNSBL zone (RFC 5782): an address is asked as its reversed
@@ -37,6 +38,8 @@ type blZone struct {
 	origin string
 	lists  []*list
 	soaRR  []byte // its SOA's wire form after the owner (fast.go)
+	// listedA and unlistedA count the fast path's answers (A, NOERROR or NXDOMAIN).
+	listedA, unlistedA prometheus.Counter
 }
 
 func newBLZone(z DNSBL) (*blZone, error) {

@@ -5,49 +5,105 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
 )
 
 // fastConn answers the queries a mail server sends most, an A query of a DNSBL
 // zone over UDP, straight from the packet's bytes: it reads the question, looks
 // the key up, and writes the answer, with none of the library's unpacking,
-// goroutine and packing per query. Every other packet (anything else asked,
-// EDNS options, TSIG, a name it does not take) goes to the library's server
-// unchanged, which hands it to ServeDNS.
+// goroutine, packing and allocations per query. Every other packet (anything
+// else asked, EDNS, TSIG, a name it does not take) goes to the library's
+// server unchanged, which hands it to ServeDNS.
 type fastConn struct {
-	net.PacketConn
-	s   *Server
-	out []byte
+	*net.UDPConn
+	s    *Server
+	name [256]byte
+	// batch reads and writes many packets a system call (recvmmsg, sendmmsg):
+	// in are the packets read, next the first not yet looked at.
+	batch *ipv4.PacketConn
+	in    []ipv4.Message
+	n     int
+	next  int
+	out   []ipv4.Message
 }
 
-// ReadFrom returns the next packet the fast path does not answer.
+// fastBatch is how many packets one system call reads or writes.
+const fastBatch = 64
+
+func newFastConn(u *net.UDPConn, s *Server) *fastConn {
+	c := &fastConn{UDPConn: u, s: s, batch: ipv4.NewPacketConn(u)}
+	c.in = make([]ipv4.Message, fastBatch)
+	c.out = make([]ipv4.Message, fastBatch)
+	for i := range c.in {
+		c.in[i].Buffers = [][]byte{make([]byte, maxUDPSize)}
+		c.out[i].Buffers = [][]byte{make([]byte, 0, maxUDPSize)}
+	}
+	return c
+}
+
+// ReadFrom returns the next packet the fast path does not answer; the ones it
+// answers are written back in batches.
 func (c *fastConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(b)
-		if err != nil || n < 12 {
-			return n, addr, err
+		if c.next == c.n {
+			n, err := c.batch.ReadBatch(c.in, 0)
+			if err != nil {
+				return 0, nil, err
+			}
+			c.n, c.next = n, 0
 		}
-		var client netip.Addr
-		if u, ok := addr.(*net.UDPAddr); ok {
-			client = u.AddrPort().Addr().Unmap()
+		answers := 0
+		for c.next < c.n {
+			m := &c.in[c.next]
+			c.next++
+			q := m.Buffers[0][:m.N]
+			if len(q) < 12 { // the library says what is wrong with it
+				c.flush(answers)
+				return copy(b, q), m.Addr, nil
+			}
+			ap := addrPort(m.Addr)
+			out, handled := c.s.fast(q, ap.Addr().Unmap(), c.out[answers].Buffers[0][:0], &c.name)
+			if !handled {
+				c.flush(answers)
+				return copy(b, q), m.Addr, nil
+			}
+			if out != nil {
+				c.out[answers].Buffers[0], c.out[answers].Addr = out, m.Addr
+				answers++
+			}
 		}
-		out, handled := c.s.fast(b[:n], client, c.out[:0])
-		if !handled {
-			return n, addr, nil
-		}
-		if out != nil {
-			c.PacketConn.WriteTo(out, addr) //nolint:errcheck // like a lost packet: the client asks again
-			c.out = out
-		}
+		c.flush(answers)
 	}
+}
+
+// flush writes the first n answers, dropping what cannot be written (like a
+// lost packet: the client asks again).
+func (c *fastConn) flush(n int) {
+	for sent := 0; sent < n; {
+		k, err := c.batch.WriteBatch(c.out[sent:n], 0)
+		if err != nil || k == 0 {
+			return
+		}
+		sent += k
+	}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return u.AddrPort()
+	}
+	return netip.AddrPort{}
 }
 
 // fast answers q when it is a plain DNSBL A query; handled false leaves it to
 // the library. A nil answer with handled true is a query dropped by the rate
 // limit.
-func (s *Server) fast(q []byte, client netip.Addr, out []byte) ([]byte, bool) {
+func (s *Server) fast(q []byte, client netip.Addr, out []byte, buf *[256]byte) ([]byte, bool) {
+	if len(q) < 12 {
+		return nil, false
+	}
 	flags := binary.BigEndian.Uint16(q[2:])
 	qd, an, ns, ar := binary.BigEndian.Uint16(q[4:]), binary.BigEndian.Uint16(q[6:]), binary.BigEndian.Uint16(q[8:]), binary.BigEndian.Uint16(q[10:])
 	// A query (QR 0), opcode QUERY, one question, nothing else.
@@ -55,7 +111,7 @@ func (s *Server) fast(q []byte, client netip.Addr, out []byte) ([]byte, bool) {
 		return nil, false
 	}
 	// The name, lower-cased, label by label; no compression in a question.
-	var name strings.Builder
+	name := buf[:0]
 	off := 12
 	for {
 		if off >= len(q) {
@@ -66,7 +122,7 @@ func (s *Server) fast(q []byte, client netip.Addr, out []byte) ([]byte, bool) {
 			off++
 			break
 		}
-		if l > 63 || off+1+l > len(q) || name.Len()+l+1 > 253 {
+		if l > 63 || off+1+l > len(q) || len(name)+l+1 > 253 {
 			return nil, false
 		}
 		for _, ch := range q[off+1 : off+1+l] {
@@ -77,9 +133,9 @@ func (s *Server) fast(q []byte, client netip.Addr, out []byte) ([]byte, bool) {
 			default:
 				return nil, false // escapes and the like: the library's
 			}
-			name.WriteByte(ch)
+			name = append(name, ch)
 		}
-		name.WriteByte('.')
+		name = append(name, '.')
 		off += 1 + l
 	}
 	if off+4 != len(q) {
@@ -89,12 +145,11 @@ func (s *Server) fast(q []byte, client netip.Addr, out []byte) ([]byte, bool) {
 	if qtype != dns.TypeA || qclass != dns.ClassINET {
 		return nil, false
 	}
-	qname := name.String()
-	z, owner, ok := s.blZone(qname)
-	if !ok || owner == "" {
+	z, ownerLen := s.blZoneOf(name)
+	if z == nil || ownerLen == 0 {
 		return nil, false
 	}
-	k, ok := parseKey(owner)
+	k, ok := fastKey(name[:ownerLen])
 	if !ok {
 		return nil, false
 	}
@@ -102,7 +157,8 @@ func (s *Server) fast(q []byte, client netip.Addr, out []byte) ([]byte, bool) {
 		s.m.limited.Inc()
 		return nil, true
 	}
-	codes := s.codes(z, k)
+	var codesBuf [8]uint8
+	codes := s.codes(z, k, codesBuf[:0])
 	// The answer: the header, the question as asked, then the A records (the
 	// name a pointer to the question's) or the zone's SOA (its owner a pointer
 	// to the zone's labels in the question).
@@ -116,25 +172,24 @@ func (s *Server) fast(q []byte, client netip.Addr, out []byte) ([]byte, bool) {
 			out = binary.BigEndian.AppendUint32(out, ttl)
 			out = append(out, 0, 4, 127, 0, 0, c)
 		}
-		s.m.query(z.origin, "A", dns.RcodeSuccess)
+		z.listedA.Inc()
 		return out, true
 	}
 	out[3] |= dns.RcodeNameError
 	binary.BigEndian.PutUint16(out[8:], 1)
-	zoneAt := 12 + len(qname) - len(z.origin) // where the zone's labels start in the question
+	zoneAt := 12 + len(name) - len(z.origin) // where the zone's labels start in the question
 	out = append(out, 0xC0|byte(zoneAt>>8), byte(zoneAt))
 	out = append(out, z.soaRR...)
-	s.m.query(z.origin, "A", dns.RcodeNameError)
+	z.unlistedA.Inc()
 	return out, true
 }
 
 // codes are the codes of the zone's lists holding a key.
-func (s *Server) codes(z *blZone, k key) []uint8 {
+func (s *Server) codes(z *blZone, k key, out []uint8) []uint8 {
 	if listed, isTest := testPoint(k); isTest {
 		if !listed {
 			return nil
 		}
-		out := make([]uint8, 0, len(z.lists))
 		for _, l := range z.lists {
 			out = append(out, l.Code)
 		}
@@ -148,7 +203,6 @@ func (s *Server) codes(z *blZone, k key) []uint8 {
 	} else {
 		es = s.d.lookupDomain(k.domain)
 	}
-	var out []uint8
 	for _, l := range z.lists {
 		for _, e := range es {
 			if e.member&(1<<l.bit) != 0 {
@@ -176,4 +230,56 @@ func (s *Server) soaRR(origin string) []byte {
 		skip = 1
 	}
 	return buf[skip:n]
+}
+
+// blZoneOf is the DNSBL zone a lower-case name is under, and the length of the
+// owner before it (with its dot; 0 at the apex).
+func (s *Server) blZoneOf(name []byte) (*blZone, int) {
+	for _, z := range s.bl {
+		n := len(name) - len(z.origin)
+		switch {
+		case n == 0 && string(name) == z.origin:
+			return z, 0
+		case n > 0 && name[n-1] == '.' && string(name[n:]) == z.origin:
+			return z, n - 1
+		}
+	}
+	return nil, 0
+}
+
+// fastKey reads an owner without allocating when it is an IPv4 address's
+// reversed octets, the common question; anything else as parseKey does.
+func fastKey(owner []byte) (key, bool) {
+	var b [4]byte
+	part, digits, v := 3, 0, 0
+	for i, ch := range owner {
+		switch {
+		case ch >= '0' && ch <= '9':
+			if digits > 0 && v == 0 { // a leading zero
+				return parseKey(string(owner))
+			}
+			v, digits = v*10+int(ch-'0'), digits+1
+			if v > 255 {
+				return parseKey(string(owner))
+			}
+		case ch == '.' && digits > 0 && part > 0:
+			b[part], part, digits, v = byte(v), part-1, 0, 0
+		default:
+			return parseKey(string(owner))
+		}
+		if i == len(owner)-1 && part == 0 && digits > 0 {
+			b[0] = byte(v)
+			return key{addr: netip.AddrFrom4(b)}, true
+		}
+	}
+	return parseKey(string(owner))
+}
+
+// packetConn is the UDP socket the library reads: the fast path in front of a
+// UDP socket, the socket itself otherwise.
+func (s *Server) packetConn(pc net.PacketConn) net.PacketConn {
+	if u, ok := pc.(*net.UDPConn); ok && len(s.bl) > 0 && addrPort(u.LocalAddr()).Addr().Is4() {
+		return newFastConn(u, s)
+	}
+	return pc
 }

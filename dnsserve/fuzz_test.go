@@ -97,7 +97,8 @@ func FuzzFastPath(f *testing.F) {
 		if len(b) < 12 {
 			return
 		}
-		out, handled := s.fast(b, netip.MustParseAddr("127.0.0.9"), nil)
+		var buf [256]byte
+		out, handled := s.fast(b, netip.MustParseAddr("127.0.0.9"), nil, &buf)
 		if !handled || out == nil {
 			return
 		}

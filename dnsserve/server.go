@@ -147,6 +147,8 @@ func New(cfg Config, store Store, log *slog.Logger) (*Server, error) {
 	s.m = newMetrics(s)
 	for _, z := range bls {
 		z.soaRR = s.soaRR(z.origin)
+		z.listedA = s.m.queries.WithLabelValues(z.origin, "A", dns.RcodeToString[dns.RcodeSuccess])
+		z.unlistedA = s.m.queries.WithLabelValues(z.origin, "A", dns.RcodeToString[dns.RcodeNameError])
 	}
 	return s, nil
 }
@@ -326,7 +328,7 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 func (s *Server) ServeListeners(ctx context.Context, udp net.PacketConn, tcp net.Listener) error {
 	mux := dns.HandlerFunc(s.ServeDNS)
 	servers := []*dns.Server{
-		{PacketConn: &fastConn{PacketConn: udp, s: s}, Handler: mux, TsigSecret: s.cfg.TSIG, UDPSize: 1232, MsgAcceptFunc: acceptMsg},
+		{PacketConn: s.packetConn(udp), Handler: mux, TsigSecret: s.cfg.TSIG, UDPSize: 1232, MsgAcceptFunc: acceptMsg},
 		{Listener: tcp, Handler: mux, TsigSecret: s.cfg.TSIG, MsgAcceptFunc: acceptMsg,
 			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }},
 	}
