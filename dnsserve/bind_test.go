@@ -35,26 +35,7 @@ func named(t *testing.T, conf func(dir, addr string) string) (string, string) {
 	if out, err := exec.Command("named-checkconf", path).CombinedOutput(); err != nil {
 		t.Fatalf("named-checkconf: %v\n%s", err, out)
 	}
-	logf, err := os.Create(filepath.Join(dir, "named.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-g", "-4", "-c", path)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("named's log:\n%s", b)
-		}
-	})
+	testenv.RunDaemon(t, "named", exec.Command(bin, "-g", "-4", "-c", path), filepath.Join(dir, "named.log"))
 	return addr, dir
 }
 

@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"testing"
@@ -65,7 +66,7 @@ func TestListingChangesFollowWhatChanges(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		slices.SortFunc(out, func(a, b state) int { return cmpString(a.value, b.value) })
+		slices.SortFunc(out, func(a, b state) int { return cmp.Compare(a.value, b.value) })
 		return out
 	}
 	// The second load's change: 45.10.0.1 removed, 45.10.0.3 added; 45.10.0.2 untouched.
@@ -109,14 +110,4 @@ func TestListingChangesFollowWhatChanges(t *testing.T) {
 	if err != nil || len(ws) != 1 || ws[0].Name != "s" {
 		t.Errorf("weights %+v, %v", ws, err)
 	}
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -70,30 +70,12 @@ func StartUnboundAt(t testing.TB, addr, server, clauses string, ready func(addr 
 	if out, err := exec.Command(filepath.Join(filepath.Dir(bin), "unbound-checkconf"), path).CombinedOutput(); err != nil && !os.IsNotExist(err) {
 		t.Fatalf("unbound-checkconf: %v\n%s\n%s", err, out, conf)
 	}
-	logf, err := os.Create(filepath.Join(dir, "unbound.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-d", "-c", path)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("unbound's log:\n%s", b)
-		}
-	})
+	logPath := filepath.Join(dir, "unbound.log")
+	exited := RunDaemon(t, "unbound", exec.Command(bin, "-d", "-c", path), logPath)
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		select {
 		case err := <-exited:
-			b, _ := os.ReadFile(logf.Name())
+			b, _ := os.ReadFile(logPath)
 			t.Fatalf("unbound exited: %v\n%s", err, b)
 		default:
 		}
@@ -110,4 +92,31 @@ func StartUnboundAt(t testing.TB, addr, server, clauses string, ready func(addr 
 // Loopback are the loopback networks, IPv4 and IPv6.
 func Loopback() []netip.Prefix {
 	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
+
+// RunDaemon starts a test's server process, its output in logPath, and kills
+// it when the test ends, printing its log when the test failed. The channel
+// receives its exit.
+func RunDaemon(t testing.TB, name string, cmd *exec.Cmd, logPath string) <-chan error {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("%s's log:\n%s", name, b)
+		}
+	})
+	return exited
 }
