@@ -424,3 +424,61 @@ func TestJournalKeepsWhatAnIXFRSpares(t *testing.T) {
 		t.Error("a change older than the journal's keep is still served")
 	}
 }
+
+// Two replicas over the same listings give the same serials and answers,
+// whichever batches they applied the changes in.
+func TestReplicasAgree(t *testing.T) {
+	f := newFakeStore()
+	f.set(1, true, "domain:evil.example", "ipv4:192.0.2.7")
+	a, addrA := serve(t, testConfig, f)
+	f.set(1, true, "domain:worse.example")
+	if _, err := a.Update(context.Background(), false); err != nil { // a applies this change alone
+		t.Fatal(err)
+	}
+	f.set(2, true, "ipv4:192.0.2.99")
+	f.set(1, false, "ipv4:192.0.2.7")
+	b, addrB := serve(t, testConfig, f) // b loads everything at once
+	if _, err := a.Update(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if sa, sb := a.Serials(), b.Serials(); sa["rpz.tip."] != sb["rpz.tip."] || sa["rpz.tip."] != 4 {
+		t.Errorf("serials %v and %v, want both 4", sa, sb)
+	}
+	for _, name := range []string{"7.2.0.192.bl.tip.", "99.2.0.192.bl.tip.", "worse.example.bl.tip.", "evil.example.bl.tip."} {
+		ra, rb := ask(t, addrA, name, dns.TypeA), ask(t, addrB, name, dns.TypeA)
+		if ra.Rcode != rb.Rcode || !slices.Equal(answers(ra), answers(rb)) {
+			t.Errorf("%s: %s %v and %s %v", name, dns.RcodeToString[ra.Rcode], answers(ra), dns.RcodeToString[rb.Rcode], answers(rb))
+		}
+	}
+	oa, _, errA := axfrOwners(addrA)
+	ob, _, errB := axfrOwners(addrB)
+	if errA != nil || errB != nil || !slices.Equal(oa, ob) {
+		t.Errorf("zones differ: %v (%v) and %v (%v)", oa, errA, ob, errB)
+	}
+}
+
+func axfrOwners(addr string) ([]string, uint32, error) {
+	m := new(dns.Msg)
+	m.SetAxfr("rpz.tip.")
+	ch, err := (&dns.Transfer{}).In(m, addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	var owners []string
+	var serial uint32
+	for env := range ch {
+		if env.Error != nil {
+			return nil, 0, env.Error
+		}
+		for _, rr := range env.RR {
+			switch v := rr.(type) {
+			case *dns.SOA:
+				serial = v.Serial
+			case *dns.CNAME:
+				owners = append(owners, v.Hdr.Name)
+			}
+		}
+	}
+	slices.Sort(owners)
+	return owners, serial, nil
+}
