@@ -1,7 +1,7 @@
 // Package export renders listed indicators for the tools that enforce blacklists:
 // plain lists, CSV, JSON lines, an RPZ zone for DNS firewalls (BIND, Unbound,
-// Knot, PowerDNS) and an nftables ruleset with address sets. Pure formatting: the
-// rows come from storage.
+// Knot, PowerDNS), an nftables ruleset with address sets, a Zeek intel file and
+// a Suricata IP reputation list. Pure formatting: the rows come from storage.
 package export
 
 import (
@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -25,7 +26,7 @@ type Row struct {
 }
 
 // Formats lists the export formats.
-var Formats = []string{"plain", "csv", "json", "rpz", "nft"}
+var Formats = []string{"plain", "csv", "json", "rpz", "nft", "zeek", "suricata", "suricata-categories"}
 
 // Writer renders rows in one format; call Close after the last row.
 type Writer interface {
@@ -53,14 +54,31 @@ func New(format string, w io.Writer, now time.Time) (Writer, error) {
 		return &rpzWriter{w: bw}, nil
 	case "nft":
 		return &nftWriter{w: bw, now: now}, nil
+	case "zeek":
+		fmt.Fprintf(bw, "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\n")
+		return &zeekWriter{w: bw}, nil
+	case "suricata":
+		return &suricataWriter{w: bw}, nil
+	case "suricata-categories":
+		fmt.Fprintf(bw, "%d,%s,%s\n", SuricataCategory, "TIP", "listed by TIP's blacklists (tip blacklists export --format suricata)")
+		return &plainWriter{w: bw, skip: true}, nil
 	}
 	return nil, fmt.Errorf("export: unknown format %q (want one of %s)", format, strings.Join(Formats, ", "))
 }
 
-type plainWriter struct{ w *bufio.Writer }
+type plainWriter struct {
+	w    *bufio.Writer
+	skip bool // writes no rows (a file of its own header only)
+}
 
-func (p *plainWriter) Write(r Row) error { _, err := fmt.Fprintln(p.w, r.Value); return err }
-func (p *plainWriter) Close() error      { return p.w.Flush() }
+func (p *plainWriter) Write(r Row) error {
+	if p.skip {
+		return nil
+	}
+	_, err := fmt.Fprintln(p.w, r.Value)
+	return err
+}
+func (p *plainWriter) Close() error { return p.w.Flush() }
 
 type csvWriter struct {
 	w  *csv.Writer
@@ -247,4 +265,65 @@ func (n *nftWriter) Close() error {
 	fmt.Fprintln(n.w, "\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n\t\tip saddr @blacklist_v4 drop\n\t\tip6 saddr @blacklist_v6 drop\n\t}")
 	fmt.Fprintln(n.w, "}")
 	return n.w.Flush()
+}
+
+// zeekWriter writes a Zeek intel file (the Intel framework's input, loaded by
+// redef Intel::read_files): one indicator a line, tab-separated, with its Zeek
+// type; a URL without its scheme, as Zeek's HTTP analyser sees it. Types Zeek
+// has no intel type for (ASNs) are skipped.
+type zeekWriter struct{ w *bufio.Writer }
+
+func (z *zeekWriter) Write(r Row) error {
+	var typ string
+	v := r.Value
+	switch r.Type {
+	case "ipv4", "ipv6":
+		typ = "Intel::ADDR"
+	case "cidr":
+		typ = "Intel::SUBNET"
+	case "domain":
+		typ = "Intel::DOMAIN"
+	case "url":
+		typ = "Intel::URL"
+		if i := strings.Index(v, "://"); i >= 0 {
+			v = v[i+3:]
+		}
+	case "sha1", "sha256", "md5":
+		typ = "Intel::FILE_HASH"
+	default:
+		return nil
+	}
+	if strings.ContainsAny(v, "\t\n") {
+		return nil // a field Zeek cannot read; TIP's normalised values hold none
+	}
+	desc := fmt.Sprintf("score %.2f; listed by %s", r.Score, strings.Join(r.Sources, ", "))
+	_, err := fmt.Fprintf(z.w, "%s\t%s\ttip\t%s\n", v, typ, desc)
+	return err
+}
+
+func (z *zeekWriter) Close() error { return z.w.Flush() }
+
+// SuricataCategory is the category of TIP's listings in Suricata's IP
+// reputation (--format suricata-categories writes its categories file).
+const SuricataCategory = 1
+
+// suricataWriter writes a Suricata IP reputation list ("ip,category,score"),
+// the score mapped from 0..1 to Suricata's 1..127; addresses and blocks only.
+type suricataWriter struct{ w *bufio.Writer }
+
+func (s *suricataWriter) Write(r Row) error {
+	switch r.Type {
+	case "ipv4", "ipv6", "cidr":
+	default:
+		return nil
+	}
+	_, err := fmt.Fprintf(s.w, "%s,%d,%d\n", r.Value, SuricataCategory, SuricataScore(r.Score))
+	return err
+}
+
+func (s *suricataWriter) Close() error { return s.w.Flush() }
+
+// SuricataScore maps a score (0..1) to Suricata's reputation (1..127).
+func SuricataScore(score float64) int {
+	return max(1, min(127, int(math.Round(score*127))))
 }
