@@ -23,6 +23,8 @@ type Row struct {
 	Value   string   `json:"value"`
 	Score   float64  `json:"score"`
 	Sources []string `json:"sources"`
+	// FirstSeen is when each source (Sources[i]) first listed it.
+	FirstSeen []time.Time `json:"-"`
 }
 
 // Formats lists the export formats.

@@ -20,7 +20,7 @@ func (db *DB) ExportListed(ctx context.Context, types []string, minScore float64
 	rows, err := db.pool.Query(ctx, `
 		SELECT i.type, i.value,
 		       1 - exp(sum(ln(1 - least(coalesce(m.weight, s.prior), 0.999999)))) AS score,
-		       array_agg(l.source ORDER BY l.source)
+		       array_agg(l.source ORDER BY l.source), array_agg(l.first_seen ORDER BY l.source)
 		  FROM listings l
 		  JOIN indicators i ON i.id = l.indicator_id
 		  JOIN sources s ON s.name = l.source
@@ -38,7 +38,7 @@ func (db *DB) ExportListed(ctx context.Context, types []string, minScore float64
 	defer rows.Close()
 	for rows.Next() {
 		var r export.Row
-		if err := rows.Scan(&r.Type, &r.Value, &r.Score, &r.Sources); err != nil {
+		if err := rows.Scan(&r.Type, &r.Value, &r.Score, &r.Sources, &r.FirstSeen); err != nil {
 			return err
 		}
 		if err := fn(r); err != nil {

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
 )
@@ -14,27 +18,7 @@ import (
 // in `tip lookup` at once, with who and why; `tip allow list` and `tip fp --list`
 // show them, and removing an allow exports the value again.
 func TestAllowAndFalsePositiveActOnExportsAndLookupsAtOnce(t *testing.T) {
-	ctx := context.Background()
-	cfg := testenv.Config(t)
-	cfg.Postgres.DSN = testenv.NewDatabase(t)
-	db, err := storage.OpenDB(ctx, cfg.Postgres.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testenv.SQL(t, db).Exec(ctx, `
-		INSERT INTO sources (name, url, format, type, prior, enabled) VALUES
-		  ('a', 'https://x/a', 'hosts', 'domain', 0.6, true), ('b', 'https://x/b', 'ip-list', 'ipv4', 0.6, true);
-		INSERT INTO indicators (type, value, registrable, first_seen) VALUES
-		  ('domain', 'www.example-cert.org', 'example-cert.org', now()), ('domain', 'evil.example', 'evil.example', now()),
-		  ('ipv4', '9.9.9.9', '', now()), ('ipv4', '7.119.176.9', '', now());
-		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active)
-		  SELECT (SELECT s.id FROM sources s WHERE s.name = CASE WHEN i.type = 'domain' THEN 'a' ELSE 'b' END), i.id, now(), NULL, true FROM indicators i;`); err != nil {
-		t.Fatal(err)
-	}
+	cfg := twoSources(t)
 	setEnv(t, cfg)
 	t.Setenv("USER", "carol")
 	export := func() string {
@@ -102,5 +86,59 @@ func TestAllowAndFalsePositiveActOnExportsAndLookupsAtOnce(t *testing.T) {
 	}
 	if out := export(); out != "evil.example\nwww.example-cert.org\n9.9.9.9\n" {
 		t.Errorf("after undoing the false positive, exported %q", out)
+	}
+}
+
+// twoSources is a fresh database where source a lists two domains and b two
+// addresses, and the configuration that reaches it.
+func twoSources(t *testing.T) config.Config {
+	t.Helper()
+	ctx := context.Background()
+	cfg := testenv.Config(t)
+	cfg.Postgres.DSN = testenv.NewDatabase(t)
+	db, err := storage.OpenDB(ctx, cfg.Postgres.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testenv.SQL(t, db).Exec(ctx, `
+		INSERT INTO sources (name, url, format, type, prior, enabled) VALUES
+		  ('a', 'https://x/a', 'hosts', 'domain', 0.6, true), ('b', 'https://x/b', 'ip-list', 'ipv4', 0.6, true);
+		INSERT INTO indicators (type, value, registrable, first_seen) VALUES
+		  ('domain', 'www.example-cert.org', 'example-cert.org', now()), ('domain', 'evil.example', 'evil.example', now()),
+		  ('ipv4', '9.9.9.9', '', now()), ('ipv4', '7.119.176.9', '', now());
+		INSERT INTO source_listings (source_id, indicator_id, first_seen, last_seen, active)
+		  SELECT (SELECT s.id FROM sources s WHERE s.name = CASE WHEN i.type = 'domain' THEN 'a' ELSE 'b' END), i.id, now(), NULL, true FROM indicators i;`); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// The MISP feed and the Zeek and Suricata files come out of `tip blacklists
+// export` as the export package writes them.
+func TestExportSharingFormats(t *testing.T) {
+	setEnv(t, twoSources(t))
+	dir := t.TempDir()
+	if out, err := runTip(t, "blacklists", "export", "--format", "misp-feed", "-o", dir); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var manifest map[string]any
+	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil || json.Unmarshal(b, &manifest) != nil || len(manifest) != 2 {
+		t.Errorf("manifest: %d events (%v), want one for a and one for b", len(manifest), err)
+	}
+	if out, err := runTip(t, "blacklists", "export", "--format", "misp-feed"); err == nil || !strings.Contains(out+err.Error(), "-o DIR") {
+		t.Errorf("misp-feed without a folder: %v\n%s", err, out)
+	}
+	zeek, err := runTip(t, "blacklists", "export", "--format", "zeek")
+	if err != nil || !strings.Contains(zeek, "evil.example\tIntel::DOMAIN\ttip\tscore 0.60; listed by a\n") {
+		t.Errorf("zeek: %v\n%s", err, zeek)
+	}
+	suricata, err := runTip(t, "blacklists", "export", "--format", "suricata")
+	if err != nil || suricata != "7.119.176.9,1,76\n9.9.9.9,1,76\n" {
+		t.Errorf("suricata: %v\n%q", err, suricata)
 	}
 }

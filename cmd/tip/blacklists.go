@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -60,12 +61,23 @@ func blacklistsCmd(a *app) *cobra.Command {
 	var withAllowlisted bool
 	exp := &cobra.Command{
 		Use:   "export",
-		Short: "Write the actively listed indicators with their scores: plain, csv, json, rpz (DNS firewall zone) or nft (nftables sets)",
+		Short: "Write the actively listed indicators with their scores: plain, csv, json, rpz, nft, zeek, suricata or a MISP feed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withDB(cmd, func(ctx context.Context, db *storage.DB) error {
+				var w export.Writer
+				if format == "misp-feed" { // a folder: the events, manifest.json, hashes.csv
+					if outPath == "" || outPath == "-" {
+						return errors.New("--format misp-feed writes a folder: name it with -o DIR")
+					}
+					feed, err := export.NewMISPFeed(outPath, time.Now())
+					if err != nil {
+						return err
+					}
+					w = feed
+				}
 				dst := cmd.OutOrStdout()
-				if outPath != "" && outPath != "-" {
+				if w == nil && outPath != "" && outPath != "-" {
 					f, err := os.Create(outPath)
 					if err != nil {
 						return err
@@ -73,9 +85,11 @@ func blacklistsCmd(a *app) *cobra.Command {
 					defer f.Close()
 					dst = f
 				}
-				w, err := export.New(format, dst, time.Now())
-				if err != nil {
-					return err
+				if w == nil {
+					var err error
+					if w, err = export.New(format, dst, time.Now()); err != nil {
+						return err
+					}
 				}
 				n := 0
 				if err := db.ExportListed(ctx, types, minScore, withAllowlisted, func(r export.Row) error { n++; return w.Write(r) }); err != nil {
@@ -89,8 +103,8 @@ func blacklistsCmd(a *app) *cobra.Command {
 			})
 		},
 	}
-	exp.Flags().StringVar(&format, "format", "plain", "one of "+strings.Join(export.Formats, ", "))
-	exp.Flags().StringVarP(&outPath, "output", "o", "", "write to this file instead of standard output")
+	exp.Flags().StringVar(&format, "format", "plain", "one of "+strings.Join(export.Formats, ", ")+", misp-feed (a folder MISP pulls as a feed; -o DIR)")
+	exp.Flags().StringVarP(&outPath, "output", "o", "", "write to this file instead of standard output (misp-feed: this folder)")
 	exp.Flags().StringSliceVar(&types, "type", nil, "only these indicator types (ipv4, ipv6, cidr, asn, domain, url, sha1, ...)")
 	exp.Flags().Float64Var(&minScore, "min-score", 0, "only indicators whose score reaches this (0..1)")
 	exp.Flags().BoolVar(&withAllowlisted, "include-allowlisted", false, "also export indicators on an allowlist (top sites, CDN ranges); left out by default")
