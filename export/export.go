@@ -28,7 +28,7 @@ type Row struct {
 }
 
 // Formats lists the export formats.
-var Formats = []string{"plain", "csv", "json", "rpz", "nft", "zeek", "suricata", "suricata-categories"}
+var Formats = []string{"plain", "csv", "json", "rpz", "nft", "zeek", "suricata", "suricata-categories", "stix"}
 
 // Writer renders rows in one format; call Close after the last row.
 type Writer interface {
@@ -56,6 +56,8 @@ func New(format string, w io.Writer, now time.Time) (Writer, error) {
 		return &rpzWriter{w: bw}, nil
 	case "nft":
 		return &nftWriter{w: bw, now: now}, nil
+	case "stix":
+		return newSTIXWriter(bw, now), nil
 	case "zeek":
 		fmt.Fprintf(bw, "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\n")
 		return &zeekWriter{w: bw}, nil

@@ -137,6 +137,10 @@ func TestExportSharingFormats(t *testing.T) {
 	if err != nil || !strings.Contains(zeek, "evil.example\tIntel::DOMAIN\ttip\tscore 0.60; listed by a\n") {
 		t.Errorf("zeek: %v\n%s", err, zeek)
 	}
+	stix, err := runTip(t, "blacklists", "export", "--format", "stix")
+	if err != nil || !strings.HasPrefix(stix, `{"type":"bundle","id":"bundle--`) || strings.Count(stix, `"type":"indicator"`) != 4 {
+		t.Errorf("stix: %v\n%s", err, stix)
+	}
 	suricata, err := runTip(t, "blacklists", "export", "--format", "suricata")
 	if err != nil || suricata != "7.119.176.9,1,76\n9.9.9.9,1,76\n" {
 		t.Errorf("suricata: %v\n%q", err, suricata)
