@@ -34,22 +34,7 @@ var rows = []Row{
 	{Type: "sha1", Value: "4da1", Score: 0.8, Sources: []string{"sslbl"}},
 }
 
-func render(t *testing.T, format string) string {
-	var buf bytes.Buffer
-	w, err := New(format, &buf, time.Unix(1788220800, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rows {
-		if err := w.Write(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.String()
-}
+func render(t *testing.T, format string) string { return renderRows(t, format, rows...) }
 
 func TestFormats(t *testing.T) {
 	if got := render(t, "plain"); strings.Count(got, "\n") != len(rows) || !strings.HasPrefix(got, "203.0.113.9\n") {
