@@ -271,6 +271,14 @@ func (d *data) reevaluate(es []*entry) []*rpzZone {
 	return out
 }
 
+// lookup finds the entries a DNSBL key is listed by.
+func (d *data) lookup(k key) []*entry {
+	if k.addr.IsValid() {
+		return d.lookupAddr(k.addr)
+	}
+	return d.lookupDomain(k.domain)
+}
+
 // lookupAddr finds the entries an address is listed by: itself, and every
 // block holding it.
 func (d *data) lookupAddr(a netip.Addr) []*entry {

@@ -197,12 +197,7 @@ func (s *Server) codes(z *blZone, k key, out []uint8) []uint8 {
 	}
 	s.d.mu.RLock()
 	defer s.d.mu.RUnlock()
-	var es []*entry
-	if k.addr.IsValid() {
-		es = s.d.lookupAddr(k.addr)
-	} else {
-		es = s.d.lookupDomain(k.domain)
-	}
+	es := s.d.lookup(k)
 	for _, l := range z.lists {
 		for _, e := range es {
 			if e.member&(1<<l.bit) != 0 {

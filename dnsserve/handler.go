@@ -159,52 +159,12 @@ func (s *Server) answerDNSBL(m *dns.Msg, z *blZone, owner string, qtype uint16) 
 		m.Ns = append(m.Ns, s.soa(z.origin, 1))
 		return
 	}
-	var codes []uint8
-	var sources []string
-	score := 0.0
-	if listed, isTest := testPoint(k); isTest {
-		if listed {
-			for _, l := range z.lists {
-				codes = append(codes, l.Code)
-			}
-			sources = []string{"a test point (RFC 5782)"}
-		}
-	} else {
-		s.d.mu.RLock()
-		var es []*entry
-		if k.addr.IsValid() {
-			es = s.d.lookupAddr(k.addr)
-		} else {
-			es = s.d.lookupDomain(k.domain)
-		}
-		for _, e := range es {
-			hit := false
-			for _, l := range z.lists {
-				if e.member&(1<<l.bit) != 0 {
-					hit = true
-					if !slices.Contains(codes, l.Code) {
-						codes = append(codes, l.Code)
-					}
-				}
-			}
-			if hit {
-				sc, _ := s.d.score(e)
-				score = max(score, sc)
-				for _, n := range s.d.sourceNames(e) {
-					if !slices.Contains(sources, n) {
-						sources = append(sources, n)
-					}
-				}
-			}
-		}
-		s.d.mu.RUnlock()
-	}
+	codes := s.codes(z, k, nil)
 	if len(codes) == 0 {
 		m.Rcode = dns.RcodeNameError
 		m.Ns = append(m.Ns, s.soa(z.origin, 1))
 		return
 	}
-	slices.Sort(codes)
 	switch qtype {
 	case dns.TypeA:
 		for _, c := range codes {
@@ -218,6 +178,7 @@ func (s *Server) answerDNSBL(m *dns.Msg, z *blZone, owner string, qtype uint16) 
 				names = append(names, l.Name)
 			}
 		}
+		sources, score := s.listedBy(z, k)
 		slices.Sort(sources)
 		txt := fmt.Sprintf("listed by TIP in %s: %s; score %.2f", strings.Join(names, ", "), strings.Join(sources, ", "), score)
 		m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl},
@@ -247,4 +208,28 @@ func remoteAddr(w dns.ResponseWriter) netip.Addr {
 func isUDP(w dns.ResponseWriter) bool {
 	_, ok := w.RemoteAddr().(*net.UDPAddr)
 	return ok
+}
+
+// listedBy are the sources listing a key in the zone's lists, and its best
+// score: what a TXT answer says.
+func (s *Server) listedBy(z *blZone, k key) (sources []string, score float64) {
+	if _, isTest := testPoint(k); isTest {
+		return []string{"a test point (RFC 5782)"}, 0
+	}
+	s.d.mu.RLock()
+	defer s.d.mu.RUnlock()
+	es := s.d.lookup(k)
+	for _, e := range es {
+		if !slices.ContainsFunc(z.lists, func(l *list) bool { return e.member&(1<<l.bit) != 0 }) {
+			continue
+		}
+		sc, _ := s.d.score(e)
+		score = max(score, sc)
+		for _, n := range s.d.sourceNames(e) {
+			if !slices.Contains(sources, n) {
+				sources = append(sources, n)
+			}
+		}
+	}
+	return sources, score
 }
