@@ -3,7 +3,6 @@ package dnsserve
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
 )
 
@@ -121,14 +121,7 @@ func serve(t *testing.T, cfg Config, store Store) (*Server, string) {
 	if err := s.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp, err := net.Listen("tcp", udp.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	udp, tcp := testenv.DNSListeners(t) // a UDP and a TCP port alike, retried when the TCP one is taken
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.ServeListeners(ctx, udp, tcp) }()
