@@ -4,34 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/netip"
-	"net/url"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/tip-project/tip/feeds"
+	"github.com/tip-project/tip/lookup"
 	"github.com/tip-project/tip/storage"
 )
-
-// guessType says what a lookup argument is.
-func guessType(arg string) feeds.Type {
-	switch {
-	case strings.Contains(arg, "://"):
-		return feeds.URL
-	case strings.Contains(arg, "/"):
-		return feeds.CIDR
-	}
-	if ip, err := netip.ParseAddr(arg); err == nil {
-		if ip.Unmap().Is4() {
-			return feeds.IPv4
-		}
-		return feeds.IPv6
-	}
-	return feeds.Domain
-}
 
 func lookupCmd(a *app) *cobra.Command {
 	var asJSON bool
@@ -40,49 +20,23 @@ func lookupCmd(a *app) *cobra.Command {
 		Short: "Show which blacklist sources list an indicator (or a block or domain covering it), since when",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			typ := guessType(args[0])
-			ind, drop, err := feeds.Normalize(typ, args[0])
+			q, err := lookup.Parse(args[0])
 			if err != nil {
-				return fmt.Errorf("%q is not a valid %s: %v", args[0], typ, err)
+				return err
 			}
-			if drop != "" {
-				return fmt.Errorf("%s is %s space: TIP drops it from every feed", args[0], drop)
-			}
-			host := ind.Value
-			if ind.Type == feeds.URL {
-				if u, err := url.Parse(ind.Value); err == nil {
-					host = u.Hostname()
-				}
-			}
-			var ls []storage.Listing
-			var allow []storage.AllowHit
-			var overrides []storage.Override
+			ind := q.Indicator
+			var doc lookup.Document
 			err = a.withDB(cmd, func(ctx context.Context, db *storage.DB) (err error) {
-				if ls, err = db.Lookup(ctx, string(ind.Type), ind.Value, host, ind.Registrable); err != nil {
-					return err
-				}
-				if allow, err = db.AllowlistHits(ctx, string(ind.Type), ind.Value, host, ind.Registrable); err != nil {
-					return err
-				}
-				overrides, err = db.OverridesCovering(ctx, string(ind.Type), ind.Value)
+				doc, err = lookup.FromDB(ctx, db, q, time.Now())
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			if overrides == nil {
-				overrides = []storage.Override{}
-			}
-			if ls == nil {
-				ls = []storage.Listing{}
-			}
-			if allow == nil {
-				allow = []storage.AllowHit{}
-			}
+			ls, allow, overrides := doc.Listings, doc.Allowlisted, doc.Overrides
 			out := cmd.OutOrStdout()
 			if asJSON {
-				return json.NewEncoder(out).Encode(map[string]any{"query": ind, "score": storage.ScoreListings(ls, time.Now()),
-					"listings": ls, "allowlisted": allow, "overrides": overrides})
+				return json.NewEncoder(out).Encode(doc)
 			}
 			for _, o := range overrides {
 				when := o.CreatedAt.UTC().Format("2006-01-02 15:04")
@@ -118,7 +72,7 @@ func lookupCmd(a *app) *cobra.Command {
 				}
 			}
 			fmt.Fprintf(out, "%s %s: score %.2f, listed by %d source(s) now, %d listing(s) in all\n",
-				ind.Type, ind.Value, storage.ScoreListings(ls, time.Now()), active, len(ls))
+				ind.Type, ind.Value, doc.Score, active, len(ls))
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SOURCE\tWEIGHT\tLISTED\tMATCH\tFIRST SEEN\tLAST SEEN\tSTATE")
 			for _, l := range ls {
