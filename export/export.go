@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,40 @@ type Row struct {
 	Sources []string `json:"sources"`
 	// FirstSeen is when each source (Sources[i]) first listed it.
 	FirstSeen []time.Time `json:"-"`
+	// Context is what each source (Sources[i]) says of it; nil when unknown.
+	Context []Context `json:"context,omitempty"`
+}
+
+// Context is what one source says of a listed indicator, and the terms the
+// source shares it under.
+type Context struct {
+	Source string `json:"source"`
+	// Category is what the source says the indicator is (botnet-c2, malware,
+	// phishing, spam, scanner, ...): the listing's own where the feed gives one,
+	// else the source's.
+	Category string `json:"category,omitempty"`
+	Malware  string `json:"malware,omitempty"` // the malware family, threat tags or phishing target
+	Port     string `json:"port,omitempty"`    // the C2 port
+	Ref      string `json:"ref,omitempty"`     // the source's own reference (SBL id, URLhaus link)
+	// Listed is when the source says it first listed the indicator, where it
+	// says so (zero otherwise); TIP's own first sight is Row.FirstSeen.
+	Listed time.Time `json:"listed,omitzero"`
+	// TLP is the source's sharing terms as a Traffic Light Protocol 2.0 label:
+	// clear, green, amber, amber+strict or red.
+	TLP string `json:"tlp,omitempty"`
+}
+
+// ContextOf is what source i of r says, with its name; the zero Context
+// (but the name) when the row has none.
+func (r Row) ContextOf(i int) Context {
+	if i < len(r.Context) {
+		return r.Context[i]
+	}
+	c := Context{}
+	if i < len(r.Sources) {
+		c.Source = r.Sources[i]
+	}
+	return c
 }
 
 // Formats lists the export formats.
@@ -44,7 +79,7 @@ func New(format string, w io.Writer, now time.Time) (Writer, error) {
 		return &plainWriter{w: bw}, nil
 	case "csv":
 		cw := csv.NewWriter(bw)
-		if err := cw.Write([]string{"type", "value", "score", "sources"}); err != nil {
+		if err := cw.Write([]string{"type", "value", "score", "sources", "categories", "malware", "refs"}); err != nil {
 			return nil, err
 		}
 		return &csvWriter{w: cw, bw: bw}, nil
@@ -90,7 +125,15 @@ type csvWriter struct {
 }
 
 func (c *csvWriter) Write(r Row) error {
-	return c.w.Write([]string{r.Type, r.Value, strconv.FormatFloat(r.Score, 'f', 4, 64), strings.Join(r.Sources, ";")})
+	var cats, malware, refs []string
+	for i := range r.Sources {
+		ctx := r.ContextOf(i)
+		cats = appendNew(cats, ctx.Category)
+		malware = appendNew(malware, ctx.Malware)
+		refs = appendNew(refs, ctx.Ref)
+	}
+	return c.w.Write([]string{r.Type, r.Value, strconv.FormatFloat(r.Score, 'f', 4, 64), strings.Join(r.Sources, ";"),
+		strings.Join(cats, ";"), strings.Join(malware, ";"), strings.Join(refs, ";")})
 }
 
 func (c *csvWriter) Close() error {
@@ -330,4 +373,12 @@ func (s *suricataWriter) Close() error { return s.w.Flush() }
 // SuricataScore maps a score (0..1) to Suricata's reputation (1..127).
 func SuricataScore(score float64) int {
 	return max(1, min(127, int(math.Round(score*127))))
+}
+
+// appendNew appends v to vs unless it is empty or already there.
+func appendNew(vs []string, v string) []string {
+	if v == "" || slices.Contains(vs, v) {
+		return vs
+	}
+	return append(vs, v)
 }
