@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/tip-project/tip/catalog"
-	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
@@ -19,7 +18,7 @@ import (
 // answers that retrying cannot change (404, other 4xx, too large) are results.
 func (a *Blacklist) FetchSource(ctx context.Context, src catalog.Source) (contract.FetchResult, error) {
 	res := contract.FetchResult{Source: src.Name, StartedAt: time.Now().UTC()}
-	if err := a.Store.UpsertSource(ctx, storage.SourceRow{Name: src.Name, URL: src.URL, Format: src.Format, Type: src.Type, Prior: src.Prior, Enabled: src.Enabled}); err != nil {
+	if err := a.Store.UpsertSource(ctx, sourceRow(src)); err != nil {
 		return res, err
 	}
 	row, err := a.Store.Source(ctx, src.Name)

@@ -139,7 +139,8 @@ func (a *Flux) UpdateFluxNetworks(ctx context.Context, runKey string) (contract.
 		}
 		res.Largest = append(res.Largest, fmt.Sprintf("%s (%d domains, %d IPs)", n.Name, len(n.Domains), n.IPs))
 	}
-	src := storage.SourceRow{Name: contract.FluxAgentsSource, URL: "tip://flux", Format: "tip-flux", Type: "ip", Prior: 0.7, Enabled: true}
+	src := storage.SourceRow{Name: contract.FluxAgentsSource, URL: "tip://flux", Format: "tip-flux", Type: "ip", Prior: 0.7, Enabled: true,
+		Category: "fast-flux", Licence: "yours: what TIP's flux monitors observed", TLP: OwnSourcesTLP}
 	res.Listed, err = a.Store.RefreshFluxAgents(ctx, src, runKey)
 	return res, err
 }

@@ -110,9 +110,7 @@ func (a *Blacklist) loadSource(ctx context.Context, in contract.LoadInput) (cont
 // recordOutcome records a run that loads nothing (storage.DB.RecordRunOutcome),
 // counting failures for health.
 func (a *Blacklist) recordOutcome(ctx context.Context, in contract.LoadInput, res contract.LoadResult) error {
-	src := storage.SourceRow{Name: in.Source.Name, URL: in.Source.URL, Format: in.Source.Format,
-		Type: in.Source.Type, Prior: in.Source.Prior, Enabled: in.Source.Enabled}
-	return a.Store.RecordRunOutcome(ctx, src, storage.SourceRun{RunKey: in.RunKey, Fetch: in.Fetch, Result: res})
+	return a.Store.RecordRunOutcome(ctx, sourceRow(in.Source), storage.SourceRun{RunKey: in.RunKey, Fetch: in.Fetch, Result: res})
 }
 
 // heartbeatEvery records a heartbeat every d until stopped (outside an activity,
@@ -138,3 +136,15 @@ func heartbeatEvery(ctx context.Context, d time.Duration) (stop func()) {
 	}()
 	return func() { close(done) }
 }
+
+// sourceRow is what storage keeps of a catalog source.
+func sourceRow(src catalog.Source) storage.SourceRow {
+	return storage.SourceRow{Name: src.Name, URL: src.URL, Format: src.Format, Type: src.Type, Prior: src.Prior,
+		Enabled: src.Enabled, Category: src.Category, Licence: src.Licence, TLP: src.TLP}
+}
+
+// OwnSourcesTLP is the TLP of TIP's own sources (tip-spamtrap-senders,
+// tip-flux-agents): what an operator's own spamtraps and monitors observed is
+// shared with its community (green), not published to the world, unless an
+// analyst exports it otherwise.
+const OwnSourcesTLP = "green"

@@ -299,7 +299,8 @@ func (a *Spam) blobToTemp(ctx context.Context, sha string) (string, error) {
 // re-listed, removed) and recorded as a run of that source under runKey, so a
 // retry changes nothing twice.
 func (a *Spam) RefreshSpamSenders(ctx context.Context, runKey string) (contract.LoadResult, error) {
-	src := storage.SourceRow{Name: contract.SpamSendersSource, URL: "tip://spamtraps", Format: "tip-spamtraps", Type: "ip", Prior: 0.6, Enabled: true}
+	src := storage.SourceRow{Name: contract.SpamSendersSource, URL: "tip://spamtraps", Format: "tip-spamtraps", Type: "ip", Prior: 0.6, Enabled: true,
+		Category: "spam", Licence: "yours: the senders of the spam your spamtraps received", TLP: OwnSourcesTLP}
 	return a.Store.RefreshSpamSenders(ctx, src, runKey, contract.SpamSenderWindow)
 }
 

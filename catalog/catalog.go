@@ -39,6 +39,17 @@ type Source struct {
 	// Top keeps only the first Top entries of an allowlist (a top-sites ranking is
 	// benign only near its head); 0 keeps all. Allowlists only.
 	Top int `json:"top,omitempty"`
+	// Category is what the source lists (botnet-c2, malware, malware-download,
+	// phishing, spam, scanner, bruteforce, attacker, hijacked, reputation):
+	// every listing's category unless the feed says per entry.
+	Category string `json:"category,omitempty"`
+	// Licence is the source's licence or terms of use, as its publisher
+	// states them, shown with its listings and in what TIP shares.
+	Licence string `json:"licence,omitempty"`
+	// TLP is how far what the source lists may be shared (Traffic Light
+	// Protocol 2.0): clear (the default: public feeds), green, amber,
+	// amber+strict or red. The exports, the API, STIX and MISP mark it.
+	TLP string `json:"tlp,omitempty"`
 	// AllowPrivate lets the download reach loopback, private and link-local
 	// addresses (the lab, a mirror on the LAN), directly or by a redirect; by
 	// default only public addresses are connected to.
@@ -173,6 +184,9 @@ func Parse(path string, data []byte, knownFormat func(string) bool) (*Catalog, e
 			return nil, &Error{path, n.Line, field + ".name", fmt.Sprintf("%q is already used at line %d", s.Name, line)}
 		}
 		seen[s.Name] = n.Line
+		if s.TLP == "" {
+			s.TLP = DefaultTLP
+		}
 		if s.Format == "generic" && s.Parser.Column == 0 {
 			return nil, &Error{path, n.Line, field + ".parser.column", "the generic format needs a column"}
 		}
@@ -299,6 +313,16 @@ type parser struct {
 
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
+var categoryPattern = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+){0,7}$`)
+
+// TLPs are the Traffic Light Protocol 2.0 labels a source's terms may take,
+// least restrictive first.
+var TLPs = []string{"clear", "green", "amber", "amber+strict", "red"}
+
+// DefaultTLP is a source's TLP when its catalog entry does not set one: the
+// public feeds TIP reads are published for anyone.
+const DefaultTLP = "clear"
+
 func (p *parser) fields(n *yaml.Node, prefix string, s *Source, defaults bool) error {
 	if n.Kind != yaml.MappingNode {
 		return &Error{p.file, n.Line, prefix, "want a mapping"}
@@ -371,6 +395,21 @@ func (p *parser) fields(n *yaml.Node, prefix string, s *Source, defaults bool) e
 			}
 		case "size_limit":
 			s.SizeLimit, err = size(v.Value)
+		case "category":
+			if !categoryPattern.MatchString(v.Value) {
+				err = fmt.Errorf("%q: want lower-case words joined by '-' (botnet-c2, phishing, spam, ...)", v.Value)
+			}
+			s.Category = v.Value
+		case "licence", "license":
+			if len(v.Value) > 500 {
+				err = fmt.Errorf("want at most 500 characters (link to the terms)")
+			}
+			s.Licence = v.Value
+		case "tlp":
+			s.TLP = strings.ToLower(strings.TrimPrefix(strings.ToLower(v.Value), "tlp:"))
+			if !slices.Contains(TLPs, s.TLP) {
+				err = fmt.Errorf("%q: want one of %s", v.Value, strings.Join(TLPs, ", "))
+			}
 		case "top":
 			if !p.allowlist {
 				return &Error{p.file, k.Line, field, "only allowlists have a top"}

@@ -89,6 +89,27 @@ sources:
 	}
 }
 
+// TestSharingTerms: a source's category, licence and TLP are read (TLP:AMBER
+// written either way), and a source that sets no TLP is clear.
+func TestSharingTerms(t *testing.T) {
+	c, err := Parse("x.yaml", []byte(`
+defaults: {category: reputation}
+sources:
+  - {name: a, url: "https://example.net/a.txt", format: ip-list, type: ipv4}
+  - {name: b, url: "https://example.net/b.txt", format: ip-list, type: ipv4, category: botnet-c2, licence: "CC0", tlp: "TLP:AMBER+STRICT"}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Sources[0], c.Sources[1]
+	if a.Category != "reputation" || a.TLP != "clear" || a.Licence != "" {
+		t.Errorf("a = %+v", a)
+	}
+	if b.Category != "botnet-c2" || b.TLP != "amber+strict" || b.Licence != "CC0" {
+		t.Errorf("b = %+v", b)
+	}
+}
+
 func TestErrorsNameFileLineAndField(t *testing.T) {
 	known := func(f string) bool { return f == "ip-list" || f == "generic" }
 	head := "sources:\n  - name: a\n    url: https://example.net/a\n    format: ip-list\n    type: ipv4\n"
@@ -114,6 +135,8 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		"private default": {"defaults: {allow_private: true}\n" + head, "x.yaml:1: defaults.allow_private: cannot have a default: set allow_private at the top"},
 		"private value":   {head + "    allow_private: sometimes\n", "x.yaml:6: sources[0].allow_private: want true or false"},
 		"private top":     {"allow_private: [yes]\n" + head, "x.yaml:1: allow_private: want true or false"},
+		"bad tlp":         {head + "    tlp: white\n", "x.yaml:6: sources[0].tlp: \"white\": want one of clear, green, amber, amber+strict, red"},
+		"bad category":    {head + "    category: Botnet C2\n", "x.yaml:6: sources[0].category"},
 	}
 	for name, c := range cases {
 		_, err := Parse("x.yaml", []byte(c.yaml), known)

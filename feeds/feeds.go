@@ -11,6 +11,7 @@ package feeds
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Type is what an indicator is.
@@ -50,6 +51,13 @@ type Indicator struct {
 	Port    string `json:"port,omitempty"`
 	Malware string `json:"malware,omitempty"`
 	Ref     string `json:"ref,omitempty"`
+	// Category is what the feed says the entry is, where it says it per entry
+	// (URLhaus's threat: malware_download); the source's category otherwise.
+	Category string `json:"category,omitempty"`
+	// Listed is when the feed says the entry was first listed (Feodo's
+	// first_seen, URLhaus's dateadded, SSLBL's Listingdate, PhishTank's
+	// submission_time), in UTC; zero when it does not say or says nonsense.
+	Listed time.Time `json:"listed,omitzero"`
 }
 
 // Options configure the generic parser and the tolerance of every parser.

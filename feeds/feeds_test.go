@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tip-project/tip/feeds"
 )
@@ -234,14 +235,15 @@ func TestParseZip(t *testing.T) {
 	zw := zip.NewWriter(&b)
 	f, _ := zw.Create("csv.txt")
 	f.Write([]byte("# id,dateadded,url,url_status,last_online,threat,tags,urlhaus_link,reporter\n" +
-		`"7","d","http://evil.com/x","online","","malware_download","elf","https://urlhaus.abuse.ch/url/7/","r"` + "\n"))
+		`"7","2026-11-30 08:15:02","http://evil.com/x","online","","malware_download","elf","https://urlhaus.abuse.ch/url/7/","r"` + "\n"))
 	zw.Close()
 	var got []feeds.Indicator
 	_, err := feeds.Parse("urlhaus-csv-zip", &b, feeds.Options{}, func(ind feeds.Indicator) error {
 		got = append(got, ind)
 		return nil
 	})
-	want := feeds.Indicator{Type: feeds.URL, Value: "http://evil.com/x", Registrable: "evil.com", Malware: "elf", Ref: "https://urlhaus.abuse.ch/url/7/"}
+	want := feeds.Indicator{Type: feeds.URL, Value: "http://evil.com/x", Registrable: "evil.com", Malware: "elf", Ref: "https://urlhaus.abuse.ch/url/7/",
+		Category: "malware-download", Listed: time.Date(2026, 11, 30, 8, 15, 2, 0, time.UTC)}
 	if err != nil || len(got) != 1 || got[0] != want {
 		t.Errorf("got %+v, %v; want %+v", got, err, want)
 	}

@@ -91,7 +91,7 @@ func spamhausASNDrop(p *parser, line string) error {
 var (
 	dropJSONFields    = []string{"type", "cidr", "sblid"}
 	asnDropJSONFields = []string{"type", "asn", "asname"}
-	feodoJSONFields   = []string{"ip_address", "port", "malware"}
+	feodoJSONFields   = []string{"ip_address", "port", "malware", "first_seen"}
 )
 
 func spamhausDropJSON(p *parser, line string) error {
@@ -147,7 +147,8 @@ func feodoCSV(p *parser, line string) error {
 		return err
 	}
 	return p.add("ip", field(f, p.col("dst_ip", 1)),
-		Indicator{Port: field(f, p.col("dst_port", 2)), Malware: field(f, p.col("malware", 5))})
+		Indicator{Port: field(f, p.col("dst_port", 2)), Malware: field(f, p.col("malware", 5)),
+			Listed: feedTime(field(f, p.col("first_seen_utc", 0)))})
 }
 
 func urlhausCSV(p *parser, line string) error {
@@ -156,7 +157,8 @@ func urlhausCSV(p *parser, line string) error {
 		return err
 	}
 	return p.add(URL, field(f, p.col("url", 2)),
-		Indicator{Malware: field(f, p.col("tags", 6)), Ref: field(f, p.col("urlhaus_link", 7))})
+		Indicator{Malware: field(f, p.col("tags", 6)), Ref: field(f, p.col("urlhaus_link", 7)),
+			Category: category(field(f, p.col("threat", 5))), Listed: feedTime(field(f, p.col("dateadded", 1)))})
 }
 
 func sslblCSV(p *parser, line string) error {
@@ -164,7 +166,8 @@ func sslblCSV(p *parser, line string) error {
 	if err != nil {
 		return err
 	}
-	return p.add(SHA1, field(f, p.col("sha1", 1)), Indicator{Malware: field(f, p.col("listingreason", 2))})
+	return p.add(SHA1, field(f, p.col("sha1", 1)), Indicator{Malware: field(f, p.col("listingreason", 2)),
+		Listed: feedTime(field(f, p.col("listingdate", 0)))})
 }
 
 func phishtank(p *parser, line string) error {
@@ -173,7 +176,8 @@ func phishtank(p *parser, line string) error {
 		return err
 	}
 	return p.add(URL, field(f, p.col("url", 1)),
-		Indicator{Malware: field(f, p.col("target", 7)), Ref: field(f, p.col("phish_id", 0))})
+		Indicator{Malware: field(f, p.col("target", 7)), Ref: field(f, p.col("phish_id", 0)),
+			Listed: feedTime(field(f, p.col("submission_time", 3)))})
 }
 
 func dshield(p *parser, line string) error {
@@ -301,11 +305,12 @@ func feodoRecord(p *parser, v []jsonValue) error {
 	ip, err1 := v[0].str("ip_address")
 	port, err2 := v[1].num("port")
 	malware, err3 := v[2].str("malware")
+	firstSeen, _ := v[3].str("first_seen") // context: a bad one is left out, not the entry
 	if err := errors.Join(err1, err2, err3); err != nil {
 		p.bad(err.Error(), "")
 		return nil
 	}
-	err := p.add("ip", ip, Indicator{Port: port, Malware: malware})
+	err := p.add("ip", ip, Indicator{Port: port, Malware: malware, Listed: feedTime(firstSeen)})
 	if err != nil && !errors.As(err, new(emitError)) {
 		p.bad(err.Error(), ip)
 		return nil

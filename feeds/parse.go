@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/tip-project/tip/textcap"
 )
@@ -274,7 +275,8 @@ func (p *parser) add(t Type, raw string, extra Indicator) error {
 		p.st.Dropped[drop]++
 		return nil
 	}
-	ind.Port, ind.Malware, ind.Ref = extra.Port, extra.Malware, extra.Ref
+	ind.Port, ind.Malware, ind.Ref = textcap.Cap(extra.Port, maxContext), textcap.Cap(extra.Malware, maxContext), textcap.Cap(extra.Ref, maxContext)
+	ind.Category, ind.Listed = textcap.Cap(extra.Category, maxContext), extra.Listed
 	if err := p.emit(ind); err != nil {
 		return emitError{err}
 	}
@@ -328,4 +330,37 @@ func field(fields []string, i int) string {
 		return ""
 	}
 	return strings.TrimSpace(fields[i])
+}
+
+// maxContext bounds each context field an entry carries (malware, port,
+// reference, category): a feed's field is hostile input, and it is stored
+// with every listing.
+const maxContext = 256
+
+// feedTime reads the time a feed says an entry was listed: abuse.ch's
+// "2006-01-02 15:04:05" (UTC) or RFC 3339 (PhishTank). Anything else, or a
+// time before 1990 or more than a day ahead, is no time: the context is
+// optional, the entry is not bad for it.
+func feedTime(s string) time.Time {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}
+	}
+	var t time.Time
+	var err error
+	for _, layout := range []string{"2006-01-02 15:04:05", time.RFC3339, "2006-01-02T15:04:05", "2006-01-02 15:04:05Z07:00", "2006-01-02"} {
+		if t, err = time.Parse(layout, s); err == nil {
+			break
+		}
+	}
+	if err != nil || t.Year() < 1990 || t.After(time.Now().Add(24*time.Hour)) {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// category reads a feed's per-entry category as TIP writes categories:
+// lower case, words joined by "-" (URLhaus's malware_download: malware-download).
+func category(s string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(s)), "_", "-")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/tip-project/tip/export"
 )
 
@@ -20,7 +21,10 @@ func (db *DB) ExportListed(ctx context.Context, types []string, minScore float64
 	rows, err := db.pool.Query(ctx, `
 		SELECT i.type, i.value,
 		       1 - exp(sum(ln(1 - least(coalesce(m.weight, s.prior), 0.999999)))) AS score,
-		       array_agg(l.source ORDER BY l.source), array_agg(l.first_seen ORDER BY l.source)
+		       array_agg(l.source ORDER BY l.source), array_agg(l.first_seen ORDER BY l.source),
+		       array_agg(coalesce(l.category, '') ORDER BY l.source), array_agg(coalesce(l.malware, '') ORDER BY l.source),
+		       array_agg(coalesce(l.port, '') ORDER BY l.source), array_agg(coalesce(l.ref, '') ORDER BY l.source),
+		       array_agg(coalesce(l.listed_at, '-infinity') ORDER BY l.source), array_agg(s.tlp ORDER BY l.source)
 		  FROM listings l
 		  JOIN indicators i ON i.id = l.indicator_id
 		  JOIN sources s ON s.name = l.source
@@ -38,8 +42,18 @@ func (db *DB) ExportListed(ctx context.Context, types []string, minScore float64
 	defer rows.Close()
 	for rows.Next() {
 		var r export.Row
-		if err := rows.Scan(&r.Type, &r.Value, &r.Score, &r.Sources, &r.FirstSeen); err != nil {
+		var cats, malware, ports, refs, tlps []string
+		var listed []pgtype.Timestamptz
+		if err := rows.Scan(&r.Type, &r.Value, &r.Score, &r.Sources, &r.FirstSeen, &cats, &malware, &ports, &refs, &listed, &tlps); err != nil {
 			return err
+		}
+		r.Context = make([]export.Context, len(r.Sources))
+		for i, src := range r.Sources {
+			c := export.Context{Source: src, Category: cats[i], Malware: malware[i], Port: ports[i], Ref: refs[i], TLP: tlps[i]}
+			if listed[i].InfinityModifier == pgtype.Finite {
+				c.Listed = listed[i].Time.UTC()
+			}
+			r.Context[i] = c
 		}
 		if err := fn(r); err != nil {
 			return err

@@ -42,6 +42,10 @@ func (r SourceRun) validators() Validators {
 type ListingLoad struct {
 	tx     pgx.Tx
 	source string
+	// withContext: some copied row carries context (a category, malware, port,
+	// reference or listing time), which Merge then writes to the listings the
+	// source still lists where it changed.
+	withContext bool
 }
 
 // BeginListingLoad starts a load of source's list.
@@ -59,7 +63,8 @@ func (db *DB) BeginListingLoad(ctx context.Context, source string) (*ListingLoad
 }
 
 func (l *ListingLoad) createStaging(ctx context.Context) error {
-	_, err := l.tx.Exec(ctx, `CREATE TEMP TABLE staging (type text, value text, registrable text) ON COMMIT DROP`)
+	_, err := l.tx.Exec(ctx, `CREATE TEMP TABLE staging (type text, value text, registrable text,
+		listed_at timestamptz, category text, malware text, port text, ref text) ON COMMIT DROP`)
 	return err
 }
 
@@ -70,14 +75,37 @@ func (l *ListingLoad) createStaging(ctx context.Context) error {
 // fault, the second is the database's.
 func (l *ListingLoad) CopyParsed(ctx context.Context, format string, opts feeds.Options, body io.Reader,
 	progress func(rows int)) (copied int64, stats feeds.Stats, parseErr, copyErr error) {
-	return copyParsed(ctx, l.tx, "staging", []string{"type", "value", "registrable"}, format, opts, body,
-		func(ind feeds.Indicator) []any { return []any{string(ind.Type), ind.Value, ind.Registrable} }, progress)
+	return copyParsed(ctx, l.tx, "staging", stagingColumns, format, opts, body, func(ind feeds.Indicator) []any {
+		if ind.Category == "" && ind.Malware == "" && ind.Port == "" && ind.Ref == "" && ind.Listed.IsZero() {
+			return []any{string(ind.Type), ind.Value, ind.Registrable, nil, nil, nil, nil, nil}
+		}
+		l.withContext = true
+		var listed any
+		if !ind.Listed.IsZero() {
+			listed = ind.Listed
+		}
+		return []any{string(ind.Type), ind.Value, ind.Registrable, listed, orNull(ind.Category), orNull(ind.Malware), orNull(ind.Port), orNull(ind.Ref)}
+	}, progress)
+}
+
+// stagingColumns are the staging table's columns, as CopyParsed fills them.
+var stagingColumns = []string{"type", "value", "registrable", "listed_at", "category", "malware", "port", "ref"}
+
+// orNull is s, or NULL when empty: a feed that does not say leaves a NULL.
+func orNull(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // Merged is what a merge changed: Entries distinct indicators in the new list,
-// Added listings that started (new or re-listed), Removed listings that stopped.
+// Added listings that started (new or re-listed), Removed listings that stopped,
+// Updated listings that go on with new context.
 type Merged struct {
 	Entries, Added, Removed int
+	// Updated counts listings still listed whose context changed.
+	Updated int
 }
 
 // uniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
@@ -124,36 +152,49 @@ func (l *ListingLoad) Merge(ctx context.Context) (Merged, error) {
 	// An indicator that another load inserted and committed meanwhile makes the
 	// insert fail (then it runs again, skipping conflicts) or is skipped; the
 	// counts tell, and a second statement, which sees it, lists it.
-	var entries, known, fresh, added, removed int
+	var entries, known, fresh, added, removed, updated int
 	mergeOnce := func(onConflict string) error {
 		return tx.QueryRow(ctx, `
 		WITH feed AS MATERIALIZED (
-		    SELECT DISTINCT ON (s.value, s.type) s.type, s.value, coalesce(s.registrable, '') AS registrable, i.id
+		    SELECT DISTINCT ON (s.value, s.type) s.type, s.value, coalesce(s.registrable, '') AS registrable, i.id,
+		           s.listed_at, s.category, s.malware, s.port, s.ref
 		      FROM staging s LEFT JOIN indicators i ON i.type = s.type AND i.value = s.value
 		     ORDER BY s.value, s.type),
-		known AS (SELECT id FROM feed WHERE id IS NOT NULL),
+		known AS (SELECT id, listed_at, category, malware, port, ref FROM feed WHERE id IS NOT NULL),
 		fresh AS (
 		    INSERT INTO indicators (type, value, registrable, first_seen)
 		    SELECT type, value, registrable, now() FROM feed WHERE id IS NULL
 		    `+onConflict+`
-		    RETURNING id),
+		    RETURNING id, type, value),
 		listed_fresh AS (
-		    INSERT INTO source_listings (source_id, indicator_id, first_seen, changed_seq)
-		    SELECT $1, id, now(), $3 FROM fresh
+		    INSERT INTO source_listings (source_id, indicator_id, first_seen, changed_seq, listed_at, category, malware, port, ref)
+		    SELECT $1, fr.id, now(), $3, f.listed_at, f.category, f.malware, f.port, f.ref
+		      FROM fresh fr JOIN feed f ON f.type = fr.type AND f.value = fr.value
 		    RETURNING 1),
 		listed_known AS (
-		    INSERT INTO source_listings (source_id, indicator_id, first_seen, changed_seq)
-		    SELECT $1, k.id, now(), $3 FROM known k
+		    INSERT INTO source_listings (source_id, indicator_id, first_seen, changed_seq, listed_at, category, malware, port, ref)
+		    SELECT $1, k.id, now(), $3, k.listed_at, k.category, k.malware, k.port, k.ref FROM known k
 		     WHERE NOT EXISTS (SELECT FROM source_listings l WHERE l.indicator_id = k.id AND l.source_id = $1 AND l.active)
-		    ON CONFLICT (indicator_id, source_id) DO UPDATE SET active = true, last_seen = NULL, removed_at = NULL, changed_seq = $3
+		    ON CONFLICT (indicator_id, source_id) DO UPDATE SET active = true, last_seen = NULL, removed_at = NULL, changed_seq = $3,
+		        listed_at = excluded.listed_at, category = excluded.category, malware = excluded.malware, port = excluded.port, ref = excluded.ref
+		    RETURNING 1),
+		recontext AS (
+		    -- a listing still listed whose context the feed now gives otherwise
+		    -- (only when the feed gives some: $4)
+		    UPDATE source_listings l SET listed_at = k.listed_at, category = k.category, malware = k.malware, port = k.port, ref = k.ref,
+		           changed_seq = $3
+		      FROM known k
+		     WHERE $4 AND l.indicator_id = k.id AND l.source_id = $1 AND l.active
+		       AND (l.listed_at, l.category, l.malware, l.port, l.ref) IS DISTINCT FROM (k.listed_at, k.category, k.malware, k.port, k.ref)
 		    RETURNING 1),
 		removed AS (
 		    UPDATE source_listings l SET active = false, last_seen = coalesce($2, now()), removed_at = now(), changed_seq = $3
 		     WHERE l.source_id = $1 AND l.active AND NOT EXISTS (SELECT FROM known k WHERE k.id = l.indicator_id)
 		    RETURNING 1)
 		SELECT (SELECT count(*) FROM feed), (SELECT count(*) FROM known), (SELECT count(*) FROM listed_fresh),
-		       (SELECT count(*) FROM listed_known), (SELECT count(*) FROM removed)`, sourceID, lastSuccess, seq).
-			Scan(&entries, &known, &fresh, &added, &removed)
+		       (SELECT count(*) FROM listed_known), (SELECT count(*) FROM removed), (SELECT count(*) FROM recontext)`,
+			sourceID, lastSuccess, seq, l.withContext).
+			Scan(&entries, &known, &fresh, &added, &removed, &updated)
 	}
 	if _, err := tx.Exec(ctx, `SAVEPOINT merge`); err != nil {
 		return Merged{}, err
@@ -173,8 +214,9 @@ func (l *ListingLoad) Merge(ctx context.Context) (Merged, error) {
 	added += fresh
 	if known+fresh < entries {
 		tag, err := tx.Exec(ctx, `
-			INSERT INTO source_listings (source_id, indicator_id, first_seen, changed_seq)
-			SELECT $1, i.id, now(), $2 FROM (SELECT DISTINCT type, value FROM staging) f
+			INSERT INTO source_listings (source_id, indicator_id, first_seen, changed_seq, listed_at, category, malware, port, ref)
+			SELECT $1, i.id, now(), $2, f.listed_at, f.category, f.malware, f.port, f.ref
+			  FROM (SELECT DISTINCT ON (value, type) * FROM staging ORDER BY value, type) f
 			  JOIN indicators i ON i.type = f.type AND i.value = f.value
 			 WHERE NOT EXISTS (SELECT FROM source_listings l WHERE l.indicator_id = i.id AND l.source_id = $1)`, sourceID, seq)
 		if err != nil {
@@ -182,12 +224,12 @@ func (l *ListingLoad) Merge(ctx context.Context) (Merged, error) {
 		}
 		added += int(tag.RowsAffected())
 	}
-	if added > 0 || removed > 0 {
+	if added > 0 || removed > 0 || updated > 0 {
 		if err := recordListingChange(ctx, tx, seq, ChangeListings, sourceID); err != nil {
 			return Merged{}, err
 		}
 	}
-	return Merged{Entries: entries, Added: added, Removed: removed}, nil
+	return Merged{Entries: entries, Added: added, Removed: removed, Updated: updated}, nil
 }
 
 // Commit ends the load: the run's fetch validators become the source's (its

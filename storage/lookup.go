@@ -17,6 +17,18 @@ type Listing struct {
 	Active    bool       `json:"active"`
 	RemovedAt *time.Time `json:"removed_at,omitempty"`
 	Weight    float64    `json:"weight"` // the source's computed weight (its prior until metrics exist)
+	// What the source says of it (empty where it does not say): what it is
+	// (the entry's category, else the source's), the malware family or
+	// phishing target, the C2 port, the source's reference, and when the
+	// source says it listed it.
+	Category string     `json:"category,omitempty"`
+	Malware  string     `json:"malware,omitempty"`
+	Port     string     `json:"port,omitempty"`
+	Ref      string     `json:"ref,omitempty"`
+	Listed   *time.Time `json:"listed,omitempty"`
+	// The source's terms: its TLP and licence.
+	TLP     string `json:"tlp"`
+	Licence string `json:"licence,omitempty"`
 }
 
 // Lookup finds the listings of a normalised indicator, and of what covers it: the
@@ -40,7 +52,8 @@ func (db *DB) Lookup(ctx context.Context, typ, value, host, registrable string) 
 		       AND i.value IN ($3, $4)
 		)
 		SELECT l.source, h.type, h.value, h.match, l.first_seen, l.last_seen, l.active, l.removed_at,
-		       coalesce(m.weight, s.prior)
+		       coalesce(m.weight, s.prior), coalesce(l.category, ''), coalesce(l.malware, ''), coalesce(l.port, ''),
+		       coalesce(l.ref, ''), l.listed_at, s.tlp, s.licence
 		  FROM hits h JOIN listings l ON l.indicator_id = h.id
 		  JOIN sources s ON s.name = l.source
 		  LEFT JOIN source_metrics m ON m.source = l.source
@@ -52,7 +65,8 @@ func (db *DB) Lookup(ctx context.Context, typ, value, host, registrable string) 
 	var out []Listing
 	for rows.Next() {
 		var l Listing
-		if err := rows.Scan(&l.Source, &l.Type, &l.Value, &l.Match, &l.FirstSeen, &l.LastSeen, &l.Active, &l.RemovedAt, &l.Weight); err != nil {
+		if err := rows.Scan(&l.Source, &l.Type, &l.Value, &l.Match, &l.FirstSeen, &l.LastSeen, &l.Active, &l.RemovedAt, &l.Weight,
+			&l.Category, &l.Malware, &l.Port, &l.Ref, &l.Listed, &l.TLP, &l.Licence); err != nil {
 			return nil, err
 		}
 		out = append(out, l)

@@ -15,6 +15,9 @@ type SourceRow struct {
 	Name, URL, Format, Type string
 	Prior                   float64
 	Enabled                 bool
+	// What the source lists and the terms it shares it under (catalog.Source's
+	// Category, Licence and TLP; an empty TLP is catalog.DefaultTLP).
+	Category, Licence, TLP string
 	// Validators of the content last loaded: a conditional GET sends them.
 	ETag, LastModified, ContentSHA256 string
 	LastSuccess                       time.Time
@@ -34,15 +37,16 @@ type execer interface {
 // upsertSource is UpsertSource on the pool or in a transaction.
 func upsertSource(ctx context.Context, q execer, s SourceRow) error {
 	_, err := q.Exec(ctx, `
-		INSERT INTO sources (name, url, format, type, prior, enabled)
-		VALUES ($1, $2, $3, $4, $5, $6)
+		INSERT INTO sources (name, url, format, type, prior, enabled, category, licence, tlp)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce(nullif($9, ''), 'clear'))
 		ON CONFLICT (name) DO UPDATE SET
 		    url = excluded.url, format = excluded.format, type = excluded.type,
 		    prior = excluded.prior, enabled = excluded.enabled, updated_at = now(),
+		    category = excluded.category, licence = excluded.licence, tlp = excluded.tlp,
 		    -- a source pointed elsewhere must not send the old validators
 		    etag = CASE WHEN sources.url = excluded.url THEN sources.etag ELSE '' END,
 		    last_modified = CASE WHEN sources.url = excluded.url THEN sources.last_modified ELSE '' END`,
-		s.Name, s.URL, s.Format, s.Type, s.Prior, s.Enabled)
+		s.Name, s.URL, s.Format, s.Type, s.Prior, s.Enabled, s.Category, s.Licence, s.TLP)
 	if err != nil {
 		return fmt.Errorf("upsert source %s: %w", s.Name, err)
 	}
@@ -54,9 +58,9 @@ func (db *DB) Source(ctx context.Context, name string) (SourceRow, error) {
 	var s SourceRow
 	var last *time.Time
 	err := db.pool.QueryRow(ctx, `
-		SELECT name, url, format, type, prior, enabled, etag, last_modified, content_sha256, last_success, consecutive_failures
+		SELECT name, url, format, type, prior, enabled, category, licence, tlp, etag, last_modified, content_sha256, last_success, consecutive_failures
 		  FROM sources WHERE name = $1`, name).
-		Scan(&s.Name, &s.URL, &s.Format, &s.Type, &s.Prior, &s.Enabled, &s.ETag, &s.LastModified, &s.ContentSHA256, &last, &s.ConsecutiveFailures)
+		Scan(&s.Name, &s.URL, &s.Format, &s.Type, &s.Prior, &s.Enabled, &s.Category, &s.Licence, &s.TLP, &s.ETag, &s.LastModified, &s.ContentSHA256, &last, &s.ConsecutiveFailures)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s, fmt.Errorf("%w: source %s", ErrNotFound, name)
 	}

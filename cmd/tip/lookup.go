@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -74,18 +75,45 @@ func lookupCmd(a *app) *cobra.Command {
 			fmt.Fprintf(out, "%s %s: score %.2f, listed by %d source(s) now, %d listing(s) in all\n",
 				ind.Type, ind.Value, doc.Score, active, len(ls))
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SOURCE\tWEIGHT\tLISTED\tMATCH\tFIRST SEEN\tLAST SEEN\tSTATE")
+			fmt.Fprintln(tw, "SOURCE\tWEIGHT\tLISTED\tMATCH\tFIRST SEEN\tLAST SEEN\tSTATE\tCATEGORY\tTLP\tSOURCE SAYS")
 			for _, l := range ls {
 				state := "active"
 				if !l.Active {
 					state = "removed " + l.RemovedAt.UTC().Format("2006-01-02 15:04")
 				}
-				fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%s\t%s\t%s\n", l.Source, l.Weight, l.Value, l.Match,
-					l.FirstSeen.UTC().Format("2006-01-02 15:04"), l.LastSeen.UTC().Format("2006-01-02 15:04"), state)
+				fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Source, l.Weight, l.Value, l.Match,
+					l.FirstSeen.UTC().Format("2006-01-02 15:04"), l.LastSeen.UTC().Format("2006-01-02 15:04"), state,
+					orDash(l.Category), strings.ToUpper("tlp:"+l.TLP), sourceSays(l))
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// sourceSays is what a source says of a listing beyond its category, on one line.
+func sourceSays(l storage.Listing) string {
+	var parts []string
+	if l.Malware != "" {
+		parts = append(parts, l.Malware)
+	}
+	if l.Port != "" {
+		parts = append(parts, "port "+l.Port)
+	}
+	if l.Ref != "" {
+		parts = append(parts, "ref "+l.Ref)
+	}
+	if l.Listed != nil {
+		parts = append(parts, "listed "+l.Listed.UTC().Format("2006-01-02"))
+	}
+	return orDash(strings.Join(parts, ", "))
+}
+
+// orDash is s, or "-" when empty.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
