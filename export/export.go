@@ -100,6 +100,9 @@ func New(format string, w io.Writer, now time.Time) (Writer, error) {
 		return &suricataWriter{w: bw}, nil
 	case "suricata-categories":
 		fmt.Fprintf(bw, "%d,%s,%s\n", SuricataCategory, "TIP", "listed by TIP's blacklists (tip blacklists export --format suricata)")
+		for _, c := range SuricataCategories {
+			fmt.Fprintf(bw, "%d,%s,%s\n", c.ID, c.Short, "TIP: "+c.Description)
+		}
 		return &plainWriter{w: bw, skip: true}, nil
 	}
 	return nil, fmt.Errorf("export: unknown format %q (want one of %s)", format, strings.Join(Formats, ", "))
@@ -344,18 +347,56 @@ func (z *zeekWriter) Write(r Row) error {
 		return nil // a field Zeek cannot read; TIP's normalised values hold none
 	}
 	desc := fmt.Sprintf("score %.2f; listed by %s", r.Score, strings.Join(r.Sources, ", "))
-	_, err := fmt.Fprintf(z.w, "%s\t%s\ttip\t%s\n", v, typ, desc)
+	if says := r.says(); says != "" {
+		desc += "; " + says
+	}
+	_, err := fmt.Fprintf(z.w, "%s\t%s\ttip\t%s\n", v, typ, zeekField(desc))
 	return err
 }
 
 func (z *zeekWriter) Close() error { return z.w.Flush() }
 
-// SuricataCategory is the category of TIP's listings in Suricata's IP
+// SuricataCategory is the category of every TIP listing in Suricata's IP
 // reputation (--format suricata-categories writes its categories file).
 const SuricataCategory = 1
 
+// SuricataCategories are the further categories of Suricata's IP reputation,
+// one per category TIP's sources give, by a number that never changes (a
+// rule names the short name: iprep:src,BotnetC2,>,60). A listing whose
+// category is not here is in category 1 (TIP) only.
+var SuricataCategories = []struct {
+	ID              int
+	Category, Short string
+	Description     string
+}{
+	{2, "botnet-c2", "BotnetC2", "botnet command and control servers"},
+	{3, "malware", "Malware", "malware hosts"},
+	{4, "malware-download", "MalwareDownload", "malware distribution"},
+	{5, "phishing", "Phishing", "phishing"},
+	{6, "spam", "Spam", "spam senders"},
+	{7, "scanner", "Scanner", "scanners"},
+	{8, "attacker", "Attacker", "attack sources"},
+	{9, "bruteforce", "Bruteforce", "brute-force attackers"},
+	{10, "hijacked", "Hijacked", "hijacked or criminal networks"},
+	{11, "compromised", "Compromised", "compromised hosts"},
+	{12, "fast-flux", "FastFlux", "fast-flux agents"},
+	{13, "reputation", "Reputation", "listed by a reputation aggregate"},
+}
+
+// suricataCategory is the Suricata category number of a TIP category, 0 when none.
+func suricataCategory(cat string) int {
+	for _, c := range SuricataCategories {
+		if c.Category == cat {
+			return c.ID
+		}
+	}
+	return 0
+}
+
 // suricataWriter writes a Suricata IP reputation list ("ip,category,score"),
 // the score mapped from 0..1 to Suricata's 1..127; addresses and blocks only.
+// Each is in category 1 (TIP) and in the category of each of its sources'
+// categories, with the indicator's score.
 type suricataWriter struct{ w *bufio.Writer }
 
 func (s *suricataWriter) Write(r Row) error {
@@ -364,8 +405,22 @@ func (s *suricataWriter) Write(r Row) error {
 	default:
 		return nil
 	}
-	_, err := fmt.Fprintf(s.w, "%s,%d,%d\n", r.Value, SuricataCategory, SuricataScore(r.Score))
-	return err
+	score := SuricataScore(r.Score)
+	if _, err := fmt.Fprintf(s.w, "%s,%d,%d\n", r.Value, SuricataCategory, score); err != nil {
+		return err
+	}
+	var done []int
+	for i := range r.Sources {
+		id := suricataCategory(r.ContextOf(i).Category)
+		if id == 0 || slices.Contains(done, id) {
+			continue
+		}
+		done = append(done, id)
+		if _, err := fmt.Fprintf(s.w, "%s,%d,%d\n", r.Value, id, score); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *suricataWriter) Close() error { return s.w.Flush() }
@@ -381,4 +436,51 @@ func appendNew(vs []string, v string) []string {
 		return vs
 	}
 	return append(vs, v)
+}
+
+// says is what the row's sources say of it, on one line: each category, with
+// its malware families and ports ("botnet-c2 (Emotet, port 443); phishing").
+func (r Row) says() string {
+	var cats []string
+	details := map[string][]string{}
+	for i := range r.Sources {
+		c := r.ContextOf(i)
+		cat := c.Category
+		if cat == "" {
+			cat = "listed"
+		}
+		if !slices.Contains(cats, cat) {
+			cats = append(cats, cat)
+		}
+		details[cat] = appendNew(details[cat], c.Malware)
+		if c.Port != "" {
+			details[cat] = appendNew(details[cat], "port "+c.Port)
+		}
+	}
+	if len(cats) == 1 && cats[0] == "listed" && len(details["listed"]) == 0 {
+		return ""
+	}
+	parts := make([]string, len(cats))
+	for i, cat := range cats {
+		parts[i] = cat
+		if d := details[cat]; len(d) > 0 {
+			parts[i] += " (" + strings.Join(d, ", ") + ")"
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// zeekField makes s one field of a Zeek intel file: no tab or newline (a
+// feed's context is its own text), and never empty.
+func zeekField(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, s)
+	if s == "" {
+		return "-"
+	}
+	return s
 }

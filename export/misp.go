@@ -107,15 +107,32 @@ func (f *MISPFeed) Write(r Row) error {
 		date := day.UTC().Format(time.DateOnly)
 		id := UUIDv5("tip:misp-event:" + src + ":" + date)
 		ev := f.events[id]
+		c := r.ContextOf(i)
 		if ev == nil {
+			tlp := c.TLP
+			if tlp == "" {
+				tlp = "clear"
+			}
 			ev = &mispEvent{UUID: id, Info: fmt.Sprintf("TIP: %s, listed %s", src, date), Date: date,
 				Timestamp: strconv.FormatInt(f.now.Unix(), 10), Published: true, Analysis: "2", ThreatLevelID: "3",
-				Orgc: TIPOrg, Tag: []mispTag{{"tlp:clear"}, {fmt.Sprintf("tip:source=%q", src)}}}
+				Orgc: TIPOrg, Tag: []mispTag{{"tlp:" + tlp}, {fmt.Sprintf("tip:source=%q", src)}}}
+			if c.Category != "" {
+				ev.Tag = append(ev.Tag, mispTag{fmt.Sprintf("tip:category=%q", c.Category)})
+			}
 			f.events[id] = ev
+		}
+		comment := fmt.Sprintf("score %.2f; listed by %d source(s)", r.Score, len(r.Sources))
+		for _, part := range []struct{ label, v string }{{"", c.Malware}, {"port ", c.Port}, {"ref ", c.Ref}} {
+			if part.v != "" {
+				comment += "; " + part.label + part.v
+			}
+		}
+		if !c.Listed.IsZero() {
+			comment += "; the source listed it " + c.Listed.UTC().Format(time.RFC3339)
 		}
 		ev.Attribute = append(ev.Attribute, mispAttribute{UUID: UUIDv5("tip:misp-attribute:" + src + ":" + r.Type + ":" + r.Value),
 			Type: mt[0], Category: mt[1], Value: r.Value, ToIDs: r.Type != "asn", Timestamp: ev.Timestamp,
-			Comment: fmt.Sprintf("score %.2f; listed by %d source(s)", r.Score, len(r.Sources))})
+			Comment: comment})
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,8 @@ func TestMISPFeedReadsBack(t *testing.T) {
 			{Type: "ipv4", Value: "45.10.0.7", Score: 0.93, Sources: []string{"feodo", "tip-flux-agents"}, FirstSeen: []time.Time{day1, day2}},
 			{Type: "cidr", Value: "45.20.0.0/16", Score: 0.8, Sources: []string{"drop"}, FirstSeen: []time.Time{day1}},
 			{Type: "domain", Value: "evil.example", Score: 0.7, Sources: []string{"feodo"}, FirstSeen: []time.Time{day1}},
-			{Type: "url", Value: "http://evil.example/x", Score: 0.6, Sources: []string{"feodo"}, FirstSeen: []time.Time{day2}},
+			{Type: "url", Value: "http://evil.example/x", Score: 0.6, Sources: []string{"feodo"}, FirstSeen: []time.Time{day2},
+				Context: []Context{{Source: "feodo", Category: "malware-download", Malware: "Emotet", TLP: "amber+strict"}}},
 			{Type: "sha1", Value: "da39a3ee5e6b4b0d3255bfef95601890afd80709", Score: 0.8, Sources: []string{"sslbl"}, FirstSeen: []time.Time{day1}},
 			{Type: "asn", Value: "64500", Score: 0.6, Sources: []string{"asn-drop"}, FirstSeen: []time.Time{day1}},
 		} {
@@ -59,6 +61,7 @@ func TestMISPFeedReadsBack(t *testing.T) {
 	types := map[string]string{"ip-dst": "Network activity", "domain": "Network activity", "url": "Network activity",
 		"AS": "Network activity", "sha1": "Payload delivery"}
 	attrs := map[string]string{} // md5 → event
+	amber := 0
 	for id, m := range manifest {
 		if !uuidRE.MatchString(id) || m.Orgc.Name != "TIP" || !uuidRE.MatchString(m.Orgc.UUID) {
 			t.Errorf("event %s: %+v", id, m)
@@ -86,8 +89,16 @@ func TestMISPFeedReadsBack(t *testing.T) {
 		for _, tg := range e.Tag {
 			tags = append(tags, tg.Name)
 		}
-		if len(tags) != 2 || tags[0] != "tlp:clear" || !strings.HasPrefix(tags[1], `tip:source="`) {
+		tlps := map[string]bool{"tlp:clear": true, "tlp:green": true, "tlp:amber": true, "tlp:amber+strict": true, "tlp:red": true}
+		if len(tags) < 2 || len(tags) > 3 || !tlps[tags[0]] || !strings.HasPrefix(tags[1], `tip:source="`) ||
+			(len(tags) == 3 && !strings.HasPrefix(tags[2], `tip:category="`)) {
 			t.Errorf("event %s tags %q", id, tags)
+		}
+		if slices.Contains(tags, "tlp:amber+strict") {
+			amber++
+			if len(e.Attribute) != 1 || !strings.Contains(e.Attribute[0].Comment, "; Emotet") || tags[2] != `tip:category="malware-download"` {
+				t.Errorf("the amber+strict event: tags %q, attributes %+v: want the URL's category and malware", tags, e.Attribute)
+			}
 		}
 		for _, a := range e.Attribute {
 			if cat, ok := types[a.Type]; !ok || cat != a.Category || !uuidRE.MatchString(a.UUID) || a.Timestamp == "" || !strings.HasPrefix(a.Comment, "score ") {
@@ -99,6 +110,9 @@ func TestMISPFeedReadsBack(t *testing.T) {
 			sum := md5.Sum([]byte(a.Value))
 			attrs[hex.EncodeToString(sum[:])+","+id] = a.Value
 		}
+	}
+	if amber != 1 {
+		t.Errorf("%d events tagged tlp:amber+strict, want 1 (the source of that TLP)", amber)
 	}
 	hashes, err := os.ReadFile(filepath.Join(dir, "hashes.csv"))
 	if err != nil {

@@ -2,6 +2,7 @@ package export
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,8 @@ func renderRows(t *testing.T, format string, rows ...Row) string {
 }
 
 var mixed = []Row{
-	{Type: "ipv4", Value: "45.10.0.7", Score: 0.93, Sources: []string{"feodo", "tip-flux-agents"}},
+	{Type: "ipv4", Value: "45.10.0.7", Score: 0.93, Sources: []string{"feodo", "tip-flux-agents"}, Context: []Context{
+		{Source: "feodo", Category: "botnet-c2", Malware: "Emotet\tE5", Port: "443"}, {Source: "tip-flux-agents", Category: "fast-flux"}}},
 	{Type: "ipv6", Value: "2001:db8::7", Score: 0.5, Sources: []string{"a"}},
 	{Type: "cidr", Value: "45.20.0.0/16", Score: 0.004, Sources: []string{"drop"}},
 	{Type: "domain", Value: "evil.example", Score: 1, Sources: []string{"a"}},
@@ -44,7 +46,7 @@ func TestZeekIntelFile(t *testing.T) {
 		t.Fatalf("header %q", lines[0])
 	}
 	want := []string{
-		"45.10.0.7\tIntel::ADDR\ttip\tscore 0.93; listed by feodo, tip-flux-agents",
+		"45.10.0.7\tIntel::ADDR\ttip\tscore 0.93; listed by feodo, tip-flux-agents; botnet-c2 (Emotet E5, port 443); fast-flux",
 		"2001:db8::7\tIntel::ADDR\ttip\tscore 0.50; listed by a",
 		"45.20.0.0/16\tIntel::SUBNET\ttip\tscore 0.00; listed by drop",
 		"evil.example\tIntel::DOMAIN\ttip\tscore 1.00; listed by a",
@@ -65,13 +67,27 @@ func TestZeekIntelFile(t *testing.T) {
 // addresses and blocks alone, and the categories file naming the category.
 func TestSuricataReputation(t *testing.T) {
 	out := renderRows(t, "suricata", mixed...)
-	want := "45.10.0.7,1,118\n2001:db8::7,1,64\n45.20.0.0/16,1,1\n"
+	want := "45.10.0.7,1,118\n45.10.0.7,2,118\n45.10.0.7,12,118\n2001:db8::7,1,64\n45.20.0.0/16,1,1\n"
 	if out != want {
 		t.Errorf("got\n%s\nwant\n%s", out, want)
 	}
 	cats := renderRows(t, "suricata-categories", mixed...)
-	if cats != "1,TIP,listed by TIP's blacklists (tip blacklists export --format suricata)\n" {
+	lines := strings.Split(strings.TrimSuffix(cats, "\n"), "\n")
+	if lines[0] != "1,TIP,listed by TIP's blacklists (tip blacklists export --format suricata)" || len(lines) != 1+len(SuricataCategories) {
 		t.Errorf("categories %q", cats)
+	}
+	// Suricata reads id,shortname,description: ids from 1 to 60, unique short
+	// names without separators, within 32 bytes.
+	ids, names := map[string]bool{}, map[string]bool{}
+	for _, l := range lines {
+		f := strings.SplitN(l, ",", 3)
+		if len(f) != 3 || ids[f[0]] || names[f[1]] || len(f[1]) > 32 || strings.ContainsAny(f[1], " -,") {
+			t.Errorf("category line %q", l)
+		}
+		if n, err := strconv.Atoi(f[0]); err != nil || n < 1 || n > 60 {
+			t.Errorf("category id %q: want 1 to 60", f[0])
+		}
+		ids[f[0]], names[f[1]] = true, true
 	}
 	for score, want := range map[float64]int{0: 1, 0.5: 64, 1: 127, 1.5: 127} {
 		if got := SuricataScore(score); got != want {
