@@ -122,7 +122,7 @@ func twoSources(t *testing.T) config.Config {
 func TestExportSharingFormats(t *testing.T) {
 	setEnv(t, twoSources(t))
 	dir := t.TempDir()
-	if out, err := runTip(t, "blacklists", "export", "--format", "misp-feed", "-o", dir); err != nil {
+	if out, err := runTip(t, "blacklists", "export", "--format", "misp-feed", "--out", dir); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	var manifest map[string]any
@@ -130,7 +130,7 @@ func TestExportSharingFormats(t *testing.T) {
 	if err != nil || json.Unmarshal(b, &manifest) != nil || len(manifest) != 2 {
 		t.Errorf("manifest: %d events (%v), want one for a and one for b", len(manifest), err)
 	}
-	if out, err := runTip(t, "blacklists", "export", "--format", "misp-feed"); err == nil || !strings.Contains(out+err.Error(), "-o DIR") {
+	if out, err := runTip(t, "blacklists", "export", "--format", "misp-feed"); err == nil || !strings.Contains(out+err.Error(), "--out DIR") {
 		t.Errorf("misp-feed without a folder: %v\n%s", err, out)
 	}
 	zeek, err := runTip(t, "blacklists", "export", "--format", "zeek")

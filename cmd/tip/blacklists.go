@@ -68,7 +68,7 @@ func blacklistsCmd(a *app) *cobra.Command {
 				var w export.Writer
 				if format == "misp-feed" { // a folder: the events, manifest.json, hashes.csv
 					if outPath == "" || outPath == "-" {
-						return errors.New("--format misp-feed writes a folder: name it with -o DIR")
+						return errors.New("--format misp-feed writes a folder: name it with --out DIR")
 					}
 					feed, err := export.NewMISPFeed(outPath, time.Now())
 					if err != nil {
@@ -103,8 +103,9 @@ func blacklistsCmd(a *app) *cobra.Command {
 			})
 		},
 	}
-	exp.Flags().StringVar(&format, "format", "plain", "one of "+strings.Join(export.Formats, ", ")+", misp-feed (a folder MISP pulls as a feed; -o DIR)")
+	exp.Flags().StringVar(&format, "format", "plain", "one of "+strings.Join(export.Formats, ", ")+", misp-feed (a folder MISP pulls as a feed; --out DIR)")
 	exp.Flags().StringVarP(&outPath, "output", "o", "", "write to this file instead of standard output (misp-feed: this folder)")
+	exp.Flags().StringVar(&outPath, "out", "", "the same as --output")
 	exp.Flags().StringSliceVar(&types, "type", nil, "only these indicator types (ipv4, ipv6, cidr, asn, domain, url, sha1, ...)")
 	exp.Flags().Float64Var(&minScore, "min-score", 0, "only indicators whose score reaches this (0..1)")
 	exp.Flags().BoolVar(&withAllowlisted, "include-allowlisted", false, "also export indicators on an allowlist (top sites, CDN ranges); left out by default")
