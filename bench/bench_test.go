@@ -42,6 +42,7 @@ func TestBench(t *testing.T) {
 	t.Run("agent", func(t *testing.T) { benchAgent(t, r) })
 	t.Run("agent-pull", func(t *testing.T) { benchAgentPull(t, r) })
 	t.Run("dns", func(t *testing.T) { benchDNS(t, l, r) })
+	t.Run("lookup", func(t *testing.T) { benchLookup(t, l, r) })
 	r.write(t)
 }
 

@@ -79,14 +79,24 @@ func FromDB(ctx context.Context, db *storage.DB, q Query, now time.Time) (Docume
 	if d.Listings, err = db.Lookup(ctx, string(ind.Type), ind.Value, q.Host, ind.Registrable); err != nil {
 		return d, err
 	}
-	if d.Allowlisted, err = db.AllowlistHits(ctx, string(ind.Type), ind.Value, q.Host, ind.Registrable); err != nil {
-		return d, err
-	}
-	if d.Overrides, err = db.OverridesCovering(ctx, string(ind.Type), ind.Value); err != nil {
+	if err := d.suppressions(ctx, db, q); err != nil {
 		return d, err
 	}
 	d.normalize(now)
 	return d, nil
+}
+
+// suppressions reads the allowlist entries and the standing overrides covering
+// the query, which both FromDB and the Index answer with SQL (indexed, and
+// an override may expire without a change).
+func (d *Document) suppressions(ctx context.Context, db *storage.DB, q Query) error {
+	ind := q.Indicator
+	var err error
+	if d.Allowlisted, err = db.AllowlistHits(ctx, string(ind.Type), ind.Value, q.Host, ind.Registrable); err != nil {
+		return err
+	}
+	d.Overrides, err = db.OverridesCovering(ctx, string(ind.Type), ind.Value)
+	return err
 }
 
 // normalize gives empty lists rather than null and sets the score.

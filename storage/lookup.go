@@ -57,7 +57,7 @@ func (db *DB) Lookup(ctx context.Context, typ, value, host, registrable string) 
 		  FROM hits h JOIN listings l ON l.indicator_id = h.id
 		  JOIN sources s ON s.name = l.source
 		  LEFT JOIN source_metrics m ON m.source = l.source
-		 ORDER BY l.active DESC, l.first_seen, l.source`, typ, value, host, registrable, addr)
+		 ORDER BY l.active DESC, l.first_seen, l.source, h.match, h.value COLLATE "C"`, typ, value, host, registrable, addr)
 	if err != nil {
 		return nil, fmt.Errorf("lookup %s: %w", value, err)
 	}
