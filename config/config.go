@@ -31,7 +31,49 @@ type Config struct {
 	Flux       Flux       `yaml:"flux"`
 	Upstream   Upstream   `yaml:"upstream"`
 	DNS        DNS        `yaml:"dns"`
+	API        API        `yaml:"api"`
 	Log        Log        `yaml:"log"`
+}
+
+// API configures `tip serve api`: lookups, exports, the MISP feed and the
+// sources' health over HTTP(S) to holders of a token (`tip api token add`).
+type API struct {
+	// Listen is where it answers HTTP/1.1 and HTTP/2 (host:port).
+	Listen string `yaml:"listen" env:"TIP_API_LISTEN"`
+	// TLSCert and TLSKey are PEM files; with both set it answers HTTPS only.
+	TLSCert string `yaml:"tls_cert" env:"TIP_API_TLS_CERT"`
+	TLSKey  string `yaml:"tls_key" env:"TIP_API_TLS_KEY"`
+	// MetricsAddress serves Prometheus /metrics; empty disables it.
+	MetricsAddress string `yaml:"metrics_address" env:"TIP_API_METRICS_ADDRESS"`
+	// MaxConns bounds the open connections, MaxConnsPerClient those of one
+	// client address; past them a new connection is closed at once. 0: no bound.
+	MaxConns          int `yaml:"max_conns" env:"TIP_API_MAX_CONNS"`
+	MaxConnsPerClient int `yaml:"max_conns_per_client" env:"TIP_API_MAX_CONNS_PER_CLIENT"`
+	// RatePerToken is the requests a second one token may make on average,
+	// Burst how many it may make at once; past them it is answered 429.
+	// A rate of 0: no bound.
+	RatePerToken float64 `yaml:"rate_per_token" env:"TIP_API_RATE_PER_TOKEN"`
+	Burst        int     `yaml:"burst" env:"TIP_API_BURST"`
+	// MaxBodyBytes bounds a request's body (POST /v1/lookup).
+	MaxBodyBytes int `yaml:"max_body_bytes" env:"TIP_API_MAX_BODY_BYTES"`
+	// MaxLookupValues bounds the values of one lookup request.
+	MaxLookupValues int `yaml:"max_lookup_values" env:"TIP_API_MAX_LOOKUP_VALUES"`
+	// ReadHeaderTimeout and ReadTimeout bound reading a request's head and the
+	// whole request; WriteTimeout bounds writing a response, and each write of
+	// a streamed export; IdleTimeout closes a kept-alive connection left unused.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout" env:"TIP_API_READ_HEADER_TIMEOUT"`
+	ReadTimeout       time.Duration `yaml:"read_timeout" env:"TIP_API_READ_TIMEOUT"`
+	WriteTimeout      time.Duration `yaml:"write_timeout" env:"TIP_API_WRITE_TIMEOUT"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout" env:"TIP_API_IDLE_TIMEOUT"`
+	// MinScore is the exports' min_score when a request names none, and the
+	// MISP feed's.
+	MinScore float64 `yaml:"min_score" env:"TIP_API_MIN_SCORE"`
+	// MISPCache is the folder the MISP feed is written to; empty: a temporary
+	// folder of the process.
+	MISPCache string `yaml:"misp_cache" env:"TIP_API_MISP_CACHE"`
+	// Poll looks for listing changes this often besides PostgreSQL's
+	// notifications (and sees analysts' overrides expire).
+	Poll time.Duration `yaml:"poll" env:"TIP_API_POLL"`
 }
 
 // DNS configures `tip serve dns`: TIP's blacklists served live as Response
@@ -265,6 +307,12 @@ func Default() Config {
 				{Code: 3, Name: "spamtrap senders", Sources: []string{"tip-spamtrap-senders"}},
 				{Code: 4, Name: "flux agents", Sources: []string{"tip-flux-agents"}},
 			}}}},
+		API: API{Listen: "127.0.0.1:8470", MetricsAddress: "127.0.0.1:9470", MaxConns: 1024, MaxConnsPerClient: 64,
+			RatePerToken: 50, Burst: 100, MaxBodyBytes: 1 << 20, MaxLookupValues: 1000,
+			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+			// As the RPZ zone and the aggregate DNSBL list: above 0.5 a listing is
+			// more likely right than wrong.
+			MinScore: 0.5, Poll: 30 * time.Second},
 		Log: Log{Level: "info", Format: "text"},
 	}
 }

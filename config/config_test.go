@@ -44,6 +44,8 @@ s3:
 	t.Setenv("TIP_WORKER_SHUTDOWN_TIMEOUT", "2m")
 	t.Setenv("TIP_WORKER_WORKFLOW_CACHE", "25000")
 	t.Setenv("TIP_FLUX_QPS", "1500.5")
+	t.Setenv("TIP_API_RATE_PER_TOKEN", "12.5")
+	t.Setenv("TIP_API_MAX_LOOKUP_VALUES", "50")
 	c, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +57,7 @@ s3:
 		t.Errorf("a key missing from the file lost its default: %q", c.Temporal.Namespace)
 	}
 	if c.S3.Bucket != "from-env" || !c.S3.Secure || c.Postgres.DSN != "postgres://u:p@db:5432/tip" || c.Worker.ShutdownTimeout != 2*time.Minute ||
-		c.Worker.WorkflowCache != 25000 || c.Flux.QPS != 1500.5 {
+		c.Worker.WorkflowCache != 25000 || c.Flux.QPS != 1500.5 || c.API.RatePerToken != 12.5 || c.API.MaxLookupValues != 50 {
 		t.Errorf("environment did not override: %+v", c)
 	}
 }
@@ -195,6 +197,7 @@ func oldDefaults() Config {
 			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour},
 		Upstream: Upstream{FetchesPerHost: 2},
 		DNS:      Default().DNS, // came after the lab's old defaults: the lab serves with the real ones
+		API:      Default().API, // likewise
 		Log:      Log{Level: "info", Format: "text"},
 	}
 }

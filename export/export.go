@@ -484,3 +484,13 @@ func zeekField(s string) string {
 	}
 	return s
 }
+
+// NewWith is New with what STIX's valid_until needs beyond the rows: the
+// export's threshold and the scores' half-life (storage.ScoreHalfLife). The
+// other formats need neither.
+func NewWith(format string, w io.Writer, now time.Time, o STIXOptions) (Writer, error) {
+	if format == "stix" {
+		return NewSTIX(w, now, o), nil
+	}
+	return New(format, w, now)
+}

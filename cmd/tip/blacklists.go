@@ -87,7 +87,7 @@ func blacklistsCmd(a *app) *cobra.Command {
 				}
 				if w == nil {
 					var err error
-					if w, err = export.New(format, dst, time.Now()); err != nil {
+					if w, err = export.NewWith(format, dst, time.Now(), export.STIXOptions{MinScore: minScore, HalfLife: storage.ScoreHalfLife}); err != nil {
 						return err
 					}
 				}

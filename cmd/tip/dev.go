@@ -30,6 +30,10 @@ func devCmd(a *app) *cobra.Command {
 		s := devstack.Local(stateDir, toolsDir)
 		s.Log = a.log
 		s.DNSAddress = a.cfg.DNS.Listen
+		s.APIAddress = "http://" + a.cfg.API.Listen + "/"
+		if a.cfg.API.TLSCert != "" {
+			s.APIAddress = "https://" + a.cfg.API.Listen + "/"
+		}
 		if prod {
 			_ = s.Production() // fixed ports: cannot fail
 		}
@@ -43,7 +47,7 @@ func devCmd(a *app) *cobra.Command {
 	cmd.PersistentFlags().StringVar(&toolsDir, "tools", envOr("TIP_TOOLS_DIR", ".tools/bin"), "folder with the temporal and minio binaries built by `make tools` ($TIP_TOOLS_DIR)")
 	cmd.PersistentFlags().BoolVar(&prod, "prod", false, "the production-like stack: the Temporal server on PostgreSQL and the standalone Web UI, built by `make tools-prod` (use its own --state folder)")
 
-	var withWorker, withLab, withDNS bool
+	var withWorker, withLab, withDNS, withAPI bool
 	var workers int
 	up := &cobra.Command{
 		Use:   "up",
@@ -101,10 +105,16 @@ func devCmd(a *app) *cobra.Command {
 					return err
 				}
 			}
+			if withAPI {
+				if err := s.StartTip(cmd.Context(), devstack.API, self, nil, devstack.APIArgs()...); err != nil {
+					return err
+				}
+			}
 			return printStatus(cmd, s)
 		},
 	}
 	up.Flags().BoolVar(&withDNS, "dns", false, "also run `tip serve dns`: the blacklists as RPZ and DNSBL zones on dns.listen")
+	up.Flags().BoolVar(&withAPI, "api", false, "also run `tip serve api`: lookups, exports and the MISP feed over HTTP on api.listen (tokens: tip api token add)")
 	up.Flags().BoolVar(&withWorker, "worker", false, "also run `tip worker` processes in the background (--workers of them)")
 	up.Flags().IntVar(&workers, "workers", 1, "with --worker: how many worker processes (each on the next metrics port)")
 	up.Flags().BoolVar(&withLab, "lab", false, "also run the lab (`tip lab serve`), the simulated Internet, and a spamtrap agent on its agent trap, registered in the spam catalog")

@@ -4,16 +4,37 @@ import (
 	"context"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/tip-project/tip/apiserve"
 	"github.com/tip-project/tip/dnsserve"
+	"github.com/tip-project/tip/lookup"
+	"github.com/tip-project/tip/taxii"
 	"github.com/tip-project/tip/worker"
 )
 
 func serveCmd(a *app) *cobra.Command {
-	cmd := &cobra.Command{Use: "serve", Short: "Serve TIP's blacklists live to what defenders run: resolvers and mail servers (dns)"}
-	cmd.AddCommand(serveDNSCmd(a))
+	cmd := &cobra.Command{Use: "serve", Short: "Serve TIP's blacklists live to what defenders run: resolvers and mail servers (dns), their tools (api)"}
+	cmd.AddCommand(serveDNSCmd(a), serveAPICmd(a))
 	return cmd
+}
+
+// serveMetrics serves a server's registry on addr (none when empty) until
+// the returned stop is called.
+func serveMetrics(a *app, addr string, s interface{ Registry() *prometheus.Registry }) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	srv, err := worker.ServeMetrics(addr, s.Registry(), a.log)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx) //nolint:errcheck
+	}, nil
 }
 
 func serveDNSCmd(a *app) *cobra.Command {
@@ -45,18 +66,97 @@ Prometheus metrics on dns.metrics_address.`,
 			if err := s.Load(ctx); err != nil {
 				return err
 			}
-			if addr := a.cfg.DNS.MetricsAddress; addr != "" {
-				srv, err := worker.ServeMetrics(addr, s.Registry(), a.log)
-				if err != nil {
-					return err
-				}
-				defer func() {
-					sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					srv.Shutdown(sctx) //nolint:errcheck
-				}()
+			stop, err := serveMetrics(a, a.cfg.DNS.MetricsAddress, s)
+			if err != nil {
+				return err
 			}
+			defer stop()
 			return s.Serve(ctx, a.cfg.DNS.Listen)
 		},
+	}
+}
+
+func serveAPICmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "api",
+		Short: "Serve lookups, exports, the MISP feed and the sources' health over HTTP to token holders until SIGINT/SIGTERM",
+		Long: `Serve TIP's HTTP API on api.listen (HTTP/1.1 and HTTP/2; HTTPS with api.tls_cert
+and api.tls_key): /v1/lookup, /v1/export/{format}, the MISP feed under /misp/,
+/v1/sources, a read-only TAXII 2.1 server under /taxii2/ (STIX 2.1: indicators
+scoring api.min_score, TIP's own sources, flux networks), and its OpenAPI 3.1
+description at /v1/openapi.json. Lookups are answered from an index of every
+listing kept in memory. Clients
+present a token of ` + "`tip api token add`" + ` (Bearer, or HTTP Basic with the token as
+the password); a revocation acts on the next request. Exports carry an ETag
+and Last-Modified that follow PostgreSQL's change notifications. Prometheus
+metrics on api.metrics_address.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cfg, err := apiserve.FromConfig(a.cfg.API)
+			if err != nil {
+				return err
+			}
+			cfg.Build = version
+			db, err := a.openDB(ctx)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if err := db.CheckSchema(ctx); err != nil { // the tokens live in the schema
+				return err
+			}
+			idx := lookup.NewIndex(db, a.log)
+			go idx.Run(ctx) //nolint:errcheck // it logs its failures and retries until ctx ends
+			tx := taxii.FromDB(db, taxii.Config{MinScore: cfg.MinScore, Log: a.log})
+			go syncTAXII(ctx, a, tx)
+			s, err := apiserve.New(cfg, db, apiserve.Options{Lookuper: apiLookuper{idx: idx, sql: apiserve.SQLLookuper{DB: db}},
+				TAXII: taxii.New(taxii.Config{MinScore: cfg.MinScore, Log: a.log}, tx), Log: a.log})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			stop, err := serveMetrics(a, a.cfg.API.MetricsAddress, s)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			return s.Serve(ctx, a.cfg.API.Listen)
+		},
+	}
+}
+
+// apiLookuper answers the API's lookups from the in-memory index
+// (lookup.Index) once it is built, and with SQL until then: a server that
+// just started answers at once, a little slower.
+type apiLookuper struct {
+	idx *lookup.Index
+	sql apiserve.SQLLookuper
+}
+
+func (l apiLookuper) Lookup(ctx context.Context, q lookup.Query) (lookup.Document, error) {
+	if l.idx.Ready() {
+		return l.idx.Lookup(ctx, q)
+	}
+	return l.sql.Lookup(ctx, q)
+}
+
+// syncTAXII brings the TAXII collections up to date at start and every
+// minute after (besides the syncs requests start), so a collection's date
+// added follows the refreshes even while no client polls.
+func syncTAXII(ctx context.Context, a *app, src *taxii.DBSource) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		if res, err := src.Sync(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("taxii: sync failed", "err", err)
+		} else if err == nil {
+			a.log.Debug("taxii: synced", "result", res)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }

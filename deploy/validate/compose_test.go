@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -63,6 +64,8 @@ func TestComposeRejectsBrokenCopies(t *testing.T) {
 	}{
 		{"unknown field", "compose.yaml", "    command: [\"worker\"]\n", "    command: [\"worker\"]\n    replica_count: 2\n", "replica_count", true},
 		{"wrong worker command", "compose.yaml", `command: ["worker"]`, `command: ["work"]`, "tip-worker", false},
+		{"wrong api command", "compose.yaml", `command: ["serve", "api"]`, `command: ["serve", "http"]`, "tip-api", false},
+		{"api on another port", "compose.yaml", "TIP_API_LISTEN: 0.0.0.0:8470", "TIP_API_LISTEN: 0.0.0.0:8471", "tip-api: TIP_API_LISTEN port 8471", false},
 		{"wrong server arguments", "compose.yaml", `"--env", "tip"`, `"--env", "docker"`, "temporal-server", false},
 		{"schema step changed", "temporal/schema.sh", "--schema-name postgresql/v12/visibility\n", "--schema-name postgresql/v12/temporal\n", "schema", false},
 		{"setup not awaited", "compose.yaml", "      tip-setup:\n        condition: service_completed_successfully", "      tip-setup:\n        condition: service_started", "tip-worker: depends on tip-setup", false},
@@ -123,7 +126,7 @@ func checkCompose(p *types.Project, dir string) []error {
 		}
 		return s
 	}
-	for _, name := range []string{"postgres", "temporal-schema", "temporal", "temporal-ui", "minio", "tip-setup", "tip-worker", "tip-dns", "tip-agent-init", "tip-agent"} {
+	for _, name := range []string{"postgres", "temporal-schema", "temporal", "temporal-ui", "minio", "tip-setup", "tip-worker", "tip-dns", "tip-api", "tip-agent-init", "tip-agent"} {
 		svc(name)
 	}
 	if len(errs) > 0 {
@@ -186,6 +189,10 @@ func checkCompose(p *types.Project, dir string) []error {
 	if c := p.Services["tip-dns"].Command; !slices.Equal(c, devstack.DNSArgs()) {
 		fail("tip-dns: command %q, want %q (what tip dev up --dns runs)", c, devstack.DNSArgs())
 	}
+	if c := p.Services["tip-api"].Command; !slices.Equal(c, devstack.APIArgs()) {
+		fail("tip-api: command %q, want %q (what tip dev up --api runs)", c, devstack.APIArgs())
+	}
+	errs = append(errs, checkComposeAPI(p.Services["tip-api"])...)
 	if c := p.Services["tip-setup"].Command; !slices.Equal(c, []string{"setup"}) {
 		fail("tip-setup: command %q, want [setup]", c)
 	}
@@ -193,12 +200,12 @@ func checkCompose(p *types.Project, dir string) []error {
 	if c := p.Services["tip-agent"].Command; !slices.Equal(c, devstack.AgentArgs(agentDir)) {
 		fail("tip-agent: command %q, want %q (what tip dev up --lab runs, on its volume)", c, devstack.AgentArgs(agentDir))
 	}
-	for _, name := range []string{"tip-setup", "tip-worker", "tip-dns", "tip-agent-init", "tip-agent"} {
+	for _, name := range []string{"tip-setup", "tip-worker", "tip-dns", "tip-api", "tip-agent-init", "tip-agent"} {
 		if err := checkTipArgs(p.Services[name].Command); err != nil {
 			fail("%s: %v", name, err)
 		}
 	}
-	for _, name := range []string{"tip-setup", "tip-worker", "tip-dns"} {
+	for _, name := range []string{"tip-setup", "tip-worker", "tip-dns", "tip-api"} {
 		if err := checkTipEnv(env(p.Services[name])); err != nil {
 			fail("%s: %v", name, err)
 		}
@@ -220,6 +227,7 @@ func checkCompose(p *types.Project, dir string) []error {
 		{"tip-setup", "temporal", types.ServiceConditionHealthy},
 		{"tip-worker", "tip-setup", types.ServiceConditionCompletedSuccessfully},
 		{"tip-dns", "tip-setup", types.ServiceConditionCompletedSuccessfully},
+		{"tip-api", "tip-setup", types.ServiceConditionCompletedSuccessfully},
 		{"tip-agent", "tip-agent-init", types.ServiceConditionCompletedSuccessfully},
 	} {
 		if got := p.Services[d.svc].DependsOn[d.on].Condition; got != d.cond {
@@ -245,6 +253,31 @@ func checkCompose(p *types.Project, dir string) []error {
 		if _, err := os.Stat(c.File); err != nil {
 			fail("config %s: %v", name, err)
 		}
+	}
+	return errs
+}
+
+// checkComposeAPI checks the API's service: it listens on the port it
+// publishes and its healthcheck asks, and serves its metrics.
+func checkComposeAPI(s types.ServiceConfig) []error {
+	var errs []error
+	e := env(s)
+	_, port, err := net.SplitHostPort(e["TIP_API_LISTEN"])
+	if err != nil || !strings.HasPrefix(e["TIP_API_LISTEN"], "0.0.0.0:") {
+		errs = append(errs, fmt.Errorf("tip-api: TIP_API_LISTEN %q: want every address of the container", e["TIP_API_LISTEN"]))
+	}
+	published := false
+	for _, p := range s.Ports {
+		published = published || fmt.Sprint(p.Target) == port
+	}
+	if !published {
+		errs = append(errs, fmt.Errorf("tip-api: TIP_API_LISTEN port %s is not published", port))
+	}
+	if s.HealthCheck == nil || !strings.Contains(strings.Join(s.HealthCheck.Test, " "), "127.0.0.1:"+port+"/") {
+		errs = append(errs, fmt.Errorf("tip-api: the healthcheck does not ask the API's port %s", port))
+	}
+	if e["TIP_API_METRICS_ADDRESS"] == "" {
+		errs = append(errs, errors.New("tip-api: no TIP_API_METRICS_ADDRESS"))
 	}
 	return errs
 }

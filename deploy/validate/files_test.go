@@ -1,8 +1,10 @@
 package validate
 
 import (
+	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -111,4 +113,65 @@ func TestDockerfile(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// TestSystemdUnits: each unit of deploy/systemd runs devstack's command of
+// its server with real arguments of tip, sets only TIP's variables, and runs
+// as a dynamic user with no capability but binding a low port. A unit that
+// drifted (a wrong command, an unknown variable) fails.
+func TestSystemdUnits(t *testing.T) {
+	units := map[string][]string{"tip-serve-dns.service": devstack.DNSArgs(), "tip-serve-api.service": devstack.APIArgs()}
+	for name, args := range units {
+		data, err := os.ReadFile("../systemd/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkUnit(string(data), args); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	api, _ := os.ReadFile("../systemd/tip-serve-api.service")
+	for _, broken := range []struct{ old, new string }{
+		{"ExecStart=/usr/local/bin/tip serve api", "ExecStart=/usr/local/bin/tip serve http"},
+		{"Environment=TIP_API_MISP_CACHE=", "Environment=TIP_API_MISP_DIR="},
+		{"DynamicUser=yes", "DynamicUser=no"},
+	} {
+		if !strings.Contains(string(api), broken.old) {
+			t.Fatalf("tip-serve-api.service has no %q", broken.old)
+		}
+		if checkUnit(strings.Replace(string(api), broken.old, broken.new, 1), devstack.APIArgs()) == nil {
+			t.Errorf("the checks pass a unit with %q", broken.new)
+		}
+	}
+}
+
+// checkUnit checks a systemd unit of a server run as `tip ARGS`.
+func checkUnit(unit string, args []string) error {
+	keys := map[string][]string{}
+	for line := range strings.SplitSeq(unit, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(line, "#") {
+			keys[k] = append(keys[k], v)
+		}
+	}
+	exec := strings.Fields(strings.Join(keys["ExecStart"], " "))
+	if len(exec) == 0 || exec[0] != "/usr/local/bin/tip" || !slices.Equal(exec[1:], args) {
+		return fmt.Errorf("ExecStart %q, want /usr/local/bin/tip %s", exec, strings.Join(args, " "))
+	}
+	if err := checkTipArgs(exec[1:]); err != nil {
+		return err
+	}
+	known := tipEnvNames()
+	for _, env := range keys["Environment"] {
+		for _, kv := range strings.Fields(env) {
+			if k, _, _ := strings.Cut(kv, "="); !known[k] {
+				return fmt.Errorf("Environment sets %s, which is not one of TIP's variables", k)
+			}
+		}
+	}
+	for k, want := range map[string]string{"DynamicUser": "yes", "NoNewPrivileges": "yes", "CapabilityBoundingSet": "CAP_NET_BIND_SERVICE", "ProtectSystem": "strict"} {
+		if got := strings.Join(keys[k], " "); got != want {
+			return fmt.Errorf("%s=%s, want %s", k, got, want)
+		}
+	}
+	return nil
 }

@@ -61,6 +61,9 @@ func TestHelmRejectsBrokenCopies(t *testing.T) {
 		{"wrong worker command", "templates/worker-deployment.yaml", `args: ["worker"]`, `args: ["work"]`, "worker"},
 		{"wrong agent command", "templates/agent.yaml", `args: ["agent", "serve", "--dir", "/var/lib/tip-agent"]`, `args: ["agent", "serve", "--dir", "/var/lib/agent"]`, "agent"},
 		{"setup is no hook", "templates/setup-job.yaml", "helm.sh/hook: post-install,post-upgrade", "example.org/hook: post-install", "hook"},
+		{"wrong api command", "templates/api-deployment.yaml", `args: ["serve", "api"]`, `args: ["serve", "apis"]`, "api"},
+		{"api listening elsewhere", "templates/api-deployment.yaml", `value: "0.0.0.0:{{ .Values.api.port }}"`, `value: "0.0.0.0:8000"`, "TIP_API_LISTEN"},
+		{"certificate not mounted", "templates/api-deployment.yaml", "mountPath: /etc/tip/api-tls", "mountPath: /etc/tip/tls", "TIP_API_TLS_CERT"},
 		{"probe on another port", "templates/worker-deployment.yaml", `value: "0.0.0.0:{{ .Values.worker.metricsPort }}"`, `value: "0.0.0.0:9000"`, "metrics"},
 		{"the lab's ASN table", "values.yaml", "  TIP_FLUX_QPS: \"200\"\n", "  TIP_FLUX_QPS: \"200\"\n  TIP_FLUX_ASN_TABLE: http://127.0.0.1:8480/iptoasn/ip2asn-combined.tsv.gz\n", "flux.asn_table http://127.0.0.1:8480"},
 	} {
@@ -164,7 +167,8 @@ var kinds = map[string]any{
 func checkManifests(objs []any, all bool) []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	var deploy, dnsDeploy *appsv1.Deployment
+	var deploy, dnsDeploy, apiDeploy *appsv1.Deployment
+	var apiService *corev1.Service
 	var job *batchv1.Job
 	var agent *appsv1.StatefulSet
 	var pdb *policyv1.PodDisruptionBudget
@@ -174,10 +178,17 @@ func checkManifests(objs []any, all bool) []error {
 	for _, o := range objs {
 		switch o := o.(type) {
 		case *appsv1.Deployment:
-			if strings.HasSuffix(o.Name, "-dns") {
+			switch {
+			case strings.HasSuffix(o.Name, "-dns"):
 				dnsDeploy = o
-			} else {
+			case strings.HasSuffix(o.Name, "-api"):
+				apiDeploy = o
+			default:
 				deploy = o
+			}
+		case *corev1.Service:
+			if strings.HasSuffix(o.Name, "-api") {
+				apiService = o
 			}
 		case *batchv1.Job:
 			job = o
@@ -200,9 +211,10 @@ func checkManifests(objs []any, all bool) []error {
 			}
 		}
 	}
-	if deploy == nil || dnsDeploy == nil || job == nil || pdb == nil {
-		return []error{fmt.Errorf("want a worker Deployment, a dns Deployment, a setup Job and a PodDisruptionBudget: %T", objs)}
+	if deploy == nil || dnsDeploy == nil || apiDeploy == nil || apiService == nil || job == nil || pdb == nil {
+		return []error{fmt.Errorf("want a worker Deployment, dns and api Deployments, the api's Service, a setup Job and a PodDisruptionBudget: %T", objs)}
 	}
+	errs = append(errs, checkAPIDeployment(apiDeploy, apiService, all)...)
 	// tip serve dns: devstack's command, its metrics address the probed port.
 	d := dnsDeploy.Spec.Template.Spec.Containers[0]
 	if !slices.Equal(d.Args, devstack.DNSArgs()) || len(d.Command) > 0 {
@@ -314,6 +326,72 @@ func checkManifests(objs []any, all bool) []error {
 			if err := checkTipArgs(c.Args); err != nil {
 				fail("agent %s: %v", c.Name, err)
 			}
+		}
+	}
+	return errs
+}
+
+// checkAPIDeployment: tip serve api runs devstack's command, listens and
+// serves its metrics on the ports its probes and Service use, generates the
+// MISP feed on a writable volume, and reads its certificate where it is
+// mounted when TLS is on (all values).
+func checkAPIDeployment(d *appsv1.Deployment, svc *corev1.Service, all bool) []error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	c := d.Spec.Template.Spec.Containers[0]
+	if !slices.Equal(c.Args, devstack.APIArgs()) || len(c.Command) > 0 {
+		fail("api: args %q, want %q (what tip dev up --api runs)", c.Args, devstack.APIArgs())
+	}
+	if err := checkTipArgs(c.Args); err != nil {
+		fail("api: %v", err)
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+		if strings.HasPrefix(e.Name, "TIP_") && !tipEnvNames()[e.Name] {
+			fail("api: %s is not one of TIP's environment variables", e.Name)
+		}
+	}
+	if want := fmt.Sprintf("0.0.0.0:%d", portNamed(c.Ports, "api")); env["TIP_API_LISTEN"] != want {
+		fail("api: TIP_API_LISTEN %q, want %s (its api port)", env["TIP_API_LISTEN"], want)
+	}
+	if want := fmt.Sprintf("0.0.0.0:%d", portNamed(c.Ports, "metrics")); env["TIP_API_METRICS_ADDRESS"] != want {
+		fail("api: TIP_API_METRICS_ADDRESS %q, want %s (its metrics port)", env["TIP_API_METRICS_ADDRESS"], want)
+	}
+	for name, p := range map[string]*corev1.Probe{"startup": c.StartupProbe, "readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil {
+			fail("api: no HTTP %s probe", name)
+		}
+	}
+	if r := c.ReadinessProbe; r != nil && r.HTTPGet != nil {
+		wantScheme := corev1.URISchemeHTTP
+		if env["TIP_API_TLS_CERT"] != "" {
+			wantScheme = corev1.URISchemeHTTPS
+		}
+		if r.HTTPGet.Port.String() != "api" || r.HTTPGet.Path != "/v1/openapi.json" || r.HTTPGet.Scheme != wantScheme {
+			fail("api: the readiness probe asks %s %s on %s, want %s /v1/openapi.json on the api port", r.HTTPGet.Scheme, r.HTTPGet.Path, r.HTTPGet.Port.String(), wantScheme)
+		}
+	}
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = m.Name
+	}
+	if mounts[env["TIP_API_MISP_CACHE"]] == "" {
+		fail("api: TIP_API_MISP_CACHE %q is not a mounted volume (the root file system is read-only)", env["TIP_API_MISP_CACHE"])
+	}
+	if all {
+		for _, k := range []string{"TIP_API_TLS_CERT", "TIP_API_TLS_KEY"} {
+			if env[k] == "" || mounts[filepath.Dir(env[k])] == "" {
+				fail("api: with api.tls.existingSecret, %s %q is not in a mounted folder", k, env[k])
+			}
+		}
+	}
+	if !labelsMatch(svc.Spec.Selector, d.Spec.Template.Labels) {
+		fail("api: the Service selects %v, not the api's pods %v", svc.Spec.Selector, d.Spec.Template.Labels)
+	}
+	for _, p := range svc.Spec.Ports {
+		if portNamed(c.Ports, p.TargetPort.String()) == 0 {
+			fail("api: the Service's port %s aims at %s, which the container lacks", p.Name, p.TargetPort.String())
 		}
 	}
 	return errs

@@ -44,6 +44,8 @@ type Stack struct {
 	AgentPort                            int
 	// DNSAddress is where `tip serve dns` answers (dns.listen), for the status.
 	DNSAddress string
+	// APIAddress is where `tip serve api` answers (api.listen), for the status.
+	APIAddress string
 
 	PGUser, PGPassword, PGDatabase string
 	S3AccessKey, S3SecretKey       string
@@ -145,6 +147,7 @@ const (
 	Lab      Service = "lab"    // `tip lab serve`, the simulated Internet
 	Agent    Service = "agent"  // `tip agent serve` on the lab's agent trap
 	DNS      Service = "dns"    // `tip serve dns`: the blacklists as RPZ and DNSBL zones
+	API      Service = "api"    // `tip serve api`: lookups, exports, the MISP feed over HTTP
 )
 
 // All lists the services in start order.
@@ -236,7 +239,7 @@ func (s *Stack) Down(ctx context.Context) error {
 	for _, w := range s.workerServices() {
 		errs = append(errs, s.Stop(ctx, w))
 	}
-	errs = append(errs, s.Stop(ctx, DNS), s.Stop(ctx, Agent), s.Stop(ctx, Lab))
+	errs = append(errs, s.Stop(ctx, API), s.Stop(ctx, DNS), s.Stop(ctx, Agent), s.Stop(ctx, Lab))
 	all := s.services()
 	for i := len(all) - 1; i >= 0; i-- {
 		if err := s.Stop(ctx, all[i]); err != nil {
@@ -288,7 +291,7 @@ func (s *Stack) Dir(svc Service) string { return s.dir(svc) }
 func (s *Stack) Status(ctx context.Context) []Status {
 	all := s.services()
 	out := make([]Status, 0, len(all)+3)
-	for _, svc := range append(append(all[:len(all):len(all)], Lab, Agent, DNS), s.workerServices()...) {
+	for _, svc := range append(append(all[:len(all):len(all)], Lab, Agent, DNS, API), s.workerServices()...) {
 		st := Status{Service: svc}
 		switch svc {
 		case Postgres:
@@ -309,6 +312,10 @@ func (s *Stack) Status(ctx context.Context) []Status {
 			st.Detail = "log " + s.logFile(svc)
 		case DNS:
 			st.Address = s.DNSAddress
+			st.PID, st.Running = s.processAlive(svc)
+			st.Detail = "log " + s.logFile(svc)
+		case API:
+			st.Address = s.APIAddress
 			st.PID, st.Running = s.processAlive(svc)
 			st.Detail = "log " + s.logFile(svc)
 		case Agent:

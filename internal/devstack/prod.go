@@ -77,6 +77,10 @@ func WorkerService(n int) Service {
 // DNS: what `tip dev up --dns` starts as DNS, and what deploy/ runs.
 func DNSArgs() []string { return []string{"serve", "dns"} }
 
+// APIArgs are the arguments of the `tip` binary that serve TIP's HTTP API: what
+// `tip dev up --api` starts as API, and what deploy/ runs.
+func APIArgs() []string { return []string{"serve", "api"} }
+
 // WorkerArgs are the arguments of the `tip` binary that run a worker process:
 // what `tip dev up --worker` starts as each WorkerService, and what deploy/ runs.
 func WorkerArgs() []string { return []string{"worker"} }

@@ -1,0 +1,77 @@
+package apiserve
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/tip-project/tip/storage"
+)
+
+// TestLookupAnswersEachValueInOrder: GET and POST give one result a value,
+// a document or an inline error.
+func TestLookupAnswersEachValueInOrder(t *testing.T) {
+	f := newFakeStore()
+	s := testServer(t, Config{MaxLookupValues: 3, MaxBodyBytes: 2048}, f)
+	tok := f.addToken("resolver", storage.ScopeLookup)
+	type result struct {
+		Query any
+		Score float64
+		Error string
+	}
+	decode := func(w *httptest.ResponseRecorder) []result {
+		var resp struct{ Results []result }
+		if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil {
+			t.Fatalf("%d %s: %v", w.Code, w.Body, err)
+		}
+		return resp.Results
+	}
+	w := do(s.Handler(), "GET", "/v1/lookup?q=EVIL.example.&q=10.1.2.3&q=45.10.0.7", tok)
+	rs := decode(w)
+	if w.Code != http.StatusOK || len(rs) != 3 {
+		t.Fatalf("GET: %d %s", w.Code, w.Body)
+	}
+	if q, _ := rs[0].Query.(map[string]any); q["value"] != "evil.example" || rs[0].Score != 0.9 {
+		t.Errorf("first: %+v, want evil.example normalised, score 0.9", rs[0])
+	}
+	if rs[1].Query != "10.1.2.3" || !strings.Contains(rs[1].Error, "private") {
+		t.Errorf("second: %+v, want an inline error about private space", rs[1])
+	}
+	if q, _ := rs[2].Query.(map[string]any); q["type"] != "ipv4" || rs[2].Score != 0.8 {
+		t.Errorf("third: %+v", rs[2])
+	}
+
+	post := func(body, ctype string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/v1/lookup", strings.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set("Content-Type", ctype)
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, r)
+		return w
+	}
+	if w := post(`{"values": ["http://evil.example/x.exe", "nonsense value"]}`, "application/json; charset=utf-8"); w.Code != http.StatusOK {
+		t.Fatalf("POST: %d %s", w.Code, w.Body)
+	} else if rs := decode(w); len(rs) != 2 || rs[0].Score != 0.6 || rs[1].Error == "" {
+		t.Errorf("POST: %+v", rs)
+	}
+	for _, c := range []struct {
+		body, ctype string
+		want        int
+	}{
+		{`{"values": ["a.example", "b.example", "c.example", "d.example"]}`, "application/json", http.StatusBadRequest},
+		{`{"values": []}`, "application/json", http.StatusBadRequest},
+		{`{"values": ["a.example"], "extra": 1}`, "application/json", http.StatusBadRequest},
+		{`{"values": ["a.example"]} {}`, "application/json", http.StatusBadRequest},
+		{`values=a.example`, "application/x-www-form-urlencoded", http.StatusUnsupportedMediaType},
+		{fmt.Sprintf(`{"values": [%q]}`, strings.Repeat("a", 4096)), "application/json", http.StatusRequestEntityTooLarge},
+	} {
+		w := post(c.body, c.ctype)
+		if w.Code != c.want {
+			t.Errorf("%.40s (%s): %d, want %d: %s", c.body, c.ctype, w.Code, c.want, w.Body)
+		}
+		assertJSONError(t, w)
+	}
+}
