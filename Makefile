@@ -41,7 +41,7 @@ wipe: down ## stop the local stack and delete its data
 	$(TIP) dev wipe
 
 demo: tools build ## from the local stack, the lab, its spamtrap agent and a worker, run TIP's whole loop and summarise it (a few minutes)
-	$(TIP) dev up --lab --worker --dns
+	$(TIP) dev up --lab --worker --dns --api
 	$(TIP) doctor
 	$(TIP) core start
 	@echo
@@ -71,7 +71,7 @@ down-prod: build ## stop the production-like stack; data stays
 	$(TIP) dev down $(PROD)
 
 demo-prod: tools-prod build $(PROD_STATE)/spam-lab.yaml ## make demo on the production-like stack, with two workers
-	$(PROD_ENV) $(TIP) dev up $(PROD) --lab --worker --workers 2 --dns
+	$(PROD_ENV) $(TIP) dev up $(PROD) --lab --worker --workers 2 --dns --api
 	$(PROD_ENV) $(TIP) doctor
 	$(PROD_ENV) $(TIP) core start
 	@echo

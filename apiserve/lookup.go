@@ -57,16 +57,46 @@ type lookupRequest struct {
 	Values []string `json:"values"`
 }
 
-// lookupGET answers GET /v1/lookup?q=VALUE[&q=VALUE...].
+// lookupGET answers GET /v1/lookup?q=VALUE with the value's document, the
+// one `tip lookup --json` prints; many values are POST's.
 func (s *Server) lookupGET(w http.ResponseWriter, r *http.Request) {
 	query := r.URL.Query()
 	for k := range query {
 		if k != "q" {
-			writeError(w, http.StatusBadRequest, "unknown parameter %q: want q=VALUE, repeated for more values", k)
+			writeError(w, http.StatusBadRequest, "unknown parameter %q: want q=VALUE", k)
 			return
 		}
 	}
-	s.answerLookup(w, r, query["q"])
+	switch vs := query["q"]; {
+	case len(vs) == 0:
+		writeError(w, http.StatusBadRequest, "no value to look up: GET ?q=VALUE, or POST {\"values\": [...]}")
+	case len(vs) > 1:
+		writeError(w, http.StatusBadRequest, "%d values: GET looks one up; POST {\"values\": [...]} looks up many", len(vs))
+	default:
+		q, err := lookup.Parse(vs[0])
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "%s", err.Error())
+			return
+		}
+		doc, ok := s.lookupOne(w, r, vs[0], q)
+		if ok {
+			writeJSON(w, http.StatusOK, doc)
+		}
+	}
+}
+
+// lookupOne looks one parsed value up; on a failure of the lookup itself it
+// answers 503 (or nothing, when the client left) and returns false.
+func (s *Server) lookupOne(w http.ResponseWriter, r *http.Request, v string, q lookup.Query) (lookup.Document, bool) {
+	doc, err := s.lookup.Lookup(r.Context(), q)
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.refused.note("lookup", "failed", "api: lookup failed", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "cannot look %q up now; try again later", v)
+		}
+		return doc, false
+	}
+	return doc, true
 }
 
 // lookupPOST answers POST /v1/lookup with {"values": [...]}.
@@ -79,8 +109,16 @@ func (s *Server) lookupPOST(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(&req)
-	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
-		err = errors.New("more than one JSON value")
+	if err == nil {
+		// A second value, or the end; a body over the bound is too large
+		// whatever it holds.
+		switch err2 := dec.Decode(&struct{}{}); {
+		case err2 == io.EOF:
+		case errors.As(err2, new(*http.MaxBytesError)):
+			err = err2
+		default:
+			err = errors.New("more than one JSON value")
+		}
 	}
 	var tooLarge *http.MaxBytesError
 	switch {
@@ -100,7 +138,7 @@ func (s *Server) lookupPOST(w http.ResponseWriter, r *http.Request) {
 func (s *Server) answerLookup(w http.ResponseWriter, r *http.Request, values []string) {
 	switch {
 	case len(values) == 0:
-		writeError(w, http.StatusBadRequest, "no value to look up: GET ?q=VALUE, or POST {\"values\": [...]}")
+		writeError(w, http.StatusBadRequest, "no value to look up: POST {\"values\": [...]}")
 		return
 	case len(values) > s.cfg.MaxLookupValues:
 		writeError(w, http.StatusBadRequest, "%d values: at most %d a request", len(values), s.cfg.MaxLookupValues)
@@ -113,13 +151,8 @@ func (s *Server) answerLookup(w http.ResponseWriter, r *http.Request, values []s
 			resp.Results = append(resp.Results, lookupResult{err: &lookupError{Query: v, Error: err.Error()}})
 			continue
 		}
-		doc, err := s.lookup.Lookup(r.Context(), q)
-		if err != nil {
-			if r.Context().Err() != nil {
-				return // the client left
-			}
-			s.refused.note("lookup", "failed", "api: lookup failed", "err", err)
-			writeError(w, http.StatusServiceUnavailable, "cannot look %q up now; try again later", v)
+		doc, ok := s.lookupOne(w, r, v, q)
+		if !ok {
 			return
 		}
 		resp.Results = append(resp.Results, lookupResult{doc: &doc})

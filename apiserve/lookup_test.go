@@ -11,8 +11,9 @@ import (
 	"github.com/tip-project/tip/storage"
 )
 
-// TestLookupAnswersEachValueInOrder: GET and POST give one result a value,
-// a document or an inline error.
+// TestLookupAnswersEachValueInOrder: GET gives one value's document, POST
+// one result a value, a document or an inline error; a body over the bound
+// is too large whatever it holds.
 func TestLookupAnswersEachValueInOrder(t *testing.T) {
 	f := newFakeStore()
 	s := testServer(t, Config{MaxLookupValues: 3, MaxBodyBytes: 2048}, f)
@@ -29,19 +30,25 @@ func TestLookupAnswersEachValueInOrder(t *testing.T) {
 		}
 		return resp.Results
 	}
-	w := do(s.Handler(), "GET", "/v1/lookup?q=EVIL.example.&q=10.1.2.3&q=45.10.0.7", tok)
-	rs := decode(w)
-	if w.Code != http.StatusOK || len(rs) != 3 {
+	// GET: one value, its document as `tip lookup --json` prints it.
+	w := do(s.Handler(), "GET", "/v1/lookup?q=EVIL.example.", tok)
+	var doc result
+	if err := json.Unmarshal(w.Body.Bytes(), &doc); w.Code != http.StatusOK || err != nil {
 		t.Fatalf("GET: %d %s", w.Code, w.Body)
 	}
-	if q, _ := rs[0].Query.(map[string]any); q["value"] != "evil.example" || rs[0].Score != 0.9 {
-		t.Errorf("first: %+v, want evil.example normalised, score 0.9", rs[0])
+	if q, _ := doc.Query.(map[string]any); q["value"] != "evil.example" || doc.Score != 0.9 {
+		t.Errorf("GET: %+v, want evil.example normalised, score 0.9", doc)
 	}
-	if rs[1].Query != "10.1.2.3" || !strings.Contains(rs[1].Error, "private") {
-		t.Errorf("second: %+v, want an inline error about private space", rs[1])
-	}
-	if q, _ := rs[2].Query.(map[string]any); q["type"] != "ipv4" || rs[2].Score != 0.8 {
-		t.Errorf("third: %+v", rs[2])
+	for target, want := range map[string]string{
+		"/v1/lookup?q=10.1.2.3":                 "private",
+		"/v1/lookup?q=45.10.0.7&q=evil.example": "POST",
+		"/v1/lookup?q=45.10.0.7&x=1":            "unknown parameter",
+	} {
+		if w := do(s.Handler(), "GET", target, tok); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), want) {
+			t.Errorf("GET %s: %d %s; want 400 saying %q", target, w.Code, w.Body, want)
+		} else {
+			assertJSONError(t, w)
+		}
 	}
 
 	post := func(body, ctype string) *httptest.ResponseRecorder {
@@ -51,6 +58,22 @@ func TestLookupAnswersEachValueInOrder(t *testing.T) {
 		w := httptest.NewRecorder()
 		s.Handler().ServeHTTP(w, r)
 		return w
+	}
+	// POST: many values, one result each in order, a document or an inline error.
+	if w := post(`{"values": ["EVIL.example.", "10.1.2.3", "45.10.0.7"]}`, "application/json; charset=utf-8"); w.Code != http.StatusOK {
+		t.Fatalf("POST: %d %s", w.Code, w.Body)
+	} else if rs := decode(w); len(rs) != 3 {
+		t.Errorf("POST: %+v", rs)
+	} else {
+		if q, _ := rs[0].Query.(map[string]any); q["value"] != "evil.example" || rs[0].Score != 0.9 {
+			t.Errorf("first: %+v, want evil.example normalised, score 0.9", rs[0])
+		}
+		if rs[1].Query != "10.1.2.3" || !strings.Contains(rs[1].Error, "private") {
+			t.Errorf("second: %+v, want an inline error about private space", rs[1])
+		}
+		if q, _ := rs[2].Query.(map[string]any); q["type"] != "ipv4" || rs[2].Score != 0.8 {
+			t.Errorf("third: %+v", rs[2])
+		}
 	}
 	if w := post(`{"values": ["http://evil.example/x.exe", "nonsense value"]}`, "application/json; charset=utf-8"); w.Code != http.StatusOK {
 		t.Fatalf("POST: %d %s", w.Code, w.Body)
@@ -67,6 +90,7 @@ func TestLookupAnswersEachValueInOrder(t *testing.T) {
 		{`{"values": ["a.example"]} {}`, "application/json", http.StatusBadRequest},
 		{`values=a.example`, "application/x-www-form-urlencoded", http.StatusUnsupportedMediaType},
 		{fmt.Sprintf(`{"values": [%q]}`, strings.Repeat("a", 4096)), "application/json", http.StatusRequestEntityTooLarge},
+		{`{"values": ["a.example"]}` + strings.Repeat(" ", 4096), "application/json", http.StatusRequestEntityTooLarge},
 	} {
 		w := post(c.body, c.ctype)
 		if w.Code != c.want {

@@ -232,7 +232,9 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 		event = id
 	}
 	reqs := []*http.Request{
-		get("/v1/lookup?q=evil.example&q=45.10.0.7&q=10.0.0.1&q=www.example.org", fresh()),
+		get("/v1/lookup?q=evil.example", fresh()),
+		get("/v1/lookup?q=10.0.0.1", fresh()),
+		get("/v1/lookup?q=evil.example&q=45.10.0.7", fresh()),
 		post(`{"values": ["evil.example", "not a value"]}`, "application/json"),
 		post(`{"values": []}`, "application/json"),
 		post(`{"values": ["x"]}`, "text/plain"),
@@ -301,6 +303,18 @@ func TestOpenAPICheckRejectsDrift(t *testing.T) {
 		}
 		return r, w
 	}
+	lookupBody := []byte(`{"values": ["evil.example", "10.0.0.1"]}`)
+	realPOST := func(target string) (*http.Request, *httptest.ResponseRecorder) {
+		r := httptest.NewRequest("POST", target, bytes.NewReader(lookupBody))
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, r)
+		if _, err := c.check(r, lookupBody, w.Code, w.Header(), w.Body.Bytes()); err != nil {
+			t.Fatalf("the real answer fails: %v", err)
+		}
+		return r, w
+	}
 	mutateJSON := func(body []byte, edit func(map[string]any)) []byte {
 		var v map[string]any
 		if err := json.Unmarshal(body, &v); err != nil {
@@ -310,7 +324,8 @@ func TestOpenAPICheckRejectsDrift(t *testing.T) {
 		b, _ := json.Marshal(v)
 		return b
 	}
-	lookupReq, lookupResp := real("/v1/lookup?q=evil.example&q=10.0.0.1")
+	lookupReq, lookupResp := realPOST("/v1/lookup")
+	docReq, docResp := real("/v1/lookup?q=evil.example")
 	sourcesReq, sourcesResp := real("/v1/sources")
 	exportReq, exportResp := real("/v1/export/json")
 	stixReq, stixResp := real("/v1/export/stix")
@@ -338,6 +353,10 @@ func TestOpenAPICheckRejectsDrift(t *testing.T) {
 		{"an inline error without its query", lookupReq, lookupResp, 200, nil, mutateJSON(lookupResp.Body.Bytes(), func(v map[string]any) {
 			delete(results(v)[1].(map[string]any), "query")
 		})},
+		{"GET's document without its listings", docReq, docResp, 200, nil, mutateJSON(docResp.Body.Bytes(), func(v map[string]any) {
+			delete(v, "listings")
+		})},
+		{"GET's document wrapped in results", docReq, docResp, 200, nil, []byte(`{"results": [` + docResp.Body.String() + `]}`)},
 		{"results renamed", lookupReq, lookupResp, 200, nil, mutateJSON(lookupResp.Body.Bytes(), func(v map[string]any) {
 			v["documents"] = v["results"]
 			delete(v, "results")
@@ -371,7 +390,11 @@ func TestOpenAPICheckRejectsDrift(t *testing.T) {
 		if c2.header != nil {
 			c2.header(h)
 		}
-		if _, err := c.check(c2.req, nil, c2.status, h, c2.body); err == nil {
+		var reqBody []byte
+		if c2.req.Method == "POST" {
+			reqBody = lookupBody
+		}
+		if _, err := c.check(c2.req, reqBody, c2.status, h, c2.body); err == nil {
 			t.Errorf("%s: passed the check", c2.name)
 		}
 	}

@@ -181,7 +181,15 @@ func TestServeAgainstPostgres(t *testing.T) {
 		c := apiClient{t: t, base: "http://" + addr, http: &http.Client{Transport: vt}}
 
 		// Lookups, answered with SQL.
-		resp, body := c.do("GET", "/v1/lookup?q=evil.example&q=10.0.0.1", resolver, nil)
+		resp, body := c.do("GET", "/v1/lookup?q=evil.example", resolver, nil)
+		var doc struct {
+			Query    any
+			Score    float64
+			Listings []struct{ Source string }
+		}
+		if resp.StatusCode != 200 || json.Unmarshal(body, &doc) != nil || len(doc.Listings) != 2 || doc.Score < 0.9 {
+			t.Fatalf("lookup: %d %s", resp.StatusCode, body)
+		}
 		var lk struct {
 			Results []struct {
 				Query    any
@@ -190,9 +198,10 @@ func TestServeAgainstPostgres(t *testing.T) {
 				Error    string
 			}
 		}
+		resp, body = c.do("POST", "/v1/lookup", resolver, strings.NewReader(`{"values": ["evil.example", "10.0.0.1"]}`), "Content-Type", "application/json")
 		if resp.StatusCode != 200 || json.Unmarshal(body, &lk) != nil || len(lk.Results) != 2 ||
 			len(lk.Results[0].Listings) != 2 || lk.Results[0].Score < 0.9 || lk.Results[1].Error == "" {
-			t.Fatalf("lookup: %d %s", resp.StatusCode, body)
+			t.Fatalf("POST lookup: %d %s", resp.StatusCode, body)
 		}
 		if resp, body := c.do("POST", "/v1/lookup", resolver, strings.NewReader(`{"values": ["45.10.0.7"]}`), "Content-Type", "application/json"); resp.StatusCode != 200 || !strings.Contains(string(body), `"feed-a"`) {
 			t.Fatalf("POST lookup: %d %s", resp.StatusCode, body)

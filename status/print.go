@@ -52,6 +52,13 @@ func Print(w io.Writer, r Report, errorRows, width int) {
 			fmt.Fprintf(&b, "%s\n", strings.Join(zones, " · "))
 		}
 	}
+	if a := r.API; a != nil {
+		if a.Error != "" {
+			fmt.Fprintf(&b, "api %s: not answering (tip serve api: %s)\n", a.URL, a.Error)
+		} else {
+			fmt.Fprintf(&b, "api %s: answering (API %s): lookups, exports, /misp/, /taxii2/\n", a.URL, a.Version)
+		}
+	}
 	for _, section := range []func(io.Writer, Report, int){printCoreSection, printFluxSection, printSourcesSection, printSpamSection, printOverridesSection} {
 		fmt.Fprintln(&b)
 		section(&b, r, width)

@@ -6,6 +6,9 @@ package status
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -54,6 +57,7 @@ type Report struct {
 	SpamError string                  `json:"spam_error,omitempty"`
 
 	DNS *DNS `json:"dns,omitempty"`
+	API *API `json:"api,omitempty"`
 
 	Overrides      *Overrides `json:"overrides,omitempty"`
 	OverridesError string     `json:"overrides_error,omitempty"`
@@ -137,6 +141,9 @@ func Read(ctx context.Context, cfg config.Config, s Services, errorRows int) Rep
 	})
 	if cfg.DNS.Listen != "" {
 		wg.Go(func() { r.DNS = readDNS(ctx, cfg.DNS) })
+	}
+	if cfg.API.Listen != "" {
+		wg.Go(func() { r.API = readAPI(ctx, cfg.API) })
 	}
 	wg.Wait()
 	r.mergeProblems(errorRows)
@@ -319,4 +326,45 @@ func (r *Report) readTemporal(ctx context.Context, c client.Client, cfg config.T
 		r.temporalProblems = append(r.temporalProblems, storage.Problem{At: run.Closed, Where: "workflow " + run.ID, What: what,
 			Error: starter.RunFailure(ctx, c, run.ID, run.RunID)})
 	}
+}
+
+// API is whether `tip serve api` answers: the version of the OpenAPI
+// document it serves (which needs no token), or why it did not answer.
+type API struct {
+	URL     string `json:"url"`
+	Version string `json:"version,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+func readAPI(ctx context.Context, cfg config.API) *API {
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	a := &API{URL: scheme + "://" + cfg.Listen + "/"}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL+"v1/openapi.json", nil)
+	if err != nil {
+		a.Error = err.Error()
+		return a
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.Error = err.Error()
+		return a
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Info struct {
+			Version string `json:"version"`
+		} `json:"info"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		a.Error = resp.Status
+	} else if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil {
+		a.Error = "not TIP's API: " + err.Error()
+	}
+	a.Version = doc.Info.Version
+	return a
 }

@@ -128,7 +128,11 @@ with links and commands to try. ` + "`make demo`" + ` runs it after starting eve
 				}
 				fmt.Fprintln(out)
 				live := liveDNS(ctx, db, a.cfg.DNS)
-				printDemoSummary(out, c, stack(), a.cfg.Temporal.Namespace, live)
+				api := ""
+				if stack().Running(devstack.API) {
+					api = liveAPI(ctx, db, a.cfg.API)
+				}
+				printDemoSummary(out, c, stack(), a.cfg.Temporal.Namespace, live, api)
 				if len(missing) > 0 {
 					return fmt.Errorf("not seen within %s: %s; see `bin/tip status` and the worker's log in %s",
 						timeout, strings.Join(missing, "; "), stack().Dir(devstack.Worker))
@@ -142,7 +146,7 @@ with links and commands to try. ` + "`make demo`" + ` runs it after starting eve
 }
 
 // printDemoSummary ends the demo: counts per module, where to look, what to try.
-func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, namespace, live string) {
+func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, namespace, live, api string) {
 	kinds := spamKinds(c)
 	fa, ss := c.Own[contract.FluxAgentsSource], c.Own[contract.SpamSendersSource]
 	var verdicts []string
@@ -163,6 +167,9 @@ func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, name
 	if live != "" {
 		fmt.Fprintf(w, "  live DNS       %s\n", live)
 	}
+	if api != "" {
+		fmt.Fprintf(w, "  API            %s\n", api)
+	}
 	ui := s.TemporalUI()
 	if ui != "" {
 		base := ui + "/namespaces/" + url.PathEscape(namespace) + "/workflows"
@@ -179,7 +186,8 @@ func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, name
 		{"bin/tip sources", "every source's health, metrics and weight"},
 		{"bin/tip spam stats", "the spam by origin, sender ASN and country, campaigns"},
 		{"bin/tip flux list; bin/tip flux networks", "the monitored domains and the botnets behind them"},
-		{"bin/tip blacklists export --format csv | head", "the blacklists with scores"},
+		{"bin/tip blacklists export --format csv | head", "the blacklists with scores and what the sources say"},
+		{"bin/tip api token add me --scope all --ttl 1d", "a token for the API: README, Sharing"},
 		{"bin/tip lab summary", "what the lab serves: feeds, spam archive, DNS, traps"},
 		{"bin/tip lab truth | less", "the lab's ground truth, to compare"},
 		stopLine(s),

@@ -119,6 +119,7 @@ func TestDemoLoopEndToEnd(t *testing.T) {
 	t.Run("routed between modules", func(t *testing.T) { checkRouting(t, ctx, db, truth, coreEnded) })
 	t.Run("report in a browser", func(t *testing.T) { checkReport(t, ctx, db, truth) })
 	t.Run("web UI lists the runs", func(t *testing.T) { checkWebUI(t, ctx, db, tc, cfg) })
+	t.Run("shared over the API", func(t *testing.T) { checkSharing(t, ctx, db, cfg) })
 	t.Run("status", func(t *testing.T) {
 		// Monitors may still start after the loop closed (a triage in flight
 		// when the core stopped), so status must show at least the monitors the
@@ -156,7 +157,7 @@ func TestDemoLoopEndToEnd(t *testing.T) {
 	})
 	t.Run("summary", func(t *testing.T) {
 		var b strings.Builder
-		printDemoSummary(&b, counts, s, cfg.Temporal.Namespace, "")
+		printDemoSummary(&b, counts, s, cfg.Temporal.Namespace, "", "")
 		out := b.String()
 		for _, want := range []string{"blacklists ", "spam ", "flux triage ", "flux monitors ", "flux networks ",
 			s.TemporalUI() + "/namespaces/" + cfg.Temporal.Namespace + "/workflows", "bin/tip status"} {

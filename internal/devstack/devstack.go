@@ -284,6 +284,12 @@ func (s *Stack) StartTip(ctx context.Context, svc Service, tipBinary string, env
 	return nil
 }
 
+// Running says whether a service the stack started runs now.
+func (s *Stack) Running(svc Service) bool {
+	_, ok := s.processAlive(svc)
+	return ok
+}
+
 // Dir is the folder a service keeps its state in.
 func (s *Stack) Dir(svc Service) string { return s.dir(svc) }
 
