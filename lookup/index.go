@@ -230,7 +230,7 @@ func (x *Index) Update(ctx context.Context) error {
 		}
 	}
 	if len(todo) > 0 {
-		x.log.Info("lookup index updated", "changes", len(todo), "listings", listings)
+		x.log.Debug("lookup index updated", "changes", len(todo), "listings", listings)
 	}
 	return nil
 }
