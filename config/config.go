@@ -32,7 +32,20 @@ type Config struct {
 	Upstream   Upstream   `yaml:"upstream"`
 	DNS        DNS        `yaml:"dns"`
 	API        API        `yaml:"api"`
+	Metrics    Metrics    `yaml:"metrics"`
 	Log        Log        `yaml:"log"`
+}
+
+// Metrics configures `tip serve metrics`: TIP's operations metrics (its
+// sources' health, spam collectors, flux monitors, core and workers) for
+// Prometheus, for a deployment without `tip serve api`, which serves them on
+// api.metrics_address.
+type Metrics struct {
+	// Listen is where /metrics answers (host:port).
+	Listen string `yaml:"listen" env:"TIP_METRICS_LISTEN"`
+	// MinInterval is how long one reading of PostgreSQL and Temporal serves
+	// scrapes, so that scrapers cannot multiply its cost.
+	MinInterval time.Duration `yaml:"min_interval" env:"TIP_METRICS_MIN_INTERVAL"`
 }
 
 // API configures `tip serve api`: lookups, exports, the MISP feed and the
@@ -313,7 +326,8 @@ func Default() Config {
 			// As the RPZ zone and the aggregate DNSBL list: above 0.5 a listing is
 			// more likely right than wrong.
 			MinScore: 0.5, Poll: 30 * time.Second},
-		Log: Log{Level: "info", Format: "text"},
+		Metrics: Metrics{Listen: "127.0.0.1:9471", MinInterval: 10 * time.Second},
+		Log:     Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -415,6 +429,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: flux.qps %v: want more than 0", c.Flux.QPS)
 	case c.Flux.Lifetime <= 0 || c.Flux.NXDomainFor <= 0:
 		return errors.New("config: flux.lifetime and flux.nxdomain_for must be positive")
+	case c.Metrics.MinInterval < time.Second:
+		return fmt.Errorf("config: metrics.min_interval %s is shorter than a second", c.Metrics.MinInterval)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -79,6 +79,7 @@ func TestLoadErrorsSayWhere(t *testing.T) {
 		"scheme endpoint":  {env: map[string]string{"TIP_S3_ENDPOINT": "http://minio:9000"}, want: "without a scheme"},
 		"short retention":  {env: map[string]string{"TIP_TEMPORAL_RETENTION": "1h"}, want: "shorter than one day"},
 		"bad log level":    {env: map[string]string{"TIP_LOG_LEVEL": "loud"}, want: "log.level"},
+		"metrics too fast": {env: map[string]string{"TIP_METRICS_MIN_INTERVAL": "100ms"}, want: "metrics.min_interval"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -198,6 +199,7 @@ func oldDefaults() Config {
 		Upstream: Upstream{FetchesPerHost: 2},
 		DNS:      Default().DNS, // came after the lab's old defaults: the lab serves with the real ones
 		API:      Default().API, // likewise
+		Metrics:  Default().Metrics,
 		Log:      Log{Level: "info", Format: "text"},
 	}
 }

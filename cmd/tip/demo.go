@@ -132,7 +132,7 @@ with links and commands to try. ` + "`make demo`" + ` runs it after starting eve
 				if stack().Running(devstack.API) {
 					api = liveAPI(ctx, db, a.cfg.API)
 				}
-				printDemoSummary(out, c, stack(), a.cfg.Temporal.Namespace, live, api)
+				printDemoSummary(out, c, stack(), a.cfg.Temporal.Namespace, live, api, metricsLinks(a.cfg))
 				if len(missing) > 0 {
 					return fmt.Errorf("not seen within %s: %s; see `bin/tip status` and the worker's log in %s",
 						timeout, strings.Join(missing, "; "), stack().Dir(devstack.Worker))
@@ -146,7 +146,7 @@ with links and commands to try. ` + "`make demo`" + ` runs it after starting eve
 }
 
 // printDemoSummary ends the demo: counts per module, where to look, what to try.
-func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, namespace, live, api string) {
+func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, namespace, live, api string, metrics [][2]string) {
 	kinds := spamKinds(c)
 	fa, ss := c.Own[contract.FluxAgentsSource], c.Own[contract.SpamSendersSource]
 	var verdicts []string
@@ -178,6 +178,12 @@ func printDemoSummary(w io.Writer, c storage.LoopCounts, s *devstack.Stack, name
 		fmt.Fprintf(w, "  %s/tip-core   the core: its children, signals and events\n", base)
 		fmt.Fprintf(w, "  %s?query=%s\n      the monitors, by their search attributes\n", base,
 			url.QueryEscape(`WorkflowType="FluxMonitor" AND FluxState="watching"`))
+	}
+	if len(metrics) > 0 {
+		fmt.Fprintf(w, "\nMetrics (Prometheus; alerts in deploy/prometheus/rules.yaml, dashboard deploy/grafana/tip.json)\n")
+		for _, m := range metrics {
+			fmt.Fprintf(w, "  %-34s %s\n", m[0], m[1])
+		}
 	}
 	fmt.Fprintf(w, "\nTry\n")
 	for _, l := range [][2]string{
@@ -256,4 +262,20 @@ func thousands(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// metricsLinks are the /metrics endpoints the local stack serves, and what
+// each carries.
+func metricsLinks(cfg config.Config) [][2]string {
+	var out [][2]string
+	for _, m := range []struct{ addr, what string }{
+		{cfg.API.MetricsAddress, "TIP's sources, spam collectors, flux monitors and core (tip serve api), and the API's requests"},
+		{cfg.Worker.MetricsAddress, "the worker: the Temporal SDK's task latencies, cache, failures"},
+		{cfg.DNS.MetricsAddress, "tip serve dns: queries, answers, transfers"},
+	} {
+		if m.addr != "" {
+			out = append(out, [2]string{"http://" + m.addr + "/metrics", m.what})
+		}
+	}
+	return out
 }

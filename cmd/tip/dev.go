@@ -89,11 +89,13 @@ func devCmd(a *app) *cobra.Command {
 				}
 				env := []string{"TIP_BLACKLISTS_CATALOG=" + catalogPath, "TIP_SPAM_CATALOG=" + spamPath}
 				for n := 1; n <= workers; n++ {
-					// Each worker serves its metrics on the next port.
+					// Each further worker serves its metrics ten ports up (9474,
+					// 9484, ...): the ports right after the first worker's are
+					// the DNS server's, the API's and the metrics server's.
 					wenv := env
 					if host, port, err := net.SplitHostPort(a.cfg.Worker.MetricsAddress); err == nil && n > 1 {
 						p, _ := strconv.Atoi(port)
-						wenv = append(slices.Clone(env), "TIP_WORKER_METRICS_ADDRESS="+net.JoinHostPort(host, strconv.Itoa(p+n-1)))
+						wenv = append(slices.Clone(env), "TIP_WORKER_METRICS_ADDRESS="+net.JoinHostPort(host, strconv.Itoa(p+10*(n-1))))
 					}
 					if err := s.StartTip(cmd.Context(), devstack.WorkerService(n), self, wenv, devstack.WorkerArgs()...); err != nil {
 						return err
@@ -116,7 +118,7 @@ func devCmd(a *app) *cobra.Command {
 	up.Flags().BoolVar(&withDNS, "dns", false, "also run `tip serve dns`: the blacklists as RPZ and DNSBL zones on dns.listen")
 	up.Flags().BoolVar(&withAPI, "api", false, "also run `tip serve api`: lookups, exports and the MISP feed over HTTP on api.listen (tokens: tip api token add)")
 	up.Flags().BoolVar(&withWorker, "worker", false, "also run `tip worker` processes in the background (--workers of them)")
-	up.Flags().IntVar(&workers, "workers", 1, "with --worker: how many worker processes (each on the next metrics port)")
+	up.Flags().IntVar(&workers, "workers", 1, "with --worker: how many worker processes (each further one serves its metrics ten ports up: 9474, 9484, ...)")
 	up.Flags().BoolVar(&withLab, "lab", false, "also run the lab (`tip lab serve`), the simulated Internet, and a spamtrap agent on its agent trap, registered in the spam catalog")
 	down := &cobra.Command{
 		Use:   "down",

@@ -157,10 +157,11 @@ func TestDemoLoopEndToEnd(t *testing.T) {
 	})
 	t.Run("summary", func(t *testing.T) {
 		var b strings.Builder
-		printDemoSummary(&b, counts, s, cfg.Temporal.Namespace, "", "")
+		printDemoSummary(&b, counts, s, cfg.Temporal.Namespace, "", "", metricsLinks(cfg))
 		out := b.String()
 		for _, want := range []string{"blacklists ", "spam ", "flux triage ", "flux monitors ", "flux networks ",
-			s.TemporalUI() + "/namespaces/" + cfg.Temporal.Namespace + "/workflows", "bin/tip status"} {
+			s.TemporalUI() + "/namespaces/" + cfg.Temporal.Namespace + "/workflows", "bin/tip status",
+			"http://" + cfg.API.MetricsAddress + "/metrics"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("the summary lacks %q:\n%s", want, out)
 			}

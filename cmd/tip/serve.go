@@ -2,31 +2,35 @@ package main
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/apiserve"
 	"github.com/tip-project/tip/dnsserve"
 	"github.com/tip-project/tip/lookup"
+	"github.com/tip-project/tip/opsmetrics"
+	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/taxii"
 	"github.com/tip-project/tip/worker"
 )
 
 func serveCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "serve", Short: "Serve TIP's blacklists live to what defenders run: resolvers and mail servers (dns), their tools (api)"}
-	cmd.AddCommand(serveDNSCmd(a), serveAPICmd(a))
+	cmd.AddCommand(serveDNSCmd(a), serveAPICmd(a), serveMetricsCmd(a))
 	return cmd
 }
 
-// serveMetrics serves a server's registry on addr (none when empty) until
-// the returned stop is called.
-func serveMetrics(a *app, addr string, s interface{ Registry() *prometheus.Registry }) (stop func(), err error) {
+// serveMetrics serves a registry on addr (none when empty) until the returned
+// stop is called.
+func serveMetrics(a *app, addr string, reg *prometheus.Registry) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
-	srv, err := worker.ServeMetrics(addr, s.Registry(), a.log)
+	srv, err := worker.ServeMetrics(addr, reg, a.log)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +70,7 @@ Prometheus metrics on dns.metrics_address.`,
 			if err := s.Load(ctx); err != nil {
 				return err
 			}
-			stop, err := serveMetrics(a, a.cfg.DNS.MetricsAddress, s)
+			stop, err := serveMetrics(a, a.cfg.DNS.MetricsAddress, s.Registry())
 			if err != nil {
 				return err
 			}
@@ -89,7 +93,8 @@ listing kept in memory. Clients
 present a token of ` + "`tip api token add`" + ` (Bearer, or HTTP Basic with the token as
 the password); a revocation acts on the next request. Exports carry an ETag
 and Last-Modified that follow PostgreSQL's change notifications. Prometheus
-metrics on api.metrics_address.`,
+metrics on api.metrics_address: the API's requests, and TIP's operations
+metrics (as ` + "`tip serve metrics`" + ` serves them).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -116,7 +121,12 @@ metrics on api.metrics_address.`,
 				return err
 			}
 			defer s.Close()
-			stop, err := serveMetrics(a, a.cfg.API.MetricsAddress, s)
+			ops, closeOps := opsCollector(a, db)
+			defer closeOps()
+			if err := s.Registry().Register(ops); err != nil {
+				return err
+			}
+			stop, err := serveMetrics(a, a.cfg.API.MetricsAddress, s.Registry())
 			if err != nil {
 				return err
 			}
@@ -124,6 +134,53 @@ metrics on api.metrics_address.`,
 			return s.Serve(ctx, a.cfg.API.Listen)
 		},
 	}
+}
+
+func serveMetricsCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "metrics",
+		Short: "Serve TIP's operations metrics (sources, spam collectors, flux, core, workers) to Prometheus until SIGINT/SIGTERM",
+		Long: `Serve TIP's operations metrics on metrics.listen (/metrics), for a deployment
+without ` + "`tip serve api`" + `, which serves them on api.metrics_address: each source's
+health, listings, weight and runs, the spam collectors' mails and runs, the flux
+monitors and their checks' lateness, the core's modules and the workers polling
+(tip_source_*, tip_spam_*, tip_flux_*, tip_core_*, tip_workers_polling), with the
+Go process's metrics. They are read from PostgreSQL and Temporal when scraped; one
+reading serves every scrape for metrics.min_interval. A part that cannot be read
+(Temporal down) counts in tip_ops_scrape_errors_total{part} and its series are
+left out, while the others are served.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if a.cfg.Metrics.Listen == "" {
+				return errors.New("metrics.listen is empty: set it (or TIP_METRICS_LISTEN) to the host:port Prometheus scrapes")
+			}
+			db, err := a.openDB(ctx)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			ops, closeOps := opsCollector(a, db)
+			defer closeOps()
+			stop, err := serveMetrics(a, a.cfg.Metrics.Listen, opsmetrics.Registry(ops))
+			if err != nil {
+				return err
+			}
+			defer stop()
+			a.log.Info("serving operations metrics", "listen", a.cfg.Metrics.Listen, "min_interval", a.cfg.Metrics.MinInterval)
+			<-ctx.Done()
+			return nil
+		},
+	}
+}
+
+// opsCollector is the collector of TIP's operations metrics on db and the
+// configured Temporal (dialled at the first scrape), and what closes it.
+func opsCollector(a *app, db *storage.DB) (*opsmetrics.Collector, func()) {
+	tmp := opsmetrics.NewTemporalClient(a.cfg.Temporal, func(ctx context.Context) (client.Client, error) { return a.dial(ctx, nil) })
+	cfg := opsmetrics.FromConfig(a.cfg)
+	cfg.Log = a.log
+	return opsmetrics.New(db, tmp, cfg), tmp.Close
 }
 
 // apiLookuper answers the API's lookups from the in-memory index

@@ -1,7 +1,9 @@
 // Command gen writes the files of deploy/ that come from the production-like
 // stack's own builders (internal/devstack), so a container deployment runs the
 // Temporal server with the configuration and the schema steps `make up-prod`
-// runs. Run it from the repository's root after changing internal/devstack:
+// runs, and the Helm chart's copies of files outside it (the catalogs, the
+// alert rules, the Grafana dashboard). Run it from the repository's root after
+// changing internal/devstack or one of those files:
 //
 //	go run ./deploy/gen
 //
@@ -64,15 +66,32 @@ func Files() (map[string][]byte, error) {
 		"deploy/compose/temporal/config/dynamic.yaml": append([]byte("# "+header+"\n"), devstack.DynamicConfig...),
 		"deploy/compose/temporal/schema.sh":           schemaScript(),
 	}
-	// The Helm chart's default catalogs: it can read files inside its own folder only.
-	for _, name := range []string{"sources.yaml", "spam.yaml"} {
-		data, err := os.ReadFile(filepath.Join(root, "config", name))
+	// The Helm chart can read files inside its own folder only: its default
+	// catalogs, the alert rules of its PrometheusRule and the dashboard of its
+	// Grafana ConfigMap are copies.
+	for _, c := range chartCopies {
+		data, err := os.ReadFile(filepath.Join(root, c.from))
 		if err != nil {
 			return nil, err
 		}
-		files["deploy/helm/tip/files/"+name] = append([]byte("# Copied by `go run ./deploy/gen` from config/"+name+": edit that file, not this one.\n"), data...)
+		if !c.json {
+			data = append([]byte("# Copied by `go run ./deploy/gen` from "+c.from+": edit that file, not this one.\n"), data...)
+		}
+		files[c.to] = data
 	}
 	return files, nil
+}
+
+// chartCopies are the files the chart carries copies of; a JSON file is copied
+// as it is (JSON has no comments to say where it came from).
+var chartCopies = []struct {
+	from, to string
+	json     bool
+}{
+	{from: "config/sources.yaml", to: "deploy/helm/tip/files/sources.yaml"},
+	{from: "config/spam.yaml", to: "deploy/helm/tip/files/spam.yaml"},
+	{from: "deploy/prometheus/rules.yaml", to: "deploy/helm/tip/files/prometheus-rules.yaml"},
+	{from: "deploy/grafana/tip.json", to: "deploy/helm/tip/files/grafana-dashboard.json", json: true},
 }
 
 // root is the repository's root: gen runs from it, its test from deploy/gen.

@@ -49,8 +49,10 @@ done
 # is tested behind a real caching resolver, and `tip serve dns` as its RPZ
 # primary), BIND (an RPZ secondary over TSIG, named-checkzone), Postfix and swaks
 # (a mail server refusing spam by TIP's DNSBL), nftables (the nft export checked),
-# and dnsperf and rbldnsd (the DNSBL benchmark). Installed only when missing; no
-# daemon is started: the tests run their own, on loopback.
+# dnsperf and rbldnsd (the DNSBL benchmark), and Prometheus (promtool checks the
+# alert rules of deploy/prometheus and runs their unit tests). Installed only
+# when missing; no daemon is started (neither Prometheus on port 9090 nor its
+# node exporter): the tests run their own, on loopback.
 pg_bin=${TIP_PG_BIN:-/usr/lib/postgresql/15/bin}
 missing=()
 [[ -x $pg_bin/initdb && -x $pg_bin/pg_ctl ]] || missing+=(postgresql)
@@ -65,6 +67,7 @@ command -v swaks >/dev/null || missing+=(swaks)
 [[ -x /usr/sbin/nft ]] || missing+=(nftables)
 command -v dnsperf >/dev/null || missing+=(dnsperf)
 [[ -x /usr/sbin/rbldnsd ]] || missing+=(rbldnsd)
+command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   echo "tools: installing Debian packages: ${missing[*]}" >&2
   sudo=""
@@ -80,8 +83,9 @@ if ((${#missing[@]})); then
   fi
   # Postfix's package asks what to configure: nothing (the tests configure their own).
   echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
-  # Packages that would start system-wide daemons (named on port 53) do not:
-  # policy-rc.d forbids it for the install (Docker images already have one).
+  # Packages that would start system-wide daemons (named on port 53, prometheus
+  # on 9090) do not: policy-rc.d forbids it for the install (Docker images
+  # already have one).
   own_policy=""
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null

@@ -20,13 +20,18 @@ import (
 
 const composeDir = "../compose"
 
-// loadCompose loads compose.yaml as `docker compose --profile agent config` does:
-// the compose specification's schema, then interpolation from the env files
-// only (not this process's environment).
+// loadCompose loads compose.yaml with every profile, as `docker compose
+// --profile agent --profile monitoring config` does: the compose
+// specification's schema, then interpolation from the env files only (not this
+// process's environment).
 func loadCompose(dir string, envFiles ...string) (*types.Project, error) {
+	return loadComposeProfiles(dir, []string{"agent", "monitoring"}, envFiles...)
+}
+
+func loadComposeProfiles(dir string, profiles []string, envFiles ...string) (*types.Project, error) {
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "compose.yaml")},
 		cli.WithWorkingDirectory(dir), cli.WithEnvFiles(envFiles...), cli.WithDotEnv,
-		cli.WithProfiles([]string{"agent"}))
+		cli.WithProfiles(profiles))
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +75,11 @@ func TestComposeRejectsBrokenCopies(t *testing.T) {
 		{"schema step changed", "temporal/schema.sh", "--schema-name postgresql/v12/visibility\n", "--schema-name postgresql/v12/temporal\n", "schema", false},
 		{"setup not awaited", "compose.yaml", "      tip-setup:\n        condition: service_completed_successfully", "      tip-setup:\n        condition: service_started", "tip-worker: depends on tip-setup", false},
 		{"unknown TIP variable", "compose.yaml", "TIP_S3_REGION:", "TIP_S3_REGOIN:", "TIP_S3_REGOIN", false},
+		{"scraping the api on another port", "prometheus.yml", "port: 9470", "port: 9471", "tip-api", false},
+		{"rules mounted elsewhere", "compose.yaml", ":/etc/prometheus/rules.yaml:ro", ":/etc/prometheus/alerts.yaml:ro", "rules.yaml", false},
+		{"monitoring without its profile", "compose.yaml", "    image: prom/prometheus:v2.53.1\n    profiles: [monitoring]\n", "    image: prom/prometheus:v2.53.1\n", "prometheus: profiles", false},
+		{"data source elsewhere", "../grafana/provisioning/datasources/prometheus.yaml", "url: http://prometheus:9090", "url: http://prometheus:9091", "data source", false},
+		{"dashboard outside the provider's folder", "compose.yaml", ":/etc/grafana/dashboards/tip/tip.json:ro", ":/etc/grafana/dashboards/tip.json:ro", "dashboard", false},
 		{"the lab's triage wait", "compose.yaml", "  TIP_LOG_FORMAT: json\n", "  TIP_LOG_FORMAT: json\n  TIP_FLUX_TRIAGE_WAIT: 10s\n", "flux.triage_wait 10s is the lab's", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -98,7 +108,9 @@ func TestComposeRejectsBrokenCopies(t *testing.T) {
 func copyCompose(t *testing.T) string {
 	root := t.TempDir()
 	for _, f := range []string{"deploy/compose/compose.yaml", "deploy/compose/.env.example", "deploy/compose/temporal/schema.sh",
-		"deploy/compose/temporal/config/tip.yaml", "deploy/compose/temporal/config/dynamic.yaml", "config/sources.yaml", "config/spam.yaml"} {
+		"deploy/compose/temporal/config/tip.yaml", "deploy/compose/temporal/config/dynamic.yaml", "config/sources.yaml", "config/spam.yaml",
+		"deploy/compose/prometheus.yml", "deploy/prometheus/rules.yaml", "deploy/grafana/tip.json",
+		"deploy/grafana/provisioning/datasources/prometheus.yaml", "deploy/grafana/provisioning/dashboards/tip.yaml"} {
 		data, err := os.ReadFile(filepath.Join("../..", f))
 		if err != nil {
 			t.Fatal(err)
@@ -254,7 +266,7 @@ func checkCompose(p *types.Project, dir string) []error {
 			fail("config %s: %v", name, err)
 		}
 	}
-	return errs
+	return append(errs, checkComposeMonitoring(p, dir)...)
 }
 
 // checkComposeAPI checks the API's service: it listens on the port it

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
@@ -65,6 +66,9 @@ func TestHelmRejectsBrokenCopies(t *testing.T) {
 		{"api listening elsewhere", "templates/api-deployment.yaml", `value: "0.0.0.0:{{ .Values.api.port }}"`, `value: "0.0.0.0:8000"`, "TIP_API_LISTEN"},
 		{"certificate not mounted", "templates/api-deployment.yaml", "mountPath: /etc/tip/api-tls", "mountPath: /etc/tip/tls", "TIP_API_TLS_CERT"},
 		{"probe on another port", "templates/worker-deployment.yaml", `value: "0.0.0.0:{{ .Values.worker.metricsPort }}"`, `value: "0.0.0.0:9000"`, "metrics"},
+		{"rules not deploy/prometheus's", "files/prometheus-rules.yaml", "for: 10m", "for: 1h", "PrometheusRule"},
+		{"scraping a port the Service lacks", "templates/servicemonitor.yaml", "- port: metrics", "- port: http-metrics", "http-metrics"},
+		{"dashboard without the sidecar's label", "templates/grafana-dashboard.yaml", `grafana_dashboard: "1"`, `grafana_dashboard: "yes"`, "grafana_dashboard"},
 		{"the lab's ASN table", "values.yaml", "  TIP_FLUX_QPS: \"200\"\n", "  TIP_FLUX_QPS: \"200\"\n  TIP_FLUX_ASN_TABLE: http://127.0.0.1:8480/iptoasn/ip2asn-combined.tsv.gz\n", "flux.asn_table http://127.0.0.1:8480"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -159,7 +163,8 @@ var kinds = map[string]any{
 	"v1/ConfigMap": &corev1.ConfigMap{}, "v1/Secret": &corev1.Secret{}, "v1/Service": &corev1.Service{},
 	"apps/v1/Deployment": &appsv1.Deployment{}, "apps/v1/StatefulSet": &appsv1.StatefulSet{},
 	"batch/v1/Job": &batchv1.Job{}, "policy/v1/PodDisruptionBudget": &policyv1.PodDisruptionBudget{},
-	"autoscaling/v2/HorizontalPodAutoscaler": &autoscalingv2.HorizontalPodAutoscaler{},
+	"autoscaling/v2/HorizontalPodAutoscaler":  &autoscalingv2.HorizontalPodAutoscaler{},
+	"monitoring.coreos.com/v1/ServiceMonitor": &monitoringv1.ServiceMonitor{}, "monitoring.coreos.com/v1/PrometheusRule": &monitoringv1.PrometheusRule{},
 }
 
 // checkManifests lists what is wrong with the rendered objects; all: every
@@ -215,6 +220,7 @@ func checkManifests(objs []any, all bool) []error {
 		return []error{fmt.Errorf("want a worker Deployment, dns and api Deployments, the api's Service, a setup Job and a PodDisruptionBudget: %T", objs)}
 	}
 	errs = append(errs, checkAPIDeployment(apiDeploy, apiService, all)...)
+	errs = append(errs, checkMonitoring(objs, all)...)
 	// tip serve dns: devstack's command, its metrics address the probed port.
 	d := dnsDeploy.Spec.Template.Spec.Containers[0]
 	if !slices.Equal(d.Args, devstack.DNSArgs()) || len(d.Command) > 0 {
@@ -414,4 +420,116 @@ func portNamed(ports []corev1.ContainerPort, name string) int32 {
 		}
 	}
 	return 0
+}
+
+// checkMonitoring: by default the chart makes no monitoring objects (their CRDs
+// may be missing); with all values, a ServiceMonitor for each Service with a
+// metrics port, scraping that port, a PrometheusRule whose groups are
+// deploy/prometheus/rules.yaml's, and the dashboard deploy/grafana/tip.json in
+// a ConfigMap Grafana's sidecar picks up.
+func checkMonitoring(objs []any, all bool) []error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var monitors []*monitoringv1.ServiceMonitor
+	var rules []*monitoringv1.PrometheusRule
+	var dashboards []*corev1.ConfigMap
+	var services []*corev1.Service
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *monitoringv1.ServiceMonitor:
+			monitors = append(monitors, o)
+		case *monitoringv1.PrometheusRule:
+			rules = append(rules, o)
+		case *corev1.Service:
+			services = append(services, o)
+		case *corev1.ConfigMap:
+			if _, ok := o.Labels["grafana_dashboard"]; ok || strings.Contains(o.Name, "dashboard") {
+				dashboards = append(dashboards, o)
+			}
+		}
+	}
+	if !all {
+		if len(monitors)+len(rules)+len(dashboards) > 0 {
+			fail("by default: %d ServiceMonitors, %d PrometheusRules, %d dashboard ConfigMaps, want none", len(monitors), len(rules), len(dashboards))
+		}
+		return errs
+	}
+
+	// Each ServiceMonitor selects one Service, on a port it has; together they
+	// cover every Service with a metrics port.
+	covered := map[string]bool{}
+	for _, m := range monitors {
+		var selected []*corev1.Service
+		for _, s := range services {
+			if labelsMatch(m.Spec.Selector.MatchLabels, s.Labels) {
+				selected = append(selected, s)
+			}
+		}
+		if len(selected) != 1 {
+			fail("ServiceMonitor %s selects %d Services, want one", m.Name, len(selected))
+			continue
+		}
+		covered[selected[0].Name] = true
+		if len(m.Spec.Endpoints) == 0 {
+			fail("ServiceMonitor %s: no endpoints", m.Name)
+		}
+		for _, e := range m.Spec.Endpoints {
+			if !slices.ContainsFunc(selected[0].Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == e.Port }) {
+				fail("ServiceMonitor %s scrapes port %q, which Service %s lacks", m.Name, e.Port, selected[0].Name)
+			}
+			if e.Path != "/metrics" {
+				fail("ServiceMonitor %s scrapes path %q, want /metrics", m.Name, e.Path)
+			}
+		}
+		if m.Labels["release"] != "kube-prometheus-stack" {
+			fail("ServiceMonitor %s: labels %v lack metrics.serviceMonitor.labels", m.Name, m.Labels)
+		}
+	}
+	for _, s := range services {
+		if slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "metrics" }) && !covered[s.Name] {
+			fail("Service %s has a metrics port no ServiceMonitor scrapes", s.Name)
+		}
+	}
+
+	// The PrometheusRule carries rules.yaml's groups, as they are.
+	if len(rules) != 1 {
+		fail("%d PrometheusRules, want one", len(rules))
+	} else {
+		want, err := os.ReadFile("../prometheus/rules.yaml")
+		if err != nil {
+			return append(errs, err)
+		}
+		var file struct {
+			Groups []monitoringv1.RuleGroup `json:"groups"`
+		}
+		if err := yaml.UnmarshalStrict(want, &file); err != nil {
+			fail("deploy/prometheus/rules.yaml is no PrometheusRule's groups: %v", err)
+		}
+		got, _ := yaml.Marshal(rules[0].Spec.Groups)
+		wantGroups, _ := yaml.Marshal(file.Groups)
+		if len(file.Groups) == 0 || string(got) != string(wantGroups) {
+			fail("the PrometheusRule's groups differ from deploy/prometheus/rules.yaml's (run `go run ./deploy/gen`):\n%s", got)
+		}
+		if rules[0].Labels["release"] != "kube-prometheus-stack" {
+			fail("PrometheusRule: labels %v lack metrics.prometheusRule.labels", rules[0].Labels)
+		}
+	}
+
+	// The dashboard, for the sidecar.
+	if len(dashboards) != 1 {
+		fail("%d dashboard ConfigMaps, want one", len(dashboards))
+	} else {
+		d := dashboards[0]
+		want, err := os.ReadFile("../grafana/tip.json")
+		if err != nil {
+			return append(errs, err)
+		}
+		if d.Labels["grafana_dashboard"] != "1" || d.Annotations["grafana_folder"] != "TIP" {
+			fail("dashboard ConfigMap %s: labels %v, annotations %v: want grafana_dashboard \"1\" and the values' annotations", d.Name, d.Labels, d.Annotations)
+		}
+		if len(d.Data) != 1 || d.Data["tip.json"] != strings.TrimSuffix(string(want), "\n") {
+			fail("dashboard ConfigMap %s: its tip.json is not deploy/grafana/tip.json (run `go run ./deploy/gen`)", d.Name)
+		}
+	}
+	return errs
 }
