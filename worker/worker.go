@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if cfg.Worker.MetricsAddress != "" {
 		metricsSrv, err = ServeMetrics(cfg.Worker.MetricsAddress, registry, log)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (worker.metrics_address, TIP_WORKER_METRICS_ADDRESS)", err)
 		}
 	}
 
@@ -217,7 +217,7 @@ func newMetricsScope(registry *prom.Registry, log *slog.Logger) (tally.Scope, in
 func ServeMetrics(addr string, registry *prom.Registry, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: cannot listen on %s (%v); set worker.metrics_address / TIP_WORKER_METRICS_ADDRESS to a free address, or empty to disable", addr, err)
+		return nil, fmt.Errorf("metrics: cannot listen on %s (%v): set the metrics address to a free one, or empty to disable", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
