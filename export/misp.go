@@ -1,11 +1,14 @@
 package export
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/md5"
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -77,19 +80,39 @@ var mispTypes = map[string][2]string{
 }
 
 // MISPFeed writes a MISP feed into a folder: Write takes the rows, Close
-// writes one <uuid>.json per event, manifest.json and hashes.csv.
+// writes one <uuid>.json per event, manifest.json and hashes.csv. Its memory
+// does not grow with the rows: an event's attributes (and their hashes.csv
+// lines) are spooled to files of their own in a folder of dir as they come,
+// past mispSpoolBuffer bytes held, and Close streams each event from them.
 type MISPFeed struct {
-	dir    string
-	now    time.Time
-	events map[string]*mispEvent
+	dir, spool string
+	now        time.Time
+	events     map[string]*mispEvent // without their attributes
+	pending    map[string]*mispPending
+	held       int // bytes in pending
 }
+
+// mispPending is what an event got since its last spooling: its attributes'
+// JSON, comma-separated, and their hashes.csv lines.
+type mispPending struct {
+	attrs, hashes bytes.Buffer
+	spooled       bool // some are in its spool files already
+}
+
+// mispSpoolBuffer is how many bytes of attributes a feed holds before it
+// appends them to their events' spool files.
+var mispSpoolBuffer = 16 << 20
 
 // NewMISPFeed starts a feed in dir (created if missing). now stamps the events.
 func NewMISPFeed(dir string, now time.Time) (*MISPFeed, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	return &MISPFeed{dir: dir, now: now, events: map[string]*mispEvent{}}, nil
+	spool, err := os.MkdirTemp(dir, ".spool-")
+	if err != nil {
+		return nil, err
+	}
+	return &MISPFeed{dir: dir, spool: spool, now: now, events: map[string]*mispEvent{}, pending: map[string]*mispPending{}}, nil
 }
 
 // Write adds an indicator to the event of each source listing it, on the day it
@@ -130,44 +153,135 @@ func (f *MISPFeed) Write(r Row) error {
 		if !c.Listed.IsZero() {
 			comment += "; the source listed it " + c.Listed.UTC().Format(time.RFC3339)
 		}
-		ev.Attribute = append(ev.Attribute, mispAttribute{UUID: UUIDv5("tip:misp-attribute:" + src + ":" + r.Type + ":" + r.Value),
+		b, err := json.Marshal(mispAttribute{UUID: UUIDv5("tip:misp-attribute:" + src + ":" + r.Type + ":" + r.Value),
 			Type: mt[0], Category: mt[1], Value: r.Value, ToIDs: r.Type != "asn", Timestamp: ev.Timestamp,
 			Comment: comment})
+		if err != nil {
+			return err
+		}
+		p := f.pending[id]
+		if p == nil {
+			p = &mispPending{}
+			f.pending[id] = p
+		}
+		if p.attrs.Len() > 0 || p.spooled {
+			p.attrs.WriteByte(',')
+		}
+		p.attrs.Write(b)
+		sum := md5.Sum([]byte(r.Value))
+		p.hashes.WriteString(hex.EncodeToString(sum[:]) + "," + id + "\n")
+		f.held += len(b) + 2*md5.Size + len(id) + 3
+	}
+	if f.held > mispSpoolBuffer {
+		return f.flush()
 	}
 	return nil
 }
 
-// Close writes the events, the manifest and hashes.csv.
+// flush appends every event's pending attributes and hashes to its spool
+// files.
+func (f *MISPFeed) flush() error {
+	for id, p := range f.pending {
+		if p.attrs.Len() == 0 {
+			continue
+		}
+		for _, part := range []struct {
+			ext string
+			b   *bytes.Buffer
+		}{{".attrs", &p.attrs}, {".md5", &p.hashes}} {
+			file, err := os.OpenFile(filepath.Join(f.spool, id+part.ext), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+			if err != nil {
+				return err
+			}
+			_, err = part.b.WriteTo(file)
+			if cerr := file.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("MISP feed spool: %w", err)
+			}
+		}
+		p.spooled = true
+	}
+	f.held = 0
+	return nil
+}
+
+// Close writes the events, the manifest and hashes.csv, each event streamed
+// from its spool files, then removes them.
 func (f *MISPFeed) Close() error {
+	defer os.RemoveAll(f.spool)
+	if err := f.flush(); err != nil {
+		return err
+	}
 	manifest := map[string]any{}
-	var hashes []byte
 	ids := make([]string, 0, len(f.events))
 	for id := range f.events {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
+	hashes, err := os.Create(filepath.Join(f.dir, "hashes.csv"))
+	if err != nil {
+		return err
+	}
+	defer hashes.Close()
 	for _, id := range ids {
 		ev := f.events[id]
-		b, err := json.Marshal(map[string]any{"Event": ev})
-		if err != nil {
-			return err
+		if err := f.writeEvent(id, ev); err != nil {
+			return fmt.Errorf("MISP event %s: %w", id, err)
 		}
-		if err := os.WriteFile(filepath.Join(f.dir, id+".json"), b, 0o644); err != nil {
+		if err := appendFile(hashes, filepath.Join(f.spool, id+".md5")); err != nil {
 			return err
 		}
 		manifest[id] = map[string]any{"info": ev.Info, "date": ev.Date, "timestamp": ev.Timestamp, "analysis": ev.Analysis,
 			"threat_level_id": ev.ThreatLevelID, "published": true, "Orgc": ev.Orgc, "Tag": ev.Tag}
-		for _, a := range ev.Attribute {
-			sum := md5.Sum([]byte(a.Value))
-			hashes = append(hashes, hex.EncodeToString(sum[:])+","+id+"\n"...)
-		}
+	}
+	if err := hashes.Close(); err != nil {
+		return err
 	}
 	b, err := json.MarshalIndent(manifest, "", " ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(f.dir, "manifest.json"), b, 0o644); err != nil {
+	return os.WriteFile(filepath.Join(f.dir, "manifest.json"), b, 0o644)
+}
+
+// writeEvent writes <id>.json: the event as JSON, its attributes (the last
+// member) streamed from its spool file.
+func (f *MISPFeed) writeEvent(id string, ev *mispEvent) error {
+	ev.Attribute = []mispAttribute{}
+	head, err := json.Marshal(map[string]any{"Event": ev})
+	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(f.dir, "hashes.csv"), hashes, 0o644)
+	tail := []byte(`]}}`)
+	if !bytes.HasSuffix(head, tail) {
+		return fmt.Errorf("the event's JSON does not end with its attributes")
+	}
+	out, err := os.Create(filepath.Join(f.dir, id+".json"))
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	w := bufio.NewWriter(out)
+	w.Write(head[:len(head)-len(tail)]) //nolint:errcheck // Flush reports
+	if err := appendFile(w, filepath.Join(f.spool, id+".attrs")); err != nil {
+		return err
+	}
+	w.Write(tail) //nolint:errcheck // Flush reports
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return out.Close()
+}
+
+// appendFile copies the file at path to w.
+func appendFile(w io.Writer, path string) error {
+	in, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	_, err = io.Copy(w, in)
+	return err
 }

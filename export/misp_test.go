@@ -1,9 +1,11 @@
 package export
 
 import (
+	"bytes"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -154,6 +156,55 @@ func TestUUIDv5(t *testing.T) {
 	for _, name := range []string{"tip:org", "tip:misp-event:feodo:2026-09-01", ""} {
 		if got, want := UUIDv5(name), uuid.NewSHA1(uuid.UUID(tipNamespace), []byte(name)).String(); got != want {
 			t.Errorf("UUIDv5(%q) = %s, want %s", name, got, want)
+		}
+	}
+}
+
+// TestMISPFeedSpoolsItsAttributes: a feed spooled to disk every few rows is
+// the same, byte for byte, as one held whole in memory, and leaves no spool
+// behind.
+func TestMISPFeedSpoolsItsAttributes(t *testing.T) {
+	write := func(buffer int) string {
+		t.Helper()
+		defer func(b int) { mispSpoolBuffer = b }(mispSpoolBuffer)
+		mispSpoolBuffer = buffer
+		dir := t.TempDir()
+		f, err := NewMISPFeed(dir, time.Date(2026, 9, 3, 0, 0, 0, 0, time.UTC))
+		if err != nil {
+			t.Fatal(err)
+		}
+		day := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+		for i := range 3000 {
+			srcs := []string{fmt.Sprintf("s%d", i%7), "all"}
+			r := Row{Type: "ipv4", Value: fmt.Sprintf("45.1.%d.%d", i/256, i%256), Score: 0.5 + float64(i%50)/100,
+				Sources: srcs, FirstSeen: []time.Time{day.Add(time.Duration(i%5) * 24 * time.Hour), day},
+				Context: []Context{{Source: srcs[0], Category: "botnet-c2", Malware: "M<&>", TLP: "green"}, {Source: "all"}}}
+			if i%11 == 0 {
+				r.Type, r.Value = "url", fmt.Sprintf("http://x%d.example/a?b=<c>&d", i)
+			}
+			if err := f.Write(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	whole, spooled := write(1<<30), write(512)
+	files, _ := os.ReadDir(whole)
+	again, _ := os.ReadDir(spooled)
+	if len(files) != len(again) || len(files) < 10 {
+		t.Fatalf("%d files held whole, %d spooled", len(files), len(again))
+	}
+	for _, e := range files {
+		if strings.HasPrefix(e.Name(), ".spool") {
+			t.Errorf("the spool %s is left behind", e.Name())
+		}
+		a, _ := os.ReadFile(filepath.Join(whole, e.Name()))
+		b, err := os.ReadFile(filepath.Join(spooled, e.Name()))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs when spooled (%v)", e.Name(), err)
 		}
 	}
 }
