@@ -655,3 +655,31 @@ func updateMapping(dst, src *yaml.Node) bool {
 	dst.Content = content
 	return changed
 }
+
+// Collector is one spam collector of a catalog: its name as its runs, `tip
+// status` and the metrics call it (archive:NAME, imap:NAME, agent:NAME), the
+// origin its mails are recorded under, its interval and whether it runs.
+type Collector struct {
+	Name, Origin string
+	Interval     time.Duration
+	Enabled      bool
+}
+
+// Collectors lists the catalog's archives, mailboxes and agents as
+// collectors, in that order.
+func (c *Spam) Collectors() []Collector {
+	var out []Collector
+	for _, s := range c.Archives {
+		// An archive's months are resolved against its index: their origins
+		// start with the index's folder.
+		dir := s.Index[:strings.LastIndex(s.Index, "/")+1]
+		out = append(out, Collector{Name: "archive:" + s.Name, Origin: "archive:" + dir, Interval: s.Interval, Enabled: s.Enabled})
+	}
+	for _, m := range c.Mailboxes {
+		out = append(out, Collector{Name: "imap:" + m.Name, Origin: "imap:" + m.Name, Interval: m.Interval, Enabled: m.Enabled})
+	}
+	for _, ag := range c.Agents {
+		out = append(out, Collector{Name: "agent:" + ag.Name, Origin: "agent:" + ag.Name, Interval: ag.Interval, Enabled: ag.Enabled})
+	}
+	return out
+}

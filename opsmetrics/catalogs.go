@@ -1,7 +1,6 @@
 package opsmetrics
 
 import (
-	"strings"
 	"time"
 
 	"github.com/tip-project/tip/catalog"
@@ -44,23 +43,10 @@ func spamCollectors(path string) ([]spamCollector, error) {
 		return nil, err
 	}
 	var out []spamCollector
-	add := func(name, origin string, interval time.Duration, enabled bool) {
-		if !enabled {
-			return
+	for _, col := range c.Collectors() {
+		if col.Enabled {
+			out = append(out, spamCollector{storage.SpamCollector{Name: col.Name, Origin: col.Origin}, col.Interval})
 		}
-		out = append(out, spamCollector{storage.SpamCollector{Name: name, Origin: origin}, interval})
-	}
-	for _, s := range c.Archives {
-		// An archive's months are resolved against its index: their origins
-		// start with the index's folder.
-		dir := s.Index[:strings.LastIndex(s.Index, "/")+1]
-		add("archive:"+s.Name, "archive:"+dir, s.Interval, s.Enabled)
-	}
-	for _, m := range c.Mailboxes {
-		add("imap:"+m.Name, "imap:"+m.Name, m.Interval, m.Enabled)
-	}
-	for _, ag := range c.Agents {
-		add("agent:"+ag.Name, "agent:"+ag.Name, ag.Interval, ag.Enabled)
 	}
 	return out, nil
 }

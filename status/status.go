@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -266,17 +265,8 @@ func (r *Report) readPostgres(ctx context.Context, db *storage.DB, spamCatalog s
 // runs under and the origins their mails are recorded under.
 func spamCollectors(c *catalog.Spam) []storage.SpamCollector {
 	var out []storage.SpamCollector
-	for _, s := range c.Archives {
-		// An archive's months are resolved against its index: their origins
-		// start with the index's folder.
-		dir := s.Index[:strings.LastIndex(s.Index, "/")+1]
-		out = append(out, storage.SpamCollector{Name: "archive:" + s.Name, Origin: "archive:" + dir})
-	}
-	for _, m := range c.Mailboxes {
-		out = append(out, storage.SpamCollector{Name: "imap:" + m.Name, Origin: "imap:" + m.Name})
-	}
-	for _, ag := range c.Agents {
-		out = append(out, storage.SpamCollector{Name: "agent:" + ag.Name, Origin: "agent:" + ag.Name})
+	for _, col := range c.Collectors() {
+		out = append(out, storage.SpamCollector{Name: col.Name, Origin: col.Origin})
 	}
 	return out
 }
