@@ -206,26 +206,9 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 // follow keeps the exports' version current until ctx ends: at every change
 // PostgreSQL notifies, and every Poll.
 func (s *Server) follow(ctx context.Context) {
-	wake := make(chan struct{}, 1)
-	go func() {
-		for ctx.Err() == nil {
-			if err := s.store.WaitListingChange(ctx); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				s.refused.note("postgres", "listen", "api: waiting for listing changes", "err", err)
-				select {
-				case <-ctx.Done():
-				case <-time.After(5 * time.Second):
-				}
-				continue
-			}
-			select {
-			case wake <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	wake := storage.WakeOnListingChanges(ctx, s.store, func(err error) {
+		s.refused.note("postgres", "listen", "api: waiting for listing changes", "err", err)
+	})
 	poll := time.NewTicker(s.cfg.Poll)
 	defer poll.Stop()
 	var last time.Time

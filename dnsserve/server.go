@@ -367,24 +367,9 @@ func (s *Server) zoneNames() []string {
 // follow keeps the index up to date until ctx ends, and sends NOTIFY for each
 // zone whose serial changed.
 func (s *Server) follow(ctx context.Context) {
-	wake := make(chan struct{}, 1)
-	go func() {
-		for ctx.Err() == nil {
-			err := s.store.WaitListingChange(ctx)
-			if err != nil && ctx.Err() == nil {
-				s.log.Warn("dns: waiting for listing changes", "err", err)
-				select {
-				case <-ctx.Done():
-				case <-time.After(5 * time.Second):
-				}
-				continue
-			}
-			select {
-			case wake <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	wake := storage.WakeOnListingChanges(ctx, s.store, func(err error) {
+		s.log.Warn("dns: waiting for listing changes", "err", err)
+	})
 	poll := time.NewTicker(s.cfg.Poll)
 	defer poll.Stop()
 	supp := time.NewTicker(5 * time.Minute)

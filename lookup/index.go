@@ -239,26 +239,8 @@ func (x *Index) Update(ctx context.Context) error {
 // is: at every change PostgreSQL notifies and every Poll. It logs what fails
 // and tries again. It returns nil when ctx ends.
 func (x *Index) Run(ctx context.Context) error {
-	wake := make(chan struct{}, 1)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() {
-		for ctx.Err() == nil {
-			if err := x.db.WaitListingChange(ctx); err != nil {
-				if ctx.Err() == nil {
-					x.log.Warn("lookup index: waiting for listing changes", "err", err)
-					select {
-					case <-ctx.Done():
-					case <-time.After(5 * time.Second):
-					}
-				}
-				continue
-			}
-			select {
-			case wake <- struct{}{}:
-			default:
-			}
-		}
+	wake := storage.WakeOnListingChanges(ctx, x.db, func(err error) {
+		x.log.Warn("lookup index: waiting for listing changes", "err", err)
 	})
 	poll := x.Poll
 	if poll <= 0 {

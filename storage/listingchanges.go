@@ -214,3 +214,36 @@ func (db *DB) SampleListing(ctx context.Context, source string) (string, error) 
 	}
 	return v, nil
 }
+
+// ListingChangeWaiter is what waits for listing changes: *DB, or a fake.
+type ListingChangeWaiter interface {
+	WaitListingChange(ctx context.Context) error
+}
+
+// WakeOnListingChanges returns a channel that receives when a listing change
+// commits, until ctx ends; wakes that come while one is pending make one. A
+// failure to listen goes to onErr and is retried 5 seconds later. The
+// servers that keep an index of the listings (tip serve dns, tip serve api,
+// the lookup index) update on these wakes and on a poll besides.
+func WakeOnListingChanges(ctx context.Context, w ListingChangeWaiter, onErr func(error)) <-chan struct{} {
+	wake := make(chan struct{}, 1)
+	go func() {
+		for ctx.Err() == nil {
+			if err := w.WaitListingChange(ctx); err != nil {
+				if ctx.Err() == nil {
+					onErr(err)
+					select {
+					case <-ctx.Done():
+					case <-time.After(5 * time.Second):
+					}
+				}
+				continue
+			}
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return wake
+}
