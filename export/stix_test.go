@@ -70,10 +70,10 @@ func TestSTIXBundleMatchesTheOASISSchemas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := schemas.bundle.Validate(inst); err != nil {
+	if err := schemas.Bundle.Validate(inst); err != nil {
 		t.Errorf("the bundle: %v", err)
 	}
-	for _, p := range schemas.problems(objects) {
+	for _, p := range schemas.Problems(objects) {
 		t.Error(p)
 	}
 	byType := map[string][]map[string]any{}
@@ -202,7 +202,7 @@ func TestSTIXValidationCatchesBrokenObjects(t *testing.T) {
 		return decodeObjects(t, STIXIdentity(), TLPMarkingObject("clear"), TLPMarkingObject("green"), ind,
 			n.Infrastructure(STIXVersion{ID: infraID, Created: now, Modified: now}), sco, rel)
 	}
-	if p := schemas.problems(good()); len(p) > 0 {
+	if p := schemas.Problems(good()); len(p) > 0 {
 		t.Fatalf("the good objects: %v", p)
 	}
 	for _, c := range []struct {
@@ -252,7 +252,7 @@ func TestSTIXValidationCatchesBrokenObjects(t *testing.T) {
 			if !broken {
 				t.Fatalf("no %s to break", c.typ)
 			}
-			if p := schemas.problems(objects); len(p) == 0 {
+			if p := schemas.Problems(objects); len(p) == 0 {
 				t.Error("passed")
 			}
 		})
@@ -294,7 +294,7 @@ func TestSTIXFluxNetworkObjects(t *testing.T) {
 		raws = append(raws, sco, STIXConsistsOf(STIXVersion{ID: STIXRelationshipID("consists-of", infraID, id), Created: now, Modified: now}, infraID, id))
 	}
 	objects := decodeObjects(t, raws...)
-	for _, p := range schemas.problems(objects) {
+	for _, p := range schemas.Problems(objects) {
 		t.Error(p)
 	}
 	infra := objects[2]
@@ -315,7 +315,7 @@ func TestSTIXFluxNetworkObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := schemas.problems(decodeObjects(t, STIXIdentity(), TLPMarkingObject(FluxNetworkTLP), rev)); len(p) > 0 {
+	if p := schemas.Problems(decodeObjects(t, STIXIdentity(), TLPMarkingObject(FluxNetworkTLP), rev)); len(p) > 0 {
 		t.Errorf("the revoked version: %v", p)
 	}
 }
