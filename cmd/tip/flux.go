@@ -160,7 +160,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 	}
 	networks.Flags().BoolVar(&netJSON, "json", false, "print one JSON object a line")
 
-	cmd.AddCommand(watch, list, show, networks, probeCmd(a),
+	cmd.AddCommand(watch, list, show, networks, probeCmd(a), fluxPDNSCmd(a),
 		signal(contract.SignalFluxStop, "stop DOMAIN [REASON]", "End a domain's monitor (with its final summary)", func(args []string) (any, error) {
 			return strings.Join(args[1:], " "), nil
 		}),

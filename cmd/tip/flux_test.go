@@ -71,6 +71,25 @@ func TestFluxCommands(t *testing.T) {
 	if out, err := runTip(t, "flux", "show", fluxy); err != nil || !strings.Contains(out, "IPs (cumulative)") {
 		t.Errorf("show draws no timeline: %v\n%s", err, out)
 	}
+	// Its passive DNS, in the Common Output Format: every address it used,
+	// and from one of them, back to it.
+	out, err = runTip(t, "flux", "pdns", strings.ToUpper(fluxy)+".", "--json")
+	var cof []storage.PDNSRecord
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r storage.PDNSRecord
+		if json.Unmarshal([]byte(l), &r) == nil {
+			cof = append(cof, r)
+		}
+	}
+	if err != nil || len(cof) < 2 || cof[0].RRName != fluxy || cof[0].RRType != "A" || cof[0].Count < 1 || cof[0].TimeLast < cof[0].TimeFirst {
+		t.Fatalf("pdns %s: %v\n%s", fluxy, err, out)
+	}
+	if out, err := runTip(t, "flux", "pdns", cof[0].RData); err != nil || !strings.Contains(out, fluxy) || !strings.Contains(out, "RRNAME") {
+		t.Errorf("pdns %s: %v\n%s", cof[0].RData, err, out)
+	}
+	if _, err := runTip(t, "flux", "pdns", "not a name"); err == nil {
+		t.Error("pdns took a value that is no address or name")
+	}
 	for _, args := range [][]string{{"pause", fluxy}, {"set-interval", fluxy, "2s"}, {"resume", fluxy}, {"stop", fluxy, "enough"}} {
 		if out, err := runTip(t, append([]string{"flux"}, args...)...); err != nil || !strings.Contains(out, "sent "+args[0]) {
 			t.Fatalf("flux %v: %v\n%s", args, err, out)
