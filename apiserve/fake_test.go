@@ -26,6 +26,7 @@ type fakeStore struct {
 	rows     []export.Row
 	health   []storage.SourceHealth
 	states   []storage.SourceState
+	pdns     []storage.PDNSRecord
 	exports  int   // ExportListed calls
 	failRows int   // ExportListed fails after this many rows; 0: never
 	err      error // every read fails with it
@@ -52,8 +53,25 @@ func newFakeStore() *fakeStore {
 			{Name: "feed-a", LastSuccess: &modified, LastAttempt: &modified, Weight: 0.55, MetricsAt: &modified},
 			{Name: "feed-b", LastAttemptError: "HTTP 503", Weight: 0.5},
 		},
+		pdns: []storage.PDNSRecord{
+			{RRName: "flux.example", RRType: "A", RData: "45.10.0.7", TimeFirst: first.Unix(), TimeLast: modified.Unix(), Count: 12},
+			{RRName: "flux.example", RRType: "AAAA", RData: "2001:db8::7", TimeFirst: first.Unix(), TimeLast: first.Unix(), Count: 1},
+		},
 		wake: make(chan struct{}, 1),
 	}
+}
+
+// PassiveDNS gives the records whose rrname or rdata is q.
+func (f *fakeStore) PassiveDNS(_ context.Context, q string) ([]storage.PDNSRecord, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []storage.PDNSRecord
+	for _, r := range f.pdns {
+		if r.RRName == q || r.RData == q {
+			out = append(out, r)
+		}
+	}
+	return out, f.err
 }
 
 // addToken stores a token the way AddAPIToken does and returns its secret.

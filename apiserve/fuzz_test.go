@@ -181,6 +181,9 @@ func FuzzAPIRequest(f *testing.F) {
 		{"POST", "/v1/lookup", bLk, "application/x-www-form-urlencoded", `q=evil.example`},
 		{"POST", "/v1/lookup?q=evil.example", bLk, js, `{"values":["45.10.0.7"]}`},
 		// The ways to present a token, and those that are none.
+		{"GET", "/v1/pdns?q=flux.example", bLk, "", ""},
+		{"GET", "/v1/pdns?q=45.10.0.7&q=x", bLk, "", ""},
+		{"GET", "/v1/pdns?q=not+a+name", bLk, "", ""},
 		{"GET", "/v1/sources", basic("", all), "", ""},
 		{"GET", "/v1/sources", basic(all, ""), "", ""},
 		{"GET", "/v1/lookup?q=evil.example", basic("taxii-client", lk), "", ""},
@@ -362,7 +365,7 @@ func fuzzCheckAuthorized(t *testing.T, req string, r *http.Request, all, lk stri
 	switch {
 	case p == "/v1/openapi.json":
 		return
-	case p == "/v1/lookup":
+	case p == "/v1/lookup", p == "/v1/pdns":
 		need = storage.ScopeLookup
 	case p == "/v1/sources":
 		need = storage.ScopeSources

@@ -99,3 +99,40 @@ func TestLookupAnswersEachValueInOrder(t *testing.T) {
 		assertJSONError(t, w)
 	}
 }
+
+// TestPassiveDNS: /v1/pdns answers a domain or an address with its records,
+// one COF object a line, the value normalised; anything else is a 400.
+func TestPassiveDNS(t *testing.T) {
+	f := newFakeStore()
+	s := testServer(t, Config{}, f)
+	tok := f.addToken("resolver", storage.ScopeLookup)
+	for target, want := range map[string]int{
+		"/v1/pdns?q=FLUX.example.":    2,
+		"/v1/pdns?q=45.10.0.7":        1,
+		"/v1/pdns?q=::ffff:45.10.0.7": 1,
+		"/v1/pdns?q=quiet.example":    0,
+	} {
+		w := do(s.Handler(), "GET", target, tok)
+		lines := strings.Split(strings.TrimSpace(w.Body.String()), "\n")
+		if lines[0] == "" {
+			lines = nil
+		}
+		if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "application/x-ndjson" || len(lines) != want {
+			t.Errorf("%s: %d %q, %d records; want %d", target, w.Code, w.Header().Get("Content-Type"), len(lines), want)
+			continue
+		}
+		for _, l := range lines {
+			var r storage.PDNSRecord
+			if err := json.Unmarshal([]byte(l), &r); err != nil || r.RRName != "flux.example" || r.Count < 1 {
+				t.Errorf("%s: record %s (%v)", target, l, err)
+			}
+		}
+	}
+	for _, target := range []string{"/v1/pdns", "/v1/pdns?q=a.example&q=b.example", "/v1/pdns?q=not+a+name", "/v1/pdns?q=a.example&x=1"} {
+		if w := do(s.Handler(), "GET", target, tok); w.Code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", target, w.Code)
+		} else {
+			assertJSONError(t, w)
+		}
+	}
+}

@@ -26,6 +26,7 @@ func (s *Server) routes() http.Handler {
 	s.handle(mux, "/v1/lookup", storage.ScopeLookup, methods{http.MethodGet: s.lookupGET, http.MethodPost: s.lookupPOST})
 	s.handle(mux, "/v1/export/{format}", storage.ScopeExport, methods{http.MethodGet: s.export})
 	s.handle(mux, "/v1/sources", storage.ScopeSources, methods{http.MethodGet: s.sources})
+	s.handle(mux, "/v1/pdns", storage.ScopeLookup, methods{http.MethodGet: s.passiveDNS})
 	s.handle(mux, "/misp/{file}", storage.ScopeExport, methods{http.MethodGet: s.mispFile})
 	s.handle(mux, "/v1/openapi.json", publicRoute, methods{http.MethodGet: s.openAPI})
 	if s.taxii != nil {

@@ -33,6 +33,7 @@ type Store interface {
 	SourcesHealth(ctx context.Context) ([]storage.SourceHealth, error)
 	SourceStates(ctx context.Context) ([]storage.SourceState, error)
 	WaitListingChange(ctx context.Context) error
+	PassiveDNS(ctx context.Context, q string) ([]storage.PDNSRecord, error)
 }
 
 // Options are what a server is built with besides its Config and Store.

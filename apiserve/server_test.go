@@ -206,6 +206,9 @@ func TestServeAgainstPostgres(t *testing.T) {
 		if resp, body := c.do("POST", "/v1/lookup", resolver, strings.NewReader(`{"values": ["45.10.0.7"]}`), "Content-Type", "application/json"); resp.StatusCode != 200 || !strings.Contains(string(body), `"feed-a"`) {
 			t.Fatalf("POST lookup: %d %s", resp.StatusCode, body)
 		}
+		if resp, body := c.do("GET", "/v1/pdns?q=evil.example", resolver, nil); resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+			t.Fatalf("pdns: %d %s", resp.StatusCode, body)
+		}
 		if resp, _ := c.do("GET", "/v1/sources", resolver, nil); resp.StatusCode != http.StatusForbidden {
 			t.Fatalf("sources with scope lookup: %d", resp.StatusCode)
 		}
