@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tip-project/tip/internal/metricnames"
 )
 
 // root is the repository's root, seen from this package's folder.
@@ -46,42 +48,16 @@ func series(name string, k kind) map[string]bool {
 	return map[string]bool{name: false}
 }
 
-// specMetrics are the operations collector's metrics as agreed for issue 22
-// (package opsmetrics, served by `tip serve api` and `tip serve metrics`). The
-// dashboard must show every one of them.
-var specMetrics = map[string]kind{
-	"tip_source_up":    gauge,
-	"tip_source_state": gauge,
-	"tip_source_last_success_timestamp_seconds": gauge,
-	"tip_source_consecutive_failures":           gauge,
-	"tip_source_interval_seconds":               gauge,
-	"tip_source_listings":                       gauge,
-	"tip_source_weight":                         gauge,
-	"tip_source_runs_total":                     counter,
-	"tip_source_fetched_bytes_total":            counter,
-	"tip_source_last_run_duration_seconds":      gauge,
-
-	"tip_spam_mails_total":                     counter,
-	"tip_spam_last_mail_timestamp_seconds":     gauge,
-	"tip_spam_last_good_run_timestamp_seconds": gauge,
-	"tip_spam_collector_interval_seconds":      gauge,
-
-	"tip_flux_monitors":               gauge,
-	"tip_flux_checks_total":           counter,
-	"tip_flux_check_lateness_seconds": histogram,
-	"tip_flux_check_interval_seconds": gauge,
-	"tip_flux_networks":               gauge,
-	"tip_flux_agents_listed":          gauge,
-
-	"tip_core_running":                           gauge,
-	"tip_core_module_last_run_timestamp_seconds": gauge,
-	"tip_core_module_next_run_timestamp_seconds": gauge,
-	"tip_core_module_last_outcome":               gauge,
-	"tip_workers_polling":                        gauge,
-
-	"tip_ops_scrape_duration_seconds": gauge,
-	"tip_ops_scrape_errors_total":     counter,
-}
+// specMetrics are the operations collector's metrics (package opsmetrics,
+// served by `tip serve api` and `tip serve metrics`), from their one list.
+// The dashboard must show every one of them.
+var specMetrics = func() map[string]kind {
+	out := map[string]kind{}
+	for name, k := range metricnames.Collector {
+		out[name] = map[metricnames.Kind]kind{metricnames.Gauge: gauge, metricnames.Counter: counter, metricnames.Histogram: histogram}[k]
+	}
+	return out
+}()
 
 // processMetricFiles are the Go files where TIP's servers and workers define
 // their own Prometheus metrics; the test reads the names from them, so renaming

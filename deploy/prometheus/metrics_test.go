@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tip-project/tip/internal/metricnames"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -22,39 +23,10 @@ const (
 )
 
 // exported are the metrics TIP's processes serve, by the name the process
-// gives them. A rule may read only these (and what the group records): an
+// gives them: the operations collector's (internal/metricnames, added in
+// init) and the servers' and workers' own below. A rule may read only these (and what the group records): an
 // alert on a renamed metric would otherwise stay silent for ever.
 var exported = map[string]kind{
-	// The operations collector (package opsmetrics), on `tip serve api`'s
-	// api.metrics_address and `tip serve metrics`: the names agreed for issue 22.
-	"tip_source_up":    gauge,
-	"tip_source_state": gauge,
-	"tip_source_last_success_timestamp_seconds":  gauge,
-	"tip_source_consecutive_failures":            gauge,
-	"tip_source_interval_seconds":                gauge,
-	"tip_source_listings":                        gauge,
-	"tip_source_weight":                          gauge,
-	"tip_source_runs_total":                      counter,
-	"tip_source_fetched_bytes_total":             counter,
-	"tip_source_last_run_duration_seconds":       gauge,
-	"tip_spam_mails_total":                       counter,
-	"tip_spam_last_mail_timestamp_seconds":       gauge,
-	"tip_spam_last_good_run_timestamp_seconds":   gauge,
-	"tip_spam_collector_interval_seconds":        gauge,
-	"tip_flux_monitors":                          gauge,
-	"tip_flux_checks_total":                      counter,
-	"tip_flux_check_lateness_seconds":            histogram,
-	"tip_flux_check_interval_seconds":            gauge,
-	"tip_flux_networks":                          gauge,
-	"tip_flux_agents_listed":                     gauge,
-	"tip_core_running":                           gauge,
-	"tip_core_module_last_run_timestamp_seconds": gauge,
-	"tip_core_module_next_run_timestamp_seconds": gauge,
-	"tip_core_module_last_outcome":               gauge,
-	"tip_workers_polling":                        gauge,
-	"tip_ops_scrape_duration_seconds":            gauge,
-	"tip_ops_scrape_errors_total":                counter,
-
 	// `tip serve dns` (dnsserve/metrics.go) and `tip serve api` (apiserve/metrics.go).
 	"tip_dns_queries_total":            counter,
 	"tip_dns_transfers_total":          counter,
@@ -98,6 +70,12 @@ var exported = map[string]kind{
 	// Prometheus's own, for every target and rule.
 	"up":     gauge,
 	"ALERTS": gauge,
+}
+
+func init() {
+	for name, k := range metricnames.Collector {
+		exported[name] = map[metricnames.Kind]kind{metricnames.Gauge: gauge, metricnames.Counter: counter, metricnames.Histogram: histogram}[k]
+	}
 }
 
 // seriesNames are the names Prometheus stores for the exported metrics.
