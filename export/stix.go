@@ -181,14 +181,28 @@ type STIXIndicator struct {
 	Revoked bool
 }
 
+// stixCommon are the properties every versioned object TIP writes begins
+// with (an indicator, an infrastructure, a relationship): embedded first, they
+// come first in its JSON.
+type stixCommon struct {
+	Type         string `json:"type"`
+	SpecVersion  string `json:"spec_version"`
+	ID           string `json:"id"`
+	Created      string `json:"created"`
+	Modified     string `json:"modified"`
+	CreatedByRef string `json:"created_by_ref"`
+	Revoked      bool   `json:"revoked,omitempty"`
+}
+
+// versioned is the common part of a version of a typ object: TIP made it, at
+// created, and this version at modified.
+func versioned(typ, id string, created, modified time.Time, revoked bool) stixCommon {
+	return stixCommon{Type: typ, SpecVersion: "2.1", ID: id, Created: STIXTime(created), Modified: STIXTime(modified),
+		CreatedByRef: TIPIdentity, Revoked: revoked}
+}
+
 type stixIndicator struct {
-	Type               string         `json:"type"`
-	SpecVersion        string         `json:"spec_version"`
-	ID                 string         `json:"id"`
-	Created            string         `json:"created"`
-	Modified           string         `json:"modified"`
-	CreatedByRef       string         `json:"created_by_ref"`
-	Revoked            bool           `json:"revoked,omitempty"`
+	stixCommon
 	Name               string         `json:"name"`
 	Description        string         `json:"description"`
 	IndicatorTypes     []string       `json:"indicator_types"`
@@ -275,8 +289,7 @@ func (s STIXIndicator) object() (stixIndicator, bool) {
 		desc += ": " + says
 	}
 	o := stixIndicator{
-		Type: "indicator", SpecVersion: "2.1", ID: id, Created: STIXTime(s.Created), Modified: STIXTime(s.Modified),
-		CreatedByRef: TIPIdentity, Revoked: s.Revoked, Name: r.Value, Description: desc,
+		stixCommon: versioned("indicator", id, s.Created, s.Modified, s.Revoked), Name: r.Value, Description: desc,
 		IndicatorTypes: types, Pattern: pattern, PatternType: "stix", PatternVersion: "2.1",
 		ValidFrom: STIXTime(validFrom), Confidence: STIXConfidence(r.Score), Labels: labels,
 		ExternalReferences: refs, ObjectMarkingRefs: []string{TLPMarking(MostRestrictiveTLP(tlps))},

@@ -175,13 +175,7 @@ func STIXInfrastructureID(network string, episode int) string {
 }
 
 type stixInfrastructure struct {
-	Type                string   `json:"type"`
-	SpecVersion         string   `json:"spec_version"`
-	ID                  string   `json:"id"`
-	Created             string   `json:"created"`
-	Modified            string   `json:"modified"`
-	CreatedByRef        string   `json:"created_by_ref"`
-	Revoked             bool     `json:"revoked,omitempty"`
+	stixCommon
 	Name                string   `json:"name"`
 	Description         string   `json:"description"`
 	InfrastructureTypes []string `json:"infrastructure_types"`
@@ -203,8 +197,7 @@ func (n FluxNetwork) Infrastructure(v STIXVersion) []byte {
 }
 
 func (n FluxNetwork) infrastructure(v STIXVersion) stixInfrastructure {
-	o := stixInfrastructure{Type: "infrastructure", SpecVersion: "2.1", ID: v.ID, Created: STIXTime(v.Created),
-		Modified: STIXTime(v.Modified), CreatedByRef: TIPIdentity, Revoked: v.Revoked, Name: n.Name,
+	o := stixInfrastructure{stixCommon: versioned("infrastructure", v.ID, v.Created, v.Modified, v.Revoked), Name: n.Name,
 		Description: fmt.Sprintf("Fast-flux network watched by TIP: %d domains behind %d flux agents in %d autonomous systems.",
 			len(n.Domains), len(n.Addrs), n.ASNs),
 		InfrastructureTypes: []string{"botnet"}, ObjectMarkingRefs: []string{TLPMarking(FluxNetworkTLP)}}
@@ -237,13 +230,7 @@ func STIXRelationshipID(relType, source, target string) string {
 }
 
 type stixRelationship struct {
-	Type              string   `json:"type"`
-	SpecVersion       string   `json:"spec_version"`
-	ID                string   `json:"id"`
-	Created           string   `json:"created"`
-	Modified          string   `json:"modified"`
-	CreatedByRef      string   `json:"created_by_ref"`
-	Revoked           bool     `json:"revoked,omitempty"`
+	stixCommon
 	RelationshipType  string   `json:"relationship_type"`
 	SourceRef         string   `json:"source_ref"`
 	TargetRef         string   `json:"target_ref"`
@@ -253,8 +240,7 @@ type stixRelationship struct {
 // STIXConsistsOf is the relationship saying infrastructure consists of
 // target (a domain-name or an address): its id is v.ID.
 func STIXConsistsOf(v STIXVersion, infrastructure, target string) []byte {
-	b, _ := json.Marshal(stixRelationship{Type: "relationship", SpecVersion: "2.1", ID: v.ID, Created: STIXTime(v.Created),
-		Modified: STIXTime(v.Modified), CreatedByRef: TIPIdentity, Revoked: v.Revoked, RelationshipType: "consists-of",
+	b, _ := json.Marshal(stixRelationship{stixCommon: versioned("relationship", v.ID, v.Created, v.Modified, v.Revoked), RelationshipType: "consists-of",
 		SourceRef: infrastructure, TargetRef: target, ObjectMarkingRefs: []string{TLPMarking(FluxNetworkTLP)}})
 	return b
 }
