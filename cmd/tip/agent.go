@@ -245,12 +245,7 @@ batches; scope raw also the raw mails. A running agent accepts it at once.`,
 					Token   string      `json:"token"`
 				}{tk.Name, tk.Scope, tk.Expires, secret})
 			}
-			until := "never expires"
-			if !tk.Expires.IsZero() {
-				until = "expires " + tk.Expires.Format(time.RFC3339)
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "token %s, scope %s, %s; shown this once:\n", tk.Name, tk.Scope, until)
-			fmt.Fprintln(cmd.OutOrStdout(), secret)
+			printNewToken(cmd, tk.Name, "scope "+string(tk.Scope), tk.Expires, secret)
 			return nil
 		},
 	}
@@ -365,4 +360,15 @@ with colons; the spam catalog accepts both.`,
 			return nil
 		},
 	}
+}
+
+// printNewToken shows a token just made, the one time it is shown: what it
+// is on standard error, the secret alone on standard output (for $(...)).
+func printNewToken(cmd *cobra.Command, name, scopes string, expires time.Time, secret string) {
+	until := "never expires"
+	if !expires.IsZero() {
+		until = "expires " + expires.Format(time.RFC3339)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "token %s, %s, %s; shown this once:\n", name, scopes, until)
+	fmt.Fprintln(cmd.OutOrStdout(), secret)
 }

@@ -73,12 +73,7 @@ or all. Every replica of tip serve api accepts it at once.`,
 						Token   string             `json:"token"`
 					}{tk.Name, tk.Scopes, tk.Expires, secret})
 				}
-				until := "never expires"
-				if !tk.Expires.IsZero() {
-					until = "expires " + tk.Expires.Format(time.RFC3339)
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "token %s, scopes %s, %s; shown this once:\n", tk.Name, tk.ScopeList(), until)
-				fmt.Fprintln(cmd.OutOrStdout(), secret)
+				printNewToken(cmd, tk.Name, "scopes "+tk.ScopeList(), tk.Expires, secret)
 				return nil
 			})
 		},
