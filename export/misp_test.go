@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -206,5 +208,50 @@ func TestMISPFeedSpoolsItsAttributes(t *testing.T) {
 		if err != nil || !bytes.Equal(a, b) {
 			t.Errorf("%s differs when spooled (%v)", e.Name(), err)
 		}
+	}
+}
+
+// TestMISPFeedMemory measures the heap a feed of many rows takes, spooled
+// and held whole (TIP_MISP_MEMORY_ROWS=1000000 go test -run
+// TestMISPFeedMemory -v ./export): the spooled one's peak stays near its
+// buffer whatever the rows, the whole one's grows with them.
+func TestMISPFeedMemory(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("TIP_MISP_MEMORY_ROWS"))
+	if n == 0 {
+		t.Skip("set TIP_MISP_MEMORY_ROWS to measure")
+	}
+	peak := func(buffer int) uint64 {
+		defer func(b int) { mispSpoolBuffer = b }(mispSpoolBuffer)
+		mispSpoolBuffer = buffer
+		runtime.GC()
+		f, err := NewMISPFeed(t.TempDir(), time.Date(2026, 9, 3, 0, 0, 0, 0, time.UTC))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var top uint64
+		var ms runtime.MemStats
+		day := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+		for i := range n {
+			src := fmt.Sprintf("s%d", i%7)
+			r := Row{Type: "ipv4", Value: fmt.Sprintf("45.%d.%d.%d", i/65536%256, i/256%256, i%256), Score: 0.5,
+				Sources: []string{src}, FirstSeen: []time.Time{day.Add(time.Duration(i%5) * 24 * time.Hour)},
+				Context: []Context{{Source: src, Category: "reputation", TLP: "clear"}}}
+			if err := f.Write(r); err != nil {
+				t.Fatal(err)
+			}
+			if i%20000 == 0 {
+				runtime.ReadMemStats(&ms)
+				top = max(top, ms.HeapInuse)
+			}
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return top
+	}
+	spooled, whole := peak(mispSpoolBuffer), peak(1<<40)
+	t.Logf("%d rows: heap in use at most %d MiB spooled, %d MiB held whole (%.1f×)", n, spooled>>20, whole>>20, float64(whole)/float64(spooled))
+	if spooled >= whole {
+		t.Errorf("spooling took no less heap: %d vs %d bytes", spooled, whole)
 	}
 }
