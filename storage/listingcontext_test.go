@@ -2,37 +2,20 @@ package storage_test
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/tip-project/tip/export"
-	"github.com/tip-project/tip/feeds"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
-	"github.com/tip-project/tip/workflows/contract"
 )
 
-// loadFeodo loads a Feodo CSV body as source s and returns what the merge did.
+// loadFeodo loads a Feodo CSV body as source's list and returns what the
+// merge did.
 func loadFeodo(t *testing.T, db *storage.DB, source, body string) storage.Merged {
 	t.Helper()
-	ctx := context.Background()
-	l, err := db.BeginListingLoad(ctx, source)
+	m, _, err := tryLoad(db, source, "feodo-csv", body)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Rollback(ctx)
-	if _, _, parseErr, copyErr := l.CopyParsed(ctx, "feodo-csv", feeds.Options{}, strings.NewReader(body), nil); parseErr != nil || copyErr != nil {
-		t.Fatal(parseErr, copyErr)
-	}
-	m, err := l.Merge(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := storage.SourceRun{RunKey: fmt.Sprint("ctx-", runKeys.Add(1)), Fetch: contract.FetchResult{StartedAt: time.Now()},
-		Result: contract.LoadResult{Source: source, Status: contract.RunLoaded, Entries: m.Entries, Added: m.Added, Removed: m.Removed}}
-	if err := l.Commit(ctx, run); err != nil {
 		t.Fatal(err)
 	}
 	return m

@@ -138,14 +138,19 @@ func mergeValues(t *testing.T, db *storage.DB, source string, values ...string) 
 var runKeys atomic.Int64
 
 func tryMerge(db *storage.DB, source string, values ...string) (storage.Merged, time.Time, error) {
+	return tryLoad(db, source, "ip-list", strings.Join(values, "\n")+"\n")
+}
+
+// tryLoad loads body, a feed in format, as source's list: copied, merged,
+// and committed as a run; it returns what the merge did and the load's time.
+func tryLoad(db *storage.DB, source, format, body string) (storage.Merged, time.Time, error) {
 	ctx := context.Background()
 	l, err := db.BeginListingLoad(ctx, source)
 	if err != nil {
 		return storage.Merged{}, time.Time{}, err
 	}
 	defer l.Rollback(ctx)
-	body := strings.NewReader(strings.Join(values, "\n") + "\n")
-	if _, _, parseErr, copyErr := l.CopyParsed(ctx, "ip-list", feeds.Options{}, body, nil); parseErr != nil || copyErr != nil {
+	if _, _, parseErr, copyErr := l.CopyParsed(ctx, format, feeds.Options{}, strings.NewReader(body), nil); parseErr != nil || copyErr != nil {
 		return storage.Merged{}, time.Time{}, errors.Join(parseErr, copyErr)
 	}
 	m, err := l.Merge(ctx)
