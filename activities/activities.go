@@ -82,4 +82,12 @@ type FluxStore interface {
 	RecordFluxChecks(ctx context.Context, ws []storage.FluxWrite) error
 	UpdateFluxNetworks(ctx context.Context) ([]storage.FluxNetwork, error)
 	RefreshFluxAgents(ctx context.Context, src storage.SourceRow, runKey string) (contract.LoadResult, error)
+	// The probers' schedule.
+	RegisterFluxMonitor(ctx context.Context, r contract.MonitorRegistration, at time.Time) error
+	FluxSchedule(ctx context.Context, shard, shards int, afterSeq int64, limit int) ([]storage.ScheduledDomain, error)
+	RecordProbeChecks(ctx context.Context, cs []storage.ProbeCheck) (map[string]int, error)
+	ProbeHistories(ctx context.Context, domains []string) ([]storage.ProbeHistory, error)
+	SaveProbeCheckpoints(ctx context.Context, cps []storage.ProbeCheckpoint) error
+	EndProbe(ctx context.Context, domain string) error
+	UnscheduledMonitors(ctx context.Context) ([]string, error)
 }

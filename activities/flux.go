@@ -22,8 +22,14 @@ type Flux struct {
 	Watch  func(ctx context.Context, domain string, req contract.WatchRequest) error
 	Config FluxConfig
 
-	writerOnce sync.Once
-	writer     *fluxWriter
+	// Signal sends a signal to a domain's monitor (flux/<domain>): a prober's
+	// report, or the upgrade; ErrNoMonitor when no monitor of it runs.
+	Signal func(ctx context.Context, domain, name string, arg any) error
+
+	writerOnce      sync.Once
+	writer          *batcher[storage.FluxWrite, struct{}]
+	probeWriterOnce sync.Once
+	probeWriterB    *batcher[storage.ProbeCheck, int]
 }
 
 // FluxConfig is what the flux activities need of TIP's configuration.
@@ -113,7 +119,7 @@ func (a *Flux) CheckDomain(ctx context.Context, in contract.CheckInput) (flux.Ob
 	if !in.Due.IsZero() {
 		late = max(o.At.Sub(in.Due), 0)
 	}
-	err := a.fluxWriter().write(ctx, storage.FluxWrite{Obs: o, State: in.State, Summary: in.Summary, Late: late, Due: in.Due})
+	_, err := a.fluxWriter().do(ctx, storage.FluxWrite{Obs: o, State: in.State, Summary: in.Summary, Late: late, Due: in.Due})
 	return o, err
 }
 

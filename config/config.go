@@ -213,6 +213,14 @@ type Flux struct {
 	// NXDOMAIN answers (the domain was taken down).
 	Lifetime    time.Duration `yaml:"lifetime" env:"TIP_FLUX_LIFETIME"`
 	NXDomainFor time.Duration `yaml:"nxdomain_for" env:"TIP_FLUX_NXDOMAIN_FOR"`
+	// Probers is how many shards the monitored domains' checks are split into,
+	// one FluxProber workflow each (flux-prober/<task queue>/<n>), run by any
+	// worker: a divisor of 4096. Changing it needs the probers restarted.
+	Probers int `yaml:"probers" env:"TIP_FLUX_PROBERS"`
+	// SummaryInterval: a monitor hears from its prober (its summary, search
+	// attributes and state query brought up to date) at least this often, and at
+	// once when its state changes.
+	SummaryInterval time.Duration `yaml:"summary_interval" env:"TIP_FLUX_SUMMARY_INTERVAL"`
 }
 
 // Blacklists configures the blacklist module.
@@ -308,7 +316,7 @@ func Default() Config {
 			// Flux TTLs run to 300 s (Holz et al.), so a second resolution
 			// waits minutes for the first answers to expire in a cache.
 			Interval: 10 * time.Minute, NetworksInterval: time.Hour, TriageWait: 10 * time.Minute, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
-			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour},
+			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour, Probers: 8, SummaryInterval: time.Hour},
 		Upstream: Upstream{FetchesPerHost: 2},
 		DNS: DNS{Listen: "127.0.0.1:5300", MetricsAddress: "127.0.0.1:9465", NS: "localhost.", TTL: 5 * time.Minute,
 			NegativeTTL: time.Minute, JournalKeep: 24 * time.Hour, Poll: 30 * time.Second, RatePerClient: 5000,
@@ -427,6 +435,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: upstream.fetches_per_host %d: want 0 (no bound) or more", c.Upstream.FetchesPerHost)
 	case c.Flux.QPS <= 0:
 		return fmt.Errorf("config: flux.qps %v: want more than 0", c.Flux.QPS)
+	case c.Flux.Probers < 1 || c.Flux.Probers > 256 || 4096%c.Flux.Probers != 0:
+		return fmt.Errorf("config: flux.probers %d: want a divisor of 4096 from 1 to 256 (1, 2, 4, … 256)", c.Flux.Probers)
+	case c.Flux.SummaryInterval < 10*time.Second:
+		return fmt.Errorf("config: flux.summary_interval %s: want at least 10s", c.Flux.SummaryInterval)
 	case c.Flux.Lifetime <= 0 || c.Flux.NXDomainFor <= 0:
 		return errors.New("config: flux.lifetime and flux.nxdomain_for must be positive")
 	case c.Metrics.MinInterval < time.Second:

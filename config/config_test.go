@@ -195,7 +195,8 @@ func oldDefaults() Config {
 		Spam:       Spam{Catalog: "config/spam-lab.yaml", Interval: time.Minute},
 		Flux: Flux{Resolvers: "127.0.0.1:5354", QPS: 200, ASNTable: "http://127.0.0.1:8480/iptoasn/ip2asn-combined.tsv.gz", ASNTableAllowPrivate: true,
 			Interval: time.Minute, NetworksInterval: 3 * time.Minute, TriageWait: 10 * time.Second, CoolDown: 24 * time.Hour, MinCheck: time.Minute, MaxCheck: time.Hour,
-			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour},
+			Lifetime: 90 * 24 * time.Hour, NXDomainFor: 3 * 24 * time.Hour,
+			Probers: 8, SummaryInterval: time.Minute}, // the probers came after the lab's old defaults
 		Upstream: Upstream{FetchesPerHost: 2},
 		DNS:      Default().DNS, // came after the lab's old defaults: the lab serves with the real ones
 		API:      Default().API, // likewise

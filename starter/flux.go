@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
@@ -46,3 +48,26 @@ func RunningMonitors(ctx context.Context, c client.Client, cfg config.Temporal) 
 
 // queryQueue is the task queue's name as a visibility query may quote it.
 func queryQueue(cfg config.Temporal) string { return strings.ReplaceAll(cfg.TaskQueue, "'", "") }
+
+// ProberRun is how long one RunProber activity runs before its workflow
+// starts the next.
+const ProberRun = time.Hour
+
+// EnsureProbers starts the flux probers (flux.probers FluxProber workflows on
+// the monitors' task queue) that do not run yet; those running are left as
+// they are. Every worker does it when it starts.
+func EnsureProbers(ctx context.Context, c client.Client, cfg config.Config) error {
+	queue := MonitorConfig(cfg).TaskQueue
+	for shard := range cfg.Flux.Probers {
+		_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+			ID: contract.ProberWorkflowID(queue, shard), TaskQueue: queue,
+			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		}, contract.FluxProberWorkflow, contract.ProberInput{Shard: shard, Shards: cfg.Flux.Probers,
+			Summary: cfg.Flux.SummaryInterval, Run: ProberRun})
+		if err != nil {
+			return fmt.Errorf("start flux prober %d: %w", shard, ExplainTemporal(cfg.Temporal.Address, err))
+		}
+	}
+	return nil
+}

@@ -104,6 +104,23 @@ func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
 	if len(ws) == 0 {
 		return nil
 	}
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("record flux checks: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if _, err := recordFluxChecks(ctx, tx, ws); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("record flux checks: %w", err)
+	}
+	return nil
+}
+
+// recordFluxChecks is RecordFluxChecks in tx; it returns how many A and AAAA
+// addresses each domain showed for the first time.
+func recordFluxChecks(ctx context.Context, tx pgx.Tx, ws []FluxWrite) (map[string]int, error) {
 	var (
 		domains, statuses []string
 		ats               []time.Time
@@ -116,7 +133,7 @@ func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
 		o := w.Obs
 		raw, err := json.Marshal(o)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		domains, ats, statuses, data = append(domains, o.Domain), append(ats, o.At.UTC()), append(statuses, string(o.Status)), append(data, raw)
 		addrs = append(addrs, int32(len(o.A)+len(o.AAAA)))
@@ -134,12 +151,7 @@ func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
 			ttls = append(ttls, nil)
 		}
 	}
-	tx, err := db.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("record flux checks: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	_, err = tx.Exec(ctx, `
+	rows, err := tx.Query(ctx, `
 		WITH obs AS (
 		    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::int[], $5::int[], $6::jsonb[], $7::int[], $8::timestamptz[])
 		        AS o(domain, at, status, addrs, min_ttl, data, late_ms, due)),
@@ -161,10 +173,22 @@ func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
 		    last_seen = greatest(flux_ips.last_seen, excluded.last_seen),
 		    seen = flux_ips.seen + excluded.seen,
 		    asn = CASE WHEN excluded.asn <> 0 THEN excluded.asn ELSE flux_ips.asn END,
-		    country = CASE WHEN excluded.country <> '' THEN excluded.country ELSE flux_ips.country END`,
+		    country = CASE WHEN excluded.country <> '' THEN excluded.country ELSE flux_ips.country END
+		RETURNING flux_ips.domain, role = 'a' AND xmax = 0`,
 		domains, ats, statuses, addrs, ttls, data, lates, dues)
 	if err != nil {
-		return fmt.Errorf("record flux checks: %w", err)
+		return nil, fmt.Errorf("record flux checks: %w", err)
+	}
+	fresh := map[string]int{}
+	var domain string
+	var isNew bool
+	if _, err := pgx.ForEachRow(rows, []any{&domain, &isNew}, func() error {
+		if isNew {
+			fresh[domain]++
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("record flux checks: %w", err)
 	}
 	b := &pgx.Batch{}
 	for _, w := range ws {
@@ -174,7 +198,7 @@ func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
 		var sum []byte
 		if w.Summary != nil {
 			if sum, err = json.Marshal(w.Summary); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		b.Queue(`UPDATE flux_domains SET monitor = coalesce(nullif($2, ''), monitor), summary = coalesce($3, summary)
@@ -182,19 +206,20 @@ func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
 	}
 	if b.Len() > 0 {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("record flux checks: %w", err)
+			return nil, fmt.Errorf("record flux checks: %w", err)
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("record flux checks: %w", err)
-	}
-	return nil
+	return fresh, nil
 }
 
 // SetFluxMonitor records a monitor's state (and its summary when not nil): a
 // monitor starting (its domain gets a row if triage never made one), pausing,
 // resuming or ending.
 func (db *DB) SetFluxMonitor(ctx context.Context, domain, state string, summary *flux.Summary, at time.Time) error {
+	return setFluxMonitor(ctx, db.pool, domain, state, summary, at)
+}
+
+func setFluxMonitor(ctx context.Context, ex execer, domain, state string, summary *flux.Summary, at time.Time) error {
 	var sum []byte
 	if summary != nil {
 		var err error
@@ -202,7 +227,7 @@ func (db *DB) SetFluxMonitor(ctx context.Context, domain, state string, summary 
 			return err
 		}
 	}
-	_, err := db.pool.Exec(ctx, `
+	_, err := ex.Exec(ctx, `
 		INSERT INTO flux_domains (domain, verdict, origin, triaged_at, seen_at, monitor, monitor_since, summary)
 		VALUES ($1, 'watched', 'cli', $3, $3, $2, $3, $4)
 		ON CONFLICT (domain) DO UPDATE SET monitor = $2,

@@ -74,6 +74,7 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 	cfg.Flux.NXDomainFor = 3 * time.Second
 	cfg.Flux.TriageWait = 5 * time.Second // 600 lab seconds, past every lab TTL
 	cfg.Flux.Lifetime = time.Hour
+	cfg.Flux.SummaryInterval = 10 * time.Second // the state query's checks: as of the last report
 	stopWorker := runWorker(t, cfg)
 
 	c, err := starter.Dial(ctx, cfg.Temporal, nil, client.Options{})

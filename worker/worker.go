@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/uber-go/tally/v4"
 	tallyprom "github.com/uber-go/tally/v4/prometheus"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	sdktally "go.temporal.io/sdk/contrib/tally"
 	sdkworker "go.temporal.io/sdk/worker"
@@ -49,6 +50,7 @@ func Register(w sdkworker.Registry, acts Activities) {
 	w.RegisterWorkflow(workflows.FluxTriage)
 	w.RegisterWorkflow(workflows.FluxNetworks)
 	w.RegisterWorkflow(workflows.FluxMonitor)
+	w.RegisterWorkflow(workflows.FluxProber)
 	w.RegisterActivity(acts.Blacklist)
 	w.RegisterActivity(acts.Spam)
 	w.RegisterActivity(acts.AgentSync)
@@ -81,6 +83,14 @@ func NewActivities(cfg config.Config, db *storage.DB, blobs *storage.BlobStore, 
 			DNS: &activities.Resolution{Resolver: res, ASN: asn, ASNTable: cfg.Flux.ASNTable},
 			Watch: func(ctx context.Context, domain string, req contract.WatchRequest) error {
 				return starter.WatchDomain(ctx, c, monitors.TaskQueue, monitors, domain, req)
+			},
+			Signal: func(ctx context.Context, domain, name string, arg any) error {
+				err := c.SignalWorkflow(ctx, contract.MonitorWorkflowID(domain), "", name, arg)
+				var gone *serviceerror.NotFound
+				if errors.As(err, &gone) {
+					return activities.ErrNoMonitor
+				}
+				return err
 			}},
 		Probe: &activities.Probe{Store: db, Blobs: blobs, Identity: identity},
 	}
@@ -146,6 +156,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	Register(w, NewActivities(cfg, db, blobs, c, res, identity))
 	if err := w.Start(); err != nil {
 		return starter.ExplainTemporal(cfg.Temporal.Address, err)
+	}
+	// The flux probers run as long as a worker does: the first worker starts them.
+	if err := starter.EnsureProbers(ctx, c, cfg); err != nil {
+		w.Stop()
+		return err
 	}
 	log.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
 		"temporal", cfg.Temporal.Address, "identity", identity, "metrics", cfg.Worker.MetricsAddress)

@@ -13,10 +13,8 @@ import (
 
 // Monitor tuning.
 const (
-	stableAfter       = 12  // checks without a new address before a monitor slows down
-	maxChecksPerRun   = 500 // checks before continuing as new, whatever the server suggests
-	summaryEvery      = 12  // checks between recorded summaries (state changes record at once)
-	maxStableSlowdown = 8   // a stable monitor checks at most this many times less often
+	maxChecksPerRun = 500 // checks before continuing as new, whatever the server suggests
+	summaryEvery    = 12  // checks between recorded summaries (state changes record at once)
 )
 
 // monitor is one FluxMonitor run's working state.
@@ -38,7 +36,10 @@ type monitor struct {
 	changesOnly *bool
 	checkCtx    workflow.Context // the check: a local activity
 	dbCtx       workflow.Context // recording the monitor's state
+	regCtx      workflow.Context // registering with the probers: a local activity
 	signals     []signal
+	reports     int  // prober reports received
+	upgrade     bool // asked to continue as new, to be checked by the probers
 }
 
 // FluxMonitor watches one domain (workflow ID flux/<domain>) for weeks or months:
@@ -71,6 +72,12 @@ func FluxMonitor(ctx workflow.Context, in contract.MonitorInput) (contract.Monit
 		return contract.MonitorResult{}, err
 	}
 	m.signals = m.signalChannels(ctx)
+	// A run started by this release registers its domain with the probers and
+	// sleeps between their reports; an older run goes on checking its domain
+	// itself until it continues as new (or is asked to: SignalFluxUpgrade).
+	if m.st.Probed || workflow.GetVersion(ctx, "flux-prober", workflow.DefaultVersion, 1) == 1 {
+		return m.probed(ctx)
+	}
 	if m.st.Recorded == "" { // a new monitor: its row says so before its first check
 		if err := workflow.ExecuteActivity(m.dbCtx, contract.SetMonitorStateActivity, m.domain, contract.MonitorWatching, (*flux.Summary)(nil)).Get(ctx, nil); err != nil {
 			return contract.MonitorResult{}, err
@@ -101,7 +108,7 @@ func FluxMonitor(ctx workflow.Context, in contract.MonitorInput) (contract.Monit
 			m.publish(ctx)
 			continue
 		}
-		if checks >= maxChecksPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		if checks >= maxChecksPerRun || m.upgrade || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			m.drain(ctx)
 			if m.stop != "" {
 				continue
@@ -152,6 +159,23 @@ func (m *monitor) signalChannels(ctx workflow.Context) []signal {
 				if why != "" {
 					m.stop += ": " + why
 				}
+			}
+			return ok
+		}),
+		on(contract.SignalFluxReport, func(ch workflow.ReceiveChannel) bool {
+			var r contract.MonitorReport
+			ok, _ := ch.ReceiveAsyncWithMoreFlag(&r)
+			if ok {
+				m.applyReport(r)
+			}
+			return ok
+		}),
+		on(contract.SignalFluxUpgrade, func(ch workflow.ReceiveChannel) bool {
+			ok := ch.ReceiveAsync(nil)
+			// Only a run of this release acts on it: one that received it before
+			// (an older worker) ignored it, and its history says so.
+			if ok && !m.st.Probed && workflow.GetVersion(ctx, "flux-upgrade", workflow.DefaultVersion, 1) == 1 {
+				m.upgrade = true
 			}
 			return ok
 		}),
@@ -259,7 +283,7 @@ func (m *monitor) check(ctx workflow.Context) error {
 		m.st.Stable = 0
 	}
 	m.st.State = contract.MonitorWatching
-	if m.st.Stable >= stableAfter {
+	if m.st.Stable >= flux.StableAfter {
 		m.st.State = contract.MonitorStable
 	}
 	switch {
@@ -276,19 +300,9 @@ func (m *monitor) check(ctx workflow.Context) error {
 	return nil
 }
 
-// interval is the delay to the next check: the pinned one (set-interval), or the
-// answer's TTL bounded by MinCheck and MaxCheck, slowed 2, 4 and 8 times
-// (maxStableSlowdown) after 12, 24 and 48 checks without a new address (stableAfter
-// doubling), and never past MaxCheck.
+// interval is the delay to the next check (flux.CheckInterval).
 func (m *monitor) interval(ttl uint32) time.Duration {
-	if m.st.Interval > 0 {
-		return m.st.Interval
-	}
-	d := min(max(time.Duration(ttl)*time.Second, m.cfg.MinCheck), m.cfg.MaxCheck)
-	for slow := 1; m.st.Stable >= stableAfter*slow && slow < maxStableSlowdown; slow *= 2 {
-		d *= 2
-	}
-	return min(d, m.cfg.MaxCheck)
+	return flux.CheckInterval(ttl, m.st.Stable, m.st.Interval, m.cfg.MinCheck, m.cfg.MaxCheck)
 }
 
 // published is what a monitor's search attributes say.
@@ -334,8 +348,18 @@ func (m *monitor) status(now time.Time) contract.MonitorStatus {
 	if m.st.Paused {
 		next = time.Time{}
 	}
-	return contract.MonitorStatus{Domain: m.domain, State: state, Origin: m.st.Origin, Started: m.st.Started, Checks: m.st.Checks,
+	st := contract.MonitorStatus{Domain: m.domain, State: state, Origin: m.st.Origin, Started: m.st.Started, Checks: m.st.Checks,
 		Next: next, Interval: m.interval(m.st.Metrics.MedianTTL()), Pinned: m.st.Interval > 0, Summary: m.st.Metrics.Summary(now)}
+	if m.st.Probed { // the figures of the prober's last report
+		st.Interval = m.st.Cadence
+		if m.st.Interval > 0 {
+			st.Interval = m.st.Interval
+		}
+		if m.st.Summary != nil {
+			st.Summary = *m.st.Summary
+		}
+	}
+	return st
 }
 
 // finish records the final summary and ends the monitor.

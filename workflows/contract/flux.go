@@ -1,6 +1,8 @@
 package contract
 
 import (
+	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/tip-project/tip/flux"
@@ -123,6 +125,11 @@ type MonitorState struct {
 	Next     time.Time     `json:"next,omitzero"`      // the next check is due
 	State    string        `json:"state"`              // MonitorWatching or MonitorStable; a pause is Paused
 	Recorded string        `json:"recorded,omitempty"` // the state last recorded in PostgreSQL
+	// Probed: a prober checks the domain (the monitor registered it); Metrics
+	// then stays empty, and Summary and Cadence are the last report's.
+	Probed  bool          `json:"probed,omitempty"`
+	Summary *flux.Summary `json:"summary,omitempty"`
+	Cadence time.Duration `json:"cadence,omitempty"`
 }
 
 // MonitorStatus answers the state query.
@@ -155,3 +162,93 @@ const (
 	SetMonitorStateActivity    = "SetMonitorState"
 	UpdateFluxNetworksActivity = "UpdateFluxNetworks"
 )
+
+// The flux probers. A monitor started by this release does not check its domain
+// itself: it registers it (RegisterMonitor), and the prober that owns the domain's
+// shard checks it at its cadence, records every check, and wakes the monitor
+// with a report signal only when something changes its state (it turns stable
+// or watching again, it answers NXDOMAIN or again after a takedown, its
+// NXDOMAIN lasts past NXDomainFor) and at least every summary interval. Each
+// shard is one FluxProber workflow (ID flux-prober/<shard>) running one
+// long-lived, heartbeating RunProber activity: a worker that dies loses the
+// activity to another worker after its heartbeat timeout, which reloads the
+// shard from PostgreSQL.
+const (
+	FluxProberWorkflow      = "FluxProber"
+	RegisterMonitorActivity = "RegisterMonitor"
+	RunProberActivity       = "RunProber"
+	// SignalFluxReport (a MonitorReport) is the prober's wake-up of a monitor.
+	SignalFluxReport = "report"
+	// SignalFluxUpgrade asks a monitor that still checks its domain itself (a
+	// run started before the probers) to continue as new, as one the probers
+	// check.
+	SignalFluxUpgrade = "upgrade"
+)
+
+// ProberWorkflowID is the workflow ID of the prober of shard on taskQueue
+// (where the monitors it checks run).
+func ProberWorkflowID(taskQueue string, shard int) string {
+	return fmt.Sprintf("flux-prober/%s/%d", taskQueue, shard)
+}
+
+// MonitorBuckets is how many buckets the monitored domains hash into (MonitorBucket);
+// prober k of n owns the buckets b with b % n == k, so n divides into it evenly
+// for any n that divides 4096.
+const MonitorBuckets = 4096
+
+// MonitorBucket is the bucket of domain: FNV-1a of its name, modulo MonitorBuckets.
+func MonitorBucket(domain string) int {
+	h := fnv.New32a()
+	h.Write([]byte(domain))
+	return int(h.Sum32() % MonitorBuckets)
+}
+
+// ProberInput is one shard's prober: shard of Shards, how often at least each
+// domain's monitor hears of it (Summary), and how long one RunProber activity
+// runs before the workflow starts the next (Run; the workflow continues as new
+// every few runs).
+type ProberInput struct {
+	Shard   int           `json:"shard"`
+	Shards  int           `json:"shards"`
+	Summary time.Duration `json:"summary"`
+	Run     time.Duration `json:"run"`
+	Runs    int           `json:"runs,omitempty"` // runs made by this chain so far
+}
+
+// Why a prober woke a monitor (MonitorReport.Reason).
+const (
+	ReportSummary   = "summary"   // the summary interval passed
+	ReportState     = "state"     // turned stable, or watching again
+	ReportNXDomain  = "nxdomain"  // the first NXDOMAIN of a run of them
+	ReportAnswering = "answering" // answers again after NXDOMAIN
+	ReportTakedown  = "takedown"  // NXDOMAIN for NXDomainFor: the monitor ends
+)
+
+// MonitorReport is what a prober tells a monitor: the domain's state, checks,
+// next check and cadence, and its metrics' summary, as of At.
+type MonitorReport struct {
+	At       time.Time     `json:"at"`
+	Reason   string        `json:"reason"`
+	State    string        `json:"state"` // MonitorWatching or MonitorStable
+	Checks   int           `json:"checks"`
+	Next     time.Time     `json:"next,omitzero"`
+	Interval time.Duration `json:"interval"`
+	Summary  flux.Summary  `json:"summary"`
+}
+
+// MonitorRegistration is a monitor's domain as its prober checks it: the
+// monitor's bounds, its pause and pinned interval, and whether it still runs.
+// A monitor that checked its domain itself before hands over its metrics, check
+// count, stable streak and next check.
+type MonitorRegistration struct {
+	Domain   string        `json:"domain"`
+	Config   MonitorConfig `json:"config"`
+	Paused   bool          `json:"paused,omitempty"`
+	Interval time.Duration `json:"interval,omitempty"` // pinned by set-interval; 0: TTL-driven
+	Active   bool          `json:"active"`
+	State    string        `json:"state,omitempty"` // a monitor's state to record (flux_domains.monitor)
+	Metrics  *flux.Metrics `json:"metrics,omitempty"`
+	Checks   int           `json:"checks,omitempty"`
+	Stable   int           `json:"stable,omitempty"`
+	Next     time.Time     `json:"next,omitzero"`
+}
