@@ -118,10 +118,10 @@ bench: tools ## measure parse, load and refresh against their targets (minutes);
 	    go test -tags bench -count=1 -timeout 40m -run '^TestBench$$' -v ./bench/ && \
 	  cp "$$out" "$(TIP_STATE_DIR)/bench/latest.txt" && echo && cat "$$out"
 
-bench-flux: tools ## monitor 10,000 lab flux domains at a 5-minute cadence on a test stack (about 20 min; TIP_BENCH_FLUX_N=10000,20000 for more); results in state/bench/
+bench-flux: tools tools-prod ## monitor 100,000 lab flux domains at a 5-minute cadence on the production-like stack (about 40 min; TIP_BENCH_FLUX_N=10000,30000 for others); results in state/bench/
 	@mkdir -p "$(TIP_STATE_DIR)/bench"
 	@out="$(TIP_STATE_DIR)/bench/flux-$$(date -u +%Y%m%dT%H%M%SZ).txt"; \
-	  TIP_BENCH_RESULTS="$$out" TIP_BENCH_VERSION="$(VERSION)" \
+	  TIP_TEST_STACK=$${TIP_TEST_STACK:-prod} TIP_BENCH_RESULTS="$$out" TIP_BENCH_VERSION="$(VERSION)" \
 	    go test -tags bench -count=1 -timeout 120m -run '^TestFluxScale$$' -v ./bench/ && \
 	  cp "$$out" "$(TIP_STATE_DIR)/bench/flux-latest.txt" && echo && cat "$$out"
 

@@ -28,6 +28,7 @@ const (
 	proberSignals   = 8                // reports sent at once
 	proberLoadBatch = 5000             // schedule rows read at once
 	proberUpgrades  = 50               // upgrade signals a second
+	proberRetry     = 5 * time.Second  // a check not recorded is made again after this long
 )
 
 // RegisterMonitor writes a monitor's row of the probers' schedule (a local
@@ -81,7 +82,9 @@ func (pr *prober) upgrade(ctx context.Context) {
 // probe is one domain as its prober keeps it: a few words, not its metrics.
 type probe struct {
 	domain      string
-	due         time.Time // the next check
+	due         time.Time // the next check is due
+	at          time.Time // and made: the later of due and retry
+	retry       time.Time // a check due then and not recorded is made again then
 	reportAt    time.Time // the next report (the summary interval), or sooner when urgent
 	nxSince     time.Time
 	minCheck    time.Duration
@@ -114,7 +117,7 @@ func (p *probe) state() string {
 type probeHeap []*probe
 
 func (h probeHeap) Len() int           { return len(h) }
-func (h probeHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h probeHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
 func (h probeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
 func (h *probeHeap) Push(x any)        { p := x.(*probe); p.index = len(*h); *h = append(*h, p) }
 func (h *probeHeap) Pop() any {
@@ -221,10 +224,16 @@ func (pr *prober) run(ctx context.Context) error {
 	defer beat.Stop()
 	reportTick := time.NewTicker(time.Second)
 	defer reportTick.Stop()
+	// A worker stopping (a deployment) hands the shard over at once: the
+	// workflow starts the next run on another worker.
+	var stopping <-chan struct{}
+	if activity.IsActivity(ctx) {
+		stopping = activity.GetWorkerStopChannel(ctx)
+	}
 	for {
 		now := time.Now()
 		// Dispatch every check due, as far as checkers are free.
-		for len(pr.due) > 0 && !pr.due[0].due.After(now) && inflight < proberCheckers {
+		for len(pr.due) > 0 && !pr.due[0].at.After(now) && inflight < proberCheckers {
 			p := heap.Pop(&pr.due).(*probe)
 			p.busy = true
 			inflight++
@@ -232,11 +241,13 @@ func (pr *prober) run(ctx context.Context) error {
 		}
 		wait := time.Hour
 		if len(pr.due) > 0 && inflight < proberCheckers {
-			wait = max(pr.due[0].due.Sub(now), time.Millisecond)
+			wait = max(pr.due[0].at.Sub(now), time.Millisecond)
 		}
 		timer.Reset(wait)
 		select {
 		case <-runCtx.Done():
+			return nil
+		case <-stopping:
 			return nil
 		case d := <-checked:
 			inflight--
@@ -258,7 +269,9 @@ func (pr *prober) run(ctx context.Context) error {
 			pr.reported(done, time.Now())
 		case <-beat.C:
 			pr.stats.Domains = len(pr.domains)
-			activity.RecordHeartbeat(ctx, pr.stats)
+			if activity.IsActivity(ctx) {
+				activity.RecordHeartbeat(ctx, pr.stats)
+			}
 			pr.stats.Lateness = 0
 		}
 	}
@@ -296,8 +309,8 @@ func (pr *prober) apply(r storage.ScheduledDomain, now time.Time) {
 			nxSince: r.NXSince, stableState: r.State == contract.MonitorStable, due: r.Due}
 		if r.SummaryAt.IsZero() {
 			// Spread the first reports of domains registered together over a
-			// summary interval.
-			p.reportAt = now.Add(pr.in.Summary/2 + time.Duration(spread(r.Domain)*float64(pr.in.Summary)))
+			// summary interval, so reports come at an even rate.
+			p.reportAt = now.Add(time.Duration(spread(r.Domain) * float64(pr.in.Summary)))
 		} else {
 			p.reportAt = r.SummaryAt.Add(pr.in.Summary)
 		}
@@ -315,10 +328,15 @@ func (pr *prober) apply(r storage.ScheduledDomain, now time.Time) {
 	pr.schedule(p)
 }
 
-// schedule puts p in the heap at its due time (out of it while paused or busy).
+// schedule puts p in the heap at its due time, or its retry after a check not
+// recorded (out of it while paused or busy).
 func (pr *prober) schedule(p *probe) {
 	if p.busy || p.gone {
 		return
+	}
+	p.at = p.due
+	if p.retry.After(p.at) {
+		p.at = p.retry
 	}
 	if p.paused {
 		if p.index >= 0 {
@@ -386,15 +404,16 @@ func (pr *prober) checked(d checkDone, now time.Time) {
 	pr.stats.Checks++
 	pr.stats.Lateness = max(pr.stats.Lateness, d.late.Milliseconds())
 	if d.err != nil {
-		// A check that could not be recorded (the database away) is skipped, not
-		// the end of the domain: the next is at the usual cadence.
+		// A check that could not be recorded (the database away) is made again
+		// shortly, for the same due time: recorded once, late by the outage.
 		pr.stats.Failed++
-		pr.log.Warn("flux check not recorded; next at the usual cadence", "domain", p.domain, "err", d.err)
-		p.due = now.Add(p.interval())
+		pr.log.Warn("flux check not recorded; again shortly", "domain", p.domain, "err", d.err, "retry", proberRetry)
+		p.retry = now.Add(proberRetry)
 		pr.schedule(p)
 		return
 	}
 	o := d.obs
+	p.retry = time.Time{}
 	p.checks++
 	p.ttl = o.ttl
 	if o.answered && d.fresh == 0 {
@@ -555,10 +574,10 @@ func (pr *prober) reported(done []reportDone, now time.Time) {
 	}
 }
 
-// spread is a domain's fixed place in [0, 0.5): its first report's offset in
-// half a summary interval.
+// spread is a domain's fixed place in [0, 1): its first report's offset in a
+// summary interval.
 func spread(domain string) float64 {
 	h := fnv.New32a()
 	h.Write([]byte(domain))
-	return float64(h.Sum32()%1000) / 2000
+	return float64(h.Sum32()%1000) / 1000
 }

@@ -172,7 +172,8 @@ func TestFluxTriageAndMonitorsOnTheLab(t *testing.T) {
 	if err := c.GetWorkflow(wctx, contract.MonitorWorkflowID(watched), "").Get(wctx, &end); err != nil || end.Reason != "stopped by hand: test" || end.Summary.IPs == 0 {
 		t.Errorf("stopped monitor: %+v, %v", end, err)
 	}
-	recordHistory(t, c, contract.MonitorWorkflowID(watched), "flux-monitor")
+	recordHistory(t, c, contract.MonitorWorkflowID(watched), "flux-monitor-probed")
+	recordHistory(t, c, contract.ProberWorkflowID(cfg.Temporal.TaskQueue, 0), "flux-prober")
 	recordHistory(t, c, "flux-triage/"+t.Name(), "flux-triage")
 	obs, err := db.FluxObservations(ctx, watched, 0)
 	if err != nil || len(obs) < after.Checks {

@@ -45,6 +45,12 @@ func (m *monitor) probed(ctx workflow.Context) (contract.MonitorResult, error) {
 		m.sum = *m.st.Summary
 	}
 	m.publishProbed(ctx)
+	// One timer for the run's lifetime, not one a wait: a wake is then the
+	// signal and its workflow task alone.
+	var lifetime workflow.Future
+	if m.cfg.Lifetime > 0 {
+		lifetime = workflow.NewTimer(ctx, m.st.Started.Add(m.cfg.Lifetime).Sub(workflow.Now(ctx)))
+	}
 	reports := 0
 	for {
 		now := workflow.Now(ctx)
@@ -64,7 +70,7 @@ func (m *monitor) probed(ctx workflow.Context) (contract.MonitorResult, error) {
 		}
 		paused, pinned := m.st.Paused, m.st.Interval
 		got := m.reports
-		m.waitProbed(ctx, now)
+		m.waitProbed(ctx, lifetime)
 		reports += m.reports - got
 		if m.st.Paused != paused || m.st.Interval != pinned {
 			state := m.st.State
@@ -91,12 +97,10 @@ func (m *monitor) register(ctx workflow.Context, r contract.MonitorRegistration)
 }
 
 // waitProbed sleeps until a report or a signal arrives, or the lifetime ends.
-func (m *monitor) waitProbed(ctx workflow.Context, now time.Time) {
+func (m *monitor) waitProbed(ctx workflow.Context, lifetime workflow.Future) {
 	sel := workflow.NewSelector(ctx)
-	tctx, cancel := workflow.WithCancel(ctx)
-	defer cancel()
-	if m.cfg.Lifetime > 0 {
-		sel.AddFuture(workflow.NewTimer(tctx, m.st.Started.Add(m.cfg.Lifetime).Sub(now)), func(workflow.Future) {})
+	if lifetime != nil {
+		sel.AddFuture(lifetime, func(workflow.Future) {})
 	}
 	for _, s := range m.signals {
 		sel.AddReceive(s.ch, func(ch workflow.ReceiveChannel, _ bool) { s.receive(ch) })

@@ -294,3 +294,43 @@ func TestMonitorUpgradeSignalIgnoredByOlderHistories(t *testing.T) {
 		t.Fatalf("continued as new: %+v", next.State.Checks)
 	}
 }
+
+// A prober's workflow runs RunProber run after run, a failed run followed by
+// another after a pause, and continues as new after proberRunsPerChain runs
+// with its input's run count carried on.
+func TestFluxProberRunsAndContinuesAsNew(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(quiet)
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(FluxProber)
+	registerActivities(env)
+	in := contract.ProberInput{Shard: 3, Shards: 8, Summary: time.Hour, Run: time.Hour}
+	var mu sync.Mutex
+	calls := 0
+	env.OnActivity(a.RunProber, mock.Anything, mock.Anything).Return(func(_ context.Context, got contract.ProberInput) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if got.Runs != calls || got.Shard != in.Shard || got.Shards != in.Shards {
+			t.Errorf("run %d's input %+v", calls, got)
+		}
+		calls++
+		if calls == 2 {
+			return temporal.NewNonRetryableApplicationError("broken", "test", nil)
+		}
+		return nil
+	})
+	env.ExecuteWorkflow(FluxProber, in)
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("ended with %v, want continue-as-new", err)
+	}
+	var next contract.ProberInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	want := in
+	want.Runs = proberRunsPerChain
+	if calls != proberRunsPerChain || next != want {
+		t.Errorf("%d runs, next input %+v; want %d and %+v", calls, next, proberRunsPerChain, want)
+	}
+}

@@ -34,6 +34,9 @@ func TestReplayRecordedHistories(t *testing.T) {
 		{"testdata/flux-monitor-publish-changes.history.json", FluxMonitor},
 		// After both: paused (recorded and published), resumed, checked, stopped.
 		{"testdata/flux-monitor-paused.history.json", FluxMonitor},
+		// After flux-prober: registered, woken by its prober's reports, stopped.
+		{"testdata/flux-monitor-probed.history.json", FluxMonitor},
+		{"testdata/flux-prober.history.json", FluxProber},
 	}
 	for _, c := range cases {
 		r := worker.NewWorkflowReplayer()

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tip-project/tip/config"
+	"github.com/tip-project/tip/internal/devstack"
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/starter"
@@ -42,42 +43,44 @@ func TestRollingRestartKeepsEveryMonitor(t *testing.T) {
 	t.Logf("%d monitors on 2 workers restarted one after the other: latest check %s after due", len(ms.domains), worst)
 }
 
+// takeover bounds how long after it was due a check runs when the worker
+// running its prober is lost: the prober activity's heartbeat timeout (30 s),
+// then its retry on another worker, which reads the shard from PostgreSQL and
+// makes the overdue checks at once.
+const takeover = 40 * time.Second
+
 // TestWorkerKilledWhileMonitorsRun runs flux monitors on two `tip worker`
-// processes: they spread over both, and when the one holding more of them is
-// SIGKILLed the other takes them all over. Every monitor still runs, one per
-// domain, keeps checking, records each due check once, and none is later than a
-// cadence plus the time Temporal takes to see the worker gone (its sticky queue's
-// 5 s, or a workflow task's 10 s timeout when one was running).
+// processes: the probers that check their domains spread over both, and when
+// the one running more of them is SIGKILLed the other takes them all over.
+// Every monitor still runs, one per domain, keeps checking, records each due
+// check once, and none is later than a cadence plus the takeover.
 func TestWorkerKilledWhileMonitorsRun(t *testing.T) {
 	t.Parallel()
 	ms := startMonitors(t, 10, 12)
-	held := ms.holders(t)
+	held := ms.proberHolders(t)
 	byWorker := map[string]int{}
 	for _, w := range held {
 		byWorker[w]++
 	}
-	t.Logf("monitors per worker before the kill: %v", byWorker)
+	t.Logf("probers per worker before the kill: %v", byWorker)
 	victim, survivor := ms.workers[0], ms.workers[1]
 	if byWorker[survivor.Identity] > byWorker[victim.Identity] {
 		victim, survivor = survivor, victim
 	}
-	if byWorker[victim.Identity] == 0 || byWorker[survivor.Identity] == 0 {
-		t.Fatalf("the monitors did not spread over the two workers: %v", byWorker)
-	}
-	if len(byWorker) != 2 {
-		t.Fatalf("monitors held by %v, not the two workers %s and %s", byWorker, victim.Identity, survivor.Identity)
+	if byWorker[victim.Identity] == 0 {
+		t.Fatalf("no prober runs on either worker: %v", byWorker)
 	}
 	killed := time.Now()
 	victim.Kill(t)
 	waitChecked(t, ms.db, ms.domains, killed, 2)
 
 	ms.checkOnePerDomain(t)
-	for id, w := range ms.holders(t) {
+	for id, w := range ms.proberHolders(t) {
 		if w != survivor.Identity {
-			t.Errorf("%s is held by %q after the kill, not the surviving worker %s", id, w, survivor.Identity)
+			t.Errorf("%s runs on %q after the kill, not on the surviving worker %s", id, w, survivor.Identity)
 		}
 	}
-	worst := ms.checkLateness(t, cadence+10*time.Second)
+	worst := ms.checkLateness(t, cadence+takeover)
 	// A check re-run after the kill must not be recorded beside the one the
 	// killed worker recorded: no two observations of a domain within half a
 	// cadence.
@@ -90,7 +93,50 @@ func TestWorkerKilledWhileMonitorsRun(t *testing.T) {
 	if twins > 0 {
 		t.Errorf("%d checks recorded within half a cadence of the previous one: a re-run recorded twice", twins)
 	}
-	t.Logf("%d monitors, %d on the killed worker: all on the survivor, latest check %s after due", len(ms.domains), byWorker[victim.Identity], worst)
+	t.Logf("%d monitors, %d of %d probers on the killed worker: all on the survivor, latest check %s after due",
+		len(ms.domains), byWorker[victim.Identity], len(held), worst)
+}
+
+// TestTemporalRestartedWhileMonitorsRun restarts the Temporal server while
+// monitors run: the probers go on checking meanwhile (a check needs DNS and
+// PostgreSQL, not Temporal), their heartbeats resume, and every monitor keeps
+// checking, none later than a cadence plus the takeover. It restarts the
+// package's shared server, so it does not run in parallel.
+func TestTemporalRestartedWhileMonitorsRun(t *testing.T) {
+	restartWhileMonitorsRun(t, devstack.Temporal)
+}
+
+// TestPostgresRestartedWhileMonitorsRun restarts PostgreSQL (and with
+// TIP_TEST_STACK=prod the Temporal server's persistence) while monitors run:
+// the checks that cannot be recorded are made again for the same due time, so
+// each due check is recorded once, late by the outage at most a cadence plus
+// the takeover. Not in parallel, as above.
+func TestPostgresRestartedWhileMonitorsRun(t *testing.T) {
+	restartWhileMonitorsRun(t, devstack.Postgres)
+}
+
+func restartWhileMonitorsRun(t *testing.T, svc devstack.Service) {
+	// Before the parallel tests: the domains of TestRollingRestartKeepsEveryMonitor are free.
+	ms := startMonitors(t, 0, 8)
+	s := testenv.Stack(t)
+	ctx := context.Background()
+	before := servicePID(t, s, svc)
+	if err := s.Stop(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if err := s.Start(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	if after := servicePID(t, s, svc); after == before {
+		t.Fatalf("%s was not restarted (pid %d)", svc, after)
+	}
+	restarted := time.Now()
+	waitChecked(t, ms.db, ms.domains, restarted, 2)
+	ms.checkOnePerDomain(t)
+	ms.checkDueOnce(t)
+	worst := ms.checkLateness(t, cadence+takeover)
+	t.Logf("%d monitors, %s restarted: latest check %s after due", len(ms.domains), svc, worst)
 }
 
 // monitorSetup is n flux monitors of lab domains on a cadence, run by two `tip
@@ -226,25 +272,47 @@ func (ms *monitorSetup) checkLateness(t *testing.T, bound time.Duration) time.Du
 	return worst
 }
 
-// holders maps each monitor to the identity of the worker that completed its
-// latest workflow task: the worker its checks (local activities) run on.
-func (ms *monitorSetup) holders(t *testing.T) map[string]string {
+// proberHolders maps each prober of the setup's task queue to the identity of
+// the worker running its RunProber activity.
+func (ms *monitorSetup) proberHolders(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, d := range ms.domains {
-		id := contract.MonitorWorkflowID(d)
-		it := ms.c.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		for it.HasNext() {
-			e, err := it.Next()
+	deadline := time.Now().Add(time.Minute)
+	for shard := range ms.cfg.Flux.Probers {
+		id := contract.ProberWorkflowID(ms.cfg.Temporal.TaskQueue, shard)
+		for {
+			d, err := ms.c.DescribeWorkflowExecution(context.Background(), id, "")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a := e.GetWorkflowTaskCompletedEventAttributes(); a != nil {
-				out[id] = a.GetIdentity()
+			for _, a := range d.GetPendingActivities() {
+				if a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+					out[id] = a.GetLastWorkerIdentity()
+				}
 			}
+			if out[id] != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s runs no RunProber after a minute", id)
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
 	}
 	return out
+}
+
+// checkDueOnce: no due time of a domain was recorded twice.
+func (ms *monitorSetup) checkDueOnce(t *testing.T) {
+	t.Helper()
+	var twice int
+	if err := testenv.SQL(t, ms.db).QueryRow(context.Background(), `
+		SELECT count(*) FROM (SELECT domain, due FROM flux_observations WHERE due IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1) d`).Scan(&twice); err != nil {
+		t.Fatal(err)
+	}
+	if twice > 0 {
+		t.Errorf("%d due checks recorded twice", twice)
+	}
 }
 
 // waitChecked waits until every domain has at least n checks recorded since.
