@@ -144,12 +144,12 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
 
 type fluxEnv struct {
-	tip, dns, asns   string
-	zones            []string
-	cadence, window  time.Duration
-	summary          time.Duration // flux.summary_interval
-	gc, cache        int           // the worker's gc_percent and workflow cache
-	startRate        int           // monitors started a second
+	tip, dns, asns  string
+	zones           []string
+	cadence, window time.Duration
+	summary         time.Duration // flux.summary_interval
+	gc, cache       int           // the worker's gc_percent and workflow cache
+	startRate       int           // monitors started a second
 }
 
 // fluxRun is what one N measured.
