@@ -84,7 +84,7 @@ type FluxStore interface {
 	RefreshFluxAgents(ctx context.Context, src storage.SourceRow, runKey string) (contract.LoadResult, error)
 	// The probers' schedule.
 	RegisterFluxMonitor(ctx context.Context, r contract.MonitorRegistration, at time.Time) error
-	FluxSchedule(ctx context.Context, shard, shards int, afterSeq int64, limit int) ([]storage.ScheduledDomain, error)
+	FluxSchedule(ctx context.Context, shard, shards int, horizon int64) ([]storage.ScheduledDomain, int64, error)
 	RecordProbeChecks(ctx context.Context, cs []storage.ProbeCheck) (map[string]int, error)
 	ProbeHistories(ctx context.Context, domains []string) ([]storage.ProbeHistory, error)
 	SaveProbeCheckpoints(ctx context.Context, cps []storage.ProbeCheckpoint) error

@@ -26,7 +26,6 @@ const (
 	proberHeartbeat = 10 * time.Second // the activity's heartbeat
 	proberReports   = 200              // domains summarised in one batch
 	proberSignals   = 8                // reports sent at once
-	proberLoadBatch = 5000             // schedule rows read at once
 	proberUpgrades  = 50               // upgrade signals a second
 	proberRetry     = 5 * time.Second  // a check not recorded is made again after this long
 )
@@ -91,6 +90,7 @@ type probe struct {
 	maxCheck    time.Duration
 	pinned      time.Duration
 	nxFor       time.Duration
+	seq         int64 // of the schedule's row last applied
 	checks      int32
 	stable      int32
 	ttl         uint32 // the last answer's lowest TTL, or the median of all
@@ -135,7 +135,7 @@ type prober struct {
 	log     interface{ Warn(string, ...any) }
 	domains map[string]*probe
 	due     probeHeap
-	seq     int64
+	horizon int64 // FluxSchedule's, for the next read
 	stats   proberStats
 }
 
@@ -280,24 +280,23 @@ func (pr *prober) run(ctx context.Context) error {
 // poll applies the schedule's changes since the last poll: new domains,
 // pauses, resumes, pinned intervals, ends.
 func (pr *prober) poll(ctx context.Context) error {
-	for {
-		rows, err := pr.a.Store.FluxSchedule(ctx, pr.in.Shard, pr.in.Shards, pr.seq, proberLoadBatch)
-		if err != nil {
-			return err
-		}
-		now := time.Now()
-		for _, r := range rows {
-			pr.seq = max(pr.seq, r.Seq)
-			pr.apply(r, now)
-		}
-		if len(rows) < proberLoadBatch {
-			return nil
-		}
+	rows, horizon, err := pr.a.Store.FluxSchedule(ctx, pr.in.Shard, pr.in.Shards, pr.horizon)
+	if err != nil {
+		return err
 	}
+	now := time.Now()
+	for _, r := range rows {
+		pr.apply(r, now)
+	}
+	pr.horizon = horizon
+	return nil
 }
 
 func (pr *prober) apply(r storage.ScheduledDomain, now time.Time) {
 	p := pr.domains[r.Domain]
+	if p != nil && r.Seq <= p.seq {
+		return // read before
+	}
 	if !r.Active {
 		if p != nil {
 			pr.drop(p)
@@ -316,6 +315,7 @@ func (pr *prober) apply(r storage.ScheduledDomain, now time.Time) {
 		}
 		pr.domains[r.Domain] = p
 	}
+	p.seq = r.Seq
 	p.minCheck, p.maxCheck, p.pinned, p.nxFor = r.MinCheck, r.MaxCheck, r.Pinned, r.NXDomainFor
 	wasPaused := p.paused
 	p.paused = r.Paused

@@ -45,7 +45,7 @@ func (db *DB) RegisterFluxMonitor(ctx context.Context, r contract.MonitorRegistr
 		INSERT INTO flux_schedule (domain, bucket, active, paused, min_check_ms, max_check_ms, pinned_ms, nxdomain_ms,
 		                           due, checks, stable, metrics, metrics_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, coalesce($13::timestamptz, $14::timestamptz))
-		ON CONFLICT (domain) DO UPDATE SET seq = nextval('flux_schedule_seq'), active = excluded.active,
+		ON CONFLICT (domain) DO UPDATE SET seq = nextval('flux_schedule_seq'), xid = pg_current_xact_id(), active = excluded.active,
 		    paused = excluded.paused, min_check_ms = excluded.min_check_ms, max_check_ms = excluded.max_check_ms,
 		    pinned_ms = excluded.pinned_ms, nxdomain_ms = excluded.nxdomain_ms,
 		    due = CASE WHEN excluded.metrics IS NOT NULL OR NOT flux_schedule.active THEN excluded.due
@@ -95,14 +95,26 @@ type ScheduledDomain struct {
 }
 
 // FluxSchedule reads the schedule's rows of shard (of shards: the buckets b
-// with b % shards == shard) changed after seq, in seq order, at most limit.
-func (db *DB) FluxSchedule(ctx context.Context, shard, shards int, afterSeq int64, limit int) ([]ScheduledDomain, error) {
-	rows, err := db.pool.Query(ctx, `
+// with b % shards == shard) changed since horizon (0: every row), and the
+// horizon to read from next: the oldest transaction running now, so a change
+// committed after this read is read next time, whatever its seq. A row may be
+// read again: its Seq tells a change from one already applied.
+func (db *DB) FluxSchedule(ctx context.Context, shard, shards int, horizon int64) ([]ScheduledDomain, int64, error) {
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		return nil, 0, fmt.Errorf("flux schedule: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	var next int64
+	if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&next); err != nil {
+		return nil, 0, fmt.Errorf("flux schedule: %w", err)
+	}
+	rows, err := tx.Query(ctx, `
 		SELECT domain, seq, active, paused, min_check_ms, max_check_ms, pinned_ms, nxdomain_ms, due, checks, stable, ttl,
 		       nx_since, state, summary_at
-		  FROM flux_schedule WHERE seq > $1 AND bucket % $2 = $3 ORDER BY seq LIMIT $4`, afterSeq, shards, shard, limit)
+		  FROM flux_schedule WHERE xid >= $1::text::xid8 AND bucket % $2 = $3 ORDER BY seq`, fmt.Sprint(horizon), shards, shard)
 	if err != nil {
-		return nil, fmt.Errorf("flux schedule: %w", err)
+		return nil, 0, fmt.Errorf("flux schedule: %w", err)
 	}
 	var out []ScheduledDomain
 	var d ScheduledDomain
@@ -119,9 +131,9 @@ func (db *DB) FluxSchedule(ctx context.Context, shard, shards int, afterSeq int6
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("flux schedule: %w", err)
+		return nil, 0, fmt.Errorf("flux schedule: %w", err)
 	}
-	return out, nil
+	return out, next, nil
 }
 
 func timeOr(t *time.Time) time.Time {
@@ -299,7 +311,7 @@ func (db *DB) SaveProbeCheckpoints(ctx context.Context, cps []ProbeCheckpoint) e
 // EndProbe takes a domain off the probers' schedule (its monitor is gone
 // without having said so: terminated, or never upgraded).
 func (db *DB) EndProbe(ctx context.Context, domain string) error {
-	if _, err := db.pool.Exec(ctx, `UPDATE flux_schedule SET active = false, seq = nextval('flux_schedule_seq')
+	if _, err := db.pool.Exec(ctx, `UPDATE flux_schedule SET active = false, seq = nextval('flux_schedule_seq'), xid = pg_current_xact_id()
 		WHERE domain = $1 AND active`, domain); err != nil {
 		return fmt.Errorf("end probe %s: %w", domain, err)
 	}

@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/tip-project/tip/flux"
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
 // The probers' schedule: a registration is read by the prober of its shard,
-// a change (pause, pinned interval, end) moves its seq on; checks are recorded
+// a change (pause, pinned interval, end) is read again with a later seq, even
+// when its transaction commits after a later change's; checks are recorded
 // with the compact state and report the addresses new to the domain; the
 // metrics checkpoint and the observations after it fold into the metrics of
 // every observation.
@@ -33,12 +35,13 @@ func TestFluxSchedule(t *testing.T) {
 		}
 	}
 	all := map[string]storage.ScheduledDomain{}
-	var seqs [shards]int64
+	var horizons [shards]int64
 	for shard := range shards {
-		rows, err := db.FluxSchedule(ctx, shard, shards, 0, 100)
+		rows, horizon, err := db.FluxSchedule(ctx, shard, shards, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
+		horizons[shard] = horizon
 		for _, r := range rows {
 			if contract.MonitorBucket(r.Domain)%shards != shard {
 				t.Errorf("%s read by shard %d", r.Domain, shard)
@@ -50,7 +53,6 @@ func TestFluxSchedule(t *testing.T) {
 				t.Errorf("row %+v", r)
 			}
 			all[r.Domain] = r
-			seqs[shard] = max(seqs[shard], r.Seq)
 		}
 	}
 	if len(all) != len(domains) {
@@ -93,8 +95,8 @@ func TestFluxSchedule(t *testing.T) {
 			t.Errorf("check %d re-run: %d new addresses (%v)", i+1, fresh[d], err)
 		}
 	}
-	// The compact state is a check's; the seq did not move (checks are not changes).
-	rows, err := db.FluxSchedule(ctx, contract.MonitorBucket(d)%shards, shards, seqs[contract.MonitorBucket(d)%shards], 100)
+	// Checks are not changes: the rows are not read again.
+	rows, _, err := db.FluxSchedule(ctx, contract.MonitorBucket(d)%shards, shards, horizons[contract.MonitorBucket(d)%shards])
 	if err != nil || len(rows) != 0 {
 		t.Errorf("rows changed by checks: %+v %v", rows, err)
 	}
@@ -135,14 +137,14 @@ func TestFluxSchedule(t *testing.T) {
 	if err := db.RegisterFluxMonitor(ctx, contract.MonitorRegistration{Domain: d, Config: cfg, Active: true, Paused: true, State: contract.MonitorPaused}, t0); err != nil {
 		t.Fatal(err)
 	}
-	rows, err = db.FluxSchedule(ctx, shard, shards, seqs[shard], 100)
-	if err != nil || len(rows) != 1 || !rows[0].Paused || rows[0].Checks != 4 || rows[0].Due.IsZero() {
+	rows, horizon, err := db.FluxSchedule(ctx, shard, shards, horizons[shard])
+	if err != nil || len(rows) != 1 || !rows[0].Paused || rows[0].Checks != 4 || rows[0].Due.IsZero() || rows[0].Seq <= all[d].Seq {
 		t.Fatalf("after a pause: %+v %v", rows, err)
 	}
 	if err := db.RegisterFluxMonitor(ctx, contract.MonitorRegistration{Domain: d, Config: cfg, Active: true, Interval: 10 * time.Minute}, t0); err != nil {
 		t.Fatal(err)
 	}
-	rows, err = db.FluxSchedule(ctx, shard, shards, rows[0].Seq, 100)
+	rows, _, err = db.FluxSchedule(ctx, shard, shards, horizon)
 	if err != nil || len(rows) != 1 || rows[0].Paused || rows[0].Pinned != 10*time.Minute || !rows[0].Due.IsZero() {
 		t.Fatalf("after resume and set-interval: %+v %v", rows, err)
 	}
@@ -177,4 +179,43 @@ func fold(obs ...flux.Observation) *flux.Metrics {
 		m.Add(o)
 	}
 	return &m
+}
+
+// A registration whose transaction began first but commits after a read that
+// saw a later registration is read next time: the horizon, not the seq, says
+// what to read.
+func TestFluxScheduleMissesNoLateCommit(t *testing.T) {
+	ctx := context.Background()
+	db := openFresh(t)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cfg := contract.MonitorConfig{MinCheck: time.Minute, MaxCheck: time.Hour}
+	// A transaction that takes a seq and an xid, and commits late.
+	tx, err := testenv.SQL(t, db).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if _, err := tx.Exec(ctx, `INSERT INTO flux_schedule (domain, bucket, min_check_ms, max_check_ms) VALUES ('late.example', 0, 60000, 3600000)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RegisterFluxMonitor(ctx, contract.MonitorRegistration{Domain: "early.example", Config: cfg, Active: true}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rows, horizon, err := db.FluxSchedule(ctx, 0, 1, 0)
+	if err != nil || len(rows) != 1 || rows[0].Domain != "early.example" {
+		t.Fatalf("first read: %+v %v", rows, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, _, err = db.FluxSchedule(ctx, 0, 1, horizon)
+	var got []string
+	for _, r := range rows {
+		got = append(got, r.Domain)
+	}
+	if err != nil || !slices.Contains(got, "late.example") {
+		t.Fatalf("the late commit was not read: %v %v", got, err)
+	}
 }

@@ -4,11 +4,15 @@
 -- moves on with each such change, which is how a prober finds them); the prober
 -- that owns the domain's bucket writes its compact state with every check, in
 -- the check's transaction, and a checkpoint of its metrics at every summary.
+-- A prober reads the rows whose xid is at least the oldest transaction running
+-- when it last read (a sequence alone would let a change whose transaction
+-- commits after a later one's be missed); seq orders a domain's changes.
 CREATE SEQUENCE flux_schedule_seq;
 CREATE TABLE flux_schedule (
     domain       text        PRIMARY KEY,
     bucket       integer     NOT NULL, -- contract.MonitorBucket(domain)
     seq          bigint      NOT NULL DEFAULT nextval('flux_schedule_seq'),
+    xid          xid8        NOT NULL DEFAULT pg_current_xact_id(), -- the transaction of the last change
     active       boolean     NOT NULL DEFAULT true, -- false once the monitor ended
     paused       boolean     NOT NULL DEFAULT false,
     min_check_ms bigint      NOT NULL,
@@ -28,4 +32,4 @@ CREATE TABLE flux_schedule (
     metrics_at   timestamptz,
     summary_at   timestamptz  -- the last report to the monitor
 ) WITH (fillfactor = 80);
-CREATE INDEX flux_schedule_seq_idx ON flux_schedule (seq);
+CREATE INDEX flux_schedule_xid_idx ON flux_schedule (xid);
