@@ -11,7 +11,6 @@ import (
 
 	"github.com/tip-project/tip/flux"
 	"github.com/tip-project/tip/internal/testenv"
-	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
@@ -42,14 +41,7 @@ func (r *answers) Observe(_ context.Context, domain string) (flux.Observation, e
 // not checked.
 func TestRunProber(t *testing.T) {
 	ctx := context.Background()
-	db, err := storage.OpenDB(ctx, testenv.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := testenv.MigratedDB(t)
 	dns := &answers{n: map[string]int{}, by: map[string]func(int) flux.Observation{
 		"rotating.example": func(n int) flux.Observation {
 			return answer("", fmt.Sprintf("198.51.100.%d", n), fmt.Sprintf("203.0.113.%d", n))

@@ -34,15 +34,8 @@ import (
 func seedDB(t *testing.T) *storage.DB {
 	t.Helper()
 	ctx := context.Background()
-	db, err := storage.OpenDB(ctx, testenv.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	_, err = testenv.SQL(t, db).Exec(ctx, `
+	db := testenv.MigratedDB(t)
+	_, err := testenv.SQL(t, db).Exec(ctx, `
 		INSERT INTO sources (name, url, format, type, prior, enabled, last_success, last_attempt) VALUES
 		  ('feed-a', 'https://x/a', 'generic', 'domain', 0.7, true, now(), now()),
 		  ('feed-b', 'https://x/b', 'generic', 'domain', 0.6, true, NULL, NULL);

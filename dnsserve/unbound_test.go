@@ -54,14 +54,7 @@ func internet(t *testing.T) string {
 func listedDB(t *testing.T, domains ...string) *storage.DB {
 	t.Helper()
 	ctx := context.Background()
-	db, err := storage.OpenDB(ctx, testenv.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := testenv.MigratedDB(t)
 	if err := db.UpsertSource(ctx, storage.SourceRow{Name: "phish-feed", URL: "https://feeds.example/p", Format: "hosts", Type: "domain", Prior: 0.9, Enabled: true}); err != nil {
 		t.Fatal(err)
 	}

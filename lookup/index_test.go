@@ -66,14 +66,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	db, err := storage.OpenDB(ctx, testenv.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := testenv.MigratedDB(t)
 	for _, s := range []storage.SourceRow{
 		{Name: "drop", Format: "spamhaus-drop", Type: "cidr", Prior: 0.9, TLP: "green", Licence: "CC-BY-4.0", Category: "hijacked"},
 		{Name: "nets", Format: "netset", Type: "cidr", Prior: 0.5},

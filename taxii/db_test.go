@@ -105,14 +105,7 @@ func (c client) pages(base string, query url.Values, limit int) (items []json.Ra
 // source lists any more.
 func TestServesTheDatabaseToATAXIIClient(t *testing.T) {
 	ctx := context.Background()
-	db, err := storage.OpenDB(ctx, testenv.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := testenv.MigratedDB(t)
 	for _, s := range []storage.SourceRow{
 		{Name: "feed", Prior: 0.9, Category: "botnet-c2"},
 		{Name: "amber", Prior: 0.6, Category: "phishing", TLP: "amber"},

@@ -84,27 +84,7 @@ func (r *probedRun) report(d time.Duration, rep contract.MonitorReport) {
 
 func (r *probedRun) run(in contract.MonitorInput) (*contract.MonitorResult, *contract.MonitorInput) {
 	r.t.Helper()
-	r.env.ExecuteWorkflow(FluxMonitor, in)
-	if !r.env.IsWorkflowCompleted() {
-		r.t.Fatal("monitor did not end")
-	}
-	err := r.env.GetWorkflowError()
-	var can *workflow.ContinueAsNewError
-	switch {
-	case errors.As(err, &can):
-		var next contract.MonitorInput
-		if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-			r.t.Fatal(err)
-		}
-		return nil, &next
-	case err != nil:
-		r.t.Fatalf("monitor failed: %v", err)
-	}
-	var res contract.MonitorResult
-	if err := r.env.GetWorkflowResult(&res); err != nil {
-		r.t.Fatal(err)
-	}
-	return &res, nil
+	return runMonitor(r.t, r.env, in)
 }
 
 func (r *probedRun) query() contract.MonitorStatus {

@@ -227,28 +227,35 @@ func (r *monitorRun) fluxStates() []string {
 // of the run it continued as.
 func (r *monitorRun) run(in contract.MonitorInput) (*contract.MonitorResult, *contract.MonitorInput) {
 	r.t.Helper()
-	r.env.ExecuteWorkflow(FluxMonitor, in)
-	if !r.env.IsWorkflowCompleted() {
-		r.t.Fatal("monitor did not end")
+	return runMonitor(r.t, r.env, in)
+}
+
+// runMonitor executes a monitor in env and returns how it ended: its result,
+// or the input of the run it continued as.
+func runMonitor(t *testing.T, env *testsuite.TestWorkflowEnvironment, in contract.MonitorInput) (*contract.MonitorResult, *contract.MonitorInput) {
+	t.Helper()
+	env.ExecuteWorkflow(FluxMonitor, in)
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("monitor did not end")
 	}
-	err := r.env.GetWorkflowError()
+	err := env.GetWorkflowError()
 	var can *workflow.ContinueAsNewError
 	switch {
 	case errors.As(err, &can):
 		if can.WorkflowType.Name != contract.FluxMonitorWorkflow {
-			r.t.Fatalf("continued as %s, want %s", can.WorkflowType.Name, contract.FluxMonitorWorkflow)
+			t.Fatalf("continued as %s, want %s", can.WorkflowType.Name, contract.FluxMonitorWorkflow)
 		}
 		var next contract.MonitorInput
 		if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-			r.t.Fatalf("decode continue-as-new input: %v", err)
+			t.Fatalf("decode continue-as-new input: %v", err)
 		}
 		return nil, &next
 	case err != nil:
-		r.t.Fatalf("monitor failed: %v", err)
+		t.Fatalf("monitor failed: %v", err)
 	}
 	var res contract.MonitorResult
-	if err := r.env.GetWorkflowResult(&res); err != nil {
-		r.t.Fatal(err)
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
 	}
 	return &res, nil
 }

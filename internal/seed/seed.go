@@ -103,14 +103,7 @@ func sources() []source {
 func New(t testing.TB) (*storage.DB, *World) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := storage.OpenDB(ctx, testenv.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := testenv.MigratedDB(t)
 	blobs, err := storage.NewBlobStoreFromConfig(testenv.NewBucket(t, testenv.Config(t)).S3)
 	if err != nil {
 		t.Fatal(err)

@@ -55,3 +55,19 @@ var sqlPools = struct {
 	sync.Mutex
 	m map[sqlKey]*pgxpool.Pool
 }{m: map[sqlKey]*pgxpool.Pool{}}
+
+// MigratedDB opens a fresh database of the test stack (NewDatabase) with TIP's
+// schema migrated; it is closed when the test ends.
+func MigratedDB(t testing.TB) *storage.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := storage.OpenDB(ctx, NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
