@@ -118,11 +118,14 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 				if err != nil {
 					return err
 				}
-				obs, err := db.FluxObservations(ctx, d, showLast)
+				h, err := fluxHistory(ctx, db, d, a.cfg.Retention.FluxFull(), showLast)
 				if err != nil {
 					return err
 				}
-				tl, sum := fluxview.Timeline(obs)
+				tl, sum := fluxview.Draw(h)
+				if showLast > 0 && len(tl) > showLast {
+					tl = tl[len(tl)-showLast:]
+				}
 				if row.Summary == nil || row.Summary.Observations < sum.Observations {
 					row.Summary = &sum // the monitor records its own every few checks: the replay is newer
 				}
@@ -138,7 +141,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 		},
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON: the domain's row and one timeline point per observation")
-	show.Flags().IntVar(&showLast, "last", 5000, "observations to chart, the newest (0: all)")
+	show.Flags().IntVar(&showLast, "last", 5000, "points to chart, the newest: observations, and hourly summaries before retention.flux_full_days (0: all)")
 
 	var netJSON bool
 	networks := &cobra.Command{
@@ -302,4 +305,33 @@ func probeAllowlist(cfg config.Flux) (*flux.Allowlist, error) {
 	}
 	defer f.Close()
 	return flux.ParseAllowlist(f)
+}
+
+// fluxHistory reads what a domain's timeline is drawn from: the hourly
+// summaries before the full-resolution window (keep: 0 keeps every
+// observation), at most the last observations after it, and the first-seen
+// times of its addresses and NS names.
+func fluxHistory(ctx context.Context, db *storage.DB, domain string, keep time.Duration, last int) (fluxview.History, error) {
+	var h fluxview.History
+	var floor time.Time
+	if keep > 0 {
+		floor = storage.FullResolutionFrom(time.Now(), keep)
+	}
+	obs, err := db.FluxObservations(ctx, domain, last)
+	if err != nil {
+		return h, err
+	}
+	for _, o := range obs {
+		if !o.At.Before(floor) {
+			h.Obs = append(h.Obs, o)
+		}
+	}
+	if h.Hours, err = db.FluxHours(ctx, domain, time.Time{}, floor); err != nil {
+		return h, err
+	}
+	if h.IPs, err = db.FluxSightings(ctx, domain); err != nil {
+		return h, err
+	}
+	h.NS, err = db.FluxNSSightings(ctx, domain)
+	return h, err
 }
