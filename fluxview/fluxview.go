@@ -6,6 +6,7 @@ package fluxview
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -61,6 +62,31 @@ type History struct {
 	Obs   []flux.Observation     // oldest first, after the hours
 	IPs   []storage.FluxSighting // A and AAAA addresses, first seen first
 	NS    []time.Time            // NS names' first seen, in order
+}
+
+// Load reads what a domain's timeline is drawn from: the hourly summaries
+// before floor (the full-resolution boundary, storage.FullResolutionFrom; zero:
+// none), at most the last observations from it on (0: all), and the
+// first-seen times of its addresses and NS names.
+func Load(ctx context.Context, db *storage.DB, domain string, floor time.Time, last int) (History, error) {
+	var h History
+	obs, err := db.FluxObservations(ctx, domain, last)
+	if err != nil {
+		return h, err
+	}
+	for _, o := range obs {
+		if !o.At.Before(floor) {
+			h.Obs = append(h.Obs, o)
+		}
+	}
+	if h.Hours, err = db.FluxHours(ctx, domain, time.Time{}, floor); err != nil {
+		return h, err
+	}
+	if h.IPs, err = db.FluxSightings(ctx, domain); err != nil {
+		return h, err
+	}
+	h.NS, err = db.FluxNSSightings(ctx, domain)
+	return h, err
 }
 
 // Draw makes a domain's timeline: a point per hour summarised, then a point

@@ -39,5 +39,9 @@ func Prepare(ctx context.Context, cfg config.Config, log *slog.Logger) (*DB, *Bl
 		db.Close()
 		return nil, nil, err
 	}
+	if err := blobs.SetRawExpiry(ctx, cfg.Retention.SnapshotsDays); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
 	return db, blobs, nil
 }

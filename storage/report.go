@@ -22,7 +22,7 @@ type Totals struct {
 	SpamMails        int64 `json:"spam_mails"`
 	FluxTriaged      int64 `json:"flux_triaged"`
 	FluxMonitored    int64 `json:"flux_monitored"`
-	FluxObservations int64 `json:"flux_observations"`
+	FluxObservations int64 `json:"flux_observations"` // checks recorded: observations, and those summarised hourly
 }
 
 // Totals counts sources, indicators, active listings, spam and flux domains.
@@ -32,7 +32,7 @@ func (db *DB) Totals(ctx context.Context) (Totals, error) {
 		(SELECT count(*) FROM sources), (SELECT count(*) FROM indicators),
 		(SELECT count(*) FROM source_listings WHERE active), (SELECT count(*) FROM spam_messages),
 		(SELECT count(*) FROM flux_domains), (SELECT count(*) FROM flux_domains WHERE monitor IS NOT NULL),
-		(SELECT count(*) FROM flux_observations)`).
+		(SELECT count(*) FROM flux_observations) + (SELECT coalesce(sum(checks), 0) FROM flux_hours)`).
 		Scan(&t.Sources, &t.Indicators, &t.ActiveListings, &t.SpamMails, &t.FluxTriaged, &t.FluxMonitored, &t.FluxObservations)
 	if err != nil {
 		return t, fmt.Errorf("totals: %w", err)

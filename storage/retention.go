@@ -509,3 +509,29 @@ func MergeFluxHours(hours []FluxHour, n int) []FluxHour {
 	}
 	return out
 }
+
+// FluxTableBytes are the bytes the flux module's time series take on disk,
+// each table with its indexes and TOAST (flux_observations: all partitions).
+type FluxTableBytes struct {
+	Observations int64 `json:"flux_observations"`
+	Hours        int64 `json:"flux_hours"`
+	PassiveDNS   int64 `json:"passive_dns"` // flux_ips, flux_ns, flux_ns_addrs
+}
+
+// Total sums them.
+func (b FluxTableBytes) Total() int64 { return b.Observations + b.Hours + b.PassiveDNS }
+
+// FluxBytes measures the flux tables (pg_total_relation_size).
+func (db *DB) FluxBytes(ctx context.Context) (FluxTableBytes, error) {
+	var b FluxTableBytes
+	err := db.pool.QueryRow(ctx, `SELECT
+		(SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits WHERE inhparent = 'flux_observations'::regclass)
+		    + pg_total_relation_size('flux_observations'),
+		pg_total_relation_size('flux_hours'),
+		pg_total_relation_size('flux_ips') + pg_total_relation_size('flux_ns') + pg_total_relation_size('flux_ns_addrs')`).
+		Scan(&b.Observations, &b.Hours, &b.PassiveDNS)
+	if err != nil {
+		return b, fmt.Errorf("flux table sizes: %w", err)
+	}
+	return b, nil
+}

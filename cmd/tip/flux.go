@@ -118,7 +118,11 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 				if err != nil {
 					return err
 				}
-				h, err := fluxHistory(ctx, db, d, a.cfg.Retention.FluxFull(), showLast)
+				var floor time.Time // the full-resolution window: every observation when kept for ever
+				if keep := a.cfg.Retention.FluxFull(); keep > 0 {
+					floor = storage.FullResolutionFrom(time.Now(), keep)
+				}
+				h, err := fluxview.Load(ctx, db, d, floor, showLast)
 				if err != nil {
 					return err
 				}
@@ -305,33 +309,4 @@ func probeAllowlist(cfg config.Flux) (*flux.Allowlist, error) {
 	}
 	defer f.Close()
 	return flux.ParseAllowlist(f)
-}
-
-// fluxHistory reads what a domain's timeline is drawn from: the hourly
-// summaries before the full-resolution window (keep: 0 keeps every
-// observation), at most the last observations after it, and the first-seen
-// times of its addresses and NS names.
-func fluxHistory(ctx context.Context, db *storage.DB, domain string, keep time.Duration, last int) (fluxview.History, error) {
-	var h fluxview.History
-	var floor time.Time
-	if keep > 0 {
-		floor = storage.FullResolutionFrom(time.Now(), keep)
-	}
-	obs, err := db.FluxObservations(ctx, domain, last)
-	if err != nil {
-		return h, err
-	}
-	for _, o := range obs {
-		if !o.At.Before(floor) {
-			h.Obs = append(h.Obs, o)
-		}
-	}
-	if h.Hours, err = db.FluxHours(ctx, domain, time.Time{}, floor); err != nil {
-		return h, err
-	}
-	if h.IPs, err = db.FluxSightings(ctx, domain); err != nil {
-		return h, err
-	}
-	h.NS, err = db.FluxNSSightings(ctx, domain)
-	return h, err
 }
