@@ -1,6 +1,10 @@
 -- Data lifecycle (storage/retention.go): flux observations in weekly partitions,
 -- hourly summaries of the expired ones, passive DNS of the name servers.
 
+-- tip_flux_partitions makes the weekly partitions holding due times from lo
+-- to hi (RecordFluxChecks when a check falls past them, the retention run four
+-- weeks ahead) and returns how many it made.
+--
 -- The partitions of flux_observations are weeks (Monday 00:00 UTC) of the due
 -- time, named flux_observations_pYYYYMMDD. A unique index of a partitioned table
 -- must hold its partition key, so the key is the due time and the one check per
@@ -17,9 +21,13 @@ BEGIN
     WHILE w <= hi LOOP
         name := 'flux_observations_p' || to_char(w AT TIME ZONE 'UTC', 'YYYYMMDD');
         IF to_regclass(name) IS NULL THEN
-            EXECUTE format('CREATE TABLE %I PARTITION OF flux_observations FOR VALUES FROM (%L) TO (%L)',
-                           name, w, w + interval '7 days');
-            made := made + 1;
+            BEGIN
+                EXECUTE format('CREATE TABLE %I PARTITION OF flux_observations FOR VALUES FROM (%L) TO (%L)',
+                               name, w, w + interval '7 days');
+                made := made + 1;
+            EXCEPTION WHEN duplicate_table THEN
+                NULL; -- another writer made it at the same time
+            END;
         END IF;
         w := w + interval '7 days';
     END LOOP;
