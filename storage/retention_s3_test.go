@@ -2,9 +2,11 @@ package storage_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 
+	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/storage"
 )
 
@@ -45,5 +47,22 @@ func TestRawDownloadsExpireByLifecycleRule(t *testing.T) {
 	}
 	if got, err := b.RawExpiry(ctx); err != nil || got != 0 {
 		t.Errorf("after removing: %d, %v", got, err)
+	}
+}
+
+// Setting up a deployment (tip setup, a worker's start) sets the rule with
+// retention.snapshots_days.
+func TestPrepareSetsTheRawDownloadsRule(t *testing.T) {
+	ctx := context.Background()
+	cfg := testenv.NewBucket(t, testenv.Config(t))
+	cfg.Postgres.DSN = testenv.NewDatabase(t)
+	cfg.Retention.SnapshotsDays = 90
+	db, b, err := storage.Prepare(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if days, err := b.RawExpiry(ctx); err != nil || days != 90 {
+		t.Errorf("after Prepare: raw downloads expire after %d days, %v; want 90", days, err)
 	}
 }
