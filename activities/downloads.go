@@ -204,7 +204,8 @@ func (d *Downloads) fetch(ctx context.Context, src catalog.Source, v validators,
 	if limit <= 0 {
 		limit = 1 << 40
 	}
-	blob, err := d.Blobs.Put(ctx, io.LimitReader(body, limit+1), storage.PutOptions{ContentType: resp.Header.Get("Content-Type")})
+	blob, err := d.Blobs.Put(ctx, io.LimitReader(body, limit+1), storage.PutOptions{ContentType: resp.Header.Get("Content-Type"),
+		Tags: map[string]string{storage.RawTag: storage.RawDownload}}) // fetched again when needed: expires (retention.snapshots_days)
 	if err != nil {
 		return fmt.Errorf("fetch %s: store: %w", src.Name, err)
 	}

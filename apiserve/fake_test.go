@@ -56,6 +56,8 @@ func newFakeStore() *fakeStore {
 		pdns: []storage.PDNSRecord{
 			{RRName: "flux.example", RRType: "A", RData: "45.10.0.7", TimeFirst: first.Unix(), TimeLast: modified.Unix(), Count: 12},
 			{RRName: "flux.example", RRType: "AAAA", RData: "2001:db8::7", TimeFirst: first.Unix(), TimeLast: first.Unix(), Count: 1},
+			{RRName: "flux.example", RRType: "NS", RData: "ns1.flux.example", TimeFirst: first.Unix(), TimeLast: modified.Unix(), Count: 12},
+			{RRName: "ns1.flux.example", RRType: "A", RData: "45.10.0.53", TimeFirst: first.Unix(), TimeLast: modified.Unix(), Count: 12},
 		},
 		wake: make(chan struct{}, 1),
 	}

@@ -100,31 +100,34 @@ func TestLookupAnswersEachValueInOrder(t *testing.T) {
 	}
 }
 
-// TestPassiveDNS: /v1/pdns answers a domain or an address with its records,
-// one COF object a line, the value normalised; anything else is a 400.
+// TestPassiveDNS: /v1/pdns answers a domain, a name server or an address with
+// its records (A, AAAA and NS), one COF object a line, the value normalised;
+// anything else is a 400.
 func TestPassiveDNS(t *testing.T) {
 	f := newFakeStore()
 	s := testServer(t, Config{}, f)
 	tok := f.addToken("resolver", storage.ScopeLookup)
-	for target, want := range map[string]int{
-		"/v1/pdns?q=FLUX.example.":    2,
-		"/v1/pdns?q=45.10.0.7":        1,
-		"/v1/pdns?q=::ffff:45.10.0.7": 1,
-		"/v1/pdns?q=quiet.example":    0,
+	for target, want := range map[string][]string{ // rrname rrtype of each record
+		"/v1/pdns?q=FLUX.example.":    {"flux.example A", "flux.example AAAA", "flux.example NS"},
+		"/v1/pdns?q=45.10.0.7":        {"flux.example A"},
+		"/v1/pdns?q=::ffff:45.10.0.7": {"flux.example A"},
+		"/v1/pdns?q=ns1.flux.example": {"flux.example NS", "ns1.flux.example A"},
+		"/v1/pdns?q=45.10.0.53":       {"ns1.flux.example A"},
+		"/v1/pdns?q=quiet.example":    nil,
 	} {
 		w := do(s.Handler(), "GET", target, tok)
 		lines := strings.Split(strings.TrimSpace(w.Body.String()), "\n")
 		if lines[0] == "" {
 			lines = nil
 		}
-		if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "application/x-ndjson" || len(lines) != want {
-			t.Errorf("%s: %d %q, %d records; want %d", target, w.Code, w.Header().Get("Content-Type"), len(lines), want)
+		if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "application/x-ndjson" || len(lines) != len(want) {
+			t.Errorf("%s: %d %q, %d records; want %d", target, w.Code, w.Header().Get("Content-Type"), len(lines), len(want))
 			continue
 		}
-		for _, l := range lines {
+		for i, l := range lines {
 			var r storage.PDNSRecord
-			if err := json.Unmarshal([]byte(l), &r); err != nil || r.RRName != "flux.example" || r.Count < 1 {
-				t.Errorf("%s: record %s (%v)", target, l, err)
+			if err := json.Unmarshal([]byte(l), &r); err != nil || r.RRName+" "+r.RRType != want[i] || r.Count < 1 {
+				t.Errorf("%s: record %s (%v), want %s", target, l, err, want[i])
 			}
 		}
 	}

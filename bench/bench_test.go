@@ -43,6 +43,7 @@ func TestBench(t *testing.T) {
 	t.Run("agent-pull", func(t *testing.T) { benchAgentPull(t, r) })
 	t.Run("dns", func(t *testing.T) { benchDNS(t, l, r) })
 	t.Run("lookup", func(t *testing.T) { benchLookup(t, l, r) })
+	t.Run("storage", func(t *testing.T) { benchStorage(t, r) })
 	r.write(t)
 }
 

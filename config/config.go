@@ -34,6 +34,31 @@ type Config struct {
 	API        API        `yaml:"api"`
 	Metrics    Metrics    `yaml:"metrics"`
 	Log        Log        `yaml:"log"`
+	Retention  Retention  `yaml:"retention"`
+}
+
+// Retention configures the data lifecycle (the data-retention module, `tip
+// data prune`): how long what is kept. A zero keeps it for ever.
+type Retention struct {
+	// FluxFullDays is how many days flux observations (every check with its
+	// answers) are kept at full resolution; older ones are summarised per
+	// domain and hour, which the timelines draw, and removed. The passive DNS
+	// of the checks (first and last seen of every answer) is kept for ever.
+	FluxFullDays int `yaml:"flux_full_days" env:"TIP_RETENTION_FLUX_FULL_DAYS"`
+	// SourceRunsDays is how many days a source run's row is kept (each
+	// source's latest always is).
+	SourceRunsDays int `yaml:"source_runs_days" env:"TIP_RETENTION_SOURCE_RUNS_DAYS"`
+	// SnapshotsDays is how many days S3 keeps a raw feed snapshot (an S3
+	// lifecycle rule on the bucket, set by tip setup and the worker's start).
+	SnapshotsDays int `yaml:"snapshots_days" env:"TIP_RETENTION_SNAPSHOTS_DAYS"`
+	// Interval is the delay from the end of one retention run to the next.
+	Interval time.Duration `yaml:"interval" env:"TIP_RETENTION_INTERVAL"`
+}
+
+// FluxFull and SourceRuns are the windows as durations (0: for ever).
+func (r Retention) FluxFull() time.Duration { return time.Duration(r.FluxFullDays) * 24 * time.Hour }
+func (r Retention) SourceRuns() time.Duration {
+	return time.Duration(r.SourceRunsDays) * 24 * time.Hour
 }
 
 // Metrics configures `tip serve metrics`: TIP's operations metrics (its
@@ -336,6 +361,10 @@ func Default() Config {
 			MinScore: 0.5, Poll: 30 * time.Second},
 		Metrics: Metrics{Listen: "127.0.0.1:9471", MinInterval: 10 * time.Second},
 		Log:     Log{Level: "info", Format: "text"},
+		// A month of checks at full resolution draws a monitor's recent weeks
+		// check by check; hourly summaries keep its whole life for a tenth of
+		// the bytes at a 5-minute cadence. Source runs: half a year of health.
+		Retention: Retention{FluxFullDays: 30, SourceRunsDays: 180, SnapshotsDays: 365, Interval: time.Hour},
 	}
 }
 
@@ -427,6 +456,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: flux.min_check %s and max_check %s: want 1s <= min_check <= max_check", c.Flux.MinCheck, c.Flux.MaxCheck)
 	case c.Flux.TriageWait < time.Second:
 		return fmt.Errorf("config: flux.triage_wait %s is shorter than a second", c.Flux.TriageWait)
+	case c.Retention.FluxFullDays < 0 || c.Retention.SourceRunsDays < 0 || c.Retention.SnapshotsDays < 0:
+		return fmt.Errorf("config: retention days %d, %d, %d: want 0 (for ever) or more", c.Retention.FluxFullDays, c.Retention.SourceRunsDays, c.Retention.SnapshotsDays)
+	case c.Retention.Interval < time.Minute:
+		return fmt.Errorf("config: retention.interval %s is shorter than a minute", c.Retention.Interval)
 	case c.Worker.WorkflowCache < 0:
 		return fmt.Errorf("config: worker.workflow_cache %d: want 0 (no cache) or more", c.Worker.WorkflowCache)
 	case c.Worker.GCPercent < 10 || c.Worker.GCPercent > 1000:

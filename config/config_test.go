@@ -202,6 +202,8 @@ func oldDefaults() Config {
 		API:      Default().API, // likewise
 		Metrics:  Default().Metrics,
 		Log:      Log{Level: "info", Format: "text"},
+		// came after the lab's old defaults: the real windows, run more often
+		Retention: Retention{FluxFullDays: 30, SourceRunsDays: 180, SnapshotsDays: 365, Interval: 10 * time.Minute},
 	}
 }
 

@@ -6,9 +6,12 @@ package fluxview
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"io"
+	"math"
 	"slices"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,9 +21,14 @@ import (
 	"github.com/tip-project/tip/workflows/contract"
 )
 
-// Point is a monitor's running figures after one observation.
+// Point is a monitor's running figures after one observation, or one hour of
+// observations before the full-resolution window (Hour): then Answer and TTL
+// are the hour's largest answer and lowest TTL, Score its highest, Status
+// NOERROR when one answered, and the cumulative counts are at its last check.
 type Point struct {
 	At     time.Time   `json:"at"`
+	Hour   bool        `json:"hour,omitempty"`
+	Checks int         `json:"checks"` // observations the point stands for
 	Status flux.Status `json:"status"`
 	Answer int         `json:"answer"` // addresses in this answer
 	IPs    int         `json:"ips"`    // cumulative
@@ -40,9 +48,87 @@ func Timeline(obs []flux.Observation) ([]Point, flux.Summary) {
 		m.Add(o)
 		s = m.Summary(o.At)
 		ttl, _ := o.MinTTL()
-		out = append(out, Point{At: o.At, Status: o.Status, Answer: len(o.A) + len(o.AAAA), IPs: s.IPs, ASNs: s.ASNs, NS: s.NSNames, TTL: ttl, Score: s.Score})
+		out = append(out, Point{At: o.At, Checks: 1, Status: o.Status, Answer: len(o.A) + len(o.AAAA), IPs: s.IPs, ASNs: s.ASNs, NS: s.NSNames, TTL: ttl, Score: s.Score})
 	}
 	return out, s
+}
+
+// History is what a domain's timeline is drawn from: the hourly summaries
+// before the full-resolution window, the observations in it, and when each
+// address and NS name was first seen (the passive DNS, which retention never
+// removes).
+type History struct {
+	Hours []storage.FluxHour     // oldest first
+	Obs   []flux.Observation     // oldest first, after the hours
+	IPs   []storage.FluxSighting // A and AAAA addresses, first seen first
+	NS    []time.Time            // NS names' first seen, in order
+}
+
+// Load reads what a domain's timeline is drawn from: the hourly summaries
+// before floor (the full-resolution boundary, storage.FullResolutionFrom; zero:
+// none), at most the last observations from it on (0: all), and the
+// first-seen times of its addresses and NS names.
+func Load(ctx context.Context, db *storage.DB, domain string, floor time.Time, last int) (History, error) {
+	var h History
+	obs, err := db.FluxObservations(ctx, domain, last)
+	if err != nil {
+		return h, err
+	}
+	for _, o := range obs {
+		if !o.At.Before(floor) {
+			h.Obs = append(h.Obs, o)
+		}
+	}
+	if h.Hours, err = db.FluxHours(ctx, domain, time.Time{}, floor); err != nil {
+		return h, err
+	}
+	if h.IPs, err = db.FluxSightings(ctx, domain); err != nil {
+		return h, err
+	}
+	h.NS, err = db.FluxNSSightings(ctx, domain)
+	return h, err
+}
+
+// Draw makes a domain's timeline: a point per hour summarised, then a point
+// per observation (Timeline), the cumulative counts read from the first-seen
+// times, so that they do not depend on which observations are still kept. The
+// summary is the replay's of the observations.
+func Draw(h History) ([]Point, flux.Summary) {
+	var asnFirst []time.Time
+	known := map[uint32]bool{}
+	for _, s := range h.IPs {
+		if s.ASN != 0 && !known[s.ASN] {
+			known[s.ASN] = true
+			asnFirst = append(asnFirst, s.FirstSeen)
+		}
+	}
+	upTo := func(ts []time.Time, t time.Time) int {
+		return sort.Search(len(ts), func(i int) bool { return ts[i].After(t) })
+	}
+	ipFirst := make([]time.Time, len(h.IPs))
+	for i, s := range h.IPs {
+		ipFirst[i] = s.FirstSeen
+	}
+	cumulative := func(p *Point, t time.Time) {
+		p.IPs, p.ASNs, p.NS = upTo(ipFirst, t), upTo(asnFirst, t), upTo(h.NS, t)
+	}
+	out := make([]Point, 0, len(h.Hours)+len(h.Obs))
+	for _, hr := range h.Hours {
+		p := Point{At: hr.Hour, Hour: true, Checks: hr.Checks, Status: hr.LastStatus, Answer: hr.MaxAnswer, TTL: uint32(max(hr.MinTTL, 0))}
+		if hr.Answered > 0 {
+			p.Status = flux.NoError
+		}
+		if !math.IsNaN(hr.MaxScore) {
+			p.Score = hr.MaxScore
+		}
+		cumulative(&p, hr.LastAt)
+		out = append(out, p)
+	}
+	tl, sum := Timeline(h.Obs)
+	for i := range tl {
+		cumulative(&tl[i], tl[i].At)
+	}
+	return append(out, tl...), sum
 }
 
 // sparkWidth is how many columns a timeline's sparklines take at most.
@@ -76,7 +162,18 @@ func Show(w io.Writer, r storage.FluxDomain, tl []Point) {
 		fmt.Fprintln(w, "no observations recorded yet")
 		return
 	}
-	fmt.Fprintf(w, "\ntimeline: %d observations, %s to %s\n", len(tl), tl[0].At.UTC().Format("2006-01-02 15:04"), tl[len(tl)-1].At.UTC().Format("2006-01-02 15:04"))
+	checks, hours := 0, 0
+	for _, p := range tl {
+		checks += p.Checks
+		if p.Hour {
+			hours++
+		}
+	}
+	fmt.Fprintf(w, "\ntimeline: %d observations, %s to %s", checks, tl[0].At.UTC().Format("2006-01-02 15:04"), tl[len(tl)-1].At.UTC().Format("2006-01-02 15:04"))
+	if hours > 0 {
+		fmt.Fprintf(w, " (%d hourly summaries before every check)", hours)
+	}
+	fmt.Fprintln(w)
 	series := []struct {
 		name string
 		v    func(Point) float64

@@ -186,3 +186,30 @@ func TestProbesSayWhatWasAndWasNotCounted(t *testing.T) {
 		t.Errorf("probes:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// Draw puts the hours before the observations, each hour a point with its
+// checks, largest answer, lowest TTL and highest score, and counts what was
+// seen (addresses, ASNs, NS names) from the first-seen times, not from the
+// observations still kept.
+func TestDrawJoinsHoursAndObservations(t *testing.T) {
+	h := History{
+		Hours: []storage.FluxHour{{Hour: t0.Add(-2 * time.Hour), Checks: 12, Answered: 12, MaxAnswer: 4, MinTTL: 90, MaxScore: 3.5,
+			LastAt: t0.Add(-65 * time.Minute), LastStatus: flux.NoError}},
+		Obs: []flux.Observation{answer(0, 300, 1, 1, 2)},
+		IPs: []storage.FluxSighting{{FirstSeen: t0.Add(-2 * time.Hour), ASN: 7}, {FirstSeen: t0.Add(-70 * time.Minute), ASN: 8}, {FirstSeen: t0, ASN: 1}},
+		NS:  []time.Time{t0.Add(-2 * time.Hour)},
+	}
+	tl, sum := Draw(h)
+	want := []Point{
+		{At: t0.Add(-2 * time.Hour), Hour: true, Checks: 12, Status: flux.NoError, Answer: 4, IPs: 2, ASNs: 2, NS: 1, TTL: 90, Score: 3.5},
+		{At: t0, Checks: 1, Status: flux.NoError, Answer: 2, IPs: 3, ASNs: 3, NS: 1, TTL: 300},
+	}
+	if fmt.Sprint(tl) != fmt.Sprint(want) || sum.Observations != 1 {
+		t.Errorf("timeline %+v,\nwant     %+v (summary of %d observations)", tl, want, sum.Observations)
+	}
+	var b bytes.Buffer
+	Show(&b, storage.FluxDomain{Domain: "flux.example"}, tl)
+	if !strings.Contains(b.String(), "timeline: 13 observations") || !strings.Contains(b.String(), "1 hourly summaries") {
+		t.Errorf("show:\n%s", b.String())
+	}
+}

@@ -54,8 +54,10 @@ func TestReadingCost(t *testing.T) {
 		    FROM generate_series(1, $1) s, generate_series(1, $2) r`, []any{costSources, costRuns}},
 		{`INSERT INTO flux_domains (domain, verdict, triaged_at, seen_at, monitor)
 		  SELECT 'f' || i || '.example', 'flux', now(), now(), 'watching' FROM generate_series(1, $1) i`, []any{costMonitors}},
-		{`INSERT INTO flux_observations (domain, at, status, addrs, data, late_ms)
-		  SELECT 'f' || i || '.example', now() - k * interval '5 min' - i * interval '1 ms', 'NOERROR', 1, '{}', (random() * 2000)::int
+		{`SELECT tip_flux_partitions(now() - $1 * interval '5 min', now())`, []any{costChecks}},
+		{`INSERT INTO flux_observations (domain, at, due, status, addrs, data, late_ms)
+		  SELECT 'f' || i || '.example', now() - k * interval '5 min' - i * interval '1 ms', now() - k * interval '5 min' - i * interval '1 ms',
+		         'NOERROR', 1, '{}', (random() * 2000)::int
 		    FROM generate_series(1, $1) i, generate_series(0, $2 - 1) k`, []any{costMonitors, costChecks}},
 		{`INSERT INTO spam_messages (sha256, digest, size, facts) SELECT md5(g::text) || md5(g::text), md5(g::text) || md5(g::text), 1000, '{}' FROM generate_series(1, $1) g`, []any{costMails}},
 		{`INSERT INTO spam_sightings (origin, name, sha256)

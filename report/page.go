@@ -509,6 +509,10 @@ func fluxSection(d *Data) section {
 		return s
 	}
 	s.Notes = []string{fmt.Sprintf("The %d of %d monitored domains with the most addresses seen%s.", len(d.Flux), d.FluxMonitored, sinceText(d))}
+	if hourly(d.Flux) {
+		s.Notes = append(s.Notes, "Checks older than the full-resolution window (retention.flux_full_days) are kept as hourly summaries: "+
+			"there a point is an hour (or a few), with its largest answer, lowest TTL and highest score.")
+	}
 	for i, tl := range d.Flux {
 		dom := tl.Domain
 		pn := panel{ID: fmt.Sprintf("flux-%d", i), Title: dom.Domain}
@@ -626,4 +630,16 @@ func thousands(n int64) string {
 		return "-" + b.String()
 	}
 	return b.String()
+}
+
+// hourly says whether a timeline draws hourly summaries.
+func hourly(tls []FluxTimeline) bool {
+	for _, tl := range tls {
+		for _, p := range tl.Points {
+			if p.Hour {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -91,6 +91,31 @@ func TestFluxPointsCountWhatEachCheckHadSeen(t *testing.T) {
 	}
 }
 
+// An hour summarised is a point at the hour: its largest answer, lowest TTL,
+// highest score, NOERROR when a check answered, and what had been seen by its
+// last check; the section says so.
+func TestHourPointsDrawTheHoursSummaries(t *testing.T) {
+	t0 := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+	hours := []storage.FluxHour{
+		{Hour: t0, Checks: 12, Answered: 11, NXDomain: 1, MaxAnswer: 5, MaxAnswerASNs: 4, MinTTL: 60, MaxScore: 12.5,
+			LastAt: t0.Add(55 * time.Minute), LastStatus: flux.NXDomain},
+		{Hour: t0.Add(time.Hour), Checks: 3, NXDomain: 3, MinTTL: -1, MaxScore: math.NaN(), LastAt: t0.Add(70 * time.Minute), LastStatus: flux.NXDomain},
+	}
+	seen := []storage.FluxSighting{{FirstSeen: t0, ASN: 1}, {FirstSeen: t0.Add(50 * time.Minute), ASN: 2}, {FirstSeen: t0.Add(56 * time.Minute), ASN: 3}}
+	ps := hourPoints(hours, seen)
+	if len(ps) != 2 || !ps[0].Hour || ps[0].Checks != 12 || ps[0].Status != flux.NoError || ps[0].IPs != 5 || ps[0].ASNs != 4 ||
+		ps[0].TTL != 60 || ps[0].Score != 12.5 || ps[0].SeenIPs != 2 || ps[0].SeenASNs != 2 {
+		t.Errorf("an hour with answers: %+v", ps)
+	}
+	if p := ps[1]; p.Status != flux.NXDomain || !math.IsNaN(p.TTL) || !math.IsNaN(p.Score) || p.SeenIPs != 3 {
+		t.Errorf("an hour of NXDOMAIN: %+v", p)
+	}
+	d := &Data{FluxMonitored: 1, Flux: []FluxTimeline{{Domain: storage.FluxDomain{Domain: "flux.example"}, Checks: 15, Points: ps}}}
+	if s := fluxSection(d); !strings.Contains(strings.Join(s.Notes, " "), "hourly summaries") {
+		t.Errorf("the section does not say its points are hours: %q", s.Notes)
+	}
+}
+
 func TestOverridesTableShowsWhoWhenWhy(t *testing.T) {
 	now := time.Date(2026, 9, 2, 12, 0, 0, 0, time.UTC)
 	removed, expired := now.Add(-time.Hour), now.Add(-time.Minute)

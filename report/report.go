@@ -14,6 +14,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/tip-project/tip/config"
 	"github.com/tip-project/tip/flux"
 	"github.com/tip-project/tip/storage"
 )
@@ -25,6 +26,12 @@ type Options struct {
 	Points  int       // points of a line at most: refreshes, checks of a domain (200)
 	Slices  int       // bars of the source runs over time at most (60)
 	Top     int       // rows of the spam charts before "other", and campaigns (10)
+	// FluxFull is how long flux checks are kept at full resolution
+	// (retention.flux_full_days): the timelines draw hourly summaries before
+	// (config's default when zero; negative: every check kept). Now is when
+	// the report is made (zero: now).
+	FluxFull time.Duration
+	Now      time.Time
 
 	Version string // of the tip binary, shown in the header
 }
@@ -39,6 +46,12 @@ func (o Options) withDefaults() Options {
 	def(&o.Points, 200)
 	def(&o.Slices, 60)
 	def(&o.Top, 10)
+	if o.FluxFull == 0 {
+		o.FluxFull = config.Default().Retention.FluxFull()
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
 	return o
 }
 
@@ -79,9 +92,15 @@ type FluxTimeline struct {
 	Points []FluxPoint // at most Options.Points of them, oldest first
 }
 
-// FluxPoint is one check of a flux domain and where the domain stood after it.
+// FluxPoint is one check of a flux domain and where the domain stood after it,
+// or, before the full-resolution window, one hour of checks (Checks > 1 or
+// Hour): then IPs, ASNs and TTL are the hour's largest and lowest, Score its
+// highest, Status NOERROR when one answered, and the Seen counts are at its
+// last check.
 type FluxPoint struct {
 	At     time.Time
+	Hour   bool // an hour's summary
+	Checks int  // the checks the point stands for
 	Status flux.Status
 	IPs    int // addresses in this check's answer
 	ASNs   int // their distinct origin ASNs
@@ -132,8 +151,16 @@ func Collect(ctx context.Context, db *storage.DB, o Options) (*Data, error) {
 		return nil, err
 	}
 	d.FluxMonitored = total
+	var floor time.Time
+	if o.FluxFull > 0 {
+		floor = storage.FullResolutionFrom(o.Now, o.FluxFull)
+	}
 	for _, dom := range domains {
-		checks, n, err := db.FluxChecks(ctx, dom.Domain, o.Since, o.Points)
+		hours, err := db.FluxHours(ctx, dom.Domain, o.Since, floor)
+		if err != nil {
+			return nil, err
+		}
+		checks, n, err := db.FluxChecks(ctx, dom.Domain, o.Since, floor, o.Points)
 		if err != nil {
 			return nil, err
 		}
@@ -141,31 +168,68 @@ func Collect(ctx context.Context, db *storage.DB, o Options) (*Data, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.Flux = append(d.Flux, FluxTimeline{Domain: dom, Checks: n, Points: fluxPoints(checks, seen)})
+		for _, h := range hours {
+			n += h.Checks
+		}
+		hours = storage.MergeFluxHours(hours, o.Points/2)
+		d.Flux = append(d.Flux, FluxTimeline{Domain: dom, Checks: n, Points: append(hourPoints(hours, seen), fluxPoints(checks, seen)...)})
 	}
 	return d, nil
+}
+
+// seenBy counts the addresses of a domain and their ASNs first seen at or
+// before a time. seen lists the addresses first seen first.
+type seenBy struct {
+	seen     []storage.FluxSighting
+	asnFirst []time.Time // when each ASN was first seen, in order
+}
+
+func newSeenBy(seen []storage.FluxSighting) seenBy {
+	s := seenBy{seen: seen}
+	known := map[uint32]bool{}
+	for _, x := range seen {
+		if x.ASN != 0 && !known[x.ASN] {
+			known[x.ASN] = true
+			s.asnFirst = append(s.asnFirst, x.FirstSeen)
+		}
+	}
+	return s
+}
+
+func (s seenBy) at(t time.Time) (ips, asns int) {
+	ips = sort.Search(len(s.seen), func(i int) bool { return s.seen[i].FirstSeen.After(t) })
+	asns = sort.Search(len(s.asnFirst), func(i int) bool { return s.asnFirst[i].After(t) })
+	return ips, asns
+}
+
+// hourPoints turns hourly summaries into timeline points.
+func hourPoints(hours []storage.FluxHour, seen []storage.FluxSighting) []FluxPoint {
+	by := newSeenBy(seen)
+	out := make([]FluxPoint, 0, len(hours))
+	for _, h := range hours {
+		p := FluxPoint{At: h.Hour, Hour: true, Checks: h.Checks, Status: h.LastStatus, IPs: h.MaxAnswer, ASNs: h.MaxAnswerASNs,
+			TTL: math.NaN(), Score: h.MaxScore}
+		if h.Answered > 0 {
+			p.Status = flux.NoError
+		}
+		if h.MinTTL >= 0 {
+			p.TTL = float64(h.MinTTL)
+		}
+		p.SeenIPs, p.SeenASNs = by.at(h.LastAt)
+		out = append(out, p)
+	}
+	return out
 }
 
 // fluxPoints turns checks into timeline points. seen lists the domain's
 // addresses first seen first: a check has seen those first seen at or before it.
 func fluxPoints(checks []storage.FluxCheck, seen []storage.FluxSighting) []FluxPoint {
-	var asnFirst []time.Time // when each ASN was first seen, in order
-	known := map[uint32]bool{}
-	for _, s := range seen {
-		if s.ASN != 0 && !known[s.ASN] {
-			known[s.ASN] = true
-			asnFirst = append(asnFirst, s.FirstSeen)
-		}
-	}
-	upTo := func(n int, at func(int) time.Time, t time.Time) int {
-		return sort.Search(n, func(i int) bool { return at(i).After(t) })
-	}
+	by := newSeenBy(seen)
 	out := make([]FluxPoint, 0, len(checks))
 	for _, c := range checks {
 		o := c.Obs
-		p := FluxPoint{At: o.At, Status: o.Status, IPs: len(o.A) + len(o.AAAA), TTL: math.NaN(), Score: math.NaN(),
-			SeenIPs:  upTo(len(seen), func(i int) time.Time { return seen[i].FirstSeen }, o.At),
-			SeenASNs: upTo(len(asnFirst), func(i int) time.Time { return asnFirst[i] }, o.At)}
+		p := FluxPoint{At: o.At, Checks: 1, Status: o.Status, IPs: len(o.A) + len(o.AAAA), TTL: math.NaN(), Score: math.NaN()}
+		p.SeenIPs, p.SeenASNs = by.at(o.At)
 		asns := map[uint32]bool{}
 		for _, r := range append(o.A[:len(o.A):len(o.A)], o.AAAA...) {
 			if r.ASN != 0 {

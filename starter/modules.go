@@ -18,6 +18,7 @@ func DefaultModules(cfg config.Config) []contract.ModuleSpec {
 			Consumes: []string{contract.EventDomainsDiscovered}},
 		// Grouping the flux domains reads every address seen: less often than triage.
 		{Name: contract.FluxNetworksModule, Workflow: contract.FluxNetworksWorkflow, Interval: cfg.Flux.NetworksInterval, Enabled: true, Timeout: time.Hour},
+		{Name: contract.RetentionModule, Workflow: contract.RetentionWorkflow, Interval: cfg.Retention.Interval, Enabled: true, Timeout: 6 * time.Hour},
 	}
 }
 

@@ -73,6 +73,9 @@ type Blob struct {
 type PutOptions struct {
 	ContentType string
 	Compression Compression
+	// Tags are the new object's S3 tags (lifecycle rules select by them:
+	// RawTag); an object already stored keeps its own.
+	Tags map[string]string
 }
 
 // ErrNotFound means no such thing is stored: a blob of that hash, a source, an
@@ -222,6 +225,7 @@ func (b *BlobStore) upload(ctx context.Context, blob Blob, content io.Reader, o 
 	}
 	_, err := b.client.PutObject(ctx, b.bucket, blob.Key, content, blob.StoredSize, minio.PutObjectOptions{
 		ContentType: o.ContentType,
+		UserTags:    o.Tags,
 		PartSize:    b.PartSize,
 		NumThreads:  1,
 		UserMetadata: map[string]string{

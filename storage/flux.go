@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tip-project/tip/flux"
 )
@@ -96,68 +98,92 @@ type FluxWrite struct {
 }
 
 // RecordFluxChecks stores monitor checks in one transaction: the observations
-// (a retried write inserts nothing twice: they are keyed by domain and time, and
-// by domain and due time, so a re-run of the same due check is not recorded), the
-// addresses of each newly inserted one into flux_ips, and the monitors' states
-// and summaries.
+// (a retried write inserts nothing twice: they are keyed by domain and due time,
+// a check without one by its own time, so a re-run of the same due check is not
+// recorded), the passive DNS of each newly inserted one (its addresses into
+// flux_ips, its NS names and their addresses into flux_ns and flux_ns_addrs),
+// and the monitors' states and summaries.
 func (db *DB) RecordFluxChecks(ctx context.Context, ws []FluxWrite) error {
 	if len(ws) == 0 {
 		return nil
 	}
-	tx, err := db.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("record flux checks: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if _, err := recordFluxChecks(ctx, tx, ws); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("record flux checks: %w", err)
-	}
-	return nil
+	_, err := db.recordFluxChecks(ctx, ws, nil)
+	return err
 }
 
-// recordFluxChecks is RecordFluxChecks in tx; it returns how many A and AAAA
-// addresses each domain showed for the first time.
-func recordFluxChecks(ctx context.Context, tx pgx.Tx, ws []FluxWrite) (map[string]int, error) {
-	var (
-		domains, statuses []string
-		ats               []time.Time
-		addrs, lates      []int32
-		ttls              []*int32
-		data              [][]byte
-		dues              []*time.Time
-	)
+// recordFluxChecks is RecordFluxChecks, with also in its transaction (when not
+// nil); it returns how many A and AAAA addresses each domain showed for the
+// first time.
+func (db *DB) recordFluxChecks(ctx context.Context, ws []FluxWrite, also func(pgx.Tx) error) (map[string]int, error) {
+	var r fluxRows
+	var lo, hi time.Time // the due times' span: the partitions written
 	for _, w := range ws {
 		o := w.Obs
 		raw, err := json.Marshal(o)
 		if err != nil {
 			return nil, err
 		}
-		domains, ats, statuses, data = append(domains, o.Domain), append(ats, o.At.UTC()), append(statuses, string(o.Status)), append(data, raw)
-		addrs = append(addrs, int32(len(o.A)+len(o.AAAA)))
-		lates = append(lates, int32(min(w.Late.Milliseconds(), 1<<31-1)))
+		r.domains, r.ats, r.statuses, r.data = append(r.domains, o.Domain), append(r.ats, o.At.UTC()), append(r.statuses, string(o.Status)), append(r.data, raw)
+		r.addrs = append(r.addrs, int32(len(o.A)+len(o.AAAA)))
+		r.lates = append(r.lates, int32(min(w.Late.Milliseconds(), 1<<31-1)))
+		slot := o.At
 		if w.Due.IsZero() {
-			dues = append(dues, nil)
+			r.dues = append(r.dues, nil)
 		} else {
 			due := w.Due.UTC()
-			dues = append(dues, &due)
+			r.dues, slot = append(r.dues, &due), due
+		}
+		if lo.IsZero() || slot.Before(lo) {
+			lo = slot
+		}
+		if slot.After(hi) {
+			hi = slot
 		}
 		if ttl, ok := o.MinTTL(); ok {
 			t := int32(min(ttl, 1<<31-1))
-			ttls = append(ttls, &t)
+			r.ttls = append(r.ttls, &t)
 		} else {
-			ttls = append(ttls, nil)
+			r.ttls = append(r.ttls, nil)
 		}
 	}
+	fresh, err := db.insertFluxChecks(ctx, ws, r, also)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23514" /* check_violation */ && strings.Contains(pgErr.Message, "no partition") {
+		// a due time past the weeks made ahead (the retention run makes them):
+		// make its week and write again
+		if _, err = db.EnsureFluxPartitions(ctx, lo, hi); err == nil {
+			fresh, err = db.insertFluxChecks(ctx, ws, r, also)
+		}
+	}
+	return fresh, err
+}
+
+// fluxRows are the columns of the observations RecordFluxChecks writes.
+type fluxRows struct {
+	domains, statuses []string
+	ats               []time.Time
+	addrs, lates      []int32
+	ttls              []*int32
+	data              [][]byte
+	dues              []*time.Time
+}
+
+// insertFluxChecks is RecordFluxChecks' transaction: the observations, the
+// passive DNS of their answers (flux_ips, flux_ns, flux_ns_addrs), the
+// monitors' states, and also's statements.
+func (db *DB) insertFluxChecks(ctx context.Context, ws []FluxWrite, r fluxRows, also func(pgx.Tx) error) (map[string]int, error) {
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("record flux checks: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 	rows, err := tx.Query(ctx, `
 		WITH obs AS (
 		    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::int[], $5::int[], $6::jsonb[], $7::int[], $8::timestamptz[])
 		        AS o(domain, at, status, addrs, min_ttl, data, late_ms, due)),
 		ins AS (
 		    INSERT INTO flux_observations (domain, at, status, addrs, min_ttl, data, late_ms, due)
-		    SELECT * FROM obs ON CONFLICT DO NOTHING
+		    SELECT domain, at, status, addrs, min_ttl, data, late_ms, coalesce(due, at) FROM obs ON CONFLICT DO NOTHING
 		    RETURNING domain, at, data),
 		ips AS (
 		    SELECT ins.domain, ins.at, (r->>'addr')::inet AS ip, 'a' AS role,
@@ -165,7 +191,24 @@ func recordFluxChecks(ctx context.Context, tx pgx.Tx, ws []FluxWrite) (map[strin
 		      FROM ins, jsonb_array_elements(coalesce(ins.data->'a', '[]') || coalesce(ins.data->'aaaa', '[]')) r
 		    UNION ALL
 		    SELECT ins.domain, ins.at, (r->>'addr')::inet, 'ns', coalesce((r->>'asn')::bigint, 0), coalesce(r->>'cc', '')
-		      FROM ins, jsonb_array_elements(coalesce(ins.data->'ns', '[]')) ns, jsonb_array_elements(coalesce(ns->'addrs', '[]')) r)
+		      FROM ins, jsonb_array_elements(coalesce(ins.data->'ns', '[]')) ns, jsonb_array_elements(coalesce(ns->'addrs', '[]')) r),
+		ns AS (
+		    SELECT ins.domain, ins.at, lower(ns->>'name') AS ns, coalesce(ns->'addrs', '[]') AS addrs
+		      FROM ins, jsonb_array_elements(coalesce(ins.data->'ns', '[]')) ns WHERE coalesce(ns->>'name', '') <> ''),
+		ns_names AS (
+		    INSERT INTO flux_ns (domain, ns, first_seen, last_seen, seen)
+		    SELECT domain, ns, min(at), max(at), count(*) FROM ns GROUP BY domain, ns
+		    ON CONFLICT (domain, ns) DO UPDATE SET
+		        first_seen = least(flux_ns.first_seen, excluded.first_seen),
+		        last_seen = greatest(flux_ns.last_seen, excluded.last_seen),
+		        seen = flux_ns.seen + excluded.seen),
+		ns_addrs AS (
+		    INSERT INTO flux_ns_addrs (ns, ip, first_seen, last_seen, seen)
+		    SELECT ns.ns, (r->>'addr')::inet, min(ns.at), max(ns.at), count(*) FROM ns, jsonb_array_elements(ns.addrs) r GROUP BY 1, 2
+		    ON CONFLICT (ns, ip) DO UPDATE SET
+		        first_seen = least(flux_ns_addrs.first_seen, excluded.first_seen),
+		        last_seen = greatest(flux_ns_addrs.last_seen, excluded.last_seen),
+		        seen = flux_ns_addrs.seen + excluded.seen)
 		INSERT INTO flux_ips (domain, ip, role, asn, country, first_seen, last_seen, seen)
 		SELECT domain, ip, role, max(asn), max(cc), min(at), max(at), count(*) FROM ips GROUP BY domain, ip, role
 		ON CONFLICT (domain, ip, role) DO UPDATE SET
@@ -175,7 +218,7 @@ func recordFluxChecks(ctx context.Context, tx pgx.Tx, ws []FluxWrite) (map[strin
 		    asn = CASE WHEN excluded.asn <> 0 THEN excluded.asn ELSE flux_ips.asn END,
 		    country = CASE WHEN excluded.country <> '' THEN excluded.country ELSE flux_ips.country END
 		RETURNING flux_ips.domain, role = 'a' AND xmax = 0`,
-		domains, ats, statuses, addrs, ttls, data, lates, dues)
+		r.domains, r.ats, r.statuses, r.addrs, r.ttls, r.data, r.lates, r.dues)
 	if err != nil {
 		return nil, fmt.Errorf("record flux checks: %w", err)
 	}
@@ -208,6 +251,14 @@ func recordFluxChecks(ctx context.Context, tx pgx.Tx, ws []FluxWrite) (map[strin
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return nil, fmt.Errorf("record flux checks: %w", err)
 		}
+	}
+	if also != nil {
+		if err := also(tx); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("record flux checks: %w", err)
 	}
 	return fresh, nil
 }

@@ -178,27 +178,17 @@ func (db *DB) RecordProbeChecks(ctx context.Context, cs []ProbeCheck) (map[strin
 		}
 		checks[i], stables[i], ttls[i] = int32(c.Checks), int32(c.Stable), int32(min(c.TTL, 1<<31-1))
 	}
-	tx, err := db.pool.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("record probe checks: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	fresh, err := recordFluxChecks(ctx, tx, ws)
-	if err != nil {
-		return nil, err
-	}
-	_, err = tx.Exec(ctx, `
-		UPDATE flux_schedule s SET due = u.due, checks = u.checks, stable = u.stable, ttl = u.ttl, nx_since = u.nx, state = u.state
-		  FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::int[], $5::int[], $6::timestamptz[], $7::text[])
-		       AS u(domain, due, checks, stable, ttl, nx, state)
-		 WHERE s.domain = u.domain`, domains, nexts, checks, stables, ttls, nxs, states)
-	if err != nil {
-		return nil, fmt.Errorf("record probe checks: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("record probe checks: %w", err)
-	}
-	return fresh, nil
+	return db.recordFluxChecks(ctx, ws, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			UPDATE flux_schedule s SET due = u.due, checks = u.checks, stable = u.stable, ttl = u.ttl, nx_since = u.nx, state = u.state
+			  FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::int[], $5::int[], $6::timestamptz[], $7::text[])
+			       AS u(domain, due, checks, stable, ttl, nx, state)
+			 WHERE s.domain = u.domain`, domains, nexts, checks, stables, ttls, nxs, states)
+		if err != nil {
+			return fmt.Errorf("record probe checks: %w", err)
+		}
+		return nil
+	})
 }
 
 // ProbeHistory is a domain's metrics as last checkpointed and the

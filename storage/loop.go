@@ -27,7 +27,7 @@ type LoopCounts struct {
 	Verdicts map[string]int `json:"verdicts"`
 	// Flux counts the monitors by state, and the networks.
 	Flux   FluxCounts `json:"flux"`
-	Checks int64      `json:"checks"` // flux_observations: checks recorded by the monitors
+	Checks int64      `json:"checks"` // checks recorded by the monitors (flux_observations, and flux_hours past the window)
 
 	// Own is, for TIP's own sources (tip-flux-agents, tip-spamtrap-senders), what
 	// they list and what the last weighting measured of them.
@@ -53,7 +53,7 @@ func (db *DB) LoopCounts(ctx context.Context, ownSources ...string) (LoopCounts,
 		       (SELECT count(*) FROM source_metrics WHERE weight > 0),
 		       (SELECT coalesce(sum(volume), 0) FROM source_metrics),
 		       (SELECT count(*) FROM spam_messages),
-		       (SELECT count(*) FROM flux_observations)`).
+		       (SELECT count(*) FROM flux_observations) + (SELECT coalesce(sum(checks), 0) FROM flux_hours)`).
 		Scan(&c.Sources, &c.SourcesRun, &c.SourcesLoaded, &c.Weighted, &c.Listed, &c.Mails, &c.Checks)
 	if err != nil {
 		return c, fmt.Errorf("loop counts: %w", err)

@@ -16,7 +16,8 @@ func NewBlobStoreFromConfig(c config.S3) (*BlobStore, error) {
 }
 
 // Prepare connects PostgreSQL and S3, applies pending migrations and creates the
-// bucket, so a worker never runs against a schema or bucket it does not know.
+// bucket (with its lifecycle rule for raw downloads: retention.snapshots_days),
+// so a worker never runs against a schema or bucket it does not know.
 func Prepare(ctx context.Context, cfg config.Config, log *slog.Logger) (*DB, *BlobStore, error) {
 	db, err := OpenDB(ctx, cfg.Postgres.DSN)
 	if err != nil {
@@ -38,6 +39,11 @@ func Prepare(ctx context.Context, cfg config.Config, log *slog.Logger) (*DB, *Bl
 	if err := blobs.EnsureBucket(ctx); err != nil {
 		db.Close()
 		return nil, nil, err
+	}
+	// A store without lifecycle rules (or tag filters) keeps raw downloads
+	// for ever: worth a warning, not a worker that does not start.
+	if err := blobs.SetRawExpiry(ctx, cfg.Retention.SnapshotsDays); err != nil {
+		log.Warn("raw downloads will not expire: the bucket's lifecycle rule could not be set", "err", err)
 	}
 	return db, blobs, nil
 }

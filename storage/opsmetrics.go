@@ -176,11 +176,12 @@ func (db *DB) FluxCheckWindow(ctx context.Context, from time.Time, settle time.D
 }
 
 // CountFluxChecks counts the checks recorded that were made at or before
-// through. It reads every check: the operations metrics count them once, at
+// through (those summarised hourly by the retention too). It reads every check: the operations metrics count them once, at
 // their first reading, then add each window's.
 func (db *DB) CountFluxChecks(ctx context.Context, through time.Time) (int64, error) {
 	var n int64
-	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM flux_observations WHERE at <= $1`, through).Scan(&n); err != nil {
+	if err := db.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM flux_observations WHERE at <= $1)
+		+ (SELECT coalesce(sum(checks), 0) FROM flux_hours WHERE last_at <= $1)`, through).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count flux checks: %w", err)
 	}
 	return n, nil

@@ -22,7 +22,7 @@ type Totals struct {
 	SpamMails        int64 `json:"spam_mails"`
 	FluxTriaged      int64 `json:"flux_triaged"`
 	FluxMonitored    int64 `json:"flux_monitored"`
-	FluxObservations int64 `json:"flux_observations"`
+	FluxObservations int64 `json:"flux_observations"` // checks recorded: observations, and those summarised hourly
 }
 
 // Totals counts sources, indicators, active listings, spam and flux domains.
@@ -32,7 +32,7 @@ func (db *DB) Totals(ctx context.Context) (Totals, error) {
 		(SELECT count(*) FROM sources), (SELECT count(*) FROM indicators),
 		(SELECT count(*) FROM source_listings WHERE active), (SELECT count(*) FROM spam_messages),
 		(SELECT count(*) FROM flux_domains), (SELECT count(*) FROM flux_domains WHERE monitor IS NOT NULL),
-		(SELECT count(*) FROM flux_observations)`).
+		(SELECT count(*) FROM flux_observations) + (SELECT coalesce(sum(checks), 0) FROM flux_hours)`).
 		Scan(&t.Sources, &t.Indicators, &t.ActiveListings, &t.SpamMails, &t.FluxTriaged, &t.FluxMonitored, &t.FluxObservations)
 	if err != nil {
 		return t, fmt.Errorf("totals: %w", err)
@@ -227,11 +227,17 @@ type FluxCheck struct {
 	Prev *flux.Observation
 }
 
-// FluxChecks returns a domain's checks since a time, oldest first, and how many
-// there are: all of them when there are at most points, otherwise the last check
-// at or before each of points instants spread evenly from the first check to the
-// last (a check at most once: fewer when checks cluster).
-func (db *DB) FluxChecks(ctx context.Context, domain string, since time.Time, points int) ([]FluxCheck, int, error) {
+// FluxChecks returns a domain's checks since a time and at or after floor
+// (the full-resolution boundary, FullResolutionFrom: before it, FluxHours),
+// oldest first, and how many there are: all of them when there are at most
+// points, otherwise the last check at or before each of points instants spread
+// evenly from the first check to the last (a check at most once: fewer when
+// checks cluster). The answer before a check (Prev) is looked for from floor
+// on, so that a prune does not change it.
+func (db *DB) FluxChecks(ctx context.Context, domain string, since, floor time.Time, points int) ([]FluxCheck, int, error) {
+	if since.Before(floor) {
+		since = floor
+	}
 	var n int
 	var lo, hi *time.Time
 	if err := db.pool.QueryRow(ctx, `SELECT count(*), min(at), max(at) FROM flux_observations WHERE domain = $1 AND at >= $2`,
@@ -262,9 +268,9 @@ func (db *DB) FluxChecks(ctx context.Context, domain string, since time.Time, po
 		  LEFT JOIN LATERAL (
 		      SELECT f.at, f.data FROM flux_observations f
 		       WHERE o.status = 'NOERROR' AND o.addrs > 0
-		         AND f.domain = $1 AND f.at < o.at AND f.status = 'NOERROR' AND f.addrs > 0
+		         AND f.domain = $1 AND f.at < o.at AND f.at >= $4 AND f.status = 'NOERROR' AND f.addrs > 0
 		       ORDER BY f.at DESC LIMIT 1) p ON true
-		 ORDER BY o.at`, domain, since, ticks)
+		 ORDER BY o.at`, domain, since, ticks, floor)
 	if err != nil {
 		return nil, 0, fmt.Errorf("flux checks of %s: %w", domain, err)
 	}

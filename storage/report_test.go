@@ -133,7 +133,7 @@ func TestReportReadsTheSeededWorld(t *testing.T) {
 			t.Fatalf("monitored: %d of %d, %+v, %v", len(ds), total, ds, err)
 		}
 		obs := w.Checks[seed.FluxBig]
-		all, n, err := db.FluxChecks(ctx, seed.FluxBig, time.Time{}, 100)
+		all, n, err := db.FluxChecks(ctx, seed.FluxBig, time.Time{}, time.Time{}, 100)
 		if err != nil || n != len(obs) || len(all) != len(obs) {
 			t.Fatalf("checks: %d of %d, %v", len(all), n, err)
 		}
@@ -160,15 +160,15 @@ func TestReportReadsTheSeededWorld(t *testing.T) {
 				t.Errorf("check %d: previous answer %+v, want at %v", k, c.Prev, wantPrev)
 			}
 		}
-		few, n, err := db.FluxChecks(ctx, seed.FluxBig, time.Time{}, 10)
+		few, n, err := db.FluxChecks(ctx, seed.FluxBig, time.Time{}, time.Time{}, 10)
 		if err != nil || n != len(obs) || len(few) != 10 || !few[0].Obs.At.Equal(obs[0].At) || !few[9].Obs.At.Equal(obs[len(obs)-1].At) {
 			t.Errorf("10 of the checks: %d of %d, %v", len(few), n, err)
 		}
-		recent, n, err := db.FluxChecks(ctx, seed.FluxBig, seed.Start.Add(100*time.Minute), 100)
+		recent, n, err := db.FluxChecks(ctx, seed.FluxBig, seed.Start.Add(100*time.Minute), time.Time{}, 100)
 		if err != nil || n != 20 || len(recent) != 20 || recent[0].Prev == nil {
 			t.Errorf("checks since the 20th: %d of %d, %v", len(recent), n, err)
 		}
-		if none, n, err := db.FluxChecks(ctx, seed.FluxQuiet, time.Time{}, 100); err != nil || n != 0 || none != nil {
+		if none, n, err := db.FluxChecks(ctx, seed.FluxQuiet, time.Time{}, time.Time{}, 100); err != nil || n != 0 || none != nil {
 			t.Errorf("no checks: %v %d %v", none, n, err)
 		}
 		sight, err := db.FluxSightings(ctx, seed.FluxBig)

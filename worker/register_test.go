@@ -19,7 +19,7 @@ import (
 func TestRegisteredActivitiesAreTheContracts(t *testing.T) {
 	acts := worker.NewActivities(config.Config{}, nil, nil, nil, nil, "test")
 	var registered []string
-	for _, s := range []any{acts.Blacklist, acts.Spam, acts.AgentSync, acts.Flux, acts.Probe} {
+	for _, s := range []any{acts.Blacklist, acts.Spam, acts.AgentSync, acts.Flux, acts.Probe, acts.Retention} {
 		typ := reflect.TypeOf(s)
 		for i := range typ.NumMethod() {
 			registered = append(registered, typ.Method(i).Name)
@@ -32,7 +32,7 @@ func TestRegisteredActivitiesAreTheContracts(t *testing.T) {
 		contract.PollMailboxActivity, contract.RefreshSpamSendersActivity, contract.SyncAgentActivity,
 		contract.PlanTriageActivity, contract.ResolveDomainsActivity, contract.AssessDomainsActivity,
 		contract.CheckDomainActivity, contract.SetMonitorStateActivity, contract.UpdateFluxNetworksActivity,
-		contract.ProbeActivity,
+		contract.ProbeActivity, contract.PruneActivity,
 	}
 	slices.Sort(registered)
 	slices.Sort(want)
@@ -50,7 +50,7 @@ func TestContractWorkflowNamesAreRegistered(t *testing.T) {
 		contract.SpamArchiveIngestWorkflow: workflows.SpamArchiveIngest, contract.SpamMailboxPollWorkflow: workflows.SpamMailboxPoll,
 		contract.AgentSyncWorkflow: workflows.AgentSync, contract.FluxTriageWorkflow: workflows.FluxTriage,
 		contract.FluxNetworksWorkflow: workflows.FluxNetworks, contract.FluxMonitorWorkflow: workflows.FluxMonitor,
-		contract.ProbeWorkflow: workflows.Probe,
+		contract.ProbeWorkflow: workflows.Probe, contract.RetentionWorkflow: workflows.DataRetention,
 	} {
 		full := runtime.FuncForPC(reflect.ValueOf(fn).Pointer()).Name()
 		if got := full[strings.LastIndex(full, ".")+1:]; got != name {

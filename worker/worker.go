@@ -51,11 +51,13 @@ func Register(w sdkworker.Registry, acts Activities) {
 	w.RegisterWorkflow(workflows.FluxNetworks)
 	w.RegisterWorkflow(workflows.FluxMonitor)
 	w.RegisterWorkflow(workflows.FluxProber)
+	w.RegisterWorkflow(workflows.DataRetention)
 	w.RegisterActivity(acts.Blacklist)
 	w.RegisterActivity(acts.Spam)
 	w.RegisterActivity(acts.AgentSync)
 	w.RegisterActivity(acts.Flux)
 	w.RegisterActivity(acts.Probe)
+	w.RegisterActivity(acts.Retention)
 }
 
 // Activities are a worker's activity structs, one per module.
@@ -65,6 +67,7 @@ type Activities struct {
 	AgentSync *activities.AgentSync
 	Flux      *activities.Flux
 	Probe     *activities.Probe
+	Retention *activities.Retention
 }
 
 // NewActivities wires each module's activities to what it needs of the
@@ -92,8 +95,14 @@ func NewActivities(cfg config.Config, db *storage.DB, blobs *storage.BlobStore, 
 				}
 				return err
 			}},
-		Probe: &activities.Probe{Store: db, Blobs: blobs, Identity: identity},
+		Probe:     &activities.Probe{Store: db, Blobs: blobs, Identity: identity},
+		Retention: &activities.Retention{Store: db, Windows: RetentionWindows(cfg)},
 	}
+}
+
+// RetentionWindows are the data-retention module's windows (retention.*).
+func RetentionWindows(cfg config.Config) storage.Retention {
+	return storage.Retention{FluxFull: cfg.Retention.FluxFull(), SourceRuns: cfg.Retention.SourceRuns()}
 }
 
 // Run prepares what the worker needs (schema, bucket, search attributes), then serves until ctx is cancelled (the caller wires SIGINT/SIGTERM to it), then

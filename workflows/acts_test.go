@@ -14,6 +14,7 @@ var a = struct {
 	*activities.AgentSync
 	*activities.Flux
 	*activities.Probe
+	*activities.Retention
 }{}
 
 // registerActivities registers every module's activities, as the worker does.
@@ -23,4 +24,5 @@ func registerActivities(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivity(&activities.AgentSync{})
 	env.RegisterActivity(&activities.Flux{})
 	env.RegisterActivity(&activities.Probe{})
+	env.RegisterActivity(&activities.Retention{})
 }

@@ -118,11 +118,18 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 				if err != nil {
 					return err
 				}
-				obs, err := db.FluxObservations(ctx, d, showLast)
+				var floor time.Time // the full-resolution window: every observation when kept for ever
+				if keep := a.cfg.Retention.FluxFull(); keep > 0 {
+					floor = storage.FullResolutionFrom(time.Now(), keep)
+				}
+				h, err := fluxview.Load(ctx, db, d, floor, showLast)
 				if err != nil {
 					return err
 				}
-				tl, sum := fluxview.Timeline(obs)
+				tl, sum := fluxview.Draw(h)
+				if showLast > 0 && len(tl) > showLast {
+					tl = tl[len(tl)-showLast:]
+				}
 				if row.Summary == nil || row.Summary.Observations < sum.Observations {
 					row.Summary = &sum // the monitor records its own every few checks: the replay is newer
 				}
@@ -138,7 +145,7 @@ networks whose addresses TIP lists as its blacklist source tip-flux-agents.`,
 		},
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON: the domain's row and one timeline point per observation")
-	show.Flags().IntVar(&showLast, "last", 5000, "observations to chart, the newest (0: all)")
+	show.Flags().IntVar(&showLast, "last", 5000, "points to chart, the newest: observations, and hourly summaries before retention.flux_full_days (0: all)")
 
 	var netJSON bool
 	networks := &cobra.Command{

@@ -87,6 +87,30 @@ func TestFluxCommands(t *testing.T) {
 	if out, err := runTip(t, "flux", "pdns", cof[0].RData); err != nil || !strings.Contains(out, fluxy) || !strings.Contains(out, "RRNAME") {
 		t.Errorf("pdns %s: %v\n%s", cof[0].RData, err, out)
 	}
+	// Its name servers (NS), and from one of them, its addresses and the
+	// domain delegated to it.
+	var ns string
+	for _, r := range cof {
+		if r.RRType == "NS" && r.RRName == fluxy && r.Count >= 1 {
+			ns = r.RData
+		}
+	}
+	if ns == "" {
+		t.Errorf("pdns %s: no NS record\n%s", fluxy, out)
+	} else {
+		out, err := runTip(t, "flux", "pdns", ns, "--json")
+		var back, addrs bool
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var r storage.PDNSRecord
+			if json.Unmarshal([]byte(l), &r) == nil {
+				back = back || r.RRType == "NS" && r.RRName == fluxy && r.RData == ns
+				addrs = addrs || r.RRName == ns && (r.RRType == "A" || r.RRType == "AAAA")
+			}
+		}
+		if err != nil || !back || !addrs {
+			t.Errorf("pdns %s: %v, delegation found %v, addresses found %v\n%s", ns, err, back, addrs, out)
+		}
+	}
 	if _, err := runTip(t, "flux", "pdns", "not a name"); err == nil {
 		t.Error("pdns took a value that is no address or name")
 	}

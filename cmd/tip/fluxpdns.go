@@ -17,10 +17,12 @@ func fluxPDNSCmd(a *app) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "pdns NAME|IP",
-		Short: "Passive DNS of the flux checks: every address a domain answered with, or every domain an address served",
+		Short: "Passive DNS of the flux checks: a domain's addresses and name servers, a name server's, or what an address served",
 		Long: `Every address (A, AAAA) a triaged or monitored domain ever answered TIP's checks
-with, or every such domain an address ever served, with when it was first and
-last seen and by how many checks; most recently seen first. --json prints the
+with and every name server it was delegated to (NS); for a name server, its
+addresses and the domains delegated to it; for an address, every such domain
+and name server that had it. Each with when it was first and last seen and by
+how many checks; most recently seen first. --json prints the
 Passive DNS Common Output Format (draft-dulaunoy-dnsop-passive-dns-cof): one
 object a line with rrname, rrtype, rdata, time_first, time_last and count.`,
 		Args: cobra.ExactArgs(1),

@@ -129,6 +129,7 @@ S3-compatible storage.`,
 		blacklistsCmd(a),
 		statusCmd(a),
 		reportCmd(a),
+		dataCmd(a),
 	)
 	return root
 }

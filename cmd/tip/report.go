@@ -34,6 +34,9 @@ domains with the most addresses a timeline of addresses, ASNs, TTL and score.`,
 			var start time.Time
 			err := a.withDB(cmd, func(ctx context.Context, db *storage.DB) (err error) {
 				o.Version, o.Points = version, points
+				if o.FluxFull = a.cfg.Retention.FluxFull(); o.FluxFull == 0 {
+					o.FluxFull = -1 // kept for ever: every check at full resolution
+				}
 				if since > 0 {
 					o.Since = time.Now().Add(-since)
 				}

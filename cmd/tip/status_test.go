@@ -110,11 +110,12 @@ agents:
 		parts  []string
 	}{
 		{"temporal " + cfg.Temporal.Address, []string{"queue test-", "): 1 worker"}}, // cut at the width: the queue's name is long
-		{"core: tip-core, 4 modules", nil},
+		{"core: tip-core, 5 modules", nil},
 		{"  blacklist-refresh  ", []string{" ok ", "2 sources: 1 loaded, 1 dead"}},
 		{"  spam-collect  ", []string{" ok ", "0 new mails"}},
 		{"  flux-triage  ", []string{" ok "}},
 		{"  flux-networks  ", []string{" ok "}},
+		{"  data-retention  ", []string{" ok ", "flux observations before"}},
 		{"flux: 0 running (0 watching, 0 stable, 0 paused) · Temporal runs 0 · 0 networks", nil},
 		{"sources: 4 — 3 ok, 0 failing, 1 dead", nil}, // and TIP's own two, from the spam and flux modules
 		{"  gone-feed ", []string{"dead", "404"}},
@@ -148,7 +149,7 @@ agents:
 	if !strings.Contains(spamResult, "problems: tokenless: agent tokenless: no token") {
 		t.Errorf("spam-collect's last result %q does not name the agent's failure", spamResult)
 	}
-	if r.Core == nil || len(r.Core.Modules) != 4 || r.Temporal.Workers != 1 || len(r.Sources) != 4 || r.FluxWorkflows == nil ||
+	if r.Core == nil || len(r.Core.Modules) != 5 || r.Temporal.Workers != 1 || len(r.Sources) != 4 || r.FluxWorkflows == nil ||
 		!slices.Contains(where, "source gone-feed") || !slices.Contains(where, "workflow agent/tokenless") {
 		t.Errorf("status --json: core %+v, workers %d, %d sources, problems %v", r.Core, r.Temporal.Workers, len(r.Sources), where)
 	}
