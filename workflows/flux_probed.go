@@ -12,8 +12,10 @@ import (
 )
 
 // maxReportsPerRun: a monitor the probers check continues as new after this
-// many reports (two days of hourly summaries), whatever the server suggests.
-const maxReportsPerRun = 48
+// many reports (a day of hourly summaries), whatever the server suggests: a
+// monitor evicted from a worker's cache replays its run's history when next
+// woken, and a short one is cheap to read and replay.
+const maxReportsPerRun = 24
 
 // probed runs a monitor whose domain a prober checks: it registers the domain
 // (handing over its metrics when it checked the domain itself before), then
