@@ -50,7 +50,7 @@ const (
 // monitor runs (default two cadences), TIP_BENCH_FLUX_SUMMARY the monitors'
 // summary interval (default 1h, flux.summary_interval's), TIP_BENCH_FLUX_CACHE
 // the worker's workflow cache (default 2000) and TIP_BENCH_FLUX_START_RATE the
-// monitors started a second (default 100). `make bench-flux` runs it, on the
+// monitors started a second (default 50). `make bench-flux` runs it, on the
 // production-like stack.
 func TestFluxScale(t *testing.T) {
 	r := newReport()
@@ -73,7 +73,7 @@ func benchFlux(t *testing.T, r *report) {
 	cadence := envDuration(t, "TIP_BENCH_FLUX_CADENCE", 5*time.Minute)
 	window := envDuration(t, "TIP_BENCH_FLUX_WINDOW", 2*cadence)
 	summary := envDuration(t, "TIP_BENCH_FLUX_SUMMARY", time.Hour)
-	cache, startRate := envInt(t, "TIP_BENCH_FLUX_CACHE", 2000), envInt(t, "TIP_BENCH_FLUX_START_RATE", 100)
+	cache, startRate := envInt(t, "TIP_BENCH_FLUX_CACHE", 2000), envInt(t, "TIP_BENCH_FLUX_START_RATE", 50)
 	gc := 100 // Go's default: a prober keeps under a KiB a domain, so the heap stays small
 	if s := os.Getenv("TIP_BENCH_FLUX_GC"); s != "" {
 		var err error
