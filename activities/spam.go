@@ -29,9 +29,16 @@ import (
 // tables senders are mapped with.
 type Spamtraps struct {
 	Store   SpamStore
-	Blobs   Blobs
+	Blobs   SpamBlobs
 	ASN     *ASNTables
 	Catalog string // the spamtrap catalog (YAML): traps, archives, mailboxes, agents
+}
+
+// SpamBlobs is the blob store of the spam collectors (storage.BlobStore):
+// archives and batches as blobs, raw mails in packs.
+type SpamBlobs interface {
+	Blobs
+	PutMailPack(ctx context.Context, mails [][]byte) (storage.MailPack, error)
 }
 
 // Spam is the spam module's activities: the catalog, the public archives, the

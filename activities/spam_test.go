@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,15 +9,21 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/mail"
 	"github.com/tip-project/tip/spamimap/imaptest"
+	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
@@ -89,7 +96,7 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 	var raw int
 	for _, m := range msgs[:5] {
 		sum := sha256.Sum256(m.Raw)
-		if b, err := a.Blobs.ReadAll(ctx, hex.EncodeToString(sum[:])); err == nil && string(b) == string(m.Raw) {
+		if b, err := storage.RawMail(ctx, a.DB, a.Blobs, hex.EncodeToString(sum[:])); err == nil && string(b) == string(m.Raw) {
 			raw++
 		}
 	}
@@ -222,5 +229,88 @@ func TestPollMailboxRecordsRefusedMail(t *testing.T) {
 	testenv.SQL(t, a.DB).Exec(ctx, `UPDATE collector_runs SET last_run = last_run - interval '2 hours'`)
 	if again, err := runActivity[contract.IngestResult](t, a, a.PollMailbox, plan.Mailboxes[0]); err != nil || again.Members != 0 || again.Refused != 0 || again.Status != contract.FetchUnchanged {
 		t.Fatalf("next poll %+v, %v", again, err)
+	}
+}
+
+// A batch retried after a crash, whether the crash came after its pack was
+// stored or after its facts were committed, writes the same pack under the same
+// key and no second row: each mail has one row of facts, one place, and reads
+// back verified from it.
+func TestSpamRecorderRetriesRewriteTheSamePacks(t *testing.T) {
+	ctx := context.Background()
+	a := newActivities(t)
+	sent := newSpamLab(t, 600).Sent()
+	if len(sent) < 2*spamBatch+50 {
+		t.Fatalf("the lab sent %d mails", len(sent))
+	}
+	sent = sent[:2*spamBatch+50]
+	record := func() int {
+		res := contract.IngestResult{Origin: "archive:retry"}
+		rec := a.Spam.newSpamRecorder(mail.Config{Limits: mail.DefaultLimits()}, nil, &res)
+		for _, m := range sent {
+			full, err := rec.add(m.Name, m.Raw, false)
+			if err == nil && full {
+				err = rec.flush(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := rec.flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return res.New
+	}
+	// The first attempt stored its first pack and died before its transaction.
+	var first [][]byte
+	for _, m := range sent[:spamBatch] {
+		first = append(first, m.Raw)
+	}
+	crashed, err := a.Blobs.PutMailPack(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	distinct := map[string]bool{}
+	for _, m := range sent {
+		distinct[mail.Digest(m.Raw)] = true
+	}
+	if n := record(); n != len(distinct) {
+		t.Fatalf("the retry recorded %d new mails, want %d", n, len(distinct))
+	}
+	// And once more, as if the activity died after its last commit.
+	if n := record(); n != 0 {
+		t.Fatalf("a second retry recorded %d new mails", n)
+	}
+	var messages, sightings, places int
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT (SELECT count(*) FROM spam_messages), (SELECT count(*) FROM spam_sightings),
+		(SELECT count(*) FROM spam_raw)`).Scan(&messages, &sightings, &places)
+	shas := map[string]bool{}
+	for _, m := range sent {
+		sum := sha256.Sum256(m.Raw)
+		shas[hex.EncodeToString(sum[:])] = true
+	}
+	if messages != len(distinct) || sightings != len(sent) || places != len(shas) {
+		t.Errorf("%d messages, %d sightings, %d raw places; want %d, %d, %d", messages, sightings, places, len(distinct), len(sent), len(shas))
+	}
+	s := testenv.Stack(t)
+	cl, err := minio.New(s.S3Endpoint(), &minio.Options{Creds: credentials.NewStaticV4(s.S3AccessKey, s.S3SecretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var packs []string
+	for obj := range cl.ListObjects(ctx, a.Blobs.Bucket(), minio.ListObjectsOptions{Prefix: "spampack/", Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		packs = append(packs, obj.Key)
+	}
+	if len(packs) != 3 || !slices.Contains(packs, crashed.Key) {
+		t.Errorf("packs in S3: %v; want 3, with the crashed attempt's %s among them", packs, crashed.Key)
+	}
+	for _, m := range sent {
+		sum := sha256.Sum256(m.Raw)
+		if raw, err := storage.RawMail(ctx, a.DB, a.Blobs, hex.EncodeToString(sum[:])); err != nil || !bytes.Equal(raw, m.Raw) {
+			t.Fatalf("raw copy of %s: %d bytes, %v", m.Name, len(raw), err)
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"sync"
 
 	"go.temporal.io/sdk/activity"
 
@@ -18,23 +17,22 @@ import (
 	"github.com/tip-project/tip/workflows/contract"
 )
 
-// spamBatch is how many mails are recorded per transaction (and per heartbeat);
-// spamBatchBytes bounds the raw mail a batch holds in memory.
+// spamBatch is how many mails are recorded per transaction, per pack of raw
+// mails and per heartbeat; spamBatchBytes bounds the raw mail a batch holds in
+// memory.
 const (
 	spamBatch      = 200
 	spamBatchBytes = 32 << 20
 )
 
-// uploadConcurrency is how many raw mails go to S3 at once: a PUT of a small
-// object waits mostly on the server, so a few in flight keep the ingest busy.
-const uploadConcurrency = 8
-
 // spamRecorder records the mails of one collector run in batches: each mail's
 // facts are extracted as it is added; a flush stores the batch's raw mails in S3
-// (concurrently) and then its facts in one transaction, so a recorded mail has
-// its raw copy whenever the collector had one (an agent may send facts alone),
-// and a crash loses at most the batch in flight, which the next attempt records
-// again.
+// as one pack (storage.PutMailPack) and then its facts, with where each raw mail
+// is in the pack, in one transaction, so a recorded mail has its raw copy
+// whenever the collector had one (an agent may send facts alone), and a crash
+// loses at most the batch in flight, which the next attempt records again: the
+// same mails make the same pack under the same key, and the places already
+// recorded stay.
 type spamRecorder struct {
 	a                *Spamtraps
 	cfg              mail.Config
@@ -44,6 +42,7 @@ type spamRecorder struct {
 	domains, senders map[string]bool
 	batch            []storage.SpamRecord
 	raws             [][]byte // the raw mails of batch that go to S3
+	rawOf            []int    // the index in batch of each of raws
 	bytes            int
 }
 
@@ -95,7 +94,7 @@ func (r *spamRecorder) queue(name string, facts mail.Facts, raw []byte) (full bo
 	collect(rec, r.domains, r.senders)
 	r.batch = append(r.batch, rec)
 	if raw != nil {
-		r.raws = append(r.raws, raw)
+		r.raws, r.rawOf = append(r.raws, raw), append(r.rawOf, len(r.batch)-1)
 		r.bytes += len(raw)
 	}
 	return len(r.batch) >= spamBatch || r.bytes >= spamBatchBytes, nil
@@ -107,8 +106,12 @@ func (r *spamRecorder) flush(ctx context.Context) error {
 		return nil
 	}
 	// No raw copy (an agent that keeps none) is recorded as facts alone.
-	if err := r.a.putRaw(ctx, r.raws); err != nil {
+	pack, err := r.a.Blobs.PutMailPack(ctx, r.raws)
+	if err != nil {
 		return err
+	}
+	for i, at := range r.rawOf {
+		r.batch[at].Raw = &pack.Mails[i]
 	}
 	n, err := r.a.Store.RecordSpam(ctx, r.batch)
 	if err != nil {
@@ -116,37 +119,14 @@ func (r *spamRecorder) flush(ctx context.Context) error {
 	}
 	r.res.New += n
 	clear(r.raws)
-	r.batch, r.raws, r.bytes = r.batch[:0], r.raws[:0], 0
+	clear(r.batch)
+	r.batch, r.raws, r.rawOf, r.bytes = r.batch[:0], r.raws[:0], r.rawOf[:0], 0
 	return nil
 }
 
 // done fills the result's events.
 func (r *spamRecorder) done() {
 	r.res.Domains, r.res.SenderIPs = bounded(r.domains), bounded(r.senders)
-}
-
-// putRaw stores raw mails in S3 under their SHA-256, uploadConcurrency at a time,
-// and returns the first error once all have finished.
-func (a *Spamtraps) putRaw(ctx context.Context, raws [][]byte) error {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	sem := make(chan struct{}, uploadConcurrency)
-	for _, raw := range raws {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if _, err := a.Blobs.PutBytes(ctx, raw, storage.PutOptions{ContentType: "message/rfc822"}); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return first
 }
 
 // heartbeat reports progress when running as an activity.
