@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -239,7 +240,7 @@ func TestPollMailboxRecordsRefusedMail(t *testing.T) {
 func TestSpamRecorderRetriesRewriteTheSamePacks(t *testing.T) {
 	ctx := context.Background()
 	a := newActivities(t)
-	sent := newSpamLab(t, 600).Sent()
+	sent := newSpamLab(t, 3000).Sent()
 	if len(sent) < 2*spamBatch+50 {
 		t.Fatalf("the lab sent %d mails", len(sent))
 	}
@@ -256,7 +257,7 @@ func TestSpamRecorderRetriesRewriteTheSamePacks(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := rec.flush(ctx); err != nil {
+		if err := rec.wait(ctx); err != nil {
 			t.Fatal(err)
 		}
 		return res.New
@@ -312,5 +313,52 @@ func TestSpamRecorderRetriesRewriteTheSamePacks(t *testing.T) {
 		if raw, err := storage.RawMail(ctx, a.DB, a.Blobs, hex.EncodeToString(sum[:])); err != nil || !bytes.Equal(raw, m.Raw) {
 			t.Fatalf("raw copy of %s: %d bytes, %v", m.Name, len(raw), err)
 		}
+	}
+}
+
+// failingSpamStore fails the failAt-th RecordSpam.
+type failingSpamStore struct {
+	SpamStore
+	calls, failAt int
+}
+
+func (s *failingSpamStore) RecordSpam(ctx context.Context, batch []storage.SpamRecord) (int, error) {
+	if s.calls++; s.calls == s.failAt {
+		return 0, errors.New("the database went away")
+	}
+	return s.SpamStore.RecordSpam(ctx, batch)
+}
+
+// When a batch fails to be stored, nothing after it is recorded and nothing
+// that was to follow it runs (a cursor stays before it), whatever the
+// collector had handed on meanwhile; the error comes back.
+func TestSpamRecorderStopsAtTheFirstFailure(t *testing.T) {
+	ctx := context.Background()
+	a := newActivities(t)
+	sent := newSpamLab(t, 600).Sent()
+	traps := a.Spam.Spamtraps
+	traps.Store = &failingSpamStore{SpamStore: a.DB, failAt: 2}
+	res := contract.IngestResult{Origin: "imap:failing"}
+	rec := traps.newSpamRecorder(mail.Config{Limits: mail.DefaultLimits()}, nil, &res)
+	defer rec.stop()
+	var followed []int
+	var err error
+	for b := 0; b < 4 && err == nil; b++ {
+		for _, m := range sent[b*50 : (b+1)*50] {
+			if _, err = rec.add(m.Name, m.Raw, false); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = rec.flushThen(ctx, func() error { followed = append(followed, b); return nil })
+		}
+	}
+	if err = errors.Join(err, rec.wait(ctx)); err == nil || !strings.Contains(err.Error(), "went away") {
+		t.Fatalf("the recorder ended with %v", err)
+	}
+	var sightings int
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM spam_sightings`).Scan(&sightings)
+	if sightings != 50 || !slices.Equal(followed, []int{0}) {
+		t.Errorf("%d sightings recorded, what followed ran for batches %v; want 50 and [0]", sightings, followed)
 	}
 }

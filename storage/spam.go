@@ -69,7 +69,9 @@ func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int,
 		b := &pgx.Batch{}
 		// A mail already recorded under its digest (another copy of it, with
 		// other line ends, earlier or in this batch) keeps its row: this copy is
-		// a sighting of it.
+		// a sighting of it. The rows of the other tables find their mail's row
+		// by digest, one index lookup each (LATERAL: a join would let the
+		// planner scan every mail for a large batch).
 		b.Queue(`INSERT INTO spam_messages (sha256, digest, size, received_at, sender_ip, sender_asn, sender_country, helo,
 			    envelope_from, from_addr, reply_to, trap, message_id, subject, date_skew_s, x_mailer, campaign, defects, facts)
 			SELECT sha256, digest, size, received_at, sender_ip::inet, sender_asn, sender_country, helo, envelope_from, from_addr,
@@ -87,18 +89,18 @@ func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int,
 		b.Queue(`INSERT INTO spam_urls (sha256, url, host, registrable)
 			SELECT m.sha256, u.url, u.host, u.registrable
 			  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(digest, url, host, registrable)
-			  JOIN spam_messages m ON m.digest = u.digest
+			 CROSS JOIN LATERAL (SELECT sha256 FROM spam_messages WHERE digest = u.digest) m
 			ON CONFLICT DO NOTHING`, m.urlDigest, m.url, m.urlHost, m.urlReg)
 		b.Queue(`INSERT INTO spam_attachments (sha256, idx, name, type, size, content_sha256)
 			SELECT m.sha256, a.idx, a.name, a.type, a.size, a.content_sha256
 			  FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::int8[], $6::text[])
 			       AS a(digest, idx, name, type, size, content_sha256)
-			  JOIN spam_messages m ON m.digest = a.digest
+			 CROSS JOIN LATERAL (SELECT sha256 FROM spam_messages WHERE digest = a.digest) m
 			ON CONFLICT DO NOTHING`, m.attDigest, m.attIdx, m.attName, m.attType, m.attSize, m.attSHA)
 		b.Queue(`INSERT INTO spam_sightings (origin, name, sha256)
 			SELECT s.origin, s.name, m.sha256
 			  FROM unnest($1::text[], $2::text[], $3::text[]) AS s(origin, name, digest)
-			  JOIN spam_messages m ON m.digest = s.digest
+			 CROSS JOIN LATERAL (SELECT sha256 FROM spam_messages WHERE digest = s.digest) m
 			ON CONFLICT DO NOTHING`, m.origin, m.name, m.digest)
 		// The first place a raw copy was stored stays its place: a later copy
 		// (a retried batch, the same mail from another collector) is another
