@@ -70,8 +70,10 @@ func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int,
 		// A mail already recorded under its digest (another copy of it, with
 		// other line ends, earlier or in this batch) keeps its row: this copy is
 		// a sighting of it. The rows of the other tables find their mail's row
-		// by digest, one index lookup each (LATERAL: a join would let the
-		// planner scan every mail for a large batch).
+		// by digest, one index lookup each: OFFSET 0 keeps the planner from
+		// turning the lookups into a join that reads every mail TIP holds for
+		// each batch (a hash join over a sequential scan, chosen on the
+		// batch's size, grows each batch's cost with the table).
 		b.Queue(`INSERT INTO spam_messages (sha256, digest, size, received_at, sender_ip, sender_asn, sender_country, helo,
 			    envelope_from, from_addr, reply_to, trap, message_id, subject, date_skew_s, x_mailer, campaign, defects, facts)
 			SELECT sha256, digest, size, received_at, sender_ip::inet, sender_asn, sender_country, helo, envelope_from, from_addr,
@@ -89,18 +91,18 @@ func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int,
 		b.Queue(`INSERT INTO spam_urls (sha256, url, host, registrable)
 			SELECT m.sha256, u.url, u.host, u.registrable
 			  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(digest, url, host, registrable)
-			 CROSS JOIN LATERAL (SELECT sha256 FROM spam_messages WHERE digest = u.digest) m
+			 CROSS JOIN LATERAL (SELECT sha256 FROM spam_messages WHERE digest = u.digest OFFSET 0) m
 			ON CONFLICT DO NOTHING`, m.urlDigest, m.url, m.urlHost, m.urlReg)
 		b.Queue(`INSERT INTO spam_attachments (sha256, idx, name, type, size, content_sha256)
 			SELECT m.sha256, a.idx, a.name, a.type, a.size, a.content_sha256
 			  FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::int8[], $6::text[])
 			       AS a(digest, idx, name, type, size, content_sha256)
-			 CROSS JOIN LATERAL (SELECT sha256 FROM spam_messages WHERE digest = a.digest) m
+			 CROSS JOIN LATERAL (SELECT sha256 FROM spam_messages WHERE digest = a.digest OFFSET 0) m
 			ON CONFLICT DO NOTHING`, m.attDigest, m.attIdx, m.attName, m.attType, m.attSize, m.attSHA)
 		b.Queue(`INSERT INTO spam_sightings (origin, name, sha256)
 			SELECT s.origin, s.name, m.sha256
 			  FROM unnest($1::text[], $2::text[], $3::text[]) AS s(origin, name, digest)
-			 CROSS JOIN LATERAL (SELECT sha256 FROM spam_messages WHERE digest = s.digest) m
+			 CROSS JOIN LATERAL (SELECT sha256 FROM spam_messages WHERE digest = s.digest OFFSET 0) m
 			ON CONFLICT DO NOTHING`, m.origin, m.name, m.digest)
 		// The first place a raw copy was stored stays its place: a later copy
 		// (a retried batch, the same mail from another collector) is another
