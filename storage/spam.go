@@ -56,7 +56,9 @@ type SpamAttachment struct {
 // before, every sighting, and where the raw copies packed for them are. It
 // returns how many mails were new to TIP; a repeated batch (a retried activity)
 // changes nothing. Each table takes one statement for the whole batch (its rows
-// as arrays), all sent in one round trip.
+// as arrays): the mails first, which returns the digests that made a row; the
+// digests recorded before are looked up in one query; the other tables, which
+// name a mail by its row's SHA-256, in one more round trip.
 func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int, err error) {
 	if len(batch) == 0 {
 		return 0, nil
@@ -66,15 +68,10 @@ func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int,
 		m.add(r)
 	}
 	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
 		// A mail already recorded under its digest (another copy of it, with
 		// other line ends, earlier or in this batch) keeps its row: this copy is
-		// a sighting of it. The rows of the other tables find their mail's row
-		// by digest, one index lookup each: OFFSET 0 keeps the planner from
-		// turning the lookups into a join that reads every mail TIP holds for
-		// each batch (a hash join over a sequential scan, chosen on the
-		// batch's size, grows each batch's cost with the table).
-		b.Queue(`INSERT INTO spam_messages (sha256, digest, size, received_at, sender_ip, sender_asn, sender_country, helo,
+		// a sighting of it.
+		rows, err := tx.Query(ctx, `INSERT INTO spam_messages (sha256, digest, size, received_at, sender_ip, sender_asn, sender_country, helo,
 			    envelope_from, from_addr, reply_to, trap, message_id, subject, date_skew_s, x_mailer, campaign, defects, facts)
 			SELECT sha256, digest, size, received_at, sender_ip::inet, sender_asn, sender_country, helo, envelope_from, from_addr,
 			       reply_to, trap, message_id, subject, date_skew_s, x_mailer, campaign,
@@ -85,45 +82,78 @@ func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int,
 			       WITH ORDINALITY AS m(sha256, digest, size, received_at, sender_ip, sender_asn, sender_country, helo,
 			            envelope_from, from_addr, reply_to, trap, message_id, subject, date_skew_s, x_mailer, campaign, defects, facts, i)
 			 ORDER BY i
-			ON CONFLICT DO NOTHING`,
+			ON CONFLICT DO NOTHING
+			RETURNING digest, sha256`,
 			m.sha, m.digest, m.size, m.received, m.ip, m.asn, m.country, m.helo, m.envFrom, m.from, m.replyTo, m.trap,
 			m.messageID, m.subject, m.skew, m.xMailer, m.campaign, m.defects, m.facts)
+		if err != nil {
+			return fmt.Errorf("record %d mails: %w", len(batch), err)
+		}
+		// owner is the SHA-256 of the row each digest of the batch has: the
+		// mails' other rows name it.
+		owner := make(map[string]string, len(batch))
+		var digest, sha string
+		_, err = pgx.ForEachRow(rows, []any{&digest, &sha}, func() error {
+			owner[digest] = sha
+			newMails++
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("record %d mails: %w", len(batch), err)
+		}
+		var known []string
+		for _, d := range m.digest {
+			if _, ok := owner[d]; !ok {
+				known = append(known, d)
+			}
+		}
+		if len(known) > 0 {
+			rows, err := tx.Query(ctx, `SELECT digest, sha256 FROM spam_messages WHERE digest = ANY($1::text[])`, known)
+			if err == nil {
+				_, err = pgx.ForEachRow(rows, []any{&digest, &sha}, func() error { owner[digest] = sha; return nil })
+			}
+			if err != nil {
+				return fmt.Errorf("record %d mails: %w", len(batch), err)
+			}
+		}
+		ownerOf := func(digests []string) ([]string, error) {
+			out := make([]string, len(digests))
+			for i, d := range digests {
+				if out[i] = owner[d]; out[i] == "" {
+					return nil, fmt.Errorf("record %d mails: no mail of digest %s", len(batch), d)
+				}
+			}
+			return out, nil
+		}
+		urlSHA, err := ownerOf(m.urlDigest)
+		if err != nil {
+			return err
+		}
+		attSHA, err := ownerOf(m.attDigest)
+		if err != nil {
+			return err
+		}
+		seenSHA, err := ownerOf(m.digest)
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO spam_urls (sha256, url, host, registrable)
-			SELECT m.sha256, u.url, u.host, u.registrable
-			  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(digest, url, host, registrable)
-			 CROSS JOIN LATERAL (SELECT sha256 FROM spam_messages WHERE digest = u.digest OFFSET 0) m
-			ON CONFLICT DO NOTHING`, m.urlDigest, m.url, m.urlHost, m.urlReg)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+			ON CONFLICT DO NOTHING`, urlSHA, m.url, m.urlHost, m.urlReg)
 		b.Queue(`INSERT INTO spam_attachments (sha256, idx, name, type, size, content_sha256)
-			SELECT m.sha256, a.idx, a.name, a.type, a.size, a.content_sha256
-			  FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::int8[], $6::text[])
-			       AS a(digest, idx, name, type, size, content_sha256)
-			 CROSS JOIN LATERAL (SELECT sha256 FROM spam_messages WHERE digest = a.digest OFFSET 0) m
-			ON CONFLICT DO NOTHING`, m.attDigest, m.attIdx, m.attName, m.attType, m.attSize, m.attSHA)
+			SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::int8[], $6::text[])
+			ON CONFLICT DO NOTHING`, attSHA, m.attIdx, m.attName, m.attType, m.attSize, m.attSHA)
 		b.Queue(`INSERT INTO spam_sightings (origin, name, sha256)
-			SELECT s.origin, s.name, m.sha256
-			  FROM unnest($1::text[], $2::text[], $3::text[]) AS s(origin, name, digest)
-			 CROSS JOIN LATERAL (SELECT sha256 FROM spam_messages WHERE digest = s.digest OFFSET 0) m
-			ON CONFLICT DO NOTHING`, m.origin, m.name, m.digest)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+			ON CONFLICT DO NOTHING`, m.origin, m.name, seenSHA)
 		// The first place a raw copy was stored stays its place: a later copy
 		// (a retried batch, the same mail from another collector) is another
 		// pack's spare.
 		b.Queue(`INSERT INTO spam_raw (sha256, pack_key, pack_offset, pack_length, size)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[])
 			ON CONFLICT DO NOTHING`, m.rawSHA, m.rawPack, m.rawOffset, m.rawLength, m.rawSize)
-		br := tx.SendBatch(ctx, b)
-		tag, err := br.Exec()
-		if err != nil {
-			br.Close()
-			return fmt.Errorf("record %d mails: %w", len(batch), err)
-		}
-		newMails = int(tag.RowsAffected())
-		for _, what := range []string{"urls", "attachments", "sightings", "raw places"} {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return fmt.Errorf("record the %s of %d mails: %w", what, len(batch), err)
-			}
-		}
-		return br.Close()
+		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return 0, err
