@@ -345,7 +345,7 @@ func (a *Spam) pollMailbox(ctx context.Context, box catalog.Mailbox, res contrac
 	// A mailbox whose mail is moved or deleted once stored waits for each batch
 	// to be recorded; one that keeps its mail reads on while batches are stored.
 	keep := box.After == "" || box.After == "keep"
-	opts := spamimap.Options{MaxSize: cfg.Limits.MaxSize, Batch: spamBatch, BatchBytes: imapBatchBytes}
+	opts := spamimap.Options{MaxSize: cfg.Limits.MaxSize, Batch: spamBatch, BatchBytes: spamBatchBytes}
 	_, _, err = spamimap.Poll(ctx, box, spamimap.Cursor{UIDValidity: v, LastUID: last}, opts,
 		func(batch []spamimap.Mail, next spamimap.Cursor) error {
 			fetched := 0

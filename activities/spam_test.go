@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab"
+	"github.com/tip-project/tip/lab/spam"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
 	"github.com/tip-project/tip/mail"
@@ -316,49 +318,102 @@ func TestSpamRecorderRetriesRewriteTheSamePacks(t *testing.T) {
 	}
 }
 
-// failingSpamStore fails the failAt-th RecordSpam.
+// failingSpamStore fails the failAt-th RecordSpam and remembers the batch's
+// first mail.
 type failingSpamStore struct {
 	SpamStore
-	calls, failAt int
+	mu     sync.Mutex
+	calls  int
+	failAt int
+	failed string
 }
 
 func (s *failingSpamStore) RecordSpam(ctx context.Context, batch []storage.SpamRecord) (int, error) {
-	if s.calls++; s.calls == s.failAt {
+	s.mu.Lock()
+	s.calls++
+	fail := s.calls == s.failAt
+	if fail {
+		s.failed = batch[0].Name
+	}
+	s.mu.Unlock()
+	if fail {
 		return 0, errors.New("the database went away")
 	}
 	return s.SpamStore.RecordSpam(ctx, batch)
 }
 
-// When a batch fails to be stored, nothing after it is recorded and nothing
-// that was to follow it runs (a cursor stays before it), whatever the
-// collector had handed on meanwhile; the error comes back.
+// When a batch fails to be stored, its mails are not recorded, nothing that
+// was to follow it or any later batch runs (a cursor stays before it), and
+// what followed the batches before it ran only once they were recorded; the
+// error comes back.
 func TestSpamRecorderStopsAtTheFirstFailure(t *testing.T) {
 	ctx := context.Background()
 	a := newActivities(t)
 	sent := newSpamLab(t, 600).Sent()
 	traps := a.Spam.Spamtraps
-	traps.Store = &failingSpamStore{SpamStore: a.DB, failAt: 2}
+	store := &failingSpamStore{SpamStore: a.DB, failAt: 2}
+	traps.Store = store
 	res := contract.IngestResult{Origin: "imap:failing"}
 	rec := traps.newSpamRecorder(mail.Config{Limits: mail.DefaultLimits()}, nil, &res)
 	defer rec.stop()
+	const batches, size = 4, 50
 	var followed []int
 	var err error
-	for b := 0; b < 4 && err == nil; b++ {
-		for _, m := range sent[b*50 : (b+1)*50] {
+	for b := 0; b < batches && err == nil; b++ {
+		for _, m := range sent[b*size : (b+1)*size] {
 			if _, err = rec.add(m.Name, m.Raw, false); err != nil {
 				break
 			}
 		}
 		if err == nil {
-			err = rec.flushThen(ctx, func() error { followed = append(followed, b); return nil })
+			err = rec.flushThen(ctx, func() error {
+				var n int
+				testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM spam_sightings WHERE name = ANY($1)`, names(sent[:(b+1)*size])).Scan(&n)
+				if n != (b+1)*size {
+					t.Errorf("what follows batch %d ran with %d of its and the earlier batches' %d mails recorded", b, n, (b+1)*size)
+				}
+				followed = append(followed, b)
+				return nil
+			})
 		}
 	}
 	if err = errors.Join(err, rec.wait(ctx)); err == nil || !strings.Contains(err.Error(), "went away") {
 		t.Fatalf("the recorder ended with %v", err)
 	}
-	var sightings int
-	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM spam_sightings`).Scan(&sightings)
-	if sightings != 50 || !slices.Equal(followed, []int{0}) {
-		t.Errorf("%d sightings recorded, what followed ran for batches %v; want 50 and [0]", sightings, followed)
+	failed := slices.IndexFunc(sent, func(m spam.Message) bool { return m.Name == store.failed }) / size
+	var n int
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM spam_sightings WHERE name = ANY($1)`, names(sent[failed*size:(failed+1)*size])).Scan(&n)
+	if n != 0 || slices.ContainsFunc(followed, func(b int) bool { return b >= failed }) || len(followed) != failed {
+		t.Errorf("batch %d failed: %d of its mails recorded, what followed ran for batches %v", failed, n, followed)
+	}
+}
+
+func names(ms []spam.Message) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+// A collector waiting for its batch (an IMAP poll that deletes what it
+// stored) hears of the batch's failure instead of waiting for ever.
+func TestSpamRecorderSyncReturnsAFailure(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a := newActivities(t)
+	sent := newSpamLab(t, 600).Sent()
+	traps := a.Spam.Spamtraps
+	traps.Store = &failingSpamStore{SpamStore: a.DB, failAt: 1}
+	res := contract.IngestResult{Origin: "imap:failing"}
+	rec := traps.newSpamRecorder(mail.Config{Limits: mail.DefaultLimits()}, nil, &res)
+	defer rec.stop()
+	for _, m := range sent[:10] {
+		if _, err := rec.add(m.Name, m.Raw, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.sync(ctx); err == nil || !strings.Contains(err.Error(), "went away") {
+		t.Fatalf("sync = %v, want the batch's failure", err)
 	}
 }

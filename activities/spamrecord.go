@@ -24,32 +24,36 @@ import (
 // spamBatch is how many mails are recorded per transaction, per pack of raw
 // mails and per heartbeat: enough that the commit's and the upload's waits for
 // the disk are shared by many mails. spamBatchBytes bounds the raw mail a batch
-// of an archive or an agent holds in memory (an IMAP batch is the server's
-// answer to one fetch, bounded by imapBatchBytes). A recorder holds at most
-// four batches at once (one filled by the collector, one in each of its three
-// stages), so its raw mail stays under four times a batch's bound: 32 MiB
-// (48 MiB for IMAP, whose client holds one more batch while it fetches).
+// holds in memory (an IMAP batch is the server's answer to one fetch, bounded
+// the same). A recorder holds at most five batches at once (one filled by the
+// collector, one being extracted, one uploaded, two committed), so its raw
+// mail stays under 30 MiB (36 MiB for IMAP, whose client holds one more
+// batch while it fetches).
 const (
 	spamBatch      = 500
-	spamBatchBytes = 8 << 20
-	imapBatchBytes = 8 << 20
+	spamBatchBytes = 6 << 20
+	// spamCommitters is how many batches are committed at once: a batch's
+	// statements keep one PostgreSQL backend busy, and the next batch need not
+	// wait for it.
+	spamCommitters = 2
 )
 
 // spamRecorder records the mails of one collector run in batches, in a
 // pipeline of stages so that reading the mail, extracting it, uploading it and
 // committing it overlap: the collector adds mails to a batch and flushes it;
 // an extract stage extracts the batch's facts (on every core); an upload stage
-// stores its raw mails in S3 as one pack (storage.PutMailPack); a record stage
-// commits the facts, with where each raw mail is in the pack, in one
-// transaction, and then runs what the collector asked to follow that batch (a
-// cursor moved, a heartbeat). Batches go through each stage one at a time, in
-// the order flushed, and a batch is committed only after its pack is stored,
-// so a recorded mail has its raw copy whenever the collector had one (an agent
-// may send facts alone), what is recorded is always a prefix of what was
-// flushed, and a crash loses at most the batches in flight, which the next
-// attempt records again: the same mails make the same pack under the same key,
-// and the places already recorded stay. The first error stops the pipeline;
-// add and flush report it, and wait returns it.
+// stores its raw mails in S3 as one pack (storage.PutMailPack); a commit stage
+// records the facts, with where each raw mail is in the pack, in one
+// transaction (spamCommitters batches at once); and what the collector asked
+// to follow a batch (a cursor moved, a heartbeat) runs once that batch and
+// every batch flushed before it are committed, in the order flushed. A batch
+// is committed only after its pack is stored, so a recorded mail has its raw
+// copy whenever the collector had one (an agent may send facts alone), and a
+// crash loses at most the batches in flight, which the next attempt records
+// again (a cursor never moved past them): the same mails make the same pack
+// under the same key, and the facts and places already recorded stay. The
+// first error stops the pipeline; add and flush report it, and wait returns
+// it.
 type spamRecorder struct {
 	a                *Spamtraps
 	cfg              mail.Config
@@ -58,17 +62,21 @@ type spamRecorder struct {
 	res              *contract.IngestResult
 	domains, senders map[string]bool
 
-	cur     *spamRecBatch // being filled by the collector
-	extract chan *spamRecBatch
-	upload  chan *spamRecBatch
-	store   chan *spamRecBatch
-	stopped chan struct{} // closed when the store stage has ended
-	mu      sync.Mutex
-	err     error // the first error of a stage
+	cur       *spamRecBatch // being filled by the collector
+	seq       int           // of the next batch flushed
+	extract   chan *spamRecBatch
+	upload    chan *spamRecBatch
+	store     chan *spamRecBatch
+	committed chan *spamRecBatch
+	stopped   chan struct{} // closed when every stage has ended
+	mu        sync.Mutex
+	err       error         // the first error of a stage
+	errc      chan struct{} // closed when err is set
 }
 
 // spamRecBatch is one batch on its way through the recorder.
 type spamRecBatch struct {
+	seq   int
 	mails []pendingMail
 	bytes int
 	recs  []storage.SpamRecord
@@ -87,7 +95,8 @@ type pendingMail struct {
 }
 
 func (a *Spamtraps) newSpamRecorder(cfg mail.Config, asn *ipasn.Table, res *contract.IngestResult) *spamRecorder {
-	return &spamRecorder{a: a, cfg: cfg, asn: asn, origin: res.Origin, res: res, domains: map[string]bool{}, senders: map[string]bool{}}
+	return &spamRecorder{a: a, cfg: cfg, asn: asn, origin: res.Origin, res: res, domains: map[string]bool{}, senders: map[string]bool{},
+		errc: make(chan struct{})}
 }
 
 // add queues a mail seen under name, to be extracted; full says the batch
@@ -132,14 +141,15 @@ func (r *spamRecorder) flushThen(ctx context.Context, then func() error) error {
 		}
 		b = &spamRecBatch{}
 	}
-	r.cur, b.then = nil, then
+	r.cur, b.then, b.seq = nil, then, r.seq
+	r.seq++
 	if r.extract == nil {
 		r.start(ctx)
 	}
 	select {
 	case r.extract <- b:
 		return nil
-	case <-r.stopped:
+	case <-r.errc:
 		return r.failed()
 	case <-ctx.Done():
 		return ctx.Err()
@@ -157,7 +167,7 @@ func (r *spamRecorder) sync(ctx context.Context) error {
 	select {
 	case <-recorded:
 		return nil
-	case <-r.stopped:
+	case <-r.errc:
 		return r.failed()
 	case <-ctx.Done():
 		return ctx.Err()
@@ -194,21 +204,17 @@ func (r *spamRecorder) fail(err error) {
 	defer r.mu.Unlock()
 	if r.err == nil {
 		r.err = err
+		close(r.errc)
 	}
 }
 
 // start runs the stages until stop.
 func (r *spamRecorder) start(ctx context.Context) {
 	r.extract, r.upload, r.store = make(chan *spamRecBatch), make(chan *spamRecBatch), make(chan *spamRecBatch)
-	r.stopped = make(chan struct{})
+	r.committed, r.stopped = make(chan *spamRecBatch), make(chan struct{})
 	// stage passes each batch of in through do, then on to out; after the
 	// first error it only drains in.
 	stage := func(in <-chan *spamRecBatch, out chan<- *spamRecBatch, do func(*spamRecBatch) error) {
-		if out != nil {
-			defer close(out)
-		} else {
-			defer close(r.stopped)
-		}
 		for b := range in {
 			if r.failed() != nil {
 				continue
@@ -217,14 +223,47 @@ func (r *spamRecorder) start(ctx context.Context) {
 				r.fail(err)
 				continue
 			}
-			if out != nil {
-				out <- b
-			}
+			out <- b
 		}
 	}
-	go stage(r.extract, r.upload, r.prepare)
-	go stage(r.upload, r.store, func(b *spamRecBatch) error { return r.pack(ctx, b) })
-	go stage(r.store, nil, func(b *spamRecBatch) error { return r.record(ctx, b) })
+	go func() {
+		defer close(r.upload)
+		stage(r.extract, r.upload, r.prepare)
+	}()
+	go func() {
+		defer close(r.store)
+		stage(r.upload, r.store, func(b *spamRecBatch) error { return r.pack(ctx, b) })
+	}()
+	var committers sync.WaitGroup
+	for range spamCommitters {
+		committers.Go(func() { stage(r.store, r.committed, func(b *spamRecBatch) error { return r.record(ctx, b) }) })
+	}
+	go func() {
+		committers.Wait()
+		close(r.committed)
+	}()
+	// What follows each batch runs in the order flushed, once every batch
+	// before it is committed too.
+	go func() {
+		defer close(r.stopped)
+		waiting := map[int]*spamRecBatch{}
+		next, thenFailed := 0, false
+		for b := range r.committed {
+			waiting[b.seq] = b
+			// A later batch's failure does not hold back what follows the
+			// batches committed before it.
+			for w, ok := waiting[next]; ok && !thenFailed; w, ok = waiting[next] {
+				delete(waiting, next)
+				next++
+				if w.then != nil {
+					if err := w.then(); err != nil {
+						r.fail(err)
+						thenFailed = true
+					}
+				}
+			}
+		}
+	}()
 }
 
 // prepare extracts a batch's mails (or checks an agent's facts against the raw
@@ -308,18 +347,19 @@ func (r *spamRecorder) pack(ctx context.Context, b *spamRecBatch) error {
 	return nil
 }
 
-// record commits a batch's facts, then runs what was to follow it.
+// record commits a batch's facts.
 func (r *spamRecorder) record(ctx context.Context, b *spamRecBatch) error {
-	if len(b.recs) > 0 {
-		n, err := r.a.Store.RecordSpam(ctx, b.recs)
-		if err != nil {
-			return err
-		}
-		r.res.New += n
+	if len(b.recs) == 0 {
+		return nil
 	}
-	if b.then != nil {
-		return b.then()
+	n, err := r.a.Store.RecordSpam(ctx, b.recs)
+	if err != nil {
+		return err
 	}
+	r.mu.Lock()
+	r.res.New += n
+	r.mu.Unlock()
+	b.recs = nil
 	return nil
 }
 
