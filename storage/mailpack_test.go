@@ -27,7 +27,7 @@ func packMails(n int) [][]byte {
 
 // A pack is a zstd stream that describes itself: decompressed whole it is the
 // mails one after the other, and scanned it yields each mail at the place the
-// writer said, checked against its SHA-256.
+// writer said (its group), checked against its SHA-256.
 func TestMailPackDescribesItself(t *testing.T) {
 	mails := packMails(5)
 	mails = append(mails, mails[2], nil) // a mail given twice is packed once; an empty mail packs too
@@ -94,10 +94,19 @@ func TestPackedMailsReadBackVerified(t *testing.T) {
 		t.Fatalf("the same batch packed again: %s, %v (first %s)", again.Key, err, pack.Key)
 	}
 
-	wrong := pack.Mails[3]
-	wrong.Offset = pack.Mails[4].Offset
+	first, last := pack.Mails[0], pack.Mails[len(mails)-1]
+	if first.Offset == last.Offset {
+		t.Fatalf("the pack is one group of mails: %+v", pack.Mails)
+	}
+	wrong := first
+	wrong.Offset, wrong.Length = last.Offset, last.Length
 	if _, err := b.ReadPackedMail(ctx, wrong); !errors.Is(err, storage.ErrCorrupt) {
-		t.Errorf("a place holding another mail = %v, want ErrCorrupt", err)
+		t.Errorf("a place holding other mails = %v, want ErrCorrupt", err)
+	}
+	wrong = first
+	wrong.Offset++
+	if _, err := b.ReadPackedMail(ctx, wrong); !errors.Is(err, storage.ErrCorrupt) {
+		t.Errorf("a place off by one = %v, want ErrCorrupt", err)
 	}
 	missing := pack.Mails[3]
 	missing.Pack = storage.PackKey(sha([]byte("no such pack")))
@@ -105,8 +114,8 @@ func TestPackedMailsReadBackVerified(t *testing.T) {
 		t.Errorf("a missing pack = %v, want ErrNotFound", err)
 	}
 
-	// One byte of one mail's compressed frame changed: that mail fails, its
-	// neighbours still read.
+	// One byte of one group's compressed frame changed: its mails fail, the
+	// other group's still read.
 	s := testenv.Stack(t)
 	raw, err := minio.New(s.S3Endpoint(), &minio.Options{Creds: credentials.NewStaticV4(s.S3AccessKey, s.S3SecretKey, "")})
 	if err != nil {
@@ -129,8 +138,8 @@ func TestPackedMailsReadBackVerified(t *testing.T) {
 	if _, err := b.ReadPackedMail(ctx, victim); !errors.Is(err, storage.ErrCorrupt) {
 		t.Errorf("a mail with a changed byte = %v, want ErrCorrupt", err)
 	}
-	if got, err := b.ReadPackedMail(ctx, pack.Mails[11]); err != nil || !bytes.Equal(got, mails[11]) {
-		t.Errorf("its neighbour: %d bytes, %v", len(got), err)
+	if got, err := b.ReadPackedMail(ctx, last); err != nil || !bytes.Equal(got, mails[len(mails)-1]) {
+		t.Errorf("a mail of the other group: %d bytes, %v", len(got), err)
 	}
 }
 
