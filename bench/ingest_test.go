@@ -114,8 +114,8 @@ func (r ingestRun) cpuLine() string {
 		all += r.cpu[n]
 		parts = append(parts, fmt.Sprintf("%s %.0f ms", n, float64(r.cpu[n].Milliseconds())*1000/float64(r.mails)))
 	}
-	return fmt.Sprintf("%s; all %.0f ms (%.2f cores busy over the run; the machine %.2f, other work and uncounted processes such as Dovecot's included)", strings.Join(parts, ", "),
-		float64(all.Milliseconds())*1000/float64(r.mails), all.Seconds()/r.took.Seconds(), r.busy.Seconds()/r.took.Seconds())
+	return fmt.Sprintf("%s; all %.0f ms = %.0f mails per CPU second (%.2f cores busy over the run; the machine %.2f, other work and uncounted processes such as Dovecot's included)", strings.Join(parts, ", "),
+		float64(all.Milliseconds())*1000/float64(r.mails), float64(r.mails)/all.Seconds(), all.Seconds()/r.took.Seconds(), r.busy.Seconds()/r.took.Seconds())
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
