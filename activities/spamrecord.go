@@ -27,11 +27,11 @@ import (
 // holds in memory (an IMAP batch is the server's answer to one fetch, bounded
 // the same). A recorder holds at most five batches at once (one filled by the
 // collector, one being extracted, one uploaded, two committed), so its raw
-// mail stays under 30 MiB (36 MiB for IMAP, whose client holds one more
-// batch while it fetches).
+// mail stays under 20 MiB (24 MiB for IMAP, whose client holds one more
+// batch while it fetches), and the facts extracted from it with it.
 const (
-	spamBatch      = 500
-	spamBatchBytes = 6 << 20
+	spamBatch      = 250
+	spamBatchBytes = 4 << 20
 	// spamCommitters is how many batches are committed at once: a batch's
 	// statements keep one PostgreSQL backend busy, and the next batch need not
 	// wait for it.
