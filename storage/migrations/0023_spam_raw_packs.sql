@@ -1,5 +1,6 @@
 -- Where each raw mail stored in a pack is: the pack's object key (spampack/…),
--- the offset and length of the mail's frames in it, and the mail's size. A row
+-- the offset and length of the group of mails holding it (storage/mailpack.go),
+-- and the mail's size. A row
 -- is written in the transaction that records the mail's facts, after the pack
 -- was stored, so every row names a pack that exists. Mails stored before packs
 -- have no row: each is an object of its own under its SHA-256 (sha256/…).
