@@ -86,6 +86,7 @@ func (a *AgentSync) syncAgent(ctx context.Context, ag catalog.Agent, res contrac
 		return res, a.Store.TouchAgentCursor(ctx, ag.Name)
 	}
 	rec := a.newSpamRecorder(cfg, asn, &res)
+	defer rec.stop()
 	after := cur.Version
 	for after < latest.Latest {
 		before := after
@@ -97,13 +98,18 @@ func (a *AgentSync) syncAgent(ctx context.Context, ag catalog.Agent, res contrac
 			if err != nil {
 				return err
 			}
-			if err := a.Store.AdvanceAgentCursor(ctx, ag.Name, latest.Agent, it.Version, n); err != nil {
-				return err
-			}
+			// The cursor moves past the batch once its mails are recorded.
+			version := it.Version
+			err = rec.flushThen(ctx, func() error {
+				if err := a.Store.AdvanceAgentCursor(ctx, ag.Name, latest.Agent, version, n); err != nil {
+					return err
+				}
+				heartbeat(ctx, version)
+				return nil
+			})
 			after = it.Version
 			res.Members += n
-			heartbeat(ctx, after)
-			return nil
+			return err
 		})
 		if err != nil {
 			return res, agentError(ag, err)
@@ -112,12 +118,16 @@ func (a *AgentSync) syncAgent(ctx context.Context, ag catalog.Agent, res contrac
 			return res, fmt.Errorf("agent %s says its latest batch is %d but streamed none after %d", ag.Name, latest.Latest, after)
 		}
 	}
+	if err := rec.wait(ctx); err != nil {
+		return res, agentError(ag, err)
+	}
 	res.Status = "ingested"
 	rec.done()
 	return res, nil
 }
 
-// loadAgentBatch keeps one streamed batch in S3, checks it, and records its mails.
+// loadAgentBatch keeps one streamed batch in S3, checks it, and hands its mails
+// to the recorder; the caller flushes them.
 func (a *AgentSync) loadAgentBatch(ctx context.Context, ag catalog.Agent, client *agent.Client, agentID string,
 	it agent.StreamItem, body io.Reader, rec *spamRecorder) (int, error) {
 	spool, err := os.CreateTemp("", "tip-agent-batch-*")
@@ -177,7 +187,7 @@ func (a *AgentSync) loadAgentBatch(ctx context.Context, ag catalog.Agent, client
 			}
 		}
 	}
-	return len(b.Mails), rec.flush(ctx)
+	return len(b.Mails), nil
 }
 
 // agentError marks what retrying cannot fix as such: a refused token, a pinned

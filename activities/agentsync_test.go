@@ -21,6 +21,7 @@ import (
 	"github.com/tip-project/tip/lab"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
@@ -148,7 +149,7 @@ func TestSyncAgentRecordsEachMailOnce(t *testing.T) {
 		if want := m.Truth.SenderIP; (want.IsValid() && ip != want.String()) || !strings.HasPrefix(name, "spam/") {
 			wrong++
 		}
-		if raw, err := a.Blobs.ReadAll(ctx, sha); err != nil || string(raw) != string(m.Raw) {
+		if raw, err := storage.RawMail(ctx, a.DB, a.Blobs, sha); err != nil || string(raw) != string(m.Raw) {
 			t.Fatalf("raw copy of %s: %v", m.Name, err)
 		}
 	}

@@ -29,9 +29,16 @@ import (
 // tables senders are mapped with.
 type Spamtraps struct {
 	Store   SpamStore
-	Blobs   Blobs
+	Blobs   SpamBlobs
 	ASN     *ASNTables
 	Catalog string // the spamtrap catalog (YAML): traps, archives, mailboxes, agents
+}
+
+// SpamBlobs is the blob store of the spam collectors (storage.BlobStore):
+// archives and batches as blobs, raw mails in packs.
+type SpamBlobs interface {
+	Blobs
+	PutMailPack(ctx context.Context, mails [][]byte) (storage.MailPack, error)
 }
 
 // Spam is the spam module's activities: the catalog, the public archives, the
@@ -145,9 +152,9 @@ const maxEventItems = 5000
 const maxRefusedSample = 10
 
 // IngestSpamArchive fetches one archive (conditionally; kept in S3 under its
-// SHA-256) and ingests every member not ingested before: the raw mail into S3 under
-// its own SHA-256, its facts into PostgreSQL, in batches that each commit with the
-// member names they cover. A retry after a crash skips what is recorded, so it
+// SHA-256) and ingests every member not ingested before: the raw mails into S3 in
+// one pack per batch, their facts and places in the pack into PostgreSQL, in
+// batches that each commit with the member names they cover. A retry after a crash skips what is recorded, so it
 // resumes at the last stored batch and records every mail exactly once.
 func (a *Spam) IngestSpamArchive(ctx context.Context, in contract.ArchiveIngestInput) (contract.IngestResult, error) {
 	origin := "archive:" + in.Archive.URL
@@ -187,6 +194,7 @@ func (a *Spam) IngestSpamArchive(ctx context.Context, in contract.ArchiveIngestI
 		return res, err
 	}
 	rec := a.newSpamRecorder(cfg, asn, &res)
+	defer rec.stop()
 	limit := cfg.Limits.MaxSize
 	err = spamarchive.Each(file, func(m spamarchive.Member) error {
 		res.Members++
@@ -202,14 +210,11 @@ func (a *Spam) IngestSpamArchive(ctx context.Context, in contract.ArchiveIngestI
 		if err != nil || !full {
 			return errors.Join(err, ctx.Err())
 		}
-		if err := rec.flush(ctx); err != nil {
-			return err
-		}
-		heartbeat(ctx, res.Members)
-		return nil
+		members := res.Members
+		return rec.flushThen(ctx, func() error { heartbeat(ctx, members); return nil })
 	})
 	if err == nil {
-		err = rec.flush(ctx)
+		err = rec.wait(ctx)
 	}
 	if err != nil {
 		return res, fmt.Errorf("ingest %s: %w", in.Archive.Name, err)
@@ -305,8 +310,8 @@ func (a *Spam) RefreshSpamSenders(ctx context.Context, runKey string) (contract.
 }
 
 // PollMailbox fetches the new mail of an IMAP spamtrap mailbox: each batch's raw
-// mail into S3 and facts into PostgreSQL, then the cursor, then the mailbox's after
-// policy. A crash between recording a batch and advancing the cursor fetches the
+// mail into S3 (one pack) and facts into PostgreSQL, then the cursor, then the
+// mailbox's after policy. A crash between recording a batch and advancing the cursor fetches the
 // batch again next time; its sightings ("UIDVALIDITY:UID") make that a no-op.
 func (a *Spam) PollMailbox(ctx context.Context, box catalog.Mailbox) (contract.IngestResult, error) {
 	origin := "imap:" + box.Name
@@ -336,7 +341,12 @@ func (a *Spam) pollMailbox(ctx context.Context, box catalog.Mailbox, res contrac
 		return res, err
 	}
 	rec := a.newSpamRecorder(cfg, asn, &res)
-	_, _, err = spamimap.Poll(ctx, box, spamimap.Cursor{UIDValidity: v, LastUID: last}, spamimap.Options{MaxSize: cfg.Limits.MaxSize},
+	defer rec.stop()
+	// A mailbox whose mail is moved or deleted once stored waits for each batch
+	// to be recorded; one that keeps its mail reads on while batches are stored.
+	keep := box.After == "" || box.After == "keep"
+	opts := spamimap.Options{MaxSize: cfg.Limits.MaxSize, Batch: spamBatch, BatchBytes: spamBatchBytes}
+	_, _, err = spamimap.Poll(ctx, box, spamimap.Cursor{UIDValidity: v, LastUID: last}, opts,
 		func(batch []spamimap.Mail, next spamimap.Cursor) error {
 			fetched := 0
 			for _, m := range batch {
@@ -356,16 +366,23 @@ func (a *Spam) pollMailbox(ctx context.Context, box catalog.Mailbox, res contrac
 				}
 			}
 			// The whole IMAP batch is recorded before the cursor moves past it.
-			if err := rec.flush(ctx); err != nil {
-				return err
-			}
 			res.Members += fetched
-			if err := a.Store.SetIMAPCursor(ctx, box.Name, next.UIDValidity, next.LastUID, fetched); err != nil {
-				return err
+			members := res.Members
+			err := rec.flushThen(ctx, func() error {
+				if err := a.Store.SetIMAPCursor(ctx, box.Name, next.UIDValidity, next.LastUID, fetched); err != nil {
+					return err
+				}
+				heartbeat(ctx, members)
+				return nil
+			})
+			if err == nil && !keep {
+				err = rec.sync(ctx)
 			}
-			heartbeat(ctx, res.Members)
-			return nil
+			return err
 		})
+	if err == nil {
+		err = rec.wait(ctx)
+	}
 	if err != nil {
 		return res, err
 	}

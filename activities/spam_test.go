@@ -1,22 +1,32 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
 	"github.com/tip-project/tip/internal/testenv"
 	"github.com/tip-project/tip/lab"
+	"github.com/tip-project/tip/lab/spam"
 	"github.com/tip-project/tip/lab/trap"
 	"github.com/tip-project/tip/lab/world"
+	"github.com/tip-project/tip/mail"
 	"github.com/tip-project/tip/spamimap/imaptest"
+	"github.com/tip-project/tip/storage"
 	"github.com/tip-project/tip/workflows/contract"
 )
 
@@ -89,7 +99,7 @@ func TestArchiveIngestMatchesTheLabAndIsIncremental(t *testing.T) {
 	var raw int
 	for _, m := range msgs[:5] {
 		sum := sha256.Sum256(m.Raw)
-		if b, err := a.Blobs.ReadAll(ctx, hex.EncodeToString(sum[:])); err == nil && string(b) == string(m.Raw) {
+		if b, err := storage.RawMail(ctx, a.DB, a.Blobs, hex.EncodeToString(sum[:])); err == nil && string(b) == string(m.Raw) {
 			raw++
 		}
 	}
@@ -222,5 +232,188 @@ func TestPollMailboxRecordsRefusedMail(t *testing.T) {
 	testenv.SQL(t, a.DB).Exec(ctx, `UPDATE collector_runs SET last_run = last_run - interval '2 hours'`)
 	if again, err := runActivity[contract.IngestResult](t, a, a.PollMailbox, plan.Mailboxes[0]); err != nil || again.Members != 0 || again.Refused != 0 || again.Status != contract.FetchUnchanged {
 		t.Fatalf("next poll %+v, %v", again, err)
+	}
+}
+
+// A batch retried after a crash, whether the crash came after its pack was
+// stored or after its facts were committed, writes the same pack under the same
+// key and no second row: each mail has one row of facts, one place, and reads
+// back verified from it.
+func TestSpamRecorderRetriesRewriteTheSamePacks(t *testing.T) {
+	ctx := context.Background()
+	a := newActivities(t)
+	sent := newSpamLab(t, 3000).Sent()
+	if len(sent) < 2*spamBatch+50 {
+		t.Fatalf("the lab sent %d mails", len(sent))
+	}
+	sent = sent[:2*spamBatch+50]
+	record := func() int {
+		res := contract.IngestResult{Origin: "archive:retry"}
+		rec := a.Spam.newSpamRecorder(mail.Config{Limits: mail.DefaultLimits()}, nil, &res)
+		for _, m := range sent {
+			full, err := rec.add(m.Name, m.Raw, false)
+			if err == nil && full {
+				err = rec.flush(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := rec.wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return res.New
+	}
+	// The first attempt stored its first pack and died before its transaction.
+	var first [][]byte
+	for _, m := range sent[:spamBatch] {
+		first = append(first, m.Raw)
+	}
+	crashed, err := a.Blobs.PutMailPack(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	distinct := map[string]bool{}
+	for _, m := range sent {
+		distinct[mail.Digest(m.Raw)] = true
+	}
+	if n := record(); n != len(distinct) {
+		t.Fatalf("the retry recorded %d new mails, want %d", n, len(distinct))
+	}
+	// And once more, as if the activity died after its last commit.
+	if n := record(); n != 0 {
+		t.Fatalf("a second retry recorded %d new mails", n)
+	}
+	var messages, sightings, places int
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT (SELECT count(*) FROM spam_messages), (SELECT count(*) FROM spam_sightings),
+		(SELECT count(*) FROM spam_raw)`).Scan(&messages, &sightings, &places)
+	shas := map[string]bool{}
+	for _, m := range sent {
+		sum := sha256.Sum256(m.Raw)
+		shas[hex.EncodeToString(sum[:])] = true
+	}
+	if messages != len(distinct) || sightings != len(sent) || places != len(shas) {
+		t.Errorf("%d messages, %d sightings, %d raw places; want %d, %d, %d", messages, sightings, places, len(distinct), len(sent), len(shas))
+	}
+	s := testenv.Stack(t)
+	cl, err := minio.New(s.S3Endpoint(), &minio.Options{Creds: credentials.NewStaticV4(s.S3AccessKey, s.S3SecretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var packs []string
+	for obj := range cl.ListObjects(ctx, a.Blobs.Bucket(), minio.ListObjectsOptions{Prefix: "spampack/", Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		packs = append(packs, obj.Key)
+	}
+	if len(packs) != 3 || !slices.Contains(packs, crashed.Key) {
+		t.Errorf("packs in S3: %v; want 3, with the crashed attempt's %s among them", packs, crashed.Key)
+	}
+	for _, m := range sent {
+		sum := sha256.Sum256(m.Raw)
+		if raw, err := storage.RawMail(ctx, a.DB, a.Blobs, hex.EncodeToString(sum[:])); err != nil || !bytes.Equal(raw, m.Raw) {
+			t.Fatalf("raw copy of %s: %d bytes, %v", m.Name, len(raw), err)
+		}
+	}
+}
+
+// failingSpamStore fails the failAt-th RecordSpam and remembers the batch's
+// first mail.
+type failingSpamStore struct {
+	SpamStore
+	mu     sync.Mutex
+	calls  int
+	failAt int
+	failed string
+}
+
+func (s *failingSpamStore) RecordSpam(ctx context.Context, batch []storage.SpamRecord) (int, error) {
+	s.mu.Lock()
+	s.calls++
+	fail := s.calls == s.failAt
+	if fail {
+		s.failed = batch[0].Name
+	}
+	s.mu.Unlock()
+	if fail {
+		return 0, errors.New("the database went away")
+	}
+	return s.SpamStore.RecordSpam(ctx, batch)
+}
+
+// When a batch fails to be stored, its mails are not recorded, nothing that
+// was to follow it or any later batch runs (a cursor stays before it), and
+// what followed the batches before it ran only once they were recorded; the
+// error comes back.
+func TestSpamRecorderStopsAtTheFirstFailure(t *testing.T) {
+	ctx := context.Background()
+	a := newActivities(t)
+	sent := newSpamLab(t, 600).Sent()
+	traps := a.Spam.Spamtraps
+	store := &failingSpamStore{SpamStore: a.DB, failAt: 2}
+	traps.Store = store
+	res := contract.IngestResult{Origin: "imap:failing"}
+	rec := traps.newSpamRecorder(mail.Config{Limits: mail.DefaultLimits()}, nil, &res)
+	defer rec.stop()
+	const batches, size = 4, 50
+	var followed []int
+	var err error
+	for b := 0; b < batches && err == nil; b++ {
+		for _, m := range sent[b*size : (b+1)*size] {
+			if _, err = rec.add(m.Name, m.Raw, false); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = rec.flushThen(ctx, func() error {
+				var n int
+				testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM spam_sightings WHERE name = ANY($1)`, names(sent[:(b+1)*size])).Scan(&n)
+				if n != (b+1)*size {
+					t.Errorf("what follows batch %d ran with %d of its and the earlier batches' %d mails recorded", b, n, (b+1)*size)
+				}
+				followed = append(followed, b)
+				return nil
+			})
+		}
+	}
+	if err = errors.Join(err, rec.wait(ctx)); err == nil || !strings.Contains(err.Error(), "went away") {
+		t.Fatalf("the recorder ended with %v", err)
+	}
+	failed := slices.IndexFunc(sent, func(m spam.Message) bool { return m.Name == store.failed }) / size
+	var n int
+	testenv.SQL(t, a.DB).QueryRow(ctx, `SELECT count(*) FROM spam_sightings WHERE name = ANY($1)`, names(sent[failed*size:(failed+1)*size])).Scan(&n)
+	if n != 0 || slices.ContainsFunc(followed, func(b int) bool { return b >= failed }) || len(followed) != failed {
+		t.Errorf("batch %d failed: %d of its mails recorded, what followed ran for batches %v", failed, n, followed)
+	}
+}
+
+func names(ms []spam.Message) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+// A collector waiting for its batch (an IMAP poll that deletes what it
+// stored) hears of the batch's failure instead of waiting for ever.
+func TestSpamRecorderSyncReturnsAFailure(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a := newActivities(t)
+	sent := newSpamLab(t, 600).Sent()
+	traps := a.Spam.Spamtraps
+	traps.Store = &failingSpamStore{SpamStore: a.DB, failAt: 1}
+	res := contract.IngestResult{Origin: "imap:failing"}
+	rec := traps.newSpamRecorder(mail.Config{Limits: mail.DefaultLimits()}, nil, &res)
+	defer rec.stop()
+	for _, m := range sent[:10] {
+		if _, err := rec.add(m.Name, m.Raw, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.sync(ctx); err == nil || !strings.Contains(err.Error(), "went away") {
+		t.Fatalf("sync = %v, want the batch's failure", err)
 	}
 }

@@ -37,6 +37,9 @@ type SpamRecord struct {
 	Facts         json.RawMessage
 	// Origin and Name: where the mail was seen ("archive:<url>", its path there).
 	Origin, Name string
+	// Raw is where the mail's raw copy was packed; nil when the collector had
+	// none (an agent that keeps no raw mail).
+	Raw *PackedMail
 }
 
 // SpamURL is one URL of a mail.
@@ -50,77 +53,177 @@ type SpamAttachment struct {
 }
 
 // RecordSpam stores a batch of mails in one transaction: facts of mails not seen
-// before, and every sighting. It returns how many mails were new to TIP; a
-// repeated batch (a retried activity) changes nothing.
+// before, every sighting, and where the raw copies packed for them are. It
+// returns how many mails were new to TIP; a repeated batch (a retried activity)
+// changes nothing. Each table takes one statement for the whole batch (its rows
+// as arrays): the mails first, which returns the digests that made a row; the
+// digests recorded before are looked up in one query; the other tables, which
+// name a mail by its row's SHA-256, in one more round trip.
 func (db *DB) RecordSpam(ctx context.Context, batch []SpamRecord) (newMails int, err error) {
 	if len(batch) == 0 {
 		return 0, nil
 	}
+	var m spamColumns
+	for _, r := range batch {
+		m.add(r)
+	}
 	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		for _, r := range batch {
-			if r.Digest == "" {
-				r.Digest = r.SHA256
-			}
-			var ip *netip.Addr
-			if r.SenderIP.IsValid() {
-				a := r.SenderIP
-				ip = &a
-			}
-			var asn *int
-			if r.SenderASN > 0 {
-				asn = &r.SenderASN
-			}
-			defects := r.Defects
-			if defects == nil {
-				defects = []string{}
-			}
-			facts := r.Facts
-			if len(facts) == 0 {
-				facts = json.RawMessage("{}")
-			}
-			// A mail already recorded under its digest (another copy of it, with
-			// other line ends) keeps its row: this copy is a sighting of it.
-			b.Queue(`INSERT INTO spam_messages (sha256, digest, size, received_at, sender_ip, sender_asn, sender_country, helo,
-				    envelope_from, from_addr, reply_to, trap, message_id, subject, date_skew_s, x_mailer, campaign, defects, facts)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-				ON CONFLICT DO NOTHING`,
-				r.SHA256, r.Digest, r.Size, r.ReceivedAt, ip, asn, r.SenderCountry, r.HELO, r.EnvelopeFrom, r.From, r.ReplyTo, r.Trap,
-				r.MessageID, r.Subject, r.DateSkew, r.XMailer, r.Campaign, defects, facts)
-			for _, u := range r.URLs {
-				b.Queue(`INSERT INTO spam_urls (sha256, url, host, registrable)
-					SELECT sha256, $2, $3, $4 FROM spam_messages WHERE digest = $1 ON CONFLICT DO NOTHING`,
-					r.Digest, u.URL, u.Host, u.Registrable)
-			}
-			for i, a := range r.Attachments {
-				b.Queue(`INSERT INTO spam_attachments (sha256, idx, name, type, size, content_sha256)
-					SELECT sha256, $2, $3, $4, $5, $6 FROM spam_messages WHERE digest = $1 ON CONFLICT DO NOTHING`,
-					r.Digest, i, a.Name, a.Type, a.Size, a.ContentSHA256)
-			}
-			b.Queue(`INSERT INTO spam_sightings (origin, name, sha256)
-				SELECT $1, $2, sha256 FROM spam_messages WHERE digest = $3 ON CONFLICT DO NOTHING`, r.Origin, r.Name, r.Digest)
+		// A mail already recorded under its digest (another copy of it, with
+		// other line ends, earlier or in this batch) keeps its row: this copy is
+		// a sighting of it.
+		rows, err := tx.Query(ctx, `INSERT INTO spam_messages (sha256, digest, size, received_at, sender_ip, sender_asn, sender_country, helo,
+			    envelope_from, from_addr, reply_to, trap, message_id, subject, date_skew_s, x_mailer, campaign, defects, facts)
+			SELECT sha256, digest, size, received_at, sender_ip::inet, sender_asn, sender_country, helo, envelope_from, from_addr,
+			       reply_to, trap, message_id, subject, date_skew_s, x_mailer, campaign,
+			       ARRAY(SELECT jsonb_array_elements_text(defects::jsonb)), facts::jsonb
+			  FROM unnest($1::text[], $2::text[], $3::int8[], $4::timestamptz[], $5::text[], $6::int4[], $7::text[], $8::text[],
+			              $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::int8[], $16::text[],
+			              $17::text[], $18::text[], $19::text[])
+			       WITH ORDINALITY AS m(sha256, digest, size, received_at, sender_ip, sender_asn, sender_country, helo,
+			            envelope_from, from_addr, reply_to, trap, message_id, subject, date_skew_s, x_mailer, campaign, defects, facts, i)
+			 ORDER BY i
+			ON CONFLICT DO NOTHING
+			RETURNING digest, sha256`,
+			m.sha, m.digest, m.size, m.received, m.ip, m.asn, m.country, m.helo, m.envFrom, m.from, m.replyTo, m.trap,
+			m.messageID, m.subject, m.skew, m.xMailer, m.campaign, m.defects, m.facts)
+		if err != nil {
+			return fmt.Errorf("record %d mails: %w", len(batch), err)
 		}
-		br := tx.SendBatch(ctx, b)
-		for _, r := range batch {
-			tag, err := br.Exec()
-			if err != nil {
-				br.Close()
-				return fmt.Errorf("record mail %s: %w", r.SHA256, err)
+		// owner is the SHA-256 of the row each digest of the batch has: the
+		// mails' other rows name it.
+		owner := make(map[string]string, len(batch))
+		var digest, sha string
+		_, err = pgx.ForEachRow(rows, []any{&digest, &sha}, func() error {
+			owner[digest] = sha
+			newMails++
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("record %d mails: %w", len(batch), err)
+		}
+		var known []string
+		for _, d := range m.digest {
+			if _, ok := owner[d]; !ok {
+				known = append(known, d)
 			}
-			newMails += int(tag.RowsAffected())
-			for range len(r.URLs) + len(r.Attachments) + 1 {
-				if _, err := br.Exec(); err != nil {
-					br.Close()
-					return fmt.Errorf("record mail %s: %w", r.SHA256, err)
+		}
+		if len(known) > 0 {
+			rows, err := tx.Query(ctx, `SELECT digest, sha256 FROM spam_messages WHERE digest = ANY($1::text[])`, known)
+			if err == nil {
+				_, err = pgx.ForEachRow(rows, []any{&digest, &sha}, func() error { owner[digest] = sha; return nil })
+			}
+			if err != nil {
+				return fmt.Errorf("record %d mails: %w", len(batch), err)
+			}
+		}
+		ownerOf := func(digests []string) ([]string, error) {
+			out := make([]string, len(digests))
+			for i, d := range digests {
+				if out[i] = owner[d]; out[i] == "" {
+					return nil, fmt.Errorf("record %d mails: no mail of digest %s", len(batch), d)
 				}
 			}
+			return out, nil
 		}
-		return br.Close()
+		urlSHA, err := ownerOf(m.urlDigest)
+		if err != nil {
+			return err
+		}
+		attSHA, err := ownerOf(m.attDigest)
+		if err != nil {
+			return err
+		}
+		seenSHA, err := ownerOf(m.digest)
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO spam_urls (sha256, url, host, registrable)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+			ON CONFLICT DO NOTHING`, urlSHA, m.url, m.urlHost, m.urlReg)
+		b.Queue(`INSERT INTO spam_attachments (sha256, idx, name, type, size, content_sha256)
+			SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::int8[], $6::text[])
+			ON CONFLICT DO NOTHING`, attSHA, m.attIdx, m.attName, m.attType, m.attSize, m.attSHA)
+		b.Queue(`INSERT INTO spam_sightings (origin, name, sha256)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+			ON CONFLICT DO NOTHING`, m.origin, m.name, seenSHA)
+		// The first place a raw copy was stored stays its place: a later copy
+		// (a retried batch, the same mail from another collector) is another
+		// pack's spare.
+		b.Queue(`INSERT INTO spam_raw (sha256, pack_key, pack_offset, pack_length, size)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[])
+			ON CONFLICT DO NOTHING`, m.rawSHA, m.rawPack, m.rawOffset, m.rawLength, m.rawSize)
+		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return 0, err
 	}
 	return newMails, nil
+}
+
+// spamColumns are a batch's rows as one array per column, for unnest.
+type spamColumns struct {
+	sha, digest, country, helo, envFrom, from, replyTo, trap, messageID, subject, xMailer, campaign, defects, facts []string
+	size                                                                                                            []int64
+	received                                                                                                        []*time.Time
+	ip                                                                                                              []*string
+	asn                                                                                                             []*int32
+	skew                                                                                                            []*int64
+
+	urlDigest, url, urlHost, urlReg []string
+
+	attDigest, attName, attType, attSHA []string
+	attIdx                              []int32
+	attSize                             []int64
+
+	origin, name []string
+
+	rawSHA, rawPack               []string
+	rawOffset, rawLength, rawSize []int64
+}
+
+func (c *spamColumns) add(r SpamRecord) {
+	if r.Digest == "" {
+		r.Digest = r.SHA256
+	}
+	var ip *string
+	if r.SenderIP.IsValid() {
+		s := r.SenderIP.String()
+		ip = &s
+	}
+	var asn *int32
+	if r.SenderASN > 0 {
+		n := int32(r.SenderASN)
+		asn = &n
+	}
+	defects := "[]"
+	if len(r.Defects) > 0 {
+		js, _ := json.Marshal(r.Defects) // strings always marshal
+		defects = string(js)
+	}
+	facts := "{}"
+	if len(r.Facts) > 0 {
+		facts = string(r.Facts)
+	}
+	c.sha, c.digest, c.size, c.received, c.ip, c.asn = append(c.sha, r.SHA256), append(c.digest, r.Digest), append(c.size, r.Size),
+		append(c.received, r.ReceivedAt), append(c.ip, ip), append(c.asn, asn)
+	c.country, c.helo, c.envFrom, c.from, c.replyTo, c.trap = append(c.country, r.SenderCountry), append(c.helo, r.HELO),
+		append(c.envFrom, r.EnvelopeFrom), append(c.from, r.From), append(c.replyTo, r.ReplyTo), append(c.trap, r.Trap)
+	c.messageID, c.subject, c.skew, c.xMailer, c.campaign = append(c.messageID, r.MessageID), append(c.subject, r.Subject),
+		append(c.skew, r.DateSkew), append(c.xMailer, r.XMailer), append(c.campaign, r.Campaign)
+	c.defects, c.facts = append(c.defects, defects), append(c.facts, facts)
+	for _, u := range r.URLs {
+		c.urlDigest, c.url, c.urlHost, c.urlReg = append(c.urlDigest, r.Digest), append(c.url, u.URL), append(c.urlHost, u.Host), append(c.urlReg, u.Registrable)
+	}
+	for i, a := range r.Attachments {
+		c.attDigest, c.attIdx, c.attName, c.attType, c.attSize, c.attSHA = append(c.attDigest, r.Digest), append(c.attIdx, int32(i)),
+			append(c.attName, a.Name), append(c.attType, a.Type), append(c.attSize, a.Size), append(c.attSHA, a.ContentSHA256)
+	}
+	c.origin, c.name = append(c.origin, r.Origin), append(c.name, r.Name)
+	if p := r.Raw; p != nil {
+		c.rawSHA, c.rawPack, c.rawOffset, c.rawLength, c.rawSize = append(c.rawSHA, p.SHA256), append(c.rawPack, p.Pack),
+			append(c.rawOffset, p.Offset), append(c.rawLength, p.Length), append(c.rawSize, p.Size)
+	}
 }
 
 // SeenNames returns the mail names already recorded for an origin: what a delta

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -100,12 +99,11 @@ func spamShowCmd(a *app) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					body, _, err := blobs.Open(ctx, args[0])
+					body, err := storage.RawMail(ctx, db, blobs, args[0])
 					if err != nil {
 						return err
 					}
-					defer body.Close()
-					_, err = io.Copy(out, body)
+					_, err = out.Write(body)
 					return err
 				}
 				var pretty bytes.Buffer

@@ -323,10 +323,10 @@ func checkAgentMailsOnce(t *testing.T, db *storage.DB, s3 config.S3, name string
 			if err != nil {
 				t.Fatal(err)
 			}
-			if b, err := blobs.ReadAll(ctx, sha); err != nil || string(b) != string(want) {
+			if b, err := storage.RawMail(ctx, db, blobs, sha); err != nil || string(b) != string(want) {
 				noRaw++
 			}
-		} else if _, err := blobs.Stat(ctx, sha); err != nil {
+		} else if _, err := db.PackedMail(ctx, sha); err != nil {
 			noRaw++
 		}
 	}

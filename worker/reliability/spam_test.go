@@ -135,10 +135,10 @@ func checkEachMailOnce(t *testing.T, cfg config.Config, site *tiplab.SpamSite) {
 		}
 		// Every raw mail is checked for presence; a sample byte for byte.
 		if i%25 == 0 {
-			if b, err := blobs.ReadAll(ctx, sha); err != nil || string(b) != string(m.Raw) {
+			if b, err := storage.RawMail(ctx, db, blobs, sha); err != nil || string(b) != string(m.Raw) {
 				noRaw++
 			}
-		} else if _, err := blobs.Stat(ctx, sha); err != nil {
+		} else if _, err := db.PackedMail(ctx, sha); err != nil {
 			noRaw++
 		}
 	}
