@@ -32,8 +32,32 @@ const (
 
 // RegisterMonitor writes a monitor's row of the probers' schedule (a local
 // activity of the monitor: at its start, pause, resume, set-interval and end).
+// A monitor that ends is recorded with its final summary, folded from every
+// check its prober made.
 func (a *Flux) RegisterMonitor(ctx context.Context, r contract.MonitorRegistration) error {
-	return a.Store.RegisterFluxMonitor(ctx, r, time.Now().UTC())
+	now := time.Now().UTC()
+	if !r.Active {
+		hs, err := a.Store.ProbeHistories(ctx, []string{r.Domain})
+		if err != nil {
+			return err
+		}
+		for _, h := range hs {
+			m := fold(h)
+			sum := m.Summary(now)
+			r.Summary = &sum
+		}
+	}
+	return a.Store.RegisterFluxMonitor(ctx, r, now)
+}
+
+// fold is a domain's metrics now: its checkpoint with the checks since folded in.
+func fold(h storage.ProbeHistory) flux.Metrics {
+	m := h.Metrics
+	m.Domain = h.Domain
+	for _, o := range h.Since {
+		m.Add(o)
+	}
+	return m
 }
 
 // RunProber checks the domains of one shard of the probers' schedule, each at
@@ -506,11 +530,7 @@ func (pr *prober) report(ctx context.Context, batch []reportReq) []reportDone {
 		if h == nil {
 			continue
 		}
-		m := h.Metrics
-		m.Domain = b.domain
-		for _, o := range h.Since {
-			m.Add(o)
-		}
+		m := fold(*h)
 		b.r.Summary = m.Summary(b.r.At)
 		out[i].medTTL = m.MedianTTL()
 		cps = append(cps, storage.ProbeCheckpoint{Domain: b.domain, Metrics: &m, Summary: b.r.Summary, State: b.r.State, At: b.r.At})

@@ -65,7 +65,7 @@ func (db *DB) RegisterFluxMonitor(ctx context.Context, r contract.MonitorRegistr
 		return fmt.Errorf("register monitor %s: %w", r.Domain, err)
 	}
 	if r.State != "" {
-		if err := setFluxMonitor(ctx, tx, r.Domain, r.State, nil, at); err != nil {
+		if err := setFluxMonitor(ctx, tx, r.Domain, r.State, r.Summary, at); err != nil {
 			return err
 		}
 	}

@@ -32,7 +32,7 @@ func TestRegisteredActivitiesAreTheContracts(t *testing.T) {
 		contract.PollMailboxActivity, contract.RefreshSpamSendersActivity, contract.SyncAgentActivity,
 		contract.PlanTriageActivity, contract.ResolveDomainsActivity, contract.AssessDomainsActivity,
 		contract.CheckDomainActivity, contract.SetMonitorStateActivity, contract.UpdateFluxNetworksActivity,
-		contract.ProbeActivity, contract.PruneActivity,
+		contract.ProbeActivity, contract.PruneActivity, contract.RegisterMonitorActivity, contract.RunProberActivity,
 	}
 	slices.Sort(registered)
 	slices.Sort(want)

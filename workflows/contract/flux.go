@@ -248,7 +248,10 @@ type MonitorRegistration struct {
 	Active   bool          `json:"active"`
 	State    string        `json:"state,omitempty"` // a monitor's state to record (flux_domains.monitor)
 	Metrics  *flux.Metrics `json:"metrics,omitempty"`
-	Checks   int           `json:"checks,omitempty"`
+	// Summary is the final one of a monitor that ended (RegisterMonitor folds
+	// it from the prober's checkpoint and the checks since).
+	Summary *flux.Summary `json:"summary,omitempty"`
+	Checks  int           `json:"checks,omitempty"`
 	Stable   int           `json:"stable,omitempty"`
 	Next     time.Time     `json:"next,omitzero"`
 }
