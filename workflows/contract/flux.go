@@ -252,6 +252,6 @@ type MonitorRegistration struct {
 	// it from the prober's checkpoint and the checks since).
 	Summary *flux.Summary `json:"summary,omitempty"`
 	Checks  int           `json:"checks,omitempty"`
-	Stable   int           `json:"stable,omitempty"`
-	Next     time.Time     `json:"next,omitzero"`
+	Stable  int           `json:"stable,omitempty"`
+	Next    time.Time     `json:"next,omitzero"`
 }
