@@ -166,11 +166,23 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err := w.Start(); err != nil {
 		return starter.ExplainTemporal(cfg.Temporal.Address, err)
 	}
-	// The flux probers run as long as a worker does: the first worker starts them.
-	if err := starter.EnsureProbers(ctx, c, cfg); err != nil {
-		w.Stop()
-		return err
-	}
+	// The flux probers run as long as a worker does: the first worker starts them
+	// (again until it succeeds, so a Temporal server briefly away delays them
+	// and does not stop the worker).
+	go func() {
+		for {
+			err := starter.EnsureProbers(ctx, c, cfg)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			log.Warn("starting the flux probers failed; trying again", "err", err, "in", 10*time.Second)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Second):
+			}
+		}
+	}()
 	log.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
 		"temporal", cfg.Temporal.Address, "identity", identity, "metrics", cfg.Worker.MetricsAddress)
 
