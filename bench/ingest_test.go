@@ -283,19 +283,7 @@ func ingestIMAP(t *testing.T, tip string, mails int) ingestRun {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
 	maildir := filepath.Join(dir, "Maildir")
-	for _, sub := range []string{"new", "cur", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(maildir, sub), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	run := ingestRun{mails: len(sent)}
-	for i, m := range sent {
-		run.content += int64(len(m.Raw))
-		p := filepath.Join(maildir, "cur", fmt.Sprintf("%d.M%dP%d.mx1,S=%d:2,", m.Time.Unix(), i, i, len(m.Raw)))
-		if err := os.WriteFile(p, m.Raw, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	run := ingestRun{mails: len(sent), content: writeMaildir(t, maildir, sent, true)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dc, err := trap.StartDovecot(ctx, trap.DovecotConfig{Dir: filepath.Join(dir, "dovecot"), Maildir: maildir, User: "trap", Password: "bench"})
@@ -333,19 +321,7 @@ func ingestAgent(t *testing.T, tip string, mails int) ingestRun {
 	site, sent, cfg, cat := pathLab(t, mails)
 	dir := t.TempDir()
 	maildir := filepath.Join(dir, "Maildir")
-	for _, sub := range []string{"new", "cur", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(maildir, sub), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	run := ingestRun{mails: len(sent)}
-	for i, m := range sent {
-		run.content += int64(len(m.Raw))
-		p := filepath.Join(maildir, "new", fmt.Sprintf("%d.M%dP%d.mx1,S=%d", m.Time.Unix(), i, i, len(m.Raw)))
-		if err := os.WriteFile(p, m.Raw, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	run := ingestRun{mails: len(sent), content: writeMaildir(t, maildir, sent, false)}
 	ac := agent.DefaultConfig(filepath.Join(dir, "agent"))
 	ac.ID, ac.KeepRaw = "bench.agent", true
 	ac.Maildirs = []agent.Maildir{{Path: maildir, Folder: "spam"}}
@@ -435,4 +411,28 @@ func sevenZipHeap(t *testing.T, path string) uint64 {
 	runtime.ReadMemStats(&after)
 	runtime.KeepAlive(r)
 	return after.HeapAlloc - min(before.HeapAlloc, after.HeapAlloc)
+}
+
+// writeMaildir delivers sent into a new Maildir at dir: seen mails in cur/ (as
+// Dovecot keeps them), or new ones in new/ (as an MTA delivers them for the
+// agent). It returns the bytes delivered.
+func writeMaildir(t *testing.T, dir string, sent []spam.Message, seen bool) int64 {
+	t.Helper()
+	for _, sub := range []string{"new", "cur", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var content int64
+	for i, m := range sent {
+		content += int64(len(m.Raw))
+		sub, name := "new", fmt.Sprintf("%d.M%dP%d.mx1,S=%d", m.Time.Unix(), i, i, len(m.Raw))
+		if seen {
+			sub, name = "cur", name+":2,"
+		}
+		if err := os.WriteFile(filepath.Join(dir, sub, name), m.Raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return content
 }
