@@ -16,11 +16,15 @@
 //     (target: 5,000 mails/s);
 //   - agent-pull: a collector pulling batches from an agent over loopback
 //     HTTPS (target: 50 MB/s);
-//   - flux scale (TestFluxScale, `make bench-flux`, about 20 minutes): 10,000
-//     flux monitors at a 5-minute cadence on a `tip worker` against the lab's
-//     DNS, their checks' lateness (target: p99 under 30 s), the worker's memory
-//     per domain (target: under 50 KB), the CPU per check of the worker, the
-//     Temporal server and PostgreSQL, and which of them bounds it.
+//   - flux scale (TestFluxScale, `make bench-flux`, about 45 minutes): 100,000
+//     flux monitors at a 5-minute cadence on a `tip worker` and its probers
+//     against the lab's DNS, on the production-like stack: their checks'
+//     lateness (target: p99 under 30 s), every due check made, the worker's
+//     memory per domain (target: under 10 KiB), the machine under 80 % busy, the
+//     CPU per check and per domain-hour of the worker, the Temporal server,
+//     PostgreSQL and the lab, and which of them bounds it;
+//   - storage: flux checks for a month written and pruned, bytes per monitored
+//     domain-month before and after (bounded by the distinct answers).
 //
 // They measure ratios within one run on one machine rather than pass or fail on
 // absolute times, and need the real services, so they sit behind the bench build
