@@ -198,10 +198,12 @@ func (l *connLimiter) admit(c net.Conn) *trackedConn {
 			reason = connRefusedMax
 		}
 	}
+	// Each event is recorded before its connection is closed: the client
+	// sees the close, and whoever reads the events after it finds them.
 	if reason != "" {
 		l.mu.Unlock()
-		c.Close()
 		l.ev.connEvent(reason, remote)
+		c.Close()
 		return nil
 	}
 	tc := &trackedConn{Conn: c, l: l, client: client}
@@ -213,8 +215,8 @@ func (l *connLimiter) admit(c net.Conn) *trackedConn {
 	tc.timer = time.AfterFunc(l.lim.AuthTimeout, tc.authTimeout)
 	l.mu.Unlock()
 	if evicted != nil {
-		evicted.Conn.Close()
 		l.ev.connEvent(connEvicted, evicted.RemoteAddr().String())
+		evicted.Conn.Close()
 	}
 	return tc
 }
@@ -274,8 +276,8 @@ func (c *trackedConn) authTimeout() {
 	}
 	c.l.release(c)
 	c.l.mu.Unlock()
-	c.Conn.Close()
 	c.l.ev.connEvent(connAuthTimeout, c.RemoteAddr().String())
+	c.Conn.Close()
 }
 
 type connKey struct{}
