@@ -41,8 +41,8 @@ func (a *Flux) RegisterMonitor(ctx context.Context, r contract.MonitorRegistrati
 		if err != nil {
 			return err
 		}
-		for _, h := range hs {
-			m := fold(h)
+		if len(hs) > 0 { // one domain asked: at most its one history
+			m := fold(hs[0])
 			sum := m.Summary(now)
 			r.Summary = &sum
 		}
